@@ -1,0 +1,379 @@
+/*
+ * dtask.h -- the public API of dtask, a dynamic distributed task scheduler.
+ *
+ * A scheduler process tracks a graph of tasks; worker processes run them;
+ * clients submit functions with arguments and get futures back.  This header
+ * is the whole API: anything not declared here is internal.
+ *
+ * Conventions (as in libuv):
+ *   - every name starts with dt_; functions are named dt_<noun>_<verb>;
+ *   - functions that can fail return an int: 0 on success, a negative DT_E*
+ *     code on failure.  dt_strerror() describes a code and dt_last_error()
+ *     returns the message of the last failure on the calling thread, which
+ *     names the thing that failed (the address, the key, the function...);
+ *   - option structs are initialised with designated initialisers and a zero
+ *     field always means "the default";
+ *   - every returned pointer says who owns it: "borrowed" (valid until the
+ *     named event), "new reference" (release it with the named function) or
+ *     "consumed" (the function takes ownership on every path, failure too).
+ *
+ * Thread safety: values may be used from any thread (reference counts are
+ * atomic) but a value must not be mutated while shared.  A client and its
+ * futures may be used from any thread.
+ */
+#ifndef DTASK_H
+#define DTASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Everything declared here is exported, also from -fvisibility=hidden builds. */
+#pragma GCC visibility push(default)
+
+#define DT_VERSION_MAJOR 0
+#define DT_VERSION_MINOR 1
+#define DT_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------- errors */
+
+/* X-macro table of error codes: name, value, description. */
+#define DT_ERRNO_MAP(X)                                                        \
+  X(EINVAL, -1, "invalid argument")                                            \
+  X(ENOMEM, -2, "out of memory")                                               \
+  X(ECONNECT, -3, "could not connect")                                         \
+  X(ETIMEDOUT, -4, "timed out")                                                \
+  X(ECLOSED, -5, "client or cluster is closed")                                \
+  X(ECONNLOST, -6, "lost connection to the scheduler")                         \
+  X(ENOFUNC, -7, "unknown task function")                                      \
+  X(ETASK, -8, "task failed")                                                  \
+  X(ETYPE, -9, "wrong argument type")                                          \
+  X(EARGS, -10, "wrong number of arguments")                                   \
+  X(ECANCELLED, -11, "cancelled")                                              \
+  X(EPROTO, -12, "protocol error")                                             \
+  X(EIO, -13, "input/output error")                                            \
+  X(ENOTFOUND, -14, "not found")                                               \
+  X(ESPAWN, -15, "could not start process")                                    \
+  X(ELIMIT, -16, "limit exceeded")                                             \
+  X(EOF, -17, "end of sequence")                                               \
+  X(ELOST, -18, "data lost")
+
+typedef enum {
+  DT_OK = 0,
+#define DT__ERRNO_ENUM(name, val, desc) DT_##name = (val),
+  DT_ERRNO_MAP(DT__ERRNO_ENUM)
+#undef DT__ERRNO_ENUM
+} dt_errno;
+
+/* dt_strerror: a static description of an error code ("unknown error" for
+ * codes not in the table).  Never NULL. */
+const char *dt_strerror(int err);
+/* dt_err_name: the code's name, e.g. "DT_ETIMEDOUT".  Static, never NULL. */
+const char *dt_err_name(int err);
+/* dt_last_error: the message of the last failure on this thread, naming the
+ * thing that failed.  Borrowed: valid until the next dtask call on this
+ * thread.  Empty string if none. */
+const char *dt_last_error(void);
+
+/* ---------------------------------------------------------------- values */
+
+/* A value is an immutable, reference-counted tree: nil, bool, int64, double,
+ * string, bytes, list, map (string keys, insertion order kept) or a
+ * reference to a future.  Bytes of DT_LARGE_BYTES or more travel between
+ * processes as separate frames, never copied into the message body. */
+typedef struct dt_value dt_value;
+
+typedef enum {
+  DT_NIL = 0,
+  DT_BOOL,
+  DT_INT,
+  DT_DOUBLE,
+  DT_STR,
+  DT_BYTES,
+  DT_LIST,
+  DT_MAP,
+  DT_FUTURE /* a future (or a graph node) used as a task argument */
+} dt_type;
+
+#define DT_LARGE_BYTES (64 * 1024)
+
+/* Constructors return a new reference, or NULL when out of memory. */
+dt_value *dt_nil(void);
+dt_value *dt_bool(bool b);
+dt_value *dt_int(int64_t i);
+dt_value *dt_double(double d);
+dt_value *dt_str(const char *s);              /* copies s */
+dt_value *dt_strn(const char *s, size_t len); /* copies len bytes */
+dt_value *dt_bytes(const void *data, size_t len); /* copies */
+/* dt_bytes_take: wraps a buffer the caller allocated without copying it.
+ * Ownership of data is transferred: free_fn(data) runs when the last
+ * reference goes (free_fn may be NULL for static data). */
+dt_value *dt_bytes_take(void *data, size_t len, void (*free_fn)(void *));
+dt_value *dt_list_new(void);
+dt_value *dt_map_new(void);
+/* dt_list_of: a list of n items; each item is consumed (NULL items make
+ * the whole call fail and return NULL, after releasing the others). */
+dt_value *dt_list_of(size_t n, ...);
+
+/* dt_list_push: appends item (consumed, also on failure). */
+int dt_list_push(dt_value *list, dt_value *item);
+/* dt_map_set: sets key (copied) to v (consumed, also on failure);
+ * replaces an existing entry. */
+int dt_map_set(dt_value *map, const char *key, dt_value *v);
+
+/* dt_value_ref: adds a reference; returns v. */
+dt_value *dt_value_ref(dt_value *v);
+/* dt_value_free: drops a reference (NULL is ignored). */
+void dt_value_free(dt_value *v);
+
+dt_type dt_value_type(const dt_value *v);
+const char *dt_type_name(dt_type t); /* static */
+bool dt_value_bool(const dt_value *v);     /* false if not a bool */
+int64_t dt_value_int(const dt_value *v);   /* 0 if not an int */
+double dt_value_double(const dt_value *v); /* ints are converted; else 0 */
+/* Borrowed pointers below are valid while v is alive.  NULL if wrong type. */
+const char *dt_value_str(const dt_value *v, size_t *len); /* NUL-terminated */
+const void *dt_value_bytes(const dt_value *v, size_t *len);
+size_t dt_list_len(const dt_value *v);                    /* 0 if not list */
+const dt_value *dt_list_get(const dt_value *v, size_t i); /* borrowed */
+size_t dt_map_len(const dt_value *v);
+const dt_value *dt_map_get(const dt_value *v, const char *key); /* borrowed */
+const char *dt_map_key_at(const dt_value *v, size_t i);         /* borrowed */
+const dt_value *dt_map_value_at(const dt_value *v, size_t i);   /* borrowed */
+/* dt_value_equal: deep equality (futures compare by key). */
+bool dt_value_equal(const dt_value *a, const dt_value *b);
+/* dt_value_repr: writes a short human-readable form into buf (always
+ * NUL-terminated when cap > 0); returns buf. */
+char *dt_value_repr(const dt_value *v, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- tasks */
+
+/* A task function receives its positional and keyword arguments through the
+ * dt_task handle and returns a new value (the result, ownership transferred)
+ * or NULL after dt_task_fail() to fail with a message. */
+typedef struct dt_task dt_task;
+typedef dt_value *(*dt_task_fn)(dt_task *task);
+
+/* dt_task_register: registers fn under name in this process (name copied).
+ * Registering a name twice replaces it.  Thread-safe. */
+int dt_task_register(const char *name, dt_task_fn fn);
+/* dt_task_lookup: the function registered under name, or NULL. */
+dt_task_fn dt_task_lookup(const char *name);
+
+/* DT_TASK(name) { ... } defines a task function `name` and registers it
+ * under the string "name" before main() runs, in the program and in every
+ * worker process a LocalCluster started by that program, and in shared
+ * libraries loaded with `dtask worker --preload`. */
+#define DT_TASK(name)                                                          \
+  static dt_value *name(dt_task *task);                                        \
+  __attribute__((constructor(101))) static void dt__register_##name(void) {    \
+    dt_task_register(#name, name);                                             \
+  }                                                                            \
+  static dt_value *name(dt_task *task)
+
+size_t dt_task_nargs(const dt_task *t);
+/* dt_task_arg: positional argument i (borrowed, valid during the call), or
+ * NULL after failing the task with DT_EARGS when i is out of range. */
+const dt_value *dt_task_arg(dt_task *t, size_t i);
+/* dt_task_kwarg: keyword argument name (borrowed) or NULL if absent. */
+const dt_value *dt_task_kwarg(dt_task *t, const char *name);
+/* Typed accessors: 0 on success, else DT_EARGS / DT_ETYPE and the task is
+ * failed with a message naming the function, the argument and the types. */
+int dt_task_arg_int(dt_task *t, size_t i, int64_t *out);
+int dt_task_arg_double(dt_task *t, size_t i, double *out); /* int accepted */
+int dt_task_arg_str(dt_task *t, size_t i, const char **out);
+/* dt_task_fail: fails the task with a printf-style message; returns NULL so
+ * that `return dt_task_fail(task, "...")` reads naturally. */
+dt_value *dt_task_fail(dt_task *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *dt_task_key(const dt_task *t);      /* borrowed */
+const char *dt_task_function(const dt_task *t); /* borrowed */
+
+/* ---------------------------------------------------------------- client */
+
+typedef struct dt_client dt_client;
+typedef struct dt_future dt_future;
+
+typedef struct {
+  /* Scheduler address "host:port" (tcp:// prefix allowed).  NULL: the
+   * environment variable DTASK_SCHEDULER_ADDRESS, else scheduler_file. */
+  const char *address;
+  /* File written by `dtask scheduler --scheduler-file`. */
+  const char *scheduler_file;
+  int timeout_ms; /* connect timeout; 0 = 10000 */
+  const char *name; /* client name for logs; NULL = "client" */
+} dt_client_opts;
+
+/* dt_client_connect: connects to a scheduler.  On success *out is a new
+ * client, to be closed with dt_client_close(). */
+int dt_client_connect(const dt_client_opts *opts, dt_client **out);
+/* dt_client_close: releases every key the client holds and disconnects.
+ * Futures still held stay valid as handles (dt_future_release them) but any
+ * operation on them returns DT_ECLOSED.  NULL is ignored. */
+void dt_client_close(dt_client *c);
+
+typedef enum { DT_DEFAULT = 0, DT_YES = 1, DT_NO = -1 } dt_tristate;
+
+typedef struct {
+  const char *key; /* explicit key; NULL: derived from function and args */
+  dt_tristate pure; /* DT_DEFAULT/DT_YES: key from a hash of the call, so
+                       equal calls share one result; DT_NO: a fresh key */
+  int priority;    /* higher runs first; default 0 */
+  const char *const *workers; /* restrict to these worker names/addresses */
+  size_t n_workers;
+  bool allow_other_workers; /* restrictions are only a preference */
+  const char *resources;    /* abstract resources, e.g. "GPU=1,MEM=2" */
+  int retries;              /* re-run a failed task up to this many times */
+} dt_submit_opts;
+
+/* dt_client_submit: submits func(*args, **kwargs).  args is a list or NULL,
+ * kwargs a map or NULL; both are consumed.  Futures inside args or kwargs
+ * (dt_future_value), also nested in lists and maps, become dependencies and
+ * reach the task as their results.  *out: new future reference. */
+int dt_client_submit(dt_client *c, const char *func, dt_value *args,
+                     dt_value *kwargs, const dt_submit_opts *opts,
+                     dt_future **out);
+/* dt_client_map: submits func once per element of arg_lists (each element
+ * a list of positional args; all consumed) in one message; out[i] receives
+ * a new future for call i. */
+int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists,
+                  size_t n, const dt_submit_opts *opts, dt_future **out);
+/* dt_client_gather: waits for every future and stores new references to
+ * their results in out[0..n).  On the first error, out is left all-NULL and
+ * the error (DT_ETASK for a failed task) is returned. timeout_ms < 0: none. */
+int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n,
+                     int timeout_ms, dt_value **out);
+
+typedef struct {
+  const char *const *workers; /* put the data on these workers only */
+  size_t n_workers;
+  bool broadcast; /* put every value on every worker */
+} dt_scatter_opts;
+/* dt_client_scatter: sends values (consumed) to workers; out[i] is a new
+ * future already finished with values[i]. */
+int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n,
+                      const dt_scatter_opts *opts, dt_future **out);
+
+typedef struct {
+  int n_workers;
+  int n_clients;
+  int64_t n_tasks; /* tasks the scheduler knows */
+  int64_t n_waiting, n_no_worker, n_processing, n_memory, n_erred,
+      n_released;
+  int64_t n_queued; /* ready root tasks held on the scheduler */
+} dt_cluster_info;
+/* dt_client_cluster_info: asks the scheduler for its counts. */
+int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out);
+/* dt_client_wait_for_workers: waits until at least n workers are connected. */
+int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms);
+
+/* ---------------------------------------------------------------- futures */
+
+typedef enum {
+  DT_PENDING = 0,
+  DT_FINISHED,
+  DT_ERROR,
+  DT_CANCELLED,
+  DT_LOST /* the scheduler went away */
+} dt_future_status;
+
+dt_future *dt_future_ref(dt_future *f); /* adds a reference; returns f */
+/* dt_future_release: drops a reference; when the last reference to a key
+ * in a client goes, the client tells the scheduler, which forgets the key
+ * once no client wants it.  NULL is ignored. */
+void dt_future_release(dt_future *f);
+const char *dt_future_key(const dt_future *f); /* borrowed, life of f */
+dt_future_status dt_future_status_get(const dt_future *f);
+bool dt_future_done(const dt_future *f);
+/* dt_future_result: waits (timeout_ms < 0: forever) and stores a new
+ * reference to the result in *out.  A failed task gives DT_ETASK (or
+ * DT_ENOFUNC/DT_ETYPE/DT_EARGS) and dt_last_error() carries the key, the
+ * function, the worker and the task's message. */
+int dt_future_result(dt_future *f, int timeout_ms, dt_value **out);
+/* dt_future_exception: the error message of a failed future, or NULL.
+ * Borrowed: valid while f is alive. */
+const char *dt_future_exception(const dt_future *f);
+/* dt_future_cancel: cancels the task (and releases this client's interest);
+ * the future finishes as DT_CANCELLED. */
+int dt_future_cancel(dt_future *f);
+/* dt_future_add_done_callback: cb(f, arg) runs exactly once, when f is done
+ * (at once, on this thread, if already done); otherwise on the client's I/O
+ * thread.  cb must not block for long. */
+typedef void (*dt_future_cb)(dt_future *f, void *arg);
+int dt_future_add_done_callback(dt_future *f, dt_future_cb cb, void *arg);
+/* dt_future_value: a DT_FUTURE value that refers to f, for use as a task
+ * argument.  New reference; it holds a reference on f. */
+dt_value *dt_future_value(dt_future *f);
+
+typedef enum { DT_ALL_COMPLETED = 0, DT_FIRST_COMPLETED = 1 } dt_wait_mode;
+/* dt_wait: waits until all (or the first) of fs are done.  DT_ETIMEDOUT on
+ * timeout.  Errors of the tasks are not returned here. */
+int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode);
+
+/* dt_as_completed: iterates over futures in the order they finish. */
+typedef struct dt_as_completed dt_as_completed;
+/* dt_as_completed_new: the iterator holds its own references on fs. */
+dt_as_completed *dt_as_completed_new(dt_future *const *fs, size_t n);
+/* dt_as_completed_next: *out is a new reference to the next finished
+ * future; DT_EOF when all were returned; DT_ETIMEDOUT on timeout. */
+int dt_as_completed_next(dt_as_completed *ac, int timeout_ms, dt_future **out);
+void dt_as_completed_free(dt_as_completed *ac);
+
+/* ---------------------------------------------------------------- graphs */
+
+/* A graph is a DAG built lazily (like dask.delayed) and submitted in one
+ * message. */
+typedef struct dt_graph dt_graph;
+dt_graph *dt_graph_new(void); /* new; free with dt_graph_free */
+void dt_graph_free(dt_graph *g);
+/* dt_graph_add: adds a call (args/kwargs consumed; they may contain values
+ * returned by earlier dt_graph_add calls and futures).  *ref_out: a new
+ * DT_FUTURE value naming the node, to pass to other nodes or to submit. */
+int dt_graph_add(dt_graph *g, const char *func, dt_value *args,
+                 dt_value *kwargs, const dt_submit_opts *opts,
+                 dt_value **ref_out);
+/* dt_graph_submit: sends every node in one message; out[i] is a new future
+ * for outputs[i] (borrowed values returned by dt_graph_add).  Nodes not
+ * reachable from an output are still computed and then released. */
+int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs,
+                    size_t n, dt_future **out);
+
+/* ---------------------------------------------------------------- cluster */
+
+typedef struct dt_local_cluster dt_local_cluster;
+typedef struct {
+  int n_workers;          /* 0 = number of CPUs */
+  int threads_per_worker; /* 0 = 1 */
+  const char *host;       /* 0 = "127.0.0.1" */
+  int port;               /* scheduler port; 0 = any free port */
+  int timeout_ms;         /* start-up timeout; 0 = 30000 */
+  const char *log_level;  /* NULL = $DTASK_LOG_LEVEL or "warning" */
+  const char *resources;  /* every worker declares these, e.g. "GPU=1" */
+} dt_local_cluster_opts;
+
+/* dt_local_cluster_start: starts a scheduler and n_workers worker processes
+ * on this machine and waits until all workers are connected.  The workers
+ * re-execute this program, so every DT_TASK it defines is available to them.
+ * The processes are stopped by dt_local_cluster_close and when this program
+ * exits, even on an error. */
+int dt_local_cluster_start(const dt_local_cluster_opts *opts,
+                           dt_local_cluster **out);
+/* dt_local_cluster_address: "host:port" of the scheduler; borrowed, valid
+ * until close. */
+const char *dt_local_cluster_address(const dt_local_cluster *lc);
+/* dt_local_cluster_worker_pid: pid of worker i, or -1. */
+int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i);
+int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc);
+/* dt_local_cluster_close: stops every process it started and frees lc. */
+void dt_local_cluster_close(dt_local_cluster *lc);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DTASK_H */

@@ -1,0 +1,14 @@
+/*
+ * roles.h -- the entry points of the dtask processes.  The dtask command
+ * calls them by sub-command; a program that starts a LocalCluster
+ * re-executes itself and calls them before main() (see cluster/local.c).
+ */
+#ifndef DT_ROLES_H
+#define DT_ROLES_H
+
+/* Each returns a process exit status; argv excludes the role name. */
+int dt__scheduler_main(int argc, char **argv);
+int dt__worker_main(int argc, char **argv);
+int dt__local_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,1077 @@
+/*
+ * client.c -- connecting to a scheduler, the client's I/O thread, the
+ * messages it receives, and submit / map / gather / scatter.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+
+int dt__read_scheduler_file(const char *path, char *out, size_t cap);
+
+typedef struct {
+  uint64_t req;
+  bool done;
+  dt_cluster_info info;
+} info_req;
+
+typedef struct {
+  uint64_t req;
+  bool done;
+  char *error;
+} scatter_req;
+
+typedef struct fetch_req {
+  uint64_t req;
+  dt_vec futs; /* dt_future* held (refs+1) */
+} fetch_req;
+
+/* ---------------------------------------------------------------- locking */
+
+static void run_callbacks(dt_client *c) {
+  for (;;) {
+    pthread_mutex_lock(&c->lock);
+    cb_entry *e = c->cbq_head;
+    c->cbq_head = c->cbq_tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (!e) return;
+    while (e) {
+      cb_entry *next = e->next;
+      e->cb(e->f, e->arg);
+      dt_future_release(e->f);
+      free(e);
+      e = next;
+    }
+  }
+}
+
+void dt__client_lock(dt_client *c) { pthread_mutex_lock(&c->lock); }
+void dt__client_unlock(dt_client *c) {
+  bool cbs = c->cbq_head != NULL;
+  pthread_mutex_unlock(&c->lock);
+  if (cbs) run_callbacks(c);
+}
+static void netlock_acquire(void *arg) { pthread_mutex_lock(&((dt_client *)arg)->lock); }
+static void netlock_release(void *arg) { dt__client_unlock(arg); }
+
+void dt__client_wake(dt_client *c) { uv_async_send(&c->wake); }
+
+static void timespec_after(struct timespec *ts, int ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* wait on c->cond until the deadline; false when it passed */
+static bool wait_until(dt_client *c, const struct timespec *deadline) {
+  if (!deadline) {
+    pthread_cond_wait(&c->cond, &c->lock);
+    return true;
+  }
+  if (pthread_cond_timedwait(&c->cond, &c->lock, deadline) == 0) return true;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec < deadline->tv_sec ||
+         (now.tv_sec == deadline->tv_sec && now.tv_nsec < deadline->tv_nsec);
+}
+
+int dt__client_usable(dt_client *c) {
+  switch (c->state) {
+  case CS_READY: return 0;
+  case CS_LOST:
+    return dt__err(DT_ECONNLOST, "lost connection to the scheduler at %s", c->addr);
+  case CS_CLOSED: return dt__err(DT_ECLOSED, "client is closed");
+  default: return dt__err(DT_ECONNECT, "client is not connected to %s", c->addr);
+  }
+}
+
+/* ---------------------------------------------------------------- futures */
+
+dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *created) {
+  dt_future *f = dt_smap_get(&c->futs, key, klen);
+  if (created) *created = f == NULL;
+  if (f) {
+    f->refs++;
+    return f;
+  }
+  f = dt__xcalloc(1, sizeof(*f));
+  f->key = dt__xstrndup(key, klen);
+  f->klen = klen;
+  f->refs = 1;
+  f->client = c;
+  f->in_map = true;
+  f->status = DT_PENDING;
+  dt_smap_put(&c->futs, f->key, klen, f);
+  return f;
+}
+
+static void future_free(dt_future *f) {
+  free(f->key);
+  free(f->worker);
+  free(f->err_msg);
+  dt_value_free(f->value);
+  while (f->cbs) {
+    cb_entry *n = f->cbs->next;
+    free(f->cbs);
+    f->cbs = n;
+  }
+  free(f);
+}
+
+void dt__future_unref_locked(dt_future *f) {
+  if (--f->refs > 0) return;
+  dt_client *c = f->client;
+  if (c && f->in_map) {
+    dt_smap_del(&c->futs, f->key, f->klen);
+    if (c->sched && (c->state == CS_READY)) {
+      dt_wbuf *w = dt_conn_out(c->sched);
+      wb_msg(w, DT_OP_RELEASE_KEYS, 1);
+      wb_array(w, 1);
+      wb_str(w, f->key, f->klen);
+      dt__client_wake(c);
+    }
+  }
+  future_free(f);
+}
+
+void dt__future_finish(dt_future *f, dt_future_status st) {
+  if (f->status != DT_PENDING && !(f->status == DT_FINISHED && st != DT_FINISHED)) return;
+  f->status = st;
+  dt_client *c = f->client;
+  while (f->cbs) {
+    cb_entry *e = f->cbs;
+    f->cbs = e->next;
+    e->next = NULL;
+    e->f = f;
+    f->refs++;
+    if (c) {
+      if (c->cbq_tail) c->cbq_tail->next = e;
+      else c->cbq_head = e;
+      c->cbq_tail = e;
+    }
+  }
+  if (c) pthread_cond_broadcast(&c->cond);
+}
+
+static void set_error(dt_future *f, int code, const char *msg) {
+  free(f->err_msg);
+  f->err_msg = dt__xstrdup(msg);
+  f->err_code = code;
+}
+
+/* ---------------------------------------------------------------- fetching */
+
+static void fail_fetch(dt_client *c, fetch_req *fr, const char *why) {
+  for (size_t i = 0; i < fr->futs.len; i++) {
+    dt_future *f = fr->futs.v[i];
+    f->fetching = false;
+    if (!f->value) {
+      char msg[512];
+      snprintf(msg, sizeof(msg), "could not fetch the result of '%s' from worker %s: %s", f->key,
+               f->worker ? f->worker : "?", why);
+      set_error(f, DT_ELOST, msg);
+      f->status = DT_ERROR;
+    }
+    dt__future_unref_locked(f);
+  }
+  dt_vec_free(&fr->futs);
+  free(fr);
+  pthread_cond_broadcast(&c->cond);
+}
+
+static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
+  wconn *wc = conn->data;
+  dt_client *c = NULL;
+  uint64_t req;
+  uint32_t n;
+  if (op != DT_OP_DATA || nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  fetch_req *fr = NULL;
+  for (size_t i = 0; i < wc->reqs.len && !fr; i++)
+    if (((fetch_req *)wc->reqs.v[i])->req == req) fr = wc->reqs.v[i];
+  if (!fr) return 0;
+  dt_vec_remove(&wc->reqs, fr);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t m, klen;
+    const char *key;
+    bool found;
+    dt_payload pl;
+    if (rd_array(r, &m) || m != 5 || rd_key(r, &key, &klen) || rd_bool(r, &found) ||
+        rd_payload(r, &pl)) {
+      fail_fetch(c ? c : ((dt_future *)fr->futs.v[0])->client, fr, "malformed reply");
+      return DT_EPROTO;
+    }
+    for (size_t k = 0; k < fr->futs.len; k++) {
+      dt_future *f = fr->futs.v[k];
+      if (f->klen != klen || memcmp(f->key, key, klen) != 0 || f->value) continue;
+      c = f->client;
+      dt_value *v = NULL;
+      int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
+      if (rc == 0) {
+        f->value = v;
+      } else {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "result of '%s' %s on worker %s", f->key,
+                 found ? "could not be decoded" : "is no longer", wc->addr);
+        set_error(f, found ? rc : DT_ELOST, msg);
+        f->status = DT_ERROR;
+      }
+    }
+    dt__payload_clear(&pl);
+  }
+  for (size_t k = 0; k < fr->futs.len; k++) {
+    dt_future *f = fr->futs.v[k];
+    f->fetching = false;
+    if (f->client) pthread_cond_broadcast(&f->client->cond);
+    dt__future_unref_locked(f);
+  }
+  dt_vec_free(&fr->futs);
+  free(fr);
+  return 0;
+}
+
+static void on_worker_close(dt_conn *conn) {
+  wconn *wc = conn->data;
+  for (size_t i = 0; i < wc->reqs.len; i++) {
+    fetch_req *fr = wc->reqs.v[i];
+    dt_future *f0 = fr->futs.len ? fr->futs.v[0] : NULL;
+    if (f0 && f0->client) fail_fetch(f0->client, fr, "connection lost");
+    else {
+      for (size_t k = 0; k < fr->futs.len; k++) dt__future_unref_locked(fr->futs.v[k]);
+      dt_vec_free(&fr->futs);
+      free(fr);
+    }
+  }
+  dt_vec_free(&wc->reqs);
+  free(wc->addr);
+  free(wc);
+}
+
+static const dt_conn_cbs worker_cbs = {on_worker_msg, NULL, on_worker_close};
+
+/* I/O thread: send GET_DATA for every queued future, one message per worker */
+static void process_fetchq(dt_client *c) {
+  dt_vec q = c->fetchq;
+  c->fetchq = (dt_vec){0};
+  for (size_t i = 0; i < q.len; i++) {
+    dt_future *f = q.v[i];
+    if (!f) continue; /* moved into an earlier request */
+    if (!f->fetching) {
+      dt__future_unref_locked(f);
+      continue;
+    }
+    /* group with the following futures held by the same worker */
+    fetch_req *fr = dt__xcalloc(1, sizeof(*fr));
+    fr->req = ++c->next_req;
+    dt_vec_push(&fr->futs, f);
+    for (size_t j = i + 1; j < q.len && fr->futs.len < 4096; j++) {
+      dt_future *g = q.v[j];
+      if (g && g->fetching && g->worker && strcmp(g->worker, f->worker) == 0) {
+        dt_vec_push(&fr->futs, g);
+        q.v[j] = NULL;
+      }
+    }
+    wconn *wc = dt_smap_get(&c->wconns, f->worker, (uint32_t)strlen(f->worker));
+    if (!wc) {
+      wc = dt__xcalloc(1, sizeof(*wc));
+      wc->addr = dt__xstrdup(f->worker);
+      if (dt_conn_connect(&c->net, wc->addr, &worker_cbs, wc, &wc->conn) != 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s", dt_last_error());
+        free(wc->addr);
+        free(wc);
+        fail_fetch(c, fr, why);
+        continue;
+      }
+      dt_smap_put(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr), wc);
+    }
+    dt_vec_push(&wc->reqs, fr);
+    dt_wbuf *w = dt_conn_out(wc->conn);
+    wb_msg(w, DT_OP_GET_DATA, 2);
+    wb_uint(w, fr->req);
+    wb_array(w, (uint32_t)fr->futs.len);
+    for (size_t k = 0; k < fr->futs.len; k++) {
+      dt_future *g = fr->futs.v[k];
+      wb_str(w, g->key, g->klen);
+    }
+  }
+  dt_vec_free(&q);
+}
+
+/* queue a fetch of f's value (locked); takes a hold on f */
+static void want_fetch(dt_client *c, dt_future *f) {
+  if (f->value || f->fetching || f->status != DT_FINISHED || !f->worker) return;
+  f->fetching = true;
+  f->refs++;
+  dt_vec_push(&c->fetchq, f);
+  dt__client_wake(c);
+}
+
+/* ---------------------------------------------------------------- scheduler */
+
+static void wconn_remove(dt_client *c, wconn *wc) {
+  dt_smap_del(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr));
+}
+
+static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
+  dt_client *c = conn->data;
+  const char *key;
+  uint32_t klen;
+  switch (op) {
+  case DT_OP_WELCOME: {
+    uint64_t id;
+    if (nf < 1 || rd_uint(r, &id)) return DT_EPROTO;
+    c->id = id;
+    c->state = CS_READY;
+    pthread_cond_broadcast(&c->cond);
+    return 0;
+  }
+  case DT_OP_KEY_IN_MEMORY: {
+    const char *addr;
+    uint32_t alen;
+    uint64_t nbytes;
+    if (nf < 3 || rd_key(r, &key, &klen) || rd_str(r, &addr, &alen) || rd_uint(r, &nbytes))
+      return DT_EPROTO;
+    dt_future *f = dt_smap_get(&c->futs, key, klen);
+    if (!f) return 0;
+    free(f->worker);
+    f->worker = dt__xstrndup(addr, alen);
+    if (f->status == DT_ERROR && f->err_code == DT_ELOST) f->status = DT_PENDING;
+    dt__future_finish(f, DT_FINISHED);
+    if (f->want_value) want_fetch(c, f);
+    return 0;
+  }
+  case DT_OP_KEY_ERRED: {
+    int64_t code;
+    const char *okey, *func, *wk, *msg;
+    uint32_t ol, fl, wl, ml;
+    if (nf < 6 || rd_key(r, &key, &klen) || rd_int(r, &code) || rd_str(r, &okey, &ol) ||
+        rd_str(r, &func, &fl) || rd_str(r, &wk, &wl) || rd_str(r, &msg, &ml))
+      return DT_EPROTO;
+    dt_future *f = dt_smap_get(&c->futs, key, klen);
+    if (!f) return 0;
+    size_t cap = 512 + ol + fl + wl + ml + klen;
+    char *text = dt__xmalloc(cap);
+    if (ol == klen && memcmp(okey, key, klen) == 0)
+      snprintf(text, cap, "task '%.*s' (function %.*s) failed on worker %.*s: %.*s", (int)klen, key,
+               (int)fl, func, (int)wl, wl ? wk : "?", (int)ml, msg);
+    else
+      snprintf(text, cap,
+               "task '%.*s' failed because its dependency '%.*s' (function %.*s) failed on "
+               "worker %.*s: %.*s",
+               (int)klen, key, (int)ol, okey, (int)fl, func, (int)wl, wl ? wk : "?", (int)ml, msg);
+    if (code >= 0 || code < -100) code = DT_ETASK;
+    free(f->err_msg);
+    f->err_msg = text;
+    f->err_code = (int)code;
+    dt__future_finish(f, DT_ERROR);
+    return 0;
+  }
+  case DT_OP_KEY_CANCELLED: return 0;
+  case DT_OP_INFO_REPLY: {
+    uint64_t req;
+    uint32_t n;
+    if (nf < 2 || rd_uint(r, &req) || rd_map(r, &n)) return DT_EPROTO;
+    info_req *ir = NULL;
+    for (size_t i = 0; i < c->infos.len && !ir; i++)
+      if (((info_req *)c->infos.v[i])->req == req) ir = c->infos.v[i];
+    dt_cluster_info tmp;
+    dt_cluster_info *out = ir ? &ir->info : &tmp;
+    memset(out, 0, sizeof(*out));
+    for (uint32_t i = 0; i < n; i++) {
+      const char *k;
+      uint32_t kl;
+      int64_t v;
+      if (rd_str(r, &k, &kl) || rd_int(r, &v)) return DT_EPROTO;
+#define F(name, field) if (kl == strlen(name) && memcmp(k, name, kl) == 0) out->field = v;
+      F("workers", n_workers) F("clients", n_clients) F("tasks", n_tasks) F("waiting", n_waiting)
+      F("no-worker", n_no_worker) F("processing", n_processing) F("memory", n_memory)
+      F("erred", n_erred) F("released", n_released) F("queued", n_queued)
+#undef F
+    }
+    if (ir) ir->done = true;
+    pthread_cond_broadcast(&c->cond);
+    return 0;
+  }
+  case DT_OP_SCATTER_DONE: {
+    uint64_t req;
+    if (nf < 2 || rd_uint(r, &req)) return DT_EPROTO;
+    const char *e = NULL;
+    uint32_t el = 0;
+    if (!rd_is_nil(r) && rd_str(r, &e, &el)) return DT_EPROTO;
+    for (size_t i = 0; i < c->scatters.len; i++) {
+      scatter_req *sr = c->scatters.v[i];
+      if (sr->req != req) continue;
+      sr->done = true;
+      if (e) sr->error = dt__xstrndup(e, el);
+    }
+    pthread_cond_broadcast(&c->cond);
+    return 0;
+  }
+  case DT_OP_CLOSE: dt_conn_close(conn, true); return 0;
+  default: return DT_EPROTO;
+  }
+}
+
+static void on_sched_connect(dt_conn *conn, int status) {
+  dt_client *c = conn->data;
+  if (status < 0) {
+    c->conn_err = status;
+    return; /* on_close follows; connect() retries until its deadline */
+  }
+  dt_wbuf *w = dt_conn_out(conn);
+  wb_msg(w, DT_OP_HELLO_CLIENT, 2);
+  wb_uint(w, DT_PROTO_VERSION);
+  wb_cstr(w, c->name);
+}
+
+static void on_sched_close(dt_conn *conn) {
+  dt_client *c = conn->data;
+  c->sched = NULL;
+  if (c->state == CS_READY) {
+    c->state = CS_LOST;
+    DT_WARN("lost connection to the scheduler at %s", c->addr);
+    /* every pending future fails: no one would ever finish it */
+    for (size_t i = 0; i < c->futs.cap; i++) {
+      if (!c->futs.slots[i].key) continue;
+      dt_future *f = c->futs.slots[i].val;
+      if (f->status != DT_PENDING) continue;
+      char msg[512];
+      snprintf(msg, sizeof(msg), "lost connection to the scheduler at %s while '%s' was pending",
+               c->addr, f->key);
+      set_error(f, DT_ECONNLOST, msg);
+      dt__future_finish(f, DT_LOST);
+    }
+  }
+  pthread_cond_broadcast(&c->cond);
+}
+
+static const dt_conn_cbs sched_cbs = {on_sched_msg, on_sched_connect, on_sched_close};
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  dt_client *c = arg;
+  if (uv_is_closing(h)) return;
+  if (h->type == UV_TCP) {
+    dt_conn *conn = h->data;
+    if (conn->cbs == &worker_cbs) wconn_remove(c, conn->data);
+    dt_conn_close(conn, conn == c->sched);
+  } else {
+    uv_close(h, NULL);
+  }
+}
+
+static void on_wake(uv_async_t *h) {
+  dt_client *c = h->data;
+  pthread_mutex_lock(&c->lock);
+  if (c->stop) {
+    if (c->sched) {
+      dt_wbuf *w = dt_conn_out(c->sched);
+      wb_msg(w, DT_OP_CLOSE, 1);
+      wb_cstr(w, "client closing");
+    }
+    uv_walk(&c->loop, close_walk, c);
+  } else if (c->fetchq.len) {
+    process_fetchq(c);
+  }
+  dt__client_unlock(c);
+}
+
+static void start_connect(dt_client *c);
+static void on_retry(uv_timer_t *t) {
+  dt_client *c = t->data;
+  pthread_mutex_lock(&c->lock);
+  if (!c->stop && c->state == CS_CONNECTING && !c->sched) start_connect(c);
+  dt__client_unlock(c);
+}
+
+static void on_sched_close_connecting(dt_client *c) {
+  /* retried by the timer while connecting */
+  if (c->state == CS_CONNECTING && !c->stop) uv_timer_start(&c->retry, on_retry, 100, 0);
+}
+
+static void on_sched_close_wrap(dt_conn *conn) {
+  dt_client *c = conn->data;
+  on_sched_close(conn);
+  on_sched_close_connecting(c);
+}
+static const dt_conn_cbs sched_cbs_connecting = {on_sched_msg, on_sched_connect,
+                                                 on_sched_close_wrap};
+
+static void start_connect(dt_client *c) {
+  if (dt_conn_connect(&c->net, c->addr, &sched_cbs_connecting, c, &c->sched) != 0) {
+    c->sched = NULL;
+    c->conn_err = UV_EINVAL;
+    pthread_cond_broadcast(&c->cond);
+  }
+}
+
+static void *io_main(void *arg) {
+  dt_client *c = arg;
+  pthread_mutex_lock(&c->lock);
+  start_connect(c);
+  pthread_mutex_unlock(&c->lock);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- connect */
+
+static int resolve_address(const dt_client_opts *o, char *out, size_t cap) {
+  const char *a = o ? o->address : NULL;
+  char buf[256];
+  if (!a) a = getenv("DTASK_SCHEDULER_ADDRESS");
+  if (!a && o && o->scheduler_file) {
+    int rc = dt__read_scheduler_file(o->scheduler_file, buf, sizeof(buf));
+    if (rc) return rc;
+    a = buf;
+  }
+  if (!a)
+    return dt__err(DT_EINVAL, "no scheduler address: give opts.address, set "
+                              "DTASK_SCHEDULER_ADDRESS, or give opts.scheduler_file");
+  if (strncmp(a, "tcp://", 6) == 0) a += 6;
+  char host[256];
+  int port;
+  if (dt__addr_split(a, host, sizeof(host), &port) != 0 || port == 0)
+    return dt__err(DT_EINVAL, "invalid scheduler address '%s' (expected host:port)", a);
+  snprintf(out, cap, "%s", a);
+  return 0;
+}
+
+static void client_free(dt_client *c) {
+  dt_smap_destroy(&c->futs);
+  dt_smap_destroy(&c->wconns);
+  dt_vec_free(&c->fetchq);
+  dt_vec_free(&c->infos);
+  dt_vec_free(&c->scatters);
+  pthread_mutex_destroy(&c->lock);
+  pthread_cond_destroy(&c->cond);
+  free(c);
+}
+
+static void stop_io(dt_client *c) {
+  pthread_mutex_lock(&c->lock);
+  c->stop = true;
+  pthread_mutex_unlock(&c->lock);
+  uv_async_send(&c->wake);
+  pthread_join(c->io, NULL);
+  uv_loop_close(&c->loop);
+}
+
+int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
+  dt__err_clear();
+  if (!out) return dt__err(DT_EINVAL, "dt_client_connect: out is NULL");
+  *out = NULL;
+  dt_client *c = dt__xcalloc(1, sizeof(*c));
+  int rc = resolve_address(opts, c->addr, sizeof(c->addr));
+  if (rc) {
+    free(c);
+    return rc;
+  }
+  snprintf(c->name, sizeof(c->name), "%s", opts && opts->name ? opts->name : "client");
+  int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  dt_smap_init(&c->futs);
+  dt_smap_init(&c->wconns);
+  uv_loop_init(&c->loop);
+  dt_net_init(&c->net, &c->loop);
+  c->netlock = (struct dt_net_lock){netlock_acquire, netlock_release, c};
+  c->net.lock = &c->netlock;
+  uv_async_init(&c->loop, &c->wake, on_wake);
+  c->wake.data = c;
+  uv_timer_init(&c->loop, &c->retry);
+  c->retry.data = c;
+  c->state = CS_CONNECTING;
+  if (pthread_create(&c->io, NULL, io_main, c) != 0) {
+    uv_loop_close(&c->loop);
+    client_free(c);
+    return dt__err(DT_ENOMEM, "cannot start the client's I/O thread");
+  }
+  c->io_started = true;
+  struct timespec deadline;
+  timespec_after(&deadline, timeout);
+  pthread_mutex_lock(&c->lock);
+  while (c->state == CS_CONNECTING && c->conn_err != UV_EINVAL)
+    if (!wait_until(c, &deadline)) break;
+  bool ok = c->state == CS_READY;
+  int err = c->conn_err;
+  pthread_mutex_unlock(&c->lock);
+  if (!ok) {
+    stop_io(c);
+    client_free(c);
+    if (err == UV_EINVAL) return DT_ECONNECT; /* message set by dt_conn_connect */
+    return dt__err(DT_ECONNECT, "could not connect to the scheduler at %s within %d ms: %s",
+                   opts && opts->address ? opts->address : "(configured address)", timeout,
+                   err ? uv_strerror(err) : "no reply");
+  }
+  /* from now on a lost connection is final */
+  pthread_mutex_lock(&c->lock);
+  if (c->sched) c->sched->cbs = &sched_cbs;
+  pthread_mutex_unlock(&c->lock);
+  *out = c;
+  return 0;
+}
+
+void dt_client_close(dt_client *c) {
+  if (!c) return;
+  pthread_mutex_lock(&c->lock);
+  if (c->state != CS_LOST) c->state = CS_CLOSED;
+  pthread_mutex_unlock(&c->lock);
+  stop_io(c);
+  /* detach every future still held by the user */
+  pthread_mutex_lock(&c->lock);
+  for (size_t i = 0; i < c->futs.cap; i++) {
+    if (!c->futs.slots[i].key) continue;
+    dt_future *f = c->futs.slots[i].val;
+    if (f->status == DT_PENDING) {
+      char msg[256];
+      snprintf(msg, sizeof(msg), "client was closed while '%s' was pending", f->key);
+      set_error(f, DT_ECLOSED, msg);
+      dt__future_finish(f, DT_CANCELLED);
+    }
+    f->in_map = false;
+    f->client = NULL;
+  }
+  for (size_t i = 0; i < c->fetchq.len; i++) {
+    dt_future *f = c->fetchq.v[i];
+    f->fetching = false;
+    dt__future_unref_locked(f);
+  }
+  c->fetchq.len = 0;
+  cb_entry *e = c->cbq_head;
+  c->cbq_head = c->cbq_tail = NULL;
+  pthread_mutex_unlock(&c->lock);
+  while (e) { /* callbacks of futures cancelled by the close */
+    cb_entry *n = e->next;
+    e->cb(e->f, e->arg);
+    dt_future_release(e->f);
+    free(e);
+    e = n;
+  }
+  client_free(c);
+}
+
+/* ---------------------------------------------------------------- submit */
+
+static void hash_bytes(uint64_t *h1, uint64_t *h2, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    *h1 = (*h1 ^ b[i]) * 1099511628211ull;
+    *h2 = (*h2 ^ b[i]) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+  }
+}
+
+static int check_futures(dt_client *c, const dt_value *v) {
+  if (!v) return 0;
+  switch (v->type) {
+  case DT_FUTURE:
+    if (v->u.fut.fut && v->u.fut.fut->client != c) {
+      if (!v->u.fut.fut->client)
+        return dt__err(DT_ECLOSED, "future '%s' belongs to a closed client", v->u.fut.key);
+    }
+    return 0;
+  case DT_LIST:
+    for (size_t i = 0; i < v->u.list.len; i++) {
+      int rc = check_futures(c, v->u.list.items[i]);
+      if (rc) return rc;
+    }
+    return 0;
+  case DT_MAP:
+    for (size_t i = 0; i < v->u.map.len; i++) {
+      int rc = check_futures(c, v->u.map.vals[i]);
+      if (rc) return rc;
+    }
+    return 0;
+  default: return 0;
+  }
+}
+
+int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
+                     const dt_submit_opts *opts, dt__taskdef *out) {
+  memset(out, 0, sizeof(*out));
+  int rc = 0;
+  if (!func || !*func || strlen(func) > 256)
+    rc = dt__err(DT_EINVAL, "task function name is empty or longer than 256 bytes");
+  else if (args && args->type != DT_LIST)
+    rc = dt__err(DT_EINVAL, "args of %s must be a list, not %s", func, dt_type_name(args->type));
+  else if (kwargs && kwargs->type != DT_MAP)
+    rc = dt__err(DT_EINVAL, "kwargs of %s must be a map, not %s", func,
+                 dt_type_name(kwargs->type));
+  else if (opts && opts->key && (!*opts->key || strlen(opts->key) > DT_MAX_KEY))
+    rc = dt__err(DT_EINVAL, "key must be 1 to %d bytes", DT_MAX_KEY);
+  else if (opts && opts->retries < 0)
+    rc = dt__err(DT_EINVAL, "retries must be >= 0");
+  if (rc) {
+    dt_value_free(args);
+    dt_value_free(kwargs);
+    return rc;
+  }
+  dt_value *call = dt_list_of(2, args ? args : dt_list_new(), kwargs ? kwargs : dt_map_new());
+  if (!call) return dt__err(DT_ENOMEM, "out of memory");
+  if (c && (rc = check_futures(c, call)) != 0) {
+    dt_value_free(call);
+    return rc;
+  }
+  dt_vec deps = {0};
+  rc = dt__payload_encode(call, &out->spec, &deps);
+  if (rc) {
+    dt_vec_free(&deps);
+    dt_value_free(call);
+    return rc;
+  }
+  for (size_t i = 0; i < deps.len; i++) dt_vec_push(&out->deps, dt__xstrdup(deps.v[i]));
+  dt_vec_free(&deps);
+  dt_value_free(call);
+  out->func = dt__xstrdup(func);
+  if (opts) out->opts = *opts;
+  out->opts.key = NULL;
+  out->opts.workers = NULL; /* copied below */
+  if (opts && opts->key) {
+    out->key = dt__xstrdup(opts->key);
+  } else {
+    char key[300];
+    if (opts && opts->pure == DT_NO) {
+      static _Atomic uint64_t counter;
+      uint64_t h1 = 14695981039346656037ull, h2 = 0x84222325cbf29ce4ull;
+      uint64_t salt[3] = {(uint64_t)getpid(), dt__now_ns(), ++counter};
+      hash_bytes(&h1, &h2, salt, sizeof(salt));
+      hash_bytes(&h1, &h2, &c, sizeof(c));
+      snprintf(key, sizeof(key), "%s-%016" PRIx64 "%016" PRIx64, func, h1, h2);
+    } else {
+      uint64_t h1 = 14695981039346656037ull, h2 = 0x84222325cbf29ce4ull;
+      hash_bytes(&h1, &h2, func, strlen(func) + 1);
+      hash_bytes(&h1, &h2, out->spec.body, out->spec.len);
+      for (uint32_t i = 0; i < out->spec.nframes; i++)
+        hash_bytes(&h1, &h2, out->spec.frames[i].p, out->spec.frames[i].len);
+      snprintf(key, sizeof(key), "%s-%016" PRIx64 "%016" PRIx64, func, h1, h2);
+    }
+    out->key = dt__xstrdup(key);
+  }
+  if (opts && opts->n_workers) {
+    char **ws = dt__xcalloc(opts->n_workers, sizeof(char *));
+    for (size_t i = 0; i < opts->n_workers; i++) ws[i] = dt__xstrdup(opts->workers[i] ? opts->workers[i] : "");
+    out->opts.workers = (const char *const *)ws;
+  }
+  out->opts.resources = opts && opts->resources ? dt__xstrdup(opts->resources) : NULL;
+  return 0;
+}
+
+void dt__taskdef_clear(dt__taskdef *t) {
+  free(t->key);
+  free(t->func);
+  dt__payload_clear(&t->spec);
+  for (size_t i = 0; i < t->deps.len; i++) free(t->deps.v[i]);
+  dt_vec_free(&t->deps);
+  for (size_t i = 0; i < t->opts.n_workers; i++) free((char *)t->opts.workers[i]);
+  free((void *)t->opts.workers);
+  free((char *)t->opts.resources);
+  memset(t, 0, sizeof(*t));
+}
+
+int dt__parse_resources(const char *spec, char ***names, double **amounts, uint32_t *n);
+
+void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
+                           size_t nwanted) {
+  dt_wbuf *w = dt_conn_out(c->sched);
+  wb_msg(w, DT_OP_UPDATE_GRAPH, 2);
+  wb_array(w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) {
+    dt__taskdef *t = &tasks[i];
+    wb_array(w, 11);
+    wb_cstr(w, t->key);
+    wb_cstr(w, t->func);
+    wb_payload(w, &t->spec);
+    wb_array(w, (uint32_t)t->deps.len);
+    for (size_t k = 0; k < t->deps.len; k++) wb_cstr(w, t->deps.v[k]);
+    wb_int(w, t->opts.priority);
+    wb_int(w, t->opts.retries);
+    wb_array(w, (uint32_t)t->opts.n_workers);
+    for (size_t k = 0; k < t->opts.n_workers; k++) wb_cstr(w, t->opts.workers[k]);
+    wb_bool(w, t->opts.allow_other_workers);
+    char **rn = NULL;
+    double *ra = NULL;
+    uint32_t nr = 0;
+    if (t->opts.resources) dt__parse_resources(t->opts.resources, &rn, &ra, &nr);
+    wb_map(w, nr);
+    for (uint32_t k = 0; k < nr; k++) {
+      wb_cstr(w, rn[k]);
+      wb_double(w, ra[k]);
+      free(rn[k]);
+    }
+    free(rn);
+    free(ra);
+  }
+  wb_array(w, (uint32_t)nwanted);
+  for (size_t i = 0; i < nwanted; i++) wb_cstr(w, wanted[i]);
+  dt__client_wake(c);
+}
+
+static int check_resources(const dt_submit_opts *opts) {
+  if (!opts || !opts->resources) return 0;
+  char **rn = NULL;
+  double *ra = NULL;
+  uint32_t nr = 0;
+  int rc = dt__parse_resources(opts->resources, &rn, &ra, &nr);
+  for (uint32_t k = 0; k < nr; k++) free(rn[k]);
+  free(rn);
+  free(ra);
+  return rc;
+}
+
+/* submit n prepared tasks in one message; futures for each */
+static int submit_defs(dt_client *c, dt__taskdef *defs, size_t n, dt_future **out) {
+  pthread_mutex_lock(&c->lock);
+  int rc = dt__client_usable(c);
+  if (rc) {
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+  }
+  const char **wanted = dt__xmalloc((n ? n : 1) * sizeof(char *));
+  size_t nw = 0, nt = 0;
+  dt__taskdef *send = dt__xmalloc((n ? n : 1) * sizeof(*send));
+  for (size_t i = 0; i < n; i++) {
+    bool created;
+    out[i] = dt__future_get(c, defs[i].key, (uint32_t)strlen(defs[i].key), &created);
+    if (created) {
+      wanted[nw++] = defs[i].key;
+      send[nt++] = defs[i];
+    }
+  }
+  if (nt) dt__client_send_graph(c, send, nt, wanted, nw);
+  pthread_mutex_unlock(&c->lock);
+  free(send);
+  free(wanted);
+  return 0;
+}
+
+int dt_client_submit(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
+                     const dt_submit_opts *opts, dt_future **out) {
+  dt__err_clear();
+  if (!c || !out) {
+    dt_value_free(args);
+    dt_value_free(kwargs);
+    return dt__err(DT_EINVAL, "dt_client_submit: client or out is NULL");
+  }
+  *out = NULL;
+  int rc = check_resources(opts);
+  if (rc) {
+    dt_value_free(args);
+    dt_value_free(kwargs);
+    return rc;
+  }
+  dt__taskdef d;
+  rc = dt__taskdef_make(c, func, args, kwargs, opts, &d);
+  if (rc) return rc;
+  rc = submit_defs(c, &d, 1, out);
+  dt__taskdef_clear(&d);
+  return rc;
+}
+
+int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, size_t n,
+                  const dt_submit_opts *opts, dt_future **out) {
+  dt__err_clear();
+  int rc = 0;
+  if (!c || !out || (n && !arg_lists)) rc = dt__err(DT_EINVAL, "dt_client_map: NULL argument");
+  else if (opts && opts->key) rc = dt__err(DT_EINVAL, "dt_client_map: opts.key must be NULL");
+  else rc = check_resources(opts);
+  if (rc) {
+    for (size_t i = 0; arg_lists && i < n; i++) dt_value_free(arg_lists[i]);
+    return rc;
+  }
+  dt__taskdef *defs = dt__xcalloc(n ? n : 1, sizeof(*defs));
+  size_t made = 0;
+  for (; made < n; made++) {
+    rc = dt__taskdef_make(c, func, arg_lists[made], NULL, opts, &defs[made]);
+    if (rc) break;
+  }
+  if (rc) {
+    for (size_t i = made + 1; i < n; i++) dt_value_free(arg_lists[i]);
+  } else {
+    rc = submit_defs(c, defs, n, out);
+  }
+  for (size_t i = 0; i < made; i++) dt__taskdef_clear(&defs[i]);
+  free(defs);
+  if (rc)
+    for (size_t i = 0; i < n; i++) out[i] = NULL;
+  return rc;
+}
+
+/* ---------------------------------------------------------------- gather */
+
+/* wait for f's value (locked); 0 or an error with message */
+static int await_value(dt_client *c, dt_future *f, const struct timespec *deadline) {
+  f->want_value = true;
+  for (;;) {
+    if (f->status == DT_ERROR || f->status == DT_LOST || f->status == DT_CANCELLED) {
+      int code = f->err_code ? f->err_code : (f->status == DT_CANCELLED ? DT_ECANCELLED : DT_ETASK);
+      return dt__err(code, "%s", f->err_msg ? f->err_msg : "future was cancelled");
+    }
+    if (f->value) return 0;
+    if (f->status == DT_FINISHED) want_fetch(c, f);
+    if (c->state == CS_CLOSED) return dt__err(DT_ECLOSED, "client is closed");
+    if (!wait_until(c, deadline))
+      return dt__err(DT_ETIMEDOUT, "timed out waiting for the result of '%s'", f->key);
+  }
+}
+
+int dt__future_result_locked(dt_client *c, dt_future *f, int timeout_ms, dt_value **out) {
+  struct timespec dl;
+  if (timeout_ms >= 0) timespec_after(&dl, timeout_ms);
+  int rc = await_value(c, f, timeout_ms >= 0 ? &dl : NULL);
+  if (rc == 0) *out = dt_value_ref(f->value);
+  return rc;
+}
+
+int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n, int timeout_ms,
+                     dt_value **out) {
+  dt__err_clear();
+  if (!c || (n && (!fs || !out))) return dt__err(DT_EINVAL, "dt_client_gather: NULL argument");
+  for (size_t i = 0; i < n; i++) out[i] = NULL;
+  struct timespec dl;
+  if (timeout_ms >= 0) timespec_after(&dl, timeout_ms);
+  pthread_mutex_lock(&c->lock);
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!fs[i]) { rc = dt__err(DT_EINVAL, "dt_client_gather: future %zu is NULL", i); break; }
+    if (fs[i]->client != c) {
+      rc = fs[i]->client ? dt__err(DT_EINVAL, "future '%s' belongs to another client", fs[i]->key)
+                         : dt__err(DT_ECLOSED, "future '%s' belongs to a closed client", fs[i]->key);
+      break;
+    }
+    fs[i]->want_value = true;
+    want_fetch(c, fs[i]);
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) rc = await_value(c, fs[i], timeout_ms >= 0 ? &dl : NULL);
+  if (rc == 0)
+    for (size_t i = 0; i < n; i++) out[i] = dt_value_ref(fs[i]->value);
+  dt__client_unlock(c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- scatter */
+
+int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n, const dt_scatter_opts *opts,
+                      dt_future **out) {
+  dt__err_clear();
+  if (!c || !out || (n && !values)) {
+    for (size_t i = 0; values && i < n; i++) dt_value_free(values[i]);
+    return dt__err(DT_EINVAL, "dt_client_scatter: NULL argument");
+  }
+  for (size_t i = 0; i < n; i++) out[i] = NULL;
+  dt_payload *pls = dt__xcalloc(n ? n : 1, sizeof(*pls));
+  char **keys = dt__xcalloc(n ? n : 1, sizeof(char *));
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!values[i]) { rc = dt__err(DT_EINVAL, "scatter value %zu is NULL", i); continue; }
+    if (rc == 0 && (rc = dt__payload_encode(values[i], &pls[i], NULL)) == 0) {
+      uint64_t h1 = 14695981039346656037ull, h2 = 0x84222325cbf29ce4ull;
+      hash_bytes(&h1, &h2, pls[i].body, pls[i].len);
+      for (uint32_t k = 0; k < pls[i].nframes; k++)
+        hash_bytes(&h1, &h2, pls[i].frames[k].p, pls[i].frames[k].len);
+      char key[64];
+      snprintf(key, sizeof(key), "scatter-%016" PRIx64 "%016" PRIx64, h1, h2);
+      keys[i] = dt__xstrdup(key);
+    }
+    dt_value_free(values[i]);
+  }
+  scatter_req *sr = NULL;
+  if (rc == 0) {
+    pthread_mutex_lock(&c->lock);
+    rc = dt__client_usable(c);
+    if (rc == 0) {
+      sr = dt__xcalloc(1, sizeof(*sr));
+      sr->req = ++c->next_req;
+      dt_vec_push(&c->scatters, sr);
+      for (size_t i = 0; i < n; i++) out[i] = dt__future_get(c, keys[i], (uint32_t)strlen(keys[i]), NULL);
+      dt_wbuf *w = dt_conn_out(c->sched);
+      wb_msg(w, DT_OP_SCATTER, 4);
+      wb_uint(w, sr->req);
+      wb_array(w, (uint32_t)n);
+      for (size_t i = 0; i < n; i++) {
+        wb_array(w, 4);
+        wb_cstr(w, keys[i]);
+        wb_payload(w, &pls[i]);
+      }
+      size_t nw = opts ? opts->n_workers : 0;
+      wb_array(w, (uint32_t)nw);
+      for (size_t i = 0; i < nw; i++) wb_cstr(w, opts->workers[i]);
+      wb_bool(w, opts && opts->broadcast);
+      dt__client_wake(c);
+      while (!sr->done && c->state == CS_READY) pthread_cond_wait(&c->cond, &c->lock);
+      if (!sr->done) rc = dt__client_usable(c);
+      else if (sr->error) rc = dt__err(DT_ENOTFOUND, "scatter failed: %s", sr->error);
+      dt_vec_remove(&c->scatters, sr);
+      free(sr->error);
+      free(sr);
+      if (rc)
+        for (size_t i = 0; i < n; i++) {
+          dt__future_unref_locked(out[i]);
+          out[i] = NULL;
+        }
+    }
+    dt__client_unlock(c);
+  }
+  for (size_t i = 0; i < n; i++) {
+    dt__payload_clear(&pls[i]);
+    free(keys[i]);
+  }
+  free(pls);
+  free(keys);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- info */
+
+int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out) {
+  dt__err_clear();
+  if (!c || !out) return dt__err(DT_EINVAL, "dt_client_cluster_info: NULL argument");
+  struct timespec dl;
+  timespec_after(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
+  pthread_mutex_lock(&c->lock);
+  int rc = dt__client_usable(c);
+  if (rc) {
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+  }
+  info_req *ir = dt__xcalloc(1, sizeof(*ir));
+  ir->req = ++c->next_req;
+  dt_vec_push(&c->infos, ir);
+  dt_wbuf *w = dt_conn_out(c->sched);
+  wb_msg(w, DT_OP_INFO_REQUEST, 1);
+  wb_uint(w, ir->req);
+  dt__client_wake(c);
+  while (!ir->done && c->state == CS_READY)
+    if (!wait_until(c, &dl)) break;
+  if (ir->done) *out = ir->info;
+  else if (c->state != CS_READY) rc = dt__client_usable(c);
+  else rc = dt__err(DT_ETIMEDOUT, "no reply from the scheduler at %s within %d ms", c->addr, timeout_ms);
+  dt_vec_remove(&c->infos, ir);
+  free(ir);
+  pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms) {
+  uint64_t end = dt__now_ns() + (uint64_t)(timeout_ms >= 0 ? timeout_ms : 3600000) * 1000000ull;
+  for (;;) {
+    dt_cluster_info info;
+    int rc = dt_client_cluster_info(c, timeout_ms, &info);
+    if (rc) return rc;
+    if (info.n_workers >= n) return 0;
+    if (dt__now_ns() >= end)
+      return dt__err(DT_ETIMEDOUT, "only %d of %d workers connected within %d ms", info.n_workers,
+                     n, timeout_ms);
+    usleep(20000);
+  }
+}

@@ -1,0 +1,285 @@
+/*
+ * local.c -- LocalCluster: a scheduler and N workers as processes on this
+ * machine.  The processes re-execute the calling program (/proc/self/exe)
+ * with DTASK_ROLE set; the constructor below takes over before main(), after
+ * every DT_TASK registration ran, so the workers know the program's own task
+ * functions.  Children get PR_SET_PDEATHSIG, and an atexit handler closes
+ * every cluster still open: no orphans, even when the program dies.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../cli/roles.h"
+#include "../common/common.h"
+
+#define ARG_SEP '\x1f'
+
+struct dt_local_cluster {
+  char address[256];
+  pid_t scheduler;
+  pid_t *workers;
+  int n_workers;
+  struct dt_local_cluster *next;
+};
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static dt_local_cluster *live;
+static bool atexit_done;
+
+/* ---------------------------------------------------------------- takeover */
+
+static int run_role(const char *role, char *args) {
+  char *argv[64];
+  int argc = 0;
+  if (args && *args) {
+    char *p = args;
+    while (p && argc < 63) {
+      argv[argc++] = p;
+      p = strchr(p, ARG_SEP);
+      if (p) *p++ = '\0';
+    }
+  }
+  argv[argc] = NULL;
+  if (strcmp(role, "scheduler") == 0) return dt__scheduler_main(argc, argv);
+  if (strcmp(role, "worker") == 0) return dt__worker_main(argc, argv);
+  fprintf(stderr, "dtask: unknown DTASK_ROLE '%s'\n", role);
+  return 2;
+}
+
+__attribute__((constructor)) static void dt__role_takeover(void) {
+  const char *role = getenv("DTASK_ROLE");
+  if (!role) return;
+  char *r = dt__xstrdup(role);
+  const char *a = getenv("DTASK_ROLE_ARGS");
+  char *args = dt__xstrdup(a ? a : "");
+  unsetenv("DTASK_ROLE");
+  unsetenv("DTASK_ROLE_ARGS");
+  int rc = run_role(r, args);
+  free(r);
+  free(args);
+  fflush(NULL);
+  _exit(rc);
+}
+
+/* ---------------------------------------------------------------- spawning */
+
+/* spawn: start this program in a role.  keep_fd stays open in the child. */
+static pid_t spawn(const char *role, const char *const *args, int nargs, int keep_fd) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return -1;
+  exe[n] = '\0';
+  size_t len = 1;
+  for (int i = 0; i < nargs; i++) len += strlen(args[i]) + 1;
+  char *joined = dt__xmalloc(len + 32);
+  joined[0] = '\0';
+  for (int i = 0; i < nargs; i++) {
+    if (i) strncat(joined, (char[]){ARG_SEP, 0}, 2);
+    strcat(joined, args[i]);
+  }
+  char *role_env = dt__xmalloc(strlen(role) + 16);
+  sprintf(role_env, "DTASK_ROLE=%s", role);
+  char *args_env = dt__xmalloc(strlen(joined) + 32);
+  sprintf(args_env, "DTASK_ROLE_ARGS=%s", joined);
+  /* environment: ours minus any DTASK_ROLE*, plus the two */
+  extern char **environ;
+  size_t ne = 0;
+  while (environ[ne]) ne++;
+  char **env = dt__xcalloc(ne + 3, sizeof(char *));
+  size_t k = 0;
+  for (size_t i = 0; i < ne; i++)
+    if (strncmp(environ[i], "DTASK_ROLE", 10) != 0) env[k++] = environ[i];
+  env[k++] = role_env;
+  env[k++] = args_env;
+  env[k] = NULL;
+  char *argv[] = {exe, NULL};
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* child: only async-signal-safe calls until execve */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1); /* the parent is already gone */
+    if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* the caller may block signals */
+    setpgid(0, 0); /* not in the caller's process group: ^C goes to us only */
+    execve(exe, argv, env);
+    _exit(127);
+  }
+  free(joined);
+  free(role_env);
+  free(args_env);
+  free(env);
+  return pid;
+}
+
+static void stop_pids(pid_t *pids, int n) {
+  for (int i = 0; i < n; i++)
+    if (pids[i] > 0) kill(pids[i], SIGTERM);
+  uint64_t deadline = dt__now_ns() + 3000000000ull;
+  for (int i = 0; i < n; i++) {
+    if (pids[i] <= 0) continue;
+    for (;;) {
+      pid_t r = waitpid(pids[i], NULL, WNOHANG);
+      if (r == pids[i] || (r < 0 && errno == ECHILD)) break;
+      if (dt__now_ns() > deadline) {
+        kill(pids[i], SIGKILL);
+        waitpid(pids[i], NULL, 0);
+        break;
+      }
+      usleep(5000);
+    }
+    pids[i] = -1;
+  }
+}
+
+static void close_all_at_exit(void) {
+  for (;;) {
+    pthread_mutex_lock(&live_lock);
+    dt_local_cluster *lc = live;
+    pthread_mutex_unlock(&live_lock);
+    if (!lc) return;
+    dt_local_cluster_close(lc);
+  }
+}
+
+int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster **out) {
+  dt__err_clear();
+  if (!out) return dt__err(DT_EINVAL, "dt_local_cluster_start: out is NULL");
+  *out = NULL;
+  dt_local_cluster_opts o = opts ? *opts : (dt_local_cluster_opts){0};
+  if (o.n_workers < 0 || o.threads_per_worker < 0 || o.port < 0 || o.port > 65535)
+    return dt__err(DT_EINVAL, "LocalCluster: n_workers, threads_per_worker and port must be >= 0");
+  if (o.n_workers == 0) o.n_workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (o.n_workers <= 0) o.n_workers = 1;
+  if (o.n_workers > 1024) return dt__err(DT_EINVAL, "LocalCluster: n_workers %d is over 1024", o.n_workers);
+  if (o.threads_per_worker == 0) o.threads_per_worker = 1;
+  if (!o.host) o.host = "127.0.0.1";
+  if (o.timeout_ms <= 0) o.timeout_ms = 30000;
+  if (!o.log_level) o.log_level = getenv("DTASK_LOG_LEVEL");
+  if (!o.log_level) o.log_level = "warning";
+  if (dt__log_parse_level(o.log_level) < 0)
+    return dt__err(DT_EINVAL, "LocalCluster: unknown log level '%s'", o.log_level);
+
+  pthread_mutex_lock(&live_lock);
+  if (!atexit_done) {
+    atexit(close_all_at_exit);
+    atexit_done = true;
+  }
+  pthread_mutex_unlock(&live_lock);
+
+  dt_local_cluster *lc = dt__xcalloc(1, sizeof(*lc));
+  lc->workers = dt__xcalloc((size_t)o.n_workers, sizeof(pid_t));
+  for (int i = 0; i < o.n_workers; i++) lc->workers[i] = -1;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    free(lc->workers);
+    free(lc);
+    return dt__err(DT_ESPAWN, "LocalCluster: pipe: %s", strerror(errno));
+  }
+  char portbuf[16], fdbuf[16];
+  snprintf(portbuf, sizeof(portbuf), "%d", o.port);
+  snprintf(fdbuf, sizeof(fdbuf), "%d", fds[1]);
+  const char *sargs[] = {"--host", o.host, "--port", portbuf, "--ready-fd", fdbuf,
+                         "--log-level", o.log_level};
+  lc->scheduler = spawn("scheduler", sargs, 8, fds[1]);
+  close(fds[1]);
+  int rc = 0;
+  if (lc->scheduler < 0) {
+    rc = dt__err(DT_ESPAWN, "LocalCluster: cannot start the scheduler: %s", strerror(errno));
+  } else {
+    /* the scheduler writes its address when it listens */
+    char buf[200];
+    size_t got = 0;
+    uint64_t deadline = dt__now_ns() + (uint64_t)o.timeout_ms * 1000000ull;
+    while (got < sizeof(buf) - 1 && !memchr(buf, '\n', got)) {
+      int left = (int)((deadline - dt__now_ns()) / 1000000ull);
+      struct pollfd p = {fds[0], POLLIN, 0};
+      if (dt__now_ns() >= deadline || poll(&p, 1, left > 0 ? left : 1) <= 0) break;
+      ssize_t n = read(fds[0], buf + got, sizeof(buf) - 1 - got);
+      if (n <= 0) break;
+      got += (size_t)n;
+    }
+    buf[got] = '\0';
+    char *nl = strchr(buf, '\n');
+    if (!nl) {
+      rc = dt__err(DT_ESPAWN,
+                   "LocalCluster: the scheduler did not start on %s:%d (see its log above)",
+                   o.host, o.port);
+    } else {
+      *nl = '\0';
+      snprintf(lc->address, sizeof(lc->address), "%s", buf);
+    }
+  }
+  close(fds[0]);
+  for (int i = 0; rc == 0 && i < o.n_workers; i++) {
+    char nt[16], name[64];
+    snprintf(nt, sizeof(nt), "%d", o.threads_per_worker);
+    snprintf(name, sizeof(name), "local-worker-%d", i);
+    const char *wargs[] = {lc->address, "--nthreads", nt, "--name", name,
+                           "--log-level", o.log_level, "--resources", o.resources ? o.resources : ""};
+    lc->workers[i] = spawn("worker", wargs, o.resources ? 9 : 7, -1);
+    if (lc->workers[i] < 0) rc = dt__err(DT_ESPAWN, "LocalCluster: cannot start worker %d", i);
+  }
+  lc->n_workers = o.n_workers;
+  if (rc == 0) {
+    dt_client *c = NULL;
+    dt_client_opts co = {.address = lc->address, .timeout_ms = o.timeout_ms, .name = "local-cluster"};
+    rc = dt_client_connect(&co, &c);
+    if (rc == 0) rc = dt_client_wait_for_workers(c, o.n_workers, o.timeout_ms);
+    if (rc) {
+      char msg[600];
+      snprintf(msg, sizeof(msg), "%s", dt_last_error());
+      rc = dt__err(rc, "LocalCluster: %s", msg);
+    }
+    dt_client_close(c);
+  }
+  if (rc) {
+    int saved = rc;
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s", dt_last_error());
+    stop_pids(lc->workers, lc->n_workers);
+    stop_pids(&lc->scheduler, 1);
+    free(lc->workers);
+    free(lc);
+    return dt__err(saved, "%s", msg);
+  }
+  pthread_mutex_lock(&live_lock);
+  lc->next = live;
+  live = lc;
+  pthread_mutex_unlock(&live_lock);
+  *out = lc;
+  return 0;
+}
+
+const char *dt_local_cluster_address(const dt_local_cluster *lc) { return lc ? lc->address : NULL; }
+
+int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i) {
+  if (!lc || i < 0 || i >= lc->n_workers) return -1;
+  return lc->workers[i];
+}
+
+int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc) { return lc ? lc->scheduler : -1; }
+
+void dt_local_cluster_close(dt_local_cluster *lc) {
+  if (!lc) return;
+  pthread_mutex_lock(&live_lock);
+  dt_local_cluster **pp = &live;
+  while (*pp && *pp != lc) pp = &(*pp)->next;
+  if (*pp) *pp = lc->next;
+  pthread_mutex_unlock(&live_lock);
+  stop_pids(lc->workers, lc->n_workers);
+  stop_pids(&lc->scheduler, 1);
+  free(lc->workers);
+  free(lc);
+}

@@ -1,0 +1,94 @@
+/*
+ * common.h -- internal helpers shared by every dtask process: error
+ * reporting, logging, monotonic time, and small containers (string-keyed
+ * hash map, binary heap, growable pointer vector).
+ */
+#ifndef DT_COMMON_H
+#define DT_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtask.h"
+
+/* ---- errors: set the thread's last error message and return err. */
+int dt__err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dt__err_clear(void);
+
+/* ---- logging to stderr, one line per event, naming the process. */
+enum { DT_LOG_DEBUG = 0, DT_LOG_INFO, DT_LOG_WARNING, DT_LOG_ERROR, DT_LOG_OFF };
+extern int dt__log_level;
+void dt__log_init(const char *process_name, const char *level);
+int dt__log_parse_level(const char *s); /* -1 if unknown */
+void dt__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define DT_DEBUG(...) do { if (dt__log_level <= DT_LOG_DEBUG) dt__log(DT_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define DT_INFO(...) do { if (dt__log_level <= DT_LOG_INFO) dt__log(DT_LOG_INFO, __VA_ARGS__); } while (0)
+#define DT_WARN(...) do { if (dt__log_level <= DT_LOG_WARNING) dt__log(DT_LOG_WARNING, __VA_ARGS__); } while (0)
+#define DT_ERROR(...) do { if (dt__log_level <= DT_LOG_ERROR) dt__log(DT_LOG_ERROR, __VA_ARGS__); } while (0)
+
+/* ---- memory: abort on out-of-memory for small internal allocations. */
+void *dt__xmalloc(size_t n);
+void *dt__xcalloc(size_t n, size_t sz);
+void *dt__xrealloc(void *p, size_t n);
+char *dt__xstrdup(const char *s);
+char *dt__xstrndup(const char *s, size_t n);
+
+/* ---- time */
+uint64_t dt__now_ns(void); /* monotonic */
+double dt__now_s(void);
+
+/* ---- string-keyed hash map (open addressing, linear probing, backward-shift
+ * deletion).  Keys are borrowed from the caller and must stay valid while the
+ * entry exists (usually the key lives inside the stored value). */
+typedef struct {
+  const char *key;
+  uint32_t klen;
+  uint32_t hash;
+  void *val;
+} dt_map_slot;
+typedef struct {
+  dt_map_slot *slots;
+  size_t cap; /* power of two or 0 */
+  size_t len;
+} dt_smap;
+uint32_t dt__hash(const char *s, size_t n);
+void dt_smap_init(dt_smap *m);
+void dt_smap_destroy(dt_smap *m);
+void *dt_smap_get(const dt_smap *m, const char *k, size_t klen);
+/* dt_smap_put: inserts or replaces; returns the previous value or NULL. */
+void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val);
+void *dt_smap_del(dt_smap *m, const char *k, size_t klen);
+/* Iterate: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
+
+/* ---- binary heap of pointers; each item stores its own index (for O(log n)
+ * removal) at the offset given at init. */
+typedef bool (*dt_heap_less)(const void *a, const void *b);
+typedef struct {
+  void **items;
+  size_t len, cap;
+  dt_heap_less less;
+  size_t idx_off; /* offset of a size_t field in the item holding its index+1 */
+} dt_heap;
+void dt_heap_init(dt_heap *h, dt_heap_less less, size_t idx_off);
+void dt_heap_destroy(dt_heap *h);
+void dt_heap_push(dt_heap *h, void *item);
+void *dt_heap_pop(dt_heap *h);
+void *dt_heap_peek(const dt_heap *h);
+void dt_heap_remove(dt_heap *h, void *item); /* no-op if not in the heap */
+bool dt_heap_contains(const dt_heap *h, const void *item);
+
+/* ---- growable pointer vector */
+typedef struct {
+  void **v;
+  size_t len, cap;
+} dt_vec;
+void dt_vec_push(dt_vec *a, void *p);
+bool dt_vec_remove(dt_vec *a, void *p); /* swap-remove first occurrence */
+void dt_vec_free(dt_vec *a);
+
+/* ---- addresses: "tcp://host:port", "host:port", "[v6]:port". */
+int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port);
+
+#endif

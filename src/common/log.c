@@ -1,0 +1,56 @@
+/*
+ * log.c -- levelled logging to stderr.  One line per event:
+ *   2026-11-29T22:30:01.123Z scheduler[1234] INFO: message
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+int dt__log_level = DT_LOG_WARNING;
+static char proc_name[64] = "dtask";
+
+static const char *level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "OFF"};
+
+int dt__log_parse_level(const char *s) {
+  if (!s) return -1;
+  for (int i = 0; i <= DT_LOG_OFF; i++)
+    if (strcasecmp(s, level_names[i]) == 0) return i;
+  if (strcasecmp(s, "warn") == 0) return DT_LOG_WARNING;
+  if (strcasecmp(s, "critical") == 0) return DT_LOG_ERROR;
+  return -1;
+}
+
+void dt__log_init(const char *name, const char *level) {
+  if (name) snprintf(proc_name, sizeof(proc_name), "%s", name);
+  int l = dt__log_parse_level(level);
+  if (l >= 0) dt__log_level = l;
+}
+
+void dt__log(int level, const char *fmt, ...) {
+  char line[2048];
+  struct timeval tv;
+  struct tm tm;
+  gettimeofday(&tv, NULL);
+  gmtime_r(&tv.tv_sec, &tm);
+  int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                   tm.tm_sec, (int)(tv.tv_usec / 1000), proc_name, (int)getpid(),
+                   level_names[level]);
+  va_list ap;
+  va_start(ap, fmt);
+  if (n > 0 && (size_t)n < sizeof(line)) n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof(line) - 1) n = sizeof(line) - 2;
+  for (int i = 0; i < n; i++)
+    if (line[i] == '\n') line[i] = ' ';
+  line[n++] = '\n';
+  ssize_t w = write(2, line, (size_t)n); /* one write: lines do not interleave */
+  (void)w;
+}

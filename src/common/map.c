@@ -1,0 +1,184 @@
+/*
+ * map.c -- string-keyed open-addressing hash map and binary heap.  Both are
+ * O(1) / O(log n) per operation: the scheduler's hot path uses them per task
+ * event.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+uint32_t dt__hash(const char *s, size_t n) {
+  /* FNV-1a, then a final avalanche so that low bits are well mixed. */
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)s[i];
+    h *= 16777619u;
+  }
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  return h;
+}
+
+void dt_smap_init(dt_smap *m) { memset(m, 0, sizeof(*m)); }
+void dt_smap_destroy(dt_smap *m) {
+  free(m->slots);
+  memset(m, 0, sizeof(*m));
+}
+
+static size_t find_slot(const dt_smap *m, const char *k, size_t klen, uint32_t h) {
+  size_t mask = m->cap - 1;
+  size_t i = h & mask;
+  for (;;) {
+    const dt_map_slot *s = &m->slots[i];
+    if (!s->key) return i;
+    if (s->hash == h && s->klen == klen && memcmp(s->key, k, klen) == 0) return i;
+    i = (i + 1) & mask;
+  }
+}
+
+void *dt_smap_get(const dt_smap *m, const char *k, size_t klen) {
+  if (!m->cap) return NULL;
+  size_t i = find_slot(m, k, klen, dt__hash(k, klen));
+  return m->slots[i].key ? m->slots[i].val : NULL;
+}
+
+static void grow(dt_smap *m) {
+  size_t ncap = m->cap ? m->cap * 2 : 16;
+  dt_map_slot *old = m->slots;
+  size_t ocap = m->cap;
+  m->slots = dt__xcalloc(ncap, sizeof(*m->slots));
+  m->cap = ncap;
+  for (size_t i = 0; i < ocap; i++) {
+    if (!old[i].key) continue;
+    size_t j = find_slot(m, old[i].key, old[i].klen, old[i].hash);
+    m->slots[j] = old[i];
+  }
+  free(old);
+}
+
+void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val) {
+  if ((m->len + 1) * 4 > m->cap * 3) grow(m);
+  uint32_t h = dt__hash(k, klen);
+  size_t i = find_slot(m, k, klen, h);
+  dt_map_slot *s = &m->slots[i];
+  if (s->key) {
+    void *prev = s->val;
+    s->key = k; /* the new value owns the key storage now */
+    s->val = val;
+    return prev;
+  }
+  s->key = k;
+  s->klen = (uint32_t)klen;
+  s->hash = h;
+  s->val = val;
+  m->len++;
+  return NULL;
+}
+
+void *dt_smap_del(dt_smap *m, const char *k, size_t klen) {
+  if (!m->cap) return NULL;
+  size_t mask = m->cap - 1;
+  size_t i = find_slot(m, k, klen, dt__hash(k, klen));
+  if (!m->slots[i].key) return NULL;
+  void *val = m->slots[i].val;
+  /* backward-shift deletion keeps probe chains intact without tombstones */
+  size_t j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    if (!m->slots[j].key) break;
+    size_t home = m->slots[j].hash & mask;
+    /* can the entry at j move to i? only if home is not in (i, j] cyclically */
+    bool move = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+    if (move) {
+      m->slots[i] = m->slots[j];
+      i = j;
+    }
+  }
+  memset(&m->slots[i], 0, sizeof(m->slots[i]));
+  m->len--;
+  return val;
+}
+
+/* ---- heap */
+
+#define IDX(h, it) (*(size_t *)((char *)(it) + (h)->idx_off))
+
+void dt_heap_init(dt_heap *h, dt_heap_less less, size_t idx_off) {
+  memset(h, 0, sizeof(*h));
+  h->less = less;
+  h->idx_off = idx_off;
+}
+void dt_heap_destroy(dt_heap *h) {
+  for (size_t i = 0; i < h->len; i++) IDX(h, h->items[i]) = 0;
+  free(h->items);
+  h->items = NULL;
+  h->len = h->cap = 0;
+}
+
+static void set(dt_heap *h, size_t i, void *it) {
+  h->items[i] = it;
+  IDX(h, it) = i + 1;
+}
+
+static void sift_up(dt_heap *h, size_t i) {
+  void *it = h->items[i];
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!h->less(it, h->items[p])) break;
+    set(h, i, h->items[p]);
+    i = p;
+  }
+  set(h, i, it);
+}
+
+static void sift_down(dt_heap *h, size_t i) {
+  void *it = h->items[i];
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    void *best = it;
+    if (l < h->len && h->less(h->items[l], best)) { m = l; best = h->items[l]; }
+    if (r < h->len && h->less(h->items[r], best)) { m = r; best = h->items[r]; }
+    if (m == i) break;
+    set(h, i, best);
+    i = m;
+  }
+  set(h, i, it);
+}
+
+void dt_heap_push(dt_heap *h, void *item) {
+  if (IDX(h, item)) return; /* already in */
+  if (h->len == h->cap) {
+    h->cap = h->cap ? h->cap * 2 : 64;
+    h->items = dt__xrealloc(h->items, h->cap * sizeof(*h->items));
+  }
+  h->items[h->len] = item;
+  sift_up(h, h->len++);
+}
+
+void *dt_heap_peek(const dt_heap *h) { return h->len ? h->items[0] : NULL; }
+
+void dt_heap_remove(dt_heap *h, void *item) {
+  size_t i = IDX(h, item);
+  if (!i) return;
+  i--;
+  IDX(h, item) = 0;
+  h->len--;
+  if (i == h->len) return;
+  h->items[i] = h->items[h->len];
+  IDX(h, h->items[i]) = i + 1;
+  sift_down(h, i);
+  sift_up(h, IDX(h, h->items[i]) - 1);
+}
+
+void *dt_heap_pop(dt_heap *h) {
+  if (!h->len) return NULL;
+  void *top = h->items[0];
+  dt_heap_remove(h, top);
+  return top;
+}
+
+bool dt_heap_contains(const dt_heap *h, const void *item) {
+  return *(const size_t *)((const char *)item + h->idx_off) != 0;
+}

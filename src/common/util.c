@@ -1,0 +1,93 @@
+/*
+ * util.c -- allocation wrappers, monotonic time, address parsing and the
+ * pointer vector.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+
+static void oom(size_t n) {
+  fprintf(stderr, "dtask: out of memory allocating %zu bytes\n", n);
+  abort();
+}
+
+void *dt__xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) oom(n);
+  return p;
+}
+void *dt__xcalloc(size_t n, size_t sz) {
+  void *p = calloc(n ? n : 1, sz ? sz : 1);
+  if (!p) oom(n * sz);
+  return p;
+}
+void *dt__xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) oom(n);
+  return q;
+}
+char *dt__xstrdup(const char *s) { return dt__xstrndup(s, strlen(s)); }
+char *dt__xstrndup(const char *s, size_t n) {
+  char *p = dt__xmalloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+uint64_t dt__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+double dt__now_s(void) { return (double)dt__now_ns() / 1e9; }
+
+void dt_vec_push(dt_vec *a, void *p) {
+  if (a->len == a->cap) {
+    a->cap = a->cap ? a->cap * 2 : 4;
+    a->v = dt__xrealloc(a->v, a->cap * sizeof(*a->v));
+  }
+  a->v[a->len++] = p;
+}
+bool dt_vec_remove(dt_vec *a, void *p) {
+  for (size_t i = 0; i < a->len; i++)
+    if (a->v[i] == p) {
+      a->v[i] = a->v[--a->len];
+      return true;
+    }
+  return false;
+}
+void dt_vec_free(dt_vec *a) {
+  free(a->v);
+  a->v = NULL;
+  a->len = a->cap = 0;
+}
+
+int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
+  if (!addr) return DT_EINVAL;
+  if (strncmp(addr, "tcp://", 6) == 0) addr += 6;
+  const char *colon;
+  const char *h = addr;
+  size_t hlen;
+  if (addr[0] == '[') {
+    const char *rb = strchr(addr, ']');
+    if (!rb || rb[1] != ':') return DT_EINVAL;
+    h = addr + 1;
+    hlen = (size_t)(rb - h);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(addr, ':');
+    if (!colon) return DT_EINVAL;
+    hlen = (size_t)(colon - addr);
+  }
+  if (hlen == 0 || hlen >= hostcap) return DT_EINVAL;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535) return DT_EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  *port = (int)p;
+  return 0;
+}

@@ -1,0 +1,129 @@
+/*
+ * net.h -- connections over libuv TCP.  A connection reads batches (see
+ * proto.h) with a state machine that validates sizes before allocating and
+ * reads large frames straight into their final buffer; it dispatches each
+ * message to its owner's callback.  Messages written during one event-loop
+ * turn are collected and sent as one batch with one writev.
+ */
+#ifndef DT_NET_H
+#define DT_NET_H
+
+#include <uv.h>
+
+#include "../proto/proto.h"
+
+typedef struct dt_conn dt_conn;
+
+/* One per event loop: flushes dirty connections once per loop turn. */
+typedef struct dt_net {
+  uv_loop_t *loop;
+  uv_prepare_t prep;
+  uv_check_t chk;
+  dt_conn *dirty;
+  uint64_t bytes_in, bytes_out;
+  /* lock: if set (the client library), taken around each flush, because
+   * other threads append messages under it */
+  struct dt_net_lock *lock;
+} dt_net;
+struct dt_net_lock {
+  void (*acquire)(void *);
+  void (*release)(void *);
+  void *arg;
+};
+void dt_net_init(dt_net *n, uv_loop_t *loop);
+void dt_net_close(dt_net *n); /* closes its handles; run the loop after */
+void dt_net_flush(dt_net *n);
+
+typedef struct {
+  /* on_msg: one message [op, fields...]; r is positioned after the op and
+   * nfields fields remain.  Return 0, or <0 for a malformed message: the
+   * connection is then logged and closed. */
+  int (*on_msg)(dt_conn *c, int op, uint32_t nfields, dt_rd *r);
+  /* on_connect: outgoing connections only; status 0 or a libuv error.  On
+   * error on_close follows. */
+  void (*on_connect)(dt_conn *c, int status);
+  /* on_close: exactly once, before the connection is freed. */
+  void (*on_close)(dt_conn *c);
+} dt_conn_cbs;
+
+/* Connection states (memcached style: one enum, one driver per direction). */
+typedef enum {
+  DT_CONN_DETACHED,   /* no socket: messages accumulate in out (unit tests) */
+  DT_CONN_CONNECTING, /* outgoing connect in progress; writes are held */
+  DT_CONN_OPEN,       /* reading and writing */
+  DT_CONN_CLOSING     /* uv_close or shutdown requested; no more callbacks
+                         but on_close */
+} dt_conn_state;
+
+typedef enum {
+  DT_RS_HEAD,   /* reading the 8-byte batch header */
+  DT_RS_LENS,   /* reading the frame lengths */
+  DT_RS_BODY,   /* reading the msgpack body */
+  DT_RS_FRAMES  /* reading frame i */
+} dt_read_state;
+
+struct dt_conn {
+  uv_tcp_t tcp;
+  dt_net *net;
+  const dt_conn_cbs *cbs;
+  void *data;     /* owner's pointer */
+  char peer[96];  /* "host:port" of the other end, for logs */
+  dt_conn_state state;
+  int close_status;
+  /* reading */
+  dt_read_state rstate;
+  uint8_t hdr[8];
+  size_t got; /* bytes of the current part received */
+  uint32_t body_len, nframes;
+  uint64_t *flens;
+  char *body;
+  dt_frame *frames;
+  uint32_t fi;
+  char *stage;
+  bool direct; /* the last alloc_cb pointed into body/frame */
+  /* writing */
+  dt_wbuf out;
+  dt_wbuf *sealed;
+  size_t nsealed, sealed_cap;
+  bool dirty;
+  dt_conn *dirty_next;
+  size_t writes_in_flight;
+  bool close_after_flush;
+};
+
+/* dt_conn_new_detached: a connection with no socket (for unit tests). */
+dt_conn *dt_conn_new_detached(void);
+void dt_conn_free_detached(dt_conn *c);
+
+/* dt_conn_connect: starts connecting to addr ("host:port").  Returns 0 and
+ * the new connection (owned by the loop; freed after on_close), or an error
+ * (nothing to free). */
+int dt_conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
+                    dt_conn **out);
+/* dt_conn_out: the batch being written; append one message to it. */
+dt_wbuf *dt_conn_out(dt_conn *c);
+/* dt_conn_close: closes now (pending output is dropped) or, if graceful,
+ * after pending output is written.  on_close runs later. */
+void dt_conn_close(dt_conn *c, bool graceful);
+/* dt_conn_local_ip: the local IP address of a connected socket. */
+int dt_conn_local_ip(dt_conn *c, char *buf, size_t cap);
+
+typedef struct dt_listener {
+  uv_tcp_t tcp;
+  dt_net *net;
+  const dt_conn_cbs *cbs;
+  void (*on_accept)(struct dt_listener *l, dt_conn *c);
+  void *data;
+  int port;
+  char host[64];
+} dt_listener;
+/* dt_listener_start: binds host:port (port 0 = any) and listens. */
+int dt_listener_start(dt_listener *l, dt_net *n, const char *host, int port,
+                      const dt_conn_cbs *cbs, void (*on_accept)(dt_listener *, dt_conn *),
+                      void *data);
+void dt_listener_close(dt_listener *l);
+
+/* dt_resolve: host (numeric or name) and port into a sockaddr. */
+int dt_resolve(const char *host, int port, struct sockaddr_storage *ss);
+
+#endif

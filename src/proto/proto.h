@@ -1,0 +1,200 @@
+/*
+ * proto.h -- the wire protocol: reference-counted blobs, encoded values
+ * ("payloads"), the write buffer that batches messages, the bounded message
+ * validator and reader, and the table of message types.
+ *
+ * On the wire a connection carries batches:
+ *
+ *   u32 body_len | u32 n_frames | n_frames x u64 frame_len | body | frames
+ *
+ * (little endian).  The body is a sequence of msgpack arrays, one per
+ * message: [op, field...].  Values travel as payloads: [bin body, u32
+ * first_frame, u32 n_frames]; inside a payload body, byte strings of
+ * DT_LARGE_BYTES or more are ext(2) references to one of the payload's frames
+ * (sent as is, never copied into the body), and futures are ext(1) keys.
+ */
+#ifndef DT_PROTO_H
+#define DT_PROTO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/common.h"
+#include "dtask.h"
+
+/* ---- limits, checked before anything is allocated */
+#define DT_MAX_BODY (256u << 20)        /* bytes of msgpack per batch */
+#define DT_MAX_FRAMES 65536u            /* frames per batch */
+#define DT_MAX_FRAME (16ull << 30)      /* bytes per frame */
+#define DT_MAX_DEPTH 64                 /* nesting of msgpack containers */
+#define DT_MAX_KEY 1024                 /* bytes in a task key */
+#define DT_BATCH_SOFT_BODY (4u << 20)   /* start a new batch past this */
+#define DT_BATCH_SOFT_FRAMES 1024u
+
+#define DT_EXT_FUTURE 1
+#define DT_EXT_FRAME 2
+
+/* ---- blobs: reference-counted byte buffers shared across threads */
+typedef struct dt_blob {
+  atomic_size_t refs;
+  size_t len;
+  char *data;
+  void (*free_fn)(void *);
+  void *free_arg;
+} dt_blob;
+dt_blob *dt_blob_new(size_t len); /* uninitialised data, refs = 1 */
+dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *));
+dt_blob *dt_blob_ref(dt_blob *b);
+void dt_blob_unref(dt_blob *b);
+
+/* A frame is a slice of a blob (the frame holds one blob reference). */
+typedef struct {
+  dt_blob *blob;
+  const char *p;
+  size_t len;
+} dt_frame;
+
+/* ---- values (internal layout; the API is in dtask.h) */
+struct dt_value {
+  atomic_uint refs;
+  uint8_t type;
+  union {
+    bool b;
+    int64_t i;
+    double d;
+    struct { char *s; size_t len; } str;
+    struct { dt_blob *blob; const char *p; size_t len; } bytes;
+    struct { dt_value **items; size_t len, cap; } list;
+    struct { char **keys; dt_value **vals; size_t len, cap; } map;
+    struct { char *key; struct dt_future *fut; } fut;
+  } u;
+};
+/* dt__future_value_key: a DT_FUTURE value naming key with no future. */
+dt_value *dt__future_ref_value(const char *key, struct dt_future *fut);
+
+/* ---- payloads: one encoded value with its own frames */
+typedef struct {
+  char *body; /* owned msgpack */
+  size_t len;
+  dt_frame *frames; /* owned array; each holds a blob reference */
+  uint32_t nframes;
+} dt_payload;
+/* dt__payload_encode: encodes v.  deps (may be NULL) collects the keys of
+ * DT_FUTURE values found (borrowed from v).  Returns 0 or DT_EINVAL. */
+int dt__payload_encode(const dt_value *v, dt_payload *out, dt_vec *deps);
+/* dt__payload_decode: decodes p into a new value; untrusted input. */
+int dt__payload_decode(const dt_payload *p, dt_value **out);
+void dt__payload_clear(dt_payload *p);
+void dt__payload_copy(dt_payload *dst, const dt_payload *src); /* refs frames */
+size_t dt__payload_nbytes(const dt_payload *p);
+size_t dt__value_nbytes(const dt_value *v);
+
+/* ---- the write buffer: messages of one batch */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  dt_frame *frames;
+  uint32_t nframes, fcap;
+  uint32_t nmsgs;
+} dt_wbuf;
+void dt_wbuf_init(dt_wbuf *w);
+void dt_wbuf_clear(dt_wbuf *w); /* releases everything */
+char *dt_wbuf_reserve(dt_wbuf *w, size_t n);
+void wb_array(dt_wbuf *w, uint32_t n);
+void wb_map(dt_wbuf *w, uint32_t n);
+void wb_uint(dt_wbuf *w, uint64_t u);
+void wb_int(dt_wbuf *w, int64_t i);
+void wb_double(dt_wbuf *w, double d);
+void wb_bool(dt_wbuf *w, bool b);
+void wb_nil(dt_wbuf *w);
+void wb_str(dt_wbuf *w, const char *s, size_t len);
+void wb_cstr(dt_wbuf *w, const char *s); /* NULL writes nil */
+void wb_bin(dt_wbuf *w, const void *p, size_t len);
+void wb_payload(dt_wbuf *w, const dt_payload *p); /* refs p's frames */
+/* wb_value: encodes v as a payload (3 fields). */
+int wb_value(dt_wbuf *w, const dt_value *v);
+/* the op code starts a message: wb_msg(w, op, nfields) writes the array
+ * header for [op, nfields...] and the op */
+void wb_msg(dt_wbuf *w, int op, uint32_t nfields);
+
+/* ---- validation and reading of untrusted messages */
+/* dt__mp_validate: checks that *p..end starts with one complete msgpack
+ * object whose containers nest at most max_depth deep and whose counts fit
+ * in the bytes present; advances *p past it.  0 or DT_EPROTO. */
+int dt__mp_validate(const char **p, const char *end, int max_depth);
+
+typedef struct {
+  const char *p, *end;   /* the current message, already validated */
+  const dt_frame *frames; /* frames of the batch */
+  uint32_t nframes;
+} dt_rd;
+int rd_array(dt_rd *r, uint32_t *n);
+int rd_map(dt_rd *r, uint32_t *n);
+int rd_uint(dt_rd *r, uint64_t *u);
+int rd_int(dt_rd *r, int64_t *i);
+int rd_double(dt_rd *r, double *d);
+int rd_bool(dt_rd *r, bool *b);
+int rd_str(dt_rd *r, const char **s, uint32_t *len);
+int rd_key(dt_rd *r, const char **s, uint32_t *len); /* str, 1..DT_MAX_KEY */
+int rd_bin(dt_rd *r, const char **s, uint32_t *len);
+bool rd_is_nil(dt_rd *r); /* consumes the nil if it is one */
+int rd_skip(dt_rd *r);
+/* rd_payload: fills out (new body copy + frame refs). */
+int rd_payload(dt_rd *r, dt_payload *out);
+
+/* ---- message types, declared as data */
+#define DT_MSG_MAP(X)                                                                   \
+  X(HELLO_CLIENT, "client->scheduler", "[version, name]: a client introduces itself")  \
+  X(HELLO_WORKER, "worker->scheduler",                                                  \
+    "[version, name, address, nthreads, resources{}]: a worker registers")             \
+  X(WELCOME, "scheduler->peer", "[id]: registration accepted")                          \
+  X(UPDATE_GRAPH, "client->scheduler",                                                  \
+    "[[task...], [wanted key...]]: new tasks; task = [key, func, spec, [dep...], "      \
+    "priority, retries, [worker...], allow_other, {resource: amount}]")                  \
+  X(RELEASE_KEYS, "client->scheduler", "[[key...]]: the client no longer wants keys")   \
+  X(WANT_KEYS, "client->scheduler", "[[key...]]: the client wants existing keys")       \
+  X(CANCEL_KEYS, "client->scheduler", "[[key...]]: cancel tasks and release them")      \
+  X(SCATTER, "client->scheduler",                                                       \
+    "[req, [[key, payload]...], [worker...], broadcast]: put data on workers")           \
+  X(SCATTER_DONE, "scheduler->client", "[req, error|nil]: scatter finished")            \
+  X(KEY_IN_MEMORY, "scheduler->client", "[key, worker_address, nbytes]: a result is ready") \
+  X(KEY_ERRED, "scheduler->client",                                                     \
+    "[key, code, function, worker, message]: a task (or its dependency) failed")        \
+  X(KEY_CANCELLED, "scheduler->client", "[key, reason]: a key was cancelled")           \
+  X(INFO_REQUEST, "client->scheduler", "[req]: ask for cluster counts")                 \
+  X(INFO_REPLY, "scheduler->client", "[req, {name: count}]: cluster counts")            \
+  X(COMPUTE_TASK, "scheduler->worker",                                                  \
+    "[key, func, spec, [[dep, nbytes, [address...]]...], priority, {resource: amount}]") \
+  X(FREE_KEYS, "scheduler->worker", "[[key...]]: forget these keys")                    \
+  X(PUT_DATA, "scheduler->worker", "[req, [[key, payload]...]]: store scattered data")  \
+  X(PUT_DATA_DONE, "worker->scheduler", "[req, [[key, nbytes]...]]: data stored")       \
+  X(TASK_FINISHED, "worker->scheduler", "[key, nbytes, duration_us]: a result is in memory") \
+  X(TASK_ERRED, "worker->scheduler", "[key, code, function, message]: a task failed")   \
+  X(MISSING_DATA, "worker->scheduler", "[key, dep, address]: a dependency could not be fetched") \
+  X(HEARTBEAT, "worker->scheduler", "[executing, ready, nkeys, nbytes]: I am alive")    \
+  X(GET_DATA, "peer->worker", "[req, [key...]]: send me these results")                 \
+  X(DATA, "worker->peer", "[req, [[key, found, payload|nil]...]]: the results asked for") \
+  X(CLOSE, "any", "[reason]: the sender is closing the connection")
+
+enum {
+  DT_OP_NONE = 0,
+#define DT__OP_ENUM(name, dir, doc) DT_OP_##name,
+  DT_MSG_MAP(DT__OP_ENUM)
+#undef DT__OP_ENUM
+  DT_OP_COUNT
+};
+
+typedef struct {
+  int op;
+  const char *name;
+  const char *direction;
+  const char *doc;
+} dt_msg_info;
+extern const dt_msg_info dt__msgs[DT_OP_COUNT];
+const char *dt__op_name(int op);
+
+#define DT_PROTO_VERSION 1
+
+#endif

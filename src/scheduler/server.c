@@ -1,0 +1,587 @@
+/*
+ * server.c -- the scheduler daemon: one libuv loop, a listener, and the
+ * table of message handlers that turn messages from clients and workers
+ * into events of the state machine in state.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../cli/roles.h"
+#include "state.h"
+
+typedef struct {
+  uint64_t id, client_req;
+  uint32_t client_id;
+  dt_vec workers; /* worker ids (as pointers) still to confirm */
+  char *error;
+} pending_scatter;
+
+static struct {
+  uv_loop_t loop;
+  dt_net net;
+  dt_listener listener;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t stats;
+  sched s;
+  char address[128];
+  char *scheduler_file;
+  dt_vec scatters;
+  uint64_t next_scatter;
+  bool stopping;
+} S;
+
+/* A connection's data is NULL until it says hello, then the s_worker or
+ * s_client (both start with int kind). */
+static int peer_kind(dt_conn *c) { return c->data ? *(int *)c->data : 0; }
+
+static s_client *client_by_id(uint32_t id) {
+  for (size_t i = 0; i < S.s.clients.len; i++)
+    if (((s_client *)S.s.clients.v[i])->id == id) return S.s.clients.v[i];
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- hello */
+
+static int on_hello_client(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t version;
+  const char *name;
+  uint32_t nlen;
+  if (nf < 2 || rd_uint(r, &version) || rd_str(r, &name, &nlen)) return DT_EPROTO;
+  if (version != DT_PROTO_VERSION) {
+    DT_WARN("client %s speaks protocol %llu, not %d", c->peer, (unsigned long long)version,
+            DT_PROTO_VERSION);
+    return DT_EPROTO;
+  }
+  char nm[128];
+  snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
+  s_client *cl = sched_add_client(&S.s, c, nm);
+  c->data = cl;
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_WELCOME, 1);
+  wb_uint(w, cl->id);
+  DT_INFO("client %s connected from %s", nm, c->peer);
+  return 0;
+}
+
+static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t version, nthreads;
+  const char *name, *addr;
+  uint32_t nlen, alen, nres;
+  if (nf < 5 || rd_uint(r, &version) || rd_str(r, &name, &nlen) || rd_str(r, &addr, &alen) ||
+      rd_uint(r, &nthreads) || rd_map(r, &nres))
+    return DT_EPROTO;
+  if (version != DT_PROTO_VERSION || alen == 0 || alen > 200 || nlen > 200 || nthreads == 0 ||
+      nthreads > 4096 || nres > 64)
+    return DT_EPROTO;
+  char **rn = nres ? dt__xcalloc(nres, sizeof(char *)) : NULL;
+  double *ra = nres ? dt__xcalloc(nres, sizeof(double)) : NULL;
+  for (uint32_t i = 0; i < nres; i++) {
+    const char *k;
+    uint32_t kl;
+    if (rd_str(r, &k, &kl) || rd_double(r, &ra[i])) {
+      for (uint32_t j = 0; j < i; j++) free(rn[j]);
+      free(rn);
+      free(ra);
+      return DT_EPROTO;
+    }
+    rn[i] = dt__xstrndup(k, kl);
+  }
+  char nm[256], ad[256];
+  snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
+  snprintf(ad, sizeof(ad), "%.*s", (int)alen, addr);
+  s_worker *wk = sched_add_worker(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
+  wk->last_seen = dt__now_s();
+  c->data = wk;
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_WELCOME, 1);
+  wb_uint(w, wk->id);
+  DT_INFO("worker %s registered at %s with %d threads", nm, ad, (int)nthreads);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- clients */
+
+typedef struct {
+  const char **keys;
+  uint32_t *lens;
+  uint32_t n;
+} keylist;
+
+static int rd_keylist(dt_rd *r, keylist *kl) {
+  memset(kl, 0, sizeof(*kl));
+  if (rd_array(r, &kl->n)) return DT_EPROTO;
+  kl->keys = dt__xmalloc((kl->n ? kl->n : 1) * sizeof(*kl->keys));
+  kl->lens = dt__xmalloc((kl->n ? kl->n : 1) * sizeof(*kl->lens));
+  for (uint32_t i = 0; i < kl->n; i++)
+    if (rd_key(r, &kl->keys[i], &kl->lens[i])) return DT_EPROTO;
+  return 0;
+}
+static void keylist_free(keylist *kl) {
+  free(kl->keys);
+  free(kl->lens);
+}
+
+static void newtask_free(s_newtask *t) {
+  dt__payload_clear(&t->spec);
+  free(t->dep_keys);
+  free(t->dep_lens);
+  free(t->restrict_to);
+  free(t->restrict_lens);
+  free(t->res_names);
+  free(t->res_name_lens);
+  free(t->res_amounts);
+}
+
+static int rd_newtask(dt_rd *r, s_newtask *t) {
+  uint32_t n;
+  int64_t prio, retries;
+  memset(t, 0, sizeof(*t));
+  if (rd_array(r, &n) || n != 11) return DT_EPROTO;
+  if (rd_key(r, &t->key, &t->klen) || rd_str(r, &t->func, &t->flen) || t->flen == 0 ||
+      t->flen > 256 || rd_payload(r, &t->spec))
+    return DT_EPROTO;
+  keylist deps;
+  if (rd_keylist(r, &deps)) {
+    keylist_free(&deps);
+    return DT_EPROTO;
+  }
+  t->dep_keys = deps.keys;
+  t->dep_lens = deps.lens;
+  t->ndeps = deps.n;
+  if (rd_int(r, &prio) || rd_int(r, &retries) || retries < 0 || retries > 1000000) return DT_EPROTO;
+  t->priority = prio;
+  t->retries = (int)retries;
+  keylist wk;
+  if (rd_keylist(r, &wk)) {
+    keylist_free(&wk);
+    return DT_EPROTO;
+  }
+  t->restrict_to = wk.keys;
+  t->restrict_lens = wk.lens;
+  t->nrestrict = wk.n;
+  if (rd_bool(r, &t->loose) || rd_map(r, &t->nres) || t->nres > 64) return DT_EPROTO;
+  t->res_names = dt__xmalloc((t->nres ? t->nres : 1) * sizeof(char *));
+  t->res_name_lens = dt__xmalloc((t->nres ? t->nres : 1) * sizeof(uint32_t));
+  t->res_amounts = dt__xmalloc((t->nres ? t->nres : 1) * sizeof(double));
+  for (uint32_t i = 0; i < t->nres; i++)
+    if (rd_key(r, &t->res_names[i], &t->res_name_lens[i]) || rd_double(r, &t->res_amounts[i]))
+      return DT_EPROTO;
+  return 0;
+}
+
+static int on_update_graph(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint32_t n;
+  if (nf < 2 || rd_array(r, &n)) return DT_EPROTO;
+  s_newtask *ts = dt__xcalloc(n ? n : 1, sizeof(*ts));
+  int rc = 0;
+  uint32_t got = 0;
+  for (; got < n; got++)
+    if ((rc = rd_newtask(r, &ts[got])) != 0) {
+      got++;
+      break;
+    }
+  keylist wanted = {0};
+  if (rc == 0) rc = rd_keylist(r, &wanted);
+  if (rc == 0) sched_update_graph(&S.s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
+  for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);
+  free(ts);
+  keylist_free(&wanted);
+  return rc;
+}
+
+static int on_keys(dt_conn *c, uint32_t nf, dt_rd *r,
+                   void (*fn)(sched *, s_client *, const char *, uint32_t)) {
+  keylist kl;
+  int rc = nf < 1 ? DT_EPROTO : rd_keylist(r, &kl);
+  if (rc == 0)
+    for (uint32_t i = 0; i < kl.n; i++) fn(&S.s, c->data, kl.keys[i], kl.lens[i]);
+  if (nf >= 1) keylist_free(&kl);
+  return rc;
+}
+static int on_release_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
+  return on_keys(c, nf, r, sched_client_release);
+}
+static int on_want_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
+  return on_keys(c, nf, r, sched_client_want);
+}
+static int on_cancel_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
+  return on_keys(c, nf, r, sched_client_cancel);
+}
+
+static void scatter_reply(pending_scatter *ps) {
+  s_client *cl = client_by_id(ps->client_id);
+  if (cl && cl->conn) {
+    dt_wbuf *w = dt_conn_out(cl->conn);
+    wb_msg(w, DT_OP_SCATTER_DONE, 2);
+    wb_uint(w, ps->client_req);
+    wb_cstr(w, ps->error);
+  }
+  dt_vec_remove(&S.scatters, ps);
+  dt_vec_free(&ps->workers);
+  free(ps->error);
+  free(ps);
+}
+
+static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t req;
+  uint32_t n;
+  if (nf < 4 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  s_client *cl = c->data;
+  typedef struct { const char *key; uint32_t klen; dt_payload p; } item;
+  item *items = dt__xcalloc(n ? n : 1, sizeof(*items));
+  int rc = 0;
+  uint32_t got = 0;
+  for (; got < n && rc == 0; got++) {
+    uint32_t m;
+    if (rd_array(r, &m) || m != 4 || rd_key(r, &items[got].key, &items[got].klen) ||
+        rd_payload(r, &items[got].p))
+      rc = DT_EPROTO;
+  }
+  keylist wl = {0};
+  bool broadcast = false;
+  if (rc == 0) rc = rd_keylist(r, &wl);
+  if (rc == 0) rc = rd_bool(r, &broadcast);
+  if (rc == 0) {
+    /* targets: the named workers, or every worker */
+    dt_vec targets = {0};
+    for (size_t i = 0; i < S.s.workers.len; i++) {
+      s_worker *w = S.s.workers.v[i];
+      bool ok = wl.n == 0;
+      for (uint32_t k = 0; k < wl.n && !ok; k++)
+        ok = (strlen(w->name) == wl.lens[k] && memcmp(w->name, wl.keys[k], wl.lens[k]) == 0) ||
+             (strlen(w->address) == wl.lens[k] && memcmp(w->address, wl.keys[k], wl.lens[k]) == 0);
+      if (ok) dt_vec_push(&targets, w);
+    }
+    pending_scatter *ps = dt__xcalloc(1, sizeof(*ps));
+    ps->id = ++S.next_scatter;
+    ps->client_req = req;
+    ps->client_id = cl->id;
+    dt_vec_push(&S.scatters, ps);
+    if (targets.len == 0) {
+      ps->error = dt__xstrdup(wl.n ? "none of the requested workers is connected"
+                                   : "no workers are connected");
+      scatter_reply(ps);
+    } else {
+      /* round robin from the worker holding the fewest keys */
+      size_t start = 0;
+      for (size_t i = 1; i < targets.len; i++)
+        if (((s_worker *)targets.v[i])->nkeys < ((s_worker *)targets.v[start])->nkeys) start = i;
+      for (size_t ti = 0; ti < targets.len; ti++) {
+        s_worker *w = targets.v[ti];
+        uint32_t cnt = 0;
+        for (uint32_t i = 0; i < n; i++)
+          if (broadcast || (start + i) % targets.len == ti) cnt++;
+        if (!cnt) continue;
+        dt_wbuf *o = dt_conn_out(w->conn);
+        wb_msg(o, DT_OP_PUT_DATA, 2);
+        wb_uint(o, ps->id);
+        wb_array(o, cnt);
+        for (uint32_t i = 0; i < n; i++)
+          if (broadcast || (start + i) % targets.len == ti) {
+            wb_array(o, 4);
+            wb_str(o, items[i].key, items[i].klen);
+            wb_payload(o, &items[i].p);
+          }
+        dt_vec_push(&ps->workers, (void *)(uintptr_t)w->id);
+      }
+    }
+    dt_vec_free(&targets);
+  }
+  for (uint32_t i = 0; i < got; i++) dt__payload_clear(&items[i].p);
+  free(items);
+  keylist_free(&wl);
+  return rc;
+}
+
+static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t req;
+  if (nf < 1 || rd_uint(r, &req)) return DT_EPROTO;
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_INFO_REPLY, 2);
+  wb_uint(w, req);
+  wb_map(w, 4 + TS_COUNT);
+  wb_cstr(w, "workers");
+  wb_uint(w, S.s.workers.len);
+  wb_cstr(w, "clients");
+  wb_uint(w, S.s.clients.len);
+  wb_cstr(w, "tasks");
+  wb_uint(w, S.s.tasks.len);
+  wb_cstr(w, "completed");
+  wb_uint(w, S.s.tasks_completed);
+  for (int st = 0; st < TS_COUNT; st++) {
+    wb_cstr(w, s_task_state_name(st));
+    wb_int(w, S.s.count[st]);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static int on_task_finished(dt_conn *c, uint32_t nf, dt_rd *r) {
+  const char *key;
+  uint32_t klen;
+  uint64_t nbytes, dur_us;
+  if (nf < 3 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) || rd_uint(r, &dur_us))
+    return DT_EPROTO;
+  sched_task_finished(&S.s, c->data, key, klen, nbytes, (double)dur_us / 1e6);
+  return 0;
+}
+
+static int on_task_erred(dt_conn *c, uint32_t nf, dt_rd *r) {
+  const char *key, *func, *msg;
+  uint32_t klen, flen, mlen;
+  int64_t code;
+  if (nf < 4 || rd_key(r, &key, &klen) || rd_int(r, &code) || rd_str(r, &func, &flen) ||
+      rd_str(r, &msg, &mlen))
+    return DT_EPROTO;
+  char *f = dt__xstrndup(func, flen > 256 ? 256 : flen);
+  char *m = dt__xstrndup(msg, mlen > 8192 ? 8192 : mlen);
+  if (code >= 0 || code < -1000) code = DT_ETASK;
+  sched_task_erred(&S.s, c->data, key, klen, (int)code, f, m);
+  free(f);
+  free(m);
+  return 0;
+}
+
+static int on_missing_data(dt_conn *c, uint32_t nf, dt_rd *r) {
+  const char *key, *dep;
+  uint32_t klen, dlen;
+  if (nf < 2 || rd_key(r, &key, &klen) || rd_key(r, &dep, &dlen)) return DT_EPROTO;
+  DT_INFO("worker %s could not fetch %.*s for %.*s", c->peer, (int)dlen, dep, (int)klen, key);
+  sched_missing_data(&S.s, c->data, key, klen, dep, dlen);
+  return 0;
+}
+
+static int on_put_data_done(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t req;
+  uint32_t n;
+  s_worker *wk = c->data;
+  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  pending_scatter *ps = NULL;
+  for (size_t i = 0; i < S.scatters.len && !ps; i++)
+    if (((pending_scatter *)S.scatters.v[i])->id == req) ps = S.scatters.v[i];
+  s_client *cl = ps ? client_by_id(ps->client_id) : NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t m, klen;
+    const char *key;
+    uint64_t nbytes;
+    if (rd_array(r, &m) || m != 2 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes))
+      return DT_EPROTO;
+    sched_scatter_key(&S.s, cl, wk, key, klen, nbytes);
+  }
+  if (ps && dt_vec_remove(&ps->workers, (void *)(uintptr_t)wk->id) && ps->workers.len == 0)
+    scatter_reply(ps);
+  return 0;
+}
+
+static int on_heartbeat(dt_conn *c, uint32_t nf, dt_rd *r) {
+  s_worker *wk = c->data;
+  int64_t ex, rd_, nk, nb;
+  if (nf < 4 || rd_int(r, &ex) || rd_int(r, &rd_) || rd_int(r, &nk) || rd_int(r, &nb))
+    return DT_EPROTO;
+  wk->executing = ex;
+  wk->ready = rd_;
+  wk->last_seen = dt__now_s();
+  return 0;
+}
+
+static int on_close_msg(dt_conn *c, uint32_t nf, dt_rd *r) {
+  (void)nf;
+  (void)r;
+  dt_conn_close(c, true);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+typedef int (*handler_fn)(dt_conn *, uint32_t, dt_rd *);
+static const struct {
+  int kind; /* who may send it: 0 = before hello */
+  handler_fn fn;
+} handlers[DT_OP_COUNT] = {
+    [DT_OP_HELLO_CLIENT] = {0, on_hello_client},
+    [DT_OP_HELLO_WORKER] = {0, on_hello_worker},
+    [DT_OP_UPDATE_GRAPH] = {PEER_CLIENT, on_update_graph},
+    [DT_OP_RELEASE_KEYS] = {PEER_CLIENT, on_release_keys},
+    [DT_OP_WANT_KEYS] = {PEER_CLIENT, on_want_keys},
+    [DT_OP_CANCEL_KEYS] = {PEER_CLIENT, on_cancel_keys},
+    [DT_OP_SCATTER] = {PEER_CLIENT, on_scatter},
+    [DT_OP_INFO_REQUEST] = {PEER_CLIENT, on_info_request},
+    [DT_OP_TASK_FINISHED] = {PEER_WORKER, on_task_finished},
+    [DT_OP_TASK_ERRED] = {PEER_WORKER, on_task_erred},
+    [DT_OP_MISSING_DATA] = {PEER_WORKER, on_missing_data},
+    [DT_OP_PUT_DATA_DONE] = {PEER_WORKER, on_put_data_done},
+    [DT_OP_HEARTBEAT] = {PEER_WORKER, on_heartbeat},
+    [DT_OP_CLOSE] = {-1, on_close_msg},
+};
+
+static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  if (!handlers[op].fn) {
+    DT_WARN("unexpected %s message from %s", dt__op_name(op), c->peer);
+    return DT_EPROTO;
+  }
+  int want = handlers[op].kind;
+  if (want != -1 && want != peer_kind(c)) {
+    DT_WARN("%s message from %s which is a %s", dt__op_name(op), c->peer,
+            peer_kind(c) == PEER_WORKER ? "worker" : peer_kind(c) == PEER_CLIENT ? "client"
+                                                                                 : "stranger");
+    return DT_EPROTO;
+  }
+  return handlers[op].fn(c, nf, r);
+}
+
+static void on_conn_close(dt_conn *c) {
+  switch (peer_kind(c)) {
+  case PEER_WORKER: {
+    s_worker *w = c->data;
+    DT_INFO("worker %s (%s) left", w->name, w->address);
+    for (size_t i = S.scatters.len; i-- > 0;) {
+      pending_scatter *ps = S.scatters.v[i];
+      if (dt_vec_remove(&ps->workers, (void *)(uintptr_t)w->id)) {
+        if (!ps->error) ps->error = dt__xstrdup("a worker left during scatter");
+        if (ps->workers.len == 0) scatter_reply(ps);
+      }
+    }
+    if (!S.stopping) sched_remove_worker(&S.s, w);
+    break;
+  }
+  case PEER_CLIENT: {
+    s_client *cl = c->data;
+    DT_INFO("client %s left", cl->name);
+    if (!S.stopping) sched_remove_client(&S.s, cl);
+    break;
+  }
+  default: break;
+  }
+  c->data = NULL;
+}
+
+static const dt_conn_cbs conn_cbs = {on_msg, NULL, on_conn_close};
+
+static void on_accept(dt_listener *l, dt_conn *c) {
+  (void)l;
+  DT_DEBUG("connection from %s", c->peer);
+}
+
+/* ---------------------------------------------------------------- daemon */
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) {
+    if (h->type == UV_TCP && h->data && h != (uv_handle_t *)&S.listener.tcp) {
+      dt_conn_close(h->data, false);
+    } else {
+      uv_close(h, NULL);
+    }
+  }
+}
+
+static void stop(void) {
+  if (S.stopping) return;
+  S.stopping = true;
+  DT_INFO("scheduler at %s stopping", S.address);
+  /* tell everyone, then close */
+  for (size_t i = 0; i < S.s.workers.len; i++) {
+    s_worker *w = S.s.workers.v[i];
+    dt_wbuf *o = dt_conn_out(w->conn);
+    wb_msg(o, DT_OP_CLOSE, 1);
+    wb_cstr(o, "scheduler closing");
+  }
+  dt_net_flush(&S.net);
+  uv_walk(&S.loop, close_walk, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)h;
+  (void)signum;
+  stop();
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: dtask scheduler [--host HOST] [--port PORT] [--scheduler-file FILE]\n"
+          "                       [--log-level LEVEL]\n"
+          "  --host HOST            address to listen on (default 127.0.0.1)\n"
+          "  --port PORT            port (default 8786; 0 = any free port)\n"
+          "  --scheduler-file FILE  write the address to FILE as JSON, for clients and\n"
+          "                         workers on shared file systems\n"
+          "  --log-level LEVEL      debug, info, warning, error (default info)\n");
+}
+
+int dt__scheduler_main(int argc, char **argv) {
+  const char *host = "127.0.0.1", *file = NULL, *level = getenv("DTASK_LOG_LEVEL");
+  int port = 8786, ready_fd = -1;
+  if (!level) level = "info";
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--host") == 0 && v) host = argv[++i];
+    else if (strcmp(a, "--port") == 0 && v) port = atoi(argv[++i]);
+    else if (strcmp(a, "--scheduler-file") == 0 && v) file = argv[++i];
+    else if (strcmp(a, "--log-level") == 0 && v) level = argv[++i];
+    else if (strcmp(a, "--ready-fd") == 0 && v) ready_fd = atoi(argv[++i]);
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(); return 0; }
+    else {
+      fprintf(stderr, "dtask scheduler: unknown or incomplete option '%s'\n", a);
+      usage();
+      return 2;
+    }
+  }
+  if (port < 0 || port > 65535) {
+    fprintf(stderr, "dtask scheduler: invalid port %d\n", port);
+    return 2;
+  }
+  dt__log_init("scheduler", level);
+  signal(SIGPIPE, SIG_IGN);
+  memset(&S, 0, sizeof(S));
+  uv_loop_init(&S.loop);
+  dt_net_init(&S.net, &S.loop);
+  sched_init(&S.s);
+  if (dt_listener_start(&S.listener, &S.net, host, port, &conn_cbs, on_accept, NULL) != 0) {
+    fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
+    return 1;
+  }
+  if (strchr(host, ':')) snprintf(S.address, sizeof(S.address), "[%s]:%d", host, S.listener.port);
+  else snprintf(S.address, sizeof(S.address), "%s:%d", host, S.listener.port);
+  DT_INFO("scheduler at tcp://%s", S.address);
+  if (file) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", file, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "{\"type\": \"Scheduler\", \"address\": \"tcp://%s\", \"pid\": %d}\n",
+                      S.address, (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, file) != 0) {
+      fprintf(stderr, "dtask scheduler: cannot write scheduler file %s: %s\n", file,
+              strerror(errno));
+      return 1;
+    }
+    S.scheduler_file = dt__xstrdup(file);
+  }
+  if (ready_fd >= 0) {
+    char line[160];
+    int n = snprintf(line, sizeof(line), "%s\n", S.address);
+    if (write(ready_fd, line, (size_t)n) != n) DT_WARN("could not report readiness");
+    close(ready_fd);
+  }
+  uv_signal_init(&S.loop, &S.sigint);
+  uv_signal_init(&S.loop, &S.sigterm);
+  uv_signal_start(&S.sigint, on_signal, SIGINT);
+  uv_signal_start(&S.sigterm, on_signal, SIGTERM);
+  uv_run(&S.loop, UV_RUN_DEFAULT);
+  if (S.scheduler_file) unlink(S.scheduler_file);
+  free(S.scheduler_file);
+  for (size_t i = 0; i < S.scatters.len; i++) {
+    pending_scatter *ps = S.scatters.v[i];
+    dt_vec_free(&ps->workers);
+    free(ps->error);
+    free(ps);
+  }
+  dt_vec_free(&S.scatters);
+  sched_destroy(&S.s);
+  uv_loop_close(&S.loop);
+  return 0;
+}

@@ -1,0 +1,963 @@
+/*
+ * state.c -- the scheduler's task state machine (see state.h).  Every
+ * public function is one event; each does O(1) work per task it touches
+ * (plus O(dependencies) for graph edges) and never scans all workers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state.h"
+
+static const char *state_names[TS_COUNT] = {"released", "waiting", "no-worker", "queued",
+                                            "processing", "memory", "erred", "forgotten"};
+const char *s_task_state_name(int st) {
+  return st >= 0 && st < TS_COUNT ? state_names[st] : "?";
+}
+
+static bool prio_less(const void *a, const void *b) {
+  const s_task *x = a, *y = b;
+  if (x->priority != y->priority) return x->priority > y->priority;
+  if (x->generation != y->generation) return x->generation < y->generation;
+  return x->order < y->order;
+}
+
+void sched_init(sched *s) {
+  memset(s, 0, sizeof(*s));
+  dt_smap_init(&s->tasks);
+  dt_heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
+}
+
+static void set_state(sched *s, s_task *t, s_task_state st) {
+  s->count[t->state]--;
+  s->count[st]++;
+  t->state = st;
+}
+
+s_task *sched_get_task(sched *s, const char *key, uint32_t klen) {
+  return dt_smap_get(&s->tasks, key, klen);
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static void msg_key_in_memory(s_client *c, s_task *t) {
+  if (!c->conn) return;
+  dt_wbuf *w = dt_conn_out(c->conn);
+  wb_msg(w, DT_OP_KEY_IN_MEMORY, 3);
+  wb_str(w, t->key, t->klen);
+  s_worker *holder = t->who_has.len ? t->who_has.v[0] : NULL;
+  wb_cstr(w, holder ? holder->address : "");
+  wb_uint(w, t->nbytes);
+}
+
+static void msg_key_erred(s_client *c, s_task *t) {
+  if (!c->conn) return;
+  dt_wbuf *w = dt_conn_out(c->conn);
+  wb_msg(w, DT_OP_KEY_ERRED, 6);
+  wb_str(w, t->key, t->klen);
+  wb_int(w, t->err_code);
+  wb_cstr(w, t->err_key ? t->err_key : t->key);
+  wb_cstr(w, t->err_func ? t->err_func : t->func);
+  wb_cstr(w, t->err_worker ? t->err_worker : "");
+  wb_cstr(w, t->err_msg ? t->err_msg : "unknown error");
+}
+
+static void msg_free_key(s_worker *wk, s_task *t) {
+  if (!wk->conn) return;
+  dt_wbuf *w = dt_conn_out(wk->conn);
+  wb_msg(w, DT_OP_FREE_KEYS, 1);
+  wb_array(w, 1);
+  wb_str(w, t->key, t->klen);
+}
+
+static void msg_compute(s_worker *wk, s_task *t) {
+  if (!wk->conn) return;
+  dt_wbuf *w = dt_conn_out(wk->conn);
+  wb_msg(w, DT_OP_COMPUTE_TASK, 8);
+  wb_str(w, t->key, t->klen);
+  wb_cstr(w, t->func);
+  wb_payload(w, &t->spec);
+  wb_array(w, t->ndeps);
+  for (uint32_t i = 0; i < t->ndeps; i++) {
+    s_task *d = t->deps[i];
+    wb_array(w, 3);
+    wb_str(w, d->key, d->klen);
+    wb_uint(w, d->nbytes);
+    wb_array(w, (uint32_t)d->who_has.len);
+    for (size_t j = 0; j < d->who_has.len; j++) wb_cstr(w, ((s_worker *)d->who_has.v[j])->address);
+  }
+  wb_int(w, t->priority);
+  wb_map(w, t->nres);
+  for (uint32_t i = 0; i < t->nres; i++) {
+    wb_cstr(w, t->res_names[i]);
+    wb_double(w, t->res_amounts[i]);
+  }
+}
+
+/* ---------------------------------------------------------------- workers */
+
+int sched_worker_capacity(const sched *s, const s_worker *w) {
+  double avg = s->avg_task_s > 0 ? s->avg_task_s : 0.0005;
+  /* enough tasks in flight to cover ~2 ms of scheduler round trip */
+  double extra = (double)w->nthreads * 0.002 / avg;
+  if (extra < 1) extra = 1;
+  if (extra > 512.0 * w->nthreads) extra = 512.0 * w->nthreads;
+  return w->nthreads + (int)extra;
+}
+
+static void free_remove(sched *s, s_worker *w) {
+  if (!w->in_free_list) return;
+  if (w->free_prev) w->free_prev->free_next = w->free_next;
+  else s->free_head = w->free_next;
+  if (w->free_next) w->free_next->free_prev = w->free_prev;
+  else s->free_tail = w->free_prev;
+  w->free_prev = w->free_next = NULL;
+  w->in_free_list = false;
+}
+
+static void free_append(sched *s, s_worker *w) {
+  if (w->in_free_list) return;
+  w->free_prev = s->free_tail;
+  w->free_next = NULL;
+  if (s->free_tail) s->free_tail->free_next = w;
+  else s->free_head = w;
+  s->free_tail = w;
+  w->in_free_list = true;
+}
+
+static void update_free(sched *s, s_worker *w) {
+  if ((int)w->processing.len < sched_worker_capacity(s, w)) free_append(s, w);
+  else free_remove(s, w);
+}
+
+static double occupancy(const s_worker *w) {
+  return (double)w->processing.len / (w->nthreads > 0 ? w->nthreads : 1);
+}
+
+static void proc_add(s_worker *w, s_task *t) {
+  t->proc_idx = w->processing.len;
+  dt_vec_push(&w->processing, t);
+  t->processing_on = w;
+}
+
+static void proc_remove(s_task *t) {
+  s_worker *w = t->processing_on;
+  if (!w) return;
+  size_t i = t->proc_idx;
+  s_task *last = w->processing.v[--w->processing.len];
+  w->processing.v[i] = last;
+  last->proc_idx = i;
+  t->processing_on = NULL;
+}
+
+static void send_compute(sched *s, s_task *t, s_worker *w) {
+  set_state(s, t, TS_PROCESSING);
+  proc_add(w, t);
+  msg_compute(w, t);
+  if (w->in_free_list && (int)w->processing.len >= sched_worker_capacity(s, w)) free_remove(s, w);
+}
+
+/* ---------------------------------------------------------------- placement */
+
+static bool name_matches(const s_worker *w, const char *n) {
+  if (strcmp(w->name, n) == 0 || strcmp(w->address, n) == 0) return true;
+  return strncmp(n, "tcp://", 6) == 0 && strcmp(w->address, n + 6) == 0;
+}
+
+static bool worker_valid(const s_task *t, const s_worker *w) {
+  if (t->nrestrict && !t->loose) {
+    bool ok = false;
+    for (uint32_t i = 0; i < t->nrestrict && !ok; i++) ok = name_matches(w, t->restrict_to[i]);
+    if (!ok) return false;
+  }
+  for (uint32_t i = 0; i < t->nres; i++) {
+    bool ok = false;
+    for (uint32_t j = 0; j < w->nres && !ok; j++)
+      ok = strcmp(w->res_names[j], t->res_names[i]) == 0 && w->res_amounts[j] >= t->res_amounts[i];
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/* Restricted tasks: the valid worker with the least occupancy (preferring
+ * the named ones when the restriction is loose). */
+static s_worker *pick_restricted(sched *s, s_task *t) {
+  s_worker *best = NULL;
+  bool best_named = false;
+  for (size_t i = 0; i < s->workers.len; i++) {
+    s_worker *w = s->workers.v[i];
+    if (!worker_valid(t, w)) continue;
+    bool named = false;
+    for (uint32_t k = 0; k < t->nrestrict && !named; k++) named = name_matches(w, t->restrict_to[k]);
+    if (!best || (named && !best_named) ||
+        (named == best_named && occupancy(w) < occupancy(best))) {
+      best = w;
+      best_named = named;
+    }
+  }
+  return best;
+}
+
+/* Tasks with dependencies: the worker holding the most bytes of them, ties
+ * broken by the least occupancy. */
+static s_worker *pick_by_deps(sched *s, s_task *t) {
+  s_worker *best = NULL;
+  uint64_t best_bytes = 0;
+  struct { s_worker *w; uint64_t b; } cand[16];
+  size_t nc = 0;
+  for (uint32_t i = 0; i < t->ndeps; i++) {
+    s_task *d = t->deps[i];
+    for (size_t j = 0; j < d->who_has.len; j++) {
+      s_worker *w = d->who_has.v[j];
+      size_t k;
+      for (k = 0; k < nc && cand[k].w != w; k++) {}
+      if (k == nc) {
+        if (nc == sizeof(cand) / sizeof(cand[0])) continue;
+        cand[nc].w = w;
+        cand[nc++].b = 0;
+      }
+      cand[k].b += d->nbytes + 1;
+    }
+  }
+  for (size_t k = 0; k < nc; k++) {
+    if (!best || cand[k].b > best_bytes ||
+        (cand[k].b == best_bytes && occupancy(cand[k].w) < occupancy(best))) {
+      best = cand[k].w;
+      best_bytes = cand[k].b;
+    }
+  }
+  if (!best) best = s->free_head;
+  if (!best && s->workers.len) best = s->workers.v[0];
+  return best;
+}
+
+static void nw_link(sched *s, s_task *t) {
+  set_state(s, t, TS_NO_WORKER);
+  t->nw_prev = NULL;
+  t->nw_next = s->nw_head;
+  if (s->nw_head) s->nw_head->nw_prev = t;
+  s->nw_head = t;
+}
+
+static void nw_unlink(sched *s, s_task *t) {
+  if (t->nw_prev) t->nw_prev->nw_next = t->nw_next;
+  else s->nw_head = t->nw_next;
+  if (t->nw_next) t->nw_next->nw_prev = t->nw_prev;
+  t->nw_prev = t->nw_next = NULL;
+}
+
+/* ready: every dependency is in memory. */
+static void ready(sched *s, s_task *t) {
+  if (t->nrestrict || t->nres) {
+    s_worker *w = pick_restricted(s, t);
+    if (w) send_compute(s, t, w);
+    else nw_link(s, t);
+    return;
+  }
+  if (s->workers.len == 0) {
+    nw_link(s, t);
+    return;
+  }
+  if (t->ndeps == 0) {
+    set_state(s, t, TS_QUEUED);
+    dt_heap_push(&s->queued, t);
+    return;
+  }
+  send_compute(s, t, pick_by_deps(s, t));
+}
+
+/* fill: hand queued root tasks to workers with free slots, round robin. */
+static void fill(sched *s) {
+  while (s->queued.len && s->free_head) {
+    s_worker *w = s->free_head;
+    if ((int)w->processing.len >= sched_worker_capacity(s, w)) {
+      free_remove(s, w);
+      continue;
+    }
+    s_task *t = dt_heap_pop(&s->queued);
+    send_compute(s, t, w);
+    if (w->in_free_list) { /* rotate so that work spreads over workers */
+      free_remove(s, w);
+      free_append(s, w);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void task_free(s_task *t) {
+  free(t->key);
+  free(t->func);
+  dt__payload_clear(&t->spec);
+  free(t->deps);
+  dt_vec_free(&t->dependents);
+  dt_vec_free(&t->wanted_by);
+  dt_vec_free(&t->who_has);
+  for (uint32_t i = 0; i < t->nrestrict; i++) free(t->restrict_to[i]);
+  free(t->restrict_to);
+  for (uint32_t i = 0; i < t->nres; i++) free(t->res_names[i]);
+  free(t->res_names);
+  free(t->res_amounts);
+  free(t->err_key);
+  free(t->err_func);
+  free(t->err_worker);
+  free(t->err_msg);
+  free(t);
+}
+
+static void drop_holders(sched *s, s_task *t) {
+  (void)s;
+  for (size_t i = 0; i < t->who_has.len; i++) {
+    s_worker *w = t->who_has.v[i];
+    msg_free_key(w, t);
+    w->nkeys--;
+    w->nbytes -= t->nbytes < w->nbytes ? t->nbytes : w->nbytes;
+  }
+  t->who_has.len = 0;
+}
+
+/* unschedule: take a task that has not run yet out of wherever it waits. */
+static void unschedule(sched *s, s_task *t) {
+  switch (t->state) {
+  case TS_QUEUED: dt_heap_remove(&s->queued, t); break;
+  case TS_NO_WORKER: nw_unlink(s, t); break;
+  case TS_PROCESSING: {
+    s_worker *w = t->processing_on;
+    proc_remove(t);
+    msg_free_key(w, t); /* the worker drops it, or its result when done */
+    update_free(s, w);
+    break;
+  }
+  default: break;
+  }
+}
+
+/* gc: release and forget what nobody needs, from t down its dependencies.
+ * Iterative: chains of any length. */
+static void gc(sched *s, s_task *t0) {
+  dt_vec stack = {0};
+  if (t0->mark == UINT64_MAX) return; /* already on a gc stack */
+  t0->mark = UINT64_MAX;
+  dt_vec_push(&stack, t0);
+  while (stack.len) {
+    s_task *t = stack.v[--stack.len];
+    t->mark = 0;
+    if (t->wanted_by.len || t->waiters) continue;
+    switch (t->state) {
+    case TS_MEMORY:
+      drop_holders(s, t);
+      set_state(s, t, TS_RELEASED);
+      break;
+    case TS_WAITING: case TS_NO_WORKER: case TS_QUEUED: case TS_PROCESSING:
+      unschedule(s, t);
+      set_state(s, t, TS_RELEASED);
+      break;
+    default: break;
+    }
+    if (t->holds_deps) {
+      t->holds_deps = false;
+      for (uint32_t i = 0; i < t->ndeps; i++) {
+        s_task *d = t->deps[i];
+        d->waiters--;
+        if (d->mark != UINT64_MAX) {
+          d->mark = UINT64_MAX;
+          dt_vec_push(&stack, d);
+        }
+      }
+    }
+    if (t->dependents.len == 0 && (t->state == TS_RELEASED || t->state == TS_ERRED)) {
+      for (uint32_t i = 0; i < t->ndeps; i++) {
+        s_task *d = t->deps[i];
+        dt_vec_remove(&d->dependents, t);
+        if (d->mark != UINT64_MAX) {
+          d->mark = UINT64_MAX;
+          dt_vec_push(&stack, d);
+        }
+      }
+      dt_smap_del(&s->tasks, t->key, t->klen);
+      s->count[t->state]--;
+      task_free(t);
+    }
+  }
+  dt_vec_free(&stack);
+}
+
+/* gc_keys: gc each task named in keys (owned copies, freed here).  Used
+ * where gc of one task may free another we hold a pointer to. */
+static void gc_keys(sched *s, dt_vec *keys) {
+  for (size_t i = 0; i < keys->len; i++) {
+    char *k = keys->v[i];
+    s_task *t = sched_get_task(s, k, (uint32_t)strlen(k));
+    if (t) gc(s, t);
+    free(k);
+  }
+  dt_vec_free(keys);
+}
+
+static void set_error(s_task *t, int code, const char *origin, const char *func,
+                      const char *worker, const char *msg) {
+  free(t->err_key);
+  free(t->err_func);
+  free(t->err_worker);
+  free(t->err_msg);
+  t->err_code = code;
+  t->err_key = dt__xstrdup(origin);
+  t->err_func = dt__xstrdup(func ? func : "");
+  t->err_worker = dt__xstrdup(worker ? worker : "");
+  t->err_msg = dt__xstrdup(msg ? msg : "");
+}
+
+/* erred: t failed; every dependent still waiting fails with the same error. */
+static void erred(sched *s, s_task *t0, int code, const char *origin, const char *func,
+                  const char *worker, const char *msg) {
+  dt_vec stack = {0}, done = {0};
+  dt_vec_push(&stack, t0);
+  while (stack.len) {
+    s_task *t = stack.v[--stack.len];
+    if (t->state == TS_ERRED || t->state == TS_MEMORY) continue;
+    unschedule(s, t);
+    set_state(s, t, TS_ERRED);
+    set_error(t, code, origin, func, worker, msg);
+    for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_erred(t->wanted_by.v[i], t);
+    for (size_t i = 0; i < t->dependents.len; i++) dt_vec_push(&stack, t->dependents.v[i]);
+    dt_vec_push(&done, t);
+  }
+  /* failed tasks no longer need their dependencies */
+  for (size_t i = 0; i < done.len; i++) {
+    s_task *t = done.v[i];
+    if (t->holds_deps) {
+      t->holds_deps = false;
+      for (uint32_t j = 0; j < t->ndeps; j++) t->deps[j]->waiters--;
+      for (uint32_t j = 0; j < t->ndeps; j++) gc(s, t->deps[j]);
+    }
+  }
+  dt_vec_free(&stack);
+  /* forget unwanted erred tasks; gc of one may free another: go by key */
+  dt_vec keys = {0};
+  for (size_t i = done.len; i-- > 0;) dt_vec_push(&keys, dt__xstrdup(((s_task *)done.v[i])->key));
+  dt_vec_free(&done);
+  gc_keys(s, &keys);
+}
+
+/* to_waiting: t (RELEASED) is needed; recompute what it lacks. */
+static void to_waiting(sched *s, s_task *t0) {
+  dt_vec stack = {0};
+  set_state(s, t0, TS_WAITING);
+  dt_vec_push(&stack, t0);
+  while (stack.len) {
+    s_task *t = stack.v[--stack.len];
+    t->nwaiting = 0;
+    s_task *failed = NULL;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+      s_task *d = t->deps[i];
+      if (!t->holds_deps) d->waiters++;
+      if (d->state == TS_MEMORY) continue;
+      if (d->state == TS_ERRED) {
+        failed = d;
+        continue;
+      }
+      t->nwaiting++;
+      if (d->state == TS_RELEASED) {
+        set_state(s, d, TS_WAITING);
+        dt_vec_push(&stack, d);
+      }
+    }
+    t->holds_deps = true;
+    if (failed) {
+      char msg[512];
+      snprintf(msg, sizeof(msg), "%s", failed->err_msg ? failed->err_msg : "dependency failed");
+      erred(s, t, failed->err_code, failed->err_key ? failed->err_key : failed->key,
+            failed->err_func, failed->err_worker, msg);
+    } else if (t->nwaiting == 0) {
+      ready(s, t);
+    }
+  }
+  dt_vec_free(&stack);
+}
+
+/* ---------------------------------------------------------------- events */
+
+s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
+                           int nthreads, char **res_names, double *res_amounts, uint32_t nres) {
+  s_worker *w = dt__xcalloc(1, sizeof(*w));
+  w->kind = PEER_WORKER;
+  w->id = ++s->next_id;
+  w->name = dt__xstrdup(name && *name ? name : address);
+  w->address = dt__xstrdup(address);
+  w->nthreads = nthreads > 0 ? nthreads : 1;
+  w->res_names = res_names;
+  w->res_amounts = res_amounts;
+  w->nres = nres;
+  w->conn = conn;
+  dt_vec_push(&s->workers, w);
+  free_append(s, w);
+  /* tasks that had nowhere to go may go here now */
+  s_task *t = s->nw_head;
+  while (t) {
+    s_task *next = t->nw_next;
+    if (!t->nrestrict && !t->nres) {
+      nw_unlink(s, t);
+      set_state(s, t, TS_WAITING);
+      ready(s, t);
+    } else if (worker_valid(t, w) || (t->loose)) {
+      nw_unlink(s, t);
+      set_state(s, t, TS_WAITING);
+      send_compute(s, t, w);
+    }
+    t = next;
+  }
+  fill(s);
+  return w;
+}
+
+void sched_remove_worker(sched *s, s_worker *w) {
+  free_remove(s, w);
+  dt_vec_remove(&s->workers, w);
+  /* its tasks in flight go back to be placed again */
+  dt_vec redo = {0};
+  while (w->processing.len) {
+    s_task *t = w->processing.v[0];
+    proc_remove(t);
+    set_state(s, t, TS_WAITING);
+    dt_vec_push(&redo, t);
+  }
+  /* results held only there are lost: recompute the ones still needed.
+   * O(tasks) on a rare event; issue #4 (resilience) refines this. */
+  dt_vec lost = {0};
+  for (size_t i = 0; i < s->tasks.cap; i++) {
+    s_task *t = s->tasks.slots[i].val;
+    if (!s->tasks.slots[i].key || !dt_vec_remove(&t->who_has, w)) continue;
+    if (t->who_has.len == 0 && t->state == TS_MEMORY) dt_vec_push(&lost, t);
+  }
+  for (size_t i = 0; i < lost.len; i++) {
+    s_task *t = lost.v[i];
+    set_state(s, t, TS_RELEASED);
+    for (size_t j = 0; j < t->dependents.len; j++) {
+      s_task *d = t->dependents.v[j];
+      if (d->state == TS_WAITING && d->holds_deps) d->nwaiting++;
+    }
+  }
+  for (size_t i = 0; i < lost.len; i++) {
+    s_task *t = lost.v[i];
+    if (t->state != TS_RELEASED) continue;
+    if (t->wanted_by.len || t->waiters) to_waiting(s, t);
+  }
+  for (size_t i = 0; i < redo.len; i++) {
+    s_task *t = redo.v[i];
+    if (t->state != TS_WAITING) continue;
+    t->nwaiting = 0;
+    for (uint32_t j = 0; j < t->ndeps; j++)
+      if (t->deps[j]->state != TS_MEMORY) t->nwaiting++;
+    if (t->nwaiting == 0) ready(s, t);
+  }
+  dt_vec keys = {0};
+  for (size_t i = 0; i < lost.len; i++) dt_vec_push(&keys, dt__xstrdup(((s_task *)lost.v[i])->key));
+  dt_vec_free(&redo);
+  dt_vec_free(&lost);
+  gc_keys(s, &keys);
+  dt_vec_free(&w->processing);
+  for (uint32_t i = 0; i < w->nres; i++) free(w->res_names[i]);
+  free(w->res_names);
+  free(w->res_amounts);
+  free(w->name);
+  free(w->address);
+  free(w);
+  fill(s);
+}
+
+s_client *sched_add_client(sched *s, dt_conn *conn, const char *name) {
+  s_client *c = dt__xcalloc(1, sizeof(*c));
+  c->kind = PEER_CLIENT;
+  c->id = ++s->next_id;
+  c->name = dt__xstrdup(name && *name ? name : "client");
+  c->conn = conn;
+  dt_smap_init(&c->wants);
+  dt_vec_push(&s->clients, c);
+  return c;
+}
+
+void sched_remove_client(sched *s, s_client *c) {
+  dt_vec_remove(&s->clients, c);
+  /* release everything it held */
+  dt_vec keys = {0};
+  for (size_t i = 0; i < c->wants.cap; i++) {
+    if (!c->wants.slots[i].key) continue;
+    s_task *t = c->wants.slots[i].val;
+    dt_vec_remove(&t->wanted_by, c);
+    dt_vec_push(&keys, dt__xstrdup(t->key));
+  }
+  dt_smap_destroy(&c->wants);
+  free(c->name);
+  free(c);
+  gc_keys(s, &keys);
+  fill(s);
+}
+
+void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = sched_get_task(s, key, klen);
+  if (!t) {
+    if (!c->conn) return;
+    dt_wbuf *w = dt_conn_out(c->conn);
+    wb_msg(w, DT_OP_KEY_ERRED, 6);
+    wb_str(w, key, klen);
+    wb_int(w, DT_ENOTFOUND);
+    wb_str(w, key, klen);
+    wb_cstr(w, "");
+    wb_cstr(w, "");
+    wb_cstr(w, "key is not known to the scheduler (released, or from a closed client)");
+    return;
+  }
+  if (dt_smap_get(&c->wants, t->key, t->klen)) return;
+  dt_smap_put(&c->wants, t->key, t->klen, t);
+  dt_vec_push(&t->wanted_by, c);
+  if (t->state == TS_MEMORY) msg_key_in_memory(c, t);
+  else if (t->state == TS_ERRED) msg_key_erred(c, t);
+  else if (t->state == TS_RELEASED) to_waiting(s, t);
+}
+
+void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = dt_smap_del(&c->wants, key, klen);
+  if (!t) return;
+  dt_vec_remove(&t->wanted_by, c);
+  gc(s, t);
+  fill(s);
+}
+
+void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = dt_smap_get(&c->wants, key, klen);
+  if (c->conn) {
+    dt_wbuf *w = dt_conn_out(c->conn);
+    wb_msg(w, DT_OP_KEY_CANCELLED, 2);
+    wb_str(w, key, klen);
+    wb_cstr(w, t && t->wanted_by.len > 1 ? "released (other clients still want it)"
+                                         : "cancelled");
+  }
+  if (t) sched_client_release(s, c, key, klen);
+}
+
+static uint64_t order_counter;
+
+/* postorder DFS over the batch: a branch is finished before the next starts */
+static void order_batch(sched *s, s_task **batch, bool *isnew, uint32_t n) {
+  uint64_t in_batch = ++s->mark_epoch, visited = ++s->mark_epoch;
+  for (uint32_t i = 0; i < n; i++)
+    if (isnew[i]) batch[i]->mark = in_batch;
+  struct frame { s_task *t; uint32_t next; } *st = NULL;
+  size_t sp = 0, scap = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    s_task *root = batch[i];
+    if (!isnew[i] || root->mark != in_batch) continue;
+    bool sink = true;
+    for (size_t k = 0; k < root->dependents.len && sink; k++)
+      sink = ((s_task *)root->dependents.v[k])->mark != in_batch &&
+             ((s_task *)root->dependents.v[k])->mark != visited;
+    if (!sink) continue;
+    if (sp == scap) { scap = scap ? scap * 2 : 64; st = dt__xrealloc(st, scap * sizeof(*st)); }
+    st[sp++] = (struct frame){root, 0};
+    root->mark = visited;
+    while (sp) {
+      struct frame *f = &st[sp - 1];
+      if (f->next < f->t->ndeps) {
+        s_task *d = f->t->deps[f->next++];
+        if (d->mark == in_batch) {
+          d->mark = visited;
+          if (sp == scap) { scap *= 2; st = dt__xrealloc(st, scap * sizeof(*st)); f = NULL; }
+          st[sp++] = (struct frame){d, 0};
+        }
+        continue;
+      }
+      f->t->order = ++order_counter;
+      sp--;
+    }
+  }
+  for (uint32_t i = 0; i < n; i++) /* anything left (cycles are impossible) */
+    if (isnew[i] && batch[i]->mark == in_batch) batch[i]->order = ++order_counter;
+  free(st);
+}
+
+void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const char **wanted,
+                        const uint32_t *wanted_lens, uint32_t nwanted) {
+  s_task **batch = dt__xmalloc((n ? n : 1) * sizeof(*batch));
+  bool *isnew = dt__xcalloc(n ? n : 1, sizeof(*isnew));
+  uint64_t gen = ++s->generation;
+  for (uint32_t i = 0; i < n; i++) {
+    s_newtask *nt = &nts[i];
+    s_task *t = sched_get_task(s, nt->key, nt->klen);
+    if (t) {
+      dt__payload_clear(&nt->spec);
+      batch[i] = t;
+      continue;
+    }
+    t = dt__xcalloc(1, sizeof(*t));
+    t->key = dt__xstrndup(nt->key, nt->klen);
+    t->klen = nt->klen;
+    t->func = dt__xstrndup(nt->func, nt->flen);
+    t->spec = nt->spec;
+    memset(&nt->spec, 0, sizeof(nt->spec));
+    t->priority = nt->priority;
+    t->generation = gen;
+    t->retries = nt->retries;
+    t->state = TS_RELEASED;
+    s->count[TS_RELEASED]++;
+    if (nt->nrestrict) {
+      t->restrict_to = dt__xmalloc(nt->nrestrict * sizeof(char *));
+      for (uint32_t k = 0; k < nt->nrestrict; k++)
+        t->restrict_to[k] = dt__xstrndup(nt->restrict_to[k], nt->restrict_lens[k]);
+      t->nrestrict = nt->nrestrict;
+      t->loose = nt->loose;
+    }
+    if (nt->nres) {
+      t->res_names = dt__xmalloc(nt->nres * sizeof(char *));
+      t->res_amounts = dt__xmalloc(nt->nres * sizeof(double));
+      for (uint32_t k = 0; k < nt->nres; k++) {
+        t->res_names[k] = dt__xstrndup(nt->res_names[k], nt->res_name_lens[k]);
+        t->res_amounts[k] = nt->res_amounts[k];
+      }
+      t->nres = nt->nres;
+    }
+    dt_smap_put(&s->tasks, t->key, t->klen, t);
+    batch[i] = t;
+    isnew[i] = true;
+  }
+  /* link dependencies (deduplicated) */
+  char *missing = NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    if (!isnew[i]) continue;
+    s_task *t = batch[i];
+    s_newtask *nt = &nts[i];
+    uint64_t epoch = ++s->mark_epoch;
+    t->deps = nt->ndeps ? dt__xmalloc(nt->ndeps * sizeof(*t->deps)) : NULL;
+    for (uint32_t k = 0; k < nt->ndeps; k++) {
+      s_task *d = sched_get_task(s, nt->dep_keys[k], nt->dep_lens[k]);
+      if (!d) {
+        if (!missing) missing = dt__xstrndup(nt->dep_keys[k], nt->dep_lens[k]);
+        continue;
+      }
+      if (d == t || d->mark == epoch) continue;
+      d->mark = epoch;
+      t->deps[t->ndeps++] = d;
+      dt_vec_push(&d->dependents, t);
+    }
+    if (missing) {
+      char msg[DT_MAX_KEY + 200];
+      snprintf(msg, sizeof(msg),
+               "dependency '%s' is not known to the scheduler (released, or from a closed "
+               "client)", missing);
+      for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
+      set_state(s, t, TS_WAITING);
+      erred(s, t, DT_ENOTFOUND, t->key, t->func, "", msg);
+      free(missing);
+      missing = NULL;
+      isnew[i] = false; /* already settled */
+    }
+  }
+  order_batch(s, batch, isnew, n);
+  for (uint32_t i = 0; i < n; i++) batch[i]->mark = 0;
+  /* the client's interest first, so nothing is forgotten in between */
+  for (uint32_t i = 0; i < nwanted; i++) {
+    s_task *t = sched_get_task(s, wanted[i], wanted_lens[i]);
+    if (t && t->state == TS_RELEASED && !dt_smap_get(&c->wants, t->key, t->klen)) {
+      dt_smap_put(&c->wants, t->key, t->klen, t);
+      dt_vec_push(&t->wanted_by, c);
+      continue; /* started below (or now, if it is an old released key) */
+    }
+    sched_client_want(s, c, wanted[i], wanted_lens[i]);
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (batch[i]->state == TS_RELEASED && (isnew[i] || batch[i]->wanted_by.len))
+      to_waiting(s, batch[i]);
+  /* tasks nobody wants or needs (never the case for a culled graph) go */
+  for (uint32_t i = 0; i < nwanted; i++) {
+    s_task *t = sched_get_task(s, wanted[i], wanted_lens[i]);
+    if (t && t->state == TS_RELEASED) gc(s, t);
+  }
+  free(batch);
+  free(isnew);
+  fill(s);
+}
+
+void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
+                       uint64_t nbytes) {
+  s_task *t = sched_get_task(s, key, klen);
+  if (!t) {
+    t = dt__xcalloc(1, sizeof(*t));
+    t->key = dt__xstrndup(key, klen);
+    t->klen = klen;
+    t->func = dt__xstrdup("scatter");
+    t->state = TS_RELEASED;
+    s->count[TS_RELEASED]++;
+    dt_smap_put(&s->tasks, t->key, t->klen, t);
+  }
+  if (t->state != TS_MEMORY) {
+    unschedule(s, t);
+    set_state(s, t, TS_MEMORY);
+    t->nbytes = nbytes;
+    for (size_t j = 0; j < t->dependents.len; j++) {
+      s_task *d = t->dependents.v[j];
+      if (d->state == TS_WAITING && d->nwaiting && --d->nwaiting == 0) ready(s, d);
+    }
+  }
+  bool has = false;
+  for (size_t i = 0; i < t->who_has.len && !has; i++) has = t->who_has.v[i] == w;
+  if (!has) {
+    dt_vec_push(&t->who_has, w);
+    w->nkeys++;
+    w->nbytes += nbytes;
+  }
+  if (c) sched_client_want(s, c, key, klen);
+  fill(s);
+}
+
+void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
+                         double duration_s) {
+  s_task *t = sched_get_task(s, key, klen);
+  if (!t || t->state != TS_PROCESSING || t->processing_on != w) {
+    /* stale (released or moved meanwhile): the worker must not keep it */
+    bool held = false;
+    for (size_t i = 0; t && i < t->who_has.len && !held; i++) held = t->who_has.v[i] == w;
+    if (!held && w->conn) {
+      dt_wbuf *o = dt_conn_out(w->conn);
+      wb_msg(o, DT_OP_FREE_KEYS, 1);
+      wb_array(o, 1);
+      wb_str(o, key, klen);
+    }
+    return;
+  }
+  proc_remove(t);
+  set_state(s, t, TS_MEMORY);
+  t->nbytes = nbytes;
+  dt_vec_push(&t->who_has, w);
+  w->nkeys++;
+  w->nbytes += nbytes;
+  s->tasks_completed++;
+  if (duration_s >= 0)
+    s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * duration_s : duration_s;
+  for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_in_memory(t->wanted_by.v[i], t);
+  for (size_t i = 0; i < t->dependents.len; i++) {
+    s_task *d = t->dependents.v[i];
+    if (d->state == TS_WAITING && d->nwaiting && --d->nwaiting == 0) ready(s, d);
+  }
+  if (t->holds_deps) {
+    t->holds_deps = false;
+    for (uint32_t i = 0; i < t->ndeps; i++) t->deps[i]->waiters--;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+      s_task *d = t->deps[i];
+      if (!d->wanted_by.len && !d->waiters) gc(s, d);
+    }
+  }
+  if (!t->wanted_by.len && !t->waiters) gc(s, t);
+  update_free(s, w);
+  fill(s);
+}
+
+void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
+                      const char *func, const char *msg) {
+  s_task *t = sched_get_task(s, key, klen);
+  if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
+  proc_remove(t);
+  update_free(s, w);
+  if (t->retries > 0) {
+    t->retries--;
+    set_state(s, t, TS_WAITING);
+    DT_INFO("task %s failed on %s, retrying (%d retries left): %s", t->key, w->address, t->retries,
+            msg);
+    ready(s, t);
+    fill(s);
+    return;
+  }
+  set_state(s, t, TS_WAITING); /* erred() takes it from a not-yet-run state */
+  char *origin = dt__xstrdup(t->key);
+  erred(s, t, code, origin, func, w->address, msg);
+  free(origin);
+  fill(s);
+}
+
+void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, const char *dep,
+                        uint32_t deplen) {
+  s_task *t = sched_get_task(s, key, klen);
+  if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
+  s_task *d = sched_get_task(s, dep, deplen);
+  proc_remove(t);
+  update_free(s, w);
+  set_state(s, t, TS_WAITING);
+  if (t->retries-- <= -5) { /* bounded: a dependency that can never be fetched */
+    char msg[DT_MAX_KEY + 100];
+    snprintf(msg, sizeof(msg), "could not fetch dependency '%.*s'", (int)deplen, dep);
+    erred(s, t, DT_ELOST, t->key, t->func, w->address, msg);
+    return;
+  }
+  (void)d;
+  t->nwaiting = 0;
+  for (uint32_t j = 0; j < t->ndeps; j++)
+    if (t->deps[j]->state != TS_MEMORY) t->nwaiting++;
+  if (t->nwaiting == 0) ready(s, t);
+  fill(s);
+}
+
+int sched_check(const sched *s, char *why, size_t cap) {
+  int64_t counts[TS_COUNT] = {0};
+  for (size_t i = 0; i < s->tasks.cap; i++) {
+    if (!s->tasks.slots[i].key) continue;
+    const s_task *t = s->tasks.slots[i].val;
+    counts[t->state]++;
+    uint32_t waiters = 0;
+    for (size_t j = 0; j < t->dependents.len; j++) {
+      const s_task *d = t->dependents.v[j];
+      if (d->holds_deps) waiters++;
+    }
+    if (waiters != t->waiters) {
+      snprintf(why, cap, "task %s: waiters %u but %u dependents hold it", t->key, t->waiters,
+               waiters);
+      return -1;
+    }
+    if (t->state == TS_WAITING) {
+      uint32_t nw = 0;
+      for (uint32_t j = 0; j < t->ndeps; j++) nw += t->deps[j]->state != TS_MEMORY;
+      if (nw != t->nwaiting) {
+        snprintf(why, cap, "task %s: nwaiting %u but %u deps not in memory", t->key, t->nwaiting,
+                 nw);
+        return -1;
+      }
+    }
+    if (t->state == TS_PROCESSING && !t->processing_on) {
+      snprintf(why, cap, "task %s processing on no worker", t->key);
+      return -1;
+    }
+    if (t->state == TS_MEMORY && t->who_has.len == 0) {
+      snprintf(why, cap, "task %s in memory on no worker", t->key);
+      return -1;
+    }
+  }
+  for (int st = 0; st < TS_COUNT; st++)
+    if (counts[st] != s->count[st]) {
+      snprintf(why, cap, "count of %s is %lld, tasks say %lld", s_task_state_name(st),
+               (long long)s->count[st], (long long)counts[st]);
+      return -1;
+    }
+  return 0;
+}
+
+void sched_destroy(sched *s) {
+  for (size_t i = 0; i < s->tasks.cap; i++)
+    if (s->tasks.slots[i].key) task_free(s->tasks.slots[i].val);
+  dt_smap_destroy(&s->tasks);
+  dt_heap_destroy(&s->queued);
+  for (size_t i = 0; i < s->workers.len; i++) {
+    s_worker *w = s->workers.v[i];
+    dt_vec_free(&w->processing);
+    for (uint32_t k = 0; k < w->nres; k++) free(w->res_names[k]);
+    free(w->res_names);
+    free(w->res_amounts);
+    free(w->name);
+    free(w->address);
+    free(w);
+  }
+  dt_vec_free(&s->workers);
+  for (size_t i = 0; i < s->clients.len; i++) {
+    s_client *c = s->clients.v[i];
+    dt_smap_destroy(&c->wants);
+    free(c->name);
+    free(c);
+  }
+  dt_vec_free(&s->clients);
+}

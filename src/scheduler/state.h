@@ -1,0 +1,170 @@
+/*
+ * state.h -- the scheduler's state machine: tasks, workers and clients, and
+ * the transitions between task states.  It does no I/O of its own: events
+ * come in as function calls and messages go out by appending to the
+ * peers' connection outboxes (detached connections in unit tests).  One
+ * thread (the scheduler's event loop) owns all of it; there are no locks.
+ *
+ * Task states (as in Dask):
+ *   RELEASED   known, no data, not wanted by anything running
+ *   WAITING    wanted; some dependencies are not in memory yet
+ *   NO_WORKER  ready, but no connected worker satisfies its restrictions
+ *   QUEUED     ready root task (no dependencies) held on the scheduler until
+ *              a worker has a free slot
+ *   PROCESSING sent to a worker
+ *   MEMORY     the result is held by a worker
+ *   ERRED      it (or a dependency) failed
+ *   FORGOTTEN  removed (no client wants it, no dependent needs it)
+ */
+#ifndef DT_SCHED_STATE_H
+#define DT_SCHED_STATE_H
+
+#include "../net/net.h"
+
+typedef enum {
+  TS_RELEASED = 0,
+  TS_WAITING,
+  TS_NO_WORKER,
+  TS_QUEUED,
+  TS_PROCESSING,
+  TS_MEMORY,
+  TS_ERRED,
+  TS_FORGOTTEN,
+  TS_COUNT
+} s_task_state;
+const char *s_task_state_name(int st);
+
+enum { PEER_WORKER = 1, PEER_CLIENT = 2 };
+
+struct s_worker;
+struct s_client;
+
+typedef struct s_task {
+  char *key;
+  uint32_t klen;
+  char *func;
+  dt_payload spec; /* [args, kwargs]; kept for retries and recomputation */
+  struct s_task **deps;
+  uint32_t ndeps;
+  dt_vec dependents;
+  uint32_t nwaiting;  /* dependencies not in memory */
+  uint32_t waiters;   /* dependents that still need this result */
+  bool holds_deps;    /* counted in each dependency's waiters */
+  dt_vec wanted_by;   /* clients (struct s_client *) */
+  s_task_state state;
+  struct s_worker *processing_on;
+  size_t proc_idx;    /* index in processing_on->processing */
+  dt_vec who_has;     /* workers holding the result */
+  uint64_t nbytes;
+  int64_t priority;
+  uint64_t generation, order;
+  int retries;
+  char **restrict_to;
+  uint32_t nrestrict;
+  bool loose;
+  char **res_names;
+  double *res_amounts;
+  uint32_t nres;
+  size_t heap_idx;
+  struct s_task *nw_prev, *nw_next; /* no-worker list */
+  /* error: set in ERRED */
+  int err_code;
+  char *err_key, *err_func, *err_worker, *err_msg;
+  /* transient marks for graph traversals */
+  uint64_t mark;
+} s_task;
+
+typedef struct s_worker {
+  int kind; /* PEER_WORKER */
+  uint32_t id;
+  char *name;
+  char *address;
+  int nthreads;
+  char **res_names;
+  double *res_amounts;
+  uint32_t nres;
+  dt_conn *conn;
+  dt_vec processing; /* s_task*, with task->proc_idx */
+  uint64_t nkeys, nbytes;
+  bool in_free_list;
+  struct s_worker *free_prev, *free_next;
+  double last_seen;
+  int64_t executing, ready; /* from heartbeats */
+} s_worker;
+
+typedef struct s_client {
+  int kind; /* PEER_CLIENT */
+  uint32_t id;
+  char *name;
+  dt_conn *conn;
+  dt_smap wants; /* key -> s_task */
+} s_client;
+
+typedef struct sched {
+  dt_smap tasks;
+  dt_vec workers, clients;
+  dt_heap queued;
+  s_task *nw_head;         /* no-worker tasks */
+  s_worker *free_head, *free_tail; /* workers with free slots, round robin */
+  uint64_t generation;
+  uint64_t mark_epoch;
+  int64_t count[TS_COUNT];
+  double avg_task_s; /* moving average of task durations */
+  uint32_t next_id;
+  uint64_t tasks_completed;
+} sched;
+
+/* A task as described by UPDATE_GRAPH (borrowed strings). */
+typedef struct {
+  const char *key;
+  uint32_t klen;
+  const char *func;
+  uint32_t flen;
+  dt_payload spec; /* moved into the task (or cleared) */
+  const char **dep_keys;
+  uint32_t *dep_lens;
+  uint32_t ndeps;
+  int64_t priority;
+  int retries;
+  const char **restrict_to;
+  uint32_t *restrict_lens;
+  uint32_t nrestrict;
+  bool loose;
+  const char **res_names;
+  uint32_t *res_name_lens;
+  double *res_amounts;
+  uint32_t nres;
+} s_newtask;
+
+void sched_init(sched *s);
+void sched_destroy(sched *s);
+
+s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
+                           int nthreads, char **res_names, double *res_amounts, uint32_t nres);
+void sched_remove_worker(sched *s, s_worker *w);
+s_client *sched_add_client(sched *s, dt_conn *conn, const char *name);
+void sched_remove_client(sched *s, s_client *c);
+
+void sched_update_graph(sched *s, s_client *c, s_newtask *tasks, uint32_t n,
+                        const char **wanted, const uint32_t *wanted_lens, uint32_t nwanted);
+void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen);
+void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen);
+void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen);
+/* sched_scatter_key: a key put on worker w by scatter (payload size nbytes). */
+void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
+                       uint64_t nbytes);
+
+void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
+                         double duration_s);
+void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
+                      const char *func, const char *msg);
+void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen,
+                        const char *dep, uint32_t deplen);
+
+s_task *sched_get_task(sched *s, const char *key, uint32_t klen);
+/* sched_worker_capacity: tasks this worker may have in flight. */
+int sched_worker_capacity(const sched *s, const s_worker *w);
+/* sched_check: verifies the invariants (counts, links); 0 if consistent. */
+int sched_check(const sched *s, char *why, size_t cap);
+
+#endif

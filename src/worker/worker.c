@@ -1,0 +1,1039 @@
+/*
+ * worker.c -- the worker daemon.  One event-loop thread talks to the
+ * scheduler and to peers; a pool of nthreads threads runs task functions.
+ *
+ * Flow of a task: COMPUTE_TASK arrives -> FETCHING while dependencies held
+ * elsewhere are fetched from peer workers (GET_DATA/DATA, never through the
+ * scheduler) -> READY (priority heap) -> EXECUTING on a pool thread -> the
+ * result is stored here and TASK_FINISHED (or TASK_ERRED) goes to the
+ * scheduler.  Results stay until FREE_KEYS; fetched copies go as soon as no
+ * local task needs them.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../cli/roles.h"
+#include "../net/net.h"
+#include "../task/task.h"
+
+typedef enum {
+  WT_FETCHING,  /* waiting for dependencies from peers */
+  WT_READY,     /* in the ready heap */
+  WT_EXECUTING, /* on a pool thread */
+} w_task_state;
+
+typedef struct w_dep {
+  char *key;
+  uint32_t klen;
+  char **addrs;
+  uint32_t naddrs;
+} w_dep;
+
+typedef struct w_task {
+  char *key;
+  uint32_t klen;
+  char *func;
+  dt_payload spec;
+  w_dep *deps;
+  uint32_t ndeps;
+  uint32_t nmissing;
+  int64_t priority;
+  uint64_t seq;
+  char **res_names;
+  double *res_amounts;
+  uint32_t nres;
+  w_task_state state;
+  bool cancelled; /* freed by the scheduler while executing */
+  size_t heap_idx;
+  /* execution (pool thread) */
+  dt_task_fn fn;
+  dt_value *call; /* [args, kwargs] with futures replaced by data */
+  dt_value *result;
+  char *err;
+  int err_code;
+  uint64_t dur_ns;
+  struct w_task *next_done;
+} w_task;
+
+typedef struct {
+  char *key;
+  uint32_t klen;
+  dt_value *v;
+  uint64_t nbytes;
+  bool replica; /* fetched for local tasks, not computed here */
+  uint32_t users; /* local tasks not yet run that need it */
+} w_data;
+
+typedef struct fetch {
+  char *key;
+  uint32_t klen;
+  char **addrs;
+  uint32_t naddrs, tried;
+  dt_vec waiters; /* w_task* */
+  uint64_t req;
+  struct peer *peer;
+} fetch;
+
+typedef struct peer {
+  char *addr;
+  dt_conn *conn;
+  dt_vec fetches; /* in flight on this connection */
+} peer;
+
+static struct {
+  uv_loop_t loop;
+  dt_net net;
+  dt_listener listener;
+  dt_conn *sched;
+  uv_async_t done_async;
+  uv_timer_t heartbeat;
+  uv_signal_t sigint, sigterm;
+  char *sched_addr;
+  char name[256];
+  char address[128];
+  int nthreads;
+  char **res_names;
+  double *res_amounts, *res_used;
+  uint32_t nres;
+  dt_smap tasks, data, fetches, peers;
+  dt_heap ready;
+  dt_vec blocked; /* ready tasks waiting for resources */
+  uint64_t seq, next_req;
+  int executing;
+  uint64_t nbytes;
+  /* pool */
+  pthread_t *threads;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  w_task *q_head, *q_tail, *done_head;
+  bool pool_stop;
+  bool stopping;
+  int exit_code;
+} W;
+
+static bool ready_less(const void *a, const void *b) {
+  const w_task *x = a, *y = b;
+  if (x->priority != y->priority) return x->priority > y->priority;
+  return x->seq < y->seq;
+}
+
+/* ---------------------------------------------------------------- pool */
+
+static void *pool_main(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the loop thread */
+  pthread_mutex_lock(&W.lock);
+  for (;;) {
+    while (!W.q_head && !W.pool_stop) pthread_cond_wait(&W.cond, &W.lock);
+    if (W.pool_stop) break;
+    w_task *t = W.q_head;
+    W.q_head = t->next_done;
+    if (!W.q_head) W.q_tail = NULL;
+    pthread_mutex_unlock(&W.lock);
+
+    struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0};
+    uint64_t t0 = dt__now_ns();
+    dt_value *res = t->fn(&ctx);
+    t->dur_ns = dt__now_ns() - t0;
+    if (res && ctx.err) { /* failed but returned a value anyway: failure wins */
+      dt_value_free(res);
+      res = NULL;
+    }
+    if (!res && !ctx.err) {
+      ctx.err = dt__xstrdup("task function returned NULL without calling dt_task_fail()");
+      ctx.err_code = DT_ETASK;
+    }
+    t->result = res;
+    t->err = ctx.err;
+    t->err_code = ctx.err_code ? ctx.err_code : DT_ETASK;
+
+    pthread_mutex_lock(&W.lock);
+    t->next_done = W.done_head;
+    W.done_head = t;
+    pthread_mutex_unlock(&W.lock);
+    uv_async_send(&W.done_async);
+    pthread_mutex_lock(&W.lock);
+  }
+  pthread_mutex_unlock(&W.lock);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- data */
+
+static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) {
+  w_data *d = dt_smap_get(&W.data, key, klen);
+  if (d) { /* replace (e.g. recomputed) */
+    W.nbytes -= d->nbytes;
+    dt_value_free(d->v);
+  } else {
+    d = dt__xcalloc(1, sizeof(*d));
+    d->key = dt__xstrndup(key, klen);
+    d->klen = klen;
+    dt_smap_put(&W.data, d->key, klen, d);
+  }
+  d->v = v;
+  d->nbytes = dt__value_nbytes(v);
+  d->replica = replica && d->replica;
+  if (!replica) d->replica = false;
+  W.nbytes += d->nbytes;
+}
+
+static void data_del(w_data *d) {
+  dt_smap_del(&W.data, d->key, d->klen);
+  W.nbytes -= d->nbytes;
+  dt_value_free(d->v);
+  free(d->key);
+  free(d);
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static void send_finished(w_task *t, uint64_t nbytes) {
+  dt_wbuf *w = dt_conn_out(W.sched);
+  wb_msg(w, DT_OP_TASK_FINISHED, 3);
+  wb_str(w, t->key, t->klen);
+  wb_uint(w, nbytes);
+  wb_uint(w, t->dur_ns / 1000);
+}
+
+static void send_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
+  dt_wbuf *w = dt_conn_out(W.sched);
+  wb_msg(w, DT_OP_TASK_ERRED, 4);
+  wb_str(w, key, klen);
+  wb_int(w, code);
+  wb_cstr(w, func);
+  wb_cstr(w, msg);
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static void task_free(w_task *t) {
+  free(t->key);
+  free(t->func);
+  dt__payload_clear(&t->spec);
+  for (uint32_t i = 0; i < t->ndeps; i++) {
+    free(t->deps[i].key);
+    for (uint32_t k = 0; k < t->deps[i].naddrs; k++) free(t->deps[i].addrs[k]);
+    free(t->deps[i].addrs);
+  }
+  free(t->deps);
+  for (uint32_t i = 0; i < t->nres; i++) free(t->res_names[i]);
+  free(t->res_names);
+  free(t->res_amounts);
+  dt_value_free(t->call);
+  dt_value_free(t->result);
+  free(t->err);
+  free(t);
+}
+
+/* release the local copies of the dependencies a task used */
+static void release_deps(w_task *t) {
+  for (uint32_t i = 0; i < t->ndeps; i++) {
+    w_data *d = dt_smap_get(&W.data, t->deps[i].key, t->deps[i].klen);
+    if (!d) continue;
+    if (d->users) d->users--;
+    if (d->replica && d->users == 0) data_del(d);
+  }
+}
+
+static void task_forget(w_task *t) {
+  dt_smap_del(&W.tasks, t->key, t->klen);
+  task_free(t);
+}
+
+/* substitute futures inside a freshly decoded value by their data */
+static int subst(dt_value *v, char *err, size_t errcap) {
+  if (v->type == DT_LIST) {
+    for (size_t i = 0; i < v->u.list.len; i++) {
+      dt_value *it = v->u.list.items[i];
+      if (it->type == DT_FUTURE) {
+        w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
+        if (!d) {
+          snprintf(err, errcap, "dependency '%s' is not on this worker", it->u.fut.key);
+          return DT_ELOST;
+        }
+        v->u.list.items[i] = dt_value_ref(d->v);
+        dt_value_free(it);
+      } else if (subst(it, err, errcap)) {
+        return DT_ELOST;
+      }
+    }
+  } else if (v->type == DT_MAP) {
+    for (size_t i = 0; i < v->u.map.len; i++) {
+      dt_value *it = v->u.map.vals[i];
+      if (it->type == DT_FUTURE) {
+        w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
+        if (!d) {
+          snprintf(err, errcap, "dependency '%s' is not on this worker", it->u.fut.key);
+          return DT_ELOST;
+        }
+        v->u.map.vals[i] = dt_value_ref(d->v);
+        dt_value_free(it);
+      } else if (subst(it, err, errcap)) {
+        return DT_ELOST;
+      }
+    }
+  }
+  return 0;
+}
+
+static bool resources_free(const w_task *t) {
+  for (uint32_t i = 0; i < t->nres; i++)
+    for (uint32_t j = 0; j < W.nres; j++)
+      if (strcmp(W.res_names[j], t->res_names[i]) == 0 &&
+          W.res_amounts[j] - W.res_used[j] < t->res_amounts[i])
+        return false;
+  return true;
+}
+
+static void resources_take(const w_task *t, double sign) {
+  for (uint32_t i = 0; i < t->nres; i++)
+    for (uint32_t j = 0; j < W.nres; j++)
+      if (strcmp(W.res_names[j], t->res_names[i]) == 0) W.res_used[j] += sign * t->res_amounts[i];
+}
+
+/* fail a task locally before it ran (bad function, bad arguments) */
+static void fail_now(w_task *t, int code, const char *msg) {
+  send_erred(t->key, t->klen, code, t->func, msg);
+  release_deps(t);
+  task_forget(t);
+}
+
+static void start_tasks(void) {
+  /* tasks blocked on resources get the first chance */
+  for (size_t i = 0; i < W.blocked.len && W.executing < W.nthreads;) {
+    w_task *t = W.blocked.v[i];
+    if (resources_free(t)) {
+      dt_vec_remove(&W.blocked, t);
+      dt_heap_push(&W.ready, t);
+    } else {
+      i++;
+    }
+  }
+  while (W.executing < W.nthreads && W.ready.len) {
+    w_task *t = dt_heap_pop(&W.ready);
+    if (t->nres && !resources_free(t)) {
+      dt_vec_push(&W.blocked, t);
+      continue;
+    }
+    t->fn = dt_task_lookup(t->func);
+    if (!t->fn) {
+      char msg[512];
+      snprintf(msg, sizeof(msg), "unknown task function '%s' on worker %s", t->func, W.address);
+      fail_now(t, DT_ENOFUNC, msg);
+      continue;
+    }
+    int rc = dt__payload_decode(&t->spec, &t->call);
+    char err[DT_MAX_KEY + 100] = "";
+    if (rc == 0 && (dt_value_type(t->call) != DT_LIST || dt_list_len(t->call) != 2 ||
+                    dt_value_type(dt_list_get(t->call, 0)) != DT_LIST ||
+                    dt_value_type(dt_list_get(t->call, 1)) != DT_MAP)) {
+      rc = DT_EPROTO;
+      snprintf(err, sizeof(err), "task spec is not [args, kwargs]");
+    }
+    if (rc == 0) rc = subst(t->call, err, sizeof(err));
+    if (rc) {
+      char msg[DT_MAX_KEY + 200];
+      snprintf(msg, sizeof(msg), "cannot prepare arguments of %s: %s", t->func,
+               err[0] ? err : dt_last_error());
+      fail_now(t, rc, msg);
+      continue;
+    }
+    t->state = WT_EXECUTING;
+    resources_take(t, 1);
+    W.executing++;
+    pthread_mutex_lock(&W.lock);
+    t->next_done = NULL;
+    if (W.q_tail) W.q_tail->next_done = t;
+    else W.q_head = t;
+    W.q_tail = t;
+    pthread_cond_signal(&W.cond);
+    pthread_mutex_unlock(&W.lock);
+  }
+}
+
+static void on_done(uv_async_t *h) {
+  (void)h;
+  pthread_mutex_lock(&W.lock);
+  w_task *list = W.done_head;
+  W.done_head = NULL;
+  pthread_mutex_unlock(&W.lock);
+  /* the list is newest first: reverse it to report in completion order */
+  w_task *rev = NULL;
+  while (list) {
+    w_task *n = list->next_done;
+    list->next_done = rev;
+    rev = list;
+    list = n;
+  }
+  for (w_task *t = rev, *next; t; t = next) {
+    next = t->next_done;
+    W.executing--;
+    resources_take(t, -1);
+    release_deps(t);
+    if (t->cancelled) {
+      task_free(t); /* already out of W.tasks */
+      continue;
+    }
+    if (t->result) {
+      dt_value *r = t->result;
+      t->result = NULL;
+      data_put(t->key, t->klen, r, false);
+      w_data *d = dt_smap_get(&W.data, t->key, t->klen);
+      send_finished(t, d->nbytes);
+    } else {
+      send_erred(t->key, t->klen, t->err_code, t->func, t->err);
+    }
+    task_forget(t);
+  }
+  start_tasks();
+}
+
+/* ---------------------------------------------------------------- fetching */
+
+static const dt_conn_cbs peer_cbs;
+
+static void fetch_send(fetch *f);
+
+static void fetch_fail_all(fetch *f) {
+  /* every address failed: tell the scheduler, drop the waiting tasks */
+  for (size_t i = 0; i < f->waiters.len; i++) {
+    w_task *t = f->waiters.v[i];
+    if (!dt_smap_get(&W.tasks, t->key, t->klen)) continue;
+    dt_wbuf *w = dt_conn_out(W.sched);
+    wb_msg(w, DT_OP_MISSING_DATA, 3);
+    wb_str(w, t->key, t->klen);
+    wb_str(w, f->key, f->klen);
+    wb_cstr(w, f->naddrs ? f->addrs[f->naddrs - 1] : "");
+    /* other fetches may list t too: make them forget it */
+    t->nmissing = UINT32_MAX;
+  }
+  for (size_t i = 0; i < f->waiters.len; i++) {
+    w_task *t = f->waiters.v[i];
+    if (t->nmissing == UINT32_MAX && dt_smap_get(&W.tasks, t->key, t->klen) == t) {
+      for (size_t k = 0; k < W.fetches.cap; k++) {
+        if (!W.fetches.slots[k].key) continue;
+        fetch *o = W.fetches.slots[k].val;
+        if (o != f) dt_vec_remove(&o->waiters, t);
+      }
+      release_deps(t);
+      task_forget(t);
+    }
+  }
+}
+
+static void fetch_done(fetch *f) {
+  dt_smap_del(&W.fetches, f->key, f->klen);
+  free(f->key);
+  for (uint32_t i = 0; i < f->naddrs; i++) free(f->addrs[i]);
+  free(f->addrs);
+  dt_vec_free(&f->waiters);
+  free(f);
+}
+
+static peer *peer_get(const char *addr) {
+  peer *p = dt_smap_get(&W.peers, addr, (uint32_t)strlen(addr));
+  if (p) return p;
+  p = dt__xcalloc(1, sizeof(*p));
+  p->addr = dt__xstrdup(addr);
+  if (dt_conn_connect(&W.net, addr, &peer_cbs, p, &p->conn) != 0) {
+    DT_WARN("cannot connect to peer %s: %s", addr, dt_last_error());
+    free(p->addr);
+    free(p);
+    return NULL;
+  }
+  dt_smap_put(&W.peers, p->addr, (uint32_t)strlen(p->addr), p);
+  return p;
+}
+
+static void fetch_send(fetch *f) {
+  while (f->tried < f->naddrs) {
+    const char *a = f->addrs[f->tried++];
+    if (strcmp(a, W.address) == 0) continue;
+    peer *p = peer_get(a);
+    if (!p) continue;
+    f->peer = p;
+    f->req = ++W.next_req;
+    dt_vec_push(&p->fetches, f);
+    dt_wbuf *w = dt_conn_out(p->conn);
+    wb_msg(w, DT_OP_GET_DATA, 2);
+    wb_uint(w, f->req);
+    wb_array(w, 1);
+    wb_str(w, f->key, f->klen);
+    return;
+  }
+  fetch_fail_all(f);
+  fetch_done(f);
+}
+
+static void dep_arrived(const char *key, uint32_t klen, dt_value *v) {
+  fetch *f = dt_smap_get(&W.fetches, key, klen);
+  if (!dt_smap_get(&W.data, key, klen)) {
+    data_put(key, klen, v, true);
+    w_data *d = dt_smap_get(&W.data, key, klen);
+    d->replica = true;
+  } else {
+    dt_value_free(v);
+  }
+  w_data *d = dt_smap_get(&W.data, key, klen);
+  if (!f) {
+    if (d->replica && d->users == 0) data_del(d);
+    return;
+  }
+  for (size_t i = 0; i < f->waiters.len; i++) {
+    w_task *t = f->waiters.v[i];
+    d->users++;
+    if (--t->nmissing == 0) {
+      t->state = WT_READY;
+      dt_heap_push(&W.ready, t);
+    }
+  }
+  fetch_done(f);
+  start_tasks();
+}
+
+static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
+  peer *p = c->data;
+  uint64_t req;
+  uint32_t n;
+  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  fetch *f = NULL;
+  for (size_t i = 0; i < p->fetches.len && !f; i++)
+    if (((fetch *)p->fetches.v[i])->req == req) f = p->fetches.v[i];
+  if (f) dt_vec_remove(&p->fetches, f);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t m, klen;
+    const char *key;
+    bool found;
+    dt_payload pl;
+    if (rd_array(r, &m) || m != 5 || rd_key(r, &key, &klen) || rd_bool(r, &found) ||
+        rd_payload(r, &pl))
+      return DT_EPROTO;
+    dt_value *v = NULL;
+    int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
+    dt__payload_clear(&pl);
+    if (rc == 0) {
+      dep_arrived(key, klen, v);
+    } else if (f && f->klen == klen && memcmp(f->key, key, klen) == 0) {
+      fetch_send(f); /* next address, or fail */
+    }
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- serving */
+
+/* GET_DATA from a peer worker or a client: reply with what we hold. */
+static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t req;
+  uint32_t n;
+  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_DATA, 2);
+  wb_uint(w, req);
+  wb_array(w, n);
+  for (uint32_t i = 0; i < n; i++) {
+    const char *key;
+    uint32_t klen;
+    if (rd_key(r, &key, &klen)) return DT_EPROTO;
+    w_data *d = dt_smap_get(&W.data, key, klen);
+    wb_array(w, 5);
+    wb_str(w, key, klen);
+    wb_bool(w, d != NULL);
+    if (!d || wb_value(w, d->v) != 0) {
+      if (!d) {
+        wb_bin(w, "\xc0", 1);
+        wb_uint(w, 0);
+        wb_uint(w, 0);
+      }
+    }
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- scheduler */
+
+static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
+  (void)c;
+  const char *key, *func;
+  uint32_t klen, flen, ndeps, nres;
+  if (nf < 8 || rd_key(r, &key, &klen) || rd_str(r, &func, &flen)) return DT_EPROTO;
+  if (dt_smap_get(&W.tasks, key, klen)) { /* already have it: ignore the duplicate */
+    return 0;
+  }
+  w_task *t = dt__xcalloc(1, sizeof(*t));
+  t->key = dt__xstrndup(key, klen);
+  t->klen = klen;
+  t->func = dt__xstrndup(func, flen);
+  int rc = rd_payload(r, &t->spec);
+  if (rc == 0) rc = rd_array(r, &ndeps);
+  if (rc == 0 && ndeps > 0) t->deps = dt__xcalloc(ndeps, sizeof(*t->deps));
+  for (uint32_t i = 0; rc == 0 && i < ndeps; i++) {
+    uint32_t m, na;
+    const char *dk;
+    uint32_t dkl;
+    uint64_t nb;
+    if (rd_array(r, &m) || m != 3 || rd_key(r, &dk, &dkl) || rd_uint(r, &nb) || rd_array(r, &na) ||
+        na > 1024) {
+      rc = DT_EPROTO;
+      break;
+    }
+    w_dep *d = &t->deps[t->ndeps++];
+    d->key = dt__xstrndup(dk, dkl);
+    d->klen = dkl;
+    d->addrs = dt__xcalloc(na ? na : 1, sizeof(char *));
+    for (uint32_t k = 0; k < na; k++) {
+      const char *a;
+      uint32_t al;
+      if (rd_str(r, &a, &al)) {
+        rc = DT_EPROTO;
+        break;
+      }
+      d->addrs[d->naddrs++] = dt__xstrndup(a, al);
+    }
+  }
+  if (rc == 0) rc = rd_int(r, &t->priority);
+  if (rc == 0) rc = rd_map(r, &nres);
+  if (rc == 0 && nres > 64) rc = DT_EPROTO;
+  if (rc == 0 && nres) {
+    t->res_names = dt__xcalloc(nres, sizeof(char *));
+    t->res_amounts = dt__xcalloc(nres, sizeof(double));
+    for (uint32_t i = 0; i < nres && rc == 0; i++) {
+      const char *k;
+      uint32_t kl;
+      if (rd_str(r, &k, &kl) || rd_double(r, &t->res_amounts[i])) rc = DT_EPROTO;
+      else t->res_names[t->nres++] = dt__xstrndup(k, kl);
+    }
+  }
+  if (rc) {
+    task_free(t);
+    return DT_EPROTO;
+  }
+  t->seq = ++W.seq;
+  dt_smap_put(&W.tasks, t->key, t->klen, t);
+  /* dependencies: local ones are used in place, the others fetched */
+  for (uint32_t i = 0; i < t->ndeps; i++) {
+    w_dep *d = &t->deps[i];
+    w_data *have = dt_smap_get(&W.data, d->key, d->klen);
+    if (have) {
+      have->users++;
+      continue;
+    }
+    t->nmissing++;
+    fetch *f = dt_smap_get(&W.fetches, d->key, d->klen);
+    if (f) {
+      dt_vec_push(&f->waiters, t);
+      continue;
+    }
+    f = dt__xcalloc(1, sizeof(*f));
+    f->key = dt__xstrndup(d->key, d->klen);
+    f->klen = d->klen;
+    f->addrs = dt__xcalloc(d->naddrs ? d->naddrs : 1, sizeof(char *));
+    for (uint32_t k = 0; k < d->naddrs; k++) f->addrs[f->naddrs++] = dt__xstrdup(d->addrs[k]);
+    dt_vec_push(&f->waiters, t);
+    dt_smap_put(&W.fetches, f->key, f->klen, f);
+  }
+  if (t->nmissing == 0) {
+    t->state = WT_READY;
+    dt_heap_push(&W.ready, t);
+    start_tasks();
+  } else {
+    t->state = WT_FETCHING;
+    /* start the fetches this task created (those with no peer yet) */
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+      fetch *f = dt_smap_get(&W.fetches, t->deps[i].key, t->deps[i].klen);
+      if (f && !f->peer && f->tried == 0) fetch_send(f);
+      if (!dt_smap_get(&W.tasks, key, klen)) break; /* failed meanwhile */
+    }
+  }
+  return 0;
+}
+
+static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
+  (void)c;
+  uint32_t n;
+  if (nf < 1 || rd_array(r, &n)) return DT_EPROTO;
+  for (uint32_t i = 0; i < n; i++) {
+    const char *key;
+    uint32_t klen;
+    if (rd_key(r, &key, &klen)) return DT_EPROTO;
+    w_data *d = dt_smap_get(&W.data, key, klen);
+    if (d) {
+      if (d->users) d->replica = true; /* still needed here: drop after use */
+      else data_del(d);
+    }
+    w_task *t = dt_smap_get(&W.tasks, key, klen);
+    if (!t) continue;
+    dt_smap_del(&W.tasks, key, klen);
+    switch (t->state) {
+    case WT_EXECUTING: t->cancelled = true; break; /* freed when it returns */
+    case WT_READY:
+      dt_heap_remove(&W.ready, t);
+      dt_vec_remove(&W.blocked, t);
+      release_deps(t);
+      task_free(t);
+      break;
+    case WT_FETCHING:
+      for (size_t k = 0; k < W.fetches.cap; k++)
+        if (W.fetches.slots[k].key) dt_vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
+      release_deps(t);
+      task_free(t);
+      break;
+    }
+  }
+  return 0;
+}
+
+static int on_put_data(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t req;
+  uint32_t n;
+  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_PUT_DATA_DONE, 2);
+  wb_uint(w, req);
+  wb_array(w, n);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t m, klen;
+    const char *key;
+    dt_payload pl;
+    if (rd_array(r, &m) || m != 4 || rd_key(r, &key, &klen) || rd_payload(r, &pl)) return DT_EPROTO;
+    dt_value *v = NULL;
+    int rc = dt__payload_decode(&pl, &v);
+    dt__payload_clear(&pl);
+    if (rc) return DT_EPROTO;
+    data_put(key, klen, v, false);
+    w_data *d = dt_smap_get(&W.data, key, klen);
+    wb_array(w, 2);
+    wb_str(w, key, klen);
+    wb_uint(w, d->nbytes);
+  }
+  return 0;
+}
+
+static void stop(int code);
+
+static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  switch (op) {
+  case DT_OP_WELCOME: return 0;
+  case DT_OP_COMPUTE_TASK: return on_compute_task(c, nf, r);
+  case DT_OP_FREE_KEYS: return on_free_keys(c, nf, r);
+  case DT_OP_PUT_DATA: return on_put_data(c, nf, r);
+  case DT_OP_GET_DATA: return on_get_data(c, nf, r);
+  case DT_OP_CLOSE:
+    DT_INFO("scheduler asked us to close");
+    stop(0);
+    return 0;
+  default:
+    DT_WARN("unexpected %s message from the scheduler", dt__op_name(op));
+    return DT_EPROTO;
+  }
+}
+
+static void on_sched_close(dt_conn *c) {
+  (void)c;
+  W.sched = NULL;
+  if (!W.stopping) {
+    DT_WARN("lost the connection to the scheduler at %s; exiting", W.sched_addr);
+    stop(1);
+  }
+}
+
+static void on_heartbeat(uv_timer_t *h) {
+  (void)h;
+  if (!W.sched) return;
+  dt_wbuf *w = dt_conn_out(W.sched);
+  wb_msg(w, DT_OP_HEARTBEAT, 4);
+  wb_int(w, W.executing);
+  wb_int(w, (int64_t)W.ready.len);
+  wb_int(w, (int64_t)W.data.len);
+  wb_int(w, (int64_t)W.nbytes);
+}
+
+static int listen_port;
+static const char *listen_host;
+
+static const dt_conn_cbs peer_server_cbs;
+
+static void on_peer_accept(dt_listener *l, dt_conn *c) {
+  (void)l;
+  (void)c;
+}
+
+static void on_sched_connect(dt_conn *c, int status) {
+  if (status < 0) {
+    DT_ERROR("cannot connect to the scheduler at %s: %s", W.sched_addr, uv_strerror(status));
+    W.exit_code = 1;
+    return;
+  }
+  char ip[64];
+  if (listen_host) snprintf(ip, sizeof(ip), "%s", listen_host);
+  else if (dt_conn_local_ip(c, ip, sizeof(ip)) != 0) snprintf(ip, sizeof(ip), "127.0.0.1");
+  if (dt_listener_start(&W.listener, &W.net, ip, listen_port, &peer_server_cbs, on_peer_accept,
+                        NULL) != 0) {
+    DT_ERROR("%s", dt_last_error());
+    stop(1);
+    return;
+  }
+  if (strchr(ip, ':')) snprintf(W.address, sizeof(W.address), "[%s]:%d", ip, W.listener.port);
+  else snprintf(W.address, sizeof(W.address), "%s:%d", ip, W.listener.port);
+  if (!W.name[0]) snprintf(W.name, sizeof(W.name), "%s", W.address);
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_HELLO_WORKER, 5);
+  wb_uint(w, DT_PROTO_VERSION);
+  wb_cstr(w, W.name);
+  wb_cstr(w, W.address);
+  wb_uint(w, (uint64_t)W.nthreads);
+  wb_map(w, W.nres);
+  for (uint32_t i = 0; i < W.nres; i++) {
+    wb_cstr(w, W.res_names[i]);
+    wb_double(w, W.res_amounts[i]);
+  }
+  uv_timer_start(&W.heartbeat, on_heartbeat, 1000, 1000);
+  DT_INFO("worker %s at %s, %d threads, scheduler %s", W.name, W.address, W.nthreads, W.sched_addr);
+}
+
+static const dt_conn_cbs sched_cbs = {on_sched_msg, on_sched_connect, on_sched_close};
+
+/* peers that connect to us (workers and clients) only ask for data */
+static int on_peer_server_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  if (op == DT_OP_GET_DATA) return on_get_data(c, nf, r);
+  if (op == DT_OP_CLOSE) {
+    dt_conn_close(c, true);
+    return 0;
+  }
+  DT_WARN("unexpected %s message from peer %s", dt__op_name(op), c->peer);
+  return DT_EPROTO;
+}
+static const dt_conn_cbs peer_server_cbs = {on_peer_server_msg, NULL, NULL};
+
+/* connections we opened to peers, to fetch */
+static void on_peer_close(dt_conn *c) {
+  peer *p = c->data;
+  dt_smap_del(&W.peers, p->addr, (uint32_t)strlen(p->addr));
+  dt_vec fs = p->fetches;
+  p->fetches = (dt_vec){0};
+  if (!W.stopping)
+    for (size_t i = 0; i < fs.len; i++) {
+      fetch *f = fs.v[i];
+      f->peer = NULL;
+      fetch_send(f);
+    }
+  dt_vec_free(&fs);
+  free(p->addr);
+  free(p);
+}
+static int on_peer_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  if (op == DT_OP_DATA) return on_peer_data(c, nf, r);
+  DT_WARN("unexpected %s message from peer %s", dt__op_name(op), c->peer);
+  return DT_EPROTO;
+}
+static const dt_conn_cbs peer_cbs = {on_peer_msg, NULL, on_peer_close};
+
+/* ---------------------------------------------------------------- main */
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (uv_is_closing(h)) return;
+  if (h->type == UV_TCP && h->data && h != (uv_handle_t *)&W.listener.tcp &&
+      h->data != &W.listener)
+    dt_conn_close(h->data, false);
+  else
+    uv_close(h, NULL);
+}
+
+static void stop(int code) {
+  if (W.stopping) return;
+  W.stopping = true;
+  W.exit_code = code;
+  uv_walk(&W.loop, close_walk, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)h;
+  DT_INFO("signal %d: stopping", signum);
+  stop(0);
+}
+
+static int parse_resources(const char *spec, char ***names, double **amounts, uint32_t *n) {
+  *names = NULL;
+  *amounts = NULL;
+  *n = 0;
+  if (!spec || !*spec) return 0;
+  char *copy = dt__xstrdup(spec), *save = NULL;
+  for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+    char *eq = strchr(tok, '=');
+    char *end = NULL;
+    double v = eq ? strtod(eq + 1, &end) : 0;
+    if (!eq || eq == tok || !end || *end || v < 0 || *n >= 64) {
+      free(copy);
+      return dt__err(DT_EINVAL, "invalid resource '%s' (expected NAME=AMOUNT)", tok);
+    }
+    *names = dt__xrealloc(*names, (*n + 1) * sizeof(char *));
+    *amounts = dt__xrealloc(*amounts, (*n + 1) * sizeof(double));
+    (*names)[*n] = dt__xstrndup(tok, (size_t)(eq - tok));
+    (*amounts)[*n] = v;
+    (*n)++;
+  }
+  free(copy);
+  return 0;
+}
+
+int dt__parse_resources(const char *spec, char ***names, double **amounts, uint32_t *n) {
+  return parse_resources(spec, names, amounts, n);
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: dtask worker SCHEDULER_ADDRESS [--nthreads N] [--name NAME]\n"
+          "                    [--preload LIB.so]... [--resources NAME=N,...]\n"
+          "                    [--listen-host HOST] [--worker-port PORT] [--log-level LEVEL]\n"
+          "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n");
+}
+
+static int read_scheduler_file(const char *path, char *out, size_t cap) {
+  FILE *f = fopen(path, "r");
+  if (!f) return dt__err(DT_ENOTFOUND, "cannot read scheduler file '%s'", path);
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *a = strstr(buf, "\"address\"");
+  char *q1 = a ? strchr(a + 9, '"') : NULL;
+  char *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+  if (!q2 || (size_t)(q2 - q1 - 1) >= cap)
+    return dt__err(DT_EINVAL, "scheduler file '%s' has no \"address\"", path);
+  memcpy(out, q1 + 1, (size_t)(q2 - q1 - 1));
+  out[q2 - q1 - 1] = '\0';
+  return 0;
+}
+
+int dt__read_scheduler_file(const char *path, char *out, size_t cap) {
+  return read_scheduler_file(path, out, cap);
+}
+
+int dt__worker_main(int argc, char **argv) {
+  const char *addr = NULL, *level = getenv("DTASK_LOG_LEVEL"), *res = NULL, *file = NULL;
+  int nthreads = 1;
+  memset(&W, 0, sizeof(W));
+  if (!level) level = "info";
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    bool has = i + 1 < argc;
+    if (strcmp(a, "--nthreads") == 0 && has) nthreads = atoi(argv[++i]);
+    else if (strcmp(a, "--name") == 0 && has) snprintf(W.name, sizeof(W.name), "%s", argv[++i]);
+    else if (strcmp(a, "--preload") == 0 && has) {
+      if (dt__task_preload(argv[++i]) != 0) {
+        fprintf(stderr, "dtask worker: %s\n", dt_last_error());
+        return 1;
+      }
+    } else if (strcmp(a, "--resources") == 0 && has) res = argv[++i];
+    else if (strcmp(a, "--log-level") == 0 && has) level = argv[++i];
+    else if (strcmp(a, "--listen-host") == 0 && has) listen_host = argv[++i];
+    else if (strcmp(a, "--worker-port") == 0 && has) listen_port = atoi(argv[++i]);
+    else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(); return 0; }
+    else if (a[0] != '-' && !addr) addr = a;
+    else {
+      fprintf(stderr, "dtask worker: unknown or incomplete option '%s'\n", a);
+      usage();
+      return 2;
+    }
+  }
+  char fileaddr[256];
+  if (!addr && file) {
+    if (read_scheduler_file(file, fileaddr, sizeof(fileaddr)) != 0) {
+      fprintf(stderr, "dtask worker: %s\n", dt_last_error());
+      return 1;
+    }
+    addr = fileaddr;
+  }
+  if (!addr) addr = getenv("DTASK_SCHEDULER_ADDRESS");
+  if (!addr) {
+    usage();
+    return 2;
+  }
+  if (nthreads < 1 || nthreads > 4096) {
+    fprintf(stderr, "dtask worker: --nthreads must be between 1 and 4096\n");
+    return 2;
+  }
+  if (parse_resources(res, &W.res_names, &W.res_amounts, &W.nres) != 0) {
+    fprintf(stderr, "dtask worker: %s\n", dt_last_error());
+    return 2;
+  }
+  W.res_used = dt__xcalloc(W.nres ? W.nres : 1, sizeof(double));
+  dt__log_init("worker", level);
+  signal(SIGPIPE, SIG_IGN);
+  W.nthreads = nthreads;
+  W.sched_addr = dt__xstrdup(addr);
+  uv_loop_init(&W.loop);
+  dt_net_init(&W.net, &W.loop);
+  dt_smap_init(&W.tasks);
+  dt_smap_init(&W.data);
+  dt_heap_init(&W.ready, ready_less, offsetof(w_task, heap_idx));
+  pthread_mutex_init(&W.lock, NULL);
+  pthread_cond_init(&W.cond, NULL);
+  uv_async_init(&W.loop, &W.done_async, on_done);
+  uv_timer_init(&W.loop, &W.heartbeat);
+  uv_signal_init(&W.loop, &W.sigint);
+  uv_signal_init(&W.loop, &W.sigterm);
+  uv_signal_start(&W.sigint, on_signal, SIGINT);
+  uv_signal_start(&W.sigterm, on_signal, SIGTERM);
+  W.threads = dt__xcalloc((size_t)nthreads, sizeof(pthread_t));
+  for (int i = 0; i < nthreads; i++) pthread_create(&W.threads[i], NULL, pool_main, NULL);
+  if (dt_conn_connect(&W.net, addr, &sched_cbs, NULL, &W.sched) != 0) {
+    fprintf(stderr, "dtask worker: %s\n", dt_last_error());
+    W.exit_code = 1;
+    stop(1);
+  }
+  uv_run(&W.loop, UV_RUN_DEFAULT);
+  if (W.executing > 0) {
+    /* tasks still running on pool threads: do not wait for them */
+    DT_INFO("exiting with %d tasks still running", W.executing);
+    fflush(NULL);
+    _exit(W.exit_code);
+  }
+  pthread_mutex_lock(&W.lock);
+  W.pool_stop = true;
+  pthread_cond_broadcast(&W.cond);
+  pthread_mutex_unlock(&W.lock);
+  for (int i = 0; i < nthreads; i++) pthread_join(W.threads[i], NULL);
+  free(W.threads);
+  /* free what is left */
+  for (size_t i = 0; i < W.data.cap; i++)
+    if (W.data.slots[i].key) {
+      w_data *d = W.data.slots[i].val;
+      dt_value_free(d->v);
+      free(d->key);
+      free(d);
+    }
+  for (size_t i = 0; i < W.tasks.cap; i++)
+    if (W.tasks.slots[i].key) task_free(W.tasks.slots[i].val);
+  for (size_t i = 0; i < W.fetches.cap; i++)
+    if (W.fetches.slots[i].key) {
+      fetch *f = W.fetches.slots[i].val;
+      free(f->key);
+      for (uint32_t k = 0; k < f->naddrs; k++) free(f->addrs[k]);
+      free(f->addrs);
+      dt_vec_free(&f->waiters);
+      free(f);
+    }
+  dt_smap_destroy(&W.data);
+  dt_smap_destroy(&W.tasks);
+  dt_smap_destroy(&W.fetches);
+  dt_smap_destroy(&W.peers);
+  dt_heap_destroy(&W.ready);
+  dt_vec_free(&W.blocked);
+  for (uint32_t i = 0; i < W.nres; i++) free(W.res_names[i]);
+  free(W.res_names);
+  free(W.res_amounts);
+  free(W.res_used);
+  free(W.sched_addr);
+  uv_loop_close(&W.loop);
+  return W.exit_code;
+}

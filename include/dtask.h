@@ -173,7 +173,7 @@ dt_task_fn dt_task_lookup(const char *name);
   __attribute__((constructor(101))) static void dt__register_##name(void) {    \
     dt_task_register(#name, name);                                             \
   }                                                                            \
-  static dt_value *name(dt_task *task)
+  static dt_value *name(dt_task *task __attribute__((unused)))
 
 size_t dt_task_nargs(const dt_task *t);
 /* dt_task_arg: positional argument i (borrowed, valid during the call), or

@@ -1,5 +1,113 @@
+/* common_test.c -- the hash map, the heap, address parsing, error table. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-int main(void){return 1;}
+
+#include "common/common.h"
+
+static void test_smap_against_reference(void **state) {
+  (void)state;
+  enum { N = 5000 };
+  static char keys[N][16];
+  static bool present[N];
+  dt_smap m;
+  dt_smap_init(&m);
+  srand(42);
+  for (int i = 0; i < N; i++) snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+  for (int round = 0; round < 40000; round++) {
+    int i = rand() % N;
+    if (rand() % 3) {
+      void *prev = dt_smap_put(&m, keys[i], strlen(keys[i]), keys[i]);
+      assert_ptr_equal(prev, present[i] ? keys[i] : NULL);
+      present[i] = true;
+    } else {
+      void *prev = dt_smap_del(&m, keys[i], strlen(keys[i]));
+      assert_ptr_equal(prev, present[i] ? keys[i] : NULL);
+      present[i] = false;
+    }
+  }
+  size_t count = 0;
+  for (int i = 0; i < N; i++) {
+    void *v = dt_smap_get(&m, keys[i], strlen(keys[i]));
+    assert_ptr_equal(v, present[i] ? keys[i] : NULL);
+    count += present[i];
+  }
+  assert_int_equal(m.len, count);
+  dt_smap_destroy(&m);
+}
+
+typedef struct {
+  int prio;
+  size_t idx;
+} item;
+static bool item_less(const void *a, const void *b) {
+  return ((const item *)a)->prio < ((const item *)b)->prio;
+}
+
+static void test_heap_order_and_remove(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  static item items[N];
+  dt_heap h;
+  dt_heap_init(&h, item_less, offsetof(item, idx));
+  srand(7);
+  for (int i = 0; i < N; i++) {
+    items[i].prio = rand() % 100000;
+    dt_heap_push(&h, &items[i]);
+  }
+  for (int i = 0; i < N; i += 3) dt_heap_remove(&h, &items[i]);
+  for (int i = 0; i < N; i += 3) assert_false(dt_heap_contains(&h, &items[i]));
+  int last = -1;
+  size_t popped = 0;
+  item *it;
+  while ((it = dt_heap_pop(&h)) != NULL) {
+    assert_true(it->prio >= last);
+    last = it->prio;
+    popped++;
+  }
+  assert_int_equal(popped, N - (N + 2) / 3);
+  dt_heap_destroy(&h);
+}
+
+static void test_addr_split(void **state) {
+  (void)state;
+  char host[64];
+  int port;
+  assert_int_equal(dt__addr_split("tcp://127.0.0.1:8786", host, sizeof(host), &port), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(port, 8786);
+  assert_int_equal(dt__addr_split("[::1]:99", host, sizeof(host), &port), 0);
+  assert_string_equal(host, "::1");
+  assert_int_equal(port, 99);
+  assert_int_equal(dt__addr_split("localhost", host, sizeof(host), &port), DT_EINVAL);
+  assert_int_equal(dt__addr_split("h:99999", host, sizeof(host), &port), DT_EINVAL);
+  assert_int_equal(dt__addr_split("h:12x", host, sizeof(host), &port), DT_EINVAL);
+  assert_int_equal(dt__addr_split(":12", host, sizeof(host), &port), DT_EINVAL);
+}
+
+static void test_errors_have_names(void **state) {
+  (void)state;
+#define X(name, val, desc)                                                         \
+  assert_string_equal(dt_strerror(val), desc);                                     \
+  assert_string_equal(dt_err_name(val), "DT_" #name);
+  DT_ERRNO_MAP(X)
+#undef X
+  assert_string_equal(dt_strerror(12345), "unknown error");
+  assert_int_equal(dt__err(DT_EINVAL, "bad %s", "thing"), DT_EINVAL);
+  assert_string_equal(dt_last_error(), "bad thing");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_smap_against_reference),
+      cmocka_unit_test(test_heap_order_and_remove),
+      cmocka_unit_test(test_addr_split),
+      cmocka_unit_test(test_errors_have_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

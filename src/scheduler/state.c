@@ -719,14 +719,16 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     batch[i] = t;
     isnew[i] = true;
   }
-  /* link dependencies (deduplicated) */
-  char *missing = NULL;
+  /* link dependencies (deduplicated); a dependency nobody knows fails the
+   * task once the client's interest is registered below */
+  dt_vec failed = {0};
   for (uint32_t i = 0; i < n; i++) {
     if (!isnew[i]) continue;
     s_task *t = batch[i];
     s_newtask *nt = &nts[i];
     uint64_t epoch = ++s->mark_epoch;
     t->deps = nt->ndeps ? dt__xmalloc(nt->ndeps * sizeof(*t->deps)) : NULL;
+    char *missing = NULL;
     for (uint32_t k = 0; k < nt->ndeps; k++) {
       s_task *d = sched_get_task(s, nt->dep_keys[k], nt->dep_lens[k]);
       if (!d) {
@@ -738,17 +740,11 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
       t->deps[t->ndeps++] = d;
       dt_vec_push(&d->dependents, t);
     }
+    for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
     if (missing) {
-      char msg[DT_MAX_KEY + 200];
-      snprintf(msg, sizeof(msg),
-               "dependency '%s' is not known to the scheduler (released, or from a closed "
-               "client)", missing);
-      for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
-      set_state(s, t, TS_WAITING);
-      erred(s, t, DT_ENOTFOUND, t->key, t->func, "", msg);
-      free(missing);
-      missing = NULL;
-      isnew[i] = false; /* already settled */
+      dt_vec_push(&failed, t);
+      dt_vec_push(&failed, missing);
+      isnew[i] = false; /* settled below */
     }
   }
   order_batch(s, batch, isnew, n);
@@ -763,6 +759,21 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     }
     sched_client_want(s, c, wanted[i], wanted_lens[i]);
   }
+  for (size_t i = 0; i < failed.len; i += 2) {
+    s_task *t = failed.v[i];
+    char *missing = failed.v[i + 1];
+    char msg[DT_MAX_KEY + 200];
+    snprintf(msg, sizeof(msg),
+             "dependency '%s' is not known to the scheduler (released, or from a closed client)",
+             missing);
+    free(missing);
+    if (t->state != TS_RELEASED) continue;
+    set_state(s, t, TS_WAITING);
+    char *key = dt__xstrdup(t->key);
+    erred(s, t, DT_ENOTFOUND, key, t->func, "", msg);
+    free(key);
+  }
+  dt_vec_free(&failed);
   for (uint32_t i = 0; i < n; i++)
     if (batch[i]->state == TS_RELEASED && (isnew[i] || batch[i]->wanted_by.len))
       to_waiting(s, batch[i]);

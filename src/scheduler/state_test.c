@@ -1,5 +1,430 @@
+/* state_test.c -- the scheduler's state machine driven event by event, with
+ * detached connections whose outboxes are read back: transitions, placement,
+ * saturation, errors, retries, restrictions, releases. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-int main(void){return 1;}
+
+#include "scheduler/state.h"
+
+/* tests list tasks with short positional initialisers */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+static sched S;
+
+/* ---- helpers */
+
+typedef struct {
+  int op;
+  char key[128];
+} msg;
+
+/* take_msgs: the messages in c's outbox (op and first key), then empty it */
+static int take_msgs(dt_conn *c, msg *out, int cap) {
+  int n = 0;
+  const char *p = c->out.buf, *end = c->out.buf + c->out.len;
+  while (p < end) {
+    const char *q = p;
+    assert_int_equal(dt__mp_validate(&q, end, DT_MAX_DEPTH), 0);
+    dt_rd r = {p, q, c->out.frames, c->out.nframes};
+    uint32_t nf, na;
+    uint64_t op;
+    assert_int_equal(rd_array(&r, &nf), 0);
+    assert_int_equal(rd_uint(&r, &op), 0);
+    msg m = {(int)op, ""};
+    const char *k;
+    uint32_t kl;
+    if (op == DT_OP_FREE_KEYS) {
+      assert_int_equal(rd_array(&r, &na), 0);
+      assert_int_equal(rd_str(&r, &k, &kl), 0);
+      snprintf(m.key, sizeof(m.key), "%.*s", (int)kl, k);
+    } else if (rd_str(&r, &k, &kl) == 0) {
+      snprintf(m.key, sizeof(m.key), "%.*s", (int)kl, k);
+    }
+    if (n < cap) out[n] = m;
+    n++;
+    p = q;
+  }
+  dt_wbuf_clear(&c->out);
+  return n;
+}
+
+static int count_op(const msg *ms, int n, int op, const char *key) {
+  int k = 0;
+  for (int i = 0; i < n; i++) k += ms[i].op == op && (!key || strcmp(ms[i].key, key) == 0);
+  return k;
+}
+
+typedef struct {
+  const char *key;
+  const char *deps[8];
+  int retries;
+  const char *restrict_to;
+  const char *resource;
+  double amount;
+} tdef;
+
+static void submit(s_client *c, const tdef *defs, int n, const char *const *wanted, int nw) {
+  s_newtask *ts = calloc((size_t)n, sizeof(*ts));
+  uint32_t *wl = calloc((size_t)nw + 1, sizeof(uint32_t));
+  for (int i = 0; i < n; i++) {
+    s_newtask *t = &ts[i];
+    t->key = defs[i].key;
+    t->klen = (uint32_t)strlen(defs[i].key);
+    t->func = "f";
+    t->flen = 1;
+    t->dep_keys = calloc(8, sizeof(char *));
+    t->dep_lens = calloc(8, sizeof(uint32_t));
+    for (int k = 0; k < 8 && defs[i].deps[k]; k++) {
+      t->dep_keys[k] = defs[i].deps[k];
+      t->dep_lens[k] = (uint32_t)strlen(defs[i].deps[k]);
+      t->ndeps++;
+    }
+    t->retries = defs[i].retries;
+    if (defs[i].restrict_to) {
+      t->restrict_to = (const char **)&defs[i].restrict_to;
+      static uint32_t rl[64];
+      rl[i % 64] = (uint32_t)strlen(defs[i].restrict_to);
+      t->restrict_lens = &rl[i % 64];
+      t->nrestrict = 1;
+    }
+    if (defs[i].resource) {
+      t->res_names = (const char **)&defs[i].resource;
+      static uint32_t rnl[64];
+      rnl[i % 64] = (uint32_t)strlen(defs[i].resource);
+      t->res_name_lens = &rnl[i % 64];
+      t->res_amounts = (double *)&defs[i].amount;
+      t->nres = 1;
+    }
+  }
+  for (int i = 0; i < nw; i++) wl[i] = (uint32_t)strlen(wanted[i]);
+  sched_update_graph(&S, c, ts, (uint32_t)n, (const char **)wanted, wl, (uint32_t)nw);
+  for (int i = 0; i < n; i++) {
+    free(ts[i].dep_keys);
+    free(ts[i].dep_lens);
+  }
+  free(ts);
+  free(wl);
+}
+
+static int state_of(const char *key) {
+  s_task *t = sched_get_task(&S, key, (uint32_t)strlen(key));
+  return t ? (int)t->state : TS_FORGOTTEN;
+}
+
+static void finish(s_worker *w, const char *key) {
+  sched_task_finished(&S, w, key, (uint32_t)strlen(key), 100, 0.001);
+}
+
+static void check(void) {
+  char why[512] = "";
+  if (sched_check(&S, why, sizeof(why)) != 0) fail_msg("inconsistent state: %s", why);
+}
+
+static dt_conn *conns[16];
+static int nconns;
+static dt_conn *newconn(void) { return conns[nconns++] = dt_conn_new_detached(); }
+
+static int setup(void **state) {
+  (void)state;
+  sched_init(&S);
+  nconns = 0;
+  return 0;
+}
+static int teardown(void **state) {
+  (void)state;
+  check();
+  sched_destroy(&S);
+  for (int i = 0; i < nconns; i++) dt_conn_free_detached(conns[i]);
+  return 0;
+}
+
+static s_worker *add_worker(const char *name, int nthreads) {
+  return sched_add_worker(&S, newconn(), name, name, nthreads, NULL, NULL, 0);
+}
+
+/* ---- tests */
+
+static void test_one_task_lifecycle(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 2);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
+  assert_int_equal(state_of("a"), TS_PROCESSING);
+  int n = take_msgs(w->conn, ms, 16);
+  assert_int_equal(n, 1);
+  assert_int_equal(ms[0].op, DT_OP_COMPUTE_TASK);
+  assert_string_equal(ms[0].key, "a");
+  check();
+  finish(w, "a");
+  assert_int_equal(state_of("a"), TS_MEMORY);
+  n = take_msgs(c->conn, ms, 16);
+  assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "a"), 1);
+  sched_client_release(&S, c, "a", 1);
+  assert_int_equal(state_of("a"), TS_FORGOTTEN);
+  n = take_msgs(w->conn, ms, 16);
+  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(S.tasks.len, 0);
+}
+
+static void test_diamond_releases_intermediates(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 4);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"a"}, {"b", {"a"}}, {"c", {"a"}}, {"d", {"b", "c"}}}, 4,
+         (const char *[]){"d"}, 1);
+  assert_int_equal(state_of("a"), TS_PROCESSING);
+  assert_int_equal(state_of("b"), TS_WAITING);
+  assert_int_equal(state_of("d"), TS_WAITING);
+  check();
+  finish(w, "a");
+  assert_int_equal(state_of("b"), TS_PROCESSING);
+  assert_int_equal(state_of("c"), TS_PROCESSING);
+  take_msgs(w->conn, ms, 16);
+  finish(w, "b");
+  assert_int_equal(state_of("a"), TS_MEMORY); /* c still needs it */
+  finish(w, "c");
+  assert_int_equal(state_of("a"), TS_RELEASED); /* nobody needs its data */
+  int n = take_msgs(w->conn, ms, 16);
+  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "d"), 1);
+  check();
+  finish(w, "d");
+  assert_int_equal(state_of("b"), TS_RELEASED);
+  assert_int_equal(state_of("d"), TS_MEMORY);
+  n = take_msgs(c->conn, ms, 16);
+  assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "d"), 1);
+  assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "a"), 0); /* not wanted */
+  sched_client_release(&S, c, "d", 1);
+  assert_int_equal(S.tasks.len, 0);
+}
+
+static void test_error_propagates_to_dependents(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"a"}, {"b", {"a"}}, {"x"}}, 3, (const char *[]){"b", "x"}, 2);
+  sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "boom");
+  assert_int_equal(state_of("b"), TS_ERRED);
+  int n = take_msgs(c->conn, ms, 16);
+  assert_int_equal(count_op(ms, n, DT_OP_KEY_ERRED, "b"), 1);
+  finish(w, "x"); /* the rest of the graph goes on */
+  assert_int_equal(state_of("x"), TS_MEMORY);
+  check();
+  sched_client_release(&S, c, "b", 1);
+  sched_client_release(&S, c, "x", 1);
+  assert_int_equal(S.tasks.len, 0);
+}
+
+static void test_retries(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"a", {0}, 1}}, 1, (const char *[]){"a"}, 1);
+  take_msgs(w->conn, ms, 16);
+  sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky");
+  assert_int_equal(state_of("a"), TS_PROCESSING); /* sent again */
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_COMPUTE_TASK, "a"), 1);
+  sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky again");
+  assert_int_equal(state_of("a"), TS_ERRED); /* out of retries */
+  sched_client_release(&S, c, "a", 1);
+  assert_int_equal(S.tasks.len, 0);
+}
+
+static void test_root_tasks_queue_on_scheduler(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  enum { N = 3000 };
+  static tdef defs[N];
+  static char keys[N][16];
+  static const char *wanted[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof(keys[i]), "t%d", i);
+    defs[i] = (tdef){keys[i]};
+    wanted[i] = keys[i];
+  }
+  submit(c, defs, N, wanted, N);
+  int cap = sched_worker_capacity(&S, w);
+  assert_true(cap > 1 && cap < N);
+  assert_int_equal(S.count[TS_PROCESSING], cap);
+  assert_int_equal(S.count[TS_QUEUED], N - cap);
+  check();
+  /* a second worker joins and gets work at once */
+  s_worker *w2 = add_worker("w2", 1);
+  assert_true(w2->processing.len > 0);
+  /* finishing one task hands out one more */
+  int64_t queued = S.count[TS_QUEUED];
+  s_task *first = w->processing.v[0];
+  /* a duration equal to the default estimate keeps the capacity as it is */
+  sched_task_finished(&S, w, first->key, first->klen, 100, 0.0005);
+  assert_int_equal(S.count[TS_QUEUED], queued - 1);
+  check();
+}
+
+static void test_placement_follows_data(void **state) {
+  (void)state;
+  s_worker *w1 = add_worker("w1", 1);
+  s_worker *w2 = add_worker("w2", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  submit(c, (tdef[]){{"a", {0}, 0, "w2"}}, 1, (const char *[]){"a"}, 1);
+  s_task *a = sched_get_task(&S, "a", 1);
+  assert_ptr_equal(a->processing_on, w2);
+  finish(w2, "a");
+  submit(c, (tdef[]){{"b", {"a"}}}, 1, (const char *[]){"b"}, 1);
+  s_task *b = sched_get_task(&S, "b", 1);
+  assert_ptr_equal(b->processing_on, w2); /* where its data is */
+  (void)w1;
+}
+
+static void test_restrictions_and_resources(void **state) {
+  (void)state;
+  add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  submit(c, (tdef[]){{"r", {0}, 0, "w2"}, {"g", {0}, 0, NULL, "GPU", 1}}, 2,
+         (const char *[]){"r", "g"}, 2);
+  assert_int_equal(state_of("r"), TS_NO_WORKER);
+  assert_int_equal(state_of("g"), TS_NO_WORKER);
+  s_worker *w2 = add_worker("w2", 1);
+  assert_int_equal(state_of("r"), TS_PROCESSING);
+  assert_ptr_equal(sched_get_task(&S, "r", 1)->processing_on, w2);
+  assert_int_equal(state_of("g"), TS_NO_WORKER); /* w2 has no GPU either */
+  char **rn = malloc(sizeof(char *));
+  double *ra = malloc(sizeof(double));
+  rn[0] = strdup("GPU");
+  ra[0] = 2;
+  s_worker *w3 = sched_add_worker(&S, newconn(), "w3", "w3", 1, rn, ra, 1);
+  assert_int_equal(state_of("g"), TS_PROCESSING);
+  assert_ptr_equal(sched_get_task(&S, "g", 1)->processing_on, w3);
+}
+
+static void test_two_clients_share_a_key(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c1 = sched_add_client(&S, newconn(), "c1");
+  s_client *c2 = sched_add_client(&S, newconn(), "c2");
+  msg ms[16];
+  submit(c1, (tdef[]){{"x"}}, 1, (const char *[]){"x"}, 1);
+  submit(c2, (tdef[]){{"x"}}, 1, (const char *[]){"x"}, 1);
+  assert_int_equal(S.tasks.len, 1);
+  finish(w, "x");
+  assert_int_equal(count_op(ms, take_msgs(c1->conn, ms, 16), DT_OP_KEY_IN_MEMORY, "x"), 1);
+  assert_int_equal(count_op(ms, take_msgs(c2->conn, ms, 16), DT_OP_KEY_IN_MEMORY, "x"), 1);
+  take_msgs(w->conn, ms, 16);
+  sched_client_release(&S, c1, "x", 1);
+  assert_int_equal(state_of("x"), TS_MEMORY);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, NULL), 0);
+  sched_remove_client(&S, c2); /* leaving releases what it held */
+  assert_int_equal(S.tasks.len, 0);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "x"), 1);
+}
+
+static void test_worker_loss_reschedules_and_recomputes(void **state) {
+  (void)state;
+  s_worker *w1 = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  submit(c, (tdef[]){{"a"}, {"b", {"a"}}}, 2, (const char *[]){"b"}, 1);
+  finish(w1, "a");
+  assert_int_equal(state_of("b"), TS_PROCESSING);
+  s_worker *w2 = add_worker("w2", 1);
+  sched_remove_worker(&S, w1); /* held a, was running b */
+  check();
+  assert_int_equal(state_of("a"), TS_PROCESSING); /* recomputed on w2 */
+  assert_ptr_equal(sched_get_task(&S, "a", 1)->processing_on, w2);
+  assert_int_equal(state_of("b"), TS_WAITING);
+  finish(w2, "a");
+  finish(w2, "b");
+  assert_int_equal(state_of("b"), TS_MEMORY);
+}
+
+static void test_unknown_dependency_errs(void **state) {
+  (void)state;
+  add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"b", {"nope"}}}, 1, (const char *[]){"b"}, 1);
+  assert_int_equal(state_of("b"), TS_ERRED);
+  s_task *b = sched_get_task(&S, "b", 1);
+  assert_non_null(strstr(b->err_msg, "'nope'"));
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "b"), 1);
+  sched_client_release(&S, c, "b", 1);
+  assert_int_equal(S.tasks.len, 0);
+}
+
+static void test_graph_order_finishes_branches(void **state) {
+  (void)state;
+  /* a tree over 8 leaves submitted as one graph: leaves run in depth-first
+   * order, so sibling pairs finish together and their parent can run */
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  tdef defs[] = {{"l0"}, {"l1"}, {"l2"}, {"l3"}, {"l4"}, {"l5"}, {"l6"}, {"l7"},
+                 {"p0", {"l0", "l1"}}, {"p1", {"l2", "l3"}}, {"p2", {"l4", "l5"}}, {"p3", {"l6", "l7"}},
+                 {"q0", {"p0", "p1"}}, {"q1", {"p2", "p3"}}, {"r", {"q0", "q1"}}};
+  /* submitted in a scrambled order */
+  tdef scr[15];
+  int perm[15] = {7, 3, 5, 1, 6, 2, 4, 0, 8, 9, 10, 11, 12, 13, 14};
+  for (int i = 0; i < 15; i++) scr[i] = defs[perm[i]];
+  submit(c, scr, 15, (const char *[]){"r"}, 1);
+  int cap = sched_worker_capacity(&S, w);
+  (void)cap;
+  uint64_t o[8];
+  for (int i = 0; i < 8; i++) {
+    char k[4];
+    snprintf(k, sizeof(k), "l%d", i);
+    o[i] = sched_get_task(&S, k, 2)->order;
+  }
+  for (int i = 0; i < 7; i++) assert_true(o[i] < o[i + 1]);
+}
+
+static void test_cancel_releases(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
+  take_msgs(w->conn, ms, 16);
+  sched_client_cancel(&S, c, "a", 1);
+  assert_int_equal(S.tasks.len, 0);
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_CANCELLED, "a"), 1);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
+  finish(w, "a"); /* late result from the worker: it is told to drop it */
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
+}
+
+static void test_every_message_type_has_a_row(void **state) {
+  (void)state;
+  for (int op = 1; op < DT_OP_COUNT; op++) {
+    assert_int_equal(dt__msgs[op].op, op);
+    assert_non_null(dt__msgs[op].name);
+    assert_true(strlen(dt__msgs[op].doc) > 5);
+  }
+  assert_string_equal(dt__op_name(DT_OP_COMPUTE_TASK), "COMPUTE_TASK");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_one_task_lifecycle, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_diamond_releases_intermediates, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_error_propagates_to_dependents, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_retries, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_root_tasks_queue_on_scheduler, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_placement_follows_data, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restrictions_and_resources, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_two_clients_share_a_key, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_worker_loss_reschedules_and_recomputes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_dependency_errs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_graph_order_finishes_branches, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),
+      cmocka_unit_test(test_every_message_type_has_a_row),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

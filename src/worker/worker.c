@@ -871,8 +871,15 @@ static int parse_resources(const char *spec, char ***names, double **amounts, ui
     char *end = NULL;
     double v = eq ? strtod(eq + 1, &end) : 0;
     if (!eq || eq == tok || !end || *end || v < 0 || *n >= 64) {
+      int rc = dt__err(DT_EINVAL, "invalid resource '%s' (expected NAME=AMOUNT)", tok);
       free(copy);
-      return dt__err(DT_EINVAL, "invalid resource '%s' (expected NAME=AMOUNT)", tok);
+      for (uint32_t i = 0; i < *n; i++) free((*names)[i]);
+      free(*names);
+      free(*amounts);
+      *names = NULL;
+      *amounts = NULL;
+      *n = 0;
+      return rc;
     }
     *names = dt__xrealloc(*names, (*n + 1) * sizeof(char *));
     *amounts = dt__xrealloc(*amounts, (*n + 1) * sizeof(double));

@@ -1,0 +1,83 @@
+/* testutil.h -- helpers for end-to-end tests: bounded polling and child
+ * processes stopped by PID at the end, even when a test fails. */
+#ifndef DT_TESTUTIL_H
+#define DT_TESTUTIL_H
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dtask.h"
+
+static inline double tu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* processes started by the test, killed by PID at exit */
+static pid_t tu_pids[64];
+static int tu_npids;
+
+static void tu_kill_all(void) {
+  for (int i = 0; i < tu_npids; i++)
+    if (tu_pids[i] > 0) {
+      kill(tu_pids[i], SIGKILL);
+      waitpid(tu_pids[i], NULL, 0);
+      tu_pids[i] = 0;
+    }
+}
+
+/* tu_spawn: argv[0] is a path; stdout goes to out_path when given */
+static inline pid_t tu_spawn(char *const argv[], const char *out_path) {
+  static int registered;
+  if (!registered) {
+    atexit(tu_kill_all);
+    registered = 1;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (out_path) posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  extern char **environ;
+  pid_t pid;
+  if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  if (pid > 0 && tu_npids < 64) tu_pids[tu_npids++] = pid;
+  return pid;
+}
+
+static inline void tu_stop(pid_t pid, int sig) {
+  if (pid <= 0) return;
+  kill(pid, sig);
+  for (int i = 0; i < 500; i++) {
+    if (waitpid(pid, NULL, WNOHANG) == pid) goto done;
+    usleep(10000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+done:
+  for (int i = 0; i < tu_npids; i++)
+    if (tu_pids[i] == pid) tu_pids[i] = 0;
+}
+
+static inline bool tu_alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0 && waitpid(pid, NULL, WNOHANG) == 0; }
+
+/* tu_wait_tasks: poll the scheduler (bounded) until it holds n tasks */
+static inline int64_t tu_wait_tasks(dt_client *c, int64_t n, double seconds) {
+  dt_cluster_info info = {0};
+  double end = tu_now() + seconds;
+  do {
+    if (dt_client_cluster_info(c, 2000, &info) != 0) return -1;
+    if (info.n_tasks == n) return n;
+    usleep(10000);
+  } while (tu_now() < end);
+  return info.n_tasks;
+}
+
+#endif

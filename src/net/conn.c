@@ -25,10 +25,13 @@ static void flush_conn(dt_conn *c);
 /* ---------------------------------------------------------------- dt_net */
 
 static void locked_flush(dt_net *n) {
-  if (!n->dirty && !n->lock) return;
-  if (n->lock) n->lock->acquire(n->lock->arg);
+  if (!n->lock) {
+    dt_net_flush(n);
+    return;
+  }
+  n->lock->acquire(n->lock->arg); /* other threads append under this lock */
   dt_net_flush(n);
-  if (n->lock) n->lock->release(n->lock->arg);
+  n->lock->release(n->lock->arg);
 }
 static void on_turn_prep(uv_prepare_t *h) { locked_flush(h->data); }
 static void on_turn_chk(uv_check_t *h) { locked_flush(h->data); }

@@ -949,10 +949,10 @@ int sched_check(const sched *s, char *why, size_t cap) {
 }
 
 void sched_destroy(sched *s) {
+  dt_heap_destroy(&s->queued); /* before the tasks it points to */
   for (size_t i = 0; i < s->tasks.cap; i++)
     if (s->tasks.slots[i].key) task_free(s->tasks.slots[i].val);
   dt_smap_destroy(&s->tasks);
-  dt_heap_destroy(&s->queued);
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
     dt_vec_free(&w->processing);

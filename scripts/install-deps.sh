@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# install-deps.sh -- install what dtask needs to build and test on Debian 12,
+# from Debian's packages.  Idempotent: installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential   # gcc, make (and g++ for the header's C++ check)
+  cmake
+  pkg-config
+  libuv1-dev        # event loop and sockets
+  libmsgpuck-dev    # msgpack encoder/decoder that never allocates
+  libcmocka-dev     # unit test framework, run by ctest
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

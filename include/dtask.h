@@ -265,6 +265,8 @@ typedef struct {
   int64_t n_waiting, n_no_worker, n_processing, n_memory, n_erred,
       n_released;
   int64_t n_queued; /* ready root tasks held on the scheduler */
+  int64_t n_completed; /* tasks finished since the scheduler started */
+  double heartbeat_age_s; /* the longest time since a worker was last heard */
 } dt_cluster_info;
 /* dt_client_cluster_info: asks the scheduler for its counts. */
 int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out);

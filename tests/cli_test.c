@@ -180,8 +180,82 @@ static void test_dtask_local(void **state) {
   assert_int_equal(dt_client_connect(&(dt_client_opts){.address = addr, .timeout_ms = 300}, &c), DT_ECONNECT);
 }
 
+/* As a child: start a LocalCluster, print the pids, and end the hard way. */
+static int orphan_child(const char *how) {
+  dt_local_cluster *lc;
+  if (dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = 2}, &lc)) return 2;
+  printf("%d %d %d\n", dt_local_cluster_scheduler_pid(lc), dt_local_cluster_worker_pid(lc, 0),
+         dt_local_cluster_worker_pid(lc, 1));
+  fflush(stdout);
+  if (strcmp(how, "kill") == 0) raise(SIGKILL); /* no atexit, no cleanup at all */
+  exit(3);                                        /* an error exit without closing */
+}
+
+static void check_no_orphans(const char *how) {
+  char self[4096], out[512];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  assert_true(n > 0);
+  self[n] = '\0';
+  snprintf(out, sizeof(out), "%s/orphan-%s.txt", tmpdir, how);
+  setenv("DT_TEST_ORPHAN", how, 1);
+  char *argv[] = {self, NULL};
+  pid_t p = tu_spawn(argv, out);
+  unsetenv("DT_TEST_ORPHAN");
+  int status = 0;
+  double end = tu_now() + 30;
+  while (waitpid(p, &status, WNOHANG) == 0 && tu_now() < end) usleep(10000);
+  if (strcmp(how, "kill") == 0) assert_true(WIFSIGNALED(status));
+  else assert_int_equal(WEXITSTATUS(status), 3);
+  int pids[3] = {0};
+  char *txt = read_file(out);
+  assert_non_null(txt);
+  assert_int_equal(sscanf(txt, "%d %d %d", &pids[0], &pids[1], &pids[2]), 3);
+  for (int i = 0; i < 3; i++) {
+    assert_true(pids[i] > 0);
+    /* they are not our children: poll until the pid is gone (bounded) */
+    for (int k = 0; k < 500 && kill(pids[i], 0) == 0; k++) {
+      char st[64], buf[512];
+      snprintf(st, sizeof(st), "/proc/%d/stat", pids[i]);
+      FILE *f = fopen(st, "r");
+      if (f) {
+        size_t m = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[m] = '\0';
+        char *rp = strrchr(buf, ')');
+        if (rp && rp[2] == 'Z') break; /* a zombie: exited, waiting for a reaper */
+      }
+      usleep(10000);
+    }
+    char st[64];
+    snprintf(st, sizeof(st), "/proc/%d/stat", pids[i]);
+    FILE *f = fopen(st, "r");
+    if (f) {
+      char buf[512];
+      size_t m = fread(buf, 1, sizeof(buf) - 1, f);
+      fclose(f);
+      buf[m] = '\0';
+      char *rp = strrchr(buf, ')');
+      if (!(rp && rp[2] == 'Z')) fail_msg("process %d outlived the program that started it", pids[i]);
+    }
+  }
+}
+
+static void test_no_orphans_after_error_exit(void **state) {
+  (void)state;
+  check_no_orphans("exit");
+}
+
+static void test_no_orphans_after_kill(void **state) {
+  (void)state;
+  check_no_orphans("kill");
+}
+
 int main(void) {
+  const char *orphan = getenv("DT_TEST_ORPHAN");
+  if (orphan) return orphan_child(orphan);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_no_orphans_after_error_exit),
+      cmocka_unit_test(test_no_orphans_after_kill),
       cmocka_unit_test(test_scheduler_file_preload_and_resources),
       cmocka_unit_test(test_bad_preload_is_reported),
       cmocka_unit_test(test_hello_example_prints_11),

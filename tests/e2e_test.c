@@ -560,6 +560,18 @@ static void test_independent_work_spreads_over_workers(void **state) {
   for (int i = 0; i < N; i++) dt_future_release(p[i]);
 }
 
+static void test_workers_send_heartbeats(void **state) {
+  (void)state;
+  /* workers registered before this; without heartbeats the age would be
+   * at least the time since then */
+  usleep(1600000);
+  dt_cluster_info info;
+  OK(dt_client_cluster_info(client, 5000, &info));
+  assert_int_equal(info.n_workers, 2);
+  assert_true(info.heartbeat_age_s < 1.5);
+  assert_true(info.n_completed > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_seed_example, check_empty),
@@ -582,6 +594,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_retries, check_empty),
       cmocka_unit_test_teardown(test_worker_restrictions, check_empty),
       cmocka_unit_test_teardown(test_independent_work_spreads_over_workers, check_empty),
+      cmocka_unit_test_teardown(test_workers_send_heartbeats, check_empty),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -394,7 +394,9 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       F("workers", n_workers) F("clients", n_clients) F("tasks", n_tasks) F("waiting", n_waiting)
       F("no-worker", n_no_worker) F("processing", n_processing) F("memory", n_memory)
       F("erred", n_erred) F("released", n_released) F("queued", n_queued)
+      F("completed", n_completed)
 #undef F
+      if (kl == 16 && memcmp(k, "heartbeat_age_us", 16) == 0) out->heartbeat_age_s = (double)v / 1e6;
     }
     if (ir) ir->done = true;
     pthread_cond_broadcast(&c->cond);

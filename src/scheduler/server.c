@@ -304,7 +304,7 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   dt_wbuf *w = dt_conn_out(c);
   wb_msg(w, DT_OP_INFO_REPLY, 2);
   wb_uint(w, req);
-  wb_map(w, 4 + TS_COUNT);
+  wb_map(w, 5 + TS_COUNT);
   wb_cstr(w, "workers");
   wb_uint(w, S.s.workers.len);
   wb_cstr(w, "clients");
@@ -313,6 +313,13 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   wb_uint(w, S.s.tasks.len);
   wb_cstr(w, "completed");
   wb_uint(w, S.s.tasks_completed);
+  double now = dt__now_s(), age = 0;
+  for (size_t i = 0; i < S.s.workers.len; i++) {
+    double a = now - ((s_worker *)S.s.workers.v[i])->last_seen;
+    if (a > age) age = a;
+  }
+  wb_cstr(w, "heartbeat_age_us");
+  wb_uint(w, (uint64_t)(age * 1e6));
   for (int st = 0; st < TS_COUNT; st++) {
     wb_cstr(w, s_task_state_name(st));
     wb_int(w, S.s.count[st]);

@@ -67,6 +67,8 @@ typedef struct {
   const char *restrict_to;
   const char *resource;
   double amount;
+  int64_t priority;
+  bool loose;
 } tdef;
 
 static void submit(s_client *c, const tdef *defs, int n, const char *const *wanted, int nw) {
@@ -86,6 +88,8 @@ static void submit(s_client *c, const tdef *defs, int n, const char *const *want
       t->ndeps++;
     }
     t->retries = defs[i].retries;
+    t->priority = defs[i].priority;
+    t->loose = defs[i].loose;
     if (defs[i].restrict_to) {
       t->restrict_to = (const char **)&defs[i].restrict_to;
       static uint32_t rl[64];
@@ -400,6 +404,45 @@ static void test_cancel_releases(void **state) {
   assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
 }
 
+static void test_user_priority_jumps_the_queue(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[64];
+  static char keys[20][8];
+  tdef low[20];
+  const char *wanted[20];
+  for (int i = 0; i < 20; i++) {
+    snprintf(keys[i], sizeof(keys[i]), "low%d", i);
+    low[i] = (tdef){keys[i]};
+    wanted[i] = keys[i];
+  }
+  submit(c, low, 20, wanted, 20);
+  tdef high = {"high"};
+  high.priority = 10;
+  submit(c, &high, 1, (const char *[]){"high"}, 1);
+  assert_int_equal(state_of("high"), TS_QUEUED); /* the worker is full */
+  take_msgs(w->conn, ms, 64);
+  s_task *first = w->processing.v[0];
+  sched_task_finished(&S, w, first->key, first->klen, 1, 0.0005);
+  int n = take_msgs(w->conn, ms, 64);
+  assert_int_equal(n, 1);
+  assert_string_equal(ms[0].key, "high"); /* before 15 older, lower tasks */
+}
+
+static void test_loose_restrictions_fall_back(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  tdef strict = {"strict", {0}, 0, "elsewhere"};
+  tdef loose = {"loose", {0}, 0, "elsewhere"};
+  loose.loose = true;
+  submit(c, (tdef[]){strict, loose}, 2, (const char *[]){"strict", "loose"}, 2);
+  assert_int_equal(state_of("strict"), TS_NO_WORKER);
+  assert_int_equal(state_of("loose"), TS_PROCESSING);
+  assert_ptr_equal(sched_get_task(&S, "loose", 5)->processing_on, w);
+}
+
 static void test_every_message_type_has_a_row(void **state) {
   (void)state;
   for (int op = 1; op < DT_OP_COUNT; op++) {
@@ -424,6 +467,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unknown_dependency_errs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_graph_order_finishes_branches, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_user_priority_jumps_the_queue, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_loose_restrictions_fall_back, setup, teardown),
       cmocka_unit_test(test_every_message_type_has_a_row),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,27 +60,13 @@ static void netlock_release(void *arg) { dt__client_unlock(arg); }
 
 void dt__client_wake(dt_client *c) { uv_async_send(&c->wake); }
 
-static void timespec_after(struct timespec *ts, int ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 /* wait on c->cond until the deadline; false when it passed */
 static bool wait_until(dt_client *c, const struct timespec *deadline) {
   if (!deadline) {
     pthread_cond_wait(&c->cond, &c->lock);
     return true;
   }
-  if (pthread_cond_timedwait(&c->cond, &c->lock, deadline) == 0) return true;
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec < deadline->tv_sec ||
-         (now.tv_sec == deadline->tv_sec && now.tv_nsec < deadline->tv_nsec);
+  return pthread_cond_timedwait(&c->cond, &c->lock, deadline) == 0 || !dt__passed(deadline);
 }
 
 int dt__client_usable(dt_client *c) {
@@ -169,9 +155,11 @@ static void set_error(dt_future *f, int code, const char *msg) {
 
 /* ---------------------------------------------------------------- fetching */
 
-static void fail_fetch(dt_client *c, fetch_req *fr, const char *why) {
+/* fail_fetch: the futures of a fetch request get an error (locked) */
+static void fail_fetch(fetch_req *fr, const char *why) {
   for (size_t i = 0; i < fr->futs.len; i++) {
     dt_future *f = fr->futs.v[i];
+    if (f->client) pthread_cond_broadcast(&f->client->cond);
     f->fetching = false;
     if (!f->value) {
       char msg[512];
@@ -184,12 +172,10 @@ static void fail_fetch(dt_client *c, fetch_req *fr, const char *why) {
   }
   dt_vec_free(&fr->futs);
   free(fr);
-  pthread_cond_broadcast(&c->cond);
 }
 
 static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   wconn *wc = conn->data;
-  dt_client *c = NULL;
   uint64_t req;
   uint32_t n;
   if (op != DT_OP_DATA || nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
@@ -205,13 +191,12 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     dt_payload pl;
     if (rd_array(r, &m) || m != 5 || rd_key(r, &key, &klen) || rd_bool(r, &found) ||
         rd_payload(r, &pl)) {
-      fail_fetch(c ? c : ((dt_future *)fr->futs.v[0])->client, fr, "malformed reply");
+      fail_fetch(fr, "malformed reply");
       return DT_EPROTO;
     }
     for (size_t k = 0; k < fr->futs.len; k++) {
       dt_future *f = fr->futs.v[k];
       if (f->klen != klen || memcmp(f->key, key, klen) != 0 || f->value) continue;
-      c = f->client;
       dt_value *v = NULL;
       int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
       if (rc == 0) {
@@ -240,14 +225,7 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
 static void on_worker_close(dt_conn *conn) {
   wconn *wc = conn->data;
   for (size_t i = 0; i < wc->reqs.len; i++) {
-    fetch_req *fr = wc->reqs.v[i];
-    dt_future *f0 = fr->futs.len ? fr->futs.v[0] : NULL;
-    if (f0 && f0->client) fail_fetch(f0->client, fr, "connection lost");
-    else {
-      for (size_t k = 0; k < fr->futs.len; k++) dt__future_unref_locked(fr->futs.v[k]);
-      dt_vec_free(&fr->futs);
-      free(fr);
-    }
+    fail_fetch(wc->reqs.v[i], "connection lost");
   }
   dt_vec_free(&wc->reqs);
   free(wc->addr);
@@ -287,7 +265,7 @@ static void process_fetchq(dt_client *c) {
         snprintf(why, sizeof(why), "%s", dt_last_error());
         free(wc->addr);
         free(wc);
-        fail_fetch(c, fr, why);
+        fail_fetch(fr, why);
         continue;
       }
       dt_smap_put(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr), wc);
@@ -602,7 +580,7 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   }
   c->io_started = true;
   struct timespec deadline;
-  timespec_after(&deadline, timeout);
+  dt__deadline(&deadline, timeout);
   pthread_mutex_lock(&c->lock);
   while (c->state == CS_CONNECTING && c->conn_err != UV_EINVAL)
     if (!wait_until(c, &deadline)) break;
@@ -929,7 +907,7 @@ static int await_value(dt_client *c, dt_future *f, const struct timespec *deadli
 
 int dt__future_result_locked(dt_client *c, dt_future *f, int timeout_ms, dt_value **out) {
   struct timespec dl;
-  if (timeout_ms >= 0) timespec_after(&dl, timeout_ms);
+  if (timeout_ms >= 0) dt__deadline(&dl, timeout_ms);
   int rc = await_value(c, f, timeout_ms >= 0 ? &dl : NULL);
   if (rc == 0) *out = dt_value_ref(f->value);
   return rc;
@@ -941,7 +919,7 @@ int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n, int timeout_m
   if (!c || (n && (!fs || !out))) return dt__err(DT_EINVAL, "dt_client_gather: NULL argument");
   for (size_t i = 0; i < n; i++) out[i] = NULL;
   struct timespec dl;
-  if (timeout_ms >= 0) timespec_after(&dl, timeout_ms);
+  if (timeout_ms >= 0) dt__deadline(&dl, timeout_ms);
   pthread_mutex_lock(&c->lock);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
@@ -1039,7 +1017,7 @@ int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out) {
   dt__err_clear();
   if (!c || !out) return dt__err(DT_EINVAL, "dt_client_cluster_info: NULL argument");
   struct timespec dl;
-  timespec_after(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
+  dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
   pthread_mutex_lock(&c->lock);
   int rc = dt__client_usable(c);
   if (rc) {

@@ -140,15 +140,7 @@ int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode) {
   }
   if (!c) return 0; /* all detached: nothing more will happen */
   struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  if (timeout_ms >= 0) {
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000L;
-    }
-  }
+  dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 0);
   pthread_mutex_lock(&c->lock);
   size_t cursor = 0;
   int rc = 0;
@@ -167,13 +159,9 @@ int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode) {
     }
     if (timeout_ms < 0) {
       pthread_cond_wait(&c->cond, &c->lock);
-    } else if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) != 0) {
-      struct timespec now;
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec)) {
-        rc = dt__err(DT_ETIMEDOUT, "dt_wait: timed out after %d ms", timeout_ms);
-        break;
-      }
+    } else if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) != 0 && dt__passed(&dl)) {
+      rc = dt__err(DT_ETIMEDOUT, "dt_wait: timed out after %d ms", timeout_ms);
+      break;
     }
   }
   dt__client_unlock(c);
@@ -231,15 +219,7 @@ int dt_as_completed_next(dt_as_completed *ac, int timeout_ms, dt_future **out) {
   if (!ac || !out) return dt__err(DT_EINVAL, "dt_as_completed_next: NULL argument");
   *out = NULL;
   struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  if (timeout_ms >= 0) {
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000L;
-    }
-  }
+  dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 0);
   pthread_mutex_lock(&ac->lock);
   int rc = 0;
   for (;;) {
@@ -254,13 +234,9 @@ int dt_as_completed_next(dt_as_completed *ac, int timeout_ms, dt_future **out) {
     }
     if (timeout_ms < 0) {
       pthread_cond_wait(&ac->cond, &ac->lock);
-    } else if (pthread_cond_timedwait(&ac->cond, &ac->lock, &dl) != 0) {
-      struct timespec now;
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec)) {
-        rc = DT_ETIMEDOUT;
-        break;
-      }
+    } else if (pthread_cond_timedwait(&ac->cond, &ac->lock, &dl) != 0 && dt__passed(&dl)) {
+      rc = DT_ETIMEDOUT;
+      break;
     }
   }
   pthread_mutex_unlock(&ac->lock);

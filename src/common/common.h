@@ -38,6 +38,12 @@ char *dt__xstrndup(const char *s, size_t n);
 /* ---- time */
 uint64_t dt__now_ns(void); /* monotonic */
 double dt__now_s(void);
+struct timespec;
+/* dt__deadline: ts = now (CLOCK_MONOTONIC) + ms, for pthread_cond_timedwait
+ * on condition variables created with that clock. */
+void dt__deadline(struct timespec *ts, int ms);
+/* dt__passed: true if the CLOCK_MONOTONIC deadline has passed. */
+bool dt__passed(const struct timespec *ts);
 
 /* ---- string-keyed hash map (open addressing, linear probing, backward-shift
  * deletion).  Keys are borrowed from the caller and must stay valid while the

@@ -44,6 +44,22 @@ uint64_t dt__now_ns(void) {
 }
 double dt__now_s(void) { return (double)dt__now_ns() / 1e9; }
 
+void dt__deadline(struct timespec *ts, int ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+bool dt__passed(const struct timespec *ts) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}
+
 void dt_vec_push(dt_vec *a, void *p) {
   if (a->len == a->cap) {
     a->cap = a->cap ? a->cap * 2 : 4;

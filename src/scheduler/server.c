@@ -26,7 +26,6 @@ static struct {
   dt_net net;
   dt_listener listener;
   uv_signal_t sigint, sigterm;
-  uv_timer_t stats;
   sched s;
   char address[128];
   char *scheduler_file;

@@ -635,8 +635,6 @@ void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen) 
   if (t) sched_client_release(s, c, key, klen);
 }
 
-static uint64_t order_counter;
-
 /* postorder DFS over the batch: a branch is finished before the next starts */
 static void order_batch(sched *s, s_task **batch, bool *isnew, uint32_t n) {
   uint64_t in_batch = ++s->mark_epoch, visited = ++s->mark_epoch;
@@ -666,12 +664,12 @@ static void order_batch(sched *s, s_task **batch, bool *isnew, uint32_t n) {
         }
         continue;
       }
-      f->t->order = ++order_counter;
+      f->t->order = ++s->order_counter;
       sp--;
     }
   }
   for (uint32_t i = 0; i < n; i++) /* anything left (cycles are impossible) */
-    if (isnew[i] && batch[i]->mark == in_batch) batch[i]->order = ++order_counter;
+    if (isnew[i] && batch[i]->mark == in_batch) batch[i]->order = ++s->order_counter;
   free(st);
 }
 

@@ -107,6 +107,7 @@ typedef struct sched {
   s_task *nw_head;         /* no-worker tasks */
   s_worker *free_head, *free_tail; /* workers with free slots, round robin */
   uint64_t generation;
+  uint64_t order_counter; /* graph order across batches */
   uint64_t mark_epoch;
   int64_t count[TS_COUNT];
   double avg_task_s; /* moving average of task durations */

@@ -179,8 +179,7 @@ static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) 
   }
   d->v = v;
   d->nbytes = dt__value_nbytes(v);
-  d->replica = replica && d->replica;
-  if (!replica) d->replica = false;
+  d->replica = replica;
   W.nbytes += d->nbytes;
 }
 
@@ -247,38 +246,29 @@ static void task_forget(w_task *t) {
   task_free(t);
 }
 
-/* substitute futures inside a freshly decoded value by their data */
+/* replace_future: if *slot is a future, put its data there instead */
+static int replace_future(dt_value **slot, char *err, size_t errcap) {
+  dt_value *it = *slot;
+  if (it->type != DT_FUTURE) return 0;
+  w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
+  if (!d) {
+    snprintf(err, errcap, "dependency '%s' is not on this worker", it->u.fut.key);
+    return DT_ELOST;
+  }
+  *slot = dt_value_ref(d->v);
+  dt_value_free(it);
+  return 0;
+}
+
+/* subst: replace the futures inside a freshly decoded (unshared) value */
 static int subst(dt_value *v, char *err, size_t errcap) {
-  if (v->type == DT_LIST) {
-    for (size_t i = 0; i < v->u.list.len; i++) {
-      dt_value *it = v->u.list.items[i];
-      if (it->type == DT_FUTURE) {
-        w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
-        if (!d) {
-          snprintf(err, errcap, "dependency '%s' is not on this worker", it->u.fut.key);
-          return DT_ELOST;
-        }
-        v->u.list.items[i] = dt_value_ref(d->v);
-        dt_value_free(it);
-      } else if (subst(it, err, errcap)) {
-        return DT_ELOST;
-      }
-    }
-  } else if (v->type == DT_MAP) {
-    for (size_t i = 0; i < v->u.map.len; i++) {
-      dt_value *it = v->u.map.vals[i];
-      if (it->type == DT_FUTURE) {
-        w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
-        if (!d) {
-          snprintf(err, errcap, "dependency '%s' is not on this worker", it->u.fut.key);
-          return DT_ELOST;
-        }
-        v->u.map.vals[i] = dt_value_ref(d->v);
-        dt_value_free(it);
-      } else if (subst(it, err, errcap)) {
-        return DT_ELOST;
-      }
-    }
+  size_t n = v->type == DT_LIST ? v->u.list.len : v->type == DT_MAP ? v->u.map.len : 0;
+  dt_value **items = v->type == DT_LIST ? v->u.list.items : v->u.map.vals;
+  for (size_t i = 0; i < n; i++) {
+    /* data put in place is shared with other tasks: never descend into it */
+    int rc = items[i]->type == DT_FUTURE ? replace_future(&items[i], err, errcap)
+                                         : subst(items[i], err, errcap);
+    if (rc) return rc;
   }
   return 0;
 }
@@ -476,8 +466,6 @@ static void dep_arrived(const char *key, uint32_t klen, dt_value *v) {
   fetch *f = dt_smap_get(&W.fetches, key, klen);
   if (!dt_smap_get(&W.data, key, klen)) {
     data_put(key, klen, v, true);
-    w_data *d = dt_smap_get(&W.data, key, klen);
-    d->replica = true;
   } else {
     dt_value_free(v);
   }
@@ -546,12 +534,12 @@ static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
     wb_array(w, 5);
     wb_str(w, key, klen);
     wb_bool(w, d != NULL);
-    if (!d || wb_value(w, d->v) != 0) {
-      if (!d) {
-        wb_bin(w, "\xc0", 1);
-        wb_uint(w, 0);
-        wb_uint(w, 0);
-      }
+    if (d) {
+      wb_value(w, d->v); /* writes a nil payload if it cannot encode */
+    } else {
+      wb_bin(w, "\xc0", 1);
+      wb_uint(w, 0);
+      wb_uint(w, 0);
     }
   }
   return 0;

@@ -339,8 +339,8 @@ int dt_graph_add(dt_graph *g, const char *func, dt_value *args,
                  dt_value *kwargs, const dt_submit_opts *opts,
                  dt_value **ref_out);
 /* dt_graph_submit: sends every node in one message; out[i] is a new future
- * for outputs[i] (borrowed values returned by dt_graph_add).  Nodes not
- * reachable from an output are still computed and then released. */
+ * for outputs[i] (borrowed values returned by dt_graph_add).  Only nodes
+ * that some output depends on are sent (the graph is culled, as Dask does). */
 int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs,
                     size_t n, dt_future **out);
 

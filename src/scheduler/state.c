@@ -740,7 +740,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     }
     for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
     if (missing) {
-      dt_vec_push(&failed, t);
+      dt_vec_push(&failed, dt__xstrdup(t->key));
       dt_vec_push(&failed, missing);
       isnew[i] = false; /* settled below */
     }
@@ -757,29 +757,36 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     }
     sched_client_want(s, c, wanted[i], wanted_lens[i]);
   }
+  /* from here on, failing or forgetting one task may free another: the
+   * batch is looked up by key */
   for (size_t i = 0; i < failed.len; i += 2) {
-    s_task *t = failed.v[i];
-    char *missing = failed.v[i + 1];
-    char msg[DT_MAX_KEY + 200];
-    snprintf(msg, sizeof(msg),
-             "dependency '%s' is not known to the scheduler (released, or from a closed client)",
-             missing);
-    free(missing);
-    if (t->state != TS_RELEASED) continue;
-    set_state(s, t, TS_WAITING);
-    char *key = dt__xstrdup(t->key);
-    erred(s, t, DT_ENOTFOUND, key, t->func, "", msg);
+    char *key = failed.v[i], *missing = failed.v[i + 1];
+    s_task *t = sched_get_task(s, key, (uint32_t)strlen(key));
+    if (t && t->state == TS_RELEASED) {
+      char msg[DT_MAX_KEY + 200];
+      snprintf(msg, sizeof(msg),
+               "dependency '%s' is not known to the scheduler (released, or from a closed client)",
+               missing);
+      set_state(s, t, TS_WAITING);
+      erred(s, t, DT_ENOTFOUND, key, t->func, "", msg);
+    }
     free(key);
+    free(missing);
   }
   dt_vec_free(&failed);
-  for (uint32_t i = 0; i < n; i++)
-    if (batch[i]->state == TS_RELEASED && (isnew[i] || batch[i]->wanted_by.len))
-      to_waiting(s, batch[i]);
-  /* tasks nobody wants or needs (never the case for a culled graph) go */
-  for (uint32_t i = 0; i < nwanted; i++) {
-    s_task *t = sched_get_task(s, wanted[i], wanted_lens[i]);
-    if (t && t->state == TS_RELEASED) gc(s, t);
+  for (uint32_t i = 0; i < n; i++) {
+    s_task *t = sched_get_task(s, nts[i].key, nts[i].klen);
+    if (t && t->state == TS_RELEASED && (isnew[i] || t->wanted_by.len)) to_waiting(s, t);
   }
+  /* tasks nobody wants and nothing needs go at once, as in Dask (a graph
+   * culled by the client has none); gc of one may free another: by key */
+  dt_vec unneeded = {0};
+  for (uint32_t i = 0; i < n; i++) {
+    s_task *t = sched_get_task(s, nts[i].key, nts[i].klen);
+    if (t && !t->wanted_by.len && !t->waiters && !t->dependents.len)
+      dt_vec_push(&unneeded, dt__xstrdup(t->key));
+  }
+  gc_keys(s, &unneeded);
   free(batch);
   free(isnew);
   fill(s);

@@ -27,6 +27,7 @@ typedef struct {
 /* take_msgs: the messages in c's outbox (op and first key), then empty it */
 static int take_msgs(dt_conn *c, msg *out, int cap) {
   int n = 0;
+  if (!c->out.buf) return 0;
   const char *p = c->out.buf, *end = c->out.buf + c->out.len;
   while (p < end) {
     const char *q = p;
@@ -130,7 +131,7 @@ static void check(void) {
   if (sched_check(&S, why, sizeof(why)) != 0) fail_msg("inconsistent state: %s", why);
 }
 
-static dt_conn *conns[16];
+static dt_conn *conns[512];
 static int nconns;
 static dt_conn *newconn(void) { return conns[nconns++] = dt_conn_new_detached(); }
 
@@ -443,6 +444,107 @@ static void test_loose_restrictions_fall_back(void **state) {
   assert_ptr_equal(sched_get_task(&S, "loose", 5)->processing_on, w);
 }
 
+/* Random graphs and random events; after each one every invariant holds,
+ * and once every client is gone the scheduler holds nothing. */
+static void test_random_events_keep_invariants(void **state) {
+  (void)state;
+  unsigned seed = getenv("DT_SEED") ? (unsigned)atoi(getenv("DT_SEED")) : 20261129u;
+  srand(seed);
+  s_worker *ws[8];
+  int nw = 0;
+  char wname[32];
+  for (; nw < 3; nw++) {
+    snprintf(wname, sizeof(wname), "w%d", nw);
+    ws[nw] = add_worker(wname, 1 + nw);
+  }
+  s_client *cs[2] = {sched_add_client(&S, newconn(), "c0"), sched_add_client(&S, newconn(), "c1")};
+  static char keys[4000][16];
+  static int owner[4000]; /* client index holding the key, -1 when released */
+  int nkeys = 0;
+  msg ms[1];
+  for (int step = 0; step < 6000; step++) {
+    int what = rand() % 100;
+    if (what < 25 && nkeys < 4000 - 8) {
+      /* a client submits a batch of up to 8 tasks depending on its keys or
+       * on earlier tasks of the batch */
+      int ci = rand() % 2;
+      int n = 1 + rand() % 8;
+      tdef defs[8];
+      const char *wanted[8];
+      int nwant = 0;
+      memset(defs, 0, sizeof(defs));
+      for (int i = 0; i < n; i++) {
+        int k = nkeys++;
+        snprintf(keys[k], sizeof(keys[k]), "k%d", k);
+        owner[k] = -1;
+        defs[i].key = keys[k];
+        defs[i].retries = rand() % 4 == 0;
+        int nd = rand() % 3;
+        for (int d = 0; d < nd; d++) {
+          int cand = rand() % 2 ? k - 1 - rand() % (i + 1) : rand() % nkeys;
+          /* mostly keys it holds or new ones; sometimes any key, which may
+           * be another client's, or forgotten (an unknown dependency) */
+          if (cand >= 0 && cand < k && (cand >= k - i || owner[cand] == ci || rand() % 20 == 0))
+            defs[i].deps[d] = keys[cand];
+          else break;
+        }
+        if (rand() % 3 || i == n - 1) {
+          wanted[nwant++] = keys[k];
+          owner[k] = ci;
+        }
+      }
+      submit(cs[ci], defs, n, wanted, nwant);
+    } else if (what < 80) {
+      /* a worker finishes (or fails) one of its tasks */
+      s_worker *w = ws[rand() % nw];
+      if (!w->processing.len) continue;
+      s_task *t = w->processing.v[rand() % w->processing.len];
+      if (rand() % 10) sched_task_finished(&S, w, t->key, t->klen, 1 + rand() % 1000, 0.001);
+      else sched_task_erred(&S, w, t->key, t->klen, DT_ETASK, "f", "random failure");
+    } else if (what < 92) {
+      /* a client releases (or cancels) a key it holds */
+      int k = rand() % (nkeys ? nkeys : 1);
+      if (!nkeys || owner[k] < 0) continue;
+      if (rand() % 4) sched_client_release(&S, cs[owner[k]], keys[k], (uint32_t)strlen(keys[k]));
+      else sched_client_cancel(&S, cs[owner[k]], keys[k], (uint32_t)strlen(keys[k]));
+      owner[k] = -1;
+    } else if (what < 96 && nw > 1) {
+      /* a worker leaves; another joins */
+      int i = rand() % nw;
+      sched_remove_worker(&S, ws[i]);
+      ws[i] = ws[--nw];
+      snprintf(wname, sizeof(wname), "w%d", 100 + step);
+      ws[nw++] = add_worker(wname, 1 + rand() % 3);
+    } else if (what < 98) {
+      /* a stale message about a key the worker does not run */
+      s_worker *w = ws[rand() % nw];
+      sched_task_finished(&S, w, "nope", 4, 1, 0.001);
+      sched_task_erred(&S, w, "nope", 4, DT_ETASK, "f", "x");
+    }
+    for (int i = 0; i < nconns; i++) take_msgs(conns[i], ms, 0);
+    char why[512] = "";
+    if (sched_check(&S, why, sizeof(why)) != 0) fail_msg("after step %d: %s", step, why);
+  }
+  assert_true(S.tasks_completed > 500);
+  /* everyone leaves: nothing may stay behind */
+  sched_remove_client(&S, cs[0]);
+  sched_remove_client(&S, cs[1]);
+  check();
+  if (getenv("DEBUG_LEAK"))
+    for (size_t i = 0, shown = 0; i < S.tasks.cap && shown < 12; i++) {
+      if (!S.tasks.slots[i].key) continue;
+      s_task *t = S.tasks.slots[i].val;
+      fprintf(stderr, "left: %s state=%s wanted=%zu waiters=%u dependents=%zu deps=%u holds=%d\n", t->key,
+              s_task_state_name(t->state), t->wanted_by.len, t->waiters, t->dependents.len, t->ndeps, t->holds_deps);
+      shown++;
+    }
+  assert_int_equal(S.tasks.len, 0);
+  for (int st = 0; st < TS_COUNT; st++) assert_int_equal(S.count[st], 0);
+  assert_int_equal(S.queued.len, 0);
+  assert_null(S.nw_head);
+  for (int i = 0; i < nw; i++) assert_int_equal(ws[i]->processing.len, 0);
+}
+
 static void test_every_message_type_has_a_row(void **state) {
   (void)state;
   for (int op = 1; op < DT_OP_COUNT; op++) {
@@ -469,6 +571,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_user_priority_jumps_the_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loose_restrictions_fall_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_random_events_keep_invariants, setup, teardown),
       cmocka_unit_test(test_every_message_type_has_a_row),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,7 @@
  * ../shared/reference/dask-baseline.md, over the public API, on a
  * LocalCluster (or an existing scheduler with --address).
  *
- *   build/bench [--workers 2] [--threads 1] [--scale 1.0] [--json out.json]
+ *   build/bench [--workers 2] [--threads 1] [--scale 1.0] [--skip-large] [--json out.json]
  *
  * Prints one line per workload and, with --json, writes them as JSON.
  * Speed is measured here, never asserted: the tests only run it small.
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dtask.h"
 
@@ -58,6 +59,7 @@ static double now(void) {
   } while (0)
 
 static FILE *json;
+static int map_large_n = -1;
 static int njson;
 
 static void report(const char *name, double value, const char *unit, const char *what) {
@@ -107,9 +109,8 @@ static void bench_map(dt_client *c, int n) {
     dt_value_free(vs[i]);
     dt_future_release(fs[i]);
   }
-  char name[64];
-  snprintf(name, sizeof(name), "map_%d", n);
-  report(name, n / dt, "tasks/s", "map(inc) + gather");
+  report(n >= 1000000 || n == map_large_n ? "map_large" : "map_small", n / dt, "tasks/s",
+         "map(inc) + gather");
   free(args);
   free(fs);
   free(vs);
@@ -142,9 +143,8 @@ static void bench_tree(dt_client *c, int leaves) {
   }
   dt_value_free(v);
   dt_future_release(fs[0]);
-  char name[64];
-  snprintf(name, sizeof(name), "tree_%d", leaves);
-  report(name, (2.0 * leaves - 1) / dt, "tasks/s", "binary tree reduction");
+  report(leaves > 8192 ? "tree_1m" : "tree", (2.0 * leaves - 1) / dt, "tasks/s",
+         "binary tree reduction");
   free(args);
   free(fs);
 }
@@ -168,7 +168,7 @@ static void bench_chain(dt_client *c, int n) {
   }
   dt_value_free(v);
   dt_future_release(f);
-  report("chain_2000", n / dt, "tasks/s", "dependent tasks, x = submit(inc, x)");
+  report("chain", n / dt, "tasks/s", "dependent tasks, x = submit(inc, x)");
 }
 
 static void bench_transfer(dt_client *c, int64_t bytes) {
@@ -190,30 +190,121 @@ static void bench_transfer(dt_client *c, int64_t bytes) {
   dt_value_free(v);
   dt_future_release(big);
   dt_future_release(len);
-  report("transfer_200MB", (double)bytes / dt / 1e6, "MB/s", "worker to worker");
+  report("transfer", (double)bytes / dt / 1e6, "MB/s", "worker to worker");
+}
+
+/* submit_graph: n tasks, then a high-priority follower whose result comes
+ * back as soon as the scheduler has accepted the graph */
+static void bench_submit(dt_client *c, int n) {
+  dt_value **args = malloc((size_t)n * sizeof(*args));
+  dt_future **fs = malloc((size_t)n * sizeof(*fs));
+  for (int i = 0; i < n; i++) args[i] = dt_list_of(1, dt_int(i));
+  double t0 = now();
+  CHECK(dt_client_map(c, "inc", args, (size_t)n, &(dt_submit_opts){.pure = DT_NO}, fs));
+  dt_future *f;
+  dt_value *v;
+  CHECK(dt_client_submit(c, "inc", dt_list_of(1, dt_int(-1)), NULL,
+                         &(dt_submit_opts){.pure = DT_NO, .priority = 1000}, &f));
+  CHECK(dt_future_result(f, -1, &v));
+  report("submit_graph", now() - t0, "s", "tasks accepted by the scheduler");
+  dt_value_free(v);
+  dt_future_release(f);
+  CHECK(dt_wait(fs, (size_t)n, -1, DT_ALL_COMPLETED));
+  for (int i = 0; i < n; i++) dt_future_release(fs[i]);
+  free(args);
+  free(fs);
+}
+
+static double rss_of(int pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/statm", pid);
+  FILE *f = fopen(path, "r");
+  long pages = 0, rss = 0;
+  if (!f) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+  fclose(f);
+  return (double)rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* scheduler RSS growth per task held in memory, and after release */
+static void bench_memory(dt_client *c, int sched_pid, int n) {
+  dt_value **args = malloc((size_t)n * sizeof(*args));
+  dt_future **fs = malloc((size_t)n * sizeof(*fs));
+  for (int i = 0; i < n; i++) args[i] = dt_list_of(1, dt_int(i));
+  double base = rss_of(sched_pid);
+  CHECK(dt_client_map(c, "inc", args, (size_t)n, &(dt_submit_opts){.pure = DT_NO}, fs));
+  CHECK(dt_wait(fs, (size_t)n, -1, DT_ALL_COMPLETED));
+  dt_cluster_info info;
+  CHECK(dt_client_cluster_info(c, -1, &info));
+  char name[64];
+  snprintf(name, sizeof(name), "sched_mem_%d", n);
+  report(name, (rss_of(sched_pid) - base) / n, "B/task", "scheduler RSS growth per task held");
+  for (int i = 0; i < n; i++) dt_future_release(fs[i]);
+  for (int i = 0; i < 2000; i++) {
+    CHECK(dt_client_cluster_info(c, -1, &info));
+    if (info.n_tasks == 0) break;
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+  }
+  struct timespec settle = {1, 500000000}; /* the scheduler trims once a second */
+  nanosleep(&settle, NULL);
+  snprintf(name, sizeof(name), "sched_mem_%d_released", n);
+  report(name, (rss_of(sched_pid) - base) / n, "B/task", "after every future is released");
+  free(args);
+  free(fs);
+}
+
+/* drain: wait until the scheduler has forgotten everything, so that the
+ * clean-up of one workload does not slow the next */
+static void drain(dt_client *c) {
+  for (int i = 0; i < 6000; i++) {
+    dt_cluster_info info;
+    CHECK(dt_client_cluster_info(c, -1, &info));
+    if (info.n_tasks == 0) return;
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static int scaled(double x, double scale, int lo) {
+  int n = (int)(x * scale);
+  return n > lo ? n : lo;
 }
 
 int main(int argc, char **argv) {
   int workers = 2, threads = 1;
   double scale = 1.0;
+  bool skip_large = false;
   const char *json_path = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
     else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
     else if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) scale = atof(argv[++i]);
     else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
+    else if (strcmp(argv[i], "--skip-large") == 0) skip_large = true;
     else {
-      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--json FILE]\n");
+      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--json FILE]\n");
       return 2;
     }
   }
+  if (workers < 1 || threads < 1 || scale <= 0) {
+    fprintf(stderr, "bench: workers, threads and scale must be positive\n");
+    return 2;
+  }
+  /* the sizes of bench/workloads.py */
+  int leaves = 8192;
+  while (leaves > 64 && leaves > 8192 * scale) leaves /= 2;
+  int big_leaves = 1048576;
+  while (big_leaves > 1024 && big_leaves > 1048576 * scale) big_leaves /= 2;
+  map_large_n = scaled(1000000, scale, 1000);
   if (json_path) {
     json = fopen(json_path, "w");
     if (!json) {
       perror(json_path);
       return 1;
     }
-    fprintf(json, "{\"system\": \"dtask\", \"workers\": %d, \"threads\": %d, \"results\": [", workers, threads);
+    fprintf(json, "{\"system\": \"dtask\", \"version\": \"%d.%d.%d\", \"workers\": %d, \"threads\": %d, \"results\": [",
+            DT_VERSION_MAJOR, DT_VERSION_MINOR, DT_VERSION_PATCH, workers, threads);
   }
   double t0 = now();
   dt_local_cluster *lc;
@@ -221,14 +312,34 @@ int main(int argc, char **argv) {
   dt_client *c;
   CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
   report("cluster_start", (now() - t0) * 1e3, "ms", "LocalCluster start to a connected client");
-  int s = (int)(scale * 1000);
-  bench_latency(c, s / 2 > 10 ? s / 2 : 10);
-  bench_map(c, (int)(20000 * scale) > 10 ? (int)(20000 * scale) : 10);
-  bench_tree(c, scale >= 1 ? 8192 : 256);
-  bench_chain(c, 2000);
-  if (workers >= 2) bench_transfer(c, (int64_t)(200e6 * (scale < 1 ? scale : 1)));
+  bench_latency(c, scaled(500, scale, 20));
+  drain(c);
+  bench_map(c, scaled(20000, scale, 100));
+  drain(c);
+  if (!skip_large) {
+    bench_map(c, map_large_n);
+    drain(c);
+  }
+  bench_tree(c, leaves);
+  drain(c);
+  bench_tree(c, big_leaves);
+  drain(c);
+  bench_chain(c, scaled(2000, scale, 50));
+  drain(c);
+  if (workers >= 2) bench_transfer(c, scaled(200e6, scale, 1000000));
+  drain(c);
+  bench_submit(c, scaled(100000, scale, 1000));
   dt_client_close(c);
   dt_local_cluster_close(lc);
+  /* memory: a fresh scheduler, as the Dask side does with its own process */
+  int mem_sizes[2] = {scaled(100000, scale, 1000), skip_large ? 0 : scaled(1000000, scale, 10000)};
+  for (int k = 0; k < 2 && mem_sizes[k]; k++) {
+    CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = workers, .threads_per_worker = threads}, &lc));
+    CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
+    bench_memory(c, dt_local_cluster_scheduler_pid(lc), mem_sizes[k]);
+    dt_client_close(c);
+    dt_local_cluster_close(lc);
+  }
   if (json) {
     fprintf(json, "\n]}\n");
     fclose(json);

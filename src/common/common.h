@@ -66,6 +66,9 @@ void *dt_smap_get(const dt_smap *m, const char *k, size_t klen);
 /* dt_smap_put: inserts or replaces; returns the previous value or NULL. */
 void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val);
 void *dt_smap_del(dt_smap *m, const char *k, size_t klen);
+/* dt_smap_shrink: reallocate the table to fit its entries (after many
+ * deletions), so that its memory goes back. */
+void dt_smap_shrink(dt_smap *m);
 /* Iterate: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
 
 /* ---- binary heap of pointers; each item stores its own index (for O(log n)

@@ -38,6 +38,17 @@ static void test_smap_against_reference(void **state) {
     count += present[i];
   }
   assert_int_equal(m.len, count);
+  /* shrinking keeps every entry findable */
+  size_t cap = m.cap;
+  for (int i = 0; i < N; i++)
+    if (present[i] && i % 10) {
+      dt_smap_del(&m, keys[i], strlen(keys[i]));
+      present[i] = false;
+    }
+  dt_smap_shrink(&m);
+  assert_true(m.cap < cap);
+  for (int i = 0; i < N; i++)
+    assert_ptr_equal(dt_smap_get(&m, keys[i], strlen(keys[i])), present[i] ? keys[i] : NULL);
   dt_smap_destroy(&m);
 }
 

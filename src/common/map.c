@@ -44,8 +44,7 @@ void *dt_smap_get(const dt_smap *m, const char *k, size_t klen) {
   return m->slots[i].key ? m->slots[i].val : NULL;
 }
 
-static void grow(dt_smap *m) {
-  size_t ncap = m->cap ? m->cap * 2 : 16;
+static void rehash(dt_smap *m, size_t ncap) {
   dt_map_slot *old = m->slots;
   size_t ocap = m->cap;
   m->slots = dt__xcalloc(ncap, sizeof(*m->slots));
@@ -56,6 +55,19 @@ static void grow(dt_smap *m) {
     m->slots[j] = old[i];
   }
   free(old);
+}
+
+static void grow(dt_smap *m) { rehash(m, m->cap ? m->cap * 2 : 16); }
+
+void dt_smap_shrink(dt_smap *m) {
+  size_t ncap = 16;
+  while (m->len * 2 > ncap) ncap *= 2; /* at most half full after */
+  if (ncap >= m->cap) return;
+  if (m->len == 0) {
+    dt_smap_destroy(m);
+    return;
+  }
+  rehash(m, ncap);
 }
 
 void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val) {

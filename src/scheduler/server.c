@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ static struct {
   dt_net net;
   dt_listener listener;
   uv_signal_t sigint, sigterm;
+  uv_timer_t trim;
+  size_t trim_high; /* most tasks held since the last trim */
   sched s;
   char address[128];
   char *scheduler_file;
@@ -187,6 +190,7 @@ static int on_update_graph(dt_conn *c, uint32_t nf, dt_rd *r) {
   keylist wanted = {0};
   if (rc == 0) rc = rd_keylist(r, &wanted);
   if (rc == 0) sched_update_graph(&S.s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
+  if (S.s.tasks.len > S.trim_high) S.trim_high = S.s.tasks.len;
   for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);
   free(ts);
   keylist_free(&wanted);
@@ -502,6 +506,18 @@ static void stop(void) {
   uv_walk(&S.loop, close_walk, NULL);
 }
 
+/* on_trim: once a second, give memory back to the system when the graph has
+ * shrunk to under half of its high-water mark (glibc keeps freed chunks) */
+static void on_trim(uv_timer_t *h) {
+  (void)h;
+  size_t n = S.s.tasks.len;
+  if (S.trim_high >= 4096 && n < S.trim_high / 2) {
+    dt_smap_shrink(&S.s.tasks);
+    malloc_trim(0);
+    S.trim_high = n;
+  }
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   (void)h;
   (void)signum;
@@ -573,6 +589,9 @@ int dt__scheduler_main(int argc, char **argv) {
     if (write(ready_fd, line, (size_t)n) != n) DT_WARN("could not report readiness");
     close(ready_fd);
   }
+  uv_timer_init(&S.loop, &S.trim);
+  uv_timer_start(&S.trim, on_trim, 1000, 1000);
+  uv_unref((uv_handle_t *)&S.trim);
   uv_signal_init(&S.loop, &S.sigint);
   uv_signal_init(&S.loop, &S.sigterm);
   uv_signal_start(&S.sigint, on_signal, SIGINT);

@@ -52,6 +52,10 @@ static void run_callbacks(dt_client *c) {
 void dt__client_lock(dt_client *c) { pthread_mutex_lock(&c->lock); }
 void dt__client_unlock(dt_client *c) {
   bool cbs = c->cbq_head != NULL;
+  if (c->wake_waiters) { /* one wake-up per batch of changes, not per change */
+    c->wake_waiters = false;
+    pthread_cond_broadcast(&c->cond);
+  }
   pthread_mutex_unlock(&c->lock);
   if (cbs) run_callbacks(c);
 }
@@ -144,7 +148,7 @@ void dt__future_finish(dt_future *f, dt_future_status st) {
       c->cbq_tail = e;
     }
   }
-  if (c) pthread_cond_broadcast(&c->cond);
+  if (c) c->wake_waiters = true;
 }
 
 static void set_error(dt_future *f, int code, const char *msg) {
@@ -159,7 +163,7 @@ static void set_error(dt_future *f, int code, const char *msg) {
 static void fail_fetch(fetch_req *fr, const char *why) {
   for (size_t i = 0; i < fr->futs.len; i++) {
     dt_future *f = fr->futs.v[i];
-    if (f->client) pthread_cond_broadcast(&f->client->cond);
+    if (f->client) f->client->wake_waiters = true;
     f->fetching = false;
     if (!f->value) {
       char msg[512];
@@ -214,7 +218,7 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   for (size_t k = 0; k < fr->futs.len; k++) {
     dt_future *f = fr->futs.v[k];
     f->fetching = false;
-    if (f->client) pthread_cond_broadcast(&f->client->cond);
+    if (f->client) f->client->wake_waiters = true;
     dt__future_unref_locked(f);
   }
   dt_vec_free(&fr->futs);
@@ -308,7 +312,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     if (nf < 1 || rd_uint(r, &id)) return DT_EPROTO;
     c->id = id;
     c->state = CS_READY;
-    pthread_cond_broadcast(&c->cond);
+    c->wake_waiters = true;
     return 0;
   }
   case DT_OP_KEY_IN_MEMORY: {
@@ -377,7 +381,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       if (kl == 16 && memcmp(k, "heartbeat_age_us", 16) == 0) out->heartbeat_age_s = (double)v / 1e6;
     }
     if (ir) ir->done = true;
-    pthread_cond_broadcast(&c->cond);
+    c->wake_waiters = true;
     return 0;
   }
   case DT_OP_SCATTER_DONE: {
@@ -392,7 +396,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       sr->done = true;
       if (e) sr->error = dt__xstrndup(e, el);
     }
-    pthread_cond_broadcast(&c->cond);
+    c->wake_waiters = true;
     return 0;
   }
   case DT_OP_CLOSE: dt_conn_close(conn, true); return 0;
@@ -430,7 +434,7 @@ static void on_sched_close(dt_conn *conn) {
       dt__future_finish(f, DT_LOST);
     }
   }
-  pthread_cond_broadcast(&c->cond);
+  c->wake_waiters = true;
 }
 
 static const dt_conn_cbs sched_cbs = {on_sched_msg, on_sched_connect, on_sched_close};
@@ -488,7 +492,7 @@ static void start_connect(dt_client *c) {
   if (dt_conn_connect(&c->net, c->addr, &sched_cbs_connecting, c, &c->sched) != 0) {
     c->sched = NULL;
     c->conn_err = UV_EINVAL;
-    pthread_cond_broadcast(&c->cond);
+    c->wake_waiters = true;
   }
 }
 
@@ -496,7 +500,7 @@ static void *io_main(void *arg) {
   dt_client *c = arg;
   pthread_mutex_lock(&c->lock);
   start_connect(c);
-  pthread_mutex_unlock(&c->lock);
+  dt__client_unlock(c);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   return NULL;
 }

@@ -50,7 +50,8 @@ typedef struct wconn {
 
 struct dt_client {
   pthread_mutex_t lock;
-  pthread_cond_t cond; /* broadcast on every change a caller may wait for */
+  pthread_cond_t cond; /* broadcast when a caller may have something to see */
+  bool wake_waiters;   /* broadcast cond at the next dt__client_unlock */
   pthread_t io;
   bool io_started;
   uv_loop_t loop;
@@ -75,7 +76,10 @@ struct dt_client {
 };
 
 void dt__client_lock(dt_client *c);
-void dt__client_unlock(dt_client *c); /* runs queued callbacks after */
+/* dt__client_unlock: wakes waiters if anything changed (wake_waiters), then
+ * unlocks and runs queued done callbacks.  Every unlock after a change that
+ * a waiter may wait for must go through it. */
+void dt__client_unlock(dt_client *c);
 /* dt__future_get: the future for key (refs+1), created PENDING if new. */
 dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *created);
 void dt__future_unref_locked(dt_future *f);

@@ -104,6 +104,7 @@ static struct {
   dt_vec blocked; /* ready tasks waiting for resources */
   uint64_t seq, next_req;
   int executing;
+  double avg_ns; /* moving average of task durations */
   uint64_t nbytes;
   /* pool */
   pthread_t *threads;
@@ -297,7 +298,7 @@ static void fail_now(w_task *t, int code, const char *msg) {
 
 static void start_tasks(void) {
   /* tasks blocked on resources get the first chance */
-  for (size_t i = 0; i < W.blocked.len && W.executing < W.nthreads;) {
+  for (size_t i = 0; i < W.blocked.len && W.executing < W.nthreads;) { /* resources: one per thread */
     w_task *t = W.blocked.v[i];
     if (resources_free(t)) {
       dt_vec_remove(&W.blocked, t);
@@ -306,7 +307,10 @@ static void start_tasks(void) {
       i++;
     }
   }
-  while (W.executing < W.nthreads && W.ready.len) {
+  /* short tasks: hand the pool a few more than it has threads, so that a
+   * thread finishing one takes the next without sleeping and waking */
+  int limit = W.nthreads + (W.avg_ns < 100000 ? 4 * W.nthreads + 4 : 0);
+  while (W.executing < limit && W.ready.len) {
     w_task *t = dt_heap_pop(&W.ready);
     if (t->nres && !resources_free(t)) {
       dt_vec_push(&W.blocked, t);
@@ -365,6 +369,7 @@ static void on_done(uv_async_t *h) {
   for (w_task *t = rev, *next; t; t = next) {
     next = t->next_done;
     W.executing--;
+    W.avg_ns = W.avg_ns > 0 ? 0.9 * W.avg_ns + 0.1 * (double)t->dur_ns : (double)t->dur_ns;
     resources_take(t, -1);
     release_deps(t);
     if (t->cancelled) {

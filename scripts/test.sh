@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh -- build dtask and run every test: a warnings-as-errors build, an
 # AddressSanitizer + UndefinedBehaviorSanitizer build and a ThreadSanitizer
-# build, each running the whole ctest suite.  Exits non-zero on any failure.
+# build, each running the whole ctest suite; then a small benchmark run
+# against Dask and Ray (installed from PyPI into .venv).  Exits non-zero on
+# any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -31,4 +33,6 @@ if ls "$logdir"/* >/dev/null 2>&1; then
   cat "$logdir"/*
   exit 1
 fi
-echo "== all tests passed (release, asan+ubsan, tsan)"
+echo "== benchmark smoke run: dtask, Dask and Ray on the same small workloads (numbers not checked)"
+bash bench/compare.sh --scale 0.01 --skip-large
+echo "== all tests passed (release, asan+ubsan, tsan) and the benchmark smoke run worked"

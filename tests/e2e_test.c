@@ -560,6 +560,30 @@ static void test_independent_work_spreads_over_workers(void **state) {
   for (int i = 0; i < N; i++) dt_future_release(p[i]);
 }
 
+static void test_small_results_come_inline(void **state) {
+  (void)state;
+  dt_client *c2;
+  OK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c2));
+  dt_future *f;
+  OK(dt_client_submit(c2, "sleepy", dt_list_of(2, dt_int(50), dt_str("small")), NULL, NULL, &f));
+  dt_value *v;
+  OK(dt_future_result(f, 10000, &v));
+  assert_string_equal(dt_value_str(v, NULL), "small");
+  dt_value_free(v);
+  assert_int_equal(c2->wconns.len, 0); /* it came with KEY_IN_MEMORY */
+  dt_future_release(f);
+  /* a large result is fetched from the worker that holds it */
+  OK(dt_client_submit(c2, "make_bytes", dt_list_of(1, dt_int(1 << 20)), NULL, NULL, &f));
+  OK(dt_future_result(f, 10000, &v));
+  size_t len;
+  assert_non_null(dt_value_bytes(v, &len));
+  assert_int_equal(len, 1 << 20);
+  dt_value_free(v);
+  assert_int_equal(c2->wconns.len, 1);
+  dt_future_release(f);
+  dt_client_close(c2);
+}
+
 static void test_workers_send_heartbeats(void **state) {
   (void)state;
   /* workers registered before this; without heartbeats the age would be
@@ -594,6 +618,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_retries, check_empty),
       cmocka_unit_test_teardown(test_worker_restrictions, check_empty),
       cmocka_unit_test_teardown(test_independent_work_spreads_over_workers, check_empty),
+      cmocka_unit_test_teardown(test_small_results_come_inline, check_empty),
       cmocka_unit_test_teardown(test_workers_send_heartbeats, check_empty),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -316,15 +316,20 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     return 0;
   }
   case DT_OP_KEY_IN_MEMORY: {
-    const char *addr;
-    uint32_t alen;
+    const char *addr, *inl = NULL;
+    uint32_t alen, ilen = 0;
     uint64_t nbytes;
-    if (nf < 3 || rd_key(r, &key, &klen) || rd_str(r, &addr, &alen) || rd_uint(r, &nbytes))
+    if (nf < 4 || rd_key(r, &key, &klen) || rd_str(r, &addr, &alen) || rd_uint(r, &nbytes))
       return DT_EPROTO;
+    if (!rd_is_nil(r) && rd_bin(r, &inl, &ilen)) return DT_EPROTO;
     dt_future *f = dt_smap_get(&c->futs, key, klen);
     if (!f) return 0;
     free(f->worker);
     f->worker = dt__xstrndup(addr, alen);
+    if (inl && !f->value) { /* the small result we asked for came along */
+      dt_payload p = {(char *)inl, ilen, NULL, 0};
+      if (dt__payload_decode(&p, &f->value) != 0) f->value = NULL; /* then fetch it */
+    }
     if (f->status == DT_ERROR && f->err_code == DT_ELOST) f->status = DT_PENDING;
     dt__future_finish(f, DT_FINISHED);
     if (f->want_value) want_fetch(c, f);
@@ -893,9 +898,27 @@ int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, si
 
 /* ---------------------------------------------------------------- gather */
 
+/* ask_results: tell the scheduler we wait for these pending results, so that
+ * small ones come inline (one message; locked) */
+static void ask_results(dt_client *c, dt_future *const *fs, size_t n) {
+  uint32_t k = 0;
+  for (size_t i = 0; i < n; i++) k += fs[i]->status == DT_PENDING && !fs[i]->asked;
+  if (!k || !c->sched || c->state != CS_READY) return;
+  dt_wbuf *w = dt_conn_out(c->sched);
+  wb_msg(w, DT_OP_WANT_RESULT, 1);
+  wb_array(w, k);
+  for (size_t i = 0; i < n; i++)
+    if (fs[i]->status == DT_PENDING && !fs[i]->asked) {
+      fs[i]->asked = true;
+      wb_str(w, fs[i]->key, fs[i]->klen);
+    }
+  dt__client_wake(c);
+}
+
 /* wait for f's value (locked); 0 or an error with message */
 static int await_value(dt_client *c, dt_future *f, const struct timespec *deadline) {
   f->want_value = true;
+  ask_results(c, &f, 1);
   for (;;) {
     if (f->status == DT_ERROR || f->status == DT_LOST || f->status == DT_CANCELLED) {
       int code = f->err_code ? f->err_code : (f->status == DT_CANCELLED ? DT_ECANCELLED : DT_ETASK);
@@ -936,6 +959,7 @@ int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n, int timeout_m
     fs[i]->want_value = true;
     want_fetch(c, fs[i]);
   }
+  if (rc == 0) ask_results(c, fs, n);
   for (size_t i = 0; i < n && rc == 0; i++) rc = await_value(c, fs[i], timeout_ms >= 0 ? &dl : NULL);
   if (rc == 0)
     for (size_t i = 0; i < n; i++) out[i] = dt_value_ref(fs[i]->value);

@@ -36,6 +36,7 @@ struct dt_future {
   char *worker;           /* who holds the result */
   dt_value *value;        /* the result, once fetched */
   bool want_value;        /* fetch as soon as it is in memory */
+  bool asked;             /* WANT_RESULT sent: small results come inline */
   bool fetching;
   int err_code;
   char *err_msg;

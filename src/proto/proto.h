@@ -32,6 +32,7 @@
 #define DT_MAX_KEY 1024                 /* bytes in a task key */
 #define DT_BATCH_SOFT_BODY (4u << 20)   /* start a new batch past this */
 #define DT_BATCH_SOFT_FRAMES 1024u
+#define DT_INLINE_MAX 4096u             /* results this small may ride along */
 
 #define DT_EXT_FUTURE 1
 #define DT_EXT_FRAME 2
@@ -159,7 +160,11 @@ int rd_payload(dt_rd *r, dt_payload *out);
   X(SCATTER, "client->scheduler",                                                       \
     "[req, [[key, payload]...], [worker...], broadcast]: put data on workers")           \
   X(SCATTER_DONE, "scheduler->client", "[req, error|nil]: scatter finished")            \
-  X(KEY_IN_MEMORY, "scheduler->client", "[key, worker_address, nbytes]: a result is ready") \
+  X(KEY_IN_MEMORY, "scheduler->client",                                                 \
+    "[key, worker_address, nbytes, inline|nil]: a result is ready; inline is the "       \
+    "encoded result when it is small and a client asked for it (WANT_RESULT)")            \
+  X(WANT_RESULT, "client->scheduler",                                                   \
+    "[[key...]]: the client waits for these results: send them inline when small")        \
   X(KEY_ERRED, "scheduler->client",                                                     \
     "[key, code, function, worker, message]: a task (or its dependency) failed")        \
   X(KEY_CANCELLED, "scheduler->client", "[key, reason]: a key was cancelled")           \
@@ -170,7 +175,9 @@ int rd_payload(dt_rd *r, dt_payload *out);
   X(FREE_KEYS, "scheduler->worker", "[[key...]]: forget these keys")                    \
   X(PUT_DATA, "scheduler->worker", "[req, [[key, payload]...]]: store scattered data")  \
   X(PUT_DATA_DONE, "worker->scheduler", "[req, [[key, nbytes]...]]: data stored")       \
-  X(TASK_FINISHED, "worker->scheduler", "[key, nbytes, duration_us]: a result is in memory") \
+  X(TASK_FINISHED, "worker->scheduler",                                                 \
+    "[key, nbytes, duration_us, inline|nil]: a result is in memory; inline is the "      \
+    "encoded result when it is small")                                                   \
   X(TASK_ERRED, "worker->scheduler", "[key, code, function, message]: a task failed")   \
   X(MISSING_DATA, "worker->scheduler", "[key, dep, address]: a dependency could not be fetched") \
   X(HEARTBEAT, "worker->scheduler", "[executing, ready, nkeys, nbytes]: I am alive")    \

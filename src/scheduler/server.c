@@ -215,6 +215,9 @@ static int on_want_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_cancel_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
   return on_keys(c, nf, r, sched_client_cancel);
 }
+static int on_want_result(dt_conn *c, uint32_t nf, dt_rd *r) {
+  return on_keys(c, nf, r, sched_client_want_result);
+}
 
 static void scatter_reply(pending_scatter *ps) {
   s_client *cl = client_by_id(ps->client_id);
@@ -336,9 +339,12 @@ static int on_task_finished(dt_conn *c, uint32_t nf, dt_rd *r) {
   const char *key;
   uint32_t klen;
   uint64_t nbytes, dur_us;
-  if (nf < 3 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) || rd_uint(r, &dur_us))
+  const char *inl = NULL;
+  uint32_t ilen = 0;
+  if (nf < 4 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) || rd_uint(r, &dur_us))
     return DT_EPROTO;
-  sched_task_finished(&S.s, c->data, key, klen, nbytes, (double)dur_us / 1e6);
+  if (!rd_is_nil(r) && (rd_bin(r, &inl, &ilen) || ilen > DT_INLINE_MAX)) return DT_EPROTO;
+  sched_task_finished(&S.s, c->data, key, klen, nbytes, (double)dur_us / 1e6, inl, ilen);
   return 0;
 }
 
@@ -420,6 +426,7 @@ static const struct {
     [DT_OP_RELEASE_KEYS] = {PEER_CLIENT, on_release_keys},
     [DT_OP_WANT_KEYS] = {PEER_CLIENT, on_want_keys},
     [DT_OP_CANCEL_KEYS] = {PEER_CLIENT, on_cancel_keys},
+    [DT_OP_WANT_RESULT] = {PEER_CLIENT, on_want_result},
     [DT_OP_SCATTER] = {PEER_CLIENT, on_scatter},
     [DT_OP_INFO_REQUEST] = {PEER_CLIENT, on_info_request},
     [DT_OP_TASK_FINISHED] = {PEER_WORKER, on_task_finished},

@@ -40,14 +40,16 @@ s_task *sched_get_task(sched *s, const char *key, uint32_t klen) {
 
 /* ---------------------------------------------------------------- messages */
 
-static void msg_key_in_memory(s_client *c, s_task *t) {
+static void msg_key_in_memory(s_client *c, s_task *t, const char *inline_, uint32_t ilen) {
   if (!c->conn) return;
   dt_wbuf *w = dt_conn_out(c->conn);
-  wb_msg(w, DT_OP_KEY_IN_MEMORY, 3);
+  wb_msg(w, DT_OP_KEY_IN_MEMORY, 4);
   wb_str(w, t->key, t->klen);
   s_worker *holder = t->who_has.len ? t->who_has.v[0] : NULL;
   wb_cstr(w, holder ? holder->address : "");
   wb_uint(w, t->nbytes);
+  if (inline_ && t->send_inline) wb_bin(w, inline_, ilen);
+  else wb_nil(w);
 }
 
 static void msg_key_erred(s_client *c, s_task *t) {
@@ -610,7 +612,7 @@ void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
   if (dt_smap_get(&c->wants, t->key, t->klen)) return;
   dt_smap_put(&c->wants, t->key, t->klen, t);
   dt_vec_push(&t->wanted_by, c);
-  if (t->state == TS_MEMORY) msg_key_in_memory(c, t);
+  if (t->state == TS_MEMORY) msg_key_in_memory(c, t, NULL, 0);
   else if (t->state == TS_ERRED) msg_key_erred(c, t);
   else if (t->state == TS_RELEASED) to_waiting(s, t);
 }
@@ -824,8 +826,14 @@ void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint
   fill(s);
 }
 
+void sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen) {
+  (void)c;
+  s_task *t = sched_get_task(s, key, klen);
+  if (t) t->send_inline = true; /* if it is in memory already, the client fetches it */
+}
+
 void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
-                         double duration_s) {
+                         double duration_s, const char *inline_, uint32_t ilen) {
   s_task *t = sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) {
     /* stale (released or moved meanwhile): the worker must not keep it */
@@ -848,7 +856,7 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
   s->tasks_completed++;
   if (duration_s >= 0)
     s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * duration_s : duration_s;
-  for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_in_memory(t->wanted_by.v[i], t);
+  for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_in_memory(t->wanted_by.v[i], t, inline_, ilen);
   for (size_t i = 0; i < t->dependents.len; i++) {
     s_task *d = t->dependents.v[i];
     if (d->state == TS_WAITING && d->nwaiting && --d->nwaiting == 0) ready(s, d);

@@ -50,6 +50,7 @@ typedef struct s_task {
   uint32_t nwaiting;  /* dependencies not in memory */
   uint32_t waiters;   /* dependents that still need this result */
   bool holds_deps;    /* counted in each dependency's waiters */
+  bool send_inline;   /* a client waits for the result: send it when small */
   dt_vec wanted_by;   /* clients (struct s_client *) */
   s_task_state state;
   struct s_worker *processing_on;
@@ -155,8 +156,11 @@ void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen);
 void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
                        uint64_t nbytes);
 
+/* inline_/ilen: the encoded result when small (borrowed), else NULL */
 void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
-                         double duration_s);
+                         double duration_s, const char *inline_, uint32_t ilen);
+/* sched_client_want_result: c waits for key; send the result when small */
+void sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen);
 void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
                       const char *func, const char *msg);
 void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen,

@@ -123,7 +123,7 @@ static int state_of(const char *key) {
 }
 
 static void finish(s_worker *w, const char *key) {
-  sched_task_finished(&S, w, key, (uint32_t)strlen(key), 100, 0.001);
+  sched_task_finished(&S, w, key, (uint32_t)strlen(key), 100, 0.001, NULL, 0);
 }
 
 static void check(void) {
@@ -271,7 +271,7 @@ static void test_root_tasks_queue_on_scheduler(void **state) {
   int64_t queued = S.count[TS_QUEUED];
   s_task *first = w->processing.v[0];
   /* a duration equal to the default estimate keeps the capacity as it is */
-  sched_task_finished(&S, w, first->key, first->klen, 100, 0.0005);
+  sched_task_finished(&S, w, first->key, first->klen, 100, 0.0005, NULL, 0);
   assert_int_equal(S.count[TS_QUEUED], queued - 1);
   check();
 }
@@ -425,7 +425,7 @@ static void test_user_priority_jumps_the_queue(void **state) {
   assert_int_equal(state_of("high"), TS_QUEUED); /* the worker is full */
   take_msgs(w->conn, ms, 64);
   s_task *first = w->processing.v[0];
-  sched_task_finished(&S, w, first->key, first->klen, 1, 0.0005);
+  sched_task_finished(&S, w, first->key, first->klen, 1, 0.0005, NULL, 0);
   int n = take_msgs(w->conn, ms, 64);
   assert_int_equal(n, 1);
   assert_string_equal(ms[0].key, "high"); /* before 15 older, lower tasks */
@@ -499,7 +499,7 @@ static void test_random_events_keep_invariants(void **state) {
       s_worker *w = ws[rand() % nw];
       if (!w->processing.len) continue;
       s_task *t = w->processing.v[rand() % w->processing.len];
-      if (rand() % 10) sched_task_finished(&S, w, t->key, t->klen, 1 + rand() % 1000, 0.001);
+      if (rand() % 10) sched_task_finished(&S, w, t->key, t->klen, 1 + rand() % 1000, 0.001, NULL, 0);
       else sched_task_erred(&S, w, t->key, t->klen, DT_ETASK, "f", "random failure");
     } else if (what < 92) {
       /* a client releases (or cancels) a key it holds */
@@ -518,7 +518,7 @@ static void test_random_events_keep_invariants(void **state) {
     } else if (what < 98) {
       /* a stale message about a key the worker does not run */
       s_worker *w = ws[rand() % nw];
-      sched_task_finished(&S, w, "nope", 4, 1, 0.001);
+      sched_task_finished(&S, w, "nope", 4, 1, 0.001, NULL, 0);
       sched_task_erred(&S, w, "nope", 4, DT_ETASK, "f", "x");
     }
     for (int i = 0; i < nconns; i++) take_msgs(conns[i], ms, 0);

@@ -194,12 +194,22 @@ static void data_del(w_data *d) {
 
 /* ---------------------------------------------------------------- messages */
 
-static void send_finished(w_task *t, uint64_t nbytes) {
+/* send_finished: a small result travels along, so that a client waiting
+ * for it needs no second round trip to this worker */
+static void send_finished(w_task *t, const dt_value *v, uint64_t nbytes) {
   dt_wbuf *w = dt_conn_out(W.sched);
-  wb_msg(w, DT_OP_TASK_FINISHED, 3);
+  wb_msg(w, DT_OP_TASK_FINISHED, 4);
   wb_str(w, t->key, t->klen);
   wb_uint(w, nbytes);
   wb_uint(w, t->dur_ns / 1000);
+  dt_payload p;
+  if (nbytes <= DT_INLINE_MAX && dt__payload_encode(v, &p, NULL) == 0) {
+    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) wb_bin(w, p.body, p.len);
+    else wb_nil(w);
+    dt__payload_clear(&p);
+  } else {
+    wb_nil(w);
+  }
 }
 
 static void send_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
@@ -381,7 +391,7 @@ static void on_done(uv_async_t *h) {
       t->result = NULL;
       data_put(t->key, t->klen, r, false);
       w_data *d = dt_smap_get(&W.data, t->key, t->klen);
-      send_finished(t, d->nbytes);
+      send_finished(t, d->v, d->nbytes);
     } else {
       send_erred(t->key, t->klen, t->err_code, t->func, t->err);
     }

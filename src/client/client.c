@@ -3,6 +3,7 @@
  * messages it receives, and submit / map / gather / scatter.
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -686,6 +687,28 @@ static int check_futures(dt_client *c, const dt_value *v) {
   }
 }
 
+/* make_key: "func-" and 32 hex digits, without printf */
+static char *make_key(const char *func, uint64_t h1, uint64_t h2) {
+  static const char hex[] = "0123456789abcdef";
+  size_t fl = strlen(func);
+  char *k = dt__xmalloc(fl + 34);
+  memcpy(k, func, fl);
+  k[fl] = '-';
+  char *p = k + fl + 1;
+  for (int i = 15; i >= 0; i--) *p++ = hex[(h1 >> (4 * i)) & 15];
+  for (int i = 15; i >= 0; i--) *p++ = hex[(h2 >> (4 * i)) & 15];
+  *p = '\0';
+  return k;
+}
+
+/* splitmix64: a unique-looking 64-bit number per counter value */
+static uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
                      const dt_submit_opts *opts, dt__taskdef *out) {
   memset(out, 0, sizeof(*out));
@@ -728,24 +751,23 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
   out->opts.workers = NULL; /* copied below */
   if (opts && opts->key) {
     out->key = dt__xstrdup(opts->key);
-  } else {
-    char key[300];
-    if (opts && opts->pure == DT_NO) {
-      static _Atomic uint64_t counter;
-      uint64_t h1 = 14695981039346656037ull, h2 = 0x84222325cbf29ce4ull;
-      uint64_t salt[3] = {(uint64_t)getpid(), dt__now_ns(), ++counter};
-      hash_bytes(&h1, &h2, salt, sizeof(salt));
-      hash_bytes(&h1, &h2, &c, sizeof(c));
-      snprintf(key, sizeof(key), "%s-%016" PRIx64 "%016" PRIx64, func, h1, h2);
-    } else {
-      uint64_t h1 = 14695981039346656037ull, h2 = 0x84222325cbf29ce4ull;
-      hash_bytes(&h1, &h2, func, strlen(func) + 1);
-      hash_bytes(&h1, &h2, out->spec.body, out->spec.len);
-      for (uint32_t i = 0; i < out->spec.nframes; i++)
-        hash_bytes(&h1, &h2, out->spec.frames[i].p, out->spec.frames[i].len);
-      snprintf(key, sizeof(key), "%s-%016" PRIx64 "%016" PRIx64, func, h1, h2);
+  } else if (opts && opts->pure == DT_NO) {
+    /* a fresh key: a per-process random seed (taken once) and a counter */
+    static _Atomic uint64_t seed, counter;
+    if (!seed) {
+      uint64_t s = mix64(dt__now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&s);
+      uint64_t zero = 0;
+      atomic_compare_exchange_strong(&seed, &zero, s | 1);
     }
-    out->key = dt__xstrdup(key);
+    uint64_t n = ++counter;
+    out->key = make_key(func, mix64(seed ^ n), mix64(seed + n * 0x9E3779B97F4A7C15ull));
+  } else {
+    uint64_t h1 = 14695981039346656037ull, h2 = 0x84222325cbf29ce4ull;
+    hash_bytes(&h1, &h2, func, strlen(func) + 1);
+    hash_bytes(&h1, &h2, out->spec.body, out->spec.len);
+    for (uint32_t i = 0; i < out->spec.nframes; i++)
+      hash_bytes(&h1, &h2, out->spec.frames[i].p, out->spec.frames[i].len);
+    out->key = make_key(func, h1, h2);
   }
   if (opts && opts->n_workers) {
     char **ws = dt__xcalloc(opts->n_workers, sizeof(char *));

@@ -9,16 +9,26 @@
 #include "common.h"
 
 uint32_t dt__hash(const char *s, size_t n) {
-  /* FNV-1a, then a final avalanche so that low bits are well mixed. */
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (uint8_t)s[i];
-    h *= 16777619u;
+  /* eight bytes at a time, multiply-xorshift mixing, then a final
+   * avalanche (murmur3's fmix64) so that the low bits are well mixed */
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xC2B2AE3D27D4EB4Full);
+  while (n >= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = (h ^ (w * 0x87C37B91114253D5ull)) * 0x4CF5AD432745937Full;
+    h ^= h >> 29;
+    s += 8;
+    n -= 8;
   }
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  return h;
+  uint64_t w = 0;
+  memcpy(&w, s, n);
+  h = (h ^ (w * 0x87C37B91114253D5ull)) * 0x4CF5AD432745937Full;
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
+  return (uint32_t)h;
 }
 
 void dt_smap_init(dt_smap *m) { memset(m, 0, sizeof(*m)); }
@@ -61,7 +71,7 @@ static void grow(dt_smap *m) { rehash(m, m->cap ? m->cap * 2 : 16); }
 
 void dt_smap_shrink(dt_smap *m) {
   size_t ncap = 16;
-  while (m->len * 2 > ncap) ncap *= 2; /* at most half full after */
+  while (m->len * 4 > ncap) ncap *= 2; /* a quarter full after: room to grow */
   if (ncap >= m->cap) return;
   if (m->len == 0) {
     dt_smap_destroy(m);
@@ -71,7 +81,8 @@ void dt_smap_shrink(dt_smap *m) {
 }
 
 void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val) {
-  if ((m->len + 1) * 4 > m->cap * 3) grow(m);
+  /* at most half full: linear probing stays at a probe or two */
+  if ((m->len + 1) * 2 > m->cap) grow(m);
   uint32_t h = dt__hash(k, klen);
   size_t i = find_slot(m, k, klen, h);
   dt_map_slot *s = &m->slots[i];

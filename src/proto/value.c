@@ -449,20 +449,30 @@ static int enc(dt_wbuf *w, const dt_value *v, dt_vec *deps, int depth) {
 }
 
 int dt__payload_encode(const dt_value *v, dt_payload *out, dt_vec *deps) {
-  dt_wbuf w;
-  dt_wbuf_init(&w);
+  /* encode into this thread's scratch buffer, then keep an exact copy:
+   * payloads of small arguments are a few bytes, and many are kept */
+  static _Thread_local dt_wbuf scratch;
+  dt_wbuf *w = &scratch;
+  w->len = 0;
+  w->nframes = 0;
   memset(out, 0, sizeof(*out));
   if (!v) return dt__err(DT_EINVAL, "value is NULL");
-  int rc = enc(&w, v, deps, 0);
-  if (rc) {
-    dt_wbuf_clear(&w);
-    return rc;
+  int rc = enc(w, v, deps, 0);
+  if (rc == 0) {
+    out->body = dt__xmalloc(w->len);
+    memcpy(out->body, w->buf, w->len);
+    out->len = w->len;
+    if (w->nframes) {
+      out->frames = dt__xmalloc(w->nframes * sizeof(*out->frames));
+      memcpy(out->frames, w->frames, w->nframes * sizeof(*out->frames)); /* refs move */
+      out->nframes = w->nframes;
+    }
+  } else {
+    for (uint32_t i = 0; i < w->nframes; i++) dt_blob_unref(w->frames[i].blob);
   }
-  out->body = w.buf;
-  out->len = w.len;
-  out->frames = w.frames;
-  out->nframes = w.nframes;
-  return 0;
+  w->nframes = 0;
+  if (w->cap > (1u << 20)) dt_wbuf_clear(w); /* do not keep a huge buffer */
+  return rc;
 }
 
 void dt__payload_clear(dt_payload *p) {

@@ -117,8 +117,9 @@ typedef struct {
 static int rd_keylist(dt_rd *r, keylist *kl) {
   memset(kl, 0, sizeof(*kl));
   if (rd_array(r, &kl->n)) return DT_EPROTO;
-  kl->keys = dt__xmalloc((kl->n ? kl->n : 1) * sizeof(*kl->keys));
-  kl->lens = dt__xmalloc((kl->n ? kl->n : 1) * sizeof(*kl->lens));
+  if (kl->n == 0) return 0; /* most tasks: no dependencies, no restrictions */
+  kl->keys = dt__xmalloc(kl->n * sizeof(*kl->keys));
+  kl->lens = dt__xmalloc(kl->n * sizeof(*kl->lens));
   for (uint32_t i = 0; i < kl->n; i++)
     if (rd_key(r, &kl->keys[i], &kl->lens[i])) return DT_EPROTO;
   return 0;
@@ -167,9 +168,10 @@ static int rd_newtask(dt_rd *r, s_newtask *t) {
   t->restrict_lens = wk.lens;
   t->nrestrict = wk.n;
   if (rd_bool(r, &t->loose) || rd_map(r, &t->nres) || t->nres > 64) return DT_EPROTO;
-  t->res_names = dt__xmalloc((t->nres ? t->nres : 1) * sizeof(char *));
-  t->res_name_lens = dt__xmalloc((t->nres ? t->nres : 1) * sizeof(uint32_t));
-  t->res_amounts = dt__xmalloc((t->nres ? t->nres : 1) * sizeof(double));
+  if (t->nres == 0) return 0;
+  t->res_names = dt__xmalloc(t->nres * sizeof(char *));
+  t->res_name_lens = dt__xmalloc(t->nres * sizeof(uint32_t));
+  t->res_amounts = dt__xmalloc(t->nres * sizeof(double));
   for (uint32_t i = 0; i < t->nres; i++)
     if (rd_key(r, &t->res_names[i], &t->res_name_lens[i]) || rd_double(r, &t->res_amounts[i]))
       return DT_EPROTO;

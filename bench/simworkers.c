@@ -1,0 +1,215 @@
+/*
+ * simworkers.c -- scheduler-only scale: one process holds N worker
+ * connections to a real `dtask scheduler` and answers every COMPUTE_TASK at
+ * once, while a client submits many trivial tasks.  It reports the
+ * scheduler's CPU time per task (from /proc) for each N; the scheduler's
+ * per-task work must not grow with the number of workers.
+ *
+ *   build/simworkers --dtask build/dtask [--tasks 200000] [--workers 10,100,1000,10000]
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/net.h"
+
+static uv_loop_t loop;
+static dt_net net;
+static int registered;
+static uint64_t answered;
+
+static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  if (op == DT_OP_WELCOME) {
+    registered++;
+    return 0;
+  }
+  if (op == DT_OP_FREE_KEYS || op == DT_OP_CLOSE) return 0;
+  if (op != DT_OP_COMPUTE_TASK || nf < 1) return DT_EPROTO;
+  const char *key;
+  uint32_t klen;
+  if (rd_key(r, &key, &klen)) return DT_EPROTO;
+  dt_wbuf *w = dt_conn_out(c); /* answered in this loop turn's batch */
+  wb_msg(w, DT_OP_TASK_FINISHED, 4);
+  wb_str(w, key, klen);
+  wb_uint(w, 8);
+  wb_uint(w, 1);
+  wb_nil(w);
+  answered++;
+  return 0;
+}
+
+static void on_connect(dt_conn *c, int status) {
+  if (status < 0) {
+    fprintf(stderr, "simworkers: connect failed: %s\n", uv_strerror(status));
+    exit(1);
+  }
+  char addr[64];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(uintptr_t)c->data);
+  dt_wbuf *w = dt_conn_out(c);
+  wb_msg(w, DT_OP_HELLO_WORKER, 5);
+  wb_uint(w, DT_PROTO_VERSION);
+  wb_cstr(w, addr);
+  wb_cstr(w, addr);
+  wb_uint(w, 1);
+  wb_map(w, 0);
+}
+
+static const dt_conn_cbs cbs = {on_msg, on_connect, NULL};
+
+static void close_handle(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (uv_is_closing(h)) return;
+  if (h->type == UV_TCP) dt_conn_close(h->data, false);
+  else uv_close(h, NULL);
+}
+
+static double cpu_seconds(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  unsigned long ut = 0, st = 0;
+  if (p) sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void run_loop_until(int (*done)(void *), void *arg, double seconds) {
+  double end = now() + seconds;
+  while (!done(arg) && now() < end) uv_run(&loop, UV_RUN_NOWAIT), usleep(100);
+}
+static int all_registered(void *arg) { return registered >= *(int *)arg; }
+
+typedef struct {
+  dt_future **fs;
+  size_t n;
+  volatile int done;
+} waiter;
+static void *wait_all(void *arg) {
+  waiter *w = arg;
+  if (dt_wait(w->fs, w->n, 600000, DT_ALL_COMPLETED) != 0) fprintf(stderr, "simworkers: %s\n", dt_last_error());
+  w->done = 1;
+  return NULL;
+}
+static int waiter_done(void *arg) { return ((waiter *)arg)->done; }
+
+int main(int argc, char **argv) {
+  const char *dtask = "build/dtask", *list = "10,100,1000,10000";
+  int tasks = 200000;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--dtask") == 0 && i + 1 < argc) dtask = argv[++i];
+    else if (strcmp(argv[i], "--tasks") == 0 && i + 1 < argc) tasks = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) list = argv[++i];
+    else {
+      fprintf(stderr, "usage: simworkers [--dtask PATH] [--tasks N] [--workers N,N,...]\n");
+      return 2;
+    }
+  }
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl); /* the scheduler inherits it */
+  signal(SIGPIPE, SIG_IGN);
+  printf("%-10s %12s %14s %14s\n", "workers", "tasks", "sched us/task", "tasks/s");
+  char *copy = strdup(list);
+  for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+    int nw = atoi(tok);
+    if (nw < 1 || (rlim_t)nw + 64 > rl.rlim_cur) {
+      printf("%-10d skipped: the file descriptor limit is %lu\n", nw, (unsigned long)rl.rlim_cur);
+      continue;
+    }
+    char sfile[] = "/tmp/dtask-sim-XXXXXX";
+    int fd = mkstemp(sfile);
+    close(fd);
+    unlink(sfile);
+    char *sargv[] = {(char *)dtask, "scheduler", "--port", "0", "--scheduler-file", sfile,
+                     "--log-level", "error", NULL};
+    extern char **environ;
+    pid_t sched;
+    if (posix_spawn(&sched, dtask, NULL, NULL, sargv, environ) != 0) {
+      perror(dtask);
+      return 1;
+    }
+    dt_client *c = NULL;
+    if (dt_client_connect(&(dt_client_opts){.scheduler_file = sfile, .timeout_ms = 20000}, &c) != 0) {
+      /* the file may not be there yet: the connect retries only the socket */
+      for (int i = 0; i < 200 && access(sfile, F_OK) != 0; i++) usleep(20000);
+      if (dt_client_connect(&(dt_client_opts){.scheduler_file = sfile, .timeout_ms = 20000}, &c) != 0) {
+        fprintf(stderr, "simworkers: %s\n", dt_last_error());
+        kill(sched, SIGKILL);
+        return 1;
+      }
+    }
+    char addr[128] = "";
+    FILE *f = fopen(sfile, "r");
+    char buf[512] = "";
+    if (f) {
+      size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+      buf[n] = '\0';
+      fclose(f);
+    }
+    char *a = strstr(buf, "tcp://");
+    if (a) sscanf(a + 6, "%127[^\"]", addr);
+    uv_loop_init(&loop);
+    dt_net_init(&net, &loop);
+    registered = 0;
+    answered = 0;
+    for (int i = 0; i < nw; i++) {
+      dt_conn *wc;
+      if (dt_conn_connect(&net, addr, &cbs, (void *)(uintptr_t)i, &wc) != 0) {
+        fprintf(stderr, "simworkers: %s\n", dt_last_error());
+        return 1;
+      }
+    }
+    run_loop_until(all_registered, &nw, 60);
+    if (registered < nw) {
+      fprintf(stderr, "simworkers: only %d of %d workers registered\n", registered, nw);
+      return 1;
+    }
+    dt_value **args = malloc((size_t)tasks * sizeof(*args));
+    dt_future **fs = malloc((size_t)tasks * sizeof(*fs));
+    for (int i = 0; i < tasks; i++) args[i] = dt_list_of(1, dt_int(i));
+    double cpu0 = cpu_seconds(sched), t0 = now();
+    if (dt_client_map(c, "noop", args, (size_t)tasks, &(dt_submit_opts){.pure = DT_NO}, fs) != 0) {
+      fprintf(stderr, "simworkers: %s\n", dt_last_error());
+      return 1;
+    }
+    waiter wt = {fs, (size_t)tasks, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, wait_all, &wt);
+    run_loop_until(waiter_done, &wt, 600);
+    pthread_join(th, NULL);
+    double cpu = cpu_seconds(sched) - cpu0, dt = now() - t0;
+    printf("%-10d %12d %14.2f %14.0f\n", nw, tasks, cpu / tasks * 1e6, tasks / dt);
+    fflush(stdout);
+    for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
+    free(args);
+    free(fs);
+    dt_client_close(c);
+    kill(sched, SIGTERM);
+    waitpid(sched, NULL, 0);
+    /* every connection sees the scheduler go; then close what is left */
+    uv_walk(&loop, close_handle, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    unlink(sfile);
+  }
+  free(copy);
+  return 0;
+}

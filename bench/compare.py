@@ -27,6 +27,14 @@ def run(cmd, out_json, env=None):
         return json.load(f)
 
 
+def has_module(name):
+    try:
+        __import__(name)
+        return True
+    except Exception:  # noqa: BLE001 - any import failure means missing
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of dtask's bench program")
@@ -43,29 +51,42 @@ def main():
     py = sys.executable
     systems = a.systems.split(",")
     docs = {}
+    missing = {}
+    need = {"dask": "distributed", "dask-noq": "distributed", "ray": "ray"}
     with tempfile.TemporaryDirectory() as d:
         for s in systems:
             out = os.path.join(d, s + ".json")
-            if s == "dtask":
-                docs[s] = run([a.bench] + common, out)
-            elif s == "dask":
-                docs[s] = run([py, os.path.join(HERE, "dask_bench.py"), "--queuing", "on"] + common, out)
-            elif s == "dask-noq":
-                docs[s] = run([py, os.path.join(HERE, "dask_bench.py"), "--queuing", "off"] + common, out)
-            elif s == "ray":
-                docs[s] = run([py, os.path.join(HERE, "ray_bench.py")] + common, out)
-            else:
+            if s not in ("dtask", "dask", "dask-noq", "ray"):
                 sys.exit(f"unknown system {s}")
+            if s != "dtask" and not has_module(need[s]):
+                missing[s] = f"python module '{need[s]}' is not installed ({py})"
+                print(f"MISSING: {s}: {missing[s]}", flush=True)
+                continue
+            try:
+                if s == "dtask":
+                    docs[s] = run([a.bench] + common, out)
+                elif s == "dask":
+                    docs[s] = run([py, os.path.join(HERE, "dask_bench.py"), "--queuing", "on"] + common, out)
+                elif s == "dask-noq":
+                    docs[s] = run([py, os.path.join(HERE, "dask_bench.py"), "--queuing", "off"] + common, out)
+                else:
+                    docs[s] = run([py, os.path.join(HERE, "ray_bench.py")] + common, out)
+            except subprocess.CalledProcessError as e:
+                if s == "dtask":
+                    raise  # dtask's side must always run
+                missing[s] = f"its benchmark failed (exit {e.returncode})"
+                print(f"MISSING: {s}: {missing[s]}", flush=True)
+    systems = [s for s in systems if s in docs] + [s for s in systems if s in missing]
 
     rows = []
     names = []
-    for s in systems:
+    for s in docs:
         for r in docs[s]["results"]:
             if r["workload"] not in names:
                 names.append(r["workload"])
     for w in names:
         row = {"workload": w}
-        for s in systems:
+        for s in docs:
             for r in docs[s]["results"]:
                 if r["workload"] == w:
                     row[s] = r["value"]
@@ -83,7 +104,9 @@ def main():
     head += "".join(f"{'x vs ' + s:>14}" for s in others)
     print()
     print(f"scale {a.scale}, {a.workers} workers x {a.threads} thread(s); "
-          + ", ".join(f"{s} {docs[s].get('version', '?')}" for s in systems))
+          + ", ".join(f"{s} {docs[s].get('version', '?')}" for s in docs))
+    for s, why in missing.items():
+        print(f"MISSING: {s}: {why}")
     print("ratios: how many times better dtask is (>1: dtask wins)")
     print(head)
     print("-" * len(head))
@@ -100,8 +123,8 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"scale": a.scale, "workers": a.workers, "threads": a.threads,
-                       "versions": {s: docs[s].get("version") for s in systems},
-                       "rows": rows}, f, indent=1)
+                       "versions": {s: docs[s].get("version") for s in docs},
+                       "missing": missing, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

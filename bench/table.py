@@ -23,6 +23,8 @@ def main():
         doc = json.load(f)
     rows = doc["rows"]
     systems = [s for s in ("dask", "dask-noq", "ray", "dtask") if any(s in r for r in rows)]
+    for s, why in doc.get("missing", {}).items():
+        print(f"Missing: {s}: {why}\n")
     others = [s for s in systems if s != "dtask"]
     print("| workload | unit | " + " | ".join(systems) + " | "
           + " | ".join(f"× vs {s}" for s in others) + " |")

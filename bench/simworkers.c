@@ -9,6 +9,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,15 +100,15 @@ static int all_registered(void *arg) { return registered >= *(int *)arg; }
 typedef struct {
   dt_future **fs;
   size_t n;
-  volatile int done;
+  atomic_int done;
 } waiter;
 static void *wait_all(void *arg) {
   waiter *w = arg;
   if (dt_wait(w->fs, w->n, 600000, DT_ALL_COMPLETED) != 0) fprintf(stderr, "simworkers: %s\n", dt_last_error());
-  w->done = 1;
+  atomic_store(&w->done, 1);
   return NULL;
 }
-static int waiter_done(void *arg) { return ((waiter *)arg)->done; }
+static int waiter_done(void *arg) { return atomic_load(&((waiter *)arg)->done); }
 
 int main(int argc, char **argv) {
   const char *dtask = "build/dtask", *list = "10,100,1000,10000";

@@ -2,6 +2,7 @@
  * worker processes over loopback TCP): the seed example, maps, reductions,
  * graphs, nested futures, kwargs, errors, cancel, wait, as_completed,
  * callbacks, scatter, large buffers, keys, retries, restrictions, release. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -584,6 +585,36 @@ static void test_small_results_come_inline(void **state) {
   dt_client_close(c2);
 }
 
+/* one client, many threads: submit, wait, gather, release at once */
+static void *submitter(void *arg) {
+  int id = (int)(intptr_t)arg;
+  enum { N = 300 };
+  dt_future *fs[N];
+  dt_value *vs[N];
+  for (int i = 0; i < N; i++)
+    if (dt_client_submit(client, "add", dt_list_of(2, dt_int(id * 100000), dt_int(i)), NULL, NULL, &fs[i]))
+      return (void *)1;
+  if (dt_client_gather(client, fs, N, 30000, vs)) return (void *)2;
+  intptr_t bad = 0;
+  for (int i = 0; i < N; i++) {
+    bad += dt_value_int(vs[i]) != (int64_t)id * 100000 + i;
+    dt_value_free(vs[i]);
+    dt_future_release(fs[i]);
+  }
+  return (void *)bad;
+}
+
+static void test_one_client_many_threads(void **state) {
+  (void)state;
+  pthread_t th[4];
+  for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, submitter, (void *)(intptr_t)(t + 1));
+  for (int t = 0; t < 4; t++) {
+    void *rc;
+    pthread_join(th[t], &rc);
+    assert_int_equal((intptr_t)rc, 0);
+  }
+}
+
 static void test_workers_send_heartbeats(void **state) {
   (void)state;
   /* workers registered before this; without heartbeats the age would be
@@ -619,6 +650,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_worker_restrictions, check_empty),
       cmocka_unit_test_teardown(test_independent_work_spreads_over_workers, check_empty),
       cmocka_unit_test_teardown(test_small_results_come_inline, check_empty),
+      cmocka_unit_test_teardown(test_one_client_many_threads, check_empty),
       cmocka_unit_test_teardown(test_workers_send_heartbeats, check_empty),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -4,6 +4,7 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,11 +449,31 @@ static int enc(dt_wbuf *w, const dt_value *v, dt_vec *deps, int depth) {
   return 0;
 }
 
+/* Each thread encodes into its own scratch buffer, freed when the thread
+ * exits (a pthread key destructor: threads may come and go). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+  dt_wbuf_clear(p);
+  free(p);
+}
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+static dt_wbuf *scratch_get(void) {
+  pthread_once(&scratch_once, scratch_init);
+  dt_wbuf *w = pthread_getspecific(scratch_key);
+  if (!w) {
+    w = dt__xcalloc(1, sizeof(*w));
+    pthread_setspecific(scratch_key, w);
+  }
+  return w;
+}
+
 int dt__payload_encode(const dt_value *v, dt_payload *out, dt_vec *deps) {
   /* encode into this thread's scratch buffer, then keep an exact copy:
    * payloads of small arguments are a few bytes, and many are kept */
-  static _Thread_local dt_wbuf scratch;
-  dt_wbuf *w = &scratch;
+  dt_wbuf *w = scratch_get();
   w->len = 0;
   w->nframes = 0;
   memset(out, 0, sizeof(*out));

@@ -97,6 +97,20 @@ void dt_vec_push(dt_vec *a, void *p);
 bool dt_vec_remove(dt_vec *a, void *p); /* swap-remove first occurrence */
 void dt_vec_free(dt_vec *a);
 
+/* ---- a pointer vector whose first element lives inline: most tasks are
+ * wanted by one client and held by one worker, and then need no allocation.
+ * Read it like dt_vec (v[i], len); it must not move while in use (call
+ * dt_vec1_init where it lives). */
+typedef struct {
+  void **v;
+  uint32_t len, cap;
+  void *one;
+} dt_vec1;
+void dt_vec1_init(dt_vec1 *a);
+void dt_vec1_push(dt_vec1 *a, void *p);
+bool dt_vec1_remove(dt_vec1 *a, void *p);
+void dt_vec1_free(dt_vec1 *a);
+
 /* ---- addresses: "tcp://host:port", "host:port", "[v6]:port". */
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port);
 

@@ -81,6 +81,36 @@ void dt_vec_free(dt_vec *a) {
   a->len = a->cap = 0;
 }
 
+void dt_vec1_init(dt_vec1 *a) {
+  a->v = &a->one;
+  a->len = 0;
+  a->cap = 1;
+  a->one = NULL;
+}
+void dt_vec1_push(dt_vec1 *a, void *p) {
+  if (a->len == a->cap) {
+    uint32_t ncap = a->cap * 4;
+    void **n = dt__xmalloc(ncap * sizeof(*n));
+    memcpy(n, a->v, a->len * sizeof(*n));
+    if (a->v != &a->one) free(a->v);
+    a->v = n;
+    a->cap = ncap;
+  }
+  a->v[a->len++] = p;
+}
+bool dt_vec1_remove(dt_vec1 *a, void *p) {
+  for (uint32_t i = 0; i < a->len; i++)
+    if (a->v[i] == p) {
+      a->v[i] = a->v[--a->len];
+      return true;
+    }
+  return false;
+}
+void dt_vec1_free(dt_vec1 *a) {
+  if (a->v != &a->one) free(a->v);
+  dt_vec1_init(a);
+}
+
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
   if (!addr) return DT_EINVAL;
   if (strncmp(addr, "tcp://", 6) == 0) addr += 6;

@@ -9,6 +9,8 @@
 
 #include "state.h"
 
+const s_task_rare dt__no_rare; /* all zero: what RARE() reads for most tasks */
+
 static const char *state_names[TS_COUNT] = {"released", "waiting", "no-worker", "queued",
                                             "processing", "memory", "erred", "forgotten"};
 const char *s_task_state_name(int st) {
@@ -57,11 +59,11 @@ static void msg_key_erred(s_client *c, s_task *t) {
   dt_wbuf *w = dt_conn_out(c->conn);
   wb_msg(w, DT_OP_KEY_ERRED, 6);
   wb_str(w, t->key, t->klen);
-  wb_int(w, t->err_code);
-  wb_cstr(w, t->err_key ? t->err_key : t->key);
-  wb_cstr(w, t->err_func ? t->err_func : t->func);
-  wb_cstr(w, t->err_worker ? t->err_worker : "");
-  wb_cstr(w, t->err_msg ? t->err_msg : "unknown error");
+  wb_int(w, RARE(t)->err_code);
+  wb_cstr(w, RARE(t)->err_key ? RARE(t)->err_key : t->key);
+  wb_cstr(w, RARE(t)->err_func ? RARE(t)->err_func : t->func);
+  wb_cstr(w, RARE(t)->err_worker ? RARE(t)->err_worker : "");
+  wb_cstr(w, RARE(t)->err_msg ? RARE(t)->err_msg : "unknown error");
 }
 
 static void msg_free_key(s_worker *wk, s_task *t) {
@@ -89,10 +91,10 @@ static void msg_compute(s_worker *wk, s_task *t) {
     for (size_t j = 0; j < d->who_has.len; j++) wb_cstr(w, ((s_worker *)d->who_has.v[j])->address);
   }
   wb_int(w, t->priority);
-  wb_map(w, t->nres);
-  for (uint32_t i = 0; i < t->nres; i++) {
-    wb_cstr(w, t->res_names[i]);
-    wb_double(w, t->res_amounts[i]);
+  wb_map(w, RARE(t)->nres);
+  for (uint32_t i = 0; i < RARE(t)->nres; i++) {
+    wb_cstr(w, RARE(t)->res_names[i]);
+    wb_double(w, RARE(t)->res_amounts[i]);
   }
 }
 
@@ -167,15 +169,15 @@ static bool name_matches(const s_worker *w, const char *n) {
 }
 
 static bool worker_valid(const s_task *t, const s_worker *w) {
-  if (t->nrestrict && !t->loose) {
+  if (RARE(t)->nrestrict && !RARE(t)->loose) {
     bool ok = false;
-    for (uint32_t i = 0; i < t->nrestrict && !ok; i++) ok = name_matches(w, t->restrict_to[i]);
+    for (uint32_t i = 0; i < RARE(t)->nrestrict && !ok; i++) ok = name_matches(w, RARE(t)->restrict_to[i]);
     if (!ok) return false;
   }
-  for (uint32_t i = 0; i < t->nres; i++) {
+  for (uint32_t i = 0; i < RARE(t)->nres; i++) {
     bool ok = false;
     for (uint32_t j = 0; j < w->nres && !ok; j++)
-      ok = strcmp(w->res_names[j], t->res_names[i]) == 0 && w->res_amounts[j] >= t->res_amounts[i];
+      ok = strcmp(w->res_names[j], RARE(t)->res_names[i]) == 0 && w->res_amounts[j] >= RARE(t)->res_amounts[i];
     if (!ok) return false;
   }
   return true;
@@ -190,7 +192,7 @@ static s_worker *pick_restricted(sched *s, s_task *t) {
     s_worker *w = s->workers.v[i];
     if (!worker_valid(t, w)) continue;
     bool named = false;
-    for (uint32_t k = 0; k < t->nrestrict && !named; k++) named = name_matches(w, t->restrict_to[k]);
+    for (uint32_t k = 0; k < RARE(t)->nrestrict && !named; k++) named = name_matches(w, RARE(t)->restrict_to[k]);
     if (!best || (named && !best_named) ||
         (named == best_named && occupancy(w) < occupancy(best))) {
       best = w;
@@ -250,7 +252,7 @@ static void nw_unlink(sched *s, s_task *t) {
 
 /* ready: every dependency is in memory. */
 static void ready(sched *s, s_task *t) {
-  if (t->nrestrict || t->nres) {
+  if (RARE(t)->nrestrict || RARE(t)->nres) {
     s_worker *w = pick_restricted(s, t);
     if (w) send_compute(s, t, w);
     else nw_link(s, t);
@@ -288,22 +290,24 @@ static void fill(sched *s) {
 /* ---------------------------------------------------------------- lifecycle */
 
 static void task_free(s_task *t) {
-  free(t->key);
-  free(t->func);
   dt__payload_clear(&t->spec);
   free(t->deps);
   dt_vec_free(&t->dependents);
-  dt_vec_free(&t->wanted_by);
-  dt_vec_free(&t->who_has);
-  for (uint32_t i = 0; i < t->nrestrict; i++) free(t->restrict_to[i]);
-  free(t->restrict_to);
-  for (uint32_t i = 0; i < t->nres; i++) free(t->res_names[i]);
-  free(t->res_names);
-  free(t->res_amounts);
-  free(t->err_key);
-  free(t->err_func);
-  free(t->err_worker);
-  free(t->err_msg);
+  dt_vec1_free(&t->wanted_by);
+  dt_vec1_free(&t->who_has);
+  s_task_rare *r = t->rare;
+  if (r) {
+    for (uint32_t i = 0; i < r->nrestrict; i++) free(r->restrict_to[i]);
+    free(r->restrict_to);
+    for (uint32_t i = 0; i < r->nres; i++) free(r->res_names[i]);
+    free(r->res_names);
+    free(r->res_amounts);
+    free(r->err_key);
+    free(r->err_func);
+    free(r->err_worker);
+    free(r->err_msg);
+    free(r);
+  }
   free(t);
 }
 
@@ -384,6 +388,32 @@ static void gc(sched *s, s_task *t0) {
   dt_vec_free(&stack);
 }
 
+/* intern: one copy of each function name (bounded: past 65,536 distinct
+ * names, which no real program has, they share one name instead) */
+static const char *intern(sched *s, const char *f, uint32_t flen) {
+  char *have = dt_smap_get(&s->funcs, f, flen);
+  if (have) return have;
+  if (s->funcs.len >= 65536) return "(too many function names)";
+  char *copy = dt__xstrndup(f, flen);
+  dt_smap_put(&s->funcs, copy, flen, copy);
+  return copy;
+}
+
+/* task_new: a RELEASED task with its key in the same allocation */
+static s_task *task_new(sched *s, const char *key, uint32_t klen, const char *func,
+                        uint32_t flen) {
+  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1);
+  memcpy(t->key, key, klen);
+  t->klen = klen;
+  t->func = intern(s, func, flen);
+  dt_vec1_init(&t->wanted_by);
+  dt_vec1_init(&t->who_has);
+  t->state = TS_RELEASED;
+  s->count[TS_RELEASED]++;
+  dt_smap_put(&s->tasks, t->key, klen, t);
+  return t;
+}
+
 /* gc_keys: gc each task named in keys (owned copies, freed here).  Used
  * where gc of one task may free another we hold a pointer to. */
 static void gc_keys(sched *s, dt_vec *keys) {
@@ -396,17 +426,26 @@ static void gc_keys(sched *s, dt_vec *keys) {
   dt_vec_free(keys);
 }
 
+static s_task_rare *rare_of(s_task *t) {
+  if (!t->rare) t->rare = dt__xcalloc(1, sizeof(*t->rare));
+  return t->rare;
+}
+
 static void set_error(s_task *t, int code, const char *origin, const char *func,
                       const char *worker, const char *msg) {
-  free(t->err_key);
-  free(t->err_func);
-  free(t->err_worker);
-  free(t->err_msg);
-  t->err_code = code;
-  t->err_key = dt__xstrdup(origin);
-  t->err_func = dt__xstrdup(func ? func : "");
-  t->err_worker = dt__xstrdup(worker ? worker : "");
-  t->err_msg = dt__xstrdup(msg ? msg : "");
+  s_task_rare *r = rare_of(t);
+  /* the new strings first: origin may be r->err_key of a dependency */
+  char *k = dt__xstrdup(origin), *f = dt__xstrdup(func ? func : ""),
+       *w = dt__xstrdup(worker ? worker : ""), *m = dt__xstrdup(msg ? msg : "");
+  free(r->err_key);
+  free(r->err_func);
+  free(r->err_worker);
+  free(r->err_msg);
+  r->err_code = code;
+  r->err_key = k;
+  r->err_func = f;
+  r->err_worker = w;
+  r->err_msg = m;
 }
 
 /* erred: t failed; every dependent still waiting fails with the same error. */
@@ -467,9 +506,9 @@ static void to_waiting(sched *s, s_task *t0) {
     t->holds_deps = true;
     if (failed) {
       char msg[512];
-      snprintf(msg, sizeof(msg), "%s", failed->err_msg ? failed->err_msg : "dependency failed");
-      erred(s, t, failed->err_code, failed->err_key ? failed->err_key : failed->key,
-            failed->err_func, failed->err_worker, msg);
+      snprintf(msg, sizeof(msg), "%s", RARE(failed)->err_msg ? RARE(failed)->err_msg : "dependency failed");
+      erred(s, t, RARE(failed)->err_code, RARE(failed)->err_key ? RARE(failed)->err_key : failed->key,
+            RARE(failed)->err_func, RARE(failed)->err_worker, msg);
     } else if (t->nwaiting == 0) {
       ready(s, t);
     }
@@ -497,11 +536,11 @@ s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char
   s_task *t = s->nw_head;
   while (t) {
     s_task *next = t->nw_next;
-    if (!t->nrestrict && !t->nres) {
+    if (!RARE(t)->nrestrict && !RARE(t)->nres) {
       nw_unlink(s, t);
       set_state(s, t, TS_WAITING);
       ready(s, t);
-    } else if (worker_valid(t, w) || (t->loose)) {
+    } else if (worker_valid(t, w) || (RARE(t)->loose)) {
       nw_unlink(s, t);
       set_state(s, t, TS_WAITING);
       send_compute(s, t, w);
@@ -528,7 +567,7 @@ void sched_remove_worker(sched *s, s_worker *w) {
   dt_vec lost = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
     s_task *t = s->tasks.slots[i].val;
-    if (!s->tasks.slots[i].key || !dt_vec_remove(&t->who_has, w)) continue;
+    if (!s->tasks.slots[i].key || !dt_vec1_remove(&t->who_has, w)) continue;
     if (t->who_has.len == 0 && t->state == TS_MEMORY) dt_vec_push(&lost, t);
   }
   for (size_t i = 0; i < lost.len; i++) {
@@ -585,7 +624,7 @@ void sched_remove_client(sched *s, s_client *c) {
   for (size_t i = 0; i < c->wants.cap; i++) {
     if (!c->wants.slots[i].key) continue;
     s_task *t = c->wants.slots[i].val;
-    dt_vec_remove(&t->wanted_by, c);
+    dt_vec1_remove(&t->wanted_by, c);
     dt_vec_push(&keys, dt__xstrdup(t->key));
   }
   dt_smap_destroy(&c->wants);
@@ -611,7 +650,7 @@ void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
   }
   if (dt_smap_get(&c->wants, t->key, t->klen)) return;
   dt_smap_put(&c->wants, t->key, t->klen, t);
-  dt_vec_push(&t->wanted_by, c);
+  dt_vec1_push(&t->wanted_by, c);
   if (t->state == TS_MEMORY) msg_key_in_memory(c, t, NULL, 0);
   else if (t->state == TS_ERRED) msg_key_erred(c, t);
   else if (t->state == TS_RELEASED) to_waiting(s, t);
@@ -620,7 +659,7 @@ void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
 void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
   s_task *t = dt_smap_del(&c->wants, key, klen);
   if (!t) return;
-  dt_vec_remove(&t->wanted_by, c);
+  dt_vec1_remove(&t->wanted_by, c);
   gc(s, t);
   fill(s);
 }
@@ -688,34 +727,30 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
       batch[i] = t;
       continue;
     }
-    t = dt__xcalloc(1, sizeof(*t));
-    t->key = dt__xstrndup(nt->key, nt->klen);
-    t->klen = nt->klen;
-    t->func = dt__xstrndup(nt->func, nt->flen);
+    t = task_new(s, nt->key, nt->klen, nt->func, nt->flen);
     t->spec = nt->spec;
     memset(&nt->spec, 0, sizeof(nt->spec));
     t->priority = nt->priority;
     t->generation = gen;
     t->retries = nt->retries;
-    t->state = TS_RELEASED;
-    s->count[TS_RELEASED]++;
     if (nt->nrestrict) {
-      t->restrict_to = dt__xmalloc(nt->nrestrict * sizeof(char *));
+      s_task_rare *r = rare_of(t);
+      r->restrict_to = dt__xmalloc(nt->nrestrict * sizeof(char *));
       for (uint32_t k = 0; k < nt->nrestrict; k++)
-        t->restrict_to[k] = dt__xstrndup(nt->restrict_to[k], nt->restrict_lens[k]);
-      t->nrestrict = nt->nrestrict;
-      t->loose = nt->loose;
+        r->restrict_to[k] = dt__xstrndup(nt->restrict_to[k], nt->restrict_lens[k]);
+      r->nrestrict = nt->nrestrict;
+      r->loose = nt->loose;
     }
     if (nt->nres) {
-      t->res_names = dt__xmalloc(nt->nres * sizeof(char *));
-      t->res_amounts = dt__xmalloc(nt->nres * sizeof(double));
+      s_task_rare *r = rare_of(t);
+      r->res_names = dt__xmalloc(nt->nres * sizeof(char *));
+      r->res_amounts = dt__xmalloc(nt->nres * sizeof(double));
       for (uint32_t k = 0; k < nt->nres; k++) {
-        t->res_names[k] = dt__xstrndup(nt->res_names[k], nt->res_name_lens[k]);
-        t->res_amounts[k] = nt->res_amounts[k];
+        r->res_names[k] = dt__xstrndup(nt->res_names[k], nt->res_name_lens[k]);
+        r->res_amounts[k] = nt->res_amounts[k];
       }
-      t->nres = nt->nres;
+      r->nres = nt->nres;
     }
-    dt_smap_put(&s->tasks, t->key, t->klen, t);
     batch[i] = t;
     isnew[i] = true;
   }
@@ -754,7 +789,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     s_task *t = sched_get_task(s, wanted[i], wanted_lens[i]);
     if (t && t->state == TS_RELEASED && !dt_smap_get(&c->wants, t->key, t->klen)) {
       dt_smap_put(&c->wants, t->key, t->klen, t);
-      dt_vec_push(&t->wanted_by, c);
+      dt_vec1_push(&t->wanted_by, c);
       continue; /* started below (or now, if it is an old released key) */
     }
     sched_client_want(s, c, wanted[i], wanted_lens[i]);
@@ -797,15 +832,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
 void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
                        uint64_t nbytes) {
   s_task *t = sched_get_task(s, key, klen);
-  if (!t) {
-    t = dt__xcalloc(1, sizeof(*t));
-    t->key = dt__xstrndup(key, klen);
-    t->klen = klen;
-    t->func = dt__xstrdup("scatter");
-    t->state = TS_RELEASED;
-    s->count[TS_RELEASED]++;
-    dt_smap_put(&s->tasks, t->key, t->klen, t);
-  }
+  if (!t) t = task_new(s, key, klen, "scatter", 7);
   if (t->state != TS_MEMORY) {
     unschedule(s, t);
     set_state(s, t, TS_MEMORY);
@@ -818,7 +845,7 @@ void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint
   bool has = false;
   for (size_t i = 0; i < t->who_has.len && !has; i++) has = t->who_has.v[i] == w;
   if (!has) {
-    dt_vec_push(&t->who_has, w);
+    dt_vec1_push(&t->who_has, w);
     w->nkeys++;
     w->nbytes += nbytes;
   }
@@ -850,7 +877,7 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
   proc_remove(t);
   set_state(s, t, TS_MEMORY);
   t->nbytes = nbytes;
-  dt_vec_push(&t->who_has, w);
+  dt_vec1_push(&t->who_has, w);
   w->nkeys++;
   w->nbytes += nbytes;
   s->tasks_completed++;
@@ -966,6 +993,9 @@ void sched_destroy(sched *s) {
   for (size_t i = 0; i < s->tasks.cap; i++)
     if (s->tasks.slots[i].key) task_free(s->tasks.slots[i].val);
   dt_smap_destroy(&s->tasks);
+  for (size_t i = 0; i < s->funcs.cap; i++)
+    if (s->funcs.slots[i].key) free(s->funcs.slots[i].val);
+  dt_smap_destroy(&s->funcs);
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
     dt_vec_free(&w->processing);

@@ -39,10 +39,24 @@ enum { PEER_WORKER = 1, PEER_CLIENT = 2 };
 struct s_worker;
 struct s_client;
 
+/* What few tasks have: restrictions, resources, an error.  Kept apart so
+ * that the common task stays small. */
+typedef struct s_task_rare {
+  char **restrict_to;
+  uint32_t nrestrict;
+  bool loose;
+  char **res_names;
+  double *res_amounts;
+  uint32_t nres;
+  int err_code; /* set in ERRED */
+  char *err_key, *err_func, *err_worker, *err_msg;
+} s_task_rare;
+extern const s_task_rare dt__no_rare;
+#define RARE(t) ((t)->rare ? (const s_task_rare *)(t)->rare : &dt__no_rare)
+
 typedef struct s_task {
-  char *key;
   uint32_t klen;
-  char *func;
+  const char *func;  /* interned: sched->funcs owns it */
   dt_payload spec; /* [args, kwargs]; kept for retries and recomputation */
   struct s_task **deps;
   uint32_t ndeps;
@@ -51,28 +65,21 @@ typedef struct s_task {
   uint32_t waiters;   /* dependents that still need this result */
   bool holds_deps;    /* counted in each dependency's waiters */
   bool send_inline;   /* a client waits for the result: send it when small */
-  dt_vec wanted_by;   /* clients (struct s_client *) */
+  dt_vec1 wanted_by;  /* clients (struct s_client *) */
   s_task_state state;
   struct s_worker *processing_on;
   size_t proc_idx;    /* index in processing_on->processing */
-  dt_vec who_has;     /* workers holding the result */
+  dt_vec1 who_has;    /* workers holding the result */
   uint64_t nbytes;
   int64_t priority;
   uint64_t generation, order;
   int retries;
-  char **restrict_to;
-  uint32_t nrestrict;
-  bool loose;
-  char **res_names;
-  double *res_amounts;
-  uint32_t nres;
+  struct s_task_rare *rare; /* NULL until a task needs one; read via RARE() */
   size_t heap_idx;
   struct s_task *nw_prev, *nw_next; /* no-worker list */
-  /* error: set in ERRED */
-  int err_code;
-  char *err_key, *err_func, *err_worker, *err_msg;
   /* transient marks for graph traversals */
   uint64_t mark;
+  char key[]; /* NUL-terminated, in the task's own allocation */
 } s_task;
 
 typedef struct s_worker {
@@ -114,6 +121,7 @@ typedef struct sched {
   double avg_task_s; /* moving average of task durations */
   uint32_t next_id;
   uint64_t tasks_completed;
+  dt_smap funcs; /* interned task function names */
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */

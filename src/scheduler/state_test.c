@@ -359,7 +359,7 @@ static void test_unknown_dependency_errs(void **state) {
   submit(c, (tdef[]){{"b", {"nope"}}}, 1, (const char *[]){"b"}, 1);
   assert_int_equal(state_of("b"), TS_ERRED);
   s_task *b = sched_get_task(&S, "b", 1);
-  assert_non_null(strstr(b->err_msg, "'nope'"));
+  assert_non_null(strstr(RARE(b)->err_msg, "'nope'"));
   assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "b"), 1);
   sched_client_release(&S, c, "b", 1);
   assert_int_equal(S.tasks.len, 0);
@@ -534,7 +534,7 @@ static void test_random_events_keep_invariants(void **state) {
     for (size_t i = 0, shown = 0; i < S.tasks.cap && shown < 12; i++) {
       if (!S.tasks.slots[i].key) continue;
       s_task *t = S.tasks.slots[i].val;
-      fprintf(stderr, "left: %s state=%s wanted=%zu waiters=%u dependents=%zu deps=%u holds=%d\n", t->key,
+      fprintf(stderr, "left: %s state=%s wanted=%u waiters=%u dependents=%zu deps=%u holds=%d\n", t->key,
               s_task_state_name(t->state), t->wanted_by.len, t->waiters, t->dependents.len, t->ndeps, t->holds_deps);
       shown++;
     }

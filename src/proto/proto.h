@@ -44,7 +44,10 @@ typedef struct dt_blob {
   char *data;
   void (*free_fn)(void *);
   void *free_arg;
+  void *map_base; /* large blobs: their own mapping (huge pages) */
+  size_t map_len;
 } dt_blob;
+#define DT_BLOB_MAP_MIN (4u << 20) /* from this size a blob gets its own mapping */
 dt_blob *dt_blob_new(size_t len); /* uninitialised data, refs = 1 */
 dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *));
 dt_blob *dt_blob_ref(dt_blob *b);

@@ -11,12 +11,41 @@
 #include <string.h>
 
 #include <msgpuck.h>
+#include <sys/mman.h>
 
 #include "proto.h"
 
 /* ---------------------------------------------------------------- blobs */
 
+/* map_big: a pre-faulted anonymous mapping for a large blob.  A transfer
+ * is received straight into it; faulting it in page by page while the data
+ * arrives cost a third of the transfer's time.  (Transparent huge pages were
+ * tried: 2.4 GB/s when the kernel had them at hand, 0.5 GB/s when it had to
+ * compact memory first; this machine's THP defrag mode stalls.) */
+static void *map_big(size_t len, void **base, size_t *map_len) {
+  char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                 -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  *base = p;
+  *map_len = len;
+  return p;
+}
+
 dt_blob *dt_blob_new(size_t len) {
+  if (len >= DT_BLOB_MAP_MIN) {
+    dt_blob *b = malloc(sizeof(*b));
+    if (!b) return NULL;
+    b->data = map_big(len, &b->map_base, &b->map_len);
+    if (!b->data) {
+      free(b);
+      return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->len = len;
+    b->free_fn = NULL;
+    b->free_arg = NULL;
+    return b;
+  }
   dt_blob *b = malloc(sizeof(*b) + len);
   if (!b) return NULL;
   atomic_init(&b->refs, 1);
@@ -24,6 +53,8 @@ dt_blob *dt_blob_new(size_t len) {
   b->data = (char *)(b + 1);
   b->free_fn = NULL;
   b->free_arg = NULL;
+  b->map_base = NULL;
+  b->map_len = 0;
   return b;
 }
 
@@ -35,6 +66,8 @@ dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *)) {
   b->data = data;
   b->free_fn = free_fn;
   b->free_arg = data;
+  b->map_base = NULL;
+  b->map_len = 0;
   return b;
 }
 
@@ -47,6 +80,7 @@ void dt_blob_unref(dt_blob *b) {
   if (!b) return;
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
   if (b->free_fn) b->free_fn(b->free_arg);
+  if (b->map_base) munmap(b->map_base, b->map_len);
   free(b);
 }
 

@@ -22,6 +22,15 @@
 #include "net/net.h"
 
 static uv_loop_t loop;
+static pid_t sched = -1; /* stopped by PID on every way out */
+
+static void stop_scheduler(void) {
+  if (sched > 0) {
+    kill(sched, SIGTERM);
+    waitpid(sched, NULL, 0);
+    sched = -1;
+  }
+}
 static dt_net net;
 static int registered;
 static uint64_t answered;
@@ -122,6 +131,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  atexit(stop_scheduler);
   struct rlimit rl;
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max;
@@ -142,7 +152,6 @@ int main(int argc, char **argv) {
     char *sargv[] = {(char *)dtask, "scheduler", "--port", "0", "--scheduler-file", sfile,
                      "--log-level", "error", NULL};
     extern char **environ;
-    pid_t sched;
     if (posix_spawn(&sched, dtask, NULL, NULL, sargv, environ) != 0) {
       perror(dtask);
       return 1;
@@ -153,7 +162,6 @@ int main(int argc, char **argv) {
       for (int i = 0; i < 200 && access(sfile, F_OK) != 0; i++) usleep(20000);
       if (dt_client_connect(&(dt_client_opts){.scheduler_file = sfile, .timeout_ms = 20000}, &c) != 0) {
         fprintf(stderr, "simworkers: %s\n", dt_last_error());
-        kill(sched, SIGKILL);
         return 1;
       }
     }
@@ -203,8 +211,7 @@ int main(int argc, char **argv) {
     free(args);
     free(fs);
     dt_client_close(c);
-    kill(sched, SIGTERM);
-    waitpid(sched, NULL, 0);
+    stop_scheduler();
     /* every connection sees the scheduler go; then close what is left */
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -615,6 +615,29 @@ static void test_one_client_many_threads(void **state) {
   }
 }
 
+/* results too large to come inline, from both workers, gathered at once */
+static void test_gather_many_fetched_results(void **state) {
+  (void)state;
+  enum { N = 3000, SIZE = 5000 };
+  dt_value **args = malloc(N * sizeof(*args));
+  dt_future **fs = malloc(N * sizeof(*fs));
+  dt_value **vs = malloc(N * sizeof(*vs));
+  for (int i = 0; i < N; i++) args[i] = dt_list_of(1, dt_int(SIZE + i));
+  OK(dt_client_map(client, "make_bytes", args, N, NULL, fs));
+  OK(dt_client_gather(client, fs, N, 60000, vs));
+  for (int i = 0; i < N; i++) {
+    size_t len;
+    const unsigned char *p = dt_value_bytes(vs[i], &len);
+    assert_int_equal(len, SIZE + i);
+    assert_int_equal(p[len - 1], (unsigned char)((len - 1) * 131 + 17));
+    dt_value_free(vs[i]);
+    dt_future_release(fs[i]);
+  }
+  free(args);
+  free(fs);
+  free(vs);
+}
+
 static void test_workers_send_heartbeats(void **state) {
   (void)state;
   /* workers registered before this; without heartbeats the age would be
@@ -651,6 +674,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_independent_work_spreads_over_workers, check_empty),
       cmocka_unit_test_teardown(test_small_results_come_inline, check_empty),
       cmocka_unit_test_teardown(test_one_client_many_threads, check_empty),
+      cmocka_unit_test_teardown(test_gather_many_fetched_results, check_empty),
       cmocka_unit_test_teardown(test_workers_send_heartbeats, check_empty),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

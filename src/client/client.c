@@ -239,32 +239,40 @@ static void on_worker_close(dt_conn *conn) {
 
 static const dt_conn_cbs worker_cbs = {on_worker_msg, NULL, on_worker_close};
 
-/* I/O thread: send GET_DATA for every queued future, one message per worker */
+/* I/O thread: send GET_DATA for every queued future, one message per worker
+ * (up to 4096 keys each); one pass, grouped with a hash map */
 static void process_fetchq(dt_client *c) {
   dt_vec q = c->fetchq;
   c->fetchq = (dt_vec){0};
+  dt_smap groups; /* worker address -> the request being filled */
+  dt_smap_init(&groups);
+  dt_vec reqs = {0};
   for (size_t i = 0; i < q.len; i++) {
     dt_future *f = q.v[i];
-    if (!f) continue; /* moved into an earlier request */
-    if (!f->fetching) {
+    if (!f->fetching || !f->worker) {
+      f->fetching = false;
       dt__future_unref_locked(f);
       continue;
     }
-    /* group with the following futures held by the same worker */
-    fetch_req *fr = dt__xcalloc(1, sizeof(*fr));
-    fr->req = ++c->next_req;
-    dt_vec_push(&fr->futs, f);
-    for (size_t j = i + 1; j < q.len && fr->futs.len < 4096; j++) {
-      dt_future *g = q.v[j];
-      if (g && g->fetching && g->worker && strcmp(g->worker, f->worker) == 0) {
-        dt_vec_push(&fr->futs, g);
-        q.v[j] = NULL;
-      }
+    size_t al = strlen(f->worker);
+    fetch_req *fr = dt_smap_get(&groups, f->worker, al);
+    if (!fr || fr->futs.len >= 4096) {
+      fr = dt__xcalloc(1, sizeof(*fr));
+      fr->req = ++c->next_req;
+      dt_smap_put(&groups, f->worker, al, fr); /* key borrowed from f, held by fr */
+      dt_vec_push(&reqs, fr);
     }
-    wconn *wc = dt_smap_get(&c->wconns, f->worker, (uint32_t)strlen(f->worker));
+    dt_vec_push(&fr->futs, f); /* the hold on f moves into the request */
+  }
+  dt_smap_destroy(&groups);
+  dt_vec_free(&q);
+  for (size_t i = 0; i < reqs.len; i++) {
+    fetch_req *fr = reqs.v[i];
+    const char *addr = ((dt_future *)fr->futs.v[0])->worker;
+    wconn *wc = dt_smap_get(&c->wconns, addr, (uint32_t)strlen(addr));
     if (!wc) {
       wc = dt__xcalloc(1, sizeof(*wc));
-      wc->addr = dt__xstrdup(f->worker);
+      wc->addr = dt__xstrdup(addr);
       if (dt_conn_connect(&c->net, wc->addr, &worker_cbs, wc, &wc->conn) != 0) {
         char why[300];
         snprintf(why, sizeof(why), "%s", dt_last_error());
@@ -285,7 +293,7 @@ static void process_fetchq(dt_client *c) {
       wb_str(w, g->key, g->klen);
     }
   }
-  dt_vec_free(&q);
+  dt_vec_free(&reqs);
 }
 
 /* queue a fetch of f's value (locked); takes a hold on f */

@@ -50,7 +50,6 @@ static void run_callbacks(dt_client *c) {
   }
 }
 
-void dt__client_lock(dt_client *c) { pthread_mutex_lock(&c->lock); }
 void dt__client_unlock(dt_client *c) {
   bool cbs = c->cbq_head != NULL;
   if (c->wake_waiters) { /* one wake-up per batch of changes, not per change */
@@ -732,15 +731,21 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
     rc = dt__err(DT_EINVAL, "key must be 1 to %d bytes", DT_MAX_KEY);
   else if (opts && opts->retries < 0)
     rc = dt__err(DT_EINVAL, "retries must be >= 0");
+  else if (opts && opts->resources)
+    rc = dt__resources_parse(opts->resources, &out->res_names, &out->res_amounts, &out->nres);
   if (rc) {
     dt_value_free(args);
     dt_value_free(kwargs);
     return rc;
   }
   dt_value *call = dt_list_of(2, args ? args : dt_list_new(), kwargs ? kwargs : dt_map_new());
-  if (!call) return dt__err(DT_ENOMEM, "out of memory");
+  if (!call) {
+    dt__taskdef_clear(out);
+    return dt__err(DT_ENOMEM, "out of memory");
+  }
   if (c && (rc = check_futures(c, call)) != 0) {
     dt_value_free(call);
+    dt__taskdef_clear(out);
     return rc;
   }
   dt_vec deps = {0};
@@ -748,6 +753,7 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
   if (rc) {
     dt_vec_free(&deps);
     dt_value_free(call);
+    dt__taskdef_clear(out);
     return rc;
   }
   for (size_t i = 0; i < deps.len; i++) dt_vec_push(&out->deps, dt__xstrdup(deps.v[i]));
@@ -782,7 +788,7 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
     for (size_t i = 0; i < opts->n_workers; i++) ws[i] = dt__xstrdup(opts->workers[i] ? opts->workers[i] : "");
     out->opts.workers = (const char *const *)ws;
   }
-  out->opts.resources = opts && opts->resources ? dt__xstrdup(opts->resources) : NULL;
+  out->opts.resources = NULL; /* parsed into res_names/res_amounts above */
   return 0;
 }
 
@@ -794,11 +800,9 @@ void dt__taskdef_clear(dt__taskdef *t) {
   dt_vec_free(&t->deps);
   for (size_t i = 0; i < t->opts.n_workers; i++) free((char *)t->opts.workers[i]);
   free((void *)t->opts.workers);
-  free((char *)t->opts.resources);
+  dt__resources_free(t->res_names, t->res_amounts, t->nres);
   memset(t, 0, sizeof(*t));
 }
-
-int dt__parse_resources(const char *spec, char ***names, double **amounts, uint32_t *n);
 
 void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
                            size_t nwanted) {
@@ -818,34 +822,15 @@ void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const cha
     wb_array(w, (uint32_t)t->opts.n_workers);
     for (size_t k = 0; k < t->opts.n_workers; k++) wb_cstr(w, t->opts.workers[k]);
     wb_bool(w, t->opts.allow_other_workers);
-    char **rn = NULL;
-    double *ra = NULL;
-    uint32_t nr = 0;
-    if (t->opts.resources) dt__parse_resources(t->opts.resources, &rn, &ra, &nr);
-    wb_map(w, nr);
-    for (uint32_t k = 0; k < nr; k++) {
-      wb_cstr(w, rn[k]);
-      wb_double(w, ra[k]);
-      free(rn[k]);
+    wb_map(w, t->nres);
+    for (uint32_t k = 0; k < t->nres; k++) {
+      wb_cstr(w, t->res_names[k]);
+      wb_double(w, t->res_amounts[k]);
     }
-    free(rn);
-    free(ra);
   }
   wb_array(w, (uint32_t)nwanted);
   for (size_t i = 0; i < nwanted; i++) wb_cstr(w, wanted[i]);
   dt__client_wake(c);
-}
-
-static int check_resources(const dt_submit_opts *opts) {
-  if (!opts || !opts->resources) return 0;
-  char **rn = NULL;
-  double *ra = NULL;
-  uint32_t nr = 0;
-  int rc = dt__parse_resources(opts->resources, &rn, &ra, &nr);
-  for (uint32_t k = 0; k < nr; k++) free(rn[k]);
-  free(rn);
-  free(ra);
-  return rc;
 }
 
 /* submit n prepared tasks in one message; futures for each */
@@ -883,14 +868,8 @@ int dt_client_submit(dt_client *c, const char *func, dt_value *args, dt_value *k
     return dt__err(DT_EINVAL, "dt_client_submit: client or out is NULL");
   }
   *out = NULL;
-  int rc = check_resources(opts);
-  if (rc) {
-    dt_value_free(args);
-    dt_value_free(kwargs);
-    return rc;
-  }
   dt__taskdef d;
-  rc = dt__taskdef_make(c, func, args, kwargs, opts, &d);
+  int rc = dt__taskdef_make(c, func, args, kwargs, opts, &d);
   if (rc) return rc;
   rc = submit_defs(c, &d, 1, out);
   dt__taskdef_clear(&d);
@@ -903,7 +882,6 @@ int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, si
   int rc = 0;
   if (!c || !out || (n && !arg_lists)) rc = dt__err(DT_EINVAL, "dt_client_map: NULL argument");
   else if (opts && opts->key) rc = dt__err(DT_EINVAL, "dt_client_map: opts.key must be NULL");
-  else rc = check_resources(opts);
   if (rc) {
     for (size_t i = 0; arg_lists && i < n; i++) dt_value_free(arg_lists[i]);
     return rc;

@@ -76,7 +76,6 @@ struct dt_client {
   uint64_t id;
 };
 
-void dt__client_lock(dt_client *c);
 /* dt__client_unlock: wakes waiters if anything changed (wake_waiters), then
  * unlocks and runs queued done callbacks.  Every unlock after a change that
  * a waiter may wait for must go through it. */
@@ -92,7 +91,10 @@ typedef struct {
   char *func;
   dt_payload spec;
   dt_vec deps; /* char* keys, owned */
-  dt_submit_opts opts;
+  dt_submit_opts opts; /* key and resources NULL: see key, res_* */
+  char **res_names;    /* parsed opts.resources, owned */
+  double *res_amounts;
+  uint32_t nres;
 } dt__taskdef;
 int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
                      const dt_submit_opts *opts, dt__taskdef *out);

@@ -111,6 +111,12 @@ void dt_vec1_push(dt_vec1 *a, void *p);
 bool dt_vec1_remove(dt_vec1 *a, void *p);
 void dt_vec1_free(dt_vec1 *a);
 
+/* ---- resources: dt__resources_parse splits "NAME=AMOUNT,..." into new
+ * arrays (freed with dt__resources_free); DT_EINVAL with a message naming
+ * the bad entry, and nothing to free, on error. */
+int dt__resources_parse(const char *spec, char ***names, double **amounts, uint32_t *n);
+void dt__resources_free(char **names, double *amounts, uint32_t n);
+
 /* ---- addresses: "tcp://host:port", "host:port", "[v6]:port". */
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port);
 

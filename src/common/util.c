@@ -111,6 +111,45 @@ void dt_vec1_free(dt_vec1 *a) {
   dt_vec1_init(a);
 }
 
+/* ---- resources: "GPU=1,MEM=2" lists (workers declare, tasks require) */
+
+int dt__resources_parse(const char *spec, char ***names, double **amounts, uint32_t *n) {
+  *names = NULL;
+  *amounts = NULL;
+  *n = 0;
+  if (!spec || !*spec) return 0;
+  char *copy = dt__xstrdup(spec), *save = NULL;
+  for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+    char *eq = strchr(tok, '=');
+    char *end = NULL;
+    double v = eq ? strtod(eq + 1, &end) : 0;
+    if (!eq || eq == tok || !end || *end || v < 0 || *n >= 64) {
+      int rc = dt__err(DT_EINVAL, "invalid resource '%s' (expected NAME=AMOUNT)", tok);
+      free(copy);
+      for (uint32_t i = 0; i < *n; i++) free((*names)[i]);
+      free(*names);
+      free(*amounts);
+      *names = NULL;
+      *amounts = NULL;
+      *n = 0;
+      return rc;
+    }
+    *names = dt__xrealloc(*names, (*n + 1) * sizeof(char *));
+    *amounts = dt__xrealloc(*amounts, (*n + 1) * sizeof(double));
+    (*names)[*n] = dt__xstrndup(tok, (size_t)(eq - tok));
+    (*amounts)[*n] = v;
+    (*n)++;
+  }
+  free(copy);
+  return 0;
+}
+
+void dt__resources_free(char **names, double *amounts, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  free(amounts);
+}
+
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
   if (!addr) return DT_EINVAL;
   if (strncmp(addr, "tcp://", 6) == 0) addr += 6;

@@ -299,9 +299,7 @@ static void task_free(s_task *t) {
   if (r) {
     for (uint32_t i = 0; i < r->nrestrict; i++) free(r->restrict_to[i]);
     free(r->restrict_to);
-    for (uint32_t i = 0; i < r->nres; i++) free(r->res_names[i]);
-    free(r->res_names);
-    free(r->res_amounts);
+    dt__resources_free(r->res_names, r->res_amounts, r->nres);
     free(r->err_key);
     free(r->err_func);
     free(r->err_worker);
@@ -597,9 +595,7 @@ void sched_remove_worker(sched *s, s_worker *w) {
   dt_vec_free(&lost);
   gc_keys(s, &keys);
   dt_vec_free(&w->processing);
-  for (uint32_t i = 0; i < w->nres; i++) free(w->res_names[i]);
-  free(w->res_names);
-  free(w->res_amounts);
+  dt__resources_free(w->res_names, w->res_amounts, w->nres);
   free(w->name);
   free(w->address);
   free(w);
@@ -927,7 +923,6 @@ void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, c
                         uint32_t deplen) {
   s_task *t = sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
-  s_task *d = sched_get_task(s, dep, deplen);
   proc_remove(t);
   update_free(s, w);
   set_state(s, t, TS_WAITING);
@@ -937,7 +932,6 @@ void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, c
     erred(s, t, DT_ELOST, t->key, t->func, w->address, msg);
     return;
   }
-  (void)d;
   t->nwaiting = 0;
   for (uint32_t j = 0; j < t->ndeps; j++)
     if (t->deps[j]->state != TS_MEMORY) t->nwaiting++;
@@ -999,9 +993,7 @@ void sched_destroy(sched *s) {
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
     dt_vec_free(&w->processing);
-    for (uint32_t k = 0; k < w->nres; k++) free(w->res_names[k]);
-    free(w->res_names);
-    free(w->res_amounts);
+    dt__resources_free(w->res_names, w->res_amounts, w->nres);
     free(w->name);
     free(w->address);
     free(w);

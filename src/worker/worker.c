@@ -233,9 +233,7 @@ static void task_free(w_task *t) {
     free(t->deps[i].addrs);
   }
   free(t->deps);
-  for (uint32_t i = 0; i < t->nres; i++) free(t->res_names[i]);
-  free(t->res_names);
-  free(t->res_amounts);
+  dt__resources_free(t->res_names, t->res_amounts, t->nres);
   dt_value_free(t->call);
   dt_value_free(t->result);
   free(t->err);
@@ -863,41 +861,6 @@ static void on_signal(uv_signal_t *h, int signum) {
   stop(0);
 }
 
-static int parse_resources(const char *spec, char ***names, double **amounts, uint32_t *n) {
-  *names = NULL;
-  *amounts = NULL;
-  *n = 0;
-  if (!spec || !*spec) return 0;
-  char *copy = dt__xstrdup(spec), *save = NULL;
-  for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-    char *eq = strchr(tok, '=');
-    char *end = NULL;
-    double v = eq ? strtod(eq + 1, &end) : 0;
-    if (!eq || eq == tok || !end || *end || v < 0 || *n >= 64) {
-      int rc = dt__err(DT_EINVAL, "invalid resource '%s' (expected NAME=AMOUNT)", tok);
-      free(copy);
-      for (uint32_t i = 0; i < *n; i++) free((*names)[i]);
-      free(*names);
-      free(*amounts);
-      *names = NULL;
-      *amounts = NULL;
-      *n = 0;
-      return rc;
-    }
-    *names = dt__xrealloc(*names, (*n + 1) * sizeof(char *));
-    *amounts = dt__xrealloc(*amounts, (*n + 1) * sizeof(double));
-    (*names)[*n] = dt__xstrndup(tok, (size_t)(eq - tok));
-    (*amounts)[*n] = v;
-    (*n)++;
-  }
-  free(copy);
-  return 0;
-}
-
-int dt__parse_resources(const char *spec, char ***names, double **amounts, uint32_t *n) {
-  return parse_resources(spec, names, amounts, n);
-}
-
 static void usage(void) {
   fprintf(stderr,
           "usage: dtask worker SCHEDULER_ADDRESS [--nthreads N] [--name NAME]\n"
@@ -972,7 +935,7 @@ int dt__worker_main(int argc, char **argv) {
     fprintf(stderr, "dtask worker: --nthreads must be between 1 and 4096\n");
     return 2;
   }
-  if (parse_resources(res, &W.res_names, &W.res_amounts, &W.nres) != 0) {
+  if (dt__resources_parse(res, &W.res_names, &W.res_amounts, &W.nres) != 0) {
     fprintf(stderr, "dtask worker: %s\n", dt_last_error());
     return 2;
   }
@@ -1039,9 +1002,7 @@ int dt__worker_main(int argc, char **argv) {
   dt_smap_destroy(&W.peers);
   dt_heap_destroy(&W.ready);
   dt_vec_free(&W.blocked);
-  for (uint32_t i = 0; i < W.nres; i++) free(W.res_names[i]);
-  free(W.res_names);
-  free(W.res_amounts);
+  dt__resources_free(W.res_names, W.res_amounts, W.nres);
   free(W.res_used);
   free(W.sched_addr);
   uv_loop_close(&W.loop);

@@ -40,7 +40,7 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
     registered++;
     return 0;
   }
-  if (op == DT_OP_FREE_KEYS || op == DT_OP_CLOSE) return 0;
+  if (op == DT_OP_FREE_KEYS || op == DT_OP_CLOSE || op == DT_OP_HEARTBEAT) return 0;
   if (op != DT_OP_COMPUTE_TASK || nf < 1) return DT_EPROTO;
   const char *key;
   uint32_t klen;

@@ -60,7 +60,9 @@ extern "C" {
   X(ESPAWN, -15, "could not start process")                                    \
   X(ELIMIT, -16, "limit exceeded")                                             \
   X(EOF, -17, "end of sequence")                                               \
-  X(ELOST, -18, "data lost")
+  X(ELOST, -18, "data lost")                                                   \
+  X(EKILLED, -19, "task killed the workers that ran it")                       \
+  X(EAUTH, -20, "authentication failed")
 
 typedef enum {
   DT_OK = 0,
@@ -355,6 +357,17 @@ typedef struct {
   int timeout_ms;         /* start-up timeout; 0 = 30000 */
   const char *log_level;  /* NULL = $DTASK_LOG_LEVEL or "warning" */
   const char *resources;  /* every worker declares these, e.g. "GPU=1" */
+  /* Resilience (docs/reliability.md). */
+  bool no_nanny;          /* workers run without the nanny that restarts them */
+  int allowed_failures;   /* worker deaths a task may cause before it fails
+                             with DT_EKILLED; 0 = 3 (Dask's default),
+                             negative = none allowed */
+  const char *worker_ttl; /* a worker silent this long is removed, e.g. "5s";
+                             NULL = "60s" */
+  /* Security: by default the cluster gets a fresh random shared secret that
+   * every connection must prove it knows; clients of this process use it
+   * automatically (see dt_local_cluster_auth_file for other processes). */
+  bool no_auth;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes
@@ -367,7 +380,9 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts,
 /* dt_local_cluster_address: "host:port" of the scheduler; borrowed, valid
  * until close. */
 const char *dt_local_cluster_address(const dt_local_cluster *lc);
-/* dt_local_cluster_worker_pid: pid of worker i, or -1. */
+/* dt_local_cluster_worker_pid: pid of worker i's process as started: its
+ * nanny (the worker is the nanny's child), or the worker with no_nanny; -1
+ * if there is no worker i. */
 int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i);
 int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc);
 /* dt_local_cluster_close: stops every process it started and frees lc. */

@@ -184,8 +184,9 @@ static void test_dtask_local(void **state) {
 static int orphan_child(const char *how) {
   dt_local_cluster *lc;
   if (dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = 2}, &lc)) return 2;
-  printf("%d %d %d\n", dt_local_cluster_scheduler_pid(lc), dt_local_cluster_worker_pid(lc, 0),
-         dt_local_cluster_worker_pid(lc, 1));
+  pid_t n0 = dt_local_cluster_worker_pid(lc, 0), n1 = dt_local_cluster_worker_pid(lc, 1);
+  printf("%d %d %d %d %d\n", dt_local_cluster_scheduler_pid(lc), n0, n1, tu_worker_pid(n0),
+         tu_worker_pid(n1));
   fflush(stdout);
   if (strcmp(how, "kill") == 0) raise(SIGKILL); /* no atexit, no cleanup at all */
   exit(3);                                        /* an error exit without closing */
@@ -206,11 +207,11 @@ static void check_no_orphans(const char *how) {
   while (waitpid(p, &status, WNOHANG) == 0 && tu_now() < end) usleep(10000);
   if (strcmp(how, "kill") == 0) assert_true(WIFSIGNALED(status));
   else assert_int_equal(WEXITSTATUS(status), 3);
-  int pids[3] = {0};
+  int pids[5] = {0}; /* scheduler, two nannies, the two workers under them */
   char *txt = read_file(out);
   assert_non_null(txt);
-  assert_int_equal(sscanf(txt, "%d %d %d", &pids[0], &pids[1], &pids[2]), 3);
-  for (int i = 0; i < 3; i++) {
+  assert_int_equal(sscanf(txt, "%d %d %d %d %d", &pids[0], &pids[1], &pids[2], &pids[3], &pids[4]), 5);
+  for (int i = 0; i < 5; i++) {
     assert_true(pids[i] > 0);
     /* they are not our children: poll until the pid is gone (bounded) */
     for (int k = 0; k < 500 && kill(pids[i], 0) == 0; k++) {

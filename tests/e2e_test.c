@@ -117,10 +117,13 @@ static int group_setup(void **state) {
 static int group_teardown(void **state) {
   (void)state;
   dt_client_close(client);
-  int pids[3] = {dt_local_cluster_scheduler_pid(lc), dt_local_cluster_worker_pid(lc, 0),
-                 dt_local_cluster_worker_pid(lc, 1)};
+  /* scheduler, nannies and the workers under them */
+  int pids[5] = {dt_local_cluster_scheduler_pid(lc), dt_local_cluster_worker_pid(lc, 0),
+                 dt_local_cluster_worker_pid(lc, 1), tu_child_of(dt_local_cluster_worker_pid(lc, 0)),
+                 tu_child_of(dt_local_cluster_worker_pid(lc, 1))};
   dt_local_cluster_close(lc);
-  for (int i = 0; i < 3; i++)
+  usleep(100000); /* a worker dies right after its nanny (PR_SET_PDEATHSIG) */
+  for (int i = 0; i < 5; i++)
     if (kill(pids[i], 0) == 0) {
       fprintf(stderr, "process %d survived dt_local_cluster_close\n", pids[i]);
       return -1;
@@ -526,7 +529,7 @@ static void test_worker_restrictions(void **state) {
     dt_future *f;
     OK(dt_client_submit(client, "pid", NULL, NULL,
                         &(dt_submit_opts){.workers = ws, .n_workers = 1, .pure = DT_NO}, &f));
-    assert_int_equal(result_int(f), dt_local_cluster_worker_pid(lc, w));
+    assert_int_equal(result_int(f), tu_worker_pid(dt_local_cluster_worker_pid(lc, w)));
     dt_future_release(f);
   }
   /* a worker that does not exist: the task waits (no-worker) */

@@ -3,6 +3,7 @@
 #ifndef DT_TESTUTIL_H
 #define DT_TESTUTIL_H
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -67,6 +68,44 @@ done:
 }
 
 static inline bool tu_alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0 && waitpid(pid, NULL, WNOHANG) == 0; }
+
+/* tu_child_of: a child process of pid (the worker under a nanny), or -1.
+ * Reads /proc/PID/stat of every process: the kernel here has no
+ * /proc/PID/task/TID/children. */
+static inline pid_t tu_child_of(pid_t parent) {
+  DIR *d = opendir("/proc");
+  if (!d) return -1;
+  pid_t found = -1;
+  struct dirent *e;
+  while (found < 0 && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char path[300], buf[512];
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    char st;
+    int ppid;
+    if (rp && sscanf(rp + 1, " %c %d", &st, &ppid) == 2 && ppid == parent && st != 'Z')
+      found = (pid_t)atoi(e->d_name);
+  }
+  closedir(d);
+  return found;
+}
+
+/* tu_worker_pid: the worker process under nanny pid, waiting (bounded) for
+ * the nanny to have started one */
+static inline pid_t tu_worker_pid(pid_t nanny) {
+  for (int i = 0; i < 500; i++) {
+    pid_t p = tu_child_of(nanny);
+    if (p > 0) return p;
+    usleep(10000);
+  }
+  return -1;
+}
 
 /* tu_wait_tasks: poll the scheduler (bounded) until it holds n tasks */
 static inline int64_t tu_wait_tasks(dt_client *c, int64_t n, double seconds) {

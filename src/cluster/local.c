@@ -158,6 +158,11 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   if (!out) return dt__err(DT_EINVAL, "dt_local_cluster_start: out is NULL");
   *out = NULL;
   dt_local_cluster_opts o = opts ? *opts : (dt_local_cluster_opts){0};
+  double ttl;
+  if (o.worker_ttl && dt__parse_duration(o.worker_ttl, &ttl) != 0)
+    return dt__err(DT_EINVAL, "LocalCluster: worker_ttl: %s", dt_last_error());
+  if (o.allowed_failures > 250)
+    return dt__err(DT_EINVAL, "LocalCluster: allowed_failures %d is over 250", o.allowed_failures);
   if (o.n_workers < 0 || o.threads_per_worker < 0 || o.port < 0 || o.port > 65535)
     return dt__err(DT_EINVAL, "LocalCluster: n_workers, threads_per_worker and port must be >= 0");
   if (o.n_workers == 0) o.n_workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -187,12 +192,14 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     free(lc);
     return dt__err(DT_ESPAWN, "LocalCluster: pipe: %s", strerror(errno));
   }
-  char portbuf[16], fdbuf[16];
+  char portbuf[16], fdbuf[16], afbuf[16];
   snprintf(portbuf, sizeof(portbuf), "%d", o.port);
   snprintf(fdbuf, sizeof(fdbuf), "%d", fds[1]);
+  snprintf(afbuf, sizeof(afbuf), "%d", o.allowed_failures == 0 ? 3 : o.allowed_failures < 0 ? 0 : o.allowed_failures);
   const char *sargs[] = {"--host", o.host, "--port", portbuf, "--ready-fd", fdbuf,
-                         "--log-level", o.log_level};
-  lc->scheduler = spawn("scheduler", sargs, 8, fds[1]);
+                         "--log-level", o.log_level, "--allowed-failures", afbuf,
+                         "--worker-ttl", o.worker_ttl ? o.worker_ttl : "60s"};
+  lc->scheduler = spawn("scheduler", sargs, 12, fds[1]);
   close(fds[1]);
   int rc = 0;
   if (lc->scheduler < 0) {
@@ -226,9 +233,14 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     char nt[16], name[64];
     snprintf(nt, sizeof(nt), "%d", o.threads_per_worker);
     snprintf(name, sizeof(name), "local-worker-%d", i);
-    const char *wargs[] = {lc->address, "--nthreads", nt, "--name", name,
-                           "--log-level", o.log_level, "--resources", o.resources ? o.resources : ""};
-    lc->workers[i] = spawn("worker", wargs, o.resources ? 9 : 7, -1);
+    const char *wargs[12] = {lc->address, "--nthreads", nt, "--name", name, "--log-level", o.log_level,
+                             o.no_nanny ? "--no-nanny" : "--nanny"};
+    int nw = 8;
+    if (o.resources) {
+      wargs[nw++] = "--resources";
+      wargs[nw++] = o.resources;
+    }
+    lc->workers[i] = spawn("worker", wargs, nw, -1);
     if (lc->workers[i] < 0) rc = dt__err(DT_ESPAWN, "LocalCluster: cannot start worker %d", i);
   }
   lc->n_workers = o.n_workers;

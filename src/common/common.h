@@ -118,6 +118,8 @@ int dt__resources_parse(const char *spec, char ***names, double **amounts, uint3
 void dt__resources_free(char **names, double *amounts, uint32_t n);
 
 /* ---- addresses: "tcp://host:port", "host:port", "[v6]:port". */
+/* dt__parse_duration: "30", "30s", "500ms", "5m", "1h" into seconds. */
+int dt__parse_duration(const char *s, double *out);
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port);
 
 #endif

@@ -176,3 +176,19 @@ int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
   *port = (int)p;
   return 0;
 }
+
+int dt__parse_duration(const char *s, double *out) {
+  if (!s || !*s) return dt__err(DT_EINVAL, "empty duration");
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || v < 0 || v != v) return dt__err(DT_EINVAL, "invalid duration '%s'", s);
+  while (*end == ' ') end++;
+  double mul = 1;
+  if (!*end || strcmp(end, "s") == 0 || strcmp(end, "seconds") == 0) mul = 1;
+  else if (strcmp(end, "ms") == 0) mul = 1e-3;
+  else if (strcmp(end, "m") == 0 || strcmp(end, "minutes") == 0) mul = 60;
+  else if (strcmp(end, "h") == 0 || strcmp(end, "hours") == 0) mul = 3600;
+  else return dt__err(DT_EINVAL, "invalid duration '%s' (use e.g. 30s, 500ms, 5m)", s);
+  *out = v * mul;
+  return 0;
+}

@@ -14,6 +14,16 @@
 
 typedef struct dt_conn dt_conn;
 
+/* Security of a process's connections (see secure.c): a shared secret that
+ * every connection proves it knows before any message is read, and TLS.
+ * Set once at start-up, read-only afterwards. */
+typedef struct dt_sec {
+  bool auth;                  /* challenge-response with secret */
+  unsigned char secret[256];
+  size_t secret_len;
+  void *tls_server, *tls_client; /* SSL_CTX *, or NULL: plain TCP */
+} dt_sec;
+
 /* One per event loop: flushes dirty connections once per loop turn. */
 typedef struct dt_net {
   uv_loop_t *loop;
@@ -24,6 +34,7 @@ typedef struct dt_net {
   /* lock: if set (the client library), taken around each flush, because
    * other threads append messages under it */
   struct dt_net_lock *lock;
+  const dt_sec *sec; /* NULL: no authentication, no TLS */
 } dt_net;
 struct dt_net_lock {
   void (*acquire)(void *);

@@ -152,8 +152,10 @@ int rd_payload(dt_rd *r, dt_payload *out);
 #define DT_MSG_MAP(X)                                                                   \
   X(HELLO_CLIENT, "client->scheduler", "[version, name]: a client introduces itself")  \
   X(HELLO_WORKER, "worker->scheduler",                                                  \
-    "[version, name, address, nthreads, resources{}]: a worker registers")             \
-  X(WELCOME, "scheduler->peer", "[id]: registration accepted")                          \
+    "[version, name, address, nthreads, resources{}, pid, nanny_token, "               \
+    "[[key, nbytes]...]]: a worker registers, with the results it holds")             \
+  X(WELCOME, "scheduler->peer",                                                         \
+    "[id, heartbeat_ms, ttl_ms]: registration accepted (workers get the timings)")    \
   X(UPDATE_GRAPH, "client->scheduler",                                                  \
     "[[task...], [wanted key...]]: new tasks; task = [key, func, spec, [dep...], "      \
     "priority, retries, [worker...], allow_other, {resource: amount}]")                  \
@@ -183,10 +185,13 @@ int rd_payload(dt_rd *r, dt_payload *out);
     "encoded result when it is small")                                                   \
   X(TASK_ERRED, "worker->scheduler", "[key, code, function, message]: a task failed")   \
   X(MISSING_DATA, "worker->scheduler", "[key, dep, address]: a dependency could not be fetched") \
-  X(HEARTBEAT, "worker->scheduler", "[executing, ready, nkeys, nbytes]: I am alive")    \
+  X(HEARTBEAT, "worker<->scheduler",                                                    \
+    "[executing, ready, nkeys, nbytes] from a worker, [] from the scheduler: alive")    \
   X(GET_DATA, "peer->worker", "[req, [key...]]: send me these results")                 \
   X(DATA, "worker->peer", "[req, [[key, found, payload|nil]...]]: the results asked for") \
-  X(CLOSE, "any", "[reason]: the sender is closing the connection")
+  X(CLOSE, "any", "[reason]: the sender is closing the connection")                   \
+  X(NANNY_REPORT, "nanny->scheduler",                                                   \
+    "[nanny_token, pid, how, [key...]]: my worker died while running these keys")
 
 enum {
   DT_OP_NONE = 0,

@@ -27,7 +27,9 @@ static struct {
   dt_net net;
   dt_listener listener;
   uv_signal_t sigint, sigterm;
-  uv_timer_t trim;
+  uv_timer_t trim, hb;
+  double worker_ttl_s;  /* a worker silent this long is removed */
+  int heartbeat_ms;     /* heartbeats both ways, this often */
   size_t trim_high; /* most tasks held since the last trim */
   sched s;
   char address[128];
@@ -93,16 +95,36 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
     }
     rn[i] = dt__xstrndup(k, kl);
   }
+  uint64_t pid = 0, token = 0;
+  uint32_t nheld = 0;
+  if (nf >= 8 && (rd_uint(r, &pid) || rd_uint(r, &token) || rd_array(r, &nheld))) {
+    dt__resources_free(rn, ra, nres);
+    return DT_EPROTO;
+  }
   char nm[256], ad[256];
   snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
   snprintf(ad, sizeof(ad), "%.*s", (int)alen, addr);
   s_worker *wk = sched_add_worker(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
-  wk->last_seen = dt__now_s();
+  wk->last_seen = (double)uv_now(&S.loop) / 1e3;
+  wk->pid = pid <= INT32_MAX ? (int)pid : 0;
+  wk->nanny_token = token;
   c->data = wk;
   dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_WELCOME, 1);
+  wb_msg(w, DT_OP_WELCOME, 3);
   wb_uint(w, wk->id);
-  DT_INFO("worker %s registered at %s with %d threads", nm, ad, (int)nthreads);
+  wb_uint(w, (uint64_t)S.heartbeat_ms);
+  wb_uint(w, (uint64_t)(S.worker_ttl_s * 1000));
+  /* a worker coming back after losing us: what it still holds counts */
+  for (uint32_t i = 0; i < nheld; i++) {
+    uint32_t m, klen;
+    const char *key;
+    uint64_t nbytes;
+    if (rd_array(r, &m) || m != 2 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes))
+      return DT_EPROTO;
+    sched_worker_has_key(&S.s, wk, key, klen, nbytes);
+  }
+  DT_INFO("worker %s registered at %s with %d threads%s%s", nm, ad, (int)nthreads,
+          token ? " (under a nanny)" : "", nheld ? ", holding results from before" : "");
   return 0;
 }
 
@@ -321,7 +343,7 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   wb_uint(w, S.s.tasks.len);
   wb_cstr(w, "completed");
   wb_uint(w, S.s.tasks_completed);
-  double now = dt__now_s(), age = 0;
+  double now = (double)uv_now(&S.loop) / 1e3, age = 0;
   for (size_t i = 0; i < S.s.workers.len; i++) {
     double a = now - ((s_worker *)S.s.workers.v[i])->last_seen;
     if (a > age) age = a;
@@ -404,15 +426,77 @@ static int on_heartbeat(dt_conn *c, uint32_t nf, dt_rd *r) {
     return DT_EPROTO;
   wk->executing = ex;
   wk->ready = rd_;
-  wk->last_seen = dt__now_s();
   return 0;
 }
 
 static int on_close_msg(dt_conn *c, uint32_t nf, dt_rd *r) {
   (void)nf;
   (void)r;
+  if (peer_kind(c) == PEER_WORKER) ((s_worker *)c->data)->closing = true;
   dt_conn_close(c, true);
   return 0;
+}
+
+static void scatters_forget_worker(s_worker *w) {
+  for (size_t i = S.scatters.len; i-- > 0;) {
+    pending_scatter *ps = S.scatters.v[i];
+    if (dt_vec_remove(&ps->workers, (void *)(uintptr_t)w->id)) {
+      if (!ps->error) ps->error = dt__xstrdup("a worker left during scatter");
+      if (ps->workers.len == 0) scatter_reply(ps);
+    }
+  }
+}
+
+/* drop_worker: remove a worker we give up on, and close its connection */
+static void drop_worker(s_worker *w, bool suspicious) {
+  dt_conn *c = w->conn;
+  c->data = NULL; /* on_conn_close: nothing more to do */
+  dt_conn_close(c, false);
+  scatters_forget_worker(w);
+  sched_remove_worker(&S.s, w, suspicious);
+}
+
+/* A nanny's worker died: it says which keys were running (read from memory
+ * it shares with the worker), so only those count towards KilledWorker. */
+static int on_nanny_report(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t token, pid;
+  const char *how;
+  uint32_t hlen;
+  keylist kl;
+  if (nf < 4 || rd_uint(r, &token) || rd_uint(r, &pid) || rd_str(r, &how, &hlen)) return DT_EPROTO;
+  if (rd_keylist(r, &kl)) {
+    keylist_free(&kl);
+    return DT_EPROTO;
+  }
+  char hw[200], who[300];
+  snprintf(hw, sizeof(hw), "%.*s", (int)(hlen > 150 ? 150 : hlen), how);
+  snprintf(who, sizeof(who), "pid %llu on %s", (unsigned long long)pid, c->peer);
+  s_worker *gone = NULL;
+  for (size_t i = 0; i < S.s.workers.len && token && !gone; i++)
+    if (((s_worker *)S.s.workers.v[i])->nanny_token == token) gone = S.s.workers.v[i];
+  if (gone) snprintf(who, sizeof(who), "%s", gone->address);
+  DT_WARN("worker %s died: %s, while running %u task(s)", who, hw, kl.n);
+  if (gone) drop_worker(gone, false); /* before its connection says so */
+  sched_worker_died(&S.s, who, hw, kl.keys, kl.lens, kl.n);
+  keylist_free(&kl);
+  dt_conn_close(c, true);
+  return 0;
+}
+
+/* on_hb: heartbeats to workers; workers silent for worker_ttl are removed */
+static void on_hb(uv_timer_t *h) {
+  (void)h;
+  double now = (double)uv_now(&S.loop) / 1e3;
+  for (size_t i = S.s.workers.len; i-- > 0;) {
+    s_worker *w = S.s.workers.v[i];
+    if (now - w->last_seen > S.worker_ttl_s) {
+      DT_WARN("worker %s (%s) silent for %.1f s (worker-ttl %.1f s): removing it", w->name,
+              w->address, now - w->last_seen, S.worker_ttl_s);
+      drop_worker(w, true);
+      continue;
+    }
+    wb_msg(dt_conn_out(w->conn), DT_OP_HEARTBEAT, 0);
+  }
 }
 
 /* ---------------------------------------------------------------- dispatch */
@@ -437,9 +521,12 @@ static const struct {
     [DT_OP_PUT_DATA_DONE] = {PEER_WORKER, on_put_data_done},
     [DT_OP_HEARTBEAT] = {PEER_WORKER, on_heartbeat},
     [DT_OP_CLOSE] = {-1, on_close_msg},
+    [DT_OP_NANNY_REPORT] = {0, on_nanny_report},
 };
 
 static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  if (peer_kind(c) == PEER_WORKER) /* any message shows it is alive (loop time: no syscall) */
+    ((s_worker *)c->data)->last_seen = (double)uv_now(&S.loop) / 1e3;
   if (!handlers[op].fn) {
     DT_WARN("unexpected %s message from %s", dt__op_name(op), c->peer);
     return DT_EPROTO;
@@ -458,15 +545,12 @@ static void on_conn_close(dt_conn *c) {
   switch (peer_kind(c)) {
   case PEER_WORKER: {
     s_worker *w = c->data;
-    DT_INFO("worker %s (%s) left", w->name, w->address);
-    for (size_t i = S.scatters.len; i-- > 0;) {
-      pending_scatter *ps = S.scatters.v[i];
-      if (dt_vec_remove(&ps->workers, (void *)(uintptr_t)w->id)) {
-        if (!ps->error) ps->error = dt__xstrdup("a worker left during scatter");
-        if (ps->workers.len == 0) scatter_reply(ps);
-      }
-    }
-    if (!S.stopping) sched_remove_worker(&S.s, w);
+    if (w->closing) DT_INFO("worker %s (%s) left", w->name, w->address);
+    else DT_WARN("lost worker %s (%s)%s", w->name, w->address,
+                 w->nanny_token ? "; its nanny will say what it was running" : "");
+    scatters_forget_worker(w);
+    /* with a nanny, only the keys it reports as running count as suspects */
+    if (!S.stopping) sched_remove_worker(&S.s, w, !w->nanny_token && !w->closing);
     break;
   }
   case PEER_CLIENT: {
@@ -536,17 +620,23 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void usage(void) {
   fprintf(stderr,
           "usage: dtask scheduler [--host HOST] [--port PORT] [--scheduler-file FILE]\n"
-          "                       [--log-level LEVEL]\n"
+          "                       [--allowed-failures N] [--worker-ttl DURATION]\n"
+          "                       [--auth-file FILE] [--log-level LEVEL]\n"
           "  --host HOST            address to listen on (default 127.0.0.1)\n"
           "  --port PORT            port (default 8786; 0 = any free port)\n"
           "  --scheduler-file FILE  write the address to FILE as JSON, for clients and\n"
           "                         workers on shared file systems\n"
+          "  --allowed-failures N   worker deaths a task may cause before it fails with\n"
+          "                         DT_EKILLED (default 3)\n"
+          "  --worker-ttl DURATION  remove a worker silent this long (default 60s)\n"
+          "  --heartbeat DURATION   heartbeat interval, both ways (default 1s)\n"
           "  --log-level LEVEL      debug, info, warning, error (default info)\n");
 }
 
 int dt__scheduler_main(int argc, char **argv) {
   const char *host = "127.0.0.1", *file = NULL, *level = getenv("DTASK_LOG_LEVEL");
-  int port = 8786, ready_fd = -1;
+  int port = 8786, ready_fd = -1, allowed_failures = 3;
+  double ttl = 60, hb = 1;
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
@@ -556,6 +646,24 @@ int dt__scheduler_main(int argc, char **argv) {
     else if (strcmp(a, "--scheduler-file") == 0 && v) file = argv[++i];
     else if (strcmp(a, "--log-level") == 0 && v) level = argv[++i];
     else if (strcmp(a, "--ready-fd") == 0 && v) ready_fd = atoi(argv[++i]);
+    else if (strcmp(a, "--allowed-failures") == 0 && v) {
+      char *end;
+      long n = strtol(argv[++i], &end, 10);
+      if (*end || n < 0 || n > 250) {
+        fprintf(stderr, "dtask scheduler: --allowed-failures must be 0..250, not '%s'\n", argv[i]);
+        return 2;
+      }
+      allowed_failures = (int)n;
+    } else if ((strcmp(a, "--worker-ttl") == 0 || strcmp(a, "--heartbeat") == 0) && v) {
+      double d;
+      if (dt__parse_duration(argv[++i], &d) != 0 || d < 0.01) {
+        fprintf(stderr, "dtask scheduler: %s: invalid duration '%s' (e.g. 30s, 500ms)\n", a,
+                argv[i]);
+        return 2;
+      }
+      if (a[2] == 'w') ttl = d;
+      else hb = d;
+    }
     else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(); return 0; }
     else {
       fprintf(stderr, "dtask scheduler: unknown or incomplete option '%s'\n", a);
@@ -573,6 +681,10 @@ int dt__scheduler_main(int argc, char **argv) {
   uv_loop_init(&S.loop);
   dt_net_init(&S.net, &S.loop);
   sched_init(&S.s);
+  S.s.allowed_failures = allowed_failures;
+  S.worker_ttl_s = ttl;
+  S.heartbeat_ms = (int)(hb * 1000);
+  if (S.heartbeat_ms < 10) S.heartbeat_ms = 10;
   if (dt_listener_start(&S.listener, &S.net, host, port, &conn_cbs, on_accept, NULL) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
     return 1;
@@ -601,6 +713,9 @@ int dt__scheduler_main(int argc, char **argv) {
   uv_timer_init(&S.loop, &S.trim);
   uv_timer_start(&S.trim, on_trim, 1000, 1000);
   uv_unref((uv_handle_t *)&S.trim);
+  uv_timer_init(&S.loop, &S.hb);
+  uv_timer_start(&S.hb, on_hb, (uint64_t)S.heartbeat_ms, (uint64_t)S.heartbeat_ms);
+  uv_unref((uv_handle_t *)&S.hb);
   uv_signal_init(&S.loop, &S.sigint);
   uv_signal_init(&S.loop, &S.sigterm);
   uv_signal_start(&S.sigint, on_signal, SIGINT);

@@ -28,6 +28,7 @@ void sched_init(sched *s) {
   memset(s, 0, sizeof(*s));
   dt_smap_init(&s->tasks);
   dt_heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
+  s->allowed_failures = 3;
 }
 
 static void set_state(sched *s, s_task *t, s_task_state st) {
@@ -549,19 +550,38 @@ s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char
   return w;
 }
 
-void sched_remove_worker(sched *s, s_worker *w) {
+/* killed_msg: Dask's KilledWorker, with what we know of the deaths */
+static void killed(sched *s, s_task *t, const char *worker, const char *how) {
+  char msg[DT_MAX_KEY + 512];
+  snprintf(msg, sizeof(msg),
+           "Attempted to run task '%s' on %d different workers, but all those workers died "
+           "while running it (allowed_failures=%d). The last worker that attempted to run it "
+           "was %s (%s). Inspecting worker logs is often a good next step.",
+           t->key, (int)t->suspicious, s->allowed_failures, worker, how);
+  DT_WARN("%s", msg);
+  erred(s, t, DT_EKILLED, t->key, t->func, worker, msg);
+}
+
+/* suspect: one more worker died running t; true if that was one too many */
+static bool suspect(sched *s, s_task *t) {
+  if (t->suspicious < 255) t->suspicious++;
+  return (int)t->suspicious > s->allowed_failures;
+}
+
+void sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
   free_remove(s, w);
   dt_vec_remove(&s->workers, w);
+  if (!w->closing) s->workers_lost++;
   /* its tasks in flight go back to be placed again */
-  dt_vec redo = {0};
+  dt_vec redo = {0}, bad = {0};
   while (w->processing.len) {
     s_task *t = w->processing.v[0];
     proc_remove(t);
     set_state(s, t, TS_WAITING);
-    dt_vec_push(&redo, t);
+    dt_vec_push(suspicious && suspect(s, t) ? &bad : &redo, t);
   }
   /* results held only there are lost: recompute the ones still needed.
-   * O(tasks) on a rare event; issue #4 (resilience) refines this. */
+   * O(tasks) on a rare event. */
   dt_vec lost = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
     s_task *t = s->tasks.slots[i].val;
@@ -591,7 +611,13 @@ void sched_remove_worker(sched *s, s_worker *w) {
   }
   dt_vec keys = {0};
   for (size_t i = 0; i < lost.len; i++) dt_vec_push(&keys, dt__xstrdup(((s_task *)lost.v[i])->key));
+  for (size_t i = 0; i < bad.len; i++) dt_vec_push(&keys, dt__xstrdup(((s_task *)bad.v[i])->key));
+  for (size_t i = 0; i < bad.len; i++) {
+    s_task *t = bad.v[i];
+    if (t->state == TS_WAITING) killed(s, t, w->address, "connection lost");
+  }
   dt_vec_free(&redo);
+  dt_vec_free(&bad);
   dt_vec_free(&lost);
   gc_keys(s, &keys);
   dt_vec_free(&w->processing);
@@ -599,6 +625,21 @@ void sched_remove_worker(sched *s, s_worker *w) {
   free(w->name);
   free(w->address);
   free(w);
+  fill(s);
+}
+
+void sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
+                       const uint32_t *lens, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    s_task *t = sched_get_task(s, keys[i], lens[i]);
+    if (!t) continue;
+    switch (t->state) {
+    case TS_WAITING: case TS_NO_WORKER: case TS_QUEUED: case TS_PROCESSING: break;
+    default: continue; /* finished elsewhere meanwhile, failed, or no longer needed */
+    }
+    DT_INFO("task %s was running on worker %s, which died (%s)", t->key, worker, how);
+    if (suspect(s, t)) killed(s, t, worker, how);
+  }
   fill(s);
 }
 
@@ -855,6 +896,31 @@ void sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t k
   if (t) t->send_inline = true; /* if it is in memory already, the client fetches it */
 }
 
+/* to_memory: t's result is now held by w; tell clients, wake dependents,
+ * let go of dependencies nobody else needs. */
+static void to_memory(sched *s, s_task *t, s_worker *w, uint64_t nbytes, const char *inline_,
+                      uint32_t ilen) {
+  set_state(s, t, TS_MEMORY);
+  t->nbytes = nbytes;
+  dt_vec1_push(&t->who_has, w);
+  w->nkeys++;
+  w->nbytes += nbytes;
+  for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_in_memory(t->wanted_by.v[i], t, inline_, ilen);
+  for (size_t i = 0; i < t->dependents.len; i++) {
+    s_task *d = t->dependents.v[i];
+    if (d->state == TS_WAITING && d->nwaiting && --d->nwaiting == 0) ready(s, d);
+  }
+  if (t->holds_deps) {
+    t->holds_deps = false;
+    for (uint32_t i = 0; i < t->ndeps; i++) t->deps[i]->waiters--;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+      s_task *d = t->deps[i];
+      if (!d->wanted_by.len && !d->waiters) gc(s, d);
+    }
+  }
+  if (!t->wanted_by.len && !t->waiters) gc(s, t);
+}
+
 void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
                          double duration_s, const char *inline_, uint32_t ilen) {
   s_task *t = sched_get_task(s, key, klen);
@@ -871,29 +937,39 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
     return;
   }
   proc_remove(t);
-  set_state(s, t, TS_MEMORY);
-  t->nbytes = nbytes;
-  dt_vec1_push(&t->who_has, w);
-  w->nkeys++;
-  w->nbytes += nbytes;
   s->tasks_completed++;
   if (duration_s >= 0)
     s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * duration_s : duration_s;
-  for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_in_memory(t->wanted_by.v[i], t, inline_, ilen);
-  for (size_t i = 0; i < t->dependents.len; i++) {
-    s_task *d = t->dependents.v[i];
-    if (d->state == TS_WAITING && d->nwaiting && --d->nwaiting == 0) ready(s, d);
-  }
-  if (t->holds_deps) {
-    t->holds_deps = false;
-    for (uint32_t i = 0; i < t->ndeps; i++) t->deps[i]->waiters--;
-    for (uint32_t i = 0; i < t->ndeps; i++) {
-      s_task *d = t->deps[i];
-      if (!d->wanted_by.len && !d->waiters) gc(s, d);
-    }
-  }
-  if (!t->wanted_by.len && !t->waiters) gc(s, t);
+  to_memory(s, t, w, nbytes, inline_, ilen);
   update_free(s, w);
+  fill(s);
+}
+
+void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
+                          uint64_t nbytes) {
+  s_task *t = sched_get_task(s, key, klen);
+  bool needed = t && t->state != TS_ERRED &&
+                (t->state != TS_RELEASED || t->wanted_by.len || t->waiters);
+  if (!needed) { /* forgotten meanwhile: the worker must not keep it */
+    if (w->conn) {
+      dt_wbuf *o = dt_conn_out(w->conn);
+      wb_msg(o, DT_OP_FREE_KEYS, 1);
+      wb_array(o, 1);
+      wb_str(o, key, klen);
+    }
+    return;
+  }
+  if (t->state == TS_MEMORY) {
+    for (size_t i = 0; i < t->who_has.len; i++)
+      if (t->who_has.v[i] == w) return;
+    dt_vec1_push(&t->who_has, w);
+    w->nkeys++;
+    w->nbytes += nbytes;
+    return;
+  }
+  unschedule(s, t); /* running or waiting elsewhere: this copy will do */
+  if (t->state == TS_WAITING || t->state == TS_RELEASED) t->nwaiting = 0;
+  to_memory(s, t, w, nbytes, NULL, 0);
   fill(s);
 }
 

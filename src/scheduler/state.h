@@ -65,6 +65,7 @@ typedef struct s_task {
   uint32_t waiters;   /* dependents that still need this result */
   bool holds_deps;    /* counted in each dependency's waiters */
   bool send_inline;   /* a client waits for the result: send it when small */
+  uint8_t suspicious; /* workers that died while running it (KilledWorker) */
   dt_vec1 wanted_by;  /* clients (struct s_client *) */
   s_task_state state;
   struct s_worker *processing_on;
@@ -98,6 +99,9 @@ typedef struct s_worker {
   struct s_worker *free_prev, *free_next;
   double last_seen;
   int64_t executing, ready; /* from heartbeats */
+  int pid;
+  uint64_t nanny_token; /* nonzero: a nanny reports this worker's death */
+  bool closing;         /* said CLOSE: leaving on purpose */
 } s_worker;
 
 typedef struct s_client {
@@ -122,6 +126,8 @@ typedef struct sched {
   uint32_t next_id;
   uint64_t tasks_completed;
   dt_smap funcs; /* interned task function names */
+  int allowed_failures; /* worker deaths a task may cause before it errs */
+  uint64_t workers_lost; /* workers removed without saying goodbye */
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */
@@ -151,7 +157,19 @@ void sched_destroy(sched *s);
 
 s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
                            int nthreads, char **res_names, double *res_amounts, uint32_t nres);
-void sched_remove_worker(sched *s, s_worker *w);
+/* sched_remove_worker: w is gone.  Its tasks in flight are placed again and
+ * results held only there are recomputed from their lineage.  If
+ * suspicious, each task that was processing there counts one worker death
+ * against it (Dask's rule, for workers with no nanny to say what ran). */
+void sched_remove_worker(sched *s, s_worker *w, bool suspicious);
+/* sched_worker_died: a nanny reports that its worker died while running
+ * keys: each counts one death; past allowed_failures it errs with
+ * DT_EKILLED.  how: "killed by signal 11 (Segmentation fault)" etc. */
+void sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
+                       const uint32_t *lens, uint32_t n);
+/* sched_worker_has_key: w (re)registered holding key with nbytes. */
+void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
+                          uint64_t nbytes);
 s_client *sched_add_client(sched *s, dt_conn *conn, const char *name);
 void sched_remove_client(sched *s, s_client *c);
 

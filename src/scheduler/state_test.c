@@ -341,7 +341,7 @@ static void test_worker_loss_reschedules_and_recomputes(void **state) {
   finish(w1, "a");
   assert_int_equal(state_of("b"), TS_PROCESSING);
   s_worker *w2 = add_worker("w2", 1);
-  sched_remove_worker(&S, w1); /* held a, was running b */
+  sched_remove_worker(&S, w1, true); /* held a, was running b */
   check();
   assert_int_equal(state_of("a"), TS_PROCESSING); /* recomputed on w2 */
   assert_ptr_equal(sched_get_task(&S, "a", 1)->processing_on, w2);
@@ -349,6 +349,81 @@ static void test_worker_loss_reschedules_and_recomputes(void **state) {
   finish(w2, "a");
   finish(w2, "b");
   assert_int_equal(state_of("b"), TS_MEMORY);
+}
+
+static void test_killed_worker_after_allowed_failures(void **state) {
+  (void)state;
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_worker *w = add_worker("w0", 1);
+  submit(c, (tdef[]){{"bad"}, {"dep", {"bad"}}, {"ok"}}, 3, (const char *[]){"dep", "ok"}, 2);
+  finish(w, "ok");
+  /* Dask's rule for a worker with no nanny: every task processing there is
+   * suspect; the 4th death (allowed_failures 3) fails it */
+  for (int i = 1; i <= 4; i++) {
+    assert_int_equal(state_of("bad"), TS_PROCESSING);
+    char nm[8];
+    snprintf(nm, sizeof(nm), "w%d", i);
+    s_worker *next = add_worker(nm, 1);
+    sched_remove_worker(&S, w, true);
+    check();
+    w = next;
+  }
+  s_task *dep = sched_get_task(&S, "dep", 3);
+  assert_non_null(dep);
+  assert_int_equal(dep->state, TS_ERRED);
+  assert_int_equal(RARE(dep)->err_code, DT_EKILLED);
+  assert_non_null(strstr(RARE(dep)->err_msg, "on 4 different workers"));
+  /* "ok" was lost with the first worker and recomputed */
+  assert_true(state_of("ok") == TS_PROCESSING || state_of("ok") == TS_MEMORY);
+}
+
+static void test_nanny_report_counts_only_running_keys(void **state) {
+  (void)state;
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_worker *w = add_worker("w0", 2);
+  w->nanny_token = 7;
+  submit(c, (tdef[]){{"crash"}, {"innocent"}}, 2, (const char *[]){"crash", "innocent"}, 2);
+  const char *keys[] = {"crash"};
+  uint32_t lens[] = {5};
+  for (int i = 1; i <= 3; i++) {
+    s_worker *next = add_worker(i == 1 ? "w1" : i == 2 ? "w2" : "w3", 2);
+    next->nanny_token = 7 + (uint64_t)i;
+    sched_remove_worker(&S, w, false); /* connection drop of a nanny's worker */
+    sched_worker_died(&S, "w", "killed by signal 11", keys, lens, 1);
+    check();
+    w = next;
+  }
+  assert_int_equal(sched_get_task(&S, "crash", 5)->suspicious, 3);
+  assert_int_equal(sched_get_task(&S, "innocent", 8)->suspicious, 0);
+  assert_int_equal(state_of("crash"), TS_PROCESSING); /* 3 deaths allowed */
+  sched_worker_died(&S, "w", "killed by signal 11", keys, lens, 1);
+  assert_int_equal(state_of("crash"), TS_ERRED);
+  assert_int_equal(RARE(sched_get_task(&S, "crash", 5))->err_code, DT_EKILLED);
+  assert_int_equal(state_of("innocent"), TS_PROCESSING);
+  check();
+}
+
+static void test_worker_reregisters_held_keys(void **state) {
+  (void)state;
+  msg ms[16];
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_worker *w1 = add_worker("w1", 1);
+  submit(c, (tdef[]){{"a"}, {"b", {"a"}}}, 2, (const char *[]){"b"}, 1);
+  finish(w1, "a");
+  sched_remove_worker(&S, w1, false); /* connection lost; no worker left */
+  assert_int_equal(state_of("a"), TS_NO_WORKER);
+  /* the same process comes back holding "a", and something forgotten */
+  s_worker *w2 = add_worker("w1-again", 1);
+  take_msgs(w2->conn, ms, 16);
+  sched_worker_has_key(&S, w2, "a", 1, 10);
+  sched_worker_has_key(&S, w2, "zzz", 3, 10);
+  check();
+  assert_int_equal(state_of("a"), TS_MEMORY);
+  assert_int_equal(state_of("b"), TS_PROCESSING);
+  int n = take_msgs(w2->conn, ms, 16);
+  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "zzz"), 1);
+  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "b"), 1);
+  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "a"), 0);
 }
 
 static void test_unknown_dependency_errs(void **state) {
@@ -511,7 +586,7 @@ static void test_random_events_keep_invariants(void **state) {
     } else if (what < 96 && nw > 1) {
       /* a worker leaves; another joins */
       int i = rand() % nw;
-      sched_remove_worker(&S, ws[i]);
+      sched_remove_worker(&S, ws[i], true);
       ws[i] = ws[--nw];
       snprintf(wname, sizeof(wname), "w%d", 100 + step);
       ws[nw++] = add_worker(wname, 1 + rand() % 3);
@@ -566,6 +641,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_restrictions_and_resources, setup, teardown),
       cmocka_unit_test_setup_teardown(test_two_clients_share_a_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_worker_loss_reschedules_and_recomputes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_killed_worker_after_allowed_failures, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_nanny_report_counts_only_running_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_worker_reregisters_held_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_dependency_errs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_graph_order_finishes_branches, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),

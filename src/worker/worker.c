@@ -19,6 +19,7 @@
 #include "../cli/roles.h"
 #include "../net/net.h"
 #include "../task/task.h"
+#include "nanny.h"
 
 typedef enum {
   WT_FETCHING,  /* waiting for dependencies from peers */
@@ -90,7 +91,16 @@ static struct {
   dt_listener listener;
   dt_conn *sched;
   uv_async_t done_async;
-  uv_timer_t heartbeat;
+  uv_timer_t heartbeat, reconnect;
+  bool registered;         /* WELCOME received on the current connection */
+  double last_heard;       /* last message from the scheduler */
+  double sched_ttl_s;      /* the scheduler is lost after this much silence */
+  int heartbeat_ms;
+  int reconnects;          /* attempts since the connection was lost */
+  double lost_at;          /* when it was lost; 0 while connected */
+  double death_timeout_s;  /* give up after this long without a scheduler; 0 = never */
+  uint64_t nanny_token;    /* nonzero under a nanny */
+  char *slots;             /* shared with the nanny: keys executing, per thread */
   uv_signal_t sigint, sigterm;
   char *sched_addr;
   char name[256];
@@ -124,8 +134,18 @@ static bool ready_less(const void *a, const void *b) {
 
 /* ---------------------------------------------------------------- pool */
 
+/* The nanny reads these slots after the worker died, to tell the scheduler
+ * which tasks were running: plain stores, no system call per task. */
+static void slot_set(int idx, const w_task *t) {
+  if (!W.slots) return;
+  char *sl = W.slots + (size_t)idx * DT__NANNY_SLOT;
+  uint32_t n = t ? t->klen : 0;
+  if (t) memcpy(sl + 4, t->key, n);
+  __atomic_store_n((uint32_t *)sl, n, __ATOMIC_RELEASE);
+}
+
 static void *pool_main(void *arg) {
-  (void)arg;
+  int idx = (int)(intptr_t)arg;
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the loop thread */
@@ -140,7 +160,9 @@ static void *pool_main(void *arg) {
 
     struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0};
     uint64_t t0 = dt__now_ns();
+    slot_set(idx, t);
     dt_value *res = t->fn(&ctx);
+    slot_set(idx, NULL);
     t->dur_ns = dt__now_ns() - t0;
     if (res && ctx.err) { /* failed but returned a value anyway: failure wins */
       dt_value_free(res);
@@ -196,8 +218,13 @@ static void data_del(w_data *d) {
 
 /* send_finished: a small result travels along, so that a client waiting
  * for it needs no second round trip to this worker */
+/* sched_out: the scheduler's outbox, or NULL while we are not registered
+ * (what would be said then is said by re-registering instead) */
+static dt_wbuf *sched_out(void) { return W.sched && W.registered ? dt_conn_out(W.sched) : NULL; }
+
 static void send_finished(w_task *t, const dt_value *v, uint64_t nbytes) {
-  dt_wbuf *w = dt_conn_out(W.sched);
+  dt_wbuf *w = sched_out();
+  if (!w) return;
   wb_msg(w, DT_OP_TASK_FINISHED, 4);
   wb_str(w, t->key, t->klen);
   wb_uint(w, nbytes);
@@ -213,7 +240,8 @@ static void send_finished(w_task *t, const dt_value *v, uint64_t nbytes) {
 }
 
 static void send_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
-  dt_wbuf *w = dt_conn_out(W.sched);
+  dt_wbuf *w = sched_out();
+  if (!w) return;
   wb_msg(w, DT_OP_TASK_ERRED, 4);
   wb_str(w, key, klen);
   wb_int(w, code);
@@ -409,13 +437,14 @@ static void fetch_fail_all(fetch *f) {
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
     if (!dt_smap_get(&W.tasks, t->key, t->klen)) continue;
-    dt_wbuf *w = dt_conn_out(W.sched);
+    /* other fetches may list t too: make them forget it */
+    t->nmissing = UINT32_MAX;
+    dt_wbuf *w = sched_out();
+    if (!w) continue;
     wb_msg(w, DT_OP_MISSING_DATA, 3);
     wb_str(w, t->key, t->klen);
     wb_str(w, f->key, f->klen);
     wb_cstr(w, f->naddrs ? f->addrs[f->naddrs - 1] : "");
-    /* other fetches may list t too: make them forget it */
-    t->nmissing = UINT32_MAX;
   }
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
@@ -718,10 +747,53 @@ static int on_put_data(dt_conn *c, uint32_t nf, dt_rd *r) {
 }
 
 static void stop(int code);
+static void connect_scheduler(void);
+static void on_heartbeat_cb(uv_timer_t *h);
+
+/* drop_queued: the scheduler is gone and will place again every task it
+ * sent us; keep only what is running (its result stays here, and is
+ * announced when we register again) */
+static void drop_queued(void) {
+  dt_vec drop = {0};
+  for (size_t i = 0; i < W.tasks.cap; i++)
+    if (W.tasks.slots[i].key && ((w_task *)W.tasks.slots[i].val)->state != WT_EXECUTING)
+      dt_vec_push(&drop, W.tasks.slots[i].val);
+  for (size_t i = 0; i < drop.len; i++) {
+    w_task *t = drop.v[i];
+    dt_smap_del(&W.tasks, t->key, t->klen);
+    if (t->state == WT_READY) {
+      dt_heap_remove(&W.ready, t);
+      dt_vec_remove(&W.blocked, t);
+    } else {
+      for (size_t k = 0; k < W.fetches.cap; k++)
+        if (W.fetches.slots[k].key) dt_vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
+    }
+    release_deps(t);
+    task_free(t);
+  }
+  dt_vec_free(&drop);
+}
 
 static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
+  W.last_heard = dt__now_s();
   switch (op) {
-  case DT_OP_WELCOME: return 0;
+  case DT_OP_WELCOME: {
+    uint64_t id, hb = 0, ttl = 0;
+    if (nf < 1 || rd_uint(r, &id)) return DT_EPROTO;
+    if (nf >= 3 && (rd_uint(r, &hb) || rd_uint(r, &ttl))) return DT_EPROTO;
+    if (hb >= 10 && hb <= 3600000) W.heartbeat_ms = (int)hb;
+    if (ttl >= 10 && ttl <= 86400000) W.sched_ttl_s = (double)ttl / 1000;
+    uv_timer_start(&W.heartbeat, on_heartbeat_cb, (uint64_t)W.heartbeat_ms, (uint64_t)W.heartbeat_ms);
+    W.registered = true;
+    if (W.lost_at > 0)
+      DT_INFO("registered again with the scheduler at %s after %.1f s", W.sched_addr,
+              dt__now_s() - W.lost_at);
+    W.lost_at = 0;
+    W.reconnects = 0;
+    start_tasks();
+    return 0;
+  }
+  case DT_OP_HEARTBEAT: return 0;
   case DT_OP_COMPUTE_TASK: return on_compute_task(c, nf, r);
   case DT_OP_FREE_KEYS: return on_free_keys(c, nf, r);
   case DT_OP_PUT_DATA: return on_put_data(c, nf, r);
@@ -736,18 +808,53 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   }
 }
 
+static void on_reconnect(uv_timer_t *h) {
+  (void)h;
+  if (!W.stopping && !W.sched) connect_scheduler();
+}
+
+/* scheduler_lost: reconnect with backoff (0.1 s doubling to 5 s, with
+ * jitter) until death_timeout, if any */
+static void scheduler_lost(void) {
+  if (W.stopping) return;
+  double now = dt__now_s();
+  if (W.lost_at == 0) {
+    W.lost_at = now;
+    W.registered = false;
+    uv_timer_stop(&W.heartbeat);
+    drop_queued();
+  }
+  if (W.death_timeout_s > 0 && now - W.lost_at >= W.death_timeout_s) {
+    DT_ERROR("no scheduler at %s for %.0f s (--death-timeout): exiting", W.sched_addr,
+             now - W.lost_at);
+    stop(DT__EXIT_GIVE_UP);
+    return;
+  }
+  double delay = 0.1 * (double)(1u << (W.reconnects < 6 ? W.reconnects : 6));
+  if (delay > 5) delay = 5;
+  delay *= 0.75 + 0.5 * (double)(dt__now_ns() % 1000) / 1000.0;
+  W.reconnects++;
+  uv_timer_start(&W.reconnect, on_reconnect, (uint64_t)(delay * 1000), 0);
+}
+
 static void on_sched_close(dt_conn *c) {
   (void)c;
   W.sched = NULL;
-  if (!W.stopping) {
-    DT_WARN("lost the connection to the scheduler at %s; exiting", W.sched_addr);
-    stop(1);
-  }
+  if (W.stopping) return;
+  if (W.lost_at == 0)
+    DT_WARN("lost the connection to the scheduler at %s; reconnecting", W.sched_addr);
+  scheduler_lost();
 }
 
 static void on_heartbeat(uv_timer_t *h) {
   (void)h;
-  if (!W.sched) return;
+  if (!W.sched || !W.registered) return;
+  if (dt__now_s() - W.last_heard > W.sched_ttl_s) {
+    DT_WARN("the scheduler at %s has been silent for %.1f s: reconnecting", W.sched_addr,
+            dt__now_s() - W.last_heard);
+    dt_conn_close(W.sched, false);
+    return;
+  }
   dt_wbuf *w = dt_conn_out(W.sched);
   wb_msg(w, DT_OP_HEARTBEAT, 4);
   wb_int(w, W.executing);
@@ -755,6 +862,7 @@ static void on_heartbeat(uv_timer_t *h) {
   wb_int(w, (int64_t)W.data.len);
   wb_int(w, (int64_t)W.nbytes);
 }
+static void on_heartbeat_cb(uv_timer_t *h) { on_heartbeat(h); }
 
 static int listen_port;
 static const char *listen_host;
@@ -768,24 +876,33 @@ static void on_peer_accept(dt_listener *l, dt_conn *c) {
 
 static void on_sched_connect(dt_conn *c, int status) {
   if (status < 0) {
-    DT_ERROR("cannot connect to the scheduler at %s: %s", W.sched_addr, uv_strerror(status));
-    W.exit_code = 1;
-    return;
+    if (W.lost_at == 0 && W.reconnects == 0)
+      DT_WARN("cannot connect to the scheduler at %s: %s; retrying", W.sched_addr,
+              uv_strerror(status));
+    return; /* on_sched_close follows and retries */
   }
-  char ip[64];
-  if (listen_host) snprintf(ip, sizeof(ip), "%s", listen_host);
-  else if (dt_conn_local_ip(c, ip, sizeof(ip)) != 0) snprintf(ip, sizeof(ip), "127.0.0.1");
-  if (dt_listener_start(&W.listener, &W.net, ip, listen_port, &peer_server_cbs, on_peer_accept,
-                        NULL) != 0) {
-    DT_ERROR("%s", dt_last_error());
-    stop(1);
-    return;
+  if (!W.address[0]) { /* first connection: listen for peers on its interface */
+    char ip[64];
+    if (listen_host) snprintf(ip, sizeof(ip), "%s", listen_host);
+    else if (dt_conn_local_ip(c, ip, sizeof(ip)) != 0) snprintf(ip, sizeof(ip), "127.0.0.1");
+    if (dt_listener_start(&W.listener, &W.net, ip, listen_port, &peer_server_cbs, on_peer_accept,
+                          NULL) != 0) {
+      DT_ERROR("%s", dt_last_error());
+      stop(DT__EXIT_GIVE_UP);
+      return;
+    }
+    if (strchr(ip, ':')) snprintf(W.address, sizeof(W.address), "[%s]:%d", ip, W.listener.port);
+    else snprintf(W.address, sizeof(W.address), "%s:%d", ip, W.listener.port);
+    if (!W.name[0]) snprintf(W.name, sizeof(W.name), "%s", W.address);
+    DT_INFO("worker %s at %s, %d threads, scheduler %s%s", W.name, W.address, W.nthreads,
+            W.sched_addr, W.nanny_token ? ", under a nanny" : "");
   }
-  if (strchr(ip, ':')) snprintf(W.address, sizeof(W.address), "[%s]:%d", ip, W.listener.port);
-  else snprintf(W.address, sizeof(W.address), "%s:%d", ip, W.listener.port);
-  if (!W.name[0]) snprintf(W.name, sizeof(W.name), "%s", W.address);
+  W.last_heard = dt__now_s();
+  uint32_t nheld = 0;
+  for (size_t i = 0; i < W.data.cap; i++)
+    if (W.data.slots[i].key && !((w_data *)W.data.slots[i].val)->replica) nheld++;
   dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_HELLO_WORKER, 5);
+  wb_msg(w, DT_OP_HELLO_WORKER, 8);
   wb_uint(w, DT_PROTO_VERSION);
   wb_cstr(w, W.name);
   wb_cstr(w, W.address);
@@ -795,11 +912,27 @@ static void on_sched_connect(dt_conn *c, int status) {
     wb_cstr(w, W.res_names[i]);
     wb_double(w, W.res_amounts[i]);
   }
-  uv_timer_start(&W.heartbeat, on_heartbeat, 1000, 1000);
-  DT_INFO("worker %s at %s, %d threads, scheduler %s", W.name, W.address, W.nthreads, W.sched_addr);
+  wb_uint(w, (uint64_t)getpid());
+  wb_uint(w, W.nanny_token);
+  wb_array(w, nheld);
+  for (size_t i = 0; i < W.data.cap; i++) {
+    w_data *d = W.data.slots[i].val;
+    if (!W.data.slots[i].key || d->replica) continue;
+    wb_array(w, 2);
+    wb_str(w, d->key, d->klen);
+    wb_uint(w, d->nbytes);
+  }
 }
 
 static const dt_conn_cbs sched_cbs = {on_sched_msg, on_sched_connect, on_sched_close};
+
+static void connect_scheduler(void) {
+  if (dt_conn_connect(&W.net, W.sched_addr, &sched_cbs, NULL, &W.sched) != 0) {
+    W.sched = NULL;
+    DT_WARN("%s", dt_last_error());
+    scheduler_lost();
+  }
+}
 
 /* peers that connect to us (workers and clients) only ask for data */
 static int on_peer_server_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
@@ -852,6 +985,12 @@ static void stop(int code) {
   if (W.stopping) return;
   W.stopping = true;
   W.exit_code = code;
+  if (W.sched && W.registered) { /* leaving on purpose: nothing to suspect */
+    dt_wbuf *w = dt_conn_out(W.sched);
+    wb_msg(w, DT_OP_CLOSE, 1);
+    wb_cstr(w, "worker closing");
+    dt_conn_close(W.sched, true);
+  }
   uv_walk(&W.loop, close_walk, NULL);
 }
 
@@ -866,7 +1005,10 @@ static void usage(void) {
           "usage: dtask worker SCHEDULER_ADDRESS [--nthreads N] [--name NAME]\n"
           "                    [--preload LIB.so]... [--resources NAME=N,...]\n"
           "                    [--listen-host HOST] [--worker-port PORT] [--log-level LEVEL]\n"
-          "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n");
+          "                    [--no-nanny] [--death-timeout DURATION] [--auth-file FILE]\n"
+          "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n"
+          "  --no-nanny         run without the nanny that restarts a worker that dies\n"
+          "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n");
 }
 
 static int read_scheduler_file(const char *path, char *out, size_t cap) {
@@ -890,9 +1032,13 @@ int dt__read_scheduler_file(const char *path, char *out, size_t cap) {
   return read_scheduler_file(path, out, cap);
 }
 
+static int worker_run(uint64_t token, char *slots, void *arg);
+
 int dt__worker_main(int argc, char **argv) {
   const char *addr = NULL, *level = getenv("DTASK_LOG_LEVEL"), *res = NULL, *file = NULL;
   int nthreads = 1;
+  bool nanny = true;
+  double death_timeout = 0;
   memset(&W, 0, sizeof(W));
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
@@ -910,6 +1056,14 @@ int dt__worker_main(int argc, char **argv) {
     else if (strcmp(a, "--listen-host") == 0 && has) listen_host = argv[++i];
     else if (strcmp(a, "--worker-port") == 0 && has) listen_port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
+    else if (strcmp(a, "--no-nanny") == 0) nanny = false;
+    else if (strcmp(a, "--nanny") == 0) nanny = true;
+    else if (strcmp(a, "--death-timeout") == 0 && has) {
+      if (dt__parse_duration(argv[++i], &death_timeout) != 0) {
+        fprintf(stderr, "dtask worker: --death-timeout: %s\n", dt_last_error());
+        return 2;
+      }
+    }
     else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(); return 0; }
     else if (a[0] != '-' && !addr) addr = a;
     else {
@@ -939,11 +1093,30 @@ int dt__worker_main(int argc, char **argv) {
     fprintf(stderr, "dtask worker: %s\n", dt_last_error());
     return 2;
   }
-  W.res_used = dt__xcalloc(W.nres ? W.nres : 1, sizeof(double));
-  dt__log_init("worker", level);
-  signal(SIGPIPE, SIG_IGN);
   W.nthreads = nthreads;
   W.sched_addr = dt__xstrdup(addr);
+  W.death_timeout_s = death_timeout;
+  signal(SIGPIPE, SIG_IGN);
+  if (nanny) {
+    dt__log_init("nanny", level);
+    int rc = dt__nanny_run(W.sched_addr, nthreads, W.net.sec, worker_run, (void *)level);
+    dt__resources_free(W.res_names, W.res_amounts, W.nres);
+    free(W.sched_addr);
+    return rc;
+  }
+  return worker_run(0, NULL, (void *)level);
+}
+
+/* worker_run: the worker proper (in the nanny's child, or alone) */
+static int worker_run(uint64_t token, char *slots, void *arg) {
+  const char *level = arg;
+  int nthreads = W.nthreads;
+  W.nanny_token = token;
+  W.slots = slots;
+  W.heartbeat_ms = 1000;
+  W.sched_ttl_s = 60;
+  W.res_used = dt__xcalloc(W.nres ? W.nres : 1, sizeof(double));
+  dt__log_init("worker", level);
   uv_loop_init(&W.loop);
   dt_net_init(&W.net, &W.loop);
   dt_smap_init(&W.tasks);
@@ -953,17 +1126,14 @@ int dt__worker_main(int argc, char **argv) {
   pthread_cond_init(&W.cond, NULL);
   uv_async_init(&W.loop, &W.done_async, on_done);
   uv_timer_init(&W.loop, &W.heartbeat);
+  uv_timer_init(&W.loop, &W.reconnect);
   uv_signal_init(&W.loop, &W.sigint);
   uv_signal_init(&W.loop, &W.sigterm);
   uv_signal_start(&W.sigint, on_signal, SIGINT);
   uv_signal_start(&W.sigterm, on_signal, SIGTERM);
   W.threads = dt__xcalloc((size_t)nthreads, sizeof(pthread_t));
-  for (int i = 0; i < nthreads; i++) pthread_create(&W.threads[i], NULL, pool_main, NULL);
-  if (dt_conn_connect(&W.net, addr, &sched_cbs, NULL, &W.sched) != 0) {
-    fprintf(stderr, "dtask worker: %s\n", dt_last_error());
-    W.exit_code = 1;
-    stop(1);
-  }
+  for (int i = 0; i < nthreads; i++) pthread_create(&W.threads[i], NULL, pool_main, (void *)(intptr_t)i);
+  connect_scheduler();
   uv_run(&W.loop, UV_RUN_DEFAULT);
   if (W.executing > 0) {
     /* tasks still running on pool threads: do not wait for them */

@@ -385,6 +385,10 @@ const char *dt_local_cluster_address(const dt_local_cluster *lc);
  * if there is no worker i. */
 int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i);
 int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc);
+/* dt_local_cluster_auth_file: path of a file (mode 0600, removed at close)
+ * holding the cluster's secret, for clients in other processes
+ * (dt_client_opts.auth_file or $DTASK_AUTH_FILE); NULL with no_auth. */
+const char *dt_local_cluster_auth_file(const dt_local_cluster *lc);
 /* dt_local_cluster_close: stops every process it started and frees lc. */
 void dt_local_cluster_close(dt_local_cluster *lc);
 

@@ -159,19 +159,40 @@ static void set_error(dt_future *f, int code, const char *msg) {
 
 /* ---------------------------------------------------------------- fetching */
 
-/* fail_fetch: the futures of a fetch request get an error (locked) */
-static void fail_fetch(fetch_req *fr, const char *why) {
+/* refetch: the worker we were sent to could not give f's result (it died,
+ * hangs up, or no longer has it).  Ask the scheduler where it is now: it
+ * answers KEY_IN_MEMORY when it holds it, after recomputing it if it was
+ * lost.  Bounded: after 10 tries the future errs with DT_ELOST.  (I/O
+ * thread, locked.) */
+static void refetch(dt_future *f, const char *addr, const char *why) {
+  dt_client *c = f->client;
+  if (f->value) return;
+  if (f->worker && addr && strcmp(f->worker, addr) != 0) return; /* already sent elsewhere */
+  f->fetching = false;
+  if (c) c->wake_waiters = true;
+  if (c && c->sched && c->state == CS_READY && ++f->refetches <= 10) {
+    DT_INFO("result of '%s' not fetched from %s (%s): asking the scheduler again", f->key,
+            addr ? addr : "?", why);
+    free(f->worker);
+    f->worker = NULL;
+    dt_wbuf *w = dt_conn_out(c->sched);
+    wb_msg(w, DT_OP_WHO_HAS, 1);
+    wb_array(w, 1);
+    wb_str(w, f->key, f->klen);
+    return;
+  }
+  char msg[512];
+  snprintf(msg, sizeof(msg), "could not fetch the result of '%s' from worker %s: %s", f->key,
+           addr ? addr : "?", why);
+  set_error(f, DT_ELOST, msg);
+  f->status = DT_ERROR;
+}
+
+/* fail_fetch: no reply to a fetch request (locked) */
+static void fail_fetch(fetch_req *fr, const char *addr, const char *why) {
   for (size_t i = 0; i < fr->futs.len; i++) {
     dt_future *f = fr->futs.v[i];
-    if (f->client) f->client->wake_waiters = true;
-    f->fetching = false;
-    if (!f->value) {
-      char msg[512];
-      snprintf(msg, sizeof(msg), "could not fetch the result of '%s' from worker %s: %s", f->key,
-               f->worker ? f->worker : "?", why);
-      set_error(f, DT_ELOST, msg);
-      f->status = DT_ERROR;
-    }
+    refetch(f, addr, why);
     dt__future_unref_locked(f);
   }
   dt_vec_free(&fr->futs);
@@ -195,7 +216,7 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     dt_payload pl;
     if (rd_array(r, &m) || m != 5 || rd_key(r, &key, &klen) || rd_bool(r, &found) ||
         rd_payload(r, &pl)) {
-      fail_fetch(fr, "malformed reply");
+      fail_fetch(fr, wc->addr, "malformed reply");
       return DT_EPROTO;
     }
     for (size_t k = 0; k < fr->futs.len; k++) {
@@ -205,11 +226,13 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
       if (rc == 0) {
         f->value = v;
+      } else if (!found) {
+        refetch(f, wc->addr, "not held there");
       } else {
         char msg[512];
-        snprintf(msg, sizeof(msg), "result of '%s' %s on worker %s", f->key,
-                 found ? "could not be decoded" : "is no longer", wc->addr);
-        set_error(f, found ? rc : DT_ELOST, msg);
+        snprintf(msg, sizeof(msg), "result of '%s' could not be decoded (from worker %s)", f->key,
+                 wc->addr);
+        set_error(f, rc, msg);
         f->status = DT_ERROR;
       }
     }
@@ -217,7 +240,7 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   }
   for (size_t k = 0; k < fr->futs.len; k++) {
     dt_future *f = fr->futs.v[k];
-    f->fetching = false;
+    if (f->value || !f->worker || strcmp(f->worker, wc->addr) == 0) f->fetching = false;
     if (f->client) f->client->wake_waiters = true;
     dt__future_unref_locked(f);
   }
@@ -229,7 +252,7 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
 static void on_worker_close(dt_conn *conn) {
   wconn *wc = conn->data;
   for (size_t i = 0; i < wc->reqs.len; i++) {
-    fail_fetch(wc->reqs.v[i], "connection lost");
+    fail_fetch(wc->reqs.v[i], wc->addr, "connection lost");
   }
   dt_vec_free(&wc->reqs);
   free(wc->addr);
@@ -275,9 +298,9 @@ static void process_fetchq(dt_client *c) {
       if (dt_conn_connect(&c->net, wc->addr, &worker_cbs, wc, &wc->conn) != 0) {
         char why[300];
         snprintf(why, sizeof(why), "%s", dt_last_error());
+        fail_fetch(fr, wc->addr, why);
         free(wc->addr);
         free(wc);
-        fail_fetch(fr, why);
         continue;
       }
       dt_smap_put(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr), wc);
@@ -332,6 +355,8 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     if (!rd_is_nil(r) && rd_bin(r, &inl, &ilen)) return DT_EPROTO;
     dt_future *f = dt_smap_get(&c->futs, key, klen);
     if (!f) return 0;
+    if (f->fetching && (!f->worker || strlen(f->worker) != alen || memcmp(f->worker, addr, alen)))
+      f->fetching = false; /* moved (its holder died): fetch from the new one */
     free(f->worker);
     f->worker = dt__xstrndup(addr, alen);
     if (inl && !f->value) { /* the small result we asked for came along */

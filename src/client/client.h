@@ -38,6 +38,7 @@ struct dt_future {
   bool want_value;        /* fetch as soon as it is in memory */
   bool asked;             /* WANT_RESULT sent: small results come inline */
   bool fetching;
+  int refetches;          /* times the scheduler was asked again (bounded) */
   int err_code;
   char *err_msg;
   cb_entry *cbs;

@@ -28,6 +28,7 @@ struct dt_local_cluster {
   pid_t scheduler;
   pid_t *workers;
   int n_workers;
+  char auth_file[256];
   struct dt_local_cluster *next;
 };
 
@@ -282,6 +283,10 @@ int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i) {
 }
 
 int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc) { return lc ? lc->scheduler : -1; }
+
+const char *dt_local_cluster_auth_file(const dt_local_cluster *lc) {
+  return lc && lc->auth_file[0] ? lc->auth_file : NULL;
+}
 
 void dt_local_cluster_close(dt_local_cluster *lc) {
   if (!lc) return;

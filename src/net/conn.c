@@ -171,6 +171,7 @@ void dt_conn_close(dt_conn *c, bool graceful) {
   c->state = DT_CONN_CLOSING;
   if (was_open) uv_read_stop((uv_stream_t *)&c->tcp);
   if (graceful && was_open) {
+    c->close_after_flush = true;
     flush_conn(c);
     uv_shutdown_t *req = dt__xmalloc(sizeof(*req));
     req->data = c;

@@ -190,6 +190,8 @@ int rd_payload(dt_rd *r, dt_payload *out);
   X(GET_DATA, "peer->worker", "[req, [key...]]: send me these results")                 \
   X(DATA, "worker->peer", "[req, [[key, found, payload|nil]...]]: the results asked for") \
   X(CLOSE, "any", "[reason]: the sender is closing the connection")                   \
+  X(WHO_HAS, "client->scheduler",                                                       \
+    "[[key...]]: where is it now? (a fetch failed): KEY_IN_MEMORY when it is held")   \
   X(NANNY_REPORT, "nanny->scheduler",                                                   \
     "[nanny_token, pid, how, [key...]]: my worker died while running these keys")
 

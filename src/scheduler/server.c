@@ -239,6 +239,9 @@ static int on_want_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_cancel_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
   return on_keys(c, nf, r, sched_client_cancel);
 }
+static int on_who_has(dt_conn *c, uint32_t nf, dt_rd *r) {
+  return on_keys(c, nf, r, sched_client_who_has);
+}
 static int on_want_result(dt_conn *c, uint32_t nf, dt_rd *r) {
   return on_keys(c, nf, r, sched_client_want_result);
 }
@@ -513,6 +516,7 @@ static const struct {
     [DT_OP_WANT_KEYS] = {PEER_CLIENT, on_want_keys},
     [DT_OP_CANCEL_KEYS] = {PEER_CLIENT, on_cancel_keys},
     [DT_OP_WANT_RESULT] = {PEER_CLIENT, on_want_result},
+    [DT_OP_WHO_HAS] = {PEER_CLIENT, on_who_has},
     [DT_OP_SCATTER] = {PEER_CLIENT, on_scatter},
     [DT_OP_INFO_REQUEST] = {PEER_CLIENT, on_info_request},
     [DT_OP_TASK_FINISHED] = {PEER_WORKER, on_task_finished},

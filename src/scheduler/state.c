@@ -693,6 +693,17 @@ void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
   else if (t->state == TS_RELEASED) to_waiting(s, t);
 }
 
+void sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = sched_get_task(s, key, klen);
+  if (!t || !dt_smap_get(&c->wants, key, klen)) {
+    sched_client_want(s, c, key, klen); /* says it is unknown, or wants it again */
+    return;
+  }
+  if (t->state == TS_MEMORY) msg_key_in_memory(c, t, NULL, 0);
+  else if (t->state == TS_ERRED) msg_key_erred(c, t);
+  /* otherwise it is being (re)computed: KEY_IN_MEMORY follows */
+}
+
 void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
   s_task *t = dt_smap_del(&c->wants, key, klen);
   if (!t) return;

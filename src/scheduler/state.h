@@ -177,6 +177,8 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *tasks, uint32_t n,
                         const char **wanted, const uint32_t *wanted_lens, uint32_t nwanted);
 void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen);
 void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen);
+/* sched_client_who_has: a client's fetch failed; say where key is now */
+void sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen);
 void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen);
 /* sched_scatter_key: a key put on worker w by scatter (payload size nbytes). */
 void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,

@@ -183,9 +183,10 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
     for (uint32_t i = 0; i < r.n; i++) free(r.keys[i]);
     free(r.keys);
     free(r.lens);
-    /* workers that die young come back more and more slowly */
+    /* a worker that dies as it starts (a crash loop) comes back more and
+     * more slowly, up to 2 s; one that lived a while comes back at once */
     double lived = dt__now_s() - started;
-    backoff = lived > 10 ? 0 : backoff == 0 ? 0.05 : backoff * 2 > 5 ? 5 : backoff * 2;
+    backoff = lived > 0.5 ? 0 : backoff == 0 ? 0.05 : backoff * 2 > 2 ? 2 : backoff * 2;
     if (backoff > 0) nap(backoff);
     if (stop_sig) break;
   }

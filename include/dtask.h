@@ -208,6 +208,12 @@ typedef struct {
   const char *scheduler_file;
   int timeout_ms; /* connect timeout; 0 = 10000 */
   const char *name; /* client name for logs; NULL = "client" */
+  /* Security (docs/reliability.md).  auth_file: the cluster's shared
+   * secret; NULL: the secret of a LocalCluster this process started at that
+   * address, else $DTASK_AUTH_FILE, else none.  TLS: certificate and key
+   * (PEM), and the CA that signed the scheduler's and workers' certificates. */
+  const char *auth_file;
+  const char *tls_cert, *tls_key, *tls_ca_file;
 } dt_client_opts;
 
 /* dt_client_connect: connects to a scheduler.  On success *out is a new

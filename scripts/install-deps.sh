@@ -10,6 +10,10 @@ PACKAGES=(
   libuv1-dev        # event loop and sockets
   libmsgpuck-dev    # msgpack encoder/decoder that never allocates
   libcmocka-dev     # unit test framework, run by ctest
+  libssl-dev        # OpenSSL: HMAC for authentication, TLS
+  openssl           # the command that makes test certificates
+  clang             # libFuzzer targets (fuzz/)
+  libclang-rt-14-dev
 )
 
 missing=()

@@ -160,17 +160,23 @@ static void test_dtask_local(void **state) {
   char *txt = NULL;
   for (int i = 0; i < 1000; i++) {
     txt = read_file(out);
-    if (txt && strchr(txt, '\n')) break;
+    if (txt && strstr(txt, "auth file") && strchr(strstr(txt, "auth file"), '\n')) break;
     usleep(10000);
   }
   assert_non_null(txt);
   char *a = strstr(txt, "tcp://");
   assert_non_null(a);
-  char addr[128];
+  char addr[128], auth[256];
   snprintf(addr, sizeof(addr), "%s", a);
   *strchr(addr, '\n') = '\0';
+  assert_int_equal(sscanf(strstr(txt, "auth file "), "auth file %255s", auth), 1);
   dt_client *c;
-  OK(dt_client_connect(&(dt_client_opts){.address = addr}, &c));
+  /* without the cluster's secret: refused, quickly, with a clear error */
+  double t0 = tu_now();
+  assert_int_equal(dt_client_connect(&(dt_client_opts){.address = addr}, &c), DT_EAUTH);
+  assert_true(tu_now() - t0 < 5);
+  assert_non_null(strstr(dt_last_error(), "secret"));
+  OK(dt_client_connect(&(dt_client_opts){.address = addr, .auth_file = auth}, &c));
   dt_cluster_info info;
   OK(dt_client_cluster_info(c, 5000, &info));
   assert_int_equal(info.n_workers, 2);

@@ -30,10 +30,16 @@ int dt__local_main(int argc, char **argv) {
     else if (strcmp(a, "--port") == 0 && has) o.port = atoi(argv[++i]);
     else if (strcmp(a, "--resources") == 0 && has) o.resources = argv[++i];
     else if (strcmp(a, "--log-level") == 0 && has) o.log_level = argv[++i];
+    else if (strcmp(a, "--no-auth") == 0) o.no_auth = true;
+    else if (strcmp(a, "--no-nanny") == 0) o.no_nanny = true;
+    else if (strcmp(a, "--worker-ttl") == 0 && has) o.worker_ttl = argv[++i];
     else {
       fprintf(stderr,
               "usage: dtask local [-n N] [--threads-per-worker T] [--host H] [--port P]\n"
-              "                   [--resources NAME=N,...] [--log-level LEVEL]\n");
+              "                   [--resources NAME=N,...] [--log-level LEVEL]\n"
+              "                   [--no-auth] [--no-nanny] [--worker-ttl DURATION]\n"
+              "  the cluster's shared secret is in the auth file it prints: clients in\n"
+              "  other processes use it with DTASK_AUTH_FILE=FILE (or --no-auth)\n");
       return 2;
     }
   }
@@ -54,6 +60,7 @@ int dt__local_main(int argc, char **argv) {
     return 1;
   }
   printf("scheduler at tcp://%s\n", dt_local_cluster_address(lc));
+  if (dt_local_cluster_auth_file(lc)) printf("auth file %s\n", dt_local_cluster_auth_file(lc));
   fflush(stdout);
   int sig;
   sigwait(&set, &sig);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "../net/secure.h"
 
 int dt__read_scheduler_file(const char *path, char *out, size_t cap);
 
@@ -457,6 +458,7 @@ static void on_sched_connect(dt_conn *conn, int status) {
 static void on_sched_close(dt_conn *conn) {
   dt_client *c = conn->data;
   c->sched = NULL;
+  if (conn->close_status == DT_EAUTH && c->state == CS_CONNECTING) c->conn_err = UV_EACCES;
   if (c->state == CS_READY) {
     c->state = CS_LOST;
     DT_WARN("lost connection to the scheduler at %s", c->addr);
@@ -557,7 +559,7 @@ static int resolve_address(const dt_client_opts *o, char *out, size_t cap) {
   if (!a)
     return dt__err(DT_EINVAL, "no scheduler address: give opts.address, set "
                               "DTASK_SCHEDULER_ADDRESS, or give opts.scheduler_file");
-  if (strncmp(a, "tcp://", 6) == 0) a += 6;
+  if (strncmp(a, "tcp://", 6) == 0 || strncmp(a, "tls://", 6) == 0) a += 6;
   char host[256];
   int port;
   if (dt__addr_split(a, host, sizeof(host), &port) != 0 || port == 0)
@@ -567,6 +569,7 @@ static int resolve_address(const dt_client_opts *o, char *out, size_t cap) {
 }
 
 static void client_free(dt_client *c) {
+  dt__tls_free(&c->sec);
   dt_smap_destroy(&c->futs);
   dt_smap_destroy(&c->wconns);
   dt_vec_free(&c->fetchq);
@@ -598,6 +601,23 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   }
   snprintf(c->name, sizeof(c->name), "%s", opts && opts->name ? opts->name : "client");
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
+  dt_sec_args sa = {opts ? opts->auth_file : NULL, opts ? opts->tls_ca_file : NULL,
+                    opts ? opts->tls_cert : NULL, opts ? opts->tls_key : NULL};
+  if (!sa.auth_file && dt__local_secret(c->addr, &c->sec)) {
+    /* a LocalCluster of this process: its secret */
+  } else if (dt__sec_from_args(&c->sec, &sa) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", dt_last_error());
+    free(c);
+    return dt__err(DT_EINVAL, "dt_client_connect: %s", msg);
+  }
+  if (sa.auth_file == NULL && c->sec.auth && (sa.tls_cert || sa.tls_key || sa.tls_ca) &&
+      dt__tls_setup(&c->sec, sa.tls_ca, sa.tls_cert, sa.tls_key) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", dt_last_error());
+    free(c);
+    return dt__err(DT_EINVAL, "dt_client_connect: %s", msg);
+  }
   pthread_mutex_init(&c->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -608,6 +628,7 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   dt_smap_init(&c->wconns);
   uv_loop_init(&c->loop);
   dt_net_init(&c->net, &c->loop);
+  c->net.sec = &c->sec;
   c->netlock = (struct dt_net_lock){netlock_acquire, netlock_release, c};
   c->net.lock = &c->netlock;
   uv_async_init(&c->loop, &c->wake, on_wake);
@@ -624,15 +645,23 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   struct timespec deadline;
   dt__deadline(&deadline, timeout);
   pthread_mutex_lock(&c->lock);
-  while (c->state == CS_CONNECTING && c->conn_err != UV_EINVAL)
+  while (c->state == CS_CONNECTING && c->conn_err != UV_EINVAL && c->conn_err != UV_EACCES &&
+         c->conn_err != UV_EPROTO)
     if (!wait_until(c, &deadline)) break;
   bool ok = c->state == CS_READY;
   int err = c->conn_err;
   pthread_mutex_unlock(&c->lock);
+  char c_addr_copy[256];
+  snprintf(c_addr_copy, sizeof(c_addr_copy), "%s", c->addr);
   if (!ok) {
     stop_io(c);
     client_free(c);
     if (err == UV_EINVAL) return DT_ECONNECT; /* message set by dt_conn_connect */
+    if (err == UV_EACCES || err == UV_EPROTO)
+      return dt__err(DT_EAUTH, "could not connect to the scheduler at %s: %s", c_addr_copy,
+                     err == UV_EACCES ? "authentication failed (wrong or missing shared secret; "
+                                        "see the scheduler's log)"
+                                      : "TLS handshake failed");
     return dt__err(DT_ECONNECT, "could not connect to the scheduler at %s within %d ms: %s",
                    opts && opts->address ? opts->address : "(configured address)", timeout,
                    err ? uv_strerror(err) : "no reply");

@@ -58,6 +58,7 @@ struct dt_client {
   bool io_started;
   uv_loop_t loop;
   dt_net net;
+  dt_sec sec;
   struct dt_net_lock netlock;
   uv_async_t wake;
   uv_timer_t retry;
@@ -103,5 +104,9 @@ void dt__taskdef_clear(dt__taskdef *t);
 void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
                            size_t nwanted);
 int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
+
+/* dt__local_secret: the shared secret of a LocalCluster this process
+ * started at addr (cluster/local.c); false if none. */
+bool dt__local_secret(const char *addr, dt_sec *out);
 
 #endif

@@ -19,7 +19,8 @@
 #include <unistd.h>
 
 #include "../cli/roles.h"
-#include "../common/common.h"
+#include "../client/client.h"
+#include "../net/secure.h"
 
 #define ARG_SEP '\x1f'
 
@@ -29,6 +30,7 @@ struct dt_local_cluster {
   pid_t *workers;
   int n_workers;
   char auth_file[256];
+  char secret[65]; /* hex; "" with no_auth */
   struct dt_local_cluster *next;
 };
 
@@ -187,6 +189,23 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   dt_local_cluster *lc = dt__xcalloc(1, sizeof(*lc));
   lc->workers = dt__xcalloc((size_t)o.n_workers, sizeof(pid_t));
   for (int i = 0; i < o.n_workers; i++) lc->workers[i] = -1;
+  if (!o.no_auth) { /* a fresh secret, in a file only this user can read */
+    unsigned char rnd[32];
+    int fd = -1;
+    if (dt__sec_random(rnd, sizeof(rnd)) == 0) {
+      for (int i = 0; i < 32; i++) sprintf(lc->secret + 2 * i, "%02x", rnd[i]);
+      const char *tmp = getenv("TMPDIR");
+      snprintf(lc->auth_file, sizeof(lc->auth_file), "%s/dtask-auth-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+      fd = mkstemp(lc->auth_file);
+    }
+    if (fd < 0 || write(fd, lc->secret, 64) != 64 || close(fd) != 0) {
+      int e = errno;
+      if (fd >= 0) unlink(lc->auth_file);
+      free(lc->workers);
+      free(lc);
+      return dt__err(DT_ESPAWN, "LocalCluster: cannot write the auth file: %s", strerror(e));
+    }
+  }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     free(lc->workers);
@@ -199,8 +218,9 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   snprintf(afbuf, sizeof(afbuf), "%d", o.allowed_failures == 0 ? 3 : o.allowed_failures < 0 ? 0 : o.allowed_failures);
   const char *sargs[] = {"--host", o.host, "--port", portbuf, "--ready-fd", fdbuf,
                          "--log-level", o.log_level, "--allowed-failures", afbuf,
-                         "--worker-ttl", o.worker_ttl ? o.worker_ttl : "60s"};
-  lc->scheduler = spawn("scheduler", sargs, 12, fds[1]);
+                         "--worker-ttl", o.worker_ttl ? o.worker_ttl : "60s",
+                         "--auth-file", lc->auth_file};
+  lc->scheduler = spawn("scheduler", sargs, lc->auth_file[0] ? 14 : 12, fds[1]);
   close(fds[1]);
   int rc = 0;
   if (lc->scheduler < 0) {
@@ -237,6 +257,10 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     const char *wargs[12] = {lc->address, "--nthreads", nt, "--name", name, "--log-level", o.log_level,
                              o.no_nanny ? "--no-nanny" : "--nanny"};
     int nw = 8;
+    if (lc->auth_file[0]) {
+      wargs[nw++] = "--auth-file";
+      wargs[nw++] = lc->auth_file;
+    }
     if (o.resources) {
       wargs[nw++] = "--resources";
       wargs[nw++] = o.resources;
@@ -247,7 +271,8 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   lc->n_workers = o.n_workers;
   if (rc == 0) {
     dt_client *c = NULL;
-    dt_client_opts co = {.address = lc->address, .timeout_ms = o.timeout_ms, .name = "local-cluster"};
+    dt_client_opts co = {.address = lc->address, .timeout_ms = o.timeout_ms, .name = "local-cluster",
+                         .auth_file = lc->auth_file[0] ? lc->auth_file : NULL};
     rc = dt_client_connect(&co, &c);
     if (rc == 0) rc = dt_client_wait_for_workers(c, o.n_workers, o.timeout_ms);
     if (rc) {
@@ -263,6 +288,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     snprintf(msg, sizeof(msg), "%s", dt_last_error());
     stop_pids(lc->workers, lc->n_workers);
     stop_pids(&lc->scheduler, 1);
+    if (lc->auth_file[0]) unlink(lc->auth_file);
     free(lc->workers);
     free(lc);
     return dt__err(saved, "%s", msg);
@@ -297,6 +323,19 @@ void dt_local_cluster_close(dt_local_cluster *lc) {
   pthread_mutex_unlock(&live_lock);
   stop_pids(lc->workers, lc->n_workers);
   stop_pids(&lc->scheduler, 1);
+  if (lc->auth_file[0]) unlink(lc->auth_file);
   free(lc->workers);
   free(lc);
+}
+
+bool dt__local_secret(const char *addr, dt_sec *out) {
+  bool found = false;
+  pthread_mutex_lock(&live_lock);
+  for (dt_local_cluster *lc = live; lc && !found; lc = lc->next)
+    if (lc->secret[0] && strcmp(lc->address, addr) == 0) {
+      memset(out, 0, sizeof(*out));
+      found = dt__sec_set_secret(out, lc->secret, 64) == 0;
+    }
+  pthread_mutex_unlock(&live_lock);
+  return found;
 }

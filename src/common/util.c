@@ -152,7 +152,7 @@ void dt__resources_free(char **names, double *amounts, uint32_t n) {
 
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
   if (!addr) return DT_EINVAL;
-  if (strncmp(addr, "tcp://", 6) == 0) addr += 6;
+  if (strncmp(addr, "tcp://", 6) == 0 || strncmp(addr, "tls://", 6) == 0) addr += 6;
   const char *colon;
   const char *h = addr;
   size_t hlen;

@@ -11,11 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net.h"
+#include "secure.h"
 
 #define STAGE_SIZE (64 * 1024)
 
 static void flush_conn(dt_conn *c);
+static void secure_start(dt_conn *c);
+static void hs_unlink(dt_conn *c);
+static void raw_write(dt_conn *c, const void *data, size_t len);
+static bool tls_in(dt_conn *c, const char *data, size_t n);
+static void tls_free(dt_conn *c);
 
 /* With a locked dt_net (the client library), every callback into the owner
  * runs with the lock held. */
@@ -46,11 +51,15 @@ void dt_net_init(dt_net *n, uv_loop_t *loop) {
   uv_check_start(&n->chk, on_turn_chk);
   uv_unref((uv_handle_t *)&n->prep);
   uv_unref((uv_handle_t *)&n->chk);
+  uv_timer_init(loop, &n->hs_timer);
+  n->hs_timer.data = n;
+  uv_unref((uv_handle_t *)&n->hs_timer);
 }
 
 void dt_net_close(dt_net *n) {
   uv_close((uv_handle_t *)&n->prep, NULL);
   uv_close((uv_handle_t *)&n->chk, NULL);
+  uv_close((uv_handle_t *)&n->hs_timer, NULL);
 }
 
 void dt_net_flush(dt_net *n) {
@@ -124,6 +133,8 @@ static void reset_read(dt_conn *c) {
 }
 
 static void conn_destroy(dt_conn *c) {
+  hs_unlink(c);
+  tls_free(c);
   reset_read(c);
   free(c->stage);
   dt_wbuf_clear(&c->out);
@@ -182,8 +193,8 @@ void dt_conn_close(dt_conn *c, bool graceful) {
 }
 
 static void proto_error(dt_conn *c, const char *what) {
-  DT_WARN("closing connection from %s: %s", c->peer, what);
-  c->close_status = DT_EPROTO;
+  DT_WARN("closing connection %s %s: %s", c->outgoing ? "to" : "from", c->peer, what);
+  if (c->close_status != DT_EAUTH) c->close_status = DT_EPROTO;
   dt_conn_close(c, false);
 }
 
@@ -233,12 +244,20 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
                     (uint32_t)c->hdr[3] << 24;
       c->nframes = (uint32_t)c->hdr[4] | (uint32_t)c->hdr[5] << 8 | (uint32_t)c->hdr[6] << 16 |
                    (uint32_t)c->hdr[7] << 24;
-      if (c->body_len == 0 || c->body_len > DT_MAX_BODY) {
+      if ((!c->net || !c->net->sec || !c->net->sec->auth) &&
+          memcmp(c->hdr, "DTA1\0\0\0\0", 8) == 0) {
+        c->close_status = DT_EAUTH;
+        proto_error(c, "the peer requires authentication, and no shared secret is configured "
+                       "here (--auth-file, or DTASK_AUTH_FILE for clients)");
+        return;
+      }
+      if (c->body_len == 0 || c->body_len > (c->admitted ? DT_MAX_BODY : DT_PREADMIT_MAX_BODY)) {
         proto_error(c, "batch body size out of limits");
         return;
       }
-      if (c->nframes > DT_MAX_FRAMES) {
-        proto_error(c, "too many frames in batch");
+      if (c->nframes > DT_MAX_FRAMES || (c->nframes && !c->admitted)) {
+        proto_error(c, c->nframes > DT_MAX_FRAMES ? "too many frames in batch"
+                                                  : "frames from a peer that has not said hello");
         return;
       }
       c->got = 0;
@@ -328,6 +347,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   dt_conn *c = h->data;
   c->direct = false;
+  if (c->ssl || !c->secured) {
+    *buf = uv_buf_init(c->stage, STAGE_SIZE);
+    return;
+  }
   if (c->rstate == DT_RS_BODY && c->body_len - c->got >= STAGE_SIZE) {
     *buf = uv_buf_init(c->body + c->got, c->body_len - (uint32_t)c->got);
     c->direct = true;
@@ -353,6 +376,20 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->stage, STAGE_SIZE);
 }
 
+static size_t auth_in(dt_conn *c, const uint8_t *data, size_t n);
+
+/* plain_in: bytes of the stream (decrypted, with TLS): handshake first */
+static void plain_in(dt_conn *c, const char *data, size_t n, bool direct) {
+  if (c->auth) {
+    size_t used = auth_in(c, (const uint8_t *)data, n);
+    if (c->state == DT_CONN_CLOSING || c->auth) return;
+    data += used;
+    n -= used;
+    direct = false;
+  }
+  if (n > 0) feed(c, data, n, direct);
+}
+
 static void on_read_locked(dt_conn *c, ssize_t nread, const uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   dt_conn *c = s->data;
@@ -370,14 +407,18 @@ static void on_read_locked(dt_conn *c, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  if (c->direct) feed(c, buf->base, (size_t)nread, true);
-  else feed(c, buf->base, (size_t)nread, false);
+  if (c->ssl) {
+    tls_in(c, buf->base, (size_t)nread);
+    return;
+  }
+  plain_in(c, buf->base, (size_t)nread, c->direct);
 }
 
 static void start_open(dt_conn *c) {
   c->state = DT_CONN_OPEN;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  secure_start(c);
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -439,8 +480,15 @@ static void write_batch(dt_conn *c, dt_wbuf *w) {
       l -= part;
     }
   }
-  c->writes_in_flight++;
   c->net->bytes_out += bl;
+  if (c->ssl) { /* encrypted into TLS records (copied): the batch is done with */
+    for (size_t i = 0; i < k; i++) raw_write(c, wr->bufs[i].base, wr->bufs[i].len);
+    dt_wbuf_clear(&wr->w);
+    free(wr->bufs);
+    free(wr);
+    return;
+  }
+  c->writes_in_flight++;
   int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, (unsigned)k, on_written);
   if (rc < 0) {
     DT_INFO("write to %s failed: %s", c->peer, uv_strerror(rc));
@@ -452,6 +500,7 @@ static void write_batch(dt_conn *c, dt_wbuf *w) {
 
 static void flush_conn(dt_conn *c) {
   if (c->state != DT_CONN_OPEN && !(c->state == DT_CONN_CLOSING && c->close_after_flush)) return;
+  if (!c->secured) return; /* held until the handshakes are done */
   for (size_t i = 0; i < c->nsealed; i++) write_batch(c, &c->sealed[i]);
   c->nsealed = 0;
   if (c->out.len > 0) write_batch(c, &c->out);
@@ -501,9 +550,7 @@ static void on_connected_locked(dt_conn *c, int status) {
     uv_close((uv_handle_t *)&c->tcp, on_closed);
     return;
   }
-  start_open(c);
-  if (c->cbs->on_connect) c->cbs->on_connect(c, 0);
-  if (c->state == DT_CONN_OPEN && (c->out.len || c->nsealed)) dt_conn_out(c);
+  start_open(c); /* on_connect follows when the handshakes are done */
 }
 
 int dt_conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
@@ -518,6 +565,8 @@ int dt_conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *d
   dt_conn *c = conn_alloc(n, cbs, data);
   snprintf(c->peer, sizeof(c->peer), "%s", addr);
   c->state = DT_CONN_CONNECTING;
+  c->outgoing = true;
+  c->admitted = true;
   uv_tcp_init(n->loop, &c->tcp);
   connect_req *cr = dt__xmalloc(sizeof(*cr));
   cr->c = c;
@@ -595,4 +644,292 @@ int dt_listener_start(dt_listener *l, dt_net *n, const char *host, int port,
 
 void dt_listener_close(dt_listener *l) {
   if (!uv_is_closing((uv_handle_t *)&l->tcp)) uv_close((uv_handle_t *)&l->tcp, NULL);
+}
+
+/* ---------------------------------------------------------------- security */
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+enum { AUTH_SRV_WAIT_RESPONSE = 1, AUTH_CLI_WAIT_CHALLENGE, AUTH_CLI_WAIT_PROOF };
+
+void dt_conn_admit(dt_conn *c) { c->admitted = true; }
+
+static void hs_unlink(dt_conn *c) {
+  if (!c->net) return;
+  if (c->hs_prev) c->hs_prev->hs_next = c->hs_next;
+  else if (c->net->hs_head == c) c->net->hs_head = c->hs_next;
+  if (c->hs_next) c->hs_next->hs_prev = c->hs_prev;
+  c->hs_prev = c->hs_next = NULL;
+}
+
+static void secure_fail(dt_conn *c, const char *why, int uvcode) {
+  if (c->state == DT_CONN_CLOSING) return;
+  DT_WARN("dropping %s connection %s %s: %s", c->outgoing ? "outgoing" : "incoming",
+          c->outgoing ? "to" : "from", c->peer, why);
+  hs_unlink(c);
+  c->close_status = DT_EAUTH;
+  if (c->outgoing && !c->secured && c->cbs && c->cbs->on_connect) c->cbs->on_connect(c, uvcode);
+  dt_conn_close(c, false);
+}
+
+static void on_hs_timer(uv_timer_t *h) {
+  dt_net *n = h->data;
+  NET_LOCK(n);
+  uint64_t now = uv_now(n->loop);
+  dt_conn *c = n->hs_head;
+  while (c) {
+    dt_conn *next = c->hs_next;
+    if (c->hs_deadline <= now) secure_fail(c, "handshake not completed in time", UV_ETIMEDOUT);
+    c = next;
+  }
+  if (!n->hs_head) uv_timer_stop(h);
+  NET_UNLOCK(n);
+}
+
+/* secured: the handshakes are done; batches may flow both ways */
+static void secured(dt_conn *c) {
+  c->auth = 0;
+  c->secured = true;
+  hs_unlink(c);
+  if (c->outgoing && c->cbs && c->cbs->on_connect) c->cbs->on_connect(c, 0);
+  if (c->state == DT_CONN_OPEN && (c->out.len || c->nsealed)) dt_conn_out(c);
+}
+
+typedef struct {
+  uv_write_t req;
+  dt_conn *c;
+  char data[];
+} raw_req;
+
+static void on_raw_written(uv_write_t *req, int status) {
+  raw_req *rr = (raw_req *)req;
+  dt_net *net = rr->c->net;
+  NET_LOCK(net);
+  rr->c->writes_in_flight--;
+  if (status < 0 && status != UV_ECANCELED)
+    DT_INFO("write to %s failed: %s", rr->c->peer, uv_strerror(status));
+  free(rr);
+  NET_UNLOCK(net);
+}
+
+/* raw_bytes: bytes straight onto the socket (copied) */
+static void raw_bytes(dt_conn *c, const void *data, size_t len) {
+  if (c->state != DT_CONN_OPEN && !(c->state == DT_CONN_CLOSING && c->close_after_flush)) return;
+  raw_req *rr = dt__xmalloc(sizeof(*rr) + len);
+  memcpy(rr->data, data, len);
+  rr->c = c;
+  uv_buf_t b = uv_buf_init(rr->data, (unsigned)len);
+  c->writes_in_flight++;
+  int rc = uv_write(&rr->req, (uv_stream_t *)&c->tcp, &b, 1, on_raw_written);
+  if (rc < 0) {
+    c->writes_in_flight--;
+    free(rr);
+    DT_INFO("write to %s failed: %s", c->peer, uv_strerror(rc));
+    c->close_status = DT_ECONNLOST;
+    dt_conn_close(c, false);
+  }
+}
+
+static void tls_flush(dt_conn *c) {
+  BIO *wb = SSL_get_wbio(c->ssl);
+  char buf[16384];
+  int n;
+  while ((n = BIO_read(wb, buf, sizeof(buf))) > 0) raw_bytes(c, buf, (size_t)n);
+}
+
+/* raw_write: bytes of the stream (encrypted first, with TLS) */
+static void raw_write(dt_conn *c, const void *data, size_t len) {
+  if (!c->ssl) {
+    raw_bytes(c, data, len);
+    return;
+  }
+  const char *p = data;
+  while (len > 0) {
+    int part = len > (1u << 30) ? (1 << 30) : (int)len;
+    int w = SSL_write(c->ssl, p, part);
+    if (w <= 0) {
+      secure_fail(c, "TLS write failed", UV_EPROTO);
+      return;
+    }
+    p += w;
+    len -= (size_t)w;
+    tls_flush(c);
+  }
+}
+
+static void auth_begin(dt_conn *c) {
+  if (!c->net->sec->auth) {
+    secured(c);
+    return;
+  }
+  if (c->outgoing) {
+    c->auth = AUTH_CLI_WAIT_CHALLENGE;
+    return;
+  }
+  uint8_t ch[DT_AUTH_CHALLENGE] = {'D', 'T', 'A', '1', 0, 0, 0, 0};
+  if (dt__sec_random(c->ns, DT_AUTH_NONCE) != 0) {
+    secure_fail(c, dt_last_error(), UV_EIO);
+    return;
+  }
+  memcpy(ch + 8, c->ns, DT_AUTH_NONCE);
+  c->auth = AUTH_SRV_WAIT_RESPONSE;
+  raw_write(c, ch, sizeof(ch));
+}
+
+static size_t auth_in(dt_conn *c, const uint8_t *data, size_t n) {
+  const dt_sec *sec = c->net->sec;
+  size_t need = c->auth == AUTH_SRV_WAIT_RESPONSE    ? DT_AUTH_RESPONSE
+                : c->auth == AUTH_CLI_WAIT_CHALLENGE ? DT_AUTH_CHALLENGE
+                                                     : DT_AUTH_MAC;
+  size_t take = n < need - c->hs_got ? n : need - c->hs_got;
+  memcpy(c->hs + c->hs_got, data, take);
+  c->hs_got += take;
+  if (c->hs_got < need) {
+    /* a stranger that is obviously not doing the handshake goes at once */
+    if (c->auth != AUTH_CLI_WAIT_PROOF && c->hs_got >= 4 && memcmp(c->hs, "DTA1", 4) != 0)
+      secure_fail(c, "no authentication handshake (a peer without the shared secret?)",
+                  UV_EACCES);
+    return take;
+  }
+  c->hs_got = 0;
+  uint8_t mac[DT_AUTH_MAC];
+  switch (c->auth) {
+  case AUTH_SRV_WAIT_RESPONSE:
+    if (memcmp(c->hs, "DTA1", 4) != 0) {
+      secure_fail(c, "no authentication handshake (a peer without the shared secret?)", UV_EACCES);
+      return take;
+    }
+    memcpy(c->nc, c->hs + 4, DT_AUTH_NONCE);
+    dt__sec_proof(sec, "dtask-client", c->ns, c->nc, mac);
+    if (!dt__sec_equal(mac, c->hs + 4 + DT_AUTH_NONCE, DT_AUTH_MAC)) {
+      secure_fail(c, "authentication failed: wrong shared secret", UV_EACCES);
+      return take;
+    }
+    dt__sec_proof(sec, "dtask-server", c->nc, c->ns, mac);
+    raw_write(c, mac, DT_AUTH_MAC);
+    secured(c);
+    return take;
+  case AUTH_CLI_WAIT_CHALLENGE: {
+    static const uint8_t magic[8] = {'D', 'T', 'A', '1', 0, 0, 0, 0};
+    if (memcmp(c->hs, magic, 8) != 0) {
+      secure_fail(c, "the peer did not start the authentication handshake (no secret there?)",
+                  UV_EACCES);
+      return take;
+    }
+    memcpy(c->ns, c->hs + 8, DT_AUTH_NONCE);
+    uint8_t resp[DT_AUTH_RESPONSE] = {'D', 'T', 'A', '1'};
+    if (dt__sec_random(c->nc, DT_AUTH_NONCE) != 0) {
+      secure_fail(c, dt_last_error(), UV_EIO);
+      return take;
+    }
+    memcpy(resp + 4, c->nc, DT_AUTH_NONCE);
+    dt__sec_proof(sec, "dtask-client", c->ns, c->nc, resp + 4 + DT_AUTH_NONCE);
+    c->auth = AUTH_CLI_WAIT_PROOF;
+    raw_write(c, resp, sizeof(resp));
+    return take;
+  }
+  default:
+    dt__sec_proof(sec, "dtask-server", c->nc, c->ns, mac);
+    if (!dt__sec_equal(mac, c->hs, DT_AUTH_MAC)) {
+      secure_fail(c, "authentication failed: the peer does not know the shared secret",
+                  UV_EACCES);
+      return take;
+    }
+    secured(c);
+    return take;
+  }
+}
+
+static void tls_error(dt_conn *c, const char *what) {
+  char msg[300];
+  unsigned long e = ERR_get_error();
+  snprintf(msg, sizeof(msg), "%s: %s", what, e ? ERR_reason_error_string(e) : "connection closed");
+  ERR_clear_error();
+  secure_fail(c, msg, UV_EPROTO);
+}
+
+static bool tls_in(dt_conn *c, const char *data, size_t n) {
+  if (BIO_write(SSL_get_rbio(c->ssl), data, (int)n) != (int)n) {
+    tls_error(c, "TLS input");
+    return false;
+  }
+  if (!SSL_is_init_finished(c->ssl)) {
+    int r = SSL_do_handshake(c->ssl);
+    tls_flush(c);
+    if (r != 1) {
+      int e = SSL_get_error(c->ssl, r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
+      tls_error(c, "TLS handshake failed");
+      return false;
+    }
+    DT_DEBUG("TLS with %s: %s", c->peer, SSL_get_version(c->ssl));
+    auth_begin(c);
+    if (c->state == DT_CONN_CLOSING) return false;
+  }
+  char buf[16384];
+  for (;;) {
+    int r = SSL_read(c->ssl, buf, sizeof(buf));
+    if (r > 0) {
+      plain_in(c, buf, (size_t)r, false);
+      if (c->state == DT_CONN_CLOSING) return false;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    tls_flush(c);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      c->close_status = 0;
+      dt_conn_close(c, false);
+      return false;
+    }
+    tls_error(c, "TLS read failed");
+    return false;
+  }
+}
+
+static void tls_free(dt_conn *c) {
+  if (c->ssl) SSL_free(c->ssl);
+  c->ssl = NULL;
+}
+
+/* secure_start: the TCP connection is up: TLS and authentication, if the
+ * process has them, before anything else */
+static void secure_start(dt_conn *c) {
+  const dt_sec *sec = c->net ? c->net->sec : NULL;
+  void *ctx = sec ? (c->outgoing ? sec->tls_client : sec->tls_server) : NULL;
+  if (!sec || (!sec->auth && !ctx)) {
+    secured(c);
+    return;
+  }
+  dt_net *n = c->net;
+  c->hs_deadline = uv_now(n->loop) + DT_AUTH_TIMEOUT_MS;
+  c->hs_next = n->hs_head;
+  if (n->hs_head) n->hs_head->hs_prev = c;
+  n->hs_head = c;
+  if (!uv_is_active((uv_handle_t *)&n->hs_timer)) uv_timer_start(&n->hs_timer, on_hs_timer, 1000, 1000);
+  if (!ctx) {
+    auth_begin(c);
+    return;
+  }
+  SSL *ssl = SSL_new(ctx);
+  BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+  if (!ssl || !rb || !wb) {
+    if (ssl) SSL_free(ssl);
+    BIO_free(rb);
+    BIO_free(wb);
+    secure_fail(c, "cannot set up TLS", UV_ENOMEM);
+    return;
+  }
+  BIO_set_mem_eof_return(rb, -1);
+  SSL_set_bio(ssl, rb, wb);
+  c->ssl = ssl;
+  if (c->outgoing) {
+    SSL_set_connect_state(ssl);
+    int r = SSL_do_handshake(ssl); /* ClientHello */
+    tls_flush(c);
+    if (r != 1 && SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ) tls_error(c, "TLS handshake failed");
+  } else {
+    SSL_set_accept_state(ssl);
+  }
 }

@@ -35,6 +35,9 @@ typedef struct dt_net {
    * other threads append messages under it */
   struct dt_net_lock *lock;
   const dt_sec *sec; /* NULL: no authentication, no TLS */
+  /* connections still in their handshakes, dropped past their deadline */
+  dt_conn *hs_head;
+  uv_timer_t hs_timer;
 } dt_net;
 struct dt_net_lock {
   void (*acquire)(void *);
@@ -100,7 +103,23 @@ struct dt_conn {
   dt_conn *dirty_next;
   size_t writes_in_flight;
   bool close_after_flush;
+  /* security (secure.h): TLS, then the shared-secret handshake, before
+   * the first batch; the owner hears on_connect once both are done */
+  bool outgoing;
+  bool secured;  /* handshakes done: batches flow */
+  bool admitted; /* full size limits (outgoing, or said hello) */
+  uint8_t auth;  /* handshake step, 0 = none left */
+  uint8_t hs[72];
+  size_t hs_got;
+  uint8_t ns[32], nc[32];
+  uint64_t hs_deadline; /* loop time, ms */
+  dt_conn *hs_prev, *hs_next;
+  void *ssl; /* SSL *, with TLS */
 };
+
+/* dt_conn_admit: the peer introduced itself properly: lift the limits for
+ * strangers (DT_PREADMIT_MAX_BODY, no frames). */
+void dt_conn_admit(dt_conn *c);
 
 /* dt_conn_new_detached: a connection with no socket (for unit tests). */
 dt_conn *dt_conn_new_detached(void);

@@ -28,6 +28,7 @@
 #define DT_MAX_BODY (256u << 20)        /* bytes of msgpack per batch */
 #define DT_MAX_FRAMES 65536u            /* frames per batch */
 #define DT_MAX_FRAME (16ull << 30)      /* bytes per frame */
+#define DT_PREADMIT_MAX_BODY (8u << 20) /* batch body from a peer not yet introduced (no frames) */
 #define DT_MAX_DEPTH 64                 /* nesting of msgpack containers */
 #define DT_MAX_KEY 1024                 /* bytes in a task key */
 #define DT_BATCH_SOFT_BODY (4u << 20)   /* start a new batch past this */

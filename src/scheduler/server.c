@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../cli/roles.h"
+#include "../net/secure.h"
 #include "state.h"
 
 typedef struct {
@@ -34,6 +35,7 @@ static struct {
   sched s;
   char address[128];
   char *scheduler_file;
+  dt_sec sec;
   dt_vec scatters;
   uint64_t next_scatter;
   bool stopping;
@@ -65,6 +67,7 @@ static int on_hello_client(dt_conn *c, uint32_t nf, dt_rd *r) {
   snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
   s_client *cl = sched_add_client(&S.s, c, nm);
   c->data = cl;
+  dt_conn_admit(c);
   dt_wbuf *w = dt_conn_out(c);
   wb_msg(w, DT_OP_WELCOME, 1);
   wb_uint(w, cl->id);
@@ -109,6 +112,7 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
   wk->pid = pid <= INT32_MAX ? (int)pid : 0;
   wk->nanny_token = token;
   c->data = wk;
+  dt_conn_admit(c);
   dt_wbuf *w = dt_conn_out(c);
   wb_msg(w, DT_OP_WELCOME, 3);
   wb_uint(w, wk->id);
@@ -634,17 +638,25 @@ static void usage(void) {
           "                         DT_EKILLED (default 3)\n"
           "  --worker-ttl DURATION  remove a worker silent this long (default 60s)\n"
           "  --heartbeat DURATION   heartbeat interval, both ways (default 1s)\n"
-          "  --log-level LEVEL      debug, info, warning, error (default info)\n");
+          "  --log-level LEVEL      debug, info, warning, error (default info)\n"
+          DT_SEC_USAGE);
 }
 
 int dt__scheduler_main(int argc, char **argv) {
   const char *host = "127.0.0.1", *file = NULL, *level = getenv("DTASK_LOG_LEVEL");
   int port = 8786, ready_fd = -1, allowed_failures = 3;
   double ttl = 60, hb = 1;
+  dt_sec_args sa = {0};
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int took = dt__sec_cli(&sa, argc, argv, &i);
+    if (took < 0) {
+      fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
+      return 2;
+    }
+    if (took) continue;
     if (strcmp(a, "--host") == 0 && v) host = argv[++i];
     else if (strcmp(a, "--port") == 0 && v) port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && v) file = argv[++i];
@@ -684,6 +696,13 @@ int dt__scheduler_main(int argc, char **argv) {
   memset(&S, 0, sizeof(S));
   uv_loop_init(&S.loop);
   dt_net_init(&S.net, &S.loop);
+  if (dt__sec_from_args(&S.sec, &sa) != 0) {
+    fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
+    return 2;
+  }
+  S.net.sec = &S.sec;
+  if (S.sec.auth) DT_INFO("connections must prove they know the shared secret");
+  if (S.sec.tls_server) DT_INFO("connections use TLS");
   sched_init(&S.s);
   S.s.allowed_failures = allowed_failures;
   S.worker_ttl_s = ttl;
@@ -700,8 +719,8 @@ int dt__scheduler_main(int argc, char **argv) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", file, (int)getpid());
     FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "{\"type\": \"Scheduler\", \"address\": \"tcp://%s\", \"pid\": %d}\n",
-                      S.address, (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, file) != 0) {
+    if (!f || fprintf(f, "{\"type\": \"Scheduler\", \"address\": \"%s://%s\", \"pid\": %d}\n",
+                      S.sec.tls_server ? "tls" : "tcp", S.address, (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, file) != 0) {
       fprintf(stderr, "dtask scheduler: cannot write scheduler file %s: %s\n", file,
               strerror(errno));
       return 1;
@@ -736,5 +755,6 @@ int dt__scheduler_main(int argc, char **argv) {
   dt_vec_free(&S.scatters);
   sched_destroy(&S.s);
   uv_loop_close(&S.loop);
+  dt__tls_free(&S.sec);
   return 0;
 }

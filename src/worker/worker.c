@@ -18,6 +18,7 @@
 
 #include "../cli/roles.h"
 #include "../net/net.h"
+#include "../net/secure.h"
 #include "../task/task.h"
 #include "nanny.h"
 
@@ -101,6 +102,7 @@ static struct {
   double death_timeout_s;  /* give up after this long without a scheduler; 0 = never */
   uint64_t nanny_token;    /* nonzero under a nanny */
   char *slots;             /* shared with the nanny: keys executing, per thread */
+  dt_sec sec;
   uv_signal_t sigint, sigterm;
   char *sched_addr;
   char name[256];
@@ -1008,7 +1010,8 @@ static void usage(void) {
           "                    [--no-nanny] [--death-timeout DURATION] [--auth-file FILE]\n"
           "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n"
           "  --no-nanny         run without the nanny that restarts a worker that dies\n"
-          "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n");
+          "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n"
+          DT_SEC_USAGE);
 }
 
 static int read_scheduler_file(const char *path, char *out, size_t cap) {
@@ -1039,11 +1042,18 @@ int dt__worker_main(int argc, char **argv) {
   int nthreads = 1;
   bool nanny = true;
   double death_timeout = 0;
+  dt_sec_args sa = {0};
   memset(&W, 0, sizeof(W));
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     bool has = i + 1 < argc;
+    int took = dt__sec_cli(&sa, argc, argv, &i);
+    if (took < 0) {
+      fprintf(stderr, "dtask worker: %s\n", dt_last_error());
+      return 2;
+    }
+    if (took) continue;
     if (strcmp(a, "--nthreads") == 0 && has) nthreads = atoi(argv[++i]);
     else if (strcmp(a, "--name") == 0 && has) snprintf(W.name, sizeof(W.name), "%s", argv[++i]);
     else if (strcmp(a, "--preload") == 0 && has) {
@@ -1096,12 +1106,17 @@ int dt__worker_main(int argc, char **argv) {
   W.nthreads = nthreads;
   W.sched_addr = dt__xstrdup(addr);
   W.death_timeout_s = death_timeout;
+  if (dt__sec_from_args(&W.sec, &sa) != 0) {
+    fprintf(stderr, "dtask worker: %s\n", dt_last_error());
+    return 2;
+  }
   signal(SIGPIPE, SIG_IGN);
   if (nanny) {
     dt__log_init("nanny", level);
-    int rc = dt__nanny_run(W.sched_addr, nthreads, W.net.sec, worker_run, (void *)level);
+    int rc = dt__nanny_run(W.sched_addr, nthreads, &W.sec, worker_run, (void *)level);
     dt__resources_free(W.res_names, W.res_amounts, W.nres);
     free(W.sched_addr);
+    dt__tls_free(&W.sec);
     return rc;
   }
   return worker_run(0, NULL, (void *)level);
@@ -1119,6 +1134,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__log_init("worker", level);
   uv_loop_init(&W.loop);
   dt_net_init(&W.net, &W.loop);
+  W.net.sec = &W.sec;
   dt_smap_init(&W.tasks);
   dt_smap_init(&W.data);
   dt_heap_init(&W.ready, ready_less, offsetof(w_task, heap_idx));
@@ -1175,6 +1191,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__resources_free(W.res_names, W.res_amounts, W.nres);
   free(W.res_used);
   free(W.sched_addr);
+  dt__tls_free(&W.sec);
   uv_loop_close(&W.loop);
   return W.exit_code;
 }

@@ -1,0 +1,100 @@
+/*
+ * secure.c -- what every connection must prove before its first message:
+ * knowledge of the cluster's shared secret, by challenge and response, so
+ * that the secret itself never crosses the wire.  (TLS, when configured,
+ * wraps the whole byte stream; see tls.c.)
+ *
+ * The handshake, before any batch (sizes fixed: nothing is allocated for a
+ * stranger, and nothing it sends is parsed as a message):
+ *
+ *   accepting side  -> "DTA1" 0 0 0 0 Ns            (40 bytes, Ns random)
+ *   connecting side -> "DTA1" Nc HMAC(k, "dtask-client" Ns Nc)  (68 bytes)
+ *   accepting side  -> HMAC(k, "dtask-server" Nc Ns)            (32 bytes)
+ *
+ * HMAC is HMAC-SHA256 from OpenSSL; k the secret.  Both sides prove the
+ * secret, so a worker never registers with an impostor scheduler.  A peer
+ * that sends anything else, or not all of it within DT_AUTH_TIMEOUT_MS, is
+ * dropped and logged.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "secure.h"
+
+int dt__sec_set_secret(dt_sec *sec, const void *secret, size_t len) {
+  if (len < DT_AUTH_MIN_SECRET)
+    return dt__err(DT_EINVAL, "the shared secret is %zu bytes; at least %d are needed", len,
+                   DT_AUTH_MIN_SECRET);
+  if (len > sizeof(sec->secret))
+    return dt__err(DT_EINVAL, "the shared secret is %zu bytes; at most %zu are used", len,
+                   sizeof(sec->secret));
+  memcpy(sec->secret, secret, len);
+  sec->secret_len = len;
+  sec->auth = true;
+  return 0;
+}
+
+int dt__sec_load_auth_file(dt_sec *sec, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return dt__err(DT_EINVAL, "cannot read auth file '%s': %s", path, strerror(errno));
+  unsigned char buf[sizeof(sec->secret) + 2];
+  size_t n = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  if (n > sizeof(sec->secret))
+    return dt__err(DT_EINVAL, "auth file '%s' is longer than %zu bytes", path, sizeof(sec->secret));
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
+  if (dt__sec_set_secret(sec, buf, n) != 0) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s", dt_last_error());
+    return dt__err(DT_EINVAL, "auth file '%s': %s", path, msg);
+  }
+  return 0;
+}
+
+int dt__sec_random(void *out, size_t len) {
+  return RAND_bytes(out, (int)len) == 1 ? 0 : dt__err(DT_EIO, "no random bytes from OpenSSL");
+}
+
+void dt__sec_proof(const dt_sec *sec, const char *label, const uint8_t *n1, const uint8_t *n2,
+                   uint8_t out[DT_AUTH_MAC]) {
+  uint8_t msg[16 + 2 * DT_AUTH_NONCE];
+  size_t ll = strlen(label);
+  memcpy(msg, label, ll);
+  memcpy(msg + ll, n1, DT_AUTH_NONCE);
+  memcpy(msg + ll + DT_AUTH_NONCE, n2, DT_AUTH_NONCE);
+  unsigned int len = DT_AUTH_MAC;
+  HMAC(EVP_sha256(), sec->secret, (int)sec->secret_len, msg, ll + 2 * DT_AUTH_NONCE, out, &len);
+}
+
+bool dt__sec_equal(const uint8_t *a, const uint8_t *b, size_t n) {
+  return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int dt__sec_cli(dt_sec_args *a, int argc, char **argv, int *i) {
+  const char *o = argv[*i];
+  const char **slot = strcmp(o, "--auth-file") == 0     ? &a->auth_file
+                      : strcmp(o, "--tls-ca-file") == 0 ? &a->tls_ca
+                      : strcmp(o, "--tls-cert") == 0    ? &a->tls_cert
+                      : strcmp(o, "--tls-key") == 0     ? &a->tls_key
+                                                        : NULL;
+  if (!slot) return 0;
+  if (*i + 1 >= argc) return dt__err(DT_EINVAL, "%s needs a file name", o), -1;
+  *slot = argv[++*i];
+  return 1;
+}
+
+int dt__sec_from_args(dt_sec *sec, const dt_sec_args *a) {
+  memset(sec, 0, sizeof(*sec));
+  const char *af = a->auth_file ? a->auth_file : getenv("DTASK_AUTH_FILE");
+  if (af && *af && dt__sec_load_auth_file(sec, af) != 0) return DT_EINVAL;
+  if (a->tls_cert || a->tls_key || a->tls_ca)
+    if (dt__tls_setup(sec, a->tls_ca, a->tls_cert, a->tls_key) != 0) return DT_EINVAL;
+  return 0;
+}

@@ -3,6 +3,7 @@
  * `dtask worker ADDRESS --preload ./libmytasks.so`.  Its DT_TASK
  * registrations run when the worker loads it.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "dtask.h"
@@ -23,4 +24,17 @@ DT_TASK(shout) {
   buf[n] = '!';
   buf[n + 1] = '\0';
   return dt_str(buf);
+}
+
+DT_TASK(repeat) { /* repeat(s, n): s n times (large results for transfer tests) */
+  const char *s;
+  int64_t n;
+  if (dt_task_arg_str(task, 0, &s) || dt_task_arg_int(task, 1, &n)) return NULL;
+  size_t len = strlen(s);
+  if (n < 0 || n > (1 << 24) || len * (size_t)n > (64u << 20))
+    return dt_task_fail(task, "repeat: %lld copies is out of range", (long long)n);
+  unsigned char *p = malloc(len * (size_t)n + 1);
+  if (!p) return dt_task_fail(task, "repeat: out of memory");
+  for (int64_t i = 0; i < n; i++) memcpy(p + (size_t)i * len, s, len);
+  return dt_bytes_take(p, len * (size_t)n, free);
 }

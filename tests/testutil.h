@@ -35,8 +35,12 @@ static void tu_kill_all(void) {
     }
 }
 
-/* tu_spawn: argv[0] is a path; stdout goes to out_path when given */
+/* tu_spawn2: argv[0] is a path; stdout and stderr go to files when given */
+static inline pid_t tu_spawn2(char *const argv[], const char *out_path, const char *err_path);
 static inline pid_t tu_spawn(char *const argv[], const char *out_path) {
+  return tu_spawn2(argv, out_path, NULL);
+}
+static inline pid_t tu_spawn2(char *const argv[], const char *out_path, const char *err_path) {
   static int registered;
   if (!registered) {
     atexit(tu_kill_all);
@@ -45,6 +49,7 @@ static inline pid_t tu_spawn(char *const argv[], const char *out_path) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (out_path) posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (err_path) posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   extern char **environ;
   pid_t pid;
   if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0) pid = -1;
@@ -105,6 +110,29 @@ static inline pid_t tu_worker_pid(pid_t nanny) {
     usleep(10000);
   }
   return -1;
+}
+
+/* tu_read_file: the whole file (malloc'd, NUL-terminated), or NULL */
+static inline char *tu_read_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  size_t r;
+  while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    n += r;
+    if (cap - n - 1 == 0) buf = realloc(buf, cap *= 2);
+  }
+  fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* tu_count: occurrences of needle in hay */
+static inline int tu_count(const char *hay, const char *needle) {
+  int k = 0;
+  for (const char *p = hay; hay && (p = strstr(p, needle)) != NULL; p += strlen(needle)) k++;
+  return k;
 }
 
 /* tu_wait_tasks: poll the scheduler (bounded) until it holds n tasks */

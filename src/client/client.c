@@ -458,7 +458,8 @@ static void on_sched_connect(dt_conn *conn, int status) {
 static void on_sched_close(dt_conn *conn) {
   dt_client *c = conn->data;
   c->sched = NULL;
-  if (conn->close_status == DT_EAUTH && c->state == CS_CONNECTING) c->conn_err = UV_EACCES;
+  if (conn->close_status == DT_EAUTH && c->state == CS_CONNECTING && !c->conn_err)
+    c->conn_err = UV_EACCES;
   if (c->state == CS_READY) {
     c->state = CS_LOST;
     DT_WARN("lost connection to the scheduler at %s", c->addr);
@@ -661,7 +662,7 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
       return dt__err(DT_EAUTH, "could not connect to the scheduler at %s: %s", c_addr_copy,
                      err == UV_EACCES ? "authentication failed (wrong or missing shared secret; "
                                         "see the scheduler's log)"
-                                      : "TLS handshake failed");
+                                      : "TLS failed (the certificates do not match the cluster's, or it uses no TLS; see the scheduler's log)");
     return dt__err(DT_ECONNECT, "could not connect to the scheduler at %s within %d ms: %s",
                    opts && opts->address ? opts->address : "(configured address)", timeout,
                    err ? uv_strerror(err) : "no reply");

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "secure.h"
 
 #define STAGE_SIZE (64 * 1024)
@@ -399,7 +402,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   NET_UNLOCK(net);
 }
 
+static void secure_fail(dt_conn *c, const char *why, int uvcode);
+
 static void on_read_locked(dt_conn *c, ssize_t nread, const uv_buf_t *buf) {
+  if (nread < 0 && c->outgoing && !c->secured) { /* refused during the handshakes */
+    secure_fail(c,
+                c->ssl && !SSL_is_init_finished(c->ssl)
+                    ? "the peer closed the connection during the TLS handshake"
+                : c->ssl ? "the peer closed the connection after the TLS handshake (certificate "
+                           "refused, or no shared secret)"
+                         : "the peer closed the connection during authentication (wrong shared "
+                           "secret?)",
+                c->ssl ? UV_EPROTO : UV_EACCES);
+    return;
+  }
   if (nread < 0) {
     if (nread != UV_EOF) DT_INFO("connection to %s: %s", c->peer, uv_strerror((int)nread));
     c->close_status = nread == UV_EOF ? 0 : DT_ECONNLOST;
@@ -647,9 +663,6 @@ void dt_listener_close(dt_listener *l) {
 }
 
 /* ---------------------------------------------------------------- security */
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 enum { AUTH_SRV_WAIT_RESPONSE = 1, AUTH_CLI_WAIT_CHALLENGE, AUTH_CLI_WAIT_PROOF };
 

@@ -33,6 +33,27 @@ if ls "$logdir"/* >/dev/null 2>&1; then
   cat "$logdir"/*
   exit 1
 fi
+# fuzzing: each libFuzzer target (clang, ASan+UBSan) runs for a bounded time
+# from the seed corpus in fuzz/corpus (new inputs go to a scratch folder)
+FUZZ_SECONDS=${DTASK_FUZZ_SECONDS:-60}
+echo "== build-fuzz: configure and build (clang, libFuzzer, ASan+UBSan)"
+CC=clang cmake -S . -B build-fuzz -DDTASK_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTASK_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$JOBS" --target fuzz_decode fuzz_scheduler >/dev/null
+for t in decode scheduler; do
+  scratch=$(mktemp -d /tmp/dtask-fuzz-XXXXXX)
+  mkdir "$scratch/corpus"
+  echo "== fuzz_$t: ${FUZZ_SECONDS} s"
+  root=$PWD
+  if ! (cd "$scratch" && "$root/build-fuzz/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 "$scratch/corpus" "$root/fuzz/corpus/$t" \
+        >"$scratch/log" 2>&1); then
+    tail -60 "$scratch/log"
+    echo "== fuzz_$t FAILED: the crashing input is in $scratch (crash-*)"
+    exit 1
+  fi
+  grep -E "^Done [0-9]+ runs|stat::peak_rss_mb" "$scratch/log" | sed "s/^/   fuzz_$t: /"
+  rm -rf "$scratch"
+done
 echo "== benchmark smoke run: dtask, Dask and Ray on the same small workloads (numbers not checked)"
 bash bench/compare.sh --scale 0.01 --skip-large
-echo "== all tests passed (release, asan+ubsan, tsan) and the benchmark smoke run worked"
+echo "== all tests passed (release, asan+ubsan, tsan), the fuzzers ran clean, and the benchmark smoke run worked"

@@ -44,10 +44,13 @@ DT_TASK(sleepy) { /* sleepy(ms, value) */
   return v ? dt_value_ref((dt_value *)v) : NULL;
 }
 
-DT_TASK(segv) { /* user C code with a bug: dereferences NULL */
+/* user C code with a bug: dereferences NULL (unchecked by UBSan in the
+ * sanitizer builds, so that it really faults) */
+__attribute__((noinline, no_sanitize("undefined"))) static int deref(volatile int *p) { return *p; }
+DT_TASK(segv) {
   volatile int *volatile p = NULL;
   (void)task;
-  return dt_int(*p);
+  return dt_int(deref(p));
 }
 
 static dt_local_cluster *lc;
@@ -102,14 +105,22 @@ static void test_chaos_tree_reduction(void **state) {
   const int leaves = 10000; /* 10,000 leaves + 9,999 additions */
   dt_graph *g = dt_graph_new();
   dt_value **level = malloc(leaves * sizeof(*level));
-  for (int i = 0; i < leaves; i++)
+  dt_value **refs = malloc(2 * leaves * sizeof(*refs)); /* every node's reference, freed at the end */
+  int nrefs = 0;
+  for (int i = 0; i < leaves; i++) {
     OK(dt_graph_add(g, "slow_inc", dt_list_of(1, dt_int(i)), NULL, NULL, &level[i]));
+    refs[nrefs++] = level[i];
+  }
   int n = leaves;
   while (n > 1) {
     int m = 0;
-    for (int i = 0; i + 1 < n; i += 2)
+    for (int i = 0; i + 1 < n; i += 2) {
+      dt_value *node;
       OK(dt_graph_add(g, "add", dt_list_of(2, dt_value_ref(level[i]), dt_value_ref(level[i + 1])),
-                      NULL, NULL, &level[m++]));
+                      NULL, NULL, &node));
+      refs[nrefs++] = node;
+      level[m++] = node;
+    }
     if (n % 2) level[m++] = level[n - 1];
     n = m;
   }
@@ -156,6 +167,8 @@ static void test_chaos_tree_reduction(void **state) {
   dt_value_free(v);
   dt_future_release(root);
   dt_graph_free(g);
+  for (int i = 0; i < nrefs; i++) dt_value_free(refs[i]);
+  free(refs);
   free(level);
   /* both nannies brought their worker back */
   assert_int_equal(wait_workers(2, 30), 2);

@@ -76,7 +76,7 @@ struct dt_value {
     struct { char *key; struct dt_future *fut; } fut;
   } u;
 };
-/* dt__future_value_key: a DT_FUTURE value naming key with no future. */
+/* dt__future_ref_value: a DT_FUTURE value naming key (fut may be NULL). */
 dt_value *dt__future_ref_value(const char *key, struct dt_future *fut);
 
 /* ---- payloads: one encoded value with its own frames */

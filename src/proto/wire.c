@@ -253,6 +253,7 @@ int rd_str(dt_rd *r, const char **s, uint32_t *len) {
 int rd_key(dt_rd *r, const char **s, uint32_t *len) {
   if (rd_str(r, s, len)) return DT_EPROTO;
   if (*len == 0 || *len > DT_MAX_KEY) return DT_EPROTO;
+  if (memchr(*s, '\0', *len)) return DT_EPROTO; /* keys are C strings everywhere */
   return 0;
 }
 int rd_bin(dt_rd *r, const char **s, uint32_t *len) {

@@ -758,3 +758,95 @@ int dt__scheduler_main(int argc, char **argv) {
   dt__tls_free(&S.sec);
   return 0;
 }
+
+/* ---------------------------------------------------------------- fuzzing */
+
+/* dt__sched_fuzz: one fuzz input through the scheduler's message handlers,
+ * as its event loop would run them (fuzz/fuzz_scheduler.c).  The input is a
+ * sequence of [selector byte, msgpack message]: the selector picks the
+ * sender (a stranger, a client that said hello, a worker that said hello).
+ * Afterwards the state machine's invariants must hold, and every peer
+ * leaves (which exercises client and worker removal). */
+int dt__sched_fuzz(const uint8_t *data, size_t size) {
+  static bool ready;
+  if (!ready) {
+    uv_loop_init(&S.loop);
+    dt__log_init("fuzz", getenv("DTASK_FUZZ_LOG") ? getenv("DTASK_FUZZ_LOG") : "off");
+    ready = true;
+  }
+  sched_init(&S.s);
+  S.worker_ttl_s = 60;
+  S.heartbeat_ms = 1000;
+  dt_conn *peers[3];
+  for (int i = 0; i < 3; i++) peers[i] = dt_conn_new_detached();
+  /* the client and the worker introduce themselves properly */
+  dt_wbuf w;
+  dt_wbuf_init(&w);
+  wb_msg(&w, DT_OP_HELLO_CLIENT, 2);
+  wb_uint(&w, DT_PROTO_VERSION);
+  wb_cstr(&w, "fuzz-client");
+  wb_msg(&w, DT_OP_HELLO_WORKER, 8);
+  wb_uint(&w, DT_PROTO_VERSION);
+  wb_cstr(&w, "fuzz-worker");
+  wb_cstr(&w, "127.0.0.1:1");
+  wb_uint(&w, 2);
+  wb_map(&w, 1);
+  wb_cstr(&w, "GPU");
+  wb_double(&w, 1);
+  wb_uint(&w, 4242);
+  wb_uint(&w, 7);
+  wb_array(&w, 0);
+  const char *hp = w.buf, *hend = w.buf + w.len;
+  for (int i = 1; i <= 2; i++) {
+    const char *q = hp;
+    if (dt__mp_validate(&q, hend, DT_MAX_DEPTH) != 0) abort();
+    dt_rd r = {hp, q, NULL, 0};
+    uint32_t n;
+    uint64_t op;
+    if (rd_array(&r, &n) || rd_uint(&r, &op) || on_msg(peers[i], (int)op, n - 1, &r) != 0) abort();
+    hp = q;
+  }
+  dt_wbuf_clear(&w);
+  const char *p = (const char *)data, *end = p + size;
+  while (end - p > 1) {
+    dt_conn *c = peers[(uint8_t)*p++ % 3];
+    if (!c) break;
+    const char *q = p;
+    if (dt__mp_validate(&q, end, DT_MAX_DEPTH) != 0) break;
+    dt_rd r = {p, q, NULL, 0};
+    uint32_t n;
+    uint64_t op;
+    if (rd_array(&r, &n) || n < 1 || rd_uint(&r, &op) || op == 0 || op >= DT_OP_COUNT) break;
+    if (on_msg(c, (int)op, n - 1, &r) != 0) break; /* the connection would be closed */
+    p = q;
+  }
+  char why[512];
+  if (sched_check(&S.s, why, sizeof(why)) != 0) {
+    fprintf(stderr, "scheduler invariants broken: %s\n", why);
+    abort();
+  }
+  for (int i = 2; i >= 0; i--) {
+    on_conn_close(peers[i]);
+    dt_conn_free_detached(peers[i]);
+  }
+  if (S.s.tasks.len != 0) { /* everyone left: nothing may be held */
+    fprintf(stderr, "scheduler holds %zu tasks after every peer left\n", S.s.tasks.len);
+    for (size_t i = 0; i < S.s.tasks.cap; i++)
+      if (S.s.tasks.slots[i].key) {
+        s_task *t = S.s.tasks.slots[i].val;
+        fprintf(stderr, "  %s: %s, wanted by %u, waiters %u, dependents %zu, holds_deps %d\n",
+                t->key, s_task_state_name(t->state), t->wanted_by.len, t->waiters,
+                t->dependents.len, t->holds_deps);
+      }
+    abort();
+  }
+  for (size_t i = 0; i < S.scatters.len; i++) {
+    pending_scatter *ps = S.scatters.v[i];
+    dt_vec_free(&ps->workers);
+    free(ps->error);
+    free(ps);
+  }
+  dt_vec_free(&S.scatters);
+  sched_destroy(&S.s);
+  return 0;
+}

@@ -757,8 +757,51 @@ static void order_batch(sched *s, s_task **batch, bool *isnew, uint32_t n) {
       sp--;
     }
   }
-  for (uint32_t i = 0; i < n; i++) /* anything left (cycles are impossible) */
+  for (uint32_t i = 0; i < n; i++) /* anything left (cycles were broken before) */
     if (isnew[i] && batch[i]->mark == in_batch) batch[i]->order = ++s->order_counter;
+  free(st);
+}
+
+/* break_cycles: a batch may name its own keys as dependencies in any order,
+ * so a buggy or hostile client can send a cycle, which would wait forever
+ * and never be released.  A depth-first search over the new tasks removes
+ * each edge that closes a cycle (a back edge: what is left is acyclic) and
+ * lists the task and the dependency for the caller to fail. */
+static void break_cycles(sched *s, s_task **batch, const bool *isnew, uint32_t n, dt_vec *out) {
+  uint64_t white = ++s->mark_epoch, gray = ++s->mark_epoch, black = ++s->mark_epoch;
+  for (uint32_t i = 0; i < n; i++)
+    if (isnew[i]) batch[i]->mark = white;
+  struct frame { s_task *t; uint32_t next; } *st = NULL;
+  size_t sp = 0, scap = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (!isnew[i] || batch[i]->mark != white) continue;
+    if (sp == scap) { scap = scap ? scap * 2 : 64; st = dt__xrealloc(st, scap * sizeof(*st)); }
+    st[sp++] = (struct frame){batch[i], 0};
+    batch[i]->mark = gray;
+    while (sp) {
+      struct frame *f = &st[sp - 1];
+      if (f->next >= f->t->ndeps) {
+        f->t->mark = black;
+        sp--;
+        continue;
+      }
+      s_task *t = f->t, *d = t->deps[f->next];
+      if (d->mark == gray) { /* t -> d closes a cycle: remove the edge */
+        dt_vec_remove(&d->dependents, t);
+        t->deps[f->next] = t->deps[--t->ndeps];
+        dt_vec_push(out, dt__xstrdup(t->key));
+        dt_vec_push(out, dt__xstrdup(d->key));
+        continue;
+      }
+      f->next++;
+      if (d->mark == white) {
+        d->mark = gray;
+        if (sp == scap) { scap *= 2; st = dt__xrealloc(st, scap * sizeof(*st)); }
+        st[sp++] = (struct frame){d, 0};
+      }
+    }
+  }
+  for (uint32_t i = 0; i < n; i++) batch[i]->mark = 0;
   free(st);
 }
 
@@ -766,6 +809,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
                         const uint32_t *wanted_lens, uint32_t nwanted) {
   s_task **batch = dt__xmalloc((n ? n : 1) * sizeof(*batch));
   bool *isnew = dt__xcalloc(n ? n : 1, sizeof(*isnew));
+  bool *created = dt__xcalloc(n ? n : 1, sizeof(*created)); /* isnew, before failures */
   uint64_t gen = ++s->generation;
   for (uint32_t i = 0; i < n; i++) {
     s_newtask *nt = &nts[i];
@@ -800,7 +844,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
       r->nres = nt->nres;
     }
     batch[i] = t;
-    isnew[i] = true;
+    isnew[i] = created[i] = true;
   }
   /* link dependencies (deduplicated); a dependency nobody knows fails the
    * task once the client's interest is registered below */
@@ -830,6 +874,8 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
       isnew[i] = false; /* settled below */
     }
   }
+  dt_vec cyclic = {0}; /* pairs: task, the dependency that closed a cycle */
+  break_cycles(s, batch, created, n, &cyclic);
   order_batch(s, batch, isnew, n);
   for (uint32_t i = 0; i < n; i++) batch[i]->mark = 0;
   /* the client's interest first, so nothing is forgotten in between */
@@ -859,6 +905,22 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     free(missing);
   }
   dt_vec_free(&failed);
+  for (size_t i = 0; i < cyclic.len; i += 2) {
+    char *key = cyclic.v[i], *dep = cyclic.v[i + 1];
+    s_task *t = sched_get_task(s, key, (uint32_t)strlen(key));
+    if (t && t->state == TS_RELEASED) {
+      char msg[2 * DT_MAX_KEY + 200];
+      snprintf(msg, sizeof(msg),
+               "dependency cycle: '%s' depends on '%s', which depends on '%s' (directly or "
+               "through others)",
+               key, dep, key);
+      set_state(s, t, TS_WAITING);
+      erred(s, t, DT_EINVAL, key, t->func, "", msg);
+    }
+    free(key);
+    free(dep);
+  }
+  dt_vec_free(&cyclic);
   for (uint32_t i = 0; i < n; i++) {
     s_task *t = sched_get_task(s, nts[i].key, nts[i].klen);
     if (t && t->state == TS_RELEASED && (isnew[i] || t->wanted_by.len)) to_waiting(s, t);
@@ -874,6 +936,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
   gc_keys(s, &unneeded);
   free(batch);
   free(isnew);
+  free(created);
   fill(s);
 }
 

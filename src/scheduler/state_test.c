@@ -426,6 +426,32 @@ static void test_worker_reregisters_held_keys(void **state) {
   assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "a"), 0);
 }
 
+static void test_dependency_cycles_fail_and_are_released(void **state) {
+  (void)state;
+  add_worker("w1", 1);
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  /* b -> c -> b (and c also needs a key nobody knows), d depends on the
+   * cycle, e is fine */
+  submit(c, (tdef[]){{"a"}, {"b", {"a", "c"}}, {"c", {"b", "zz"}}, {"d", {"b"}}, {"e", {"a"}}}, 5,
+         (const char *[]){"d", "e"}, 2);
+  check();
+  assert_int_equal(state_of("d"), TS_ERRED);
+  s_task *d = sched_get_task(&S, "d", 1);
+  assert_true(RARE(d)->err_code == DT_EINVAL || RARE(d)->err_code == DT_ENOTFOUND);
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "d"), 1);
+  assert_int_not_equal(state_of("e"), TS_ERRED);
+  /* a plain two-task cycle says so */
+  submit(c, (tdef[]){{"x", {"y"}}, {"y", {"x"}}}, 2, (const char *[]){"x"}, 1);
+  check();
+  assert_int_equal(state_of("x"), TS_ERRED);
+  assert_int_equal(RARE(sched_get_task(&S, "x", 1))->err_code, DT_EINVAL);
+  assert_non_null(strstr(RARE(sched_get_task(&S, "x", 1))->err_msg, "cycle"));
+  sched_remove_client(&S, c); /* nothing may stay behind */
+  check();
+  assert_int_equal(S.tasks.len, 0);
+}
+
 static void test_unknown_dependency_errs(void **state) {
   (void)state;
   add_worker("w1", 1);
@@ -644,6 +670,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_killed_worker_after_allowed_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(test_nanny_report_counts_only_running_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_worker_reregisters_held_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dependency_cycles_fail_and_are_released, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_dependency_errs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_graph_order_finishes_branches, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),

@@ -53,6 +53,20 @@ DT_TASK(segv) {
   return dt_int(deref(p));
 }
 
+DT_TASK(nonce) { /* a value that differs each time it is computed */
+  (void)task;
+  uint64_t r = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(&r, sizeof(r), 1, f) != 1) r = (uint64_t)getpid() * 2654435761u;
+  if (f) fclose(f);
+  return dt_int((int64_t)(r >> 1));
+}
+
+DT_TASK(identity) {
+  const dt_value *v = dt_task_arg(task, 0);
+  return v ? dt_value_ref((dt_value *)v) : NULL;
+}
+
 static dt_local_cluster *lc;
 static dt_client *client;
 
@@ -242,6 +256,42 @@ static void test_stopped_worker(void **state) {
   assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
 }
 
+static int setup_one_ttl(void **state) {
+  (void)state;
+  return start((dt_local_cluster_opts){.n_workers = 1, .threads_per_worker = 1, .worker_ttl = "1s"});
+}
+
+/* A worker cut off from the scheduler (here: stopped past worker-ttl, so
+ * the scheduler drops it) reconnects and re-registers the results it
+ * holds: with no other worker, the result comes back without being
+ * recomputed. */
+static void test_reconnect_reregisters_results(void **state) {
+  (void)state;
+  dt_future *f, *g;
+  dt_value *v1, *v2;
+  OK(dt_client_submit(client, "nonce", NULL, NULL, &(dt_submit_opts){.pure = DT_NO}, &f));
+  OK(dt_future_result(f, 10000, &v1));
+  pid_t w = worker_of(0);
+  assert_true(w > 0);
+  OK(kill(w, SIGSTOP));
+  int n = wait_workers(0, 15);
+  dt_cluster_info info;
+  OK(dt_client_cluster_info(client, 5000, &info));
+  kill(w, SIGCONT);
+  assert_int_equal(n, 0);
+  assert_int_equal(info.n_memory, 0); /* lost with the worker, as far as the scheduler knows */
+  assert_int_equal(wait_workers(1, 30), 1);
+  assert_int_equal(worker_of(0), w); /* the same process, not a restart */
+  OK(dt_client_submit(client, "identity", dt_list_of(1, dt_future_value(f)), NULL, NULL, &g));
+  OK(dt_future_result(g, 10000, &v2));
+  assert_int_equal(dt_value_int(v2), dt_value_int(v1)); /* not recomputed */
+  dt_value_free(v1);
+  dt_value_free(v2);
+  dt_future_release(f);
+  dt_future_release(g);
+  assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
+}
+
 /* A client killed with SIGKILL while holding 10,000 futures: the scheduler
  * goes back to 0 tasks. */
 static void test_killed_client_releases_everything(void **state) {
@@ -321,6 +371,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_segfaulting_task, setup_2x2, stop),
       cmocka_unit_test_setup_teardown(test_stopped_worker, setup_ttl, stop),
       cmocka_unit_test_setup_teardown(test_killed_client_releases_everything, setup_2x2, stop),
+      cmocka_unit_test_setup_teardown(test_reconnect_reregisters_results, setup_one_ttl, stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,6 +186,67 @@ static void test_dtask_local(void **state) {
   assert_int_equal(dt_client_connect(&(dt_client_opts){.address = addr, .timeout_ms = 300}, &c), DT_ECONNECT);
 }
 
+/* --death-timeout: a worker (with or without its nanny) that finds no
+ * scheduler retries with backoff, then gives up with status 3 */
+static void test_worker_death_timeout(void **state) {
+  (void)state;
+  for (int nanny = 0; nanny < 2; nanny++) {
+    char *argv[] = {bin, "worker", "127.0.0.1:1", "--death-timeout", "1s", "--log-level", "error",
+                    nanny ? "--nanny" : "--no-nanny", NULL};
+    double t0 = tu_now();
+    pid_t p = tu_spawn(argv, NULL);
+    int status = 0;
+    while (waitpid(p, &status, WNOHANG) == 0 && tu_now() - t0 < 20) usleep(20000);
+    double took = tu_now() - t0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    assert_true(took >= 1.0 && took < 10.0);
+  }
+}
+
+/* A worker outlives its scheduler: a new scheduler on the same address
+ * gets it back (reconnect with backoff) */
+static void test_worker_reconnects_to_new_scheduler(void **state) {
+  (void)state;
+  char sfile[512];
+  snprintf(sfile, sizeof(sfile), "%s/first.json", tmpdir);
+  char *sargv[] = {bin, "scheduler", "--port", "0", "--scheduler-file", sfile, "--log-level", "warning", NULL};
+  pid_t s1 = tu_spawn(sargv, NULL);
+  assert_true(wait_file(sfile, 10));
+  char *a = strstr(read_file(sfile), "127.0.0.1:");
+  assert_non_null(a);
+  char addr[64], port[16];
+  snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(a, "\""), a);
+  snprintf(port, sizeof(port), "%s", strchr(addr, ':') + 1);
+  char *wargv[] = {bin, "worker", addr, "--name", "phoenix", "--log-level", "warning", NULL};
+  pid_t w = tu_spawn(wargv, NULL);
+  dt_client *c;
+  OK(dt_client_connect(&(dt_client_opts){.address = addr}, &c));
+  OK(dt_client_wait_for_workers(c, 1, 10000));
+  dt_client_close(c);
+  tu_stop(s1, SIGKILL);
+  usleep(300000);
+  assert_true(tu_alive(w)); /* still there, trying */
+  char *s2argv[] = {bin, "scheduler", "--port", port, "--log-level", "warning", NULL};
+  pid_t s2 = tu_spawn(s2argv, NULL);
+  assert_true(s2 > 0);
+  int rc = -1;
+  for (int i = 0; i < 100 && rc != 0; i++) { /* the new one may take a moment to listen */
+    rc = dt_client_connect(&(dt_client_opts){.address = addr, .timeout_ms = 200}, &c);
+    if (rc) usleep(50000);
+  }
+  OK(rc);
+  OK(dt_client_wait_for_workers(c, 1, 15000));
+  dt_future *f;
+  OK(dt_client_submit(c, "no_such_function_here", NULL, NULL, NULL, &f));
+  dt_value *v;
+  assert_int_equal(dt_future_result(f, 10000, &v), DT_ENOFUNC); /* it really works for the new one */
+  dt_future_release(f);
+  dt_client_close(c);
+  tu_stop(w, SIGTERM);
+  tu_stop(s2, SIGTERM);
+}
+
 /* As a child: start a LocalCluster, print the pids, and end the hard way. */
 static int orphan_child(const char *how) {
   dt_local_cluster *lc;
@@ -267,6 +328,8 @@ int main(void) {
       cmocka_unit_test(test_bad_preload_is_reported),
       cmocka_unit_test(test_hello_example_prints_11),
       cmocka_unit_test(test_dtask_local),
+      cmocka_unit_test(test_worker_death_timeout),
+      cmocka_unit_test(test_worker_reconnects_to_new_scheduler),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -107,7 +107,7 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
   char nm[256], ad[256];
   snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
   snprintf(ad, sizeof(ad), "%.*s", (int)alen, addr);
-  s_worker *wk = sched_add_worker(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
+  s_worker *wk = sched_add_worker_only(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
   wk->last_seen = (double)uv_now(&S.loop) / 1e3;
   wk->pid = pid <= INT32_MAX ? (int)pid : 0;
   wk->nanny_token = token;
@@ -127,6 +127,7 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
       return DT_EPROTO;
     sched_worker_has_key(&S.s, wk, key, klen, nbytes);
   }
+  sched_worker_place(&S.s, wk);
   DT_INFO("worker %s registered at %s with %d threads%s%s", nm, ad, (int)nthreads,
           token ? " (under a nanny)" : "", nheld ? ", holding results from before" : "");
   return 0;

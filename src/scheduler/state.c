@@ -517,8 +517,9 @@ static void to_waiting(sched *s, s_task *t0) {
 
 /* ---------------------------------------------------------------- events */
 
-s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
-                           int nthreads, char **res_names, double *res_amounts, uint32_t nres) {
+s_worker *sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
+                                int nthreads, char **res_names, double *res_amounts,
+                                uint32_t nres) {
   s_worker *w = dt__xcalloc(1, sizeof(*w));
   w->kind = PEER_WORKER;
   w->id = ++s->next_id;
@@ -531,6 +532,17 @@ s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char
   w->conn = conn;
   dt_vec_push(&s->workers, w);
   free_append(s, w);
+  return w;
+}
+
+s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
+                           int nthreads, char **res_names, double *res_amounts, uint32_t nres) {
+  s_worker *w = sched_add_worker_only(s, conn, name, address, nthreads, res_names, res_amounts, nres);
+  sched_worker_place(s, w);
+  return w;
+}
+
+void sched_worker_place(sched *s, s_worker *w) {
   /* tasks that had nowhere to go may go here now */
   s_task *t = s->nw_head;
   while (t) {
@@ -547,7 +559,6 @@ s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char
     t = next;
   }
   fill(s);
-  return w;
 }
 
 /* killed_msg: Dask's KilledWorker, with what we know of the deaths */

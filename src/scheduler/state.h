@@ -162,6 +162,14 @@ s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char
  * suspicious, each task that was processing there counts one worker death
  * against it (Dask's rule, for workers with no nanny to say what ran). */
 void sched_remove_worker(sched *s, s_worker *w, bool suspicious);
+/* sched_add_worker is these two: register w, then give it work (what had
+ * no worker, queued root tasks).  In between, a worker coming back says
+ * which results it still holds (sched_worker_has_key), so that those are
+ * not recomputed. */
+s_worker *sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
+                                int nthreads, char **res_names, double *res_amounts,
+                                uint32_t nres);
+void sched_worker_place(sched *s, s_worker *w);
 /* sched_worker_died: a nanny reports that its worker died while running
  * keys: each counts one death; past allowed_failures it errs with
  * DT_EKILLED.  how: "killed by signal 11 (Segmentation fault)" etc. */

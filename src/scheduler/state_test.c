@@ -413,17 +413,18 @@ static void test_worker_reregisters_held_keys(void **state) {
   sched_remove_worker(&S, w1, false); /* connection lost; no worker left */
   assert_int_equal(state_of("a"), TS_NO_WORKER);
   /* the same process comes back holding "a", and something forgotten */
-  s_worker *w2 = add_worker("w1-again", 1);
-  take_msgs(w2->conn, ms, 16);
+  s_worker *w2 = sched_add_worker_only(&S, newconn(), "w1-again", "w1-again", 1, NULL, NULL, 0);
   sched_worker_has_key(&S, w2, "a", 1, 10);
   sched_worker_has_key(&S, w2, "zzz", 3, 10);
+  sched_worker_place(&S, w2);
   check();
   assert_int_equal(state_of("a"), TS_MEMORY);
   assert_int_equal(state_of("b"), TS_PROCESSING);
   int n = take_msgs(w2->conn, ms, 16);
   assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "zzz"), 1);
   assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "b"), 1);
-  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "a"), 0);
+  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "a"), 0); /* not recomputed */
+  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 0);    /* and kept */
 }
 
 static void test_dependency_cycles_fail_and_are_released(void **state) {

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dtask.h"
 
@@ -37,4 +38,13 @@ DT_TASK(repeat) { /* repeat(s, n): s n times (large results for transfer tests) 
   if (!p) return dt_task_fail(task, "repeat: out of memory");
   for (int64_t i = 0; i < n; i++) memcpy(p + (size_t)i * len, s, len);
   return dt_bytes_take(p, len * (size_t)n, free);
+}
+
+DT_TASK(slow_square) { /* slow_square(x, ms): x*x after ms milliseconds */
+  int64_t x, ms;
+  if (dt_task_arg_int(task, 0, &x) || dt_task_arg_int(task, 1, &ms)) return NULL;
+  if (ms < 0 || ms > 60000) return dt_task_fail(task, "slow_square: %lld ms is out of range", (long long)ms);
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  return dt_int(x * x);
 }

@@ -278,6 +278,17 @@ typedef struct {
 } dt_cluster_info;
 /* dt_client_cluster_info: asks the scheduler for its counts. */
 int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out);
+typedef struct {
+  char name[128], address[128];
+  int nthreads, pid;
+  int64_t processing; /* tasks sent to it and not finished */
+  int64_t n_keys;     /* results it holds */
+  uint64_t nbytes;    /* their size */
+  double last_seen_s; /* since it was last heard from */
+} dt_worker_info;
+/* dt_client_workers: the workers connected now.  *out is malloc'd (free
+ * it), *n its length. */
+int dt_client_workers(dt_client *c, int timeout_ms, dt_worker_info **out, size_t *n);
 /* dt_client_wait_for_workers: waits until at least n workers are connected. */
 int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms);
 
@@ -397,6 +408,70 @@ int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc);
 const char *dt_local_cluster_auth_file(const dt_local_cluster *lc);
 /* dt_local_cluster_close: stops every process it started and frees lc. */
 void dt_local_cluster_close(dt_local_cluster *lc);
+
+/* ---------------------------------------------------------------- job queues */
+
+/* A cluster whose workers are batch jobs (what dask-jobqueue's SLURMCluster
+ * and PBSCluster do): the scheduler runs here, each job runs `processes`
+ * workers that connect back to it, named after the job id.  Option names
+ * and meanings are dask-jobqueue's.  docs/hpc.md. */
+typedef struct dt_jobqueue_cluster dt_jobqueue_cluster;
+typedef enum { DT_JOBQUEUE_SLURM = 0, DT_JOBQUEUE_PBS = 1 } dt_jobqueue_system;
+typedef struct {
+  dt_jobqueue_system system;
+  int cores;              /* cores per job, shared by its workers; 0 = 1 */
+  const char *memory;     /* memory per job, e.g. "4GB", "512MiB"; NULL: not asked */
+  int processes;          /* workers per job; 0 = 1 */
+  const char *queue;      /* Slurm partition / PBS queue; NULL: the default */
+  const char *account;    /* NULL: none */
+  const char *walltime;   /* "HH:MM:SS"; NULL = "00:30:00" */
+  const char *job_name;   /* NULL = "dtask-worker" */
+  const char *const *job_extra_directives; /* more #SBATCH / #PBS lines */
+  size_t n_job_extra_directives;
+  const char *const *job_script_prologue;  /* lines run before the workers */
+  size_t n_job_script_prologue;
+  const char *local_directory; /* the workers' scratch directory */
+  const char *log_directory;   /* job output; NULL: a folder made per cluster */
+  const char *interface;  /* network interface whose address workers connect to */
+  const char *host;       /* or the scheduler's address itself; NULL/"": see docs */
+  int port;               /* scheduler port; 0 = any */
+  const char *const *submit_command_extra; /* extra sbatch/qsub arguments */
+  size_t n_submit_command_extra;
+  const char *worker_command; /* NULL: `dtask worker` when this program is
+                                 dtask, else this program in the worker role */
+  const char *const *worker_extra_args; /* e.g. "--preload", "lib.so" */
+  size_t n_worker_extra_args;
+  int job_start_timeout_ms; /* wait_for_workers names jobs pending longer; 0 = 300000 */
+  bool no_auth;           /* default: a fresh shared secret in ~/.dtask (0600) */
+  const char *log_level;  /* the scheduler's and workers'; NULL = "warning" */
+} dt_jobqueue_opts;
+
+/* dt_jobqueue_job_script: the exact script that would be submitted, for
+ * an address and auth file (NULL: placeholders).  malloc'd. */
+char *dt_jobqueue_job_script(const dt_jobqueue_opts *opts, const char *address,
+                             const char *auth_file);
+/* dt_jobqueue_cluster_start: starts the scheduler here; no jobs yet. */
+int dt_jobqueue_cluster_start(const dt_jobqueue_opts *opts, dt_jobqueue_cluster **out);
+const char *dt_jobqueue_cluster_address(const dt_jobqueue_cluster *jc);
+const char *dt_jobqueue_cluster_auth_file(const dt_jobqueue_cluster *jc);
+/* the script this cluster submits (borrowed) */
+const char *dt_jobqueue_cluster_script(const dt_jobqueue_cluster *jc);
+/* dt_jobqueue_scale: as many jobs as n workers need (ceil(n / processes));
+ * dt_jobqueue_scale_jobs: n jobs.  Submits or cancels (pending jobs first).
+ * Both stop adaptive scaling. */
+int dt_jobqueue_scale(dt_jobqueue_cluster *jc, int n_workers);
+int dt_jobqueue_scale_jobs(dt_jobqueue_cluster *jc, int n_jobs);
+/* dt_jobqueue_adapt: between minimum and maximum workers, more while tasks
+ * wait, fewer when workers sit idle. */
+int dt_jobqueue_adapt(dt_jobqueue_cluster *jc, int minimum, int maximum);
+/* dt_jobqueue_jobs: jobs submitted and not known to be finished. */
+int dt_jobqueue_jobs(dt_jobqueue_cluster *jc, int *pending, int *running);
+/* dt_jobqueue_wait_for_workers: DT_ETIMEDOUT names the jobs still pending
+ * and the batch system's reason. */
+int dt_jobqueue_wait_for_workers(dt_jobqueue_cluster *jc, int n, int timeout_ms);
+/* dt_jobqueue_cluster_close: cancels every job it submitted, stops the
+ * scheduler, frees jc. */
+void dt_jobqueue_cluster_close(dt_jobqueue_cluster *jc);
 
 #pragma GCC visibility pop
 

@@ -10,6 +10,12 @@ bash scripts/install-deps.sh
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 
+# a real single-node Slurm (with PBS qsub wrappers) for the HPC tests; where
+# it cannot start, those tests skip with a message
+if ! bash scripts/start-slurm.sh; then
+  echo "== Slurm could not be started here: the HPC tests on real jobs will be skipped"
+fi
+
 run_config() {
   local dir=$1
   shift

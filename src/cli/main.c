@@ -1,6 +1,7 @@
 /*
  * main.c -- the dtask command: dtask scheduler | worker | local | version.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@ static void usage(FILE *f) {
           "  scheduler   run a scheduler         (dtask scheduler --help)\n"
           "  worker      run a worker            (dtask worker ADDRESS --help)\n"
           "  local       run a local cluster     (dtask local -n 4)\n"
+          "  slurm       workers as Slurm jobs   (dtask slurm --help)\n"
+          "  pbs         workers as PBS jobs     (dtask pbs --help)\n"
           "  version     print the version\n");
 }
 
@@ -68,6 +71,104 @@ int dt__local_main(int argc, char **argv) {
   return 0;
 }
 
+static void jobqueue_usage(const char *sys) {
+  fprintf(stderr,
+          "usage: dtask %s [--cores N] [--memory 4GB] [--processes N] [--queue Q]\n"
+          "       [--account A] [--walltime HH:MM:SS] [--job-name NAME]\n"
+          "       [--job-extra-directive LINE]... [--job-script-prologue LINE]...\n"
+          "       [--local-directory DIR] [--log-directory DIR] [--interface IF | --host H]\n"
+          "       [--port P] [--submit-command-extra ARG]... [--worker-extra-arg ARG]...\n"
+          "       [--no-auth] [--log-level L] [--scale N | --adapt MIN:MAX] [--dry-run]\n"
+          "Starts a scheduler here and submits jobs whose workers connect back to it\n"
+          "(dask-jobqueue's options and meanings); runs until SIGINT/SIGTERM, then cancels\n"
+          "every job.  --dry-run prints the job script and exits.\n",
+          sys);
+}
+
+int dt__jobqueue_main(int argc, char **argv, int system) {
+  const char *sys = system == DT_JOBQUEUE_PBS ? "pbs" : "slurm";
+  dt_jobqueue_opts o = {.system = (dt_jobqueue_system)system};
+  const char *extra[64], *prologue[64], *submit[64], *wargs[64];
+  size_t ne = 0, np = 0, ns = 0, nw = 0;
+  int scale = -1, amin = -1, amax = -1;
+  bool dry = false;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    bool has = i + 1 < argc;
+#define OPT(flag) (strcmp(a, flag) == 0 && has)
+    if (OPT("--cores")) o.cores = atoi(argv[++i]);
+    else if (OPT("--memory")) o.memory = argv[++i];
+    else if (OPT("--processes")) o.processes = atoi(argv[++i]);
+    else if (OPT("--queue")) o.queue = argv[++i];
+    else if (OPT("--account")) o.account = argv[++i];
+    else if (OPT("--walltime")) o.walltime = argv[++i];
+    else if (OPT("--job-name")) o.job_name = argv[++i];
+    else if (OPT("--job-extra-directive") && ne < 64) extra[ne++] = argv[++i];
+    else if (OPT("--job-script-prologue") && np < 64) prologue[np++] = argv[++i];
+    else if (OPT("--local-directory")) o.local_directory = argv[++i];
+    else if (OPT("--log-directory")) o.log_directory = argv[++i];
+    else if (OPT("--interface")) o.interface = argv[++i];
+    else if (OPT("--host")) o.host = argv[++i];
+    else if (OPT("--port")) o.port = atoi(argv[++i]);
+    else if (OPT("--submit-command-extra") && ns < 64) submit[ns++] = argv[++i];
+    else if (OPT("--worker-extra-arg") && nw < 64) wargs[nw++] = argv[++i];
+    else if (OPT("--worker-command")) o.worker_command = argv[++i];
+    else if (OPT("--log-level")) o.log_level = argv[++i];
+    else if (OPT("--scale")) scale = atoi(argv[++i]);
+    else if (OPT("--adapt")) {
+      if (sscanf(argv[++i], "%d:%d", &amin, &amax) != 2 || amin < 0 || amax < amin) {
+        fprintf(stderr, "dtask %s: --adapt takes MIN:MAX, not '%s'\n", sys, argv[i]);
+        return 2;
+      }
+    } else if (strcmp(a, "--no-auth") == 0) o.no_auth = true;
+    else if (strcmp(a, "--dry-run") == 0) dry = true;
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      jobqueue_usage(sys);
+      return 0;
+    } else {
+      fprintf(stderr, "dtask %s: unknown or incomplete option '%s'\n", sys, a);
+      jobqueue_usage(sys);
+      return 2;
+    }
+#undef OPT
+  }
+  o.job_extra_directives = extra;
+  o.n_job_extra_directives = ne;
+  o.job_script_prologue = prologue;
+  o.n_job_script_prologue = np;
+  o.submit_command_extra = submit;
+  o.n_submit_command_extra = ns;
+  o.worker_extra_args = wargs;
+  o.n_worker_extra_args = nw;
+  if (dry) {
+    char *script = dt_jobqueue_job_script(&o, NULL, NULL);
+    fputs(script, stdout);
+    free(script);
+    return 0;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  dt_jobqueue_cluster *jc;
+  if (dt_jobqueue_cluster_start(&o, &jc) != 0) {
+    fprintf(stderr, "dtask %s: %s\n", sys, dt_last_error());
+    return 1;
+  }
+  printf("scheduler at tcp://%s\n", dt_jobqueue_cluster_address(jc));
+  if (dt_jobqueue_cluster_auth_file(jc)) printf("auth file %s\n", dt_jobqueue_cluster_auth_file(jc));
+  fflush(stdout);
+  int rc = 0;
+  if (scale >= 0) rc = dt_jobqueue_scale(jc, scale);
+  else if (amax >= 0) rc = dt_jobqueue_adapt(jc, amin, amax);
+  if (rc) fprintf(stderr, "dtask %s: %s\n", sys, dt_last_error());
+  int sig;
+  if (rc == 0) sigwait(&set, &sig);
+  dt_jobqueue_cluster_close(jc);
+  return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
@@ -77,6 +178,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "scheduler") == 0) return dt__scheduler_main(argc - 2, argv + 2);
   if (strcmp(cmd, "worker") == 0) return dt__worker_main(argc - 2, argv + 2);
   if (strcmp(cmd, "local") == 0) return dt__local_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "slurm") == 0) return dt__jobqueue_main(argc - 2, argv + 2, DT_JOBQUEUE_SLURM);
+  if (strcmp(cmd, "pbs") == 0) return dt__jobqueue_main(argc - 2, argv + 2, DT_JOBQUEUE_PBS);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("dtask %d.%d.%d\n", DT_VERSION_MAJOR, DT_VERSION_MINOR, DT_VERSION_PATCH);
     return 0;

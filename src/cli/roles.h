@@ -11,4 +11,14 @@ int dt__scheduler_main(int argc, char **argv);
 int dt__worker_main(int argc, char **argv);
 int dt__local_main(int argc, char **argv);
 
+int dt__jobqueue_main(int argc, char **argv, int system);
+
+/* Process helpers (cluster/local.c). */
+#include <sys/types.h>
+/* dt__spawn_role: this program again, as role (scheduler, worker) with
+ * args; keep_fd stays open in the child; the child dies with us. */
+pid_t dt__spawn_role(const char *role, const char *const *args, int nargs, int keep_fd);
+/* dt__stop_pids: SIGTERM, then SIGKILL after 3 s; reaps; sets each to -1. */
+void dt__stop_pids(pid_t *pids, int n);
+
 #endif

@@ -19,6 +19,9 @@ typedef struct {
   uint64_t req;
   bool done;
   dt_cluster_info info;
+  bool detail;              /* the workers' rows too */
+  dt_worker_info *workers;
+  size_t nworkers;
 } info_req;
 
 typedef struct {
@@ -418,6 +421,29 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       F("completed", n_completed)
 #undef F
       if (kl == 16 && memcmp(k, "heartbeat_age_us", 16) == 0) out->heartbeat_age_s = (double)v / 1e6;
+    }
+    uint32_t nw;
+    if (nf >= 3 && !rd_array(r, &nw) && ir && ir->detail) {
+      ir->workers = dt__xcalloc(nw ? nw : 1, sizeof(dt_worker_info));
+      for (uint32_t i = 0; i < nw; i++) {
+        dt_worker_info *wi = &ir->workers[i];
+        const char *nm, *ad;
+        uint32_t nml, adl, m;
+        uint64_t nt, pid, pr, nk, nb, age;
+        if (rd_array(r, &m) || m < 8 || rd_str(r, &nm, &nml) || rd_str(r, &ad, &adl) ||
+            rd_uint(r, &nt) || rd_uint(r, &pid) || rd_uint(r, &pr) || rd_uint(r, &nk) ||
+            rd_uint(r, &nb) || rd_uint(r, &age))
+          return DT_EPROTO;
+        snprintf(wi->name, sizeof(wi->name), "%.*s", (int)nml, nm);
+        snprintf(wi->address, sizeof(wi->address), "%.*s", (int)adl, ad);
+        wi->nthreads = (int)nt;
+        wi->pid = (int)pid;
+        wi->processing = (int64_t)pr;
+        wi->n_keys = (int64_t)nk;
+        wi->nbytes = nb;
+        wi->last_seen_s = (double)age / 1e3;
+        ir->nworkers = i + 1;
+      }
     }
     if (ir) ir->done = true;
     c->wake_waiters = true;
@@ -1104,9 +1130,24 @@ int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n, const dt_
 
 /* ---------------------------------------------------------------- info */
 
+static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_worker_info **wout,
+                        size_t *nout);
+
 int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out) {
   dt__err_clear();
   if (!c || !out) return dt__err(DT_EINVAL, "dt_client_cluster_info: NULL argument");
+  return cluster_info(c, timeout_ms, out, NULL, NULL);
+}
+
+int dt_client_workers(dt_client *c, int timeout_ms, dt_worker_info **out, size_t *n) {
+  dt__err_clear();
+  if (!c || !out || !n) return dt__err(DT_EINVAL, "dt_client_workers: NULL argument");
+  dt_cluster_info info;
+  return cluster_info(c, timeout_ms, &info, out, n);
+}
+
+static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_worker_info **wout,
+                        size_t *nout) {
   struct timespec dl;
   dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
   pthread_mutex_lock(&c->lock);
@@ -1117,17 +1158,26 @@ int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out) {
   }
   info_req *ir = dt__xcalloc(1, sizeof(*ir));
   ir->req = ++c->next_req;
+  ir->detail = wout != NULL;
   dt_vec_push(&c->infos, ir);
   dt_wbuf *w = dt_conn_out(c->sched);
-  wb_msg(w, DT_OP_INFO_REQUEST, 1);
+  wb_msg(w, DT_OP_INFO_REQUEST, 2);
   wb_uint(w, ir->req);
+  wb_bool(w, ir->detail);
   dt__client_wake(c);
   while (!ir->done && c->state == CS_READY)
     if (!wait_until(c, &dl)) break;
-  if (ir->done) *out = ir->info;
-  else if (c->state != CS_READY) rc = dt__client_usable(c);
+  if (ir->done) {
+    *out = ir->info;
+    if (wout) {
+      *wout = ir->workers;
+      *nout = ir->nworkers;
+      ir->workers = NULL;
+    }
+  } else if (c->state != CS_READY) rc = dt__client_usable(c);
   else rc = dt__err(DT_ETIMEDOUT, "no reply from the scheduler at %s within %d ms", c->addr, timeout_ms);
   dt_vec_remove(&c->infos, ir);
+  free(ir->workers);
   free(ir);
   pthread_mutex_unlock(&c->lock);
   return rc;

@@ -75,8 +75,8 @@ __attribute__((constructor)) static void dt__role_takeover(void) {
 
 /* ---------------------------------------------------------------- spawning */
 
-/* spawn: start this program in a role.  keep_fd stays open in the child. */
-static pid_t spawn(const char *role, const char *const *args, int nargs, int keep_fd) {
+/* dt__spawn_role: start this program in a role.  keep_fd stays open in the child. */
+pid_t dt__spawn_role(const char *role, const char *const *args, int nargs, int keep_fd) {
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n <= 0) return -1;
@@ -126,7 +126,7 @@ static pid_t spawn(const char *role, const char *const *args, int nargs, int kee
   return pid;
 }
 
-static void stop_pids(pid_t *pids, int n) {
+void dt__stop_pids(pid_t *pids, int n) {
   for (int i = 0; i < n; i++)
     if (pids[i] > 0) kill(pids[i], SIGTERM);
   uint64_t deadline = dt__now_ns() + 3000000000ull;
@@ -220,7 +220,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
                          "--log-level", o.log_level, "--allowed-failures", afbuf,
                          "--worker-ttl", o.worker_ttl ? o.worker_ttl : "60s",
                          "--auth-file", lc->auth_file};
-  lc->scheduler = spawn("scheduler", sargs, lc->auth_file[0] ? 14 : 12, fds[1]);
+  lc->scheduler = dt__spawn_role("scheduler", sargs, lc->auth_file[0] ? 14 : 12, fds[1]);
   close(fds[1]);
   int rc = 0;
   if (lc->scheduler < 0) {
@@ -265,7 +265,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
       wargs[nw++] = "--resources";
       wargs[nw++] = o.resources;
     }
-    lc->workers[i] = spawn("worker", wargs, nw, -1);
+    lc->workers[i] = dt__spawn_role("worker", wargs, nw, -1);
     if (lc->workers[i] < 0) rc = dt__err(DT_ESPAWN, "LocalCluster: cannot start worker %d", i);
   }
   lc->n_workers = o.n_workers;
@@ -286,8 +286,8 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     int saved = rc;
     char msg[1024];
     snprintf(msg, sizeof(msg), "%s", dt_last_error());
-    stop_pids(lc->workers, lc->n_workers);
-    stop_pids(&lc->scheduler, 1);
+    dt__stop_pids(lc->workers, lc->n_workers);
+    dt__stop_pids(&lc->scheduler, 1);
     if (lc->auth_file[0]) unlink(lc->auth_file);
     free(lc->workers);
     free(lc);
@@ -321,8 +321,8 @@ void dt_local_cluster_close(dt_local_cluster *lc) {
   while (*pp && *pp != lc) pp = &(*pp)->next;
   if (*pp) *pp = lc->next;
   pthread_mutex_unlock(&live_lock);
-  stop_pids(lc->workers, lc->n_workers);
-  stop_pids(&lc->scheduler, 1);
+  dt__stop_pids(lc->workers, lc->n_workers);
+  dt__stop_pids(&lc->scheduler, 1);
   if (lc->auth_file[0]) unlink(lc->auth_file);
   free(lc->workers);
   free(lc);

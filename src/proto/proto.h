@@ -174,8 +174,10 @@ int rd_payload(dt_rd *r, dt_payload *out);
   X(KEY_ERRED, "scheduler->client",                                                     \
     "[key, code, function, worker, message]: a task (or its dependency) failed")        \
   X(KEY_CANCELLED, "scheduler->client", "[key, reason]: a key was cancelled")           \
-  X(INFO_REQUEST, "client->scheduler", "[req]: ask for cluster counts")                 \
-  X(INFO_REPLY, "scheduler->client", "[req, {name: count}]: cluster counts")            \
+  X(INFO_REQUEST, "client->scheduler", "[req, detail]: ask for cluster counts (and workers)") \
+  X(INFO_REPLY, "scheduler->client",                                                    \
+    "[req, {name: count}, [[name, address, nthreads, pid, processing, nkeys, nbytes, "  \
+    "age_ms]...] if detail]: cluster counts")                                           \
   X(COMPUTE_TASK, "scheduler->worker",                                                  \
     "[key, func, spec, [[dep, nbytes, [address...]]...], priority, {resource: amount}]") \
   X(FREE_KEYS, "scheduler->worker", "[[key...]]: forget these keys")                    \

@@ -338,9 +338,11 @@ static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
 
 static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
+  bool detail = false;
   if (nf < 1 || rd_uint(r, &req)) return DT_EPROTO;
+  if (nf >= 2 && rd_bool(r, &detail)) return DT_EPROTO;
   dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_INFO_REPLY, 2);
+  wb_msg(w, DT_OP_INFO_REPLY, detail ? 3 : 2);
   wb_uint(w, req);
   wb_map(w, 5 + TS_COUNT);
   wb_cstr(w, "workers");
@@ -361,6 +363,21 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   for (int st = 0; st < TS_COUNT; st++) {
     wb_cstr(w, s_task_state_name(st));
     wb_int(w, S.s.count[st]);
+  }
+  if (detail) { /* one row per worker: O(workers), asked for rarely */
+    wb_array(w, (uint32_t)S.s.workers.len);
+    for (size_t i = 0; i < S.s.workers.len; i++) {
+      s_worker *wk = S.s.workers.v[i];
+      wb_array(w, 8);
+      wb_cstr(w, wk->name);
+      wb_cstr(w, wk->address);
+      wb_uint(w, (uint64_t)wk->nthreads);
+      wb_uint(w, (uint64_t)wk->pid);
+      wb_uint(w, wk->processing.len);
+      wb_uint(w, wk->nkeys);
+      wb_uint(w, wk->nbytes);
+      wb_uint(w, (uint64_t)((now - wk->last_seen) * 1e3));
+    }
   }
   return 0;
 }

@@ -9,7 +9,9 @@
  * scheduler.  Results stay until FREE_KEYS; fetched copies go as soon as no
  * local task needs them.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1010,6 +1012,7 @@ static void usage(void) {
           "                    [--no-nanny] [--death-timeout DURATION] [--auth-file FILE]\n"
           "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n"
           "  --no-nanny         run without the nanny that restarts a worker that dies\n"
+          "  --local-directory D  scratch folder (made if missing; the worker runs there)\n"
           "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n"
           DT_SEC_USAGE);
 }
@@ -1067,6 +1070,13 @@ int dt__worker_main(int argc, char **argv) {
     else if (strcmp(a, "--worker-port") == 0 && has) listen_port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
     else if (strcmp(a, "--no-nanny") == 0) nanny = false;
+    else if (strcmp(a, "--local-directory") == 0 && has) {
+      const char *d = argv[++i];
+      if ((mkdir(d, 0700) != 0 && errno != EEXIST) || chdir(d) != 0) {
+        fprintf(stderr, "dtask worker: --local-directory %s: %s\n", d, strerror(errno));
+        return 2;
+      }
+    }
     else if (strcmp(a, "--nanny") == 0) nanny = true;
     else if (strcmp(a, "--death-timeout") == 0 && has) {
       if (dt__parse_duration(argv[++i], &death_timeout) != 0) {

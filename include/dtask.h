@@ -289,6 +289,12 @@ typedef struct {
 /* dt_client_workers: the workers connected now.  *out is malloc'd (free
  * it), *n its length. */
 int dt_client_workers(dt_client *c, int timeout_ms, dt_worker_info **out, size_t *n);
+/* dt_client_retire_workers: the named workers (names or addresses) get no
+ * new work; the results only they hold that are still needed are copied to
+ * other workers; then they close.  *retired (may be NULL): how many did.
+ * A worker whose results no other worker can take is kept (DT_EINVAL). */
+int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, int timeout_ms,
+                             int *retired);
 /* dt_client_wait_for_workers: waits until at least n workers are connected. */
 int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms);
 

@@ -292,6 +292,41 @@ static void test_reconnect_reregisters_results(void **state) {
   assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
 }
 
+/* Retiring a worker copies the results only it holds to another worker
+ * first: nothing is recomputed.  The last worker holding results is kept. */
+static void test_retire_moves_results(void **state) {
+  (void)state;
+  const char *w0[] = {"local-worker-0"}, *w1[] = {"local-worker-1"};
+  dt_future *f, *g;
+  dt_value *v1, *v2;
+  OK(dt_client_submit(client, "nonce", NULL, NULL,
+                      &(dt_submit_opts){.pure = DT_NO, .workers = w0, .n_workers = 1}, &f));
+  OK(dt_future_result(f, 10000, &v1));
+  int retired = -1;
+  OK(dt_client_retire_workers(client, w0, 1, 20000, &retired));
+  assert_int_equal(retired, 1);
+  assert_int_equal(wait_workers(1, 10), 1);
+  dt_worker_info *ws;
+  size_t nw;
+  OK(dt_client_workers(client, 5000, &ws, &nw));
+  assert_int_equal(nw, 1);
+  assert_string_equal(ws[0].name, "local-worker-1");
+  assert_int_equal(ws[0].n_keys, 1); /* the moved result */
+  free(ws);
+  OK(dt_client_submit(client, "identity", dt_list_of(1, dt_future_value(f)), NULL, NULL, &g));
+  OK(dt_future_result(g, 10000, &v2));
+  assert_int_equal(dt_value_int(v2), dt_value_int(v1)); /* moved, not recomputed */
+  /* the last worker holds f: retiring it would lose it, so it stays */
+  assert_int_equal(dt_client_retire_workers(client, w1, 1, 20000, &retired), DT_EINVAL);
+  assert_int_equal(retired, 0);
+  assert_int_equal(wait_workers(1, 5), 1);
+  dt_value_free(v1);
+  dt_value_free(v2);
+  dt_future_release(f);
+  dt_future_release(g);
+  assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
+}
+
 /* A client killed with SIGKILL while holding 10,000 futures: the scheduler
  * goes back to 0 tasks. */
 static void test_killed_client_releases_everything(void **state) {
@@ -357,6 +392,7 @@ static int holder_main(const char *addr) {
 }
 
 int main(void) {
+  if (getenv("DT_TEST_FILTER")) cmocka_set_test_filter(getenv("DT_TEST_FILTER"));
   const char *holder = getenv("DT_TEST_HOLDER");
   if (holder) return holder_main(holder);
   /* a crashing task should crash its worker, not produce a sanitizer report */
@@ -372,6 +408,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stopped_worker, setup_ttl, stop),
       cmocka_unit_test_setup_teardown(test_killed_client_releases_everything, setup_2x2, stop),
       cmocka_unit_test_setup_teardown(test_reconnect_reregisters_results, setup_one_ttl, stop),
+      cmocka_unit_test_setup_teardown(test_retire_moves_results, setup_2x2, stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@ typedef struct {
   uint64_t req;
   bool done;
   char *error;
+  uint64_t count; /* RETIRE_DONE: workers retired */
 } scatter_req;
 
 typedef struct fetch_req {
@@ -449,6 +450,22 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     c->wake_waiters = true;
     return 0;
   }
+  case DT_OP_RETIRE_DONE: {
+    uint64_t req, count;
+    if (nf < 3 || rd_uint(r, &req) || rd_uint(r, &count)) return DT_EPROTO;
+    const char *e = NULL;
+    uint32_t el = 0;
+    if (!rd_is_nil(r) && rd_str(r, &e, &el)) return DT_EPROTO;
+    for (size_t i = 0; i < c->retires.len; i++) {
+      scatter_req *sr = c->retires.v[i];
+      if (sr->req != req) continue;
+      sr->done = true;
+      sr->count = count;
+      if (e) sr->error = dt__xstrndup(e, el);
+    }
+    c->wake_waiters = true;
+    return 0;
+  }
   case DT_OP_SCATTER_DONE: {
     uint64_t req;
     if (nf < 2 || rd_uint(r, &req)) return DT_EPROTO;
@@ -602,6 +619,7 @@ static void client_free(dt_client *c) {
   dt_vec_free(&c->fetchq);
   dt_vec_free(&c->infos);
   dt_vec_free(&c->scatters);
+  dt_vec_free(&c->retires);
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->cond);
   free(c);
@@ -1179,6 +1197,48 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   dt_vec_remove(&c->infos, ir);
   free(ir->workers);
   free(ir);
+  pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, int timeout_ms,
+                             int *retired) {
+  dt__err_clear();
+  if (retired) *retired = 0;
+  if (!c || (n && !names)) return dt__err(DT_EINVAL, "dt_client_retire_workers: NULL argument");
+  for (size_t i = 0; i < n; i++)
+    if (!names[i] || !*names[i] || strlen(names[i]) > DT_MAX_KEY)
+      return dt__err(DT_EINVAL, "dt_client_retire_workers: worker name %zu is empty or too long", i);
+  struct timespec dl;
+  dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
+  pthread_mutex_lock(&c->lock);
+  int rc = dt__client_usable(c);
+  if (rc) {
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+  }
+  scatter_req *rr = dt__xcalloc(1, sizeof(*rr));
+  rr->req = ++c->next_req;
+  dt_vec_push(&c->retires, rr);
+  dt_wbuf *w = dt_conn_out(c->sched);
+  wb_msg(w, DT_OP_RETIRE_WORKERS, 2);
+  wb_uint(w, rr->req);
+  wb_array(w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) wb_cstr(w, names[i] ? names[i] : "");
+  dt__client_wake(c);
+  while (!rr->done && c->state == CS_READY)
+    if (!wait_until(c, &dl)) break;
+  if (rr->done) {
+    if (retired) *retired = (int)rr->count;
+    if (rr->error) rc = dt__err(DT_EINVAL, "retire workers: %s", rr->error);
+  } else if (c->state != CS_READY) {
+    rc = dt__client_usable(c);
+  } else {
+    rc = dt__err(DT_ETIMEDOUT, "workers not retired within %d ms", timeout_ms);
+  }
+  dt_vec_remove(&c->retires, rr);
+  free(rr->error);
+  free(rr);
   pthread_mutex_unlock(&c->lock);
   return rc;
 }

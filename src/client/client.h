@@ -74,6 +74,7 @@ struct dt_client {
   uint64_t next_req;
   dt_vec infos;      /* pending info requests */
   dt_vec scatters;   /* pending scatters */
+  dt_vec retires;    /* pending retire_workers (scatter_req too) */
   cb_entry *cbq_head, *cbq_tail; /* done callbacks to run unlocked */
   uint64_t id;
 };

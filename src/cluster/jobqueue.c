@@ -438,6 +438,61 @@ static int live_jobs(const dt_jobqueue_cluster *jc) {
   return n;
 }
 
+/* job_of: the job number in a worker's name ("<job_name>-<num>[-<i>]"), or -1 */
+static long job_of(const dt_jobqueue_cluster *jc, const char *worker) {
+  const char *nm = jc->o.job_name && *jc->o.job_name ? jc->o.job_name : "dtask-worker";
+  size_t l = strlen(nm);
+  if (strncmp(worker, nm, l) != 0 || worker[l] != '-') return -1;
+  char *end;
+  long n = strtol(worker + l + 1, &end, 10);
+  return end != worker + l + 1 && (*end == '\0' || *end == '-') ? n : -1;
+}
+
+/* retire_jobs: stop n running jobs (locked): idle ones first, newest first;
+ * their workers retire (results moved), then the jobs are cancelled */
+static void retire_jobs(dt_jobqueue_cluster *jc, size_t n) {
+  dt_worker_info *ws = NULL;
+  size_t nw = 0;
+  if (dt_client_workers(jc->client, 10000, &ws, &nw) != 0) nw = 0;
+  job **drop = dt__xcalloc(n, sizeof(job *));
+  size_t k = 0;
+  for (int pass = 0; pass < 2 && k < n; pass++)
+    for (size_t i = jc->njobs; i-- > 0 && k < n;) {
+      job *j = &jc->jobs[i];
+      if (j->state != 'R') continue;
+      bool busy = false, taken = false;
+      for (size_t w = 0; w < nw; w++)
+        if (job_of(jc, ws[w].name) == j->num && ws[w].processing > 0) busy = true;
+      for (size_t d = 0; d < k; d++) taken |= drop[d] == j;
+      if (!taken && (pass == 1 || !busy)) drop[k++] = j;
+    }
+  const char **names = dt__xcalloc(nw ? nw : 1, sizeof(char *));
+  size_t nn = 0;
+  for (size_t w = 0; w < nw; w++)
+    for (size_t d = 0; d < k; d++)
+      if (job_of(jc, ws[w].name) == drop[d]->num) names[nn++] = ws[w].name;
+  int retired = 0;
+  if (nn && dt_client_retire_workers(jc->client, names, nn, 120000, &retired) != 0) {
+    /* some hold results no other worker can take: keep their jobs */
+    DT_WARN("%s", dt_last_error());
+    size_t kept = 0;
+    dt_worker_info *now = NULL;
+    size_t nnow = 0;
+    if (dt_client_workers(jc->client, 10000, &now, &nnow) != 0) nnow = 0;
+    for (size_t d = 0; d < k; d++) {
+      bool alive = false;
+      for (size_t w = 0; w < nnow; w++) alive |= job_of(jc, now[w].name) == drop[d]->num;
+      if (!alive) drop[kept++] = drop[d];
+    }
+    free(now);
+    k = kept;
+  }
+  cancel(jc, drop, k);
+  free(names);
+  free(ws);
+  free(drop);
+}
+
 /* converge: submit or cancel to reach target_jobs (locked) */
 static int converge(dt_jobqueue_cluster *jc) {
   int live = live_jobs(jc), rc = 0;
@@ -446,16 +501,17 @@ static int converge(dt_jobqueue_cluster *jc) {
     if (rc == 0) live++;
   }
   if (live > jc->target_jobs) {
-    /* pending jobs first (newest first), then running ones with idle workers */
+    /* pending jobs first (newest first), then running ones, idle ones first;
+     * a running job's workers are retired before it is cancelled, so the
+     * results only they hold are copied elsewhere */
     size_t want = (size_t)(live - jc->target_jobs), k = 0;
     job **drop = dt__xcalloc(want, sizeof(job *));
-    for (int pass = 0; pass < 2 && k < want; pass++)
-      for (size_t i = jc->njobs; i-- > 0 && k < want;) {
-        job *j = &jc->jobs[i];
-        if (j->state == (pass == 0 ? 'Q' : 'R')) drop[k++] = j;
-      }
+    for (size_t i = jc->njobs; i-- > 0 && k < want;)
+      if (jc->jobs[i].state == 'Q') drop[k++] = &jc->jobs[i];
     cancel(jc, drop, k);
+    size_t left = want - k;
     free(drop);
+    if (left > 0) retire_jobs(jc, left);
   }
   return rc;
 }

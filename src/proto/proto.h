@@ -195,6 +195,13 @@ int rd_payload(dt_rd *r, dt_payload *out);
   X(CLOSE, "any", "[reason]: the sender is closing the connection")                   \
   X(WHO_HAS, "client->scheduler",                                                       \
     "[[key...]]: where is it now? (a fetch failed): KEY_IN_MEMORY when it is held")   \
+  X(RETIRE_WORKERS, "client->scheduler",                                                \
+    "[req, [name...]]: move what only these workers hold elsewhere, then close them")  \
+  X(RETIRE_DONE, "scheduler->client", "[req, retired count, error|nil]")                 \
+  X(ACQUIRE, "scheduler->worker",                                                       \
+    "[[key, nbytes, from address, source worker id]...]: fetch and keep these")        \
+  X(ACQUIRED, "worker->scheduler",                                                      \
+    "[[key, nbytes, ok, source worker id]...]: fetched (or not)")                       \
   X(NANNY_REPORT, "nanny->scheduler",                                                   \
     "[nanny_token, pid, how, [key...]]: my worker died while running these keys")
 

@@ -23,6 +23,14 @@ typedef struct {
   char *error;
 } pending_scatter;
 
+typedef struct retire_req {
+  uint64_t client_req;
+  uint32_t client_id;
+  uint32_t pending; /* workers still moving results */
+  uint32_t retired;
+  char *error;
+} retire_req;
+
 static struct {
   uv_loop_t loop;
   dt_net net;
@@ -382,6 +390,96 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- retiring */
+
+static void retire_reply(retire_req *rr) {
+  s_client *cl = client_by_id(rr->client_id);
+  if (cl && cl->conn) {
+    dt_wbuf *w = dt_conn_out(cl->conn);
+    wb_msg(w, DT_OP_RETIRE_DONE, 3);
+    wb_uint(w, rr->client_req);
+    wb_uint(w, rr->retired);
+    wb_cstr(w, rr->error);
+  }
+  free(rr->error);
+  free(rr);
+}
+
+/* a retiring worker has nothing left that only it holds: close it */
+static void retire_finish(s_worker *w) {
+  retire_req *rr = w->retire;
+  w->retire = NULL;
+  w->closing = true; /* leaving on purpose: its running tasks are not suspects */
+  dt_wbuf *o = dt_conn_out(w->conn);
+  wb_msg(o, DT_OP_CLOSE, 1);
+  wb_cstr(o, "retired");
+  DT_INFO("worker %s (%s) retired", w->name, w->address);
+  if (rr) {
+    rr->retired++;
+    if (--rr->pending == 0) retire_reply(rr);
+  }
+}
+
+static int on_retire_workers(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint64_t req;
+  keylist kl;
+  if (nf < 2 || rd_uint(r, &req)) return DT_EPROTO;
+  if (rd_keylist(r, &kl)) {
+    keylist_free(&kl);
+    return DT_EPROTO;
+  }
+  retire_req *rr = dt__xcalloc(1, sizeof(*rr));
+  rr->client_req = req;
+  rr->client_id = ((s_client *)c->data)->id;
+  rr->pending = 1; /* held while we go through the list */
+  for (uint32_t i = 0; i < kl.n; i++) {
+    s_worker *w = NULL;
+    for (size_t k = 0; k < S.s.workers.len && !w; k++) {
+      s_worker *o = S.s.workers.v[k];
+      if ((strlen(o->name) == kl.lens[i] && memcmp(o->name, kl.keys[i], kl.lens[i]) == 0) ||
+          (strlen(o->address) == kl.lens[i] && memcmp(o->address, kl.keys[i], kl.lens[i]) == 0))
+        w = o;
+    }
+    if (!w || w->retiring) continue; /* gone already, or on its way */
+    int moving = sched_retire_worker(&S.s, w);
+    if (moving < 0) {
+      sched_unretire_worker(&S.s, w);
+      if (!rr->error)
+        rr->error = dt__xstrdup("a worker holds results that no other worker can take; it was kept");
+      DT_WARN("cannot retire worker %s: no other worker can take the results only it holds",
+              w->name);
+      continue;
+    }
+    rr->pending++;
+    w->retire = rr;
+    DT_INFO("retiring worker %s (%s): %d result(s) to move first", w->name, w->address, moving);
+    if (moving == 0) retire_finish(w);
+  }
+  keylist_free(&kl);
+  if (--rr->pending == 0) retire_reply(rr);
+  return 0;
+}
+
+static int on_acquired(dt_conn *c, uint32_t nf, dt_rd *r) {
+  uint32_t n;
+  if (nf < 1 || rd_array(r, &n)) return DT_EPROTO;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t m, klen;
+    const char *key;
+    uint64_t nbytes, src;
+    bool ok;
+    if (rd_array(r, &m) || m != 4 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) ||
+        rd_bool(r, &ok) || rd_uint(r, &src))
+      return DT_EPROTO;
+    if (ok) sched_worker_has_key(&S.s, c->data, key, klen, nbytes);
+    s_worker *from = NULL;
+    for (size_t k = 0; k < S.s.workers.len && !from; k++)
+      if (((s_worker *)S.s.workers.v[k])->id == src) from = S.s.workers.v[k];
+    if (from && from->retiring && from->moving > 0 && --from->moving == 0) retire_finish(from);
+  }
+  return 0;
+}
+
 /* ---------------------------------------------------------------- workers */
 
 static int on_task_finished(dt_conn *c, uint32_t nf, dt_rd *r) {
@@ -475,6 +573,11 @@ static void scatters_forget_worker(s_worker *w) {
 /* drop_worker: remove a worker we give up on, and close its connection */
 static void drop_worker(s_worker *w, bool suspicious) {
   dt_conn *c = w->conn;
+  if (w->retire) {
+    retire_req *rr = w->retire;
+    w->retire = NULL;
+    if (--rr->pending == 0) retire_reply(rr);
+  }
   c->data = NULL; /* on_conn_close: nothing more to do */
   dt_conn_close(c, false);
   scatters_forget_worker(w);
@@ -539,6 +642,8 @@ static const struct {
     [DT_OP_CANCEL_KEYS] = {PEER_CLIENT, on_cancel_keys},
     [DT_OP_WANT_RESULT] = {PEER_CLIENT, on_want_result},
     [DT_OP_WHO_HAS] = {PEER_CLIENT, on_who_has},
+    [DT_OP_RETIRE_WORKERS] = {PEER_CLIENT, on_retire_workers},
+    [DT_OP_ACQUIRED] = {PEER_WORKER, on_acquired},
     [DT_OP_SCATTER] = {PEER_CLIENT, on_scatter},
     [DT_OP_INFO_REQUEST] = {PEER_CLIENT, on_info_request},
     [DT_OP_TASK_FINISHED] = {PEER_WORKER, on_task_finished},
@@ -575,6 +680,11 @@ static void on_conn_close(dt_conn *c) {
     else DT_WARN("lost worker %s (%s)%s", w->name, w->address,
                  w->nanny_token ? "; its nanny will say what it was running" : "");
     scatters_forget_worker(w);
+    if (w->retire) { /* it went before it was done: count it anyway */
+      retire_req *rr = w->retire;
+      w->retire = NULL;
+      if (--rr->pending == 0) retire_reply(rr);
+    }
     /* with a nanny, only the keys it reports as running count as suspects */
     if (!S.stopping) sched_remove_worker(&S.s, w, !w->nanny_token && !w->closing);
     break;

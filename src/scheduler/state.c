@@ -121,7 +121,7 @@ static void free_remove(sched *s, s_worker *w) {
 }
 
 static void free_append(sched *s, s_worker *w) {
-  if (w->in_free_list) return;
+  if (w->in_free_list || w->retiring) return;
   w->free_prev = s->free_tail;
   w->free_next = NULL;
   if (s->free_tail) s->free_tail->free_next = w;
@@ -191,7 +191,7 @@ static s_worker *pick_restricted(sched *s, s_task *t) {
   bool best_named = false;
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
-    if (!worker_valid(t, w)) continue;
+    if (w->retiring || !worker_valid(t, w)) continue;
     bool named = false;
     for (uint32_t k = 0; k < RARE(t)->nrestrict && !named; k++) named = name_matches(w, RARE(t)->restrict_to[k]);
     if (!best || (named && !best_named) ||
@@ -214,6 +214,7 @@ static s_worker *pick_by_deps(sched *s, s_task *t) {
     s_task *d = t->deps[i];
     for (size_t j = 0; j < d->who_has.len; j++) {
       s_worker *w = d->who_has.v[j];
+      if (w->retiring) continue;
       size_t k;
       for (k = 0; k < nc && cand[k].w != w; k++) {}
       if (k == nc) {
@@ -232,8 +233,9 @@ static s_worker *pick_by_deps(sched *s, s_task *t) {
     }
   }
   if (!best) best = s->free_head;
-  if (!best && s->workers.len) best = s->workers.v[0];
-  return best;
+  for (size_t i = 0; !best && i < s->workers.len; i++)
+    if (!((s_worker *)s->workers.v[i])->retiring) best = s->workers.v[i];
+  return best; /* NULL: every worker is retiring */
 }
 
 static void nw_link(sched *s, s_task *t) {
@@ -268,7 +270,9 @@ static void ready(sched *s, s_task *t) {
     dt_heap_push(&s->queued, t);
     return;
   }
-  send_compute(s, t, pick_by_deps(s, t));
+  s_worker *w = pick_by_deps(s, t);
+  if (w) send_compute(s, t, w);
+  else nw_link(s, t);
 }
 
 /* fill: hand queued root tasks to workers with free slots, round robin. */
@@ -1026,6 +1030,45 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
   if (duration_s >= 0)
     s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * duration_s : duration_s;
   to_memory(s, t, w, nbytes, inline_, ilen);
+  update_free(s, w);
+  fill(s);
+}
+
+int sched_retire_worker(sched *s, s_worker *w) {
+  w->retiring = true;
+  free_remove(s, w);
+  /* O(tasks), on a rare event: the results only w holds that are needed */
+  int moving = 0;
+  for (size_t i = 0; i < s->tasks.cap; i++) {
+    s_task *t = s->tasks.slots[i].val;
+    if (!s->tasks.slots[i].key || t->state != TS_MEMORY || t->who_has.len != 1 ||
+        t->who_has.v[0] != w || (!t->wanted_by.len && !t->waiters))
+      continue;
+    s_worker *to = NULL; /* the other worker holding the fewest bytes */
+    for (size_t k = 0; k < s->workers.len; k++) {
+      s_worker *o = s->workers.v[k];
+      if (o != w && !o->retiring && (!to || o->nbytes < to->nbytes)) to = o;
+    }
+    if (!to) return -1;
+    if (to->conn) {
+      dt_wbuf *o = dt_conn_out(to->conn);
+      wb_msg(o, DT_OP_ACQUIRE, 1);
+      wb_array(o, 1);
+      wb_array(o, 4);
+      wb_str(o, t->key, t->klen);
+      wb_uint(o, t->nbytes);
+      wb_cstr(o, w->address);
+      wb_uint(o, w->id);
+    }
+    moving++;
+  }
+  w->moving = (uint32_t)moving;
+  return moving;
+}
+
+void sched_unretire_worker(sched *s, s_worker *w) {
+  w->retiring = false;
+  w->moving = 0;
   update_free(s, w);
   fill(s);
 }

@@ -102,6 +102,9 @@ typedef struct s_worker {
   int pid;
   uint64_t nanny_token; /* nonzero: a nanny reports this worker's death */
   bool closing;         /* said CLOSE: leaving on purpose */
+  bool retiring;        /* gets no new work; its results are being moved */
+  uint32_t moving;      /* results still being copied elsewhere */
+  void *retire;         /* the request it belongs to (server.c) */
 } s_worker;
 
 typedef struct s_client {
@@ -175,6 +178,11 @@ void sched_worker_place(sched *s, s_worker *w);
  * DT_EKILLED.  how: "killed by signal 11 (Segmentation fault)" etc. */
 void sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
                        const uint32_t *lens, uint32_t n);
+/* sched_retire_worker: w gets no new work; every result only it holds that
+ * is still needed goes to another worker (ACQUIRE).  Returns how many are
+ * on their way (w->moving), or -1 if no other worker could take them. */
+int sched_retire_worker(sched *s, s_worker *w);
+void sched_unretire_worker(sched *s, s_worker *w);
 /* sched_worker_has_key: w (re)registered holding key with nbytes. */
 void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
                           uint64_t nbytes);

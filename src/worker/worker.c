@@ -80,6 +80,8 @@ typedef struct fetch {
   dt_vec waiters; /* w_task* */
   uint64_t req;
   struct peer *peer;
+  bool keep;       /* ACQUIRE: keep it (a retiring worker's result) */
+  uint64_t source; /* ... and tell the scheduler, naming that worker */
 } fetch;
 
 typedef struct peer {
@@ -436,7 +438,20 @@ static const dt_conn_cbs peer_cbs;
 
 static void fetch_send(fetch *f);
 
+static void send_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src) {
+  dt_wbuf *w = sched_out();
+  if (!w) return;
+  wb_msg(w, DT_OP_ACQUIRED, 1);
+  wb_array(w, 1);
+  wb_array(w, 4);
+  wb_str(w, key, klen);
+  wb_uint(w, nbytes);
+  wb_bool(w, ok);
+  wb_uint(w, src);
+}
+
 static void fetch_fail_all(fetch *f) {
+  if (f->keep) send_acquired(f->key, f->klen, 0, false, f->source);
   /* every address failed: tell the scheduler, drop the waiting tasks */
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
@@ -519,6 +534,10 @@ static void dep_arrived(const char *key, uint32_t klen, dt_value *v) {
   if (!f) {
     if (d->replica && d->users == 0) data_del(d);
     return;
+  }
+  if (f->keep) { /* ours now: a retiring worker's result */
+    d->replica = false;
+    send_acquired(key, klen, d->nbytes, true, f->source);
   }
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
@@ -689,6 +708,40 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
   return 0;
 }
 
+/* ACQUIRE: fetch results from a worker that is retiring, and keep them */
+static int on_acquire(dt_conn *c, uint32_t nf, dt_rd *r) {
+  (void)c;
+  uint32_t n;
+  if (nf < 1 || rd_array(r, &n)) return DT_EPROTO;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t m, klen, alen;
+    const char *key, *addr;
+    uint64_t nbytes, src;
+    if (rd_array(r, &m) || m != 4 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) ||
+        rd_str(r, &addr, &alen) || alen == 0 || rd_uint(r, &src))
+      return DT_EPROTO;
+    w_data *d = dt_smap_get(&W.data, key, klen);
+    if (d) { /* a copy is here already */
+      d->replica = false;
+      send_acquired(key, klen, d->nbytes, true, src);
+      continue;
+    }
+    fetch *f = dt_smap_get(&W.fetches, key, klen);
+    if (!f) {
+      f = dt__xcalloc(1, sizeof(*f));
+      f->key = dt__xstrndup(key, klen);
+      f->klen = klen;
+      f->addrs = dt__xcalloc(1, sizeof(char *));
+      f->addrs[f->naddrs++] = dt__xstrndup(addr, alen);
+      dt_smap_put(&W.fetches, f->key, f->klen, f);
+    }
+    f->keep = true;
+    f->source = src;
+    if (!f->peer && f->tried == 0) fetch_send(f);
+  }
+  return 0;
+}
+
 static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
   (void)c;
   uint32_t n;
@@ -802,6 +855,7 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   case DT_OP_FREE_KEYS: return on_free_keys(c, nf, r);
   case DT_OP_PUT_DATA: return on_put_data(c, nf, r);
   case DT_OP_GET_DATA: return on_get_data(c, nf, r);
+  case DT_OP_ACQUIRE: return on_acquire(c, nf, r);
   case DT_OP_CLOSE:
     DT_INFO("scheduler asked us to close");
     stop(0);

@@ -323,7 +323,7 @@ static int submit(dt_jobqueue_cluster *jc) {
   int rc = run(argv, out, sizeof(out), 30000);
   trim(out);
   if (rc != 0) {
-    snprintf(jc->last_error, sizeof(jc->last_error), "%s refused the job (exit %d): %s", cmd, rc, out);
+    snprintf(jc->last_error, sizeof(jc->last_error), "%s refused the job (exit %d): %.400s", cmd, rc, out);
     return dt__err(DT_ESPAWN, "%s", jc->last_error);
   }
   /* the id: the first token; Slurm's --parsable may add ";cluster" */
@@ -334,7 +334,7 @@ static int submit(dt_jobqueue_cluster *jc) {
   char *end;
   long num = strtol(id, &end, 10);
   if (end == id || num <= 0) {
-    snprintf(jc->last_error, sizeof(jc->last_error), "%s printed no job id: '%s'", cmd, out);
+    snprintf(jc->last_error, sizeof(jc->last_error), "%s printed no job id: '%.400s'", cmd, out);
     return dt__err(DT_ESPAWN, "%s", jc->last_error);
   }
   if (jc->njobs == jc->capjobs) {

@@ -256,6 +256,10 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
 
 static void on_worker_close(dt_conn *conn) {
   wconn *wc = conn->data;
+  /* forget it, so that the next fetch from that worker connects anew */
+  dt_smap *m = &wc->client->wconns;
+  if (dt_smap_get(m, wc->addr, (uint32_t)strlen(wc->addr)) == wc)
+    dt_smap_del(m, wc->addr, (uint32_t)strlen(wc->addr));
   for (size_t i = 0; i < wc->reqs.len; i++) {
     fail_fetch(wc->reqs.v[i], wc->addr, "connection lost");
   }
@@ -299,6 +303,7 @@ static void process_fetchq(dt_client *c) {
     wconn *wc = dt_smap_get(&c->wconns, addr, (uint32_t)strlen(addr));
     if (!wc) {
       wc = dt__xcalloc(1, sizeof(*wc));
+      wc->client = c;
       wc->addr = dt__xstrdup(addr);
       if (dt_conn_connect(&c->net, wc->addr, &worker_cbs, wc, &wc->conn) != 0) {
         char why[300];

@@ -45,6 +45,7 @@ struct dt_future {
 };
 
 typedef struct wconn {
+  struct dt_client *client;
   char *addr;
   dt_conn *conn;
   dt_vec reqs; /* struct fetch_req* */

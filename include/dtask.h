@@ -391,6 +391,10 @@ typedef struct {
    * every connection must prove it knows; clients of this process use it
    * automatically (see dt_local_cluster_auth_file for other processes). */
   bool no_auth;
+  /* Dashboard (docs/dashboard.md): on host:dashboard_port (0 = 8787, or
+   * another port if that one is taken), unless no_dashboard. */
+  int dashboard_port;
+  bool no_dashboard;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes
@@ -408,6 +412,9 @@ const char *dt_local_cluster_address(const dt_local_cluster *lc);
  * if there is no worker i. */
 int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i);
 int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc);
+/* dt_local_cluster_dashboard: "http://host:port/" of the dashboard, or
+ * NULL without one.  Borrowed, valid until close. */
+const char *dt_local_cluster_dashboard(const dt_local_cluster *lc);
 /* dt_local_cluster_auth_file: path of a file (mode 0600, removed at close)
  * holding the cluster's secret, for clients in other processes
  * (dt_client_opts.auth_file or $DTASK_AUTH_FILE); NULL with no_auth. */

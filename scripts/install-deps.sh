@@ -11,6 +11,7 @@ PACKAGES=(
   libmsgpuck-dev    # msgpack encoder/decoder that never allocates
   libcmocka-dev     # unit test framework, run by ctest
   libssl-dev        # OpenSSL: HMAC for authentication, TLS
+  libmicrohttpd-dev # the scheduler's dashboard and /metrics HTTP server
   openssl           # the command that makes test certificates
   clang             # libFuzzer targets (fuzz/)
   libclang-rt-14-dev

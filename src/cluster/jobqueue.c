@@ -734,8 +734,10 @@ int dt_jobqueue_cluster_start(const dt_jobqueue_opts *opts, dt_jobqueue_cluster 
   }
   close(fds[0]);
   buf[got] = '\0';
+  char *sp = strchr(buf, ' ');
+  if (sp) *sp = '\0'; /* then the dashboard's URL */
   char *colon = strrchr(buf, ':');
-  if (!strchr(buf, '\n') || !colon) {
+  if (!strchr(sp ? sp + 1 : buf, '\n') || !colon) {
     if (jc->scheduler > 0) dt__stop_pids(&jc->scheduler, 1);
     free_jc(jc);
     return dt__err(DT_ESPAWN, "job queue: the scheduler did not start (see its log above)");

@@ -26,6 +26,7 @@
 
 struct dt_local_cluster {
   char address[256];
+  char dashboard[200];
   pid_t scheduler;
   pid_t *workers;
   int n_workers;
@@ -216,11 +217,23 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   snprintf(portbuf, sizeof(portbuf), "%d", o.port);
   snprintf(fdbuf, sizeof(fdbuf), "%d", fds[1]);
   snprintf(afbuf, sizeof(afbuf), "%d", o.allowed_failures == 0 ? 3 : o.allowed_failures < 0 ? 0 : o.allowed_failures);
-  const char *sargs[] = {"--host", o.host, "--port", portbuf, "--ready-fd", fdbuf,
-                         "--log-level", o.log_level, "--allowed-failures", afbuf,
-                         "--worker-ttl", o.worker_ttl ? o.worker_ttl : "60s",
-                         "--auth-file", lc->auth_file};
-  lc->scheduler = dt__spawn_role("scheduler", sargs, lc->auth_file[0] ? 14 : 12, fds[1]);
+  char dash[96];
+  snprintf(dash, sizeof(dash), "%s:%d", o.host, o.dashboard_port > 0 ? o.dashboard_port : 8787);
+  const char *sargs[20] = {"--host", o.host, "--port", portbuf, "--ready-fd", fdbuf,
+                           "--log-level", o.log_level, "--allowed-failures", afbuf,
+                           "--worker-ttl", o.worker_ttl ? o.worker_ttl : "60s"};
+  int ns = 12;
+  if (o.no_dashboard) {
+    sargs[ns++] = "--no-dashboard";
+  } else {
+    sargs[ns++] = "--dashboard-address";
+    sargs[ns++] = dash;
+  }
+  if (lc->auth_file[0]) {
+    sargs[ns++] = "--auth-file";
+    sargs[ns++] = lc->auth_file;
+  }
+  lc->scheduler = dt__spawn_role("scheduler", sargs, ns, fds[1]);
   close(fds[1]);
   int rc = 0;
   if (lc->scheduler < 0) {
@@ -246,6 +259,11 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
                    o.host, o.port);
     } else {
       *nl = '\0';
+      char *sp = strchr(buf, ' ');
+      if (sp) {
+        *sp = '\0';
+        if (strcmp(sp + 1, "-") != 0) snprintf(lc->dashboard, sizeof(lc->dashboard), "%s", sp + 1);
+      }
       snprintf(lc->address, sizeof(lc->address), "%s", buf);
     }
   }
@@ -309,6 +327,10 @@ int dt_local_cluster_worker_pid(const dt_local_cluster *lc, int i) {
 }
 
 int dt_local_cluster_scheduler_pid(const dt_local_cluster *lc) { return lc ? lc->scheduler : -1; }
+
+const char *dt_local_cluster_dashboard(const dt_local_cluster *lc) {
+  return lc && lc->dashboard[0] ? lc->dashboard : NULL;
+}
 
 const char *dt_local_cluster_auth_file(const dt_local_cluster *lc) {
   return lc && lc->auth_file[0] ? lc->auth_file : NULL;

@@ -189,7 +189,7 @@ int rd_payload(dt_rd *r, dt_payload *out);
   X(TASK_ERRED, "worker->scheduler", "[key, code, function, message]: a task failed")   \
   X(MISSING_DATA, "worker->scheduler", "[key, dep, address]: a dependency could not be fetched") \
   X(HEARTBEAT, "worker<->scheduler",                                                    \
-    "[executing, ready, nkeys, nbytes] from a worker, [] from the scheduler: alive")    \
+    "[executing, ready, nkeys, nbytes, cpu %, rss] from a worker, [] from the scheduler") \
   X(GET_DATA, "peer->worker", "[req, [key...]]: send me these results")                 \
   X(DATA, "worker->peer", "[req, [[key, found, payload|nil]...]]: the results asked for") \
   X(CLOSE, "any", "[reason]: the sender is closing the connection")                   \

@@ -14,6 +14,7 @@
 
 #include "../cli/roles.h"
 #include "../net/secure.h"
+#include "dashboard.h"
 #include "state.h"
 
 typedef struct {
@@ -36,7 +37,10 @@ static struct {
   dt_net net;
   dt_listener listener;
   uv_signal_t sigint, sigterm;
-  uv_timer_t trim, hb;
+  uv_timer_t trim, hb, dash;
+  char dashboard_url[160];
+  uint64_t dash_completed;  /* tasks completed at the last snapshot */
+  uint64_t dash_last_ms;    /* loop time of the last snapshot */
   double worker_ttl_s;  /* a worker silent this long is removed */
   int heartbeat_ms;     /* heartbeats both ways, this often */
   size_t trim_high; /* most tasks held since the last trim */
@@ -549,6 +553,12 @@ static int on_heartbeat(dt_conn *c, uint32_t nf, dt_rd *r) {
     return DT_EPROTO;
   wk->executing = ex;
   wk->ready = rd_;
+  double cpu;
+  uint64_t rss;
+  if (nf >= 6 && !rd_double(r, &cpu) && !rd_uint(r, &rss)) {
+    wk->cpu = cpu >= 0 && cpu < 1e6 ? cpu : 0;
+    wk->rss = rss;
+  }
   return 0;
 }
 
@@ -747,6 +757,23 @@ static void on_trim(uv_timer_t *h) {
   }
 }
 
+/* on_dash: once a second, a snapshot for the dashboard's HTTP threads */
+static void on_dash(uv_timer_t *h) {
+  (void)h;
+  uint64_t now = uv_now(&S.loop);
+  dt_dash_extra x = {0};
+  x.now_s = (double)now / 1e3;
+  double dt = S.dash_last_ms ? (double)(now - S.dash_last_ms) / 1e3 : 1;
+  x.tasks_per_s = dt > 0 ? (double)(S.s.tasks_completed - S.dash_completed) / dt : 0;
+  x.loop_lag_s = S.dash_last_ms && now > S.dash_last_ms + 1000 ? (double)(now - S.dash_last_ms - 1000) / 1e3 : 0;
+  x.bytes_in = S.net.bytes_in;
+  x.bytes_out = S.net.bytes_out;
+  x.workers_lost = S.s.workers_lost;
+  S.dash_completed = S.s.tasks_completed;
+  S.dash_last_ms = now;
+  dt__dashboard_publish(&S.s, &x);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   (void)h;
   (void)signum;
@@ -766,6 +793,9 @@ static void usage(void) {
           "                         DT_EKILLED (default 3)\n"
           "  --worker-ttl DURATION  remove a worker silent this long (default 60s)\n"
           "  --heartbeat DURATION   heartbeat interval, both ways (default 1s)\n"
+          "  --dashboard-address A  the dashboard's [host]:port (default :8787; another\n"
+          "                         port if that one is taken)\n"
+          "  --no-dashboard         no dashboard, no /metrics\n"
           "  --log-level LEVEL      debug, info, warning, error (default info)\n"
           DT_SEC_USAGE);
 }
@@ -775,6 +805,8 @@ int dt__scheduler_main(int argc, char **argv) {
   int port = 8786, ready_fd = -1, allowed_failures = 3;
   double ttl = 60, hb = 1;
   dt_sec_args sa = {0};
+  const char *dash = ":8787";
+  bool dash_default = true;
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
@@ -790,6 +822,10 @@ int dt__scheduler_main(int argc, char **argv) {
     else if (strcmp(a, "--scheduler-file") == 0 && v) file = argv[++i];
     else if (strcmp(a, "--log-level") == 0 && v) level = argv[++i];
     else if (strcmp(a, "--ready-fd") == 0 && v) ready_fd = atoi(argv[++i]);
+    else if (strcmp(a, "--dashboard-address") == 0 && v) {
+      dash = argv[++i];
+      dash_default = false;
+    } else if (strcmp(a, "--no-dashboard") == 0) dash = NULL;
     else if (strcmp(a, "--allowed-failures") == 0 && v) {
       char *end;
       long n = strtol(argv[++i], &end, 10);
@@ -843,12 +879,33 @@ int dt__scheduler_main(int argc, char **argv) {
   if (strchr(host, ':')) snprintf(S.address, sizeof(S.address), "[%s]:%d", host, S.listener.port);
   else snprintf(S.address, sizeof(S.address), "%s:%d", host, S.listener.port);
   DT_INFO("scheduler at tcp://%s", S.address);
+  if (dash) {
+    char dhost[64] = "";
+    int dport = 8787;
+    const char *colon = strrchr(dash, ':');
+    if (colon) {
+      snprintf(dhost, sizeof(dhost), "%.*s", (int)(colon - dash), dash);
+      dport = atoi(colon + 1);
+    } else {
+      dport = atoi(dash);
+    }
+    if (!dhost[0]) snprintf(dhost, sizeof(dhost), "%s", strcmp(host, "127.0.0.1") == 0 ? host : "0.0.0.0");
+    if (dport < 0 || dport > 65535 ||
+        dt__dashboard_start(dhost, dport, dash_default || dport == 8787, S.dashboard_url,
+                            sizeof(S.dashboard_url)) != 0) {
+      fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
+      return 1;
+    }
+    DT_INFO("dashboard at %s", S.dashboard_url);
+  }
   if (file) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", file, (int)getpid());
     FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "{\"type\": \"Scheduler\", \"address\": \"%s://%s\", \"pid\": %d}\n",
-                      S.sec.tls_server ? "tls" : "tcp", S.address, (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, file) != 0) {
+    if (!f || fprintf(f, "{\"type\": \"Scheduler\", \"address\": \"%s://%s\", \"pid\": %d, "
+                         "\"dashboard\": \"%s\"}\n",
+                      S.sec.tls_server ? "tls" : "tcp", S.address, (int)getpid(),
+                      S.dashboard_url) < 0 || fclose(f) != 0 || rename(tmp, file) != 0) {
       fprintf(stderr, "dtask scheduler: cannot write scheduler file %s: %s\n", file,
               strerror(errno));
       return 1;
@@ -856,14 +913,19 @@ int dt__scheduler_main(int argc, char **argv) {
     S.scheduler_file = dt__xstrdup(file);
   }
   if (ready_fd >= 0) {
-    char line[160];
-    int n = snprintf(line, sizeof(line), "%s\n", S.address);
+    char line[400];
+    int n = snprintf(line, sizeof(line), "%s %s\n", S.address, S.dashboard_url[0] ? S.dashboard_url : "-");
     if (write(ready_fd, line, (size_t)n) != n) DT_WARN("could not report readiness");
     close(ready_fd);
   }
   uv_timer_init(&S.loop, &S.trim);
   uv_timer_start(&S.trim, on_trim, 1000, 1000);
   uv_unref((uv_handle_t *)&S.trim);
+  if (S.dashboard_url[0]) {
+    uv_timer_init(&S.loop, &S.dash);
+    uv_timer_start(&S.dash, on_dash, 0, 1000);
+    uv_unref((uv_handle_t *)&S.dash);
+  }
   uv_timer_init(&S.loop, &S.hb);
   uv_timer_start(&S.hb, on_hb, (uint64_t)S.heartbeat_ms, (uint64_t)S.heartbeat_ms);
   uv_unref((uv_handle_t *)&S.hb);
@@ -872,6 +934,7 @@ int dt__scheduler_main(int argc, char **argv) {
   uv_signal_start(&S.sigint, on_signal, SIGINT);
   uv_signal_start(&S.sigterm, on_signal, SIGTERM);
   uv_run(&S.loop, UV_RUN_DEFAULT);
+  dt__dashboard_stop();
   if (S.scheduler_file) unlink(S.scheduler_file);
   free(S.scheduler_file);
   for (size_t i = 0; i < S.scatters.len; i++) {

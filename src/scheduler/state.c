@@ -24,16 +24,24 @@ static bool prio_less(const void *a, const void *b) {
   return x->order < y->order;
 }
 
+static s_func *func_new(const char *f, uint32_t flen);
+
 void sched_init(sched *s) {
   memset(s, 0, sizeof(*s));
   dt_smap_init(&s->tasks);
   dt_heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
   s->allowed_failures = 3;
+  s->overflow_func = func_new("(too many function names)", 25);
+  s->stream = dt__xcalloc(DT_STREAM_CAP, sizeof(*s->stream));
 }
 
 static void set_state(sched *s, s_task *t, s_task_state st) {
   s->count[t->state]--;
   s->count[st]++;
+  s_func *f = DT_FUNC_OF(t->func);
+  f->count[t->state]--;
+  f->count[st]++;
+  if (st == TS_ERRED) f->failed++;
   t->state = st;
 }
 
@@ -385,6 +393,7 @@ static void gc(sched *s, s_task *t0) {
       }
       dt_smap_del(&s->tasks, t->key, t->klen);
       s->count[t->state]--;
+      DT_FUNC_OF(t->func)->count[t->state]--;
       task_free(t);
     }
   }
@@ -393,13 +402,19 @@ static void gc(sched *s, s_task *t0) {
 
 /* intern: one copy of each function name (bounded: past 65,536 distinct
  * names, which no real program has, they share one name instead) */
+static s_func *func_new(const char *f, uint32_t flen) {
+  s_func *fs = dt__xcalloc(1, sizeof(*fs) + flen + 1);
+  memcpy(fs->name, f, flen);
+  return fs;
+}
+
 static const char *intern(sched *s, const char *f, uint32_t flen) {
   char *have = dt_smap_get(&s->funcs, f, flen);
   if (have) return have;
-  if (s->funcs.len >= 65536) return "(too many function names)";
-  char *copy = dt__xstrndup(f, flen);
-  dt_smap_put(&s->funcs, copy, flen, copy);
-  return copy;
+  if (s->funcs.len >= 65536) return s->overflow_func->name;
+  s_func *fs = func_new(f, flen);
+  dt_smap_put(&s->funcs, fs->name, flen, fs->name);
+  return fs->name;
 }
 
 /* task_new: a RELEASED task with its key in the same allocation */
@@ -413,6 +428,7 @@ static s_task *task_new(sched *s, const char *key, uint32_t klen, const char *fu
   dt_vec1_init(&t->who_has);
   t->state = TS_RELEASED;
   s->count[TS_RELEASED]++;
+  DT_FUNC_OF(t->func)->count[TS_RELEASED]++;
   dt_smap_put(&s->tasks, t->key, klen, t);
   return t;
 }
@@ -1027,6 +1043,12 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
   }
   proc_remove(t);
   s->tasks_completed++;
+  DT_FUNC_OF(t->func)->finished++;
+  s_stream_ev *ev = &s->stream[s->stream_n++ % DT_STREAM_CAP];
+  ev->end_s = dt__now_s();
+  ev->dur_s = duration_s > 0 ? (float)duration_s : 0;
+  ev->worker = w->id;
+  ev->func = t->func;
   if (duration_s >= 0)
     s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * duration_s : duration_s;
   to_memory(s, t, w, nbytes, inline_, ilen);
@@ -1183,6 +1205,22 @@ int sched_check(const sched *s, char *why, size_t cap) {
                (long long)s->count[st], (long long)counts[st]);
       return -1;
     }
+  /* each function's counts match its tasks (a small table: tests) */
+  if (s->funcs.len <= 64)
+    for (size_t k = 0; k < s->funcs.cap; k++) {
+      if (!s->funcs.slots[k].key) continue;
+      const s_func *f = DT_FUNC_OF(s->funcs.slots[k].val);
+      int64_t fc[TS_COUNT] = {0};
+      for (size_t i = 0; i < s->tasks.cap; i++)
+        if (s->tasks.slots[i].key && ((const s_task *)s->tasks.slots[i].val)->func == f->name)
+          fc[((const s_task *)s->tasks.slots[i].val)->state]++;
+      for (int st = 0; st < TS_COUNT; st++)
+        if (fc[st] != f->count[st]) {
+          snprintf(why, cap, "function %s: %s count is %lld, tasks say %lld", f->name,
+                   s_task_state_name(st), (long long)f->count[st], (long long)fc[st]);
+          return -1;
+        }
+    }
   return 0;
 }
 
@@ -1192,8 +1230,10 @@ void sched_destroy(sched *s) {
     if (s->tasks.slots[i].key) task_free(s->tasks.slots[i].val);
   dt_smap_destroy(&s->tasks);
   for (size_t i = 0; i < s->funcs.cap; i++)
-    if (s->funcs.slots[i].key) free(s->funcs.slots[i].val);
+    if (s->funcs.slots[i].key) free(DT_FUNC_OF(s->funcs.slots[i].val));
   dt_smap_destroy(&s->funcs);
+  free(s->overflow_func);
+  free(s->stream);
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
     dt_vec_free(&w->processing);

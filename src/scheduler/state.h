@@ -99,6 +99,8 @@ typedef struct s_worker {
   struct s_worker *free_prev, *free_next;
   double last_seen;
   int64_t executing, ready; /* from heartbeats */
+  double cpu;               /* percent of one core, from heartbeats */
+  uint64_t rss;             /* bytes, from heartbeats */
   int pid;
   uint64_t nanny_token; /* nonzero: a nanny reports this worker's death */
   bool closing;         /* said CLOSE: leaving on purpose */
@@ -115,6 +117,24 @@ typedef struct s_client {
   dt_smap wants; /* key -> s_task */
 } s_client;
 
+/* Per task function: tasks in each state, and totals (the dashboard's
+ * progress bars).  A task's func points at name. */
+typedef struct s_func {
+  int64_t count[TS_COUNT];
+  uint64_t finished, failed; /* totals */
+  char name[];
+} s_func;
+#define DT_FUNC_OF(fname) ((s_func *)(void *)((char *)(fname) - offsetof(s_func, name)))
+
+/* The task stream: the last finished tasks, in a ring (O(1) per task). */
+#define DT_STREAM_CAP 8192
+typedef struct {
+  double end_s;     /* monotonic clock */
+  float dur_s;
+  uint32_t worker;  /* s_worker id */
+  const char *func; /* interned */
+} s_stream_ev;
+
 typedef struct sched {
   dt_smap tasks;
   dt_vec workers, clients;
@@ -128,7 +148,10 @@ typedef struct sched {
   double avg_task_s; /* moving average of task durations */
   uint32_t next_id;
   uint64_t tasks_completed;
-  dt_smap funcs; /* interned task function names */
+  dt_smap funcs; /* interned task function names -> s_func names */
+  s_func *overflow_func; /* shared by names past the limit */
+  s_stream_ev *stream;   /* DT_STREAM_CAP entries */
+  uint64_t stream_n;     /* events written (next slot: stream_n % CAP) */
   int allowed_failures; /* worker deaths a task may cause before it errs */
   uint64_t workers_lost; /* workers removed without saying goodbye */
 } sched;

@@ -913,12 +913,37 @@ static void on_heartbeat(uv_timer_t *h) {
     dt_conn_close(W.sched, false);
     return;
   }
+  /* CPU and RSS of this process, from /proc (once per heartbeat) */
+  static double last_cpu_s, last_wall_s, cpu_pct;
+  uint64_t rss = 0;
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (f) {
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    long rss_pages = 0;
+    /* fields after the name: state(3) ... utime(14) stime(15) ... rss(24) */
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
+                           "%*d %*u %*u %ld", &ut, &st, &rss_pages) == 3) {
+      double cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK), now = dt__now_s();
+      if (last_wall_s > 0 && now > last_wall_s)
+        cpu_pct = 100.0 * (cpu_s - last_cpu_s) / (now - last_wall_s);
+      last_cpu_s = cpu_s;
+      last_wall_s = now;
+      rss = (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    }
+  }
   dt_wbuf *w = dt_conn_out(W.sched);
-  wb_msg(w, DT_OP_HEARTBEAT, 4);
+  wb_msg(w, DT_OP_HEARTBEAT, 6);
   wb_int(w, W.executing);
   wb_int(w, (int64_t)W.ready.len);
   wb_int(w, (int64_t)W.data.len);
   wb_int(w, (int64_t)W.nbytes);
+  wb_double(w, cpu_pct);
+  wb_uint(w, rss);
 }
 static void on_heartbeat_cb(uv_timer_t *h) { on_heartbeat(h); }
 

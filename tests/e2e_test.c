@@ -653,6 +653,49 @@ static void test_workers_send_heartbeats(void **state) {
   assert_true(info.n_completed > 0);
 }
 
+/* /metrics and the JSON API, scraped during a run, agree with the client */
+static void test_metrics_match_client(void **state) {
+  (void)state;
+  const char *url = dt_local_cluster_dashboard(lc);
+  assert_non_null(url);
+  enum { N = 300 };
+  dt_value *args[N];
+  dt_future *fs[N];
+  for (int i = 0; i < N; i++) args[i] = dt_list_of(1, dt_int(i));
+  OK(dt_client_map(client, "inc", args, N, &(dt_submit_opts){.pure = DT_NO}, fs));
+  OK(dt_wait(fs, N, 10000, DT_ALL_COMPLETED));
+  dt_cluster_info info;
+  OK(dt_client_cluster_info(client, 5000, &info));
+  /* the snapshot is at most a second old: poll (bounded) until it shows them */
+  char *m = NULL;
+  for (int i = 0; i < 40; i++) {
+    free(m);
+    m = tu_http_get(url, "/metrics");
+    assert_non_null(m);
+    if (tu_metric(m, "dtask_tasks{state=\"memory\"}") == N) break;
+    usleep(100000);
+  }
+  assert_int_equal((int)tu_metric(m, "dtask_tasks{state=\"memory\"}"), N);
+  assert_int_equal((int)tu_metric(m, "dtask_workers"), info.n_workers);
+  assert_true(tu_metric(m, "dtask_tasks_completed_total") >= N);
+  assert_true(tu_metric(m, "dtask_tasks_completed_total") <= info.n_completed);
+  assert_true(tu_metric(m, "dtask_memory_bytes") > 0);
+  free(m);
+  char *f = tu_http_get(url, "/api/v1/functions");
+  assert_non_null(f);
+  assert_non_null(strstr(f, "{\"name\":\"inc\","));
+  char *w = tu_http_get(url, "/api/v1/workers");
+  assert_non_null(strstr(w, "\"name\":\"local-worker-0\""));
+  assert_non_null(strstr(w, "\"name\":\"local-worker-1\""));
+  char *page = tu_http_get(url, "/");
+  assert_non_null(page);
+  assert_non_null(strstr(page, "<title>dtask dashboard</title>"));
+  free(f);
+  free(w);
+  free(page);
+  for (int i = 0; i < N; i++) dt_future_release(fs[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_seed_example, check_empty),
@@ -679,6 +722,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_one_client_many_threads, check_empty),
       cmocka_unit_test_teardown(test_gather_many_fetched_results, check_empty),
       cmocka_unit_test_teardown(test_workers_send_heartbeats, check_empty),
+      cmocka_unit_test_teardown(test_metrics_match_client, check_empty),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -135,6 +135,60 @@ static inline int tu_count(const char *hay, const char *needle) {
   return k;
 }
 
+/* tu_http_get: GET path from url's host:port ("http://h:p/"); the body
+ * (malloc'd) or NULL.  Loopback only, bounded by a 5 s timeout. */
+#include <arpa/inet.h>
+#include <sys/socket.h>
+static inline char *tu_http_get(const char *url, const char *path) {
+  char host[64];
+  int port;
+  if (sscanf(url, "http://%63[^:]:%d", host, &port) != 2) return NULL;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &sa.sin_addr);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    close(fd);
+    return NULL;
+  }
+  char req[512];
+  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
+  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+    close(fd);
+    return NULL;
+  }
+  size_t cap = 65536, len = 0;
+  char *buf = malloc(cap);
+  ssize_t r;
+  while ((r = recv(fd, buf + len, cap - len - 1, 0)) > 0) {
+    len += (size_t)r;
+    if (cap - len < 4096) buf = realloc(buf, cap *= 2);
+  }
+  close(fd);
+  buf[len] = '\0';
+  char *body = strstr(buf, "\r\n\r\n");
+  if (strncmp(buf, "HTTP/1.", 7) != 0 || !body || atoi(buf + 9) != 200) {
+    free(buf);
+    return NULL;
+  }
+  memmove(buf, body + 4, len - (size_t)(body + 4 - buf) + 1);
+  return buf;
+}
+
+/* tu_metric: a sample's value in Prometheus text ("name{labels}"), or -1 */
+static inline double tu_metric(const char *text, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = text; p && *p;) {
+    if (*p != '#' && strncmp(p, name, n) == 0 && p[n] == ' ') return atof(p + n + 1);
+    p = strchr(p, '\n');
+    if (p) p++;
+  }
+  return -1;
+}
+
 /* tu_wait_tasks: poll the scheduler (bounded) until it holds n tasks */
 static inline int64_t tu_wait_tasks(dt_client *c, int64_t n, double seconds) {
   dt_cluster_info info = {0};

@@ -12,6 +12,14 @@
 #include "mapreduce.c"
 #include "pi.c"
 
+DT_TASK(simulate) { /* simulate(seed): a few milliseconds of "work" */
+  int64_t seed;
+  if (dt_task_arg_int(task, 0, &seed)) return NULL;
+  struct timespec ts = {0, 3000000};
+  nanosleep(&ts, NULL);
+  return dt_int(seed * 2);
+}
+
 DT_TASK(inc) {
   int64_t x;
   if (dt_task_arg_int(task, 0, &x)) return NULL;
@@ -39,6 +47,7 @@ int main(void) {
   double t1 = now();
   printf("LocalCluster with 4 workers at tcp://%s started in %.3f s\n",
          dt_local_cluster_address(lc), t1 - t0);
+  if (dt_local_cluster_dashboard(lc)) printf("dashboard at %s\n", dt_local_cluster_dashboard(lc));
   dt_client *c;
   CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
 
@@ -90,6 +99,16 @@ int main(void) {
   t1 = now();
   printf("%d independent inc tasks (sum %" PRId64 ") in %.3f s: %.0f tasks/s\n", N, sum, t1 - t0,
          N / (t1 - t0));
+
+  /* a progress bar (and, meanwhile, the dashboard shows the same) */
+  enum { P = 800 };
+  static dt_value *pargs[P];
+  static dt_future *pfs[P];
+  for (int i = 0; i < P; i++) pargs[i] = dt_list_of(1, dt_int(i));
+  printf("%d simulations of 3 ms:\n", P);
+  CHECK(dt_client_map(c, "simulate", pargs, P, &(dt_submit_opts){.pure = DT_NO}, pfs));
+  CHECK(dt_progress(c, pfs, P, -1));
+  for (int i = 0; i < P; i++) dt_future_release(pfs[i]);
 
   dt_client_close(c);
   dt_local_cluster_close(lc);

@@ -341,6 +341,11 @@ typedef enum { DT_ALL_COMPLETED = 0, DT_FIRST_COMPLETED = 1 } dt_wait_mode;
  * timeout.  Errors of the tasks are not returned here. */
 int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode);
 
+/* dt_progress: waits for fs, drawing a live progress bar on stdout (one bar
+ * per task function on a terminal; a plain line per second otherwise).
+ * timeout_ms < 0: none.  Task errors are counted, not returned. */
+int dt_progress(dt_client *c, dt_future *const *fs, size_t n, int timeout_ms);
+
 /* dt_as_completed: iterates over futures in the order they finish. */
 typedef struct dt_as_completed dt_as_completed;
 /* dt_as_completed_new: the iterator holds its own references on fs. */

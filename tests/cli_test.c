@@ -243,6 +243,15 @@ static void test_worker_reconnects_to_new_scheduler(void **state) {
   assert_int_equal(dt_future_result(f, 10000, &v), DT_ENOFUNC); /* it really works for the new one */
   dt_future_release(f);
   dt_client_close(c);
+  /* dtask status shows it */
+  char out[512], cmd[5200];
+  snprintf(out, sizeof(out), "%s/status.txt", tmpdir);
+  snprintf(cmd, sizeof(cmd), "%s status %s > %s", bin, addr, out);
+  assert_int_equal(system(cmd), 0);
+  char *st = read_file(out);
+  assert_non_null(st);
+  assert_non_null(strstr(st, ": 1 workers (1 threads), 0 clients"));
+  assert_non_null(strstr(st, "phoenix"));
   tu_stop(w, SIGTERM);
   tu_stop(s2, SIGTERM);
 }

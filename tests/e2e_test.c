@@ -653,6 +653,28 @@ static void test_workers_send_heartbeats(void **state) {
   assert_true(info.n_completed > 0);
 }
 
+/* dt_progress waits for every future (and draws; not checked here) */
+static void test_progress(void **state) {
+  (void)state;
+  enum { N = 60 };
+  dt_value *args[N];
+  dt_future *fs[N];
+  for (int i = 0; i < N; i++) args[i] = dt_list_of(2, dt_int(5), dt_int(i));
+  OK(dt_client_map(client, "sleepy", args, N, &(dt_submit_opts){.pure = DT_NO}, fs));
+  OK(dt_progress(client, fs, N, 30000));
+  for (int i = 0; i < N; i++) {
+    assert_true(dt_future_done(fs[i]));
+    dt_future_release(fs[i]);
+  }
+  dt_future *slow;
+  OK(dt_client_submit(client, "sleepy", dt_list_of(2, dt_int(3000), dt_int(1)), NULL,
+                      &(dt_submit_opts){.pure = DT_NO}, &slow));
+  assert_int_equal(dt_progress(client, &slow, 1, 200), DT_ETIMEDOUT);
+  assert_non_null(strstr(dt_last_error(), "0 of 1"));
+  OK(dt_future_cancel(slow));
+  dt_future_release(slow);
+}
+
 /* /metrics and the JSON API, scraped during a run, agree with the client */
 static void test_metrics_match_client(void **state) {
   (void)state;
@@ -723,6 +745,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_gather_many_fetched_results, check_empty),
       cmocka_unit_test_teardown(test_workers_send_heartbeats, check_empty),
       cmocka_unit_test_teardown(test_metrics_match_client, check_empty),
+      cmocka_unit_test_teardown(test_progress, check_empty),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
           "  scheduler   run a scheduler         (dtask scheduler --help)\n"
           "  worker      run a worker            (dtask worker ADDRESS --help)\n"
           "  local       run a local cluster     (dtask local -n 4)\n"
+          "  status      a cluster's summary     (dtask status ADDRESS)\n"
           "  slurm       workers as Slurm jobs   (dtask slurm --help)\n"
           "  pbs         workers as PBS jobs     (dtask pbs --help)\n"
           "  version     print the version\n");
@@ -63,11 +64,58 @@ int dt__local_main(int argc, char **argv) {
     return 1;
   }
   printf("scheduler at tcp://%s\n", dt_local_cluster_address(lc));
+  if (dt_local_cluster_dashboard(lc)) printf("dashboard at %s\n", dt_local_cluster_dashboard(lc));
   if (dt_local_cluster_auth_file(lc)) printf("auth file %s\n", dt_local_cluster_auth_file(lc));
   fflush(stdout);
   int sig;
   sigwait(&set, &sig);
   dt_local_cluster_close(lc);
+  return 0;
+}
+
+/* dtask status ADDRESS: the cluster summary and the workers table */
+static int status_main(int argc, char **argv) {
+  const char *addr = NULL, *auth = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--auth-file") == 0 && i + 1 < argc) auth = argv[++i];
+    else if (argv[i][0] != '-' && !addr) addr = argv[i];
+    else {
+      fprintf(stderr, "usage: dtask status SCHEDULER_ADDRESS [--auth-file FILE]\n");
+      return 2;
+    }
+  }
+  dt_client *c;
+  if (dt_client_connect(&(dt_client_opts){.address = addr, .auth_file = auth, .name = "status",
+                                          .timeout_ms = 5000},
+                        &c) != 0) {
+    fprintf(stderr, "dtask status: %s\n", dt_last_error());
+    return 1;
+  }
+  dt_cluster_info in;
+  dt_worker_info *ws = NULL;
+  size_t nw = 0;
+  if (dt_client_cluster_info(c, 5000, &in) != 0 || dt_client_workers(c, 5000, &ws, &nw) != 0) {
+    fprintf(stderr, "dtask status: %s\n", dt_last_error());
+    dt_client_close(c);
+    return 1;
+  }
+  int threads = 0;
+  for (size_t i = 0; i < nw; i++) threads += ws[i].nthreads;
+  printf("scheduler %s: %d workers (%d threads), %d clients\n", addr ? addr : "(from the environment)",
+         in.n_workers, threads, in.n_clients - 1);
+  printf("tasks %lld: waiting %lld, queued %lld, no-worker %lld, processing %lld, memory %lld, "
+         "erred %lld, released %lld; %lld completed\n",
+         (long long)in.n_tasks, (long long)in.n_waiting, (long long)in.n_queued,
+         (long long)in.n_no_worker, (long long)in.n_processing, (long long)in.n_memory,
+         (long long)in.n_erred, (long long)in.n_released, (long long)in.n_completed);
+  printf("\n%-28s %-22s %7s %8s %8s %12s %9s\n", "worker", "address", "threads", "running", "results",
+         "bytes", "heartbeat");
+  for (size_t i = 0; i < nw; i++)
+    printf("%-28.28s %-22.22s %7d %8lld %8lld %12llu %7.1f s\n", ws[i].name, ws[i].address,
+           ws[i].nthreads, (long long)ws[i].processing, (long long)ws[i].n_keys,
+           (unsigned long long)ws[i].nbytes, ws[i].last_seen_s);
+  free(ws);
+  dt_client_close(c);
   return 0;
 }
 
@@ -178,6 +226,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "scheduler") == 0) return dt__scheduler_main(argc - 2, argv + 2);
   if (strcmp(cmd, "worker") == 0) return dt__worker_main(argc - 2, argv + 2);
   if (strcmp(cmd, "local") == 0) return dt__local_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "status") == 0) return status_main(argc - 2, argv + 2);
   if (strcmp(cmd, "slurm") == 0) return dt__jobqueue_main(argc - 2, argv + 2, DT_JOBQUEUE_SLURM);
   if (strcmp(cmd, "pbs") == 0) return dt__jobqueue_main(argc - 2, argv + 2, DT_JOBQUEUE_PBS);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

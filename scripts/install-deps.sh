@@ -14,6 +14,7 @@ PACKAGES=(
   libmicrohttpd-dev # the scheduler's dashboard and /metrics HTTP server
   openssl           # the command that makes test certificates
   clang             # libFuzzer targets (fuzz/)
+  chromium          # the dashboard's browser test (headless)
   libclang-rt-14-dev
 )
 

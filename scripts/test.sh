@@ -10,6 +10,18 @@ bash scripts/install-deps.sh
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 
+# the browser test's driver, playwright-core, from the npm registry (pinned in
+# tests/browser/package-lock.json); it needs Node.js 20 or later
+if ! command -v node >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || true
+fi
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent) ||
+    echo "== npm ci failed: the browser test will be skipped"
+else
+  echo "== no npm here: the browser test will be skipped"
+fi
+
 # a real single-node Slurm (with PBS qsub wrappers) for the HPC tests; where
 # it cannot start, those tests skip with a message
 if ! bash scripts/start-slurm.sh; then

@@ -6,7 +6,15 @@
  * per-task work must not grow with the number of workers.
  *
  *   build/simworkers --dtask build/dtask [--tasks 200000] [--workers 10,100,1000,10000]
+ *                    [--dashboard off,open]
+ *
+ * --dashboard: run each size with the scheduler's dashboard off, and with it
+ * on and "open" (a viewer holding the live event stream and fetching the
+ * whole JSON state once a second, as the page does); it reports the largest
+ * update the viewer received.
  */
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -119,15 +127,82 @@ static void *wait_all(void *arg) {
 }
 static int waiter_done(void *arg) { return atomic_load(&((waiter *)arg)->done); }
 
+/* ---------------------------------------------------------------- viewer */
+
+typedef struct {
+  char host[64];
+  int port;
+  atomic_bool stop;
+  size_t max_update;
+  uint64_t event_bytes;
+} viewer;
+
+static int http_open(const viewer *v, const char *path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)v->port);
+  inet_pton(AF_INET, v->host, &sa.sin_addr);
+  struct timeval tv = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    close(fd);
+    return -1;
+  }
+  char req[256];
+  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, v->host);
+  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void *viewer_events(void *arg) { /* the page's live stream, read and dropped */
+  viewer *v = arg;
+  int fd = http_open(v, "/api/v1/events");
+  char buf[65536];
+  while (fd >= 0 && !atomic_load(&v->stop)) {
+    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    if (r == 0) break;
+    if (r > 0) v->event_bytes += (uint64_t)r;
+  }
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+static void *viewer_poll(void *arg) { /* and the whole state once a second */
+  viewer *v = arg;
+  static char buf[4 << 20];
+  while (!atomic_load(&v->stop)) {
+    int fd = http_open(v, "/api/v1/all");
+    size_t got = 0;
+    ssize_t r;
+    while (fd >= 0 && got < sizeof(buf) && (r = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0) {
+      got += (size_t)r;
+      char *body = memmem(buf, got, "\r\n\r\n", 4);
+      const char *cl = memmem(buf, got, "Content-Length: ", 16);
+      if (body && cl && got >= (size_t)(body + 4 - buf) + (size_t)atol(cl + 16)) break;
+    }
+    if (fd >= 0) close(fd);
+    char *body = memmem(buf, got, "\r\n\r\n", 4);
+    if (body && got - (size_t)(body + 4 - buf) > v->max_update) v->max_update = got - (size_t)(body + 4 - buf);
+    for (int i = 0; i < 10 && !atomic_load(&v->stop); i++) usleep(100000);
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
-  const char *dtask = "build/dtask", *list = "10,100,1000,10000";
+  const char *dtask = "build/dtask", *list = "10,100,1000,10000", *dash = NULL;
   int tasks = 200000;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--dtask") == 0 && i + 1 < argc) dtask = argv[++i];
     else if (strcmp(argv[i], "--tasks") == 0 && i + 1 < argc) tasks = atoi(argv[++i]);
     else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) list = argv[++i];
+    else if (strcmp(argv[i], "--dashboard") == 0 && i + 1 < argc) dash = argv[++i];
     else {
-      fprintf(stderr, "usage: simworkers [--dtask PATH] [--tasks N] [--workers N,N,...]\n");
+      fprintf(stderr, "usage: simworkers [--dtask PATH] [--tasks N] [--workers N,N,...] "
+                      "[--dashboard off,open]\n");
       return 2;
     }
   }
@@ -137,10 +212,19 @@ int main(int argc, char **argv) {
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl); /* the scheduler inherits it */
   signal(SIGPIPE, SIG_IGN);
-  printf("%-10s %12s %14s %14s\n", "workers", "tasks", "sched us/task", "tasks/s");
+  printf("%-10s %12s %14s %14s%s\n", "workers", "tasks", "sched us/task", "tasks/s",
+         dash ? "  dashboard  largest update" : "");
+  /* the runs: each worker count, with each dashboard mode */
+  int sizes[64], nsizes = 0;
   char *copy = strdup(list);
-  for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
-    int nw = atoi(tok);
+  for (char *tok = strtok(copy, ","); tok && nsizes < 64; tok = strtok(NULL, ",")) sizes[nsizes++] = atoi(tok);
+  bool modes_open[2] = {false, true};
+  int nmodes = dash ? 2 : 1;
+  if (dash && strcmp(dash, "open") == 0) modes_open[0] = true, nmodes = 1;
+  if (dash && strcmp(dash, "off") == 0) nmodes = 1;
+  for (int run = 0; run < nsizes * nmodes; run++) {
+    int nw = sizes[run / nmodes];
+    bool open_dash = dash && modes_open[run % nmodes];
     if (nw < 1 || (rlim_t)nw + 64 > rl.rlim_cur) {
       printf("%-10d skipped: the file descriptor limit is %lu\n", nw, (unsigned long)rl.rlim_cur);
       continue;
@@ -150,7 +234,9 @@ int main(int argc, char **argv) {
     close(fd);
     unlink(sfile);
     char *sargv[] = {(char *)dtask, "scheduler", "--port", "0", "--scheduler-file", sfile,
-                     "--log-level", "error", NULL};
+                     "--log-level", "error", open_dash ? "--dashboard-address" : "--no-dashboard",
+                     open_dash ? "127.0.0.1:0" : NULL, NULL};
+    if (!dash) sargv[8] = NULL; /* as configured by default */
     extern char **environ;
     if (posix_spawn(&sched, dtask, NULL, NULL, sargv, environ) != 0) {
       perror(dtask);
@@ -175,6 +261,14 @@ int main(int argc, char **argv) {
     }
     char *a = strstr(buf, "tcp://");
     if (a) sscanf(a + 6, "%127[^\"]", addr);
+    viewer vw = {0};
+    pthread_t vth[2];
+    char *d = strstr(buf, "\"dashboard\": \"http://");
+    bool viewing = open_dash && d && sscanf(d + 21, "%63[^:]:%d", vw.host, &vw.port) == 2;
+    if (viewing) {
+      pthread_create(&vth[0], NULL, viewer_events, &vw);
+      pthread_create(&vth[1], NULL, viewer_poll, &vw);
+    }
     uv_loop_init(&loop);
     dt_net_init(&net, &loop);
     registered = 0;
@@ -205,7 +299,15 @@ int main(int argc, char **argv) {
     run_loop_until(waiter_done, &wt, 600);
     pthread_join(th, NULL);
     double cpu = cpu_seconds(sched) - cpu0, dt = now() - t0;
-    printf("%-10d %12d %14.2f %14.0f\n", nw, tasks, cpu / tasks * 1e6, tasks / dt);
+    if (viewing) {
+      atomic_store(&vw.stop, true);
+      pthread_join(vth[0], NULL);
+      pthread_join(vth[1], NULL);
+    }
+    printf("%-10d %12d %14.2f %14.0f", nw, tasks, cpu / tasks * 1e6, tasks / dt);
+    if (dash && viewing) printf("  open       %zu B", vw.max_update);
+    else if (dash) printf("  off");
+    printf("\n");
     fflush(stdout);
     for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
     free(args);

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "dtask.h"
@@ -47,4 +48,41 @@ DT_TASK(slow_square) { /* slow_square(x, ms): x*x after ms milliseconds */
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
   return dt_int(x * x);
+}
+
+/* Memory tests (docs/memory.md). */
+
+DT_TASK(chunk) { /* chunk(i, mib): mib MiB of 64-bit words i * 1000003 + k */
+  int64_t i, mib;
+  if (dt_task_arg_int(task, 0, &i) || dt_task_arg_int(task, 1, &mib)) return NULL;
+  if (mib < 0 || mib > 4096) return dt_task_fail(task, "chunk: %lld MiB is out of range", (long long)mib);
+  size_t n = (size_t)mib << 17; /* words */
+  uint64_t *p = malloc(n * 8 + 1);
+  if (!p) return dt_task_fail(task, "chunk: out of memory");
+  for (size_t k = 0; k < n; k++) p[k] = (uint64_t)i * 1000003u + k;
+  return dt_bytes_take(p, n * 8, free);
+}
+
+DT_TASK(chunk_sum) { /* chunk_sum(bytes...): the sum of all their 64-bit words, mod 2^62 */
+  uint64_t s = 0;
+  for (size_t a = 0; a < dt_task_nargs(task); a++) {
+    size_t len;
+    const uint64_t *p = dt_value_bytes(dt_task_arg(task, a), &len);
+    if (!p) return dt_task_fail(task, "chunk_sum: argument %zu is not bytes", a);
+    for (size_t k = 0; k < len / 8; k++) s += p[k];
+  }
+  return dt_int((int64_t)(s & ((1ull << 62) - 1)));
+}
+
+DT_TASK(hog) { /* hog(mib, ms): holds mib MiB of touched memory for ms milliseconds */
+  int64_t mib, ms;
+  if (dt_task_arg_int(task, 0, &mib) || dt_task_arg_int(task, 1, &ms)) return NULL;
+  size_t len = (size_t)mib << 20;
+  char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return dt_task_fail(task, "hog: cannot map %lld MiB", (long long)mib);
+  for (size_t k = 0; k < len; k += 4096) p[k] = 1;
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  munmap(p, len);
+  return dt_int(mib);
 }

@@ -285,6 +285,11 @@ typedef struct {
   int64_t n_keys;     /* results it holds */
   uint64_t nbytes;    /* their size */
   double last_seen_s; /* since it was last heard from */
+  uint64_t spilled;   /* bytes of results spilled to its disk */
+  bool paused;        /* over its memory pause threshold */
+  uint64_t rss;       /* its process's resident memory */
+  uint64_t memory;    /* bytes of results in its memory (not spilled) */
+  uint64_t peak_memory; /* the most it ever held in memory at once */
 } dt_worker_info;
 /* dt_client_workers: the workers connected now.  *out is malloc'd (free
  * it), *n its length. */
@@ -400,6 +405,9 @@ typedef struct {
    * another port if that one is taken), unless no_dashboard. */
   int dashboard_port;
   bool no_dashboard;
+  /* Memory per worker (docs/memory.md): "2GiB", "0" for none; NULL =
+   * "auto": the machine's memory divided among the workers. */
+  const char *memory_limit;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes

@@ -448,6 +448,20 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
         wi->n_keys = (int64_t)nk;
         wi->nbytes = nb;
         wi->last_seen_s = (double)age / 1e3;
+        uint64_t sp;
+        bool pz;
+        if (m >= 10 && !rd_uint(r, &sp) && !rd_bool(r, &pz)) {
+          wi->spilled = sp;
+          wi->paused = pz;
+        }
+        uint64_t rss, man, peak;
+        if (m >= 13 && !rd_uint(r, &rss) && !rd_uint(r, &man) && !rd_uint(r, &peak)) {
+          wi->rss = rss;
+          wi->memory = man;
+          wi->peak_memory = peak;
+        }
+        for (uint32_t extra = 13; extra < m; extra++)
+          if (rd_skip(r)) return DT_EPROTO;
         ir->nworkers = i + 1;
       }
     }

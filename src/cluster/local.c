@@ -165,6 +165,9 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   double ttl;
   if (o.worker_ttl && dt__parse_duration(o.worker_ttl, &ttl) != 0)
     return dt__err(DT_EINVAL, "LocalCluster: worker_ttl: %s", dt_last_error());
+  uint64_t ml;
+  if (o.memory_limit && dt__parse_memory(o.memory_limit, 1, &ml) != 0)
+    return dt__err(DT_EINVAL, "LocalCluster: memory_limit: %s", dt_last_error());
   if (o.allowed_failures > 250)
     return dt__err(DT_EINVAL, "LocalCluster: allowed_failures %d is over 250", o.allowed_failures);
   if (o.n_workers < 0 || o.threads_per_worker < 0 || o.port < 0 || o.port > 65535)
@@ -272,9 +275,14 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     char nt[16], name[64];
     snprintf(nt, sizeof(nt), "%d", o.threads_per_worker);
     snprintf(name, sizeof(name), "local-worker-%d", i);
-    const char *wargs[12] = {lc->address, "--nthreads", nt, "--name", name, "--log-level", o.log_level,
-                             o.no_nanny ? "--no-nanny" : "--nanny"};
-    int nw = 8;
+    char mem[64];
+    if (o.memory_limit) snprintf(mem, sizeof(mem), "%s", o.memory_limit);
+    else snprintf(mem, sizeof(mem), "%llu",
+                  (unsigned long long)((double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) /
+                                       o.n_workers));
+    const char *wargs[14] = {lc->address, "--nthreads", nt, "--name", name, "--log-level", o.log_level,
+                             o.no_nanny ? "--no-nanny" : "--nanny", "--memory-limit", mem};
+    int nw = 10;
     if (lc->auth_file[0]) {
       wargs[nw++] = "--auth-file";
       wargs[nw++] = lc->auth_file;

@@ -120,6 +120,9 @@ void dt__resources_free(char **names, double *amounts, uint32_t n);
 /* ---- addresses: "tcp://host:port", "host:port", "[v6]:port". */
 /* dt__parse_duration: "30", "30s", "500ms", "5m", "1h" into seconds. */
 int dt__parse_duration(const char *s, double *out);
+/* dt__parse_memory: "4GiB", "512MB", "0" (none), "auto" (the machine's memory
+ * times nthreads / CPUs) into bytes. */
+int dt__parse_memory(const char *s, int nthreads, uint64_t *out);
 int dt__addr_split(const char *addr, char *host, size_t hostcap, int *port);
 
 #endif

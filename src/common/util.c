@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "common.h"
@@ -191,4 +193,28 @@ int dt__parse_duration(const char *s, double *out) {
   else return dt__err(DT_EINVAL, "invalid duration '%s' (use e.g. 30s, 500ms, 5m)", s);
   *out = v * mul;
   return 0;
+}
+
+int dt__parse_memory(const char *s, int nthreads, uint64_t *out) {
+  if (!s || !*s || strcmp(s, "auto") == 0) {
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double total = (double)pages * (double)psz;
+    double frac = ncpu > 0 && nthreads < ncpu ? (double)nthreads / (double)ncpu : 1;
+    *out = (uint64_t)(total * frac);
+    return 0;
+  }
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || v < 0) return dt__err(DT_EINVAL, "invalid memory size '%s' (e.g. 4GiB, 512MB, auto)", s);
+  while (*end == ' ') end++;
+  static const struct { const char *u; double m; } units[] = {
+      {"", 1}, {"b", 1}, {"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"kib", 1024.},
+      {"mib", 1048576.}, {"gib", 1073741824.}, {"tib", 1099511627776.}, {"k", 1024.},
+      {"m", 1048576.}, {"g", 1073741824.}};
+  for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+    if (strcasecmp(end, units[i].u) == 0) {
+      *out = (uint64_t)(v * units[i].m);
+      return 0;
+    }
+  return dt__err(DT_EINVAL, "invalid memory size '%s' (e.g. 4GiB, 512MB, auto)", s);
 }

@@ -148,10 +148,12 @@ char *dt__dash_workers_json(const sched *s, const dt_dash_extra *x) {
     double age = x->now_s - w->last_seen;
     sb_printf(&b,
               ",\"nthreads\":%d,\"pid\":%d,\"processing\":%zu,\"executing\":%lld,\"keys\":%llu,"
-              "\"bytes\":%llu,\"cpu\":%.1f,\"rss\":%llu,\"last_seen_s\":%.1f,\"retiring\":%s}",
+              "\"bytes\":%llu,\"spilled\":%llu,\"cpu\":%.1f,\"rss\":%llu,\"last_seen_s\":%.1f,"
+              "\"retiring\":%s,\"paused\":%s}",
               w->nthreads, w->pid, w->processing.len, (long long)w->executing,
-              (unsigned long long)w->nkeys, (unsigned long long)w->nbytes, w->cpu,
-              (unsigned long long)w->rss, age > 0 ? age : 0, w->retiring ? "true" : "false");
+              (unsigned long long)w->nkeys, (unsigned long long)w->nbytes,
+              (unsigned long long)w->spilled, w->cpu, (unsigned long long)w->rss,
+              age > 0 ? age : 0, w->retiring ? "true" : "false", w->paused ? "true" : "false");
   }
   sb_printf(&b, "]");
   return sb_done(&b);

@@ -380,7 +380,7 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
     wb_array(w, (uint32_t)S.s.workers.len);
     for (size_t i = 0; i < S.s.workers.len; i++) {
       s_worker *wk = S.s.workers.v[i];
-      wb_array(w, 8);
+      wb_array(w, 13);
       wb_cstr(w, wk->name);
       wb_cstr(w, wk->address);
       wb_uint(w, (uint64_t)wk->nthreads);
@@ -389,6 +389,11 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
       wb_uint(w, wk->nkeys);
       wb_uint(w, wk->nbytes);
       wb_uint(w, (uint64_t)((now - wk->last_seen) * 1e3));
+      wb_uint(w, wk->spilled);
+      wb_bool(w, wk->paused);
+      wb_uint(w, wk->rss);
+      wb_uint(w, wk->managed);
+      wb_uint(w, wk->peak_managed);
     }
   }
   return 0;
@@ -553,12 +558,23 @@ static int on_heartbeat(dt_conn *c, uint32_t nf, dt_rd *r) {
     return DT_EPROTO;
   wk->executing = ex;
   wk->ready = rd_;
+  wk->managed = nb > 0 ? (uint64_t)nb : 0;
   double cpu;
   uint64_t rss;
   if (nf >= 6 && !rd_double(r, &cpu) && !rd_uint(r, &rss)) {
     wk->cpu = cpu >= 0 && cpu < 1e6 ? cpu : 0;
     wk->rss = rss;
   }
+  uint64_t spilled;
+  bool paused;
+  if (nf >= 8 && !rd_uint(r, &spilled) && !rd_bool(r, &paused)) {
+    wk->spilled = spilled;
+    if (paused != wk->paused)
+      DT_INFO("worker %s %s (memory)", wk->name, paused ? "paused" : "resumed");
+    sched_worker_paused(&S.s, wk, paused);
+  }
+  uint64_t peak;
+  if (nf >= 9 && !rd_uint(r, &peak)) wk->peak_managed = peak;
   return 0;
 }
 

@@ -129,7 +129,7 @@ static void free_remove(sched *s, s_worker *w) {
 }
 
 static void free_append(sched *s, s_worker *w) {
-  if (w->in_free_list || w->retiring) return;
+  if (w->in_free_list || w->retiring || w->paused) return;
   w->free_prev = s->free_tail;
   w->free_next = NULL;
   if (s->free_tail) s->free_tail->free_next = w;
@@ -199,7 +199,7 @@ static s_worker *pick_restricted(sched *s, s_task *t) {
   bool best_named = false;
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
-    if (w->retiring || !worker_valid(t, w)) continue;
+    if (w->retiring || w->paused || !worker_valid(t, w)) continue;
     bool named = false;
     for (uint32_t k = 0; k < RARE(t)->nrestrict && !named; k++) named = name_matches(w, RARE(t)->restrict_to[k]);
     if (!best || (named && !best_named) ||
@@ -222,7 +222,7 @@ static s_worker *pick_by_deps(sched *s, s_task *t) {
     s_task *d = t->deps[i];
     for (size_t j = 0; j < d->who_has.len; j++) {
       s_worker *w = d->who_has.v[j];
-      if (w->retiring) continue;
+      if (w->retiring || w->paused) continue;
       size_t k;
       for (k = 0; k < nc && cand[k].w != w; k++) {}
       if (k == nc) {
@@ -242,7 +242,8 @@ static s_worker *pick_by_deps(sched *s, s_task *t) {
   }
   if (!best) best = s->free_head;
   for (size_t i = 0; !best && i < s->workers.len; i++)
-    if (!((s_worker *)s->workers.v[i])->retiring) best = s->workers.v[i];
+    if (!((s_worker *)s->workers.v[i])->retiring && !((s_worker *)s->workers.v[i])->paused)
+      best = s->workers.v[i];
   return best; /* NULL: every worker is retiring */
 }
 
@@ -1086,6 +1087,18 @@ int sched_retire_worker(sched *s, s_worker *w) {
   }
   w->moving = (uint32_t)moving;
   return moving;
+}
+
+void sched_worker_paused(sched *s, s_worker *w, bool paused) {
+  if (w->paused == paused) return;
+  w->paused = paused;
+  if (paused) {
+    free_remove(s, w);
+    return;
+  }
+  update_free(s, w);
+  /* what waited for a worker may go there now */
+  sched_worker_place(s, w);
 }
 
 void sched_unretire_worker(sched *s, s_worker *w) {

@@ -101,6 +101,9 @@ typedef struct s_worker {
   int64_t executing, ready; /* from heartbeats */
   double cpu;               /* percent of one core, from heartbeats */
   uint64_t rss;             /* bytes, from heartbeats */
+  uint64_t spilled;         /* bytes of results on its disk, from heartbeats */
+  bool paused;              /* over its memory pause threshold: no new work */
+  uint64_t managed, peak_managed; /* result bytes in its memory now, and at most */
   int pid;
   uint64_t nanny_token; /* nonzero: a nanny reports this worker's death */
   bool closing;         /* said CLOSE: leaving on purpose */
@@ -206,6 +209,8 @@ void sched_worker_died(sched *s, const char *worker, const char *how, const char
  * on their way (w->moving), or -1 if no other worker could take them. */
 int sched_retire_worker(sched *s, s_worker *w);
 void sched_unretire_worker(sched *s, s_worker *w);
+/* sched_worker_paused: w stops (or resumes) taking new tasks (memory) */
+void sched_worker_paused(sched *s, s_worker *w, bool paused);
 /* sched_worker_has_key: w (re)registered holding key with nbytes. */
 void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
                           uint64_t nbytes);

@@ -7,6 +7,7 @@
  * forks a new worker.  Only the nanny forks, and only while it has a single
  * thread, so the child starts from a clean state.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,21 @@
 #include "nanny.h"
 
 static volatile sig_atomic_t stop_sig;
+static uint64_t kill_rss; /* 0: no limit */
+
+void dt__nanny_memory(uint64_t bytes) { kill_rss = bytes; }
+
+static uint64_t rss_of(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+  FILE *f = fopen(path, "r");
+  unsigned long size = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+    fclose(f);
+  }
+  return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
 static volatile pid_t child;
 
 static void on_stop_signal(int sig) {
@@ -95,8 +111,13 @@ static bool send_report(const char *addr, const struct dt_sec *sec, report *r) {
 
 /* ---------------------------------------------------------------- supervise */
 
-static void describe(int status, char *buf, size_t cap) {
-  if (WIFSIGNALED(status))
+static void describe(int status, bool killed_for_memory, char *buf, size_t cap) {
+  if (killed_for_memory)
+    snprintf(buf, cap, "killed by its nanny: its memory went over %llu bytes (terminate threshold)",
+             (unsigned long long)kill_rss);
+  else if (WIFEXITED(status) && WEXITSTATUS(status) == DT__EXIT_MEMORY)
+    snprintf(buf, cap, "exited: its memory went over the terminate threshold of its limit");
+  else if (WIFSIGNALED(status))
     snprintf(buf, cap, "killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
              WCOREDUMP(status) ? ", core dumped" : "");
   else
@@ -152,7 +173,23 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
     child = pid;
     if (stop_sig) kill(pid, stop_sig); /* a signal that came just before */
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    bool mem_kill = false;
+    if (kill_rss) { /* watch its memory every 50 ms while waiting */
+      for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) break;
+        if (!mem_kill && rss_of(pid) > kill_rss) {
+          DT_WARN("worker (pid %d) uses more than %llu bytes: killing it", (int)pid,
+                  (unsigned long long)kill_rss);
+          kill(pid, SIGKILL);
+          mem_kill = true;
+        }
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+      }
+    } else {
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
     }
     child = 0;
     if (stop_sig) {
@@ -165,7 +202,7 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       break;
     }
     char how[160];
-    describe(status, how, sizeof(how));
+    describe(status, mem_kill, how, sizeof(how));
     report r = {token, (int)pid, how, NULL, NULL, 0, false};
     r.keys = dt__xcalloc((size_t)nthreads, sizeof(char *));
     r.lens = dt__xcalloc((size_t)nthreads, sizeof(uint32_t));
@@ -175,6 +212,21 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       if (kl == 0 || kl > DT_MAX_KEY) continue;
       r.keys[r.n] = dt__xstrndup(sl + 4, kl);
       r.lens[r.n++] = kl;
+    }
+    /* the dead worker's spill files go with it */
+    char sd[64];
+    snprintf(sd, sizeof(sd), "dtask-spill-%d", (int)pid);
+    DIR *dd = opendir(sd);
+    if (dd) {
+      struct dirent *e;
+      while ((e = readdir(dd)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char fp[400];
+        snprintf(fp, sizeof(fp), "%s/%s", sd, e->d_name);
+        unlink(fp);
+      }
+      closedir(dd);
+      rmdir(sd);
     }
     restarts++;
     DT_WARN("worker (pid %d) %s while running %u task(s)%s%s; restarting it (restart %d)",

@@ -18,6 +18,7 @@
 /* Worker exit statuses the nanny understands. */
 #define DT__EXIT_OK 0       /* asked to close: the nanny exits too */
 #define DT__EXIT_GIVE_UP 3  /* cannot work (bad configuration, death timeout) */
+#define DT__EXIT_MEMORY 4   /* over the terminate threshold of its memory limit */
 
 /* run: the worker proper, called in each new child process; token is the
  * worker's nanny token (sent in HELLO_WORKER), slots nthreads slots. */
@@ -28,5 +29,8 @@ typedef int (*dt__worker_run_fn)(uint64_t token, char *slots, void *arg);
  * worker).  sec: how to reach the scheduler (auth/TLS), may be NULL. */
 int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec,
                   dt__worker_run_fn run, void *arg);
+/* dt__nanny_memory: the nanny also kills its worker when its RSS goes over
+ * bytes (0: no limit); set before dt__nanny_run. */
+void dt__nanny_memory(uint64_t bytes);
 
 #endif

@@ -63,13 +63,16 @@ typedef struct w_task {
   struct w_task *next_done;
 } w_task;
 
-typedef struct {
+typedef struct w_data_ {
   char *key;
   uint32_t klen;
   dt_value *v;
   uint64_t nbytes;
   bool replica; /* fetched for local tasks, not computed here */
   uint32_t users; /* local tasks not yet run that need it */
+  bool spilled;   /* on disk (spill_path), v == NULL */
+  uint64_t spill_id;
+  struct w_data_ *lru_prev, *lru_next; /* in memory, least recently used first */
 } w_data;
 
 typedef struct fetch {
@@ -106,6 +109,16 @@ static struct {
   double death_timeout_s;  /* give up after this long without a scheduler; 0 = never */
   uint64_t nanny_token;    /* nonzero under a nanny */
   char *slots;             /* shared with the nanny: keys executing, per thread */
+  /* memory (docs/memory.md): limit 0 = none */
+  uint64_t mem_limit;
+  double mem_target, mem_spill, mem_pause, mem_terminate;
+  uint64_t spilled_bytes, spill_seq, rss;
+  uint64_t spilled_total; /* bytes written to disk, ever */
+  uint64_t peak_nbytes;   /* the most result bytes held in memory at once */
+  bool paused;
+  char spill_dir[600];
+  w_data *lru_head, *lru_tail;
+  uv_timer_t memtimer;
   dt_sec sec;
   uv_signal_t sigint, sigterm;
   char *sched_addr;
@@ -195,11 +208,41 @@ static void *pool_main(void *arg) {
 
 /* ---------------------------------------------------------------- data */
 
+static void lru_unlink(w_data *d) {
+  if (d->lru_prev) d->lru_prev->lru_next = d->lru_next;
+  else if (W.lru_head == d) W.lru_head = d->lru_next;
+  if (d->lru_next) d->lru_next->lru_prev = d->lru_prev;
+  else if (W.lru_tail == d) W.lru_tail = d->lru_prev;
+  d->lru_prev = d->lru_next = NULL;
+}
+static void lru_append(w_data *d) {
+  d->lru_prev = W.lru_tail;
+  d->lru_next = NULL;
+  if (W.lru_tail) W.lru_tail->lru_next = d;
+  else W.lru_head = d;
+  W.lru_tail = d;
+}
+
+static void spill_path(const w_data *d, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/%llu.spill", W.spill_dir, (unsigned long long)d->spill_id);
+}
+
+static void memory_check(bool with_rss);
+
 static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) {
   w_data *d = dt_smap_get(&W.data, key, klen);
   if (d) { /* replace (e.g. recomputed) */
-    W.nbytes -= d->nbytes;
-    dt_value_free(d->v);
+    if (d->spilled) {
+      char path[700];
+      spill_path(d, path, sizeof(path));
+      unlink(path);
+      W.spilled_bytes -= d->nbytes;
+      d->spilled = false;
+    } else {
+      W.nbytes -= d->nbytes;
+      dt_value_free(d->v);
+      lru_unlink(d);
+    }
   } else {
     d = dt__xcalloc(1, sizeof(*d));
     d->key = dt__xstrndup(key, klen);
@@ -210,14 +253,171 @@ static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) 
   d->nbytes = dt__value_nbytes(v);
   d->replica = replica;
   W.nbytes += d->nbytes;
+  lru_append(d);
+  if (W.mem_limit) memory_check(false);
+  if (W.nbytes > W.peak_nbytes) W.peak_nbytes = W.nbytes;
 }
 
 static void data_del(w_data *d) {
   dt_smap_del(&W.data, d->key, d->klen);
-  W.nbytes -= d->nbytes;
-  dt_value_free(d->v);
+  if (d->spilled) {
+    char path[700];
+    spill_path(d, path, sizeof(path));
+    unlink(path);
+    W.spilled_bytes -= d->nbytes;
+  } else {
+    W.nbytes -= d->nbytes;
+    dt_value_free(d->v);
+    lru_unlink(d);
+  }
   free(d->key);
   free(d);
+}
+
+/* spill: write d to the spill folder and free it (only if nothing else
+ * holds the value: a running task may be using it) */
+static bool spill(w_data *d) {
+  if (d->spilled || atomic_load(&d->v->refs) != 1) return false;
+  dt_payload p;
+  if (dt__payload_encode(d->v, &p, NULL) != 0) return false;
+  d->spill_id = ++W.spill_seq;
+  char path[700];
+  spill_path(d, path, sizeof(path));
+  FILE *f = fopen(path, "wb");
+  bool ok = f != NULL;
+  uint64_t hdr[2] = {p.len, p.nframes};
+  if (ok) ok = fwrite(hdr, sizeof(hdr), 1, f) == 1;
+  for (uint32_t i = 0; ok && i < p.nframes; i++) {
+    uint64_t l = p.frames[i].len;
+    ok = fwrite(&l, sizeof(l), 1, f) == 1;
+  }
+  if (ok && p.len) ok = fwrite(p.body, 1, p.len, f) == p.len;
+  for (uint32_t i = 0; ok && i < p.nframes; i++)
+    if (p.frames[i].len) ok = fwrite(p.frames[i].p, 1, p.frames[i].len, f) == p.frames[i].len;
+  if (f && fclose(f) != 0) ok = false;
+  dt__payload_clear(&p);
+  if (!ok) {
+    DT_WARN("cannot spill %s to %s: %s", d->key, path, strerror(errno));
+    unlink(path);
+    return false;
+  }
+  dt_value_free(d->v);
+  d->v = NULL;
+  d->spilled = true;
+  lru_unlink(d);
+  W.nbytes -= d->nbytes;
+  W.spilled_bytes += d->nbytes;
+  W.spilled_total += d->nbytes;
+  return true;
+}
+
+/* unspill: read d back into memory; 0 or an error */
+static int unspill(w_data *d) {
+  if (!d->spilled) {
+    lru_unlink(d); /* used now: most recently */
+    lru_append(d);
+    return 0;
+  }
+  char path[700];
+  spill_path(d, path, sizeof(path));
+  FILE *f = fopen(path, "rb");
+  uint64_t hdr[2];
+  int rc = DT_EIO;
+  dt_payload p = {0};
+  if (f && fread(hdr, sizeof(hdr), 1, f) == 1 && hdr[0] <= DT_MAX_BODY && hdr[1] <= DT_MAX_FRAMES) {
+    p.len = (uint32_t)hdr[0];
+    p.nframes = (uint32_t)hdr[1];
+    p.body = p.len ? dt__xmalloc(p.len) : NULL;
+    p.frames = p.nframes ? dt__xcalloc(p.nframes, sizeof(dt_frame)) : NULL;
+    uint64_t *lens = dt__xcalloc(p.nframes + 1, sizeof(uint64_t));
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < p.nframes; i++) ok = fread(&lens[i], 8, 1, f) == 1;
+    if (ok && p.len) ok = fread(p.body, 1, p.len, f) == p.len;
+    for (uint32_t i = 0; ok && i < p.nframes; i++) {
+      p.frames[i].blob = dt_blob_new(lens[i]);
+      ok = p.frames[i].blob != NULL;
+      if (!ok) break;
+      p.frames[i].p = p.frames[i].blob->data;
+      p.frames[i].len = lens[i];
+      if (lens[i]) ok = fread(p.frames[i].blob->data, 1, lens[i], f) == lens[i];
+    }
+    free(lens);
+    dt_value *v = NULL;
+    if (ok && dt__payload_decode(&p, &v) == 0) {
+      d->v = v;
+      rc = 0;
+    }
+    dt__payload_clear(&p);
+  }
+  if (f) fclose(f);
+  if (rc) {
+    DT_ERROR("cannot read spilled %s back from %s", d->key, path);
+    return rc;
+  }
+  unlink(path);
+  d->spilled = false;
+  W.spilled_bytes -= d->nbytes;
+  W.nbytes += d->nbytes;
+  lru_append(d);
+  return 0;
+}
+
+static uint64_t read_rss(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+    fclose(f);
+  }
+  return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void start_tasks(void);
+static void on_heartbeat(uv_timer_t *h);
+
+/* memory_check: Dask's thresholds.  Managed bytes over target: spill the
+ * least recently used results.  With the process's RSS (read on a timer,
+ * never per task): over spill, spill more; over pause, take no new tasks
+ * until it falls; over terminate, exit (the nanny restarts us and the
+ * scheduler recomputes what we held). */
+static void memory_check(bool with_rss) {
+  uint64_t target = (uint64_t)((double)W.mem_limit * W.mem_target);
+  for (w_data *d = W.lru_head; d && W.mem_target > 0 && W.nbytes > target;) {
+    w_data *next = d->lru_next;
+    spill(d);
+    d = next;
+  }
+  if (!with_rss) return;
+  W.rss = read_rss();
+  if (W.mem_terminate > 0 && W.rss > (uint64_t)((double)W.mem_limit * W.mem_terminate)) {
+    DT_ERROR("memory use %llu bytes is over %.0f%% of the limit %llu: exiting",
+             (unsigned long long)W.rss, W.mem_terminate * 100, (unsigned long long)W.mem_limit);
+    fflush(NULL);
+    _exit(DT__EXIT_MEMORY);
+  }
+  if (W.mem_spill > 0 && W.rss > (uint64_t)((double)W.mem_limit * W.mem_spill)) {
+    uint64_t want = W.rss - (uint64_t)((double)W.mem_limit * W.mem_spill), freed = 0;
+    for (w_data *d = W.lru_head; d && freed < want;) {
+      w_data *next = d->lru_next;
+      uint64_t nb = d->nbytes;
+      if (spill(d)) freed += nb;
+      d = next;
+    }
+    if (freed) W.rss = read_rss();
+  }
+  bool pause = W.mem_pause > 0 && W.rss > (uint64_t)((double)W.mem_limit * W.mem_pause);
+  if (pause != W.paused) {
+    W.paused = pause;
+    DT_INFO("%s: memory use %llu bytes, limit %llu", pause ? "paused" : "resumed",
+            (unsigned long long)W.rss, (unsigned long long)W.mem_limit);
+    if (W.sched && W.registered) on_heartbeat(NULL); /* tell the scheduler now */
+    if (!pause) start_tasks();
+  }
+}
+
+static void on_memtimer(uv_timer_t *h) {
+  (void)h;
+  memory_check(true);
 }
 
 /* ---------------------------------------------------------------- messages */
@@ -236,7 +436,7 @@ static void send_finished(w_task *t, const dt_value *v, uint64_t nbytes) {
   wb_uint(w, nbytes);
   wb_uint(w, t->dur_ns / 1000);
   dt_payload p;
-  if (nbytes <= DT_INLINE_MAX && dt__payload_encode(v, &p, NULL) == 0) {
+  if (v && nbytes <= DT_INLINE_MAX && dt__payload_encode(v, &p, NULL) == 0) {
     if (p.nframes == 0 && p.len <= DT_INLINE_MAX) wb_bin(w, p.body, p.len);
     else wb_nil(w);
     dt__payload_clear(&p);
@@ -294,8 +494,9 @@ static int replace_future(dt_value **slot, char *err, size_t errcap) {
   dt_value *it = *slot;
   if (it->type != DT_FUTURE) return 0;
   w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
-  if (!d) {
-    snprintf(err, errcap, "dependency '%s' is not on this worker", it->u.fut.key);
+  if (!d || unspill(d) != 0) {
+    snprintf(err, errcap, "dependency '%s' is not on this worker%s", it->u.fut.key,
+             d ? " (its spill file could not be read)" : "");
     return DT_ELOST;
   }
   *slot = dt_value_ref(d->v);
@@ -351,6 +552,7 @@ static void start_tasks(void) {
   }
   /* short tasks: hand the pool a few more than it has threads, so that a
    * thread finishing one takes the next without sleeping and waking */
+  if (W.paused) return; /* memory: nothing new until it falls */
   int limit = W.nthreads + (W.avg_ns < 100000 ? 4 * W.nthreads + 4 : 0);
   while (W.executing < limit && W.ready.len) {
     w_task *t = dt_heap_pop(&W.ready);
@@ -423,7 +625,7 @@ static void on_done(uv_async_t *h) {
       t->result = NULL;
       data_put(t->key, t->klen, r, false);
       w_data *d = dt_smap_get(&W.data, t->key, t->klen);
-      send_finished(t, d->v, d->nbytes);
+      send_finished(t, d->spilled ? NULL : d->v, d->nbytes);
     } else {
       send_erred(t->key, t->klen, t->err_code, t->func, t->err);
     }
@@ -596,6 +798,7 @@ static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
     uint32_t klen;
     if (rd_key(r, &key, &klen)) return DT_EPROTO;
     w_data *d = dt_smap_get(&W.data, key, klen);
+    if (d && unspill(d) != 0) d = NULL;
     wb_array(w, 5);
     wb_str(w, key, klen);
     wb_bool(w, d != NULL);
@@ -937,13 +1140,16 @@ static void on_heartbeat(uv_timer_t *h) {
     }
   }
   dt_wbuf *w = dt_conn_out(W.sched);
-  wb_msg(w, DT_OP_HEARTBEAT, 6);
+  wb_msg(w, DT_OP_HEARTBEAT, 9);
   wb_int(w, W.executing);
   wb_int(w, (int64_t)W.ready.len);
   wb_int(w, (int64_t)W.data.len);
   wb_int(w, (int64_t)W.nbytes);
   wb_double(w, cpu_pct);
   wb_uint(w, rss);
+  wb_uint(w, W.spilled_bytes);
+  wb_bool(w, W.paused);
+  wb_uint(w, W.peak_nbytes);
 }
 static void on_heartbeat_cb(uv_timer_t *h) { on_heartbeat(h); }
 
@@ -1092,6 +1298,9 @@ static void usage(void) {
           "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n"
           "  --no-nanny         run without the nanny that restarts a worker that dies\n"
           "  --local-directory D  scratch folder (made if missing; the worker runs there)\n"
+          "  --memory-limit M   e.g. 4GiB, 0 for none (default auto: the machine's memory\n"
+          "                     times nthreads / CPUs); --memory-target, -spill, -pause,\n"
+          "                     -terminate: fractions of it (0.6, 0.7, 0.8, 0.95)\n"
           "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n"
           DT_SEC_USAGE);
 }
@@ -1124,8 +1333,10 @@ int dt__worker_main(int argc, char **argv) {
   int nthreads = 1;
   bool nanny = true;
   double death_timeout = 0;
+  const char *mem_limit = "auto";
   dt_sec_args sa = {0};
   memset(&W, 0, sizeof(W));
+  W.mem_target = 0.6, W.mem_spill = 0.7, W.mem_pause = 0.8, W.mem_terminate = 0.95;
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
@@ -1149,6 +1360,23 @@ int dt__worker_main(int argc, char **argv) {
     else if (strcmp(a, "--worker-port") == 0 && has) listen_port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
     else if (strcmp(a, "--no-nanny") == 0) nanny = false;
+    else if (strcmp(a, "--memory-limit") == 0 && has) mem_limit = argv[++i];
+    else if ((strcmp(a, "--memory-target") == 0 || strcmp(a, "--memory-spill") == 0 ||
+              strcmp(a, "--memory-pause") == 0 || strcmp(a, "--memory-terminate") == 0) && has) {
+      char *end;
+      const char *fv = argv[++i];
+      double f = strcmp(fv, "false") == 0 || strcmp(fv, "off") == 0 ? 0 : strtod(fv, &end);
+      if ((f != 0 && (*end || f < 0 || f > 1)) || (f == 0 && strcmp(fv, "0") != 0 &&
+                                                   strcmp(fv, "false") != 0 && strcmp(fv, "off") != 0)) {
+        fprintf(stderr, "dtask worker: %s takes a fraction of the limit in (0, 1], or 0/false "
+                        "for none, not '%s'\n", a, fv);
+        return 2;
+      }
+      if (a[9] == 't' && a[10] == 'a') W.mem_target = f;
+      else if (a[9] == 's') W.mem_spill = f;
+      else if (a[9] == 'p') W.mem_pause = f;
+      else W.mem_terminate = f;
+    }
     else if (strcmp(a, "--local-directory") == 0 && has) {
       const char *d = argv[++i];
       if ((mkdir(d, 0700) != 0 && errno != EEXIST) || chdir(d) != 0) {
@@ -1195,6 +1423,10 @@ int dt__worker_main(int argc, char **argv) {
   W.nthreads = nthreads;
   W.sched_addr = dt__xstrdup(addr);
   W.death_timeout_s = death_timeout;
+  if (dt__parse_memory(mem_limit, nthreads, &W.mem_limit) != 0) {
+    fprintf(stderr, "dtask worker: --memory-limit: %s\n", dt_last_error());
+    return 2;
+  }
   if (dt__sec_from_args(&W.sec, &sa) != 0) {
     fprintf(stderr, "dtask worker: %s\n", dt_last_error());
     return 2;
@@ -1202,6 +1434,8 @@ int dt__worker_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (nanny) {
     dt__log_init("nanny", level);
+    if (W.mem_limit && W.mem_terminate > 0)
+      dt__nanny_memory((uint64_t)((double)W.mem_limit * W.mem_terminate));
     int rc = dt__nanny_run(W.sched_addr, nthreads, &W.sec, worker_run, (void *)level);
     dt__resources_free(W.res_names, W.res_amounts, W.nres);
     free(W.sched_addr);
@@ -1232,6 +1466,16 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   uv_async_init(&W.loop, &W.done_async, on_done);
   uv_timer_init(&W.loop, &W.heartbeat);
   uv_timer_init(&W.loop, &W.reconnect);
+  uv_timer_init(&W.loop, &W.memtimer);
+  if (W.mem_limit) {
+    /* spill files: a folder of our own under the local directory (cwd) */
+    char cwd[400];
+    if (!getcwd(cwd, sizeof(cwd))) snprintf(cwd, sizeof(cwd), "/tmp");
+    snprintf(W.spill_dir, sizeof(W.spill_dir), "%s/dtask-spill-%d", cwd, (int)getpid());
+    if (mkdir(W.spill_dir, 0700) != 0 && errno != EEXIST)
+      DT_WARN("cannot make the spill folder %s: %s", W.spill_dir, strerror(errno));
+    uv_timer_start(&W.memtimer, on_memtimer, 100, 100);
+  }
   uv_signal_init(&W.loop, &W.sigint);
   uv_signal_init(&W.loop, &W.sigterm);
   uv_signal_start(&W.sigint, on_signal, SIGINT);
@@ -1256,6 +1500,11 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   for (size_t i = 0; i < W.data.cap; i++)
     if (W.data.slots[i].key) {
       w_data *d = W.data.slots[i].val;
+      if (d->spilled) {
+        char path[700];
+        spill_path(d, path, sizeof(path));
+        unlink(path);
+      }
       dt_value_free(d->v);
       free(d->key);
       free(d);
@@ -1281,6 +1530,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   free(W.res_used);
   free(W.sched_addr);
   dt__tls_free(&W.sec);
+  if (W.spill_dir[0]) rmdir(W.spill_dir); /* empty by now: every spilled key was freed */
   uv_loop_close(&W.loop);
   return W.exit_code;
 }

@@ -521,11 +521,15 @@ static int on_task_erred(dt_conn *c, uint32_t nf, dt_rd *r) {
 }
 
 static int on_missing_data(dt_conn *c, uint32_t nf, dt_rd *r) {
-  const char *key, *dep;
-  uint32_t klen, dlen;
+  const char *key, *dep, *addr = NULL;
+  uint32_t klen, dlen, alen = 0;
   if (nf < 2 || rd_key(r, &key, &klen) || rd_key(r, &dep, &dlen)) return DT_EPROTO;
-  DT_INFO("worker %s could not fetch %.*s for %.*s", c->peer, (int)dlen, dep, (int)klen, key);
-  sched_missing_data(&S.s, c->data, key, klen, dep, dlen);
+  if (nf >= 3 && rd_str(r, &addr, &alen)) return DT_EPROTO;
+  char ad[256];
+  snprintf(ad, sizeof(ad), "%.*s", (int)(alen < 255 ? alen : 255), addr ? addr : "");
+  DT_INFO("worker %s could not fetch %.*s (from %s) for %.*s", c->peer, (int)dlen, dep, ad,
+          (int)klen, key);
+  sched_missing_data(&S.s, c->data, key, klen, dep, dlen, ad[0] ? ad : NULL);
   return 0;
 }
 

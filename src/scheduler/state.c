@@ -1158,17 +1158,48 @@ void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int
   fill(s);
 }
 
+/* lose_replica: holder no longer serves d (a peer could not fetch it from
+ * there): forget that copy; if it was the last, recompute d if needed */
+static void lose_replica(sched *s, s_task *d, s_worker *holder) {
+  if (!dt_vec1_remove(&d->who_has, holder)) return;
+  msg_free_key(holder, d); /* if it is alive after all, it must not keep it */
+  holder->nkeys--;
+  holder->nbytes -= d->nbytes < holder->nbytes ? d->nbytes : holder->nbytes;
+  if (d->who_has.len || d->state != TS_MEMORY) return;
+  set_state(s, d, TS_RELEASED);
+  for (size_t j = 0; j < d->dependents.len; j++) {
+    s_task *x = d->dependents.v[j];
+    if (x->state == TS_WAITING && x->holds_deps) x->nwaiting++;
+  }
+  if (d->wanted_by.len || d->waiters) to_waiting(s, d);
+}
+
 void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, const char *dep,
-                        uint32_t deplen) {
+                        uint32_t deplen, const char *addr) {
   s_task *t = sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
   proc_remove(t);
   update_free(s, w);
   set_state(s, t, TS_WAITING);
-  if (t->retries-- <= -5) { /* bounded: a dependency that can never be fetched */
+  /* the copy it could not fetch: gone from the holder it tried (Dask does
+   * the same), so the task is not sent back to fail the same way */
+  s_task *d = sched_get_task(s, dep, deplen);
+  bool learned = false;
+  for (size_t i = 0; d && addr && i < d->who_has.len && !learned; i++) {
+    s_worker *h = d->who_has.v[i];
+    if (strcmp(h->address, addr) == 0) {
+      lose_replica(s, d, h);
+      learned = true;
+    }
+  }
+  if (!learned && t->retries-- <= -5) { /* bounded: a dependency that can never be fetched */
     char msg[DT_MAX_KEY + 100];
     snprintf(msg, sizeof(msg), "could not fetch dependency '%.*s'", (int)deplen, dep);
     erred(s, t, DT_ELOST, t->key, t->func, w->address, msg);
+    return;
+  }
+  if (t->state != TS_WAITING) { /* settled meanwhile (lose_replica may fail it) */
+    fill(s);
     return;
   }
   t->nwaiting = 0;

@@ -235,8 +235,10 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
 void sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen);
 void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
                       const char *func, const char *msg);
+/* sched_missing_data: w could not fetch dep (from addr, the last holder it
+ * tried) for key: that copy is forgotten and key placed again. */
 void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen,
-                        const char *dep, uint32_t deplen);
+                        const char *dep, uint32_t deplen, const char *addr);
 
 s_task *sched_get_task(sched *s, const char *key, uint32_t klen);
 /* sched_worker_capacity: tasks this worker may have in flight. */

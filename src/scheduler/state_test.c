@@ -453,6 +453,33 @@ static void test_dependency_cycles_fail_and_are_released(void **state) {
   assert_int_equal(S.tasks.len, 0);
 }
 
+static void test_missing_data_forgets_that_copy(void **state) {
+  (void)state;
+  msg ms[16];
+  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_worker *w1 = add_worker("w1", 1);
+  submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
+  finish(w1, "a");
+  s_worker *w2 = add_worker("w2", 1);
+  sched_worker_paused(&S, w1, true); /* so that b goes to w2 */
+  submit(c, (tdef[]){{"b", {"a"}}}, 1, (const char *[]){"b"}, 1);
+  sched_worker_paused(&S, w1, false);
+  s_task *b = sched_get_task(&S, "b", 1);
+  assert_ptr_equal(b->processing_on, w2);
+  take_msgs(w1->conn, ms, 16);
+  /* w2 could not fetch a from w1 (it died, say, and we do not know yet) */
+  sched_missing_data(&S, w2, "b", 1, "a", 1, "w1");
+  check();
+  assert_int_equal(count_op(ms, take_msgs(w1->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(sched_get_task(&S, "a", 1)->who_has.len, 0);
+  assert_int_equal(state_of("a"), TS_PROCESSING); /* recomputed */
+  assert_int_equal(state_of("b"), TS_WAITING);
+  s_worker *on = sched_get_task(&S, "a", 1)->processing_on;
+  finish(on, "a");
+  assert_int_equal(state_of("b"), TS_PROCESSING);
+  check();
+}
+
 static void test_unknown_dependency_errs(void **state) {
   (void)state;
   add_worker("w1", 1);
@@ -672,6 +699,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_nanny_report_counts_only_running_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_worker_reregisters_held_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dependency_cycles_fail_and_are_released, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_missing_data_forgets_that_copy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_dependency_errs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_graph_order_finishes_branches, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),

@@ -37,6 +37,10 @@ def byte_len(b):
     return len(b)
 
 
+def page_sum(b):
+    return sum(b[::4096])  # one byte per 4 KiB page: every page is read
+
+
 def tree(client, leaves):
     fs = client.map(inc, range(leaves), pure=False)
     while len(fs) > 1:
@@ -156,6 +160,14 @@ def main():
         assert out == sz["transfer_bytes"]
         rep.add("transfer", sz["transfer_bytes"] / dt / 1e6, "MB/s")
         del big
+        for name in ("transfer_256m", "transfer_1g"):
+            nb = sz[name]
+            big = client.submit(make_bytes, nb, workers=[ws[0]], pure=False)
+            wait(big)
+            dt, out = timed(lambda: client.submit(page_sum, big, workers=[ws[1]], pure=False).result())
+            assert out == 7 * ((nb + 4095) // 4096)
+            rep.add(name, nb / dt / 1e6, "MB/s", "moved, every page read")
+            del big
 
     n = sz["submit_tasks"]
     t0 = time.perf_counter()

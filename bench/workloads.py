@@ -20,6 +20,10 @@ def sizes(scale):
         "tree_leaves": leaves,
         "chain": n(2000, 50),
         "transfer_bytes": n(200_000_000, 1_000_000),
+        # large results moved and read (one byte per 4 KiB page, so every
+        # page is really on the receiver): 256 MiB and 1 GiB
+        "transfer_256m": n(256 << 20, 1 << 20),
+        "transfer_1g": n(1 << 30, 1 << 20),
         "submit_tasks": n(100000, 1000),
         "memory_tasks": n(100000, 1000),
     }

@@ -115,6 +115,10 @@ dt_value *dt_bytes(const void *data, size_t len); /* copies */
  * Ownership of data is transferred: free_fn(data) runs when the last
  * reference goes (free_fn may be NULL for static data). */
 dt_value *dt_bytes_take(void *data, size_t len, void (*free_fn)(void *));
+/* dt_bytes_alloc: a new bytes value of len bytes for the caller to fill
+ * through *data (before anyone else sees the value).  Large ones live in
+ * memory that workers on the same host share without copying. */
+dt_value *dt_bytes_alloc(size_t len, void **data);
 dt_value *dt_list_new(void);
 dt_value *dt_map_new(void);
 /* dt_list_of: a list of n items; each item is consumed (NULL items make

@@ -47,11 +47,22 @@ typedef struct dt_blob {
   void *free_arg;
   void *map_base; /* large blobs: their own mapping (huge pages) */
   size_t map_len;
+  int fd;             /* a memfd holding the data (shareable), or -1 */
+  char shm_name[40];  /* that memfd's name, unique per process */
 } dt_blob;
 #define DT_BLOB_MAP_MIN (4u << 20) /* from this size a blob gets its own mapping */
 dt_blob *dt_blob_new(size_t len); /* uninitialised data, refs = 1 */
 dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *));
 dt_blob *dt_blob_ref(dt_blob *b);
+/* Sharing large blobs with processes on the same host (docs/memory.md):
+ * dt__blob_share gives the memfd holding b's data (made, and the data copied
+ * in, if b was not allocated in one); dt__blob_open_shared maps another
+ * process's memfd, after checking that /proc/PID/fd/FD still is the memfd of
+ * that name and large enough.  0 / NULL on failure. */
+int dt__blob_share(dt_blob *b, int *fd, const char **name);
+dt_blob *dt__blob_open_shared(int pid, int fd, const char *name, size_t size);
+/* dt__bytes_of_blob: a DT_BYTES value over p..p+len of b (takes b's ref) */
+dt_value *dt__bytes_of_blob(dt_blob *b, const char *p, size_t len);
 void dt_blob_unref(dt_blob *b);
 
 /* A frame is a slice of a blob (the frame holds one blob reference). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <msgpuck.h>
@@ -180,8 +181,49 @@ static void test_accessors_on_wrong_types(void **state) {
   assert_string_equal(dt_type_name(DT_MAP), "map");
 }
 
+static void test_shared_memory_blobs(void **state) {
+  (void)state;
+  /* a large value made with dt_bytes_alloc lives in a memfd: another process
+   * (here: this one, through /proc) maps the same bytes without a copy */
+  size_t n = 8u << 20;
+  void *p;
+  dt_value *v = dt_bytes_alloc(n, &p);
+  assert_non_null(v);
+  memset(p, 0x5a, n);
+  ((char *)p)[n - 1] = 'z';
+  dt_blob *b = v->u.bytes.blob;
+  int fd;
+  const char *name;
+  assert_int_equal(dt__blob_share(b, &fd, &name), 0);
+  assert_true(fd >= 0);
+  dt_blob *m = dt__blob_open_shared((int)getpid(), fd, name, n);
+  assert_non_null(m);
+  assert_int_equal(m->data[0], 0x5a);
+  assert_int_equal(m->data[n - 1], 'z');
+  dt_value *mv = dt__bytes_of_blob(m, m->data, n);
+  size_t len;
+  assert_memory_equal(dt_value_bytes(mv, &len), p, n);
+  assert_int_equal(len, n);
+  /* a wrong name, or too large a size: refused (an fd number may be reused) */
+  assert_null(dt__blob_open_shared((int)getpid(), fd, "dtask-0-0", n));
+  assert_null(dt__blob_open_shared((int)getpid(), fd, name, n + 4096));
+  dt_value_free(mv);
+  dt_value_free(v);
+  /* a task's own buffer is copied into a memfd once, when first shared */
+  char *own = malloc(2u << 20);
+  memset(own, 3, 2u << 20);
+  dt_value *t = dt_bytes_take(own, 2u << 20, free);
+  assert_int_equal(dt__blob_share(t->u.bytes.blob, &fd, &name), 0);
+  m = dt__blob_open_shared((int)getpid(), fd, name, 2u << 20);
+  assert_non_null(m);
+  assert_int_equal(m->data[(2u << 20) - 1], 3);
+  dt_blob_unref(m);
+  dt_value_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shared_memory_blobs),
       cmocka_unit_test(test_scalars_roundtrip),
       cmocka_unit_test(test_containers_roundtrip),
       cmocka_unit_test(test_large_bytes_travel_as_frames),

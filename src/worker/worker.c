@@ -84,6 +84,7 @@ typedef struct fetch {
   uint64_t req;
   struct peer *peer;
   bool keep;       /* ACQUIRE: keep it (a retiring worker's result) */
+  bool no_shm;     /* the peer's shared memory could not be used: TCP */
   uint64_t source; /* ... and tell the scheduler, naming that worker */
 } fetch;
 
@@ -120,6 +121,7 @@ static struct {
   w_data *lru_head, *lru_tail;
   uv_timer_t memtimer;
   dt_sec sec;
+  char boot_id[48]; /* this host's boot id: peers with the same one share memory */
   uv_signal_t sigint, sigterm;
   char *sched_addr;
   char name[256];
@@ -715,10 +717,11 @@ static void fetch_send(fetch *f) {
     f->req = ++W.next_req;
     dt_vec_push(&p->fetches, f);
     dt_wbuf *w = dt_conn_out(p->conn);
-    wb_msg(w, DT_OP_GET_DATA, 2);
+    wb_msg(w, DT_OP_GET_DATA, 3);
     wb_uint(w, f->req);
     wb_array(w, 1);
     wb_str(w, f->key, f->klen);
+    wb_cstr(w, f->no_shm || !W.boot_id[0] ? NULL : W.boot_id); /* same host: memory, not TCP */
     return;
   }
   fetch_fail_all(f);
@@ -767,9 +770,30 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
     const char *key;
     bool found;
     dt_payload pl;
-    if (rd_array(r, &m) || m != 5 || rd_key(r, &key, &klen) || rd_bool(r, &found) ||
-        rd_payload(r, &pl))
+    if (rd_array(r, &m) || (m != 5 && m != 8) || rd_key(r, &key, &klen) || rd_bool(r, &found))
       return DT_EPROTO;
+    if (m == 8) { /* shared memory on this host */
+      const char *tag, *name;
+      uint32_t tl, nl;
+      uint64_t pid, fd, off, len;
+      if (rd_str(r, &tag, &tl) || rd_uint(r, &pid) || rd_uint(r, &fd) || rd_str(r, &name, &nl) ||
+          nl >= 40 || rd_uint(r, &off) || rd_uint(r, &len) || pid > INT32_MAX || fd > INT32_MAX ||
+          off > DT_MAX_FRAME || len > DT_MAX_FRAME)
+        return DT_EPROTO;
+      char nm[40];
+      snprintf(nm, sizeof(nm), "%.*s", (int)nl, name);
+      dt_blob *b = dt__blob_open_shared((int)pid, (int)fd, nm, off + len);
+      if (b) {
+        dep_arrived(key, klen, dt__bytes_of_blob(b, b->data + off, len));
+      } else if (f && f->klen == klen && memcmp(f->key, key, klen) == 0) {
+        DT_INFO("cannot map %s's memory for %.*s: fetching it over TCP", c->peer, (int)klen, key);
+        f->no_shm = true;
+        if (f->tried > 0) f->tried--; /* the same peer again */
+        fetch_send(f);
+      }
+      continue;
+    }
+    if (rd_payload(r, &pl)) return DT_EPROTO;
     dt_value *v = NULL;
     int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
     dt__payload_clear(&pl);
@@ -785,10 +809,24 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
 /* ---------------------------------------------------------------- serving */
 
 /* GET_DATA from a peer worker or a client: reply with what we hold. */
+#define DT_SHM_MIN (1u << 20) /* from this size, same-host peers map the memory */
+
 static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   uint32_t n;
   if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  /* the keys first, then the requester's boot id (after them) */
+  dt_rd keys = *r;
+  for (uint32_t i = 0; i < n; i++)
+    if (rd_skip(r)) return DT_EPROTO;
+  bool shm = false;
+  if (nf >= 3 && !rd_is_nil(r)) {
+    const char *b;
+    uint32_t bl;
+    if (rd_str(r, &b, &bl)) return DT_EPROTO;
+    shm = W.boot_id[0] && bl == strlen(W.boot_id) && memcmp(b, W.boot_id, bl) == 0;
+  }
+  r = &keys;
   dt_wbuf *w = dt_conn_out(c);
   wb_msg(w, DT_OP_DATA, 2);
   wb_uint(w, req);
@@ -799,6 +837,23 @@ static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
     if (rd_key(r, &key, &klen)) return DT_EPROTO;
     w_data *d = dt_smap_get(&W.data, key, klen);
     if (d && unspill(d) != 0) d = NULL;
+    int fd;
+    const char *name;
+    if (d && shm && d->v->type == DT_BYTES && d->v->u.bytes.len >= DT_SHM_MIN &&
+        dt__blob_share(d->v->u.bytes.blob, &fd, &name) == 0) {
+      /* a peer on this host maps it: [key, true, "shm", pid, fd, name, offset, len] */
+      DT_DEBUG("%.*s to %s through shared memory (%s)", (int)klen, key, c->peer, name);
+      wb_array(w, 8);
+      wb_str(w, key, klen);
+      wb_bool(w, true);
+      wb_cstr(w, "shm");
+      wb_uint(w, (uint64_t)getpid());
+      wb_uint(w, (uint64_t)fd);
+      wb_cstr(w, name);
+      wb_uint(w, (uint64_t)(d->v->u.bytes.p - d->v->u.bytes.blob->data));
+      wb_uint(w, d->v->u.bytes.len);
+      continue;
+    }
     wb_array(w, 5);
     wb_str(w, key, klen);
     wb_bool(w, d != NULL);
@@ -1453,6 +1508,12 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   W.slots = slots;
   W.heartbeat_ms = 1000;
   W.sched_ttl_s = 60;
+  FILE *bf = fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (bf) {
+    if (!fgets(W.boot_id, sizeof(W.boot_id), bf)) W.boot_id[0] = '\0';
+    W.boot_id[strcspn(W.boot_id, "\n")] = '\0';
+    fclose(bf);
+  }
   W.res_used = dt__xcalloc(W.nres ? W.nres : 1, sizeof(double));
   dt__log_init("worker", level);
   uv_loop_init(&W.loop);

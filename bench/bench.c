@@ -181,28 +181,6 @@ static void bench_chain(dt_client *c, int n) {
   report("chain", n / dt, "tasks/s", "dependent tasks, x = submit(inc, x)");
 }
 
-static void bench_transfer(dt_client *c, int64_t bytes) {
-  const char *w0[] = {"local-worker-0"}, *w1[] = {"local-worker-1"};
-  dt_future *big, *len;
-  CHECK(dt_client_submit(c, "make_bytes", dt_list_of(1, dt_int(bytes)), NULL,
-                         &(dt_submit_opts){.workers = w0, .n_workers = 1, .pure = DT_NO}, &big));
-  CHECK(dt_wait(&big, 1, -1, DT_ALL_COMPLETED));
-  double t0 = now();
-  CHECK(dt_client_submit(c, "byte_len", dt_list_of(1, dt_future_value(big)), NULL,
-                         &(dt_submit_opts){.workers = w1, .n_workers = 1, .pure = DT_NO}, &len));
-  dt_value *v;
-  CHECK(dt_future_result(len, -1, &v));
-  double dt = now() - t0;
-  if (dt_value_int(v) != bytes) {
-    fprintf(stderr, "bench: wrong transfer length\n");
-    exit(1);
-  }
-  dt_value_free(v);
-  dt_future_release(big);
-  dt_future_release(len);
-  report("transfer", (double)bytes / dt / 1e6, "MB/s", "worker to worker");
-}
-
 /* transfer_read: a large result made on worker 0 and read on worker 1 (one
  * byte per page, so every page is there); beside memcpy of the same size */
 static void bench_transfer_read(dt_client *c, int64_t bytes, const char *name) {
@@ -379,7 +357,7 @@ int main(int argc, char **argv) {
   bench_chain(c, scaled(2000, scale, 50));
   drain(c);
   if (workers >= 2) {
-    bench_transfer(c, scaled(200e6, scale, 1000000));
+    bench_transfer_read(c, scaled(200e6, scale, 1000000), "transfer");
     bench_transfer_read(c, scaled(256.0 * 1048576, scale, 1 << 20), "transfer_256m");
     bench_transfer_read(c, scaled(1073741824.0, scale, 1 << 20), "transfer_1g");
     bench_memcpy(scaled(256.0 * 1048576, scale, 1 << 20));

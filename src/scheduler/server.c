@@ -590,6 +590,17 @@ static int on_close_msg(dt_conn *c, uint32_t nf, dt_rd *r) {
   return 0;
 }
 
+/* scatters_free_all: at exit, the scatters still waiting for workers */
+static void scatters_free_all(void) {
+  for (size_t i = 0; i < S.scatters.len; i++) {
+    pending_scatter *ps = S.scatters.v[i];
+    dt_vec_free(&ps->workers);
+    free(ps->error);
+    free(ps);
+  }
+  dt_vec_free(&S.scatters);
+}
+
 static void scatters_forget_worker(s_worker *w) {
   for (size_t i = S.scatters.len; i-- > 0;) {
     pending_scatter *ps = S.scatters.v[i];
@@ -957,13 +968,7 @@ int dt__scheduler_main(int argc, char **argv) {
   dt__dashboard_stop();
   if (S.scheduler_file) unlink(S.scheduler_file);
   free(S.scheduler_file);
-  for (size_t i = 0; i < S.scatters.len; i++) {
-    pending_scatter *ps = S.scatters.v[i];
-    dt_vec_free(&ps->workers);
-    free(ps->error);
-    free(ps);
-  }
-  dt_vec_free(&S.scatters);
+  scatters_free_all();
   sched_destroy(&S.s);
   uv_loop_close(&S.loop);
   dt__tls_free(&S.sec);
@@ -1051,13 +1056,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
       }
     abort();
   }
-  for (size_t i = 0; i < S.scatters.len; i++) {
-    pending_scatter *ps = S.scatters.v[i];
-    dt_vec_free(&ps->workers);
-    free(ps->error);
-    free(ps);
-  }
-  dt_vec_free(&S.scatters);
+  scatters_free_all();
   sched_destroy(&S.s);
   return 0;
 }

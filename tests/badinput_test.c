@@ -129,24 +129,10 @@ static void test_future_from_closed_client(void **state) {
   dt_client_close(c2);
 }
 
-static int raw_connect(const char *addr) {
-  char host[64];
-  int port;
-  assert_int_equal(dt__addr_split(addr, host, sizeof(host), &port), 0);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, host, &sa.sin_addr);
-  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  return fd;
-}
-
 /* send bytes and expect the peer to close the connection (bounded wait) */
 static void expect_dropped(const char *addr, const void *bytes, size_t n) {
-  int fd = raw_connect(addr);
-  struct timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int fd = tu_connect(addr, 5);
+  assert_true(fd >= 0);
   assert_int_equal(send(fd, bytes, n, MSG_NOSIGNAL), (ssize_t)n);
   char buf[256];
   ssize_t r;

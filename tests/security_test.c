@@ -69,24 +69,10 @@ static void stop(cluster *cl) {
   tu_stop(cl->sched, SIGTERM);
 }
 
-static int raw_connect(const char *addr) {
-  char host[64];
-  int port;
-  assert_int_equal(dt__addr_split(addr, host, sizeof(host), &port), 0);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, host, &sa.sin_addr);
-  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  return fd;
-}
-
 /* send bytes (maybe none) and expect the daemon to close (bounded wait) */
 static void expect_dropped(const char *addr, const void *bytes, size_t n, int wait_s) {
-  int fd = raw_connect(addr);
-  struct timeval tv = {wait_s, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int fd = tu_connect(addr, wait_s);
+  assert_true(fd >= 0);
   if (n) assert_int_equal(send(fd, bytes, n, MSG_NOSIGNAL), (ssize_t)n);
   char buf[256];
   ssize_t r;

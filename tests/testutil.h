@@ -135,25 +135,36 @@ static inline int tu_count(const char *hay, const char *needle) {
   return k;
 }
 
-/* tu_http_get: GET path from url's host:port ("http://h:p/"); the body
- * (malloc'd) or NULL.  Loopback only, bounded by a 5 s timeout. */
 #include <arpa/inet.h>
 #include <sys/socket.h>
-static inline char *tu_http_get(const char *url, const char *path) {
+
+/* tu_connect: a plain TCP connection to "ipv4:port" (loopback in tests),
+ * with a receive timeout of timeout_s; the fd, or -1 */
+static inline int tu_connect(const char *hostport, int timeout_s) {
   char host[64];
   int port;
-  if (sscanf(url, "http://%63[^:]:%d", host, &port) != 2) return NULL;
+  if (sscanf(hostport, "%63[^:]:%d", host, &port) != 2) return -1;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {0};
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)port);
   inet_pton(AF_INET, host, &sa.sin_addr);
-  struct timeval tv = {5, 0};
+  struct timeval tv = {timeout_s, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
     close(fd);
-    return NULL;
+    return -1;
   }
+  return fd;
+}
+
+/* tu_http_get: GET path from url's host:port ("http://h:p/"); the body
+ * (malloc'd) or NULL.  Loopback only, bounded by a 5 s timeout. */
+static inline char *tu_http_get(const char *url, const char *path) {
+  char host[64];
+  if (strncmp(url, "http://", 7) != 0 || sscanf(url + 7, "%63[^:/]", host) != 1) return NULL;
+  int fd = tu_connect(url + 7, 5);
+  if (fd < 0) return NULL;
   char req[512];
   int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
   if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {

@@ -1183,16 +1183,28 @@ int dt_client_workers(dt_client *c, int timeout_ms, dt_worker_info **out, size_t
   return cluster_info(c, timeout_ms, &info, out, n);
 }
 
+/* request_begin: a request-and-reply with the scheduler: sets the deadline,
+ * takes the lock and checks the client can talk; 0 with the lock held */
+static int request_begin(dt_client *c, int timeout_ms, struct timespec *dl) {
+  dt__deadline(dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
+  pthread_mutex_lock(&c->lock);
+  int rc = dt__client_usable(c);
+  if (rc) pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+/* request_wait: (locked) until *done, the connection goes, or the deadline */
+static void request_wait(dt_client *c, const bool *done, const struct timespec *dl) {
+  dt__client_wake(c);
+  while (!*done && c->state == CS_READY)
+    if (!wait_until(c, dl)) break;
+}
+
 static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_worker_info **wout,
                         size_t *nout) {
   struct timespec dl;
-  dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
-  pthread_mutex_lock(&c->lock);
-  int rc = dt__client_usable(c);
-  if (rc) {
-    pthread_mutex_unlock(&c->lock);
-    return rc;
-  }
+  int rc = request_begin(c, timeout_ms, &dl);
+  if (rc) return rc;
   info_req *ir = dt__xcalloc(1, sizeof(*ir));
   ir->req = ++c->next_req;
   ir->detail = wout != NULL;
@@ -1201,9 +1213,7 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   wb_msg(w, DT_OP_INFO_REQUEST, 2);
   wb_uint(w, ir->req);
   wb_bool(w, ir->detail);
-  dt__client_wake(c);
-  while (!ir->done && c->state == CS_READY)
-    if (!wait_until(c, &dl)) break;
+  request_wait(c, &ir->done, &dl);
   if (ir->done) {
     *out = ir->info;
     if (wout) {
@@ -1229,13 +1239,8 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
     if (!names[i] || !*names[i] || strlen(names[i]) > DT_MAX_KEY)
       return dt__err(DT_EINVAL, "dt_client_retire_workers: worker name %zu is empty or too long", i);
   struct timespec dl;
-  dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 3600 * 1000);
-  pthread_mutex_lock(&c->lock);
-  int rc = dt__client_usable(c);
-  if (rc) {
-    pthread_mutex_unlock(&c->lock);
-    return rc;
-  }
+  int rc = request_begin(c, timeout_ms, &dl);
+  if (rc) return rc;
   scatter_req *rr = dt__xcalloc(1, sizeof(*rr));
   rr->req = ++c->next_req;
   dt_vec_push(&c->retires, rr);
@@ -1243,10 +1248,8 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
   wb_msg(w, DT_OP_RETIRE_WORKERS, 2);
   wb_uint(w, rr->req);
   wb_array(w, (uint32_t)n);
-  for (size_t i = 0; i < n; i++) wb_cstr(w, names[i] ? names[i] : "");
-  dt__client_wake(c);
-  while (!rr->done && c->state == CS_READY)
-    if (!wait_until(c, &dl)) break;
+  for (size_t i = 0; i < n; i++) wb_cstr(w, names[i]);
+  request_wait(c, &rr->done, &dl);
   if (rr->done) {
     if (retired) *retired = (int)rr->count;
     if (rr->error) rc = dt__err(DT_EINVAL, "retire workers: %s", rr->error);

@@ -167,7 +167,10 @@ typedef dt_value *(*dt_task_fn)(dt_task *task);
 /* dt_task_register: registers fn under name in this process (name copied).
  * Registering a name twice replaces it.  Thread-safe. */
 int dt_task_register(const char *name, dt_task_fn fn);
-/* dt_task_lookup: the function registered under name, or NULL. */
+/* dt_task_lookup: the function registered under name, or NULL.  A name
+ * "ns:rest" with nothing registered under it falls back to a handler
+ * registered as "ns:" (the Python worker registers "py:" for every Python
+ * callable, so tasks keep their own function names, e.g. "py:inc"). */
 dt_task_fn dt_task_lookup(const char *name);
 
 /* DT_TASK(name) { ... } defines a task function `name` and registers it
@@ -412,6 +415,11 @@ typedef struct {
   /* Memory per worker (docs/memory.md): "2GiB", "0" for none; NULL =
    * "auto": the machine's memory divided among the workers. */
   const char *memory_limit;
+  /* The command the scheduler and workers run as, followed by the role
+   * ("scheduler" or "worker") and its arguments, e.g. {"/usr/bin/python3",
+   * "-m", "dtask"}; argv[0] is a path.  NULL: this program re-executed. */
+  const char *const *role_command;
+  size_t n_role_command;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes

@@ -76,6 +76,19 @@ __attribute__((constructor)) static void dt__role_takeover(void) {
 
 /* ---------------------------------------------------------------- spawning */
 
+/* child: only async-signal-safe calls until execve */
+static void exec_child(pid_t parent, int keep_fd, const char *path, char *const *argv, char *const *env) {
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(1); /* the parent is already gone */
+  if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL); /* the caller may block signals */
+  setpgid(0, 0); /* not in the caller's process group: ^C goes to us only */
+  execve(path, argv, env);
+  _exit(127);
+}
+
 /* dt__spawn_role: start this program in a role.  keep_fd stays open in the child. */
 pid_t dt__spawn_role(const char *role, const char *const *args, int nargs, int keep_fd) {
   char exe[4096];
@@ -108,22 +121,29 @@ pid_t dt__spawn_role(const char *role, const char *const *args, int nargs, int k
   char *argv[] = {exe, NULL};
   pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid == 0) {
-    /* child: only async-signal-safe calls until execve */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(1); /* the parent is already gone */
-    if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL); /* the caller may block signals */
-    setpgid(0, 0); /* not in the caller's process group: ^C goes to us only */
-    execve(exe, argv, env);
-    _exit(127);
-  }
+  if (pid == 0) exec_child(parent, keep_fd, exe, argv, env);
   free(joined);
   free(role_env);
   free(args_env);
   free(env);
+  return pid;
+}
+
+/* spawn_command: cmd... role args... (cmd NULL: this program re-executed). */
+static pid_t spawn_command(const char *const *cmd, size_t ncmd, const char *role,
+                           const char *const *args, int nargs, int keep_fd) {
+  if (!cmd || !ncmd) return dt__spawn_role(role, args, nargs, keep_fd);
+  char **argv = dt__xcalloc(ncmd + (size_t)nargs + 2, sizeof(char *));
+  size_t k = 0;
+  for (size_t i = 0; i < ncmd; i++) argv[k++] = (char *)cmd[i];
+  argv[k++] = (char *)role;
+  for (int i = 0; i < nargs; i++) argv[k++] = (char *)args[i];
+  argv[k] = NULL;
+  extern char **environ;
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) exec_child(parent, keep_fd, cmd[0], argv, environ);
+  free(argv);
   return pid;
 }
 
@@ -172,6 +192,8 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     return dt__err(DT_EINVAL, "LocalCluster: allowed_failures %d is over 250", o.allowed_failures);
   if (o.n_workers < 0 || o.threads_per_worker < 0 || o.port < 0 || o.port > 65535)
     return dt__err(DT_EINVAL, "LocalCluster: n_workers, threads_per_worker and port must be >= 0");
+  if (o.n_role_command && (!o.role_command || !o.role_command[0] || o.role_command[0][0] != '/'))
+    return dt__err(DT_EINVAL, "LocalCluster: role_command[0] must be an absolute path");
   if (o.n_workers == 0) o.n_workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (o.n_workers <= 0) o.n_workers = 1;
   if (o.n_workers > 1024) return dt__err(DT_EINVAL, "LocalCluster: n_workers %d is over 1024", o.n_workers);
@@ -236,7 +258,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     sargs[ns++] = "--auth-file";
     sargs[ns++] = lc->auth_file;
   }
-  lc->scheduler = dt__spawn_role("scheduler", sargs, ns, fds[1]);
+  lc->scheduler = spawn_command(o.role_command, o.n_role_command, "scheduler", sargs, ns, fds[1]);
   close(fds[1]);
   int rc = 0;
   if (lc->scheduler < 0) {
@@ -291,7 +313,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
       wargs[nw++] = "--resources";
       wargs[nw++] = o.resources;
     }
-    lc->workers[i] = dt__spawn_role("worker", wargs, nw, -1);
+    lc->workers[i] = spawn_command(o.role_command, o.n_role_command, "worker", wargs, nw, -1);
     if (lc->workers[i] < 0) rc = dt__err(DT_ESPAWN, "LocalCluster: cannot start worker %d", i);
   }
   lc->n_workers = o.n_workers;

@@ -87,6 +87,8 @@ struct dt_value {
     struct { char *key; struct dt_future *fut; } fut;
   } u;
 };
+/* dt__bytes_take_arg: dt_bytes_take whose free_fn gets arg, not data. */
+dt_value *dt__bytes_take_arg(void *data, size_t len, void (*free_fn)(void *), void *arg);
 /* dt__future_ref_value: a DT_FUTURE value naming key (fut may be NULL). */
 dt_value *dt__future_ref_value(const char *key, struct dt_future *fut);
 

@@ -259,6 +259,17 @@ dt_value *dt_bytes_take(void *data, size_t len, void (*free_fn)(void *)) {
   return bytes_from_blob(b, data, len);
 }
 
+dt_value *dt__bytes_take_arg(void *data, size_t len, void (*free_fn)(void *), void *arg) {
+  if (!data && len) return NULL;
+  dt_blob *b = dt_blob_wrap(data, len, free_fn);
+  if (!b) {
+    if (free_fn) free_fn(arg);
+    return NULL;
+  }
+  b->free_arg = arg;
+  return bytes_from_blob(b, data, len);
+}
+
 dt_value *dt_list_new(void) { return vnew(DT_LIST); }
 dt_value *dt_map_new(void) { return vnew(DT_MAP); }
 

@@ -41,6 +41,10 @@ dt_task_fn dt_task_lookup(const char *name) {
   if (!name) return NULL;
   pthread_mutex_lock(&reg_lock);
   entry *e = dt_smap_get(&registry, name, strlen(name));
+  if (!e) { /* "ns:name" falls back to a handler registered for "ns:" */
+    const char *colon = strchr(name, ':');
+    if (colon && colon > name) e = dt_smap_get(&registry, name, (size_t)(colon - name) + 1);
+  }
   dt_task_fn fn = e ? e->fn : NULL;
   pthread_mutex_unlock(&reg_lock);
   return fn;

@@ -1,0 +1,35 @@
+"""dtask: a fast dynamic distributed task scheduler with dask.distributed's API.
+
+    from dtask import Client, LocalCluster      # instead of dask.distributed
+
+    cluster = LocalCluster(n_workers=4)
+    client = Client(cluster)
+    future = client.submit(lambda x: x + 1, 10)
+    future.result()                              # 11
+"""
+
+import os as _os
+import sys as _sys
+
+# C task libraries a worker preloads resolve dtask's C API from this module:
+# load it with its symbols global.
+_flags = _sys.getdlopenflags()
+_sys.setdlopenflags(_flags | _os.RTLD_GLOBAL)
+try:
+    from . import _core  # noqa: E402
+finally:
+    _sys.setdlopenflags(_flags)
+
+from . import serialize  # noqa: E402,F401  (sets the C hooks)
+from .client import (  # noqa: E402
+    ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Client, DtaskError, Future, FutureLost,
+    KilledWorker, as_completed, cfunc, default_client, fire_and_forget, get_client, progress,
+    wait)
+from .cluster import LocalCluster  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = [
+    "Client", "LocalCluster", "Future", "wait", "as_completed", "progress", "cfunc",
+    "KilledWorker", "CancelledError", "FutureLost", "DtaskError", "FIRST_COMPLETED",
+    "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client",
+]

@@ -1,0 +1,33 @@
+"""python -m dtask worker ADDRESS [options] | python -m dtask scheduler [options]
+
+The worker is dtask's C worker (same options as ``dtask worker``) hosting
+Python: it runs Python callables sent by dtask's Python client ("py:" tasks)
+beside C task functions from --preload libraries.
+"""
+
+import os
+import sys
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("worker", "scheduler"):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    role, args = argv[0], argv[1:]
+    for p in reversed(os.environ.get("DTASK_SYS_PATH", "").split(os.pathsep)):
+        if p and p not in sys.path:
+            sys.path.insert(1, p)
+    import dtask
+    from dtask import _core
+
+    if role == "scheduler":
+        return _core.scheduler_main(args)
+    for lib in filter(None, os.environ.get("DTASK_PRELOAD", "").split(os.pathsep)):
+        args += ["--preload", lib]
+    del dtask
+    return _core.worker_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,614 @@
+"""Client and Future: dask.distributed's API over dtask's C client."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import hashlib
+import os
+import queue
+import threading
+import uuid
+from collections import namedtuple
+
+from . import _core, serialize
+from .serialize import dumps_call
+
+CancelledError = concurrent.futures.CancelledError
+
+
+class KilledWorker(Exception):
+    """The task was running on workers that died too many times
+    (allowed_failures): it is probably what kills them."""
+
+
+class FutureLost(Exception):
+    """The scheduler went away before the future finished."""
+
+
+class DtaskError(Exception):
+    """An error of the dtask runtime (code name and message)."""
+
+    def __init__(self, name, message):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+def _translate(err, remote=None):
+    """A _core.Error as the exception a Dask user expects."""
+    code, name, message = err.args
+    if code == _core.DT_ETASK and (remote or message):
+        exc = serialize.rebuild_exception(remote or message)
+        if exc is not None:
+            return exc
+    text = serialize.error_text_without_pickle(message)
+    if code == _core.DT_ETIMEDOUT:
+        return TimeoutError(text)
+    if code == _core.DT_ECANCELLED:
+        return CancelledError(text)
+    if code == _core.DT_EKILLED:
+        return KilledWorker(text)
+    if code == _core.DT_ECONNLOST:
+        return FutureLost(text)
+    return DtaskError(name, text)
+
+
+def funcname(fn):
+    while hasattr(fn, "func"):  # functools.partial and friends
+        fn = fn.func
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return "lambda" if name == "<lambda>" else name
+
+
+class cfunc:
+    """A C task function by name, e.g. ``client.submit(dtask.cfunc("inc"), 1)``:
+    it runs on workers that registered it (DT_TASK in the program, or
+    ``--preload lib.so``); its arguments must be None, bool, int, float, str,
+    bytes, lists, tuples, dicts with str keys and futures."""
+
+    def __init__(self, name):
+        if not isinstance(name, str) or not name or name.startswith("py:"):
+            raise ValueError(f"cfunc needs the name of a C task function, not {name!r}")
+        self.name = name
+
+    def __repr__(self):
+        return f"cfunc({self.name!r})"
+
+
+class Future:
+    """A remote result.  ``result()`` waits for it and re-raises a remote
+    exception with its type, the remote traceback attached as a note."""
+
+    __slots__ = ("_cf", "client", "key", "__weakref__")
+
+    def __init__(self, cf, client):
+        self._cf = cf
+        self.client = client
+        self.key = cf.key
+
+    @property
+    def status(self):
+        return self._cf.status
+
+    def done(self):
+        return self._cf.done()
+
+    def cancelled(self):
+        return self._cf.status == "cancelled"
+
+    def result(self, timeout=None):
+        try:
+            return self._cf.result(_ms(timeout))
+        except _core.Error as e:
+            raise _translate(e, self._cf.exception_text()) from None
+
+    def exception(self, timeout=None):
+        """The exception of a failed future (None if it succeeded)."""
+        try:
+            self._cf.result(_ms(timeout))
+            return None
+        except _core.Error as e:
+            exc = _translate(e, self._cf.exception_text())
+            if isinstance(exc, TimeoutError) and e.args[0] == _core.DT_ETIMEDOUT:
+                raise exc from None
+            return exc
+
+    def traceback(self, timeout=None):
+        exc = self.exception(timeout)
+        return exc.__notes__ if exc is not None and hasattr(exc, "__notes__") else None
+
+    def cancel(self):
+        self._cf.cancel()
+
+    def release(self):
+        """Drop this handle's interest in the key now."""
+        self._cf = _Released(self.key)
+
+    def add_done_callback(self, fn):
+        """fn(future) runs once the future is done, on the client's
+        callback thread (at once there if already done)."""
+        cbs = _callbacks()
+        self._cf.add_done_callback(lambda: cbs.put((fn, self)))
+
+    def __repr__(self):
+        return f"<Future: {self.status}, key: {self.key}>"
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Future) and other.key == self.key
+
+    def __reduce__(self):
+        raise TypeError("a dtask Future can be passed to submit/map, not pickled on its own")
+
+
+class _Released:
+    def __init__(self, key):
+        self.key = key
+
+    def __getattr__(self, name):
+        raise ValueError(f"future {self.key!r} was released")
+
+
+_cb_queue = None
+_cb_lock = threading.Lock()
+
+
+def _callbacks():
+    """The queue of the thread that runs done callbacks."""
+    global _cb_queue
+    with _cb_lock:
+        if _cb_queue is None:
+            q = queue.SimpleQueue()
+
+            def run():
+                while True:
+                    fn, fut = q.get()
+                    try:
+                        fn(fut)
+                    except Exception:
+                        import traceback
+
+                        traceback.print_exc()
+
+            threading.Thread(target=run, name="dtask-callbacks", daemon=True).start()
+            _cb_queue = q
+        return _cb_queue
+
+
+def _ms(timeout):
+    if timeout is None:
+        return -1
+    if isinstance(timeout, str):
+        import dask.utils
+
+        timeout = dask.utils.parse_timedelta(timeout)
+    return max(0, int(timeout * 1000))
+
+
+def _walk_futures(x, out):
+    if type(x) is Future:
+        out.append(x)
+    elif isinstance(x, (list, tuple, set, frozenset)):
+        for y in x:
+            _walk_futures(y, out)
+    elif isinstance(x, dict):
+        for y in x.values():
+            _walk_futures(y, out)
+
+
+def _c_args(x):
+    """cfunc arguments: Futures as CFutures, containers walked."""
+    if type(x) is Future:
+        return x._cf
+    if isinstance(x, (list, tuple)):
+        return [_c_args(y) for y in x]
+    if isinstance(x, dict):
+        return {k: _c_args(v) for k, v in x.items()}
+    return x
+
+
+class Client:
+    """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
+    or ``Client()`` to start a LocalCluster, as dask.distributed does."""
+
+    def __init__(self, address=None, *, timeout=10, name=None, set_as_default=True,
+                 auth_file=None, **cluster_kwargs):
+        from .cluster import LocalCluster
+
+        self.cluster = None
+        self._own_cluster = False
+        if address is None and not os.environ.get("DTASK_SCHEDULER_ADDRESS"):
+            address = LocalCluster(**cluster_kwargs)
+            self._own_cluster = True
+        if isinstance(address, LocalCluster):
+            self.cluster = address
+            auth_file = auth_file or address.auth_file
+            address = address.scheduler_address
+        elif hasattr(address, "scheduler_address"):  # another cluster object
+            address = address.scheduler_address
+        self._c = _core.CClient(address, _ms(timeout), name, auth_file)
+        self.address = address
+        self._dask_config = None
+        if set_as_default:
+            self._set_default()
+        _live_clients.add(self)
+
+    # -------------------------------------------------------- submitting
+    def _key(self, fn, payload, deps, key, pure):
+        if key is not None:
+            return str(key)
+        name = funcname(fn) if not isinstance(fn, cfunc) else fn.name
+        if not pure:
+            return f"{name}-{uuid.uuid4().hex}"
+        h = hashlib.blake2b(payload, digest_size=16)
+        for d in deps:
+            h.update(b"\0" + (d.key if not isinstance(d, str) else d).encode())
+        return f"{name}-{h.hexdigest()}"
+
+    def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
+               priority=0, allow_other_workers=False, pure=True, **kwargs):
+        """Runs func(*args, **kwargs) on a worker; returns a Future.  Futures
+        among the arguments (at any depth) become dependencies."""
+        if not callable(func) and not isinstance(func, cfunc):
+            raise TypeError(f"First input to submit must be a callable function, not {func!r}")
+        opts = dict(priority=int(priority), workers=_workers(workers),
+                    allow_other_workers=bool(allow_other_workers),
+                    resources=_resources(resources), retries=int(retries or 0))
+        if isinstance(func, cfunc):
+            k = key if key is not None else None
+            cf = self._c.submit(func.name, _c_args(list(args)), _c_args(kwargs) if kwargs else None,
+                                key=None if k is None else str(k), pure=bool(pure), **opts)
+            return Future(cf, self)
+        payload, deps = dumps_call(func, args, kwargs, Future)
+        k = self._key(func, payload, deps, key, pure)
+        cf = self._c.submit("py:" + funcname(func), [payload, *deps], key=k, pure=bool(pure), **opts)
+        return Future(cf, self)
+
+    def map(self, func, *iterables, key=None, workers=None, retries=None, resources=None,
+            priority=0, allow_other_workers=False, pure=True, batch_size=None, **kwargs):
+        """submit(func, *args) for each set of arguments from the iterables
+        (in one message); returns a list of Futures."""
+        if not callable(func) and not isinstance(func, cfunc):
+            raise TypeError(f"First input to map must be a callable function, not {func!r}")
+        if not iterables:
+            return []
+        calls = list(zip(*iterables))
+        keys = list(key) if isinstance(key, (list, tuple)) else None
+        if keys is not None and len(keys) != len(calls):
+            raise ValueError(f"map got {len(keys)} keys for {len(calls)} calls")
+        if isinstance(func, cfunc):
+            return [self.submit(func, *a, key=None if keys is None else keys[i], workers=workers,
+                                retries=retries, resources=resources, priority=priority,
+                                allow_other_workers=allow_other_workers, pure=pure, **kwargs)
+                    for i, a in enumerate(calls)]
+        name = funcname(func)
+        prefix = key if isinstance(key, str) else name
+        cname = "py:" + name
+        nodes, outs = [], []
+        for i, a in enumerate(calls):
+            payload, deps = dumps_call(func, a, kwargs, Future)
+            if keys is not None:
+                k = str(keys[i])
+            elif pure:
+                h = hashlib.blake2b(payload, digest_size=16)
+                for d in deps:
+                    h.update(b"\0" + d.key.encode())
+                k = f"{prefix}-{h.hexdigest()}"
+            else:
+                k = f"{prefix}-{uuid.uuid4().hex}"
+            nodes.append((k, cname, payload, deps))
+            outs.append(k)
+        uniq = list(dict.fromkeys(outs))
+        seen = set()
+        nodes = [n for n in nodes if not (n[0] in seen or seen.add(n[0]))]
+        cfs = self._c.graph_submit(nodes, uniq, priority=int(priority), workers=_workers(workers),
+                                   allow_other_workers=bool(allow_other_workers),
+                                   resources=_resources(resources), retries=int(retries or 0))
+        byk = {k: Future(cf, self) for k, cf in zip(uniq, cfs)}
+        return [byk[k] for k in outs]
+
+    def gather(self, futures, errors="raise", direct=None, asynchronous=None):
+        """The results of futures, in the same structure (a Future, a list,
+        tuple, set or dict of them, nested)."""
+        flat = []
+        _walk_futures(futures, flat)
+        results = {}
+        if flat:
+            uniq = list({f.key: f for f in flat}.values())
+            if errors == "skip":
+                for f in uniq:
+                    try:
+                        results[f.key] = f.result()
+                    except Exception:
+                        pass
+            else:
+                try:
+                    vals = self._c.gather([f._cf for f in uniq], -1)
+                except _core.Error as e:
+                    # find the future that failed, for its own error text
+                    for f in uniq:
+                        if f.status in ("error", "cancelled", "lost"):
+                            f.result()
+                    raise _translate(e) from None
+                results = {f.key: v for f, v in zip(uniq, vals)}
+        return _rebuild(futures, results, errors == "skip")
+
+    def scatter(self, data, workers=None, broadcast=False, direct=None, hash=True):
+        """Sends data to workers; returns Futures in the same structure (one
+        for a single object, a list for a list, a dict for a dict)."""
+        ws = _workers(workers)
+        if isinstance(data, dict):
+            keys = list(data)
+            cfs = self._c.scatter(list(data.values()), workers=ws, broadcast=bool(broadcast))
+            return {k: Future(cf, self) for k, cf in zip(keys, cfs)}
+        if isinstance(data, (list, tuple, set, frozenset)):
+            items = list(data)
+            cfs = self._c.scatter(items, workers=ws, broadcast=bool(broadcast))
+            out = [Future(cf, self) for cf in cfs]
+            return type(data)(out) if not isinstance(data, list) else out
+        (cf,) = self._c.scatter([data], workers=ws, broadcast=bool(broadcast))
+        return Future(cf, self)
+
+    def cancel(self, futures, force=False):
+        flat = []
+        _walk_futures(futures if not isinstance(futures, Future) else [futures], flat)
+        for f in flat:
+            f.cancel()
+
+    # -------------------------------------------------------- dask collections
+    def get(self, dsk, keys, **kwargs):
+        """Dask's scheduler interface: ``dask.compute(x, scheduler=client.get)``."""
+        from .dask_graph import get
+
+        return get(self, dsk, keys, **kwargs)
+
+    def compute(self, collections, sync=False, **kwargs):
+        """Futures for dask collections (one, or a list for a list)."""
+        from .dask_graph import compute
+
+        single = not isinstance(collections, (list, tuple))
+        futs = compute(self, [collections] if single else list(collections), **kwargs)
+        if sync:
+            res = self.gather(futs)
+            return res[0] if single else res
+        return futs[0] if single else futs
+
+    # -------------------------------------------------------- cluster
+    def wait_for_workers(self, n_workers=1, timeout=None):
+        try:
+            self._c.wait_for_workers(int(n_workers), _ms(timeout))
+        except _core.Error as e:
+            raise _translate(e) from None
+
+    def scheduler_info(self):
+        info = self._c.cluster_info()
+        info["workers"] = {w["address"]: w for w in self._c.workers()}
+        info["address"] = self.address
+        return info
+
+    def nthreads(self):
+        return {w["address"]: w["nthreads"] for w in self._c.workers()}
+
+    ncores = nthreads
+
+    def retire_workers(self, workers, timeout=30):
+        return self._c.retire_workers([str(w) for w in workers], _ms(timeout))
+
+    @property
+    def dashboard_link(self):
+        return self.cluster.dashboard_link if self.cluster else None
+
+    # -------------------------------------------------------- lifetime
+    def _set_default(self):
+        try:
+            import dask
+        except ImportError:
+            return
+        self._dask_config = dask.config.set(scheduler=self.get)
+        self._dask_config.__enter__()
+        _defaults.append(self)
+
+    def close(self, timeout=None):
+        if self._dask_config is not None:
+            import dask
+
+            if _defaults and _defaults[-1] is self:
+                _defaults.pop()
+                prev = _defaults[-1].get if _defaults else None
+                dask.config.set(scheduler=prev)
+            elif self in _defaults:
+                _defaults.remove(self)
+            self._dask_config = None
+        self._c.close()
+        _live_clients.discard(self)
+        if self._own_cluster and self.cluster is not None:
+            self.cluster.close()
+
+    shutdown = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<Client: scheduler={self.address!r}>"
+
+
+_defaults: list = []
+_live_clients: set = set()
+
+
+@atexit.register
+def _close_clients():
+    for c in list(_live_clients):
+        try:
+            c.close()
+        except Exception:
+            pass
+    _core._exiting()
+
+
+def _workers(w):
+    if w is None:
+        return None
+    if isinstance(w, str):
+        return [w]
+    return [str(x) for x in w]
+
+
+def _resources(r):
+    if r is None:
+        return None
+    if isinstance(r, str):
+        return r
+    return ",".join(f"{k}={v}" for k, v in r.items())
+
+
+def _rebuild(x, results, skip):
+    if type(x) is Future:
+        return results[x.key]
+    if isinstance(x, (list, tuple, set, frozenset)):
+        items = [_rebuild(y, results, skip) for y in x
+                 if not (skip and type(y) is Future and y.key not in results)]
+        return type(x)(items) if not isinstance(x, list) else items
+    if isinstance(x, dict):
+        return {k: _rebuild(v, results, skip) for k, v in x.items()
+                if not (skip and type(v) is Future and v.key not in results)}
+    return x
+
+
+# ------------------------------------------------------------ module functions
+
+DoneAndNotDoneFutures = namedtuple("DoneAndNotDoneFutures", "done not_done")
+FIRST_COMPLETED = "FIRST_COMPLETED"
+ALL_COMPLETED = "ALL_COMPLETED"
+
+
+def wait(fs, timeout=None, return_when=ALL_COMPLETED):
+    """Waits until all (or the first) of fs are done; TimeoutError after
+    timeout seconds.  Returns (done, not_done) sets."""
+    if isinstance(fs, Future):
+        fs = [fs]
+    fs = list(fs)
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED):
+        raise ValueError(f"return_when must be ALL_COMPLETED or FIRST_COMPLETED, not {return_when!r}")
+    if fs and not _core.wait([f._cf for f in fs], _ms(timeout), return_when == FIRST_COMPLETED):
+        raise TimeoutError(f"wait: {sum(not f.done() for f in fs)} of {len(fs)} futures not done "
+                           f"after {timeout} s")
+    done = {f for f in fs if f.done()}
+    return DoneAndNotDoneFutures(done, set(fs) - done)
+
+
+class as_completed:
+    """Iterates over futures in the order they finish; ``add`` more while
+    iterating; ``with_results=True`` yields (future, result) pairs."""
+
+    def __init__(self, futures=None, with_results=False, raise_errors=True):
+        self._q = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.with_results = with_results
+        self.raise_errors = raise_errors
+        for f in futures or ():
+            self.add(f)
+
+    def add(self, future):
+        with self._lock:
+            self._pending += 1
+        q = self._q
+        future._cf.add_done_callback(lambda: q.put(future))
+
+    def update(self, futures):
+        for f in futures:
+            self.add(f)
+
+    def count(self):
+        with self._lock:
+            return self._pending
+
+    def is_empty(self):
+        return self.count() == 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            if self._pending == 0:
+                raise StopIteration
+        while True:
+            try:
+                f = self._q.get(timeout=0.2)  # wake up for ^C
+                break
+            except queue.Empty:
+                continue
+        with self._lock:
+            self._pending -= 1
+        if self.with_results:
+            try:
+                return f, f.result()
+            except Exception as e:
+                if self.raise_errors:
+                    raise
+                return f, e
+        return f
+
+    def next_batch(self, block=True):
+        out = [next(self)] if block else []
+        while True:
+            try:
+                f = self._q.get_nowait()
+            except queue.Empty:
+                return out
+            with self._lock:
+                self._pending -= 1
+            out.append((f, f.result()) if self.with_results else f)
+
+    def batches(self):
+        while not self.is_empty():
+            yield self.next_batch()
+
+
+def progress(*futures, notebook=None, multi=True, complete=True):
+    """Draws a progress bar on stdout until the futures are done."""
+    flat = []
+    for f in futures:
+        _walk_futures(f if not isinstance(f, Future) else [f], flat)
+    if not flat:
+        return
+    flat[0].client._c.progress([f._cf for f in flat], -1)
+
+
+def fire_and_forget(futures):
+    """Keep the tasks running after their futures are released (the
+    scheduler keeps a task while a client wants it: this holds them)."""
+    flat = []
+    _walk_futures(futures if not isinstance(futures, Future) else [futures], flat)
+    for f in flat:
+        _forgotten.add(f)
+        f.add_done_callback(_forgotten.discard)
+
+
+_forgotten: set = set()
+
+
+def default_client():
+    if not _defaults:
+        raise ValueError("No clients found: start one with dtask.Client()")
+    return _defaults[-1]
+
+
+def get_client():
+    return default_client()
+
+
+__all__ = [
+    "Client", "Future", "wait", "as_completed", "progress", "cfunc", "KilledWorker",
+    "CancelledError", "FutureLost", "DtaskError", "FIRST_COMPLETED", "ALL_COMPLETED",
+    "fire_and_forget", "default_client", "get_client",
+]

@@ -1,0 +1,117 @@
+"""Dask graphs on dtask: ``Client.get`` (Dask's scheduler interface) and
+``Client.compute``.
+
+Every node of the graph (Dask's task spec: Task, Alias, DataNode, and the
+older tuple tasks, converted by dask itself) becomes one "py:" task whose
+pickled call is ``node(values)``, its dependencies' results passed as task
+arguments; the whole graph goes to the scheduler in one message.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from dask._task_spec import convert_legacy_graph
+from dask.core import flatten
+from dask.utils import key_split
+
+from .client import Future
+from .serialize import DepRef, dumps_call
+
+
+def dtask_key(key):
+    """Dask keys are str or tuples like ('x-1a2b', 0, 1): dtask keys are str."""
+    return key if isinstance(key, str) else str(key)
+
+
+def _run_node(node, values):
+    return node(values)
+
+
+def _finalize(func, parts, extra):
+    return func(parts, *extra)
+
+
+def _nodes(dsk, outputs):
+    """(key, func, payload, deps) for the nodes outputs need, in dependency order."""
+    order, state = [], {}
+    for root in outputs:
+        if state.get(root):
+            continue
+        stack = [(root, False)]
+        while stack:
+            k, expanded = stack.pop()
+            if expanded:
+                state[k] = 2
+                order.append(k)
+                continue
+            if state.get(k):
+                continue
+            state[k] = 1
+            stack.append((k, True))
+            for d in dsk[k].dependencies:
+                if d not in dsk:
+                    raise KeyError(f"task {k!r} depends on {d!r}, which is not in the graph")
+                if not state.get(d):
+                    stack.append((d, False))
+                elif state[d] == 1:
+                    raise ValueError(f"the graph has a cycle through {d!r}")
+    nodes = []
+    for k in order:
+        node = dsk[k]
+        deps = {d: DepRef(dtask_key(d)) for d in node.dependencies}
+        payload, refs = dumps_call(_run_node, (node, deps), {}, Future)
+        nodes.append((dtask_key(k), "py:" + key_split(k), payload, refs))
+    return nodes
+
+
+def _graph(dsk):
+    if hasattr(dsk, "__dask_graph__"):
+        dsk = dsk.__dask_graph__()
+    return convert_legacy_graph(dict(dsk))
+
+
+def get(client, dsk, keys, **kwargs):
+    """Runs the graph on the cluster and returns the results of keys, in the
+    same structure (a key, or nested lists of keys)."""
+    dsk = _graph(dsk)
+    flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
+    outs = list(dict.fromkeys(flat))
+    for k in outs:
+        if k not in dsk:
+            raise KeyError(f"key {k!r} is not in the graph")
+    nodes = _nodes(dsk, outs)
+    cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in outs])
+    futs = [Future(cf, client) for cf in cfs]
+    vals = client.gather(futs)
+    res = dict(zip(outs, vals))
+
+    def pack(x):
+        return [pack(y) for y in x] if isinstance(x, list) else res[x]
+
+    return pack(keys)
+
+
+def compute(client, collections, optimize_graph=True, **kwargs):
+    """One future per collection, whose result is the computed value."""
+    import dask
+
+    if optimize_graph:
+        collections = list(dask.optimize(*collections))
+    futures = []
+    for c in collections:
+        dsk = _graph(c.__dask_graph__())
+        keys = c.__dask_keys__()
+        func, extra = c.__dask_postcompute__()
+        flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
+        nodes = _nodes(dsk, list(dict.fromkeys(flat)))
+
+        def refs(x):
+            return [refs(y) for y in x] if isinstance(x, list) else DepRef(dtask_key(x))
+
+        payload, deps = dumps_call(_finalize, (func, refs(keys), tuple(extra)), {}, Future)
+        fkey = f"finalize-{uuid.uuid4().hex}"
+        nodes.append((fkey, "py:finalize", payload, deps))
+        (cf,) = client._c.graph_submit(nodes, [fkey])
+        futures.append(Future(cf, client))
+    return futures

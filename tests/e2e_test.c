@@ -357,6 +357,21 @@ static void test_cancel(void **state) {
   assert_int_equal(dt_future_result(f, 1000, &v), DT_ECANCELLED);
   assert_non_null(strstr(dt_last_error(), "cancelled"));
   dt_future_release(f);
+  /* what depends on a cancelled key is cancelled with it (as in Dask) */
+  dt_future *a, *b, *c;
+  OK(dt_client_submit(client, "sleepy", dt_list_of(2, dt_int(3000), dt_int(5)), NULL,
+                      &(dt_submit_opts){.pure = DT_NO}, &a));
+  OK(dt_client_submit(client, "inc", dt_list_of(1, dt_future_value(a)), NULL, NULL, &b));
+  OK(dt_client_submit(client, "inc", dt_list_of(1, dt_future_value(b)), NULL, NULL, &c));
+  OK(dt_future_cancel(a));
+  uint64_t t0 = dt__now_ns();
+  assert_int_equal(dt_future_result(c, 2000, &v), DT_ECANCELLED);
+  assert_true(dt__now_ns() - t0 < 2000000000ull);
+  assert_non_null(strstr(dt_last_error(), "depends on cancelled"));
+  assert_int_equal(dt_future_status_get(b), DT_CANCELLED);
+  dt_future_release(a);
+  dt_future_release(b);
+  dt_future_release(c);
 }
 
 static void test_wait_and_timeouts(void **state) {

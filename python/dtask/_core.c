@@ -1135,6 +1135,15 @@ static PyObject *mod_set_hooks(PyObject *m, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* set_error_class(cls): errors are raised as cls(code, name, message) */
+static PyObject *mod_set_error_class(PyObject *m, PyObject *cls) {
+  (void)m;
+  if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_Exception))
+    return PyErr_Format(PyExc_TypeError, "set_error_class needs an Exception subclass");
+  Py_XSETREF(CoreError, Py_NewRef(cls));
+  Py_RETURN_NONE;
+}
+
 static PyObject *mod_exiting(PyObject *m, PyObject *unused) {
   (void)m, (void)unused;
   py_exiting = 1;
@@ -1214,6 +1223,7 @@ static PyObject *mod_roundtrip(PyObject *m, PyObject *args) {
 
 static PyMethodDef mod_methods[] = {
     {"set_hooks", mod_set_hooks, METH_VARARGS, "set_hooks(dumps, loads, execute)"},
+    {"set_error_class", mod_set_error_class, METH_O, "set_error_class(cls)"},
     {"_exiting", mod_exiting, METH_NOARGS, "the interpreter is exiting"},
     {"worker_main", mod_worker_main, METH_VARARGS, "worker_main(argv): run a worker"},
     {"scheduler_main", mod_scheduler_main, METH_VARARGS, "scheduler_main(argv): run a scheduler"},

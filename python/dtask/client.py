@@ -27,17 +27,25 @@ class FutureLost(Exception):
 
 
 class DtaskError(Exception):
-    """An error of the dtask runtime (code name and message)."""
+    """An error of the dtask runtime: code (a DT_E* number), name (e.g.
+    "DT_ECONNECT") and a message naming the thing that failed."""
 
-    def __init__(self, name, message):
-        super().__init__(f"{name}: {message}")
+    def __init__(self, code, name, message):
+        super().__init__(code, name, message)
+        self.code = code
         self.name = name
         self.message = message
 
+    def __str__(self):
+        return f"{self.name}: {self.message}"
+
+
+_core.set_error_class(DtaskError)
+
 
 def _translate(err, remote=None):
-    """A _core.Error as the exception a Dask user expects."""
-    code, name, message = err.args
+    """A DtaskError from the C core as the exception a Dask user expects."""
+    code, name, message = err.code, err.name, err.message
     if code == _core.DT_ETASK and (remote or message):
         exc = serialize.rebuild_exception(remote or message)
         if exc is not None:
@@ -51,7 +59,7 @@ def _translate(err, remote=None):
         return KilledWorker(text)
     if code == _core.DT_ECONNLOST:
         return FutureLost(text)
-    return DtaskError(name, text)
+    return DtaskError(code, name, text)
 
 
 def funcname(fn):
@@ -100,7 +108,7 @@ class Future:
     def result(self, timeout=None):
         try:
             return self._cf.result(_ms(timeout))
-        except _core.Error as e:
+        except DtaskError as e:
             raise _translate(e, self._cf.exception_text()) from None
 
     def exception(self, timeout=None):
@@ -108,7 +116,7 @@ class Future:
         try:
             self._cf.result(_ms(timeout))
             return None
-        except _core.Error as e:
+        except DtaskError as e:
             exc = _translate(e, self._cf.exception_text())
             if isinstance(exc, TimeoutError) and e.args[0] == _core.DT_ETIMEDOUT:
                 raise exc from None
@@ -229,8 +237,8 @@ class Client:
             address = address.scheduler_address
         elif hasattr(address, "scheduler_address"):  # another cluster object
             address = address.scheduler_address
-        self._c = _core.CClient(address, _ms(timeout), name, auth_file)
         self.address = address
+        self._c = _core.CClient(address, _ms(timeout), name, auth_file)
         self._dask_config = None
         if set_as_default:
             self._set_default()
@@ -327,7 +335,7 @@ class Client:
             else:
                 try:
                     vals = self._c.gather([f._cf for f in uniq], -1)
-                except _core.Error as e:
+                except DtaskError as e:
                     # find the future that failed, for its own error text
                     for f in uniq:
                         if f.status in ("error", "cancelled", "lost"):
@@ -380,7 +388,7 @@ class Client:
     def wait_for_workers(self, n_workers=1, timeout=None):
         try:
             self._c.wait_for_workers(int(n_workers), _ms(timeout))
-        except _core.Error as e:
+        except DtaskError as e:
             raise _translate(e) from None
 
     def scheduler_info(self):

@@ -404,7 +404,20 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     dt__future_finish(f, DT_ERROR);
     return 0;
   }
-  case DT_OP_KEY_CANCELLED: return 0;
+  case DT_OP_KEY_CANCELLED: { /* ours, or downstream of one we cancelled */
+    const char *why;
+    uint32_t wl;
+    if (nf < 2 || rd_key(r, &key, &klen) || rd_str(r, &why, &wl)) return DT_EPROTO;
+    dt_future *f = dt_smap_get(&c->futs, key, klen);
+    if (!f || f->status != DT_PENDING) return 0;
+    char *text = dt__xmalloc(64 + klen + wl);
+    snprintf(text, 64 + klen + wl, "task '%.*s' %.*s", (int)klen, key, (int)wl, why);
+    free(f->err_msg);
+    f->err_msg = text;
+    f->err_code = DT_ECANCELLED;
+    dt__future_finish(f, DT_CANCELLED);
+    return 0;
+  }
   case DT_OP_INFO_REPLY: {
     uint64_t req;
     uint32_t n;

@@ -744,16 +744,52 @@ void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen)
   fill(s);
 }
 
+static void msg_key_cancelled(s_client *c, const char *key, uint32_t klen, const char *why) {
+  if (!c->conn) return;
+  dt_wbuf *w = dt_conn_out(c->conn);
+  wb_msg(w, DT_OP_KEY_CANCELLED, 2);
+  wb_str(w, key, klen);
+  wb_cstr(w, why);
+}
+
+/* cancel: the client gives up key and, as Dask does, every key it wants
+ * downstream of it (they could only finish by computing key); other
+ * clients' interest keeps their tasks. */
 void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen) {
   s_task *t = dt_smap_get(&c->wants, key, klen);
-  if (c->conn) {
-    dt_wbuf *w = dt_conn_out(c->conn);
-    wb_msg(w, DT_OP_KEY_CANCELLED, 2);
-    wb_str(w, key, klen);
-    wb_cstr(w, t && t->wanted_by.len > 1 ? "released (other clients still want it)"
-                                         : "cancelled");
+  msg_key_cancelled(c, key, klen,
+                    t && t->wanted_by.len > 1 ? "released (other clients still want it)" : "cancelled");
+  if (!t) return;
+  uint64_t ep = ++s->mark_epoch;
+  dt_vec stack = {0}, hit = {0};
+  t->mark = ep;
+  dt_vec_push(&stack, t);
+  while (stack.len) {
+    s_task *x = stack.v[--stack.len];
+    for (size_t i = 0; i < x->dependents.len; i++) {
+      s_task *d = x->dependents.v[i];
+      if (d->mark == ep) continue;
+      d->mark = ep;
+      dt_vec_push(&stack, d);
+      if (dt_smap_get(&c->wants, d->key, d->klen)) dt_vec_push(&hit, d);
+    }
   }
-  if (t) sched_client_release(s, c, key, klen);
+  /* hold the tasks while releasing: a release may free a task */
+  char **keys = dt__xmalloc((hit.len ? hit.len : 1) * sizeof(char *));
+  for (size_t i = 0; i < hit.len; i++) keys[i] = dt__xstrdup(((s_task *)hit.v[i])->key);
+  size_t n = hit.len;
+  dt_vec_free(&stack);
+  dt_vec_free(&hit);
+  char why[300];
+  snprintf(why, sizeof(why), "cancelled: it depends on cancelled '%.200s'", t->key);
+  sched_client_release(s, c, key, klen);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t kl = (uint32_t)strlen(keys[i]);
+    msg_key_cancelled(c, keys[i], kl, why);
+    sched_client_release(s, c, keys[i], kl);
+    free(keys[i]);
+  }
+  free(keys);
 }
 
 /* postorder DFS over the batch: a branch is finished before the next starts */

@@ -2,8 +2,8 @@
 # test.sh -- build dtask and run every test: a warnings-as-errors build, an
 # AddressSanitizer + UndefinedBehaviorSanitizer build and a ThreadSanitizer
 # build, each running the whole ctest suite; then a small benchmark run
-# against Dask and Ray (installed from PyPI into .venv).  Exits non-zero on
-# any failure.
+# against Dask and Ray (installed from PyPI into .venv); the Python package's
+# pytest suite.  Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -51,6 +51,12 @@ if ls "$logdir"/* >/dev/null 2>&1; then
   cat "$logdir"/*
   exit 1
 fi
+# the Python package: built with pip from this tree into .venv, then its
+# pytest suite (the seed example, futures, Dask collections, killed workers)
+echo "== python: install the dtask package into .venv and run pytest"
+bash scripts/venv.sh
+.venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps .
+DTASK_PRELOAD_LIB="$PWD/build/libmytasks.so" .venv/bin/python -m pytest -q python/tests
 # fuzzing: each libFuzzer target (clang, ASan+UBSan) runs for a bounded time
 # from the seed corpus in fuzz/corpus (new inputs go to a scratch folder)
 FUZZ_SECONDS=${DTASK_FUZZ_SECONDS:-60}

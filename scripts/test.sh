@@ -56,7 +56,7 @@ fi
 echo "== python: install the dtask package into .venv and run pytest"
 bash scripts/venv.sh
 .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps .
-DTASK_PRELOAD_LIB="$PWD/build/libmytasks.so" .venv/bin/python -m pytest -q python/tests
+DTASK_PRELOAD_LIB="$PWD/build/libmytasks.so" timeout 1200 .venv/bin/python -m pytest -q python/tests
 # fuzzing: each libFuzzer target (clang, ASan+UBSan) runs for a bounded time
 # from the seed corpus in fuzz/corpus (new inputs go to a scratch folder)
 FUZZ_SECONDS=${DTASK_FUZZ_SECONDS:-60}

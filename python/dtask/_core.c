@@ -55,6 +55,13 @@ static bool is_exiting(void) {
 #endif
 }
 
+/* free_nogil: values holding futures take the client's lock when freed */
+static void free_nogil(dt_value *v) {
+  if (!v) return;
+  Py_BEGIN_ALLOW_THREADS dt_value_free(v);
+  Py_END_ALLOW_THREADS
+}
+
 /* ---------------------------------------------------------------- Buffer */
 
 /* A read-only buffer over a bytes dt_value (kept alive by a reference). */
@@ -209,7 +216,9 @@ static dt_value *to_value(PyObject *o, int native) {
   } else if (PyBytes_CheckExact(o)) {
     return bytes_of(o);
   } else if (Py_IS_TYPE(o, &FutureType)) {
-    v = dt_future_value(((FutureObject *)o)->f);
+    dt_future *f = ((FutureObject *)o)->f;
+    Py_BEGIN_ALLOW_THREADS v = dt_future_value(f); /* takes the client's lock */
+    Py_END_ALLOW_THREADS
   } else if (native && (PyList_Check(o) || PyTuple_Check(o))) {
     PyObject *seq = PySequence_Fast(o, "");
     if (!seq) return NULL;
@@ -217,7 +226,7 @@ static dt_value *to_value(PyObject *o, int native) {
     for (Py_ssize_t i = 0; v && i < PySequence_Fast_GET_SIZE(seq); i++) {
       dt_value *it = to_value(PySequence_Fast_GET_ITEM(seq, i), native);
       if (!it || dt_list_push(v, it)) {
-        dt_value_free(v);
+        free_nogil(v);
         Py_DECREF(seq);
         return it ? (dt_value *)PyErr_NoMemory() : NULL;
       }
@@ -229,7 +238,7 @@ static dt_value *to_value(PyObject *o, int native) {
     Py_ssize_t pos = 0;
     while (v && PyDict_Next(o, &pos, &k, &x)) {
       if (!PyUnicode_Check(k)) {
-        dt_value_free(v);
+        free_nogil(v);
         PyErr_Format(PyExc_TypeError, "a dict passed to a C task needs str keys, not %.100s",
                      Py_TYPE(k)->tp_name);
         return NULL;
@@ -237,7 +246,7 @@ static dt_value *to_value(PyObject *o, int native) {
       const char *ks = PyUnicode_AsUTF8(k);
       dt_value *it = ks ? to_value(x, native) : NULL;
       if (!it || dt_map_set(v, ks, it)) {
-        dt_value_free(v);
+        free_nogil(v);
         return it ? (dt_value *)PyErr_NoMemory() : NULL;
       }
     }
@@ -546,19 +555,19 @@ static PyObject *client_submit(ClientObject *self, PyObject *args, PyObject *kw)
   dt_value *k = NULL;
   if (pkw != Py_None) {
     if (!PyDict_Check(pkw)) {
-      dt_value_free(a);
+      free_nogil(a);
       return PyErr_Format(PyExc_TypeError, "kwargs must be a dict");
     }
     k = to_value(pkw, 1);
     if (!k) {
-      dt_value_free(a);
+      free_nogil(a);
       return NULL;
     }
   }
   sopts s;
   if (parse_opts(workers, priority, pure, allow_other, resources, retries, &s)) {
-    dt_value_free(a);
-    dt_value_free(k);
+    free_nogil(a);
+    free_nogil(k);
     return NULL;
   }
   s.o.key = key;
@@ -608,7 +617,7 @@ static PyObject *client_graph_submit(ClientObject *self, PyObject *args, PyObjec
     dt_value *a = dt_list_new();
     dt_value *p = a ? to_value(payload, 1) : NULL;
     if (!p || dt_list_push(a, p)) {
-      dt_value_free(a);
+      free_nogil(a);
       if (!PyErr_Occurred()) PyErr_NoMemory();
       goto out;
     }
@@ -620,7 +629,7 @@ static PyObject *client_graph_submit(ClientObject *self, PyObject *args, PyObjec
       } else {
         PyObject *pos = PyDict_GetItemWithError(index, d);
         if (!pos) {
-          dt_value_free(a);
+          free_nogil(a);
           if (!PyErr_Occurred())
             PyErr_Format(PyExc_ValueError, "graph node %R depends on %R, which is not an earlier node",
                          key, d);
@@ -629,14 +638,14 @@ static PyObject *client_graph_submit(ClientObject *self, PyObject *args, PyObjec
         dv = dt_value_ref(refs[PyLong_AsSsize_t(pos)]);
       }
       if (!dv || dt_list_push(a, dv)) {
-        dt_value_free(a);
+        free_nogil(a);
         PyErr_NoMemory();
         goto out;
       }
     }
     s.o.key = PyUnicode_AsUTF8(key);
     if (!s.o.key) {
-      dt_value_free(a);
+      free_nogil(a);
       goto out;
     }
     int rc = dt_graph_add(g, func, a, NULL, &s.o, &refs[i]);
@@ -688,12 +697,14 @@ bad_node:
     PyErr_SetString(PyExc_TypeError, "a graph node is (key: str, func: str, payload, deps: list)");
   }
 out:
+  Py_BEGIN_ALLOW_THREADS /* the nodes' arguments hold futures */
   for (Py_ssize_t i = 0; refs && i < n; i++) dt_value_free(refs[i]);
+  dt_graph_free(g);
+  Py_END_ALLOW_THREADS
   free(refs);
   free(outs);
   free(futs);
   Py_XDECREF(index);
-  dt_graph_free(g);
   free(s.workers);
   return result;
 }

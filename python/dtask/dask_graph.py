@@ -16,16 +16,12 @@ from dask.core import flatten
 from dask.utils import key_split
 
 from .client import Future
-from .serialize import DepRef, dumps_call
+from .serialize import DepRef, dumps_call, dumps_node
 
 
 def dtask_key(key):
     """Dask keys are str or tuples like ('x-1a2b', 0, 1): dtask keys are str."""
     return key if isinstance(key, str) else str(key)
-
-
-def _run_node(node, values):
-    return node(values)
 
 
 def _finalize(func, parts, extra):
@@ -59,9 +55,9 @@ def _nodes(dsk, outputs):
     nodes = []
     for k in order:
         node = dsk[k]
-        deps = {d: DepRef(dtask_key(d)) for d in node.dependencies}
-        payload, refs = dumps_call(_run_node, (node, deps), {}, Future)
-        nodes.append((dtask_key(k), "py:" + key_split(k), payload, refs))
+        keys = list(node.dependencies)
+        nodes.append((dtask_key(k), "py:" + key_split(k), dumps_node(node, keys),
+                      [dtask_key(d) for d in keys]))
     return nodes
 
 

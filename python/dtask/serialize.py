@@ -19,6 +19,7 @@ import base64
 import io
 import pickle
 import traceback
+from types import FunctionType
 
 import cloudpickle
 
@@ -27,46 +28,58 @@ from . import _core
 EXC_MARKER = "\n[dtask-exception:"
 
 
-def dumps(obj):
-    """obj -> (main bytes, [out-of-band buffers])"""
-    buffers = []
-    try:
-        main = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        return main, [b.raw() for b in buffers]
-    except BufferError:  # a non-contiguous buffer: keep it in band
-        return cloudpickle.dumps(obj, protocol=5), []
+_by_ref = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
+_fn_cache = {}  # id(obj) -> (obj, reduction): functions and classes pickled once
+_FN_CACHE_MAX = 4096
 
 
-def loads(main, buffers):
-    return pickle.loads(main, buffers=buffers)
+def _load_cached(blob, _cache={}):
+    """A function or class pickled by value, unpickled once per process."""
+    obj = _cache.get(blob)
+    if obj is None:
+        obj = pickle.loads(blob)
+        if len(_cache) >= _FN_CACHE_MAX:
+            _cache.clear()
+        _cache[blob] = obj
+    return obj
 
 
-class DepRef:
-    """A placeholder for dependency ``i`` of a task (graph dependencies)."""
+class FastPickler(pickle.Pickler):
+    """The C pickler, with cloudpickle only for what it must pickle by value
+    (lambdas, closures, functions and classes of __main__), each pickled once
+    and unpickled once per worker; futures (and graph dependencies) become
+    persistent ids when ``deps`` is a list."""
 
-    __slots__ = ("key",)
-
-    def __init__(self, key):
-        self.key = key
-
-
-class CallPickler(cloudpickle.Pickler):
-    """Pickles a call; futures and DepRefs become persistent ids."""
-
-    def __init__(self, file, future_type):
-        super().__init__(file, protocol=5)
+    def __init__(self, file, deps=None, future_type=None, buffer_callback=None):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self.deps = deps
         self.future_type = future_type
-        self.deps = []  # CFutures or dependency keys, in id order
         self.seen = {}
+        if deps is None:
+            self.persistent_id = _no_persistent_id
+
+    def reducer_override(self, obj):
+        t = type(obj)
+        if t is not FunctionType and t is not type:
+            return NotImplemented
+        hit = _fn_cache.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        if _by_ref is not None and _by_ref(obj):
+            red = NotImplemented
+        else:
+            red = (_load_cached, (cloudpickle.dumps(obj, protocol=5),))
+        if len(_fn_cache) >= _FN_CACHE_MAX:
+            _fn_cache.clear()
+        _fn_cache[id(obj)] = (obj, red)
+        return red
 
     def persistent_id(self, obj):
         t = type(obj)
         if t is self.future_type:
-            ident = obj.key
-            dep = obj._cf
+            ident, dep = obj.key, obj._cf
         elif t is DepRef:
-            ident = obj.key
-            dep = obj.key
+            ident = dep = obj.key
         else:
             return None
         i = self.seen.get(ident)
@@ -76,12 +89,79 @@ class CallPickler(cloudpickle.Pickler):
         return i
 
 
-def dumps_call(fn, args, kwargs, future_type):
-    """-> (payload bytes, deps): deps are CFutures or graph keys"""
+def _no_persistent_id(obj):
+    return None
+
+
+def dumps(obj):
+    """obj -> (main bytes, [out-of-band buffers])"""
+    buffers = []
     f = io.BytesIO()
-    p = CallPickler(f, future_type)
-    p.dump((fn, args, kwargs))
-    return f.getvalue(), p.deps
+    try:
+        FastPickler(f, buffer_callback=buffers.append).dump(obj)
+        return f.getvalue(), [b.raw() for b in buffers]
+    except BufferError:  # a non-contiguous buffer: keep it in band
+        return cloudpickle.dumps(obj, protocol=5), []
+    except Exception:  # what only cloudpickle can do
+        buffers = []
+        main = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        return main, [b.raw() for b in buffers]
+
+
+def loads(main, buffers):
+    return pickle.loads(main, buffers=buffers)
+
+
+class DepRef:
+    """A placeholder for a graph dependency (by key) inside a pickled call."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+
+class CallPickler(cloudpickle.Pickler):
+    """The slow path: cloudpickle for everything; futures and DepRefs become
+    persistent ids."""
+
+    def __init__(self, file, deps, future_type):
+        super().__init__(file, protocol=5)
+        self.future_type = future_type
+        self.deps = deps
+        self.seen = {}
+
+    persistent_id = FastPickler.persistent_id
+
+
+def dumps_call(fn, args, kwargs, future_type):
+    """-> (payload bytes, deps): deps are CFutures or graph keys.  The task
+    gets the deps' results as arguments and puts them back in the call."""
+    f = io.BytesIO()
+    f.write(b"C")
+    deps = []
+    try:
+        FastPickler(f, deps, future_type).dump((fn, args, kwargs))
+    except Exception:
+        f = io.BytesIO()
+        f.write(b"C")
+        deps = []
+        CallPickler(f, deps, future_type).dump((fn, args, kwargs))
+    return f.getvalue(), deps
+
+
+def dumps_node(node, keys):
+    """A Dask graph node (Task, Alias, DataNode...) whose dependencies' results
+    arrive, in the order of keys, as the task's arguments."""
+    f = io.BytesIO()
+    f.write(b"G")
+    try:
+        FastPickler(f).dump((node, keys))
+    except Exception:
+        f = io.BytesIO()
+        f.write(b"G")
+        cloudpickle.Pickler(f, protocol=5).dump((node, keys))
+    return f.getvalue()
 
 
 class _CallUnpickler(pickle.Unpickler):
@@ -106,9 +186,13 @@ def format_failure(exc):
 
 
 def execute(payload, deps):
-    """Run one pickled call with its dependencies' results (the "py:" task)."""
+    """Run one task (the "py:" handler): a pickled call or a Dask graph node."""
     try:
-        fn, args, kwargs = _CallUnpickler(payload, deps).load()
+        kind = payload[0]
+        if kind == 71:  # b"G": node(values)
+            node, keys = pickle.loads(payload[1:])
+            return True, node(dict(zip(keys, deps)))
+        fn, args, kwargs = _CallUnpickler(payload[1:], deps).load()
         return True, fn(*args, **kwargs)
     except BaseException as e:  # every failure goes back to the client
         return False, format_failure(e)

@@ -1,0 +1,199 @@
+"""The Python package against Dask Distributed, in one run: the same Dask
+collections and futures code on Dask's LocalCluster and on dtask's, with the
+same numbers of worker processes and threads.  Prints one table (workload,
+Dask, dtask, ratio) and writes it as JSON.  Usually started by
+bench/python_compare.sh.
+
+    .venv/bin/python bench/python_bench.py [--scale 1] [--workers 2] [--threads 1]
+                                           [--only dask|dtask] [--json out.json]
+
+Workloads (--scale shrinks them for smoke runs):
+  array_mean     (x + x.T).mean(axis=0), x: 4000 x 4000 random in 500 x 500 chunks
+  array_matmul   a.T @ a, a = x[:, :1000] (8 x 8 block products)
+  array_reduce   (x ** 2).sum(), x.std(axis=1), x.max(axis=0) - x.min(axis=0)
+  dataframe      dask.datasets.timeseries (30 days, 1 s) groupby("name").agg(...)
+  delayed_100k   a graph of 100,000 tiny dask.delayed calls (inc, then an 8-ary
+                 tree of sums: 114,286 tasks) computed with optimize_graph=False
+  map_20k        client.map(inc, range(20000)) + gather
+  latency        submit -> result of a trivial task (median of 300)
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def inc(x):
+    return x + 1
+
+
+def add(*xs):
+    return sum(xs)
+
+
+def build_delayed(n):
+    layer = [dask.delayed(inc)(i) for i in range(n)]
+    ntasks = n
+    while len(layer) > 1:
+        layer = [dask.delayed(add)(*layer[i:i + 8]) for i in range(0, len(layer), 8)]
+        ntasks += len(layer)
+    return layer[0], ntasks
+
+
+def best(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def run(system, a):
+    s = a.scale
+    side = max(500, int(4000 * min(1.0, s ** 0.5)) // 500 * 500)
+    days = max(1, int(30 * s))
+    nd = max(1000, int(100_000 * s))
+    nmap = max(500, int(20_000 * s))
+    repeat = 3 if s >= 0.5 else 1
+    if system == "dask":
+        import distributed
+
+        t0 = time.perf_counter()
+        cluster = distributed.LocalCluster(n_workers=a.workers, threads_per_worker=a.threads,
+                                           processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+        client.wait_for_workers(a.workers)
+        version = distributed.__version__
+    else:
+        import dtask
+
+        t0 = time.perf_counter()
+        cluster = dtask.LocalCluster(n_workers=a.workers, threads_per_worker=a.threads,
+                                     dashboard_address=None)
+        client = dtask.Client(cluster)
+        version = dtask.__version__
+    res = {"cluster_start_s": time.perf_counter() - t0}
+
+    x = da.random.default_rng(0).random((side, side), chunks=(500, 500))
+    sync_mean = (x + x.T).mean(axis=0).compute(scheduler="sync")
+    res["array_mean_s"], got = best(lambda: (x + x.T).mean(axis=0).compute(), repeat)
+    assert np.allclose(got, sync_mean), "array_mean: wrong result"
+    a2 = x[:, : min(side, 1000)]
+    res["array_matmul_s"], got = best(lambda: (a2.T @ a2).compute(), repeat)
+    assert np.allclose(got, (a2.T @ a2).compute(scheduler="sync")), "array_matmul: wrong result"
+    red = [(x ** 2).sum(), x.std(axis=1), x.max(axis=0) - x.min(axis=0)]
+    res["array_reduce_s"], got = best(lambda: dask.compute(*red), repeat)
+    assert np.allclose(got[0], red[0].compute(scheduler="sync"))
+
+    end = f"2000-01-{1 + days:02d}" if days < 31 else "2000-02-01"
+    df = dask.datasets.timeseries(start="2000-01-01", end=end, freq="1s", seed=0)
+    agg = df.groupby("name").agg({"x": "mean", "y": "max", "id": "count"})
+    res["dataframe_s"], got = best(lambda: agg.compute(), repeat)
+    want = agg.compute(scheduler="sync")
+    assert np.allclose(got.sort_index().values, want.sort_index().values), "dataframe: wrong result"
+
+    total, ntasks = build_delayed(nd)
+    dt, got = best(lambda: dask.compute(total, optimize_graph=False)[0], 1)
+    assert got == sum(range(1, nd + 1)), "delayed: wrong result"
+    res["delayed_tasks"] = ntasks
+    res["delayed_s"] = dt
+    res["delayed_tasks_per_s"] = ntasks / dt
+
+    def do_map():
+        return client.gather(client.map(inc, range(nmap), pure=False))
+
+    dt, got = best(do_map, repeat)
+    assert got == list(range(1, nmap + 1)), "map: wrong result"
+    res["map_tasks_per_s"] = nmap / dt
+
+    for i in range(30):
+        client.submit(inc, i, pure=False).result()
+    lat = []
+    for i in range(300):
+        t0 = time.perf_counter()
+        client.submit(inc, i, pure=False).result()
+        lat.append(time.perf_counter() - t0)
+    res["latency_median_us"] = statistics.median(lat) * 1e6
+
+    client.close()
+    cluster.close()
+    return {"system": system, "version": version, "workers": a.workers, "threads": a.threads,
+            "sizes": {"array_side": side, "days": days, "delayed_leaves": nd, "map": nmap},
+            "results": res}
+
+
+ROWS = [  # key, label, unit, lower is better
+    ("cluster_start_s", "cluster start", "s", True),
+    ("array_mean_s", "array (x + x.T).mean(0)", "s", True),
+    ("array_matmul_s", "array a.T @ a", "s", True),
+    ("array_reduce_s", "array reductions", "s", True),
+    ("dataframe_s", "dataframe groupby-agg", "s", True),
+    ("delayed_s", "delayed graph", "s", True),
+    ("delayed_tasks_per_s", "delayed graph", "tasks/s", False),
+    ("map_tasks_per_s", "map + gather", "tasks/s", False),
+    ("latency_median_us", "submit -> result", "us", True),
+]
+
+
+def table(runs):
+    by = {r["system"]: r["results"] for r in runs}
+    lines = [f"{'workload':<26} {'unit':<8} {'Dask':>12} {'dtask':>12} {'dtask vs Dask':>14}"]
+    rows = []
+    for key, label, unit, lower in ROWS:
+        d, t = by.get("dask", {}).get(key), by.get("dtask", {}).get(key)
+        ratio = None
+        if d and t:
+            ratio = d / t if lower else t / d
+        rows.append({"workload": label, "key": key, "unit": unit, "dask": d, "dtask": t,
+                     "speedup": ratio})
+        fmt = (lambda v: "MISSING" if v is None else f"{v:,.3f}" if v < 100 else f"{v:,.0f}")
+        lines.append(f"{label:<26} {unit:<8} {fmt(d):>12} {fmt(t):>12} "
+                     f"{'' if ratio is None else f'{ratio:.1f}x faster':>14}")
+    return "\n".join(lines), rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", choices=["dask", "dtask"])
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    runs = []
+    for system in ("dask", "dtask"):
+        if a.only and system != a.only:
+            continue
+        try:
+            __import__("distributed" if system == "dask" else "dtask")
+        except ImportError as e:
+            print(f"MISSING: {system} cannot be imported ({e}); its column stays empty")
+            continue
+        print(f"== {system}", flush=True)
+        t0 = time.perf_counter()
+        runs.append(run(system, a))
+        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    text, rows = table(runs)
+    print(f"\nPython front end, {a.workers} workers x {a.threads} threads, scale {a.scale}\n")
+    print(text)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"scale": a.scale, "runs": runs, "table": rows,
+                       "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}},
+                      f, indent=1)
+    if not any(r["system"] == "dtask" for r in runs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1062,7 +1062,14 @@ static dt_value *py_task(dt_task *t) {
     task_fail(t, "the Python worker is shutting down");
     return NULL;
   }
-  PyGILState_STATE g = PyGILState_Ensure();
+  /* each pool thread keeps its thread state between tasks */
+  static __thread PyThreadState *ts;
+  if (!ts) {
+    PyGILState_Ensure(); /* never released: the state lives with the thread */
+    ts = PyThreadState_Get();
+  } else {
+    PyEval_RestoreThread(ts);
+  }
   dt_value *out = NULL;
   size_t n = dt_task_nargs(t);
   const dt_value *payload = n ? dt_list_get(t->args, 0) : NULL;
@@ -1130,7 +1137,7 @@ done:
   Py_XDECREF(r);
   Py_XDECREF(deps);
   Py_XDECREF(pl);
-  PyGILState_Release(g);
+  PyEval_SaveThread();
   return out;
 }
 

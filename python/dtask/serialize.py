@@ -47,16 +47,10 @@ def _load_cached(blob, _cache={}):
 class FastPickler(pickle.Pickler):
     """The C pickler, with cloudpickle only for what it must pickle by value
     (lambdas, closures, functions and classes of __main__), each pickled once
-    and unpickled once per worker; futures (and graph dependencies) become
-    persistent ids when ``deps`` is a list."""
+    and unpickled once per worker."""
 
-    def __init__(self, file, deps=None, future_type=None, buffer_callback=None):
+    def __init__(self, file, buffer_callback=None):
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
-        self.deps = deps
-        self.future_type = future_type
-        self.seen = {}
-        if deps is None:
-            self.persistent_id = _no_persistent_id
 
     def reducer_override(self, obj):
         t = type(obj)
@@ -74,23 +68,31 @@ class FastPickler(pickle.Pickler):
         _fn_cache[id(obj)] = (obj, red)
         return red
 
-    def persistent_id(self, obj):
-        t = type(obj)
-        if t is self.future_type:
-            ident, dep = obj.key, obj._cf
-        elif t is DepRef:
-            ident = dep = obj.key
-        else:
-            return None
-        i = self.seen.get(ident)
-        if i is None:
-            i = self.seen[ident] = len(self.deps)
-            self.deps.append(dep)
-        return i
+
+def _persistent_id(self, obj):
+    """Futures and DepRefs become persistent ids (dependency numbers)."""
+    t = type(obj)
+    if t is self.future_type:
+        ident, dep = obj.key, obj._cf
+    elif t is DepRef:
+        ident = dep = obj.key
+    else:
+        return None
+    i = self.seen.get(ident)
+    if i is None:
+        i = self.seen[ident] = len(self.deps)
+        self.deps.append(dep)
+    return i
 
 
-def _no_persistent_id(obj):
-    return None
+class FastCallPickler(FastPickler):
+    def __init__(self, file, deps, future_type):
+        super().__init__(file)
+        self.deps = deps
+        self.future_type = future_type
+        self.seen = {}
+
+    persistent_id = _persistent_id
 
 
 def dumps(obj):
@@ -131,7 +133,7 @@ class CallPickler(cloudpickle.Pickler):
         self.deps = deps
         self.seen = {}
 
-    persistent_id = FastPickler.persistent_id
+    persistent_id = _persistent_id
 
 
 def dumps_call(fn, args, kwargs, future_type):
@@ -141,7 +143,7 @@ def dumps_call(fn, args, kwargs, future_type):
     f.write(b"C")
     deps = []
     try:
-        FastPickler(f, deps, future_type).dump((fn, args, kwargs))
+        FastCallPickler(f, deps, future_type).dump((fn, args, kwargs))
     except Exception:
         f = io.BytesIO()
         f.write(b"C")

@@ -40,6 +40,15 @@ def add(*xs):
     return sum(xs)
 
 
+def warm():
+    """What a worker imports for the collections below (Dask's workers have
+    numpy loaded already, not pandas or dask's collections)."""
+    import dask.array  # noqa: F401
+    import dask.dataframe  # noqa: F401
+    import pandas  # noqa: F401
+    return os.getpid()
+
+
 def build_delayed(n):
     layer = [dask.delayed(inc)(i) for i in range(n)]
     ntasks = n
@@ -49,21 +58,52 @@ def build_delayed(n):
     return layer[0], ntasks
 
 
-def best(fn, repeat):
+def best(fn, repeat, warm=True):
+    """The best of repeat timed runs, after one untimed run (workers import
+    numpy, pandas and dask's modules on first use)."""
+    if warm:
+        fn()
     times, out = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
+        if os.environ.get("BENCH_VERBOSE"):
+            print("   ", getattr(fn, "__name__", "?"), f"{times[-1]:.4f}", flush=True)
     return min(times), out
 
 
-def run(system, a):
+def sizes(s):
+    return {"side": max(500, int(4000 * min(1.0, s ** 0.5)) // 500 * 500),
+            "days": max(1, int(30 * s)), "nd": max(1000, int(100_000 * s)),
+            "nmap": max(500, int(20_000 * s))}
+
+
+def collections(sz):
+    x = da.random.default_rng(0).random((sz["side"], sz["side"]), chunks=(500, 500))
+    a2 = x[:, : min(sz["side"], 1000)]
+    days = sz["days"]
+    end = f"2000-01-{1 + days:02d}" if days < 31 else "2000-02-01"
+    df = dask.datasets.timeseries(start="2000-01-01", end=end, freq="1s", seed=0)
+    return {"mean": (x + x.T).mean(axis=0), "matmul": a2.T @ a2,
+            "reduce": [(x ** 2).sum(), x.std(axis=1), x.max(axis=0) - x.min(axis=0)],
+            "groupby": df.groupby("name").agg({"x": "mean", "y": "max", "id": "count"})}
+
+
+def reference(sz):
+    """Dask's synchronous scheduler's answers, computed before any cluster
+    exists (a distributed Client changes how collections are lowered)."""
+    c = collections(sz)
+    return {"mean": c["mean"].compute(scheduler="sync"),
+            "matmul": c["matmul"].compute(scheduler="sync"),
+            "reduce": c["reduce"][0].compute(scheduler="sync"),
+            "groupby": c["groupby"].compute(scheduler="sync")}
+
+
+def run(system, a, ref):
     s = a.scale
-    side = max(500, int(4000 * min(1.0, s ** 0.5)) // 500 * 500)
-    days = max(1, int(30 * s))
-    nd = max(1000, int(100_000 * s))
-    nmap = max(500, int(20_000 * s))
+    sz = sizes(s)
+    side, days, nd, nmap = sz["side"], sz["days"], sz["nd"], sz["nmap"]
     repeat = 3 if s >= 0.5 else 1
     if system == "dask":
         import distributed
@@ -84,26 +124,20 @@ def run(system, a):
         version = dtask.__version__
     res = {"cluster_start_s": time.perf_counter() - t0}
 
-    x = da.random.default_rng(0).random((side, side), chunks=(500, 500))
-    sync_mean = (x + x.T).mean(axis=0).compute(scheduler="sync")
-    res["array_mean_s"], got = best(lambda: (x + x.T).mean(axis=0).compute(), repeat)
-    assert np.allclose(got, sync_mean), "array_mean: wrong result"
-    a2 = x[:, : min(side, 1000)]
-    res["array_matmul_s"], got = best(lambda: (a2.T @ a2).compute(), repeat)
-    assert np.allclose(got, (a2.T @ a2).compute(scheduler="sync")), "array_matmul: wrong result"
-    red = [(x ** 2).sum(), x.std(axis=1), x.max(axis=0) - x.min(axis=0)]
-    res["array_reduce_s"], got = best(lambda: dask.compute(*red), repeat)
-    assert np.allclose(got[0], red[0].compute(scheduler="sync"))
-
-    end = f"2000-01-{1 + days:02d}" if days < 31 else "2000-02-01"
-    df = dask.datasets.timeseries(start="2000-01-01", end=end, freq="1s", seed=0)
-    agg = df.groupby("name").agg({"x": "mean", "y": "max", "id": "count"})
-    res["dataframe_s"], got = best(lambda: agg.compute(), repeat)
-    want = agg.compute(scheduler="sync")
+    assert len(client.run(warm)) == a.workers
+    c = collections(sz)
+    res["array_mean_s"], got = best(lambda: c["mean"].compute(), repeat)
+    assert np.allclose(got, ref["mean"]), "array_mean: wrong result"
+    res["array_matmul_s"], got = best(lambda: c["matmul"].compute(), repeat)
+    assert np.allclose(got, ref["matmul"]), "array_matmul: wrong result"
+    res["array_reduce_s"], got = best(lambda: dask.compute(*c["reduce"]), repeat)
+    assert np.allclose(got[0], ref["reduce"]), "array_reduce: wrong result"
+    res["dataframe_s"], got = best(lambda: c["groupby"].compute(), repeat)
+    want = ref["groupby"]
     assert np.allclose(got.sort_index().values, want.sort_index().values), "dataframe: wrong result"
 
     total, ntasks = build_delayed(nd)
-    dt, got = best(lambda: dask.compute(total, optimize_graph=False)[0], 1)
+    dt, got = best(lambda: dask.compute(total, optimize_graph=False)[0], 1, warm=False)
     assert got == sum(range(1, nd + 1)), "delayed: wrong result"
     res["delayed_tasks"] = ntasks
     res["delayed_s"] = dt
@@ -171,6 +205,7 @@ def main():
     ap.add_argument("--json")
     a = ap.parse_args()
     runs = []
+    ref = reference(sizes(a.scale))
     for system in ("dask", "dtask"):
         if a.only and system != a.only:
             continue
@@ -181,7 +216,7 @@ def main():
             continue
         print(f"== {system}", flush=True)
         t0 = time.perf_counter()
-        runs.append(run(system, a))
+        runs.append(run(system, a, ref))
         print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
     text, rows = table(runs)
     print(f"\nPython front end, {a.workers} workers x {a.threads} threads, scale {a.scale}\n")

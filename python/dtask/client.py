@@ -402,6 +402,18 @@ class Client:
 
     ncores = nthreads
 
+    def run(self, function, *args, workers=None, **kwargs):
+        """function(*args, **kwargs) once on each worker (or on the named
+        ones): {worker address: result}.  Unlike Dask's, it runs as a task,
+        after what the worker is already running."""
+        info = self._c.workers()
+        if workers is not None:
+            want = set(_workers(workers))
+            info = [w for w in info if w["name"] in want or w["address"] in want]
+        futs = {w["address"]: self.submit(function, *args, workers=[w["name"]], pure=False,
+                                          **kwargs) for w in info}
+        return self.gather(futs)
+
     def retire_workers(self, workers, timeout=30):
         return self._c.retire_workers([str(w) for w in workers], _ms(timeout))
 

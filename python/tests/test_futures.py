@@ -235,3 +235,6 @@ def test_info(client, cluster):
     assert info["n_workers"] == 2 and len(info["workers"]) == 2
     assert sum(client.nthreads().values()) == 4
     assert len(cluster.worker_pids) == 2 and cluster.scheduler_pid > 0
+    pids = client.run(os.getpid)
+    assert set(pids) == set(info["workers"]) and len(set(pids.values())) == 2
+    assert list(client.run(os.getpid, workers=["local-worker-0"])) != []

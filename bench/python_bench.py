@@ -6,6 +6,7 @@ bench/python_compare.sh.
 
     .venv/bin/python bench/python_bench.py [--scale 1] [--workers 2] [--threads 1]
                                            [--only dask|dtask] [--json out.json]
+    .venv/bin/python bench/python_bench.py --markdown out.json   # the table for the docs
 
 Workloads (--scale shrinks them for smoke runs):
   array_mean     (x + x.T).mean(axis=0), x: 4000 x 4000 random in 500 x 500 chunks
@@ -196,7 +197,22 @@ def table(runs):
     return "\n".join(lines), rows
 
 
+def markdown(path):
+    """The table of a JSON result file, in Markdown (for docs/python.md)."""
+    with open(path) as f:
+        doc = json.load(f)
+    out = ["| workload | unit | Dask | dtask | dtask vs Dask |", "|---|---|---:|---:|---:|"]
+    for r in doc["table"]:
+        fmt = (lambda v: "missing" if v is None else f"{v:,.3f}" if v < 100 else f"{v:,.0f}")
+        sp = "" if r["speedup"] is None else f"{r['speedup']:.1f}x faster"
+        out.append(f"| {r['workload']} | {r['unit']} | {fmt(r['dask'])} | {fmt(r['dtask'])} | {sp} |")
+    return "\n".join(out)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--markdown":
+        print(markdown(sys.argv[2]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=2)

@@ -47,7 +47,9 @@ void wb_int(dt_wbuf *w, int64_t i) {
 void wb_double(dt_wbuf *w, double d) { PUT(mp_encode_double(p_, d), 9); }
 void wb_bool(dt_wbuf *w, bool b) { PUT(mp_encode_bool(p_, b), 1); }
 void wb_nil(dt_wbuf *w) { PUT(mp_encode_nil(p_), 1); }
+/* (msgpuck memcpy()s even 0 bytes: never hand it NULL) */
 void wb_str(dt_wbuf *w, const char *s, size_t len) {
+  if (!s) s = "";
   PUT(mp_encode_str(p_, s, (uint32_t)len), 5 + len);
 }
 void wb_cstr(dt_wbuf *w, const char *s) {
@@ -55,6 +57,7 @@ void wb_cstr(dt_wbuf *w, const char *s) {
   else wb_nil(w);
 }
 void wb_bin(dt_wbuf *w, const void *p, size_t len) {
+  if (!p) p = "";
   PUT(mp_encode_bin(p_, (const char *)p, (uint32_t)len), 5 + len);
 }
 void wb_msg(dt_wbuf *w, int op, uint32_t nfields) {

@@ -80,4 +80,6 @@ for t in decode scheduler; do
 done
 echo "== benchmark smoke run: dtask, Dask and Ray on the same small workloads (numbers not checked)"
 bash bench/compare.sh --scale 0.01 --skip-large
+echo "== Python benchmark smoke run: Dask's LocalCluster and dtask's on the same small collections"
+.venv/bin/python bench/python_bench.py --scale 0.01
 echo "== all tests passed (release, asan+ubsan, tsan), the fuzzers ran clean, and the benchmark smoke run worked"

@@ -238,3 +238,11 @@ def test_info(client, cluster):
     pids = client.run(os.getpid)
     assert set(pids) == set(info["workers"]) and len(set(pids.values())) == 2
     assert list(client.run(os.getpid, workers=["local-worker-0"])) != []
+
+
+def test_progress_draws_until_done(client, capfd):
+    fs = client.map(slow, range(6), [0.1] * 6, pure=False)
+    dtask.progress(fs)
+    assert all(f.done() for f in fs)
+    out = capfd.readouterr().out
+    assert "6/6 done" in out  # not a terminal: a plain line per second and one at the end

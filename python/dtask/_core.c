@@ -445,13 +445,15 @@ typedef struct {
 } ClientObject;
 
 static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
-  static char *kwlist[] = {"address", "timeout_ms", "name", "auth_file", NULL};
-  const char *address = NULL, *name = NULL, *auth = NULL;
+  static char *kwlist[] = {"address", "timeout_ms", "name", "auth_file", "scheduler_file", NULL};
+  const char *address = NULL, *name = NULL, *auth = NULL, *sfile = NULL;
   int timeout_ms = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "z|izz", kwlist, &address, &timeout_ms, &name, &auth))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "z|izzz", kwlist, &address, &timeout_ms, &name, &auth,
+                                   &sfile))
     return -1;
   if (self->c) return 0;
-  dt_client_opts o = {.address = address, .timeout_ms = timeout_ms, .name = name, .auth_file = auth};
+  dt_client_opts o = {.address = address, .timeout_ms = timeout_ms, .name = name, .auth_file = auth,
+                      .scheduler_file = sfile};
   int rc;
   dt_client *c = NULL;
   Py_BEGIN_ALLOW_THREADS rc = dt_client_connect(&o, &c);

@@ -223,12 +223,12 @@ class Client:
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 
     def __init__(self, address=None, *, timeout=10, name=None, set_as_default=True,
-                 auth_file=None, **cluster_kwargs):
+                 auth_file=None, scheduler_file=None, **cluster_kwargs):
         from .cluster import LocalCluster
 
         self.cluster = None
         self._own_cluster = False
-        if address is None and not os.environ.get("DTASK_SCHEDULER_ADDRESS"):
+        if address is None and not scheduler_file and not os.environ.get("DTASK_SCHEDULER_ADDRESS"):
             address = LocalCluster(**cluster_kwargs)
             self._own_cluster = True
         if isinstance(address, LocalCluster):
@@ -237,8 +237,8 @@ class Client:
             address = address.scheduler_address
         elif hasattr(address, "scheduler_address"):  # another cluster object
             address = address.scheduler_address
-        self.address = address
-        self._c = _core.CClient(address, _ms(timeout), name, auth_file)
+        self.address = address or scheduler_file or os.environ.get("DTASK_SCHEDULER_ADDRESS")
+        self._c = _core.CClient(address, _ms(timeout), name, auth_file, scheduler_file)
         self._dask_config = None
         if set_as_default:
             self._set_default()

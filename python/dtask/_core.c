@@ -64,16 +64,25 @@ static void free_nogil(dt_value *v) {
 
 /* ---------------------------------------------------------------- Buffer */
 
-/* A read-only buffer over a bytes dt_value (kept alive by a reference). */
+/* A buffer over a bytes dt_value (kept alive by a reference).  Read-only
+ * on workers, where a value is shared by every task that reads it and may
+ * be another process's shared memory; writable in a client for data it
+ * received into its own memory (as Dask's results are). */
 typedef struct {
   PyObject_HEAD
   dt_value *v;
+  int writable;
 } BufferObject;
 
-static PyObject *buffer_new(const dt_value *v) {
+static void pybuf_release(void *arg);
+
+static PyObject *buffer_new(const dt_value *v, int writable) {
   BufferObject *b = PyObject_New(BufferObject, &BufferType);
   if (!b) return NULL;
   b->v = dt_value_ref((dt_value *)v);
+  const dt_blob *blob = v->u.bytes.blob;
+  /* never hand out for writing a Python object's own buffer or shared memory */
+  b->writable = writable && blob && blob->fd < 0 && blob->free_fn != pybuf_release;
   return (PyObject *)b;
 }
 
@@ -85,7 +94,8 @@ static void buffer_dealloc(BufferObject *b) {
 static int buffer_getbuffer(BufferObject *b, Py_buffer *view, int flags) {
   size_t len = 0;
   const void *p = dt_value_bytes(b->v, &len);
-  return PyBuffer_FillInfo(view, (PyObject *)b, (void *)(p ? p : ""), (Py_ssize_t)len, 1, flags);
+  return PyBuffer_FillInfo(view, (PyObject *)b, (void *)(p ? p : ""), (Py_ssize_t)len,
+                           !(b->writable && p), flags);
 }
 
 static PyBufferProcs buffer_procs = {(getbufferproc)buffer_getbuffer, NULL};
@@ -99,8 +109,8 @@ static PyTypeObject BufferType = {
     .tp_doc = "read-only bytes of a dtask value",
 };
 
-static PyObject *memview_of(const dt_value *v) {
-  PyObject *b = buffer_new(v);
+static PyObject *memview_of(const dt_value *v, int writable) {
+  PyObject *b = buffer_new(v, writable);
   if (!b) return NULL;
   PyObject *m = PyMemoryView_FromObject(b);
   Py_DECREF(b);
@@ -259,7 +269,9 @@ static dt_value *to_value(PyObject *o, int native) {
 
 /* ---------------------------------------------------------------- from value */
 
-static PyObject *from_value(const dt_value *v) {
+/* from_value: v as a Python object.  writable: out-of-band buffers of
+ * pickled values may be writable (in a client; see BufferObject). */
+static PyObject *from_value(const dt_value *v, int writable) {
   switch (dt_value_type(v)) {
   case DT_NIL: Py_RETURN_NONE;
   case DT_BOOL: return PyBool_FromLong(dt_value_bool(v));
@@ -279,7 +291,7 @@ static PyObject *from_value(const dt_value *v) {
     size_t n = dt_list_len(v);
     PyObject *l = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; l && i < n; i++) {
-      PyObject *it = from_value(dt_list_get(v, i));
+      PyObject *it = from_value(dt_list_get(v, i), writable);
       if (!it) {
         Py_DECREF(l);
         return NULL;
@@ -297,10 +309,10 @@ static PyObject *from_value(const dt_value *v) {
           PyErr_SetString(PyExc_ValueError, "malformed pickled value");
           return NULL;
         }
-      PyObject *main_ = memview_of(dt_list_get(pk, 0));
+      PyObject *main_ = memview_of(dt_list_get(pk, 0), 0);
       PyObject *bufs = main_ ? PyList_New((Py_ssize_t)(n - 1)) : NULL;
       for (size_t i = 1; bufs && i < n; i++) {
-        PyObject *m = memview_of(dt_list_get(pk, i));
+        PyObject *m = memview_of(dt_list_get(pk, i), writable);
         if (!m) Py_CLEAR(bufs);
         else PyList_SET_ITEM(bufs, (Py_ssize_t)(i - 1), m);
       }
@@ -311,7 +323,7 @@ static PyObject *from_value(const dt_value *v) {
     }
     PyObject *d = PyDict_New();
     for (size_t i = 0; d && i < dt_map_len(v); i++) {
-      PyObject *x = from_value(dt_map_value_at(v, i));
+      PyObject *x = from_value(dt_map_value_at(v, i), writable);
       if (!x || PyDict_SetItemString(d, dt_map_key_at(v, i), x)) Py_CLEAR(d);
       Py_XDECREF(x);
     }
@@ -369,7 +381,7 @@ static PyObject *future_result(FutureObject *o, PyObject *args) {
     }
   }
   if (rc) return raise_dt(rc);
-  PyObject *r = from_value(v);
+  PyObject *r = from_value(v, 1);
   dt_value_free(v);
   return r;
 }
@@ -760,7 +772,7 @@ static PyObject *client_gather(ClientObject *self, PyObject *args) {
   } else {
     r = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; r && i < n; i++) {
-      PyObject *x = from_value(vals[i]);
+      PyObject *x = from_value(vals[i], 1);
       if (!x) Py_CLEAR(r);
       else PyList_SET_ITEM(r, (Py_ssize_t)i, x);
     }
@@ -1080,10 +1092,10 @@ static dt_value *py_task(dt_task *t) {
     task_fail(t, "a Python task needs its pickled call as its first argument");
     goto done;
   }
-  pl = memview_of(payload);
+  pl = memview_of(payload, 0);
   deps = pl ? PyList_New((Py_ssize_t)(n - 1)) : NULL;
   for (size_t i = 1; deps && i < n; i++) {
-    PyObject *d = from_value(dt_list_get(t->args, i));
+    PyObject *d = from_value(dt_list_get(t->args, i), 0);
     if (!d) Py_CLEAR(deps);
     else PyList_SET_ITEM(deps, (Py_ssize_t)(i - 1), d);
   }
@@ -1236,7 +1248,7 @@ static PyObject *mod_roundtrip(PyObject *m, PyObject *args) {
   if (!PyArg_ParseTuple(args, "O|p", &o, &native)) return NULL;
   dt_value *v = to_value(o, native);
   if (!v) return NULL;
-  PyObject *r = from_value(v);
+  PyObject *r = from_value(v, 0);
   dt_value_free(v);
   return r;
 }

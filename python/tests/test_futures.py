@@ -182,6 +182,14 @@ def test_numpy_arrays_travel_out_of_band(client):
     y = client.submit(lambda m: m * 2, x)
     r = y.result()
     assert np.array_equal(r, a * 2)
+    r[0, 0] = -1.0  # a result is the client's own copy, writable as in Dask
+
+    def write_into(m):
+        m[0, 0] = 1.0  # inputs are shared by the tasks that read them: read-only
+        return m
+
+    with pytest.raises(ValueError, match="read-only"):
+        client.submit(write_into, x).result()
     assert client.submit(lambda m: float(m.sum()), y).result() == pytest.approx(float((a * 2).sum()))
     # in-band vs out-of-band: the pickle stream is small, the buffer separate
     main, bufs = dtask.serialize.dumps(a)

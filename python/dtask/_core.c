@@ -65,9 +65,8 @@ static void free_nogil(dt_value *v) {
 /* ---------------------------------------------------------------- Buffer */
 
 /* A buffer over a bytes dt_value (kept alive by a reference).  Read-only
- * on workers, where a value is shared by every task that reads it and may
- * be another process's shared memory; writable in a client for data it
- * received into its own memory (as Dask's results are). */
+ * on workers, where a value is shared by every task that reads it;
+ * writable in a client for data it received (as Dask's results are). */
 typedef struct {
   PyObject_HEAD
   dt_value *v;
@@ -81,8 +80,10 @@ static PyObject *buffer_new(const dt_value *v, int writable) {
   if (!b) return NULL;
   b->v = dt_value_ref((dt_value *)v);
   const dt_blob *blob = v->u.bytes.blob;
-  /* never hand out for writing a Python object's own buffer or shared memory */
-  b->writable = writable && blob && blob->fd < 0 && blob->free_fn != pybuf_release;
+  /* never hand out for writing a Python object's own buffer (a scattered
+   * array); received data, even mapped from a peer's memfd, is private
+   * (MAP_PRIVATE: copy on write) */
+  b->writable = writable && blob && blob->free_fn != pybuf_release;
   return (PyObject *)b;
 }
 

@@ -10,6 +10,24 @@
 
 #include "common/common.h"
 
+/* the Robin Hood order: along a run of entries, each is at most one slot
+ * further from its home than the one before; an entry after an empty slot
+ * is at home; and the table is at most 80% full */
+static void check_robin_hood(const dt_smap *m) {
+  if (!m->cap) return;
+  size_t mask = m->cap - 1, n = 0;
+  for (size_t i = 0; i < m->cap; i++) {
+    const dt_map_slot *s = &m->slots[i], *p = &m->slots[(i + mask) & mask];
+    if (!s->key) continue;
+    n++;
+    size_t d = (i - (s->hash & mask)) & mask;
+    if (!p->key) assert_int_equal(d, 0);
+    else assert_true(d <= ((((i + mask) & mask) - (p->hash & mask)) & mask) + 1);
+  }
+  assert_int_equal(n, m->len);
+  assert_true(m->len * 5 <= m->cap * 4);
+}
+
 static void test_smap_against_reference(void **state) {
   (void)state;
   enum { N = 5000 };
@@ -30,7 +48,9 @@ static void test_smap_against_reference(void **state) {
       assert_ptr_equal(prev, present[i] ? keys[i] : NULL);
       present[i] = false;
     }
+    if (round % 997 == 0) check_robin_hood(&m);
   }
+  check_robin_hood(&m);
   size_t count = 0;
   for (int i = 0; i < N; i++) {
     void *v = dt_smap_get(&m, keys[i], strlen(keys[i]));
@@ -47,6 +67,7 @@ static void test_smap_against_reference(void **state) {
     }
   dt_smap_shrink(&m);
   assert_true(m.cap < cap);
+  check_robin_hood(&m);
   for (int i = 0; i < N; i++)
     assert_ptr_equal(dt_smap_get(&m, keys[i], strlen(keys[i])), present[i] ? keys[i] : NULL);
   dt_smap_destroy(&m);

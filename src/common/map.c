@@ -37,21 +37,57 @@ void dt_smap_destroy(dt_smap *m) {
   memset(m, 0, sizeof(*m));
 }
 
-static size_t find_slot(const dt_smap *m, const char *k, size_t klen, uint32_t h) {
+/* Robin Hood hashing: an entry's distance from its home slot (computed from
+ * its cached hash) never exceeds that of the entries before it in a probe
+ * chain, so a lookup stops at the first entry closer to home than it would
+ * be, and the table can be kept 80% full with short chains (a task is in two
+ * of the scheduler's tables: this is a good part of its memory). */
+static inline size_t dib(const dt_smap *m, size_t i, uint32_t hash) {
+  return (i - (hash & (m->cap - 1))) & (m->cap - 1);
+}
+
+/* find: the slot holding k, or (*found false) where the search stopped */
+static size_t find(const dt_smap *m, const char *k, size_t klen, uint32_t h, bool *found) {
   size_t mask = m->cap - 1;
   size_t i = h & mask;
-  for (;;) {
+  for (size_t d = 0;; d++, i = (i + 1) & mask) {
     const dt_map_slot *s = &m->slots[i];
-    if (!s->key) return i;
-    if (s->hash == h && s->klen == klen && memcmp(s->key, k, klen) == 0) return i;
-    i = (i + 1) & mask;
+    if (!s->key || dib(m, i, s->hash) < d) {
+      *found = false;
+      return i;
+    }
+    if (s->hash == h && s->klen == klen && memcmp(s->key, k, klen) == 0) {
+      *found = true;
+      return i;
+    }
+  }
+}
+
+/* insert: e is not in the table; the richer entry gives way on the way */
+static void insert(dt_smap *m, dt_map_slot e) {
+  size_t mask = m->cap - 1;
+  size_t i = e.hash & mask;
+  for (size_t d = 0;; d++, i = (i + 1) & mask) {
+    dt_map_slot *s = &m->slots[i];
+    if (!s->key) {
+      *s = e;
+      return;
+    }
+    size_t sd = dib(m, i, s->hash);
+    if (sd < d) {
+      dt_map_slot t = *s;
+      *s = e;
+      e = t;
+      d = sd;
+    }
   }
 }
 
 void *dt_smap_get(const dt_smap *m, const char *k, size_t klen) {
   if (!m->cap) return NULL;
-  size_t i = find_slot(m, k, klen, dt__hash(k, klen));
-  return m->slots[i].key ? m->slots[i].val : NULL;
+  bool found;
+  size_t i = find(m, k, klen, dt__hash(k, klen), &found);
+  return found ? m->slots[i].val : NULL;
 }
 
 static void rehash(dt_smap *m, size_t ncap) {
@@ -59,11 +95,8 @@ static void rehash(dt_smap *m, size_t ncap) {
   size_t ocap = m->cap;
   m->slots = dt__xcalloc(ncap, sizeof(*m->slots));
   m->cap = ncap;
-  for (size_t i = 0; i < ocap; i++) {
-    if (!old[i].key) continue;
-    size_t j = find_slot(m, old[i].key, old[i].klen, old[i].hash);
-    m->slots[j] = old[i];
-  }
+  for (size_t i = 0; i < ocap; i++)
+    if (old[i].key) insert(m, old[i]);
   free(old);
 }
 
@@ -81,43 +114,38 @@ void dt_smap_shrink(dt_smap *m) {
 }
 
 void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val) {
-  /* at most half full: linear probing stays at a probe or two */
-  if ((m->len + 1) * 2 > m->cap) grow(m);
   uint32_t h = dt__hash(k, klen);
-  size_t i = find_slot(m, k, klen, h);
-  dt_map_slot *s = &m->slots[i];
-  if (s->key) {
-    void *prev = s->val;
-    s->key = k; /* the new value owns the key storage now */
-    s->val = val;
-    return prev;
+  if (m->cap) {
+    bool found;
+    size_t i = find(m, k, klen, h, &found);
+    if (found) {
+      dt_map_slot *s = &m->slots[i];
+      void *prev = s->val;
+      s->key = k; /* the new value owns the key storage now */
+      s->val = val;
+      return prev;
+    }
   }
-  s->key = k;
-  s->klen = (uint32_t)klen;
-  s->hash = h;
-  s->val = val;
+  if ((m->len + 1) * 5 > m->cap * 4) grow(m); /* at most 80% full */
+  insert(m, (dt_map_slot){.key = k, .klen = (uint32_t)klen, .hash = h, .val = val});
   m->len++;
   return NULL;
 }
 
 void *dt_smap_del(dt_smap *m, const char *k, size_t klen) {
   if (!m->cap) return NULL;
-  size_t mask = m->cap - 1;
-  size_t i = find_slot(m, k, klen, dt__hash(k, klen));
-  if (!m->slots[i].key) return NULL;
+  bool found;
+  size_t i = find(m, k, klen, dt__hash(k, klen), &found);
+  if (!found) return NULL;
   void *val = m->slots[i].val;
-  /* backward-shift deletion keeps probe chains intact without tombstones */
-  size_t j = i;
+  /* backward shift: the entries after it that are not home move back one,
+   * which keeps the Robin Hood order without tombstones */
+  size_t mask = m->cap - 1;
   for (;;) {
-    j = (j + 1) & mask;
-    if (!m->slots[j].key) break;
-    size_t home = m->slots[j].hash & mask;
-    /* can the entry at j move to i? only if home is not in (i, j] cyclically */
-    bool move = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
-    if (move) {
-      m->slots[i] = m->slots[j];
-      i = j;
-    }
+    size_t j = (i + 1) & mask;
+    if (!m->slots[j].key || dib(m, j, m->slots[j].hash) == 0) break;
+    m->slots[i] = m->slots[j];
+    i = j;
   }
   memset(&m->slots[i], 0, sizeof(m->slots[i]));
   m->len--;

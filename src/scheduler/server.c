@@ -196,7 +196,7 @@ static int rd_newtask(dt_rd *r, s_newtask *t) {
   t->dep_lens = deps.lens;
   t->ndeps = deps.n;
   if (rd_int(r, &prio) || rd_int(r, &retries) || retries < 0 || retries > 1000000) return DT_EPROTO;
-  t->priority = prio;
+  t->priority = prio > INT32_MAX ? INT32_MAX : prio < INT32_MIN ? INT32_MIN : (int32_t)prio;
   t->retries = (int)retries;
   keylist wk;
   if (rd_keylist(r, &wk)) {

@@ -54,27 +54,27 @@ typedef struct s_task_rare {
 extern const s_task_rare dt__no_rare;
 #define RARE(t) ((t)->rare ? (const s_task_rare *)(t)->rare : &dt__no_rare)
 
-typedef struct s_task {
+typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes */
   uint32_t klen;
+  uint32_t ndeps;
   const char *func;  /* interned: sched->funcs owns it */
   dt_payload spec; /* [args, kwargs]; kept for retries and recomputation */
   struct s_task **deps;
-  uint32_t ndeps;
   dt_vec dependents;
   uint32_t nwaiting;  /* dependencies not in memory */
   uint32_t waiters;   /* dependents that still need this result */
+  uint8_t state;      /* s_task_state */
   bool holds_deps;    /* counted in each dependency's waiters */
   bool send_inline;   /* a client waits for the result: send it when small */
   uint8_t suspicious; /* workers that died while running it (KilledWorker) */
+  uint32_t proc_idx;  /* index in processing_on->processing */
   dt_vec1 wanted_by;  /* clients (struct s_client *) */
-  s_task_state state;
   struct s_worker *processing_on;
-  size_t proc_idx;    /* index in processing_on->processing */
   dt_vec1 who_has;    /* workers holding the result */
   uint64_t nbytes;
-  int64_t priority;
+  int32_t priority;   /* clamped to 32 bits when the graph arrives */
+  int32_t retries;
   uint64_t generation, order;
-  int retries;
   struct s_task_rare *rare; /* NULL until a task needs one; read via RARE() */
   size_t heap_idx;
   struct s_task *nw_prev, *nw_next; /* no-worker list */

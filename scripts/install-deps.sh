@@ -6,6 +6,9 @@ set -euo pipefail
 PACKAGES=(
   build-essential   # gcc, make (and g++ for the header's C++ check)
   cmake
+  ninja-build       # what pip's CMake build of the Python extension uses
+  python3-dev       # Python's headers, for that extension
+  python3-venv      # the project's .venv (scripts/venv.sh)
   pkg-config
   libuv1-dev        # event loop and sockets
   libmsgpuck-dev    # msgpack encoder/decoder that never allocates

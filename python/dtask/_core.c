@@ -1070,6 +1070,25 @@ static void task_fail(dt_task *t, const char *msg) {
   t->err_code = DT_ETASK;
 }
 
+/* fail_with_pyerr: fails t with "<prefix><type>: <message>" of the pending
+ * Python exception (cleared); none_msg when it has no message */
+static void fail_with_pyerr(dt_task *t, const char *prefix, const char *none_msg) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  PyObject *s = value ? PyObject_Str(value) : NULL;
+  const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "%s%s: %s", prefix, type ? ((PyTypeObject *)type)->tp_name : "Error",
+           m ? m : none_msg);
+  PyErr_Clear();
+  task_fail(t, buf);
+  Py_XDECREF(s);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+}
+
 /* the "py:" handler: args are (payload, *dependencies); the hook unpickles
  * the call, runs it and returns (True, result) or (False, error text). */
 static dt_value *py_task(dt_task *t) {
@@ -1102,20 +1121,7 @@ static dt_value *py_task(dt_task *t) {
   }
   if (deps) r = PyObject_CallFunctionObjArgs(hook_execute, pl, deps, NULL);
   if (!r) { /* the hook itself failed (e.g. a dependency would not unpickle) */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    PyObject *s = value ? PyObject_Str(value) : NULL;
-    const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s: %s", type ? ((PyTypeObject *)type)->tp_name : "Error",
-             m ? m : "(no message)");
-    PyErr_Clear();
-    task_fail(t, buf);
-    Py_XDECREF(s);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
+    fail_with_pyerr(t, "", "(no message)");
     goto done;
   }
   PyObject *ok, *val;
@@ -1128,20 +1134,9 @@ static dt_value *py_task(dt_task *t) {
   if (ok == Py_True) {
     out = to_value(val, 0);
     if (!out) {
-      PyObject *type, *value, *tb;
-      PyErr_Fetch(&type, &value, &tb);
-      PyErr_NormalizeException(&type, &value, &tb);
-      PyObject *s = value ? PyObject_Str(value) : NULL;
-      const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
-      char buf[1024];
-      snprintf(buf, sizeof(buf), "could not serialise the result of %s: %s: %s", t->func,
-               type ? ((PyTypeObject *)type)->tp_name : "Error", m ? m : "");
-      PyErr_Clear();
-      task_fail(t, buf);
-      Py_XDECREF(s);
-      Py_XDECREF(type);
-      Py_XDECREF(value);
-      Py_XDECREF(tb);
+      char prefix[300];
+      snprintf(prefix, sizeof(prefix), "could not serialise the result of %.200s: ", t->func);
+      fail_with_pyerr(t, prefix, "");
     }
   } else {
     const char *m = PyUnicode_Check(val) ? PyUnicode_AsUTF8(val) : NULL;

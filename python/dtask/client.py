@@ -245,15 +245,16 @@ class Client:
         _live_clients.add(self)
 
     # -------------------------------------------------------- submitting
-    def _key(self, fn, payload, deps, key, pure):
+    @staticmethod
+    def _key(name, payload, deps, key, pure):
+        """An explicit key, a fresh one (impure), or name-hash(call, deps)."""
         if key is not None:
             return str(key)
-        name = funcname(fn) if not isinstance(fn, cfunc) else fn.name
         if not pure:
             return f"{name}-{uuid.uuid4().hex}"
         h = hashlib.blake2b(payload, digest_size=16)
         for d in deps:
-            h.update(b"\0" + (d.key if not isinstance(d, str) else d).encode())
+            h.update(b"\0" + d.key.encode())
         return f"{name}-{h.hexdigest()}"
 
     def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
@@ -271,7 +272,7 @@ class Client:
                                 key=None if k is None else str(k), pure=bool(pure), **opts)
             return Future(cf, self)
         payload, deps = dumps_call(func, args, kwargs, Future)
-        k = self._key(func, payload, deps, key, pure)
+        k = self._key(funcname(func), payload, deps, key, pure)
         cf = self._c.submit("py:" + funcname(func), [payload, *deps], key=k, pure=bool(pure), **opts)
         return Future(cf, self)
 
@@ -298,15 +299,7 @@ class Client:
         nodes, outs = [], []
         for i, a in enumerate(calls):
             payload, deps = dumps_call(func, a, kwargs, Future)
-            if keys is not None:
-                k = str(keys[i])
-            elif pure:
-                h = hashlib.blake2b(payload, digest_size=16)
-                for d in deps:
-                    h.update(b"\0" + d.key.encode())
-                k = f"{prefix}-{h.hexdigest()}"
-            else:
-                k = f"{prefix}-{uuid.uuid4().hex}"
+            k = self._key(prefix, payload, deps, None if keys is None else keys[i], pure)
             nodes.append((k, cname, payload, deps))
             outs.append(k)
         uniq = list(dict.fromkeys(outs))

@@ -52,13 +52,13 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   if (op != DT_OP_COMPUTE_TASK || nf < 1) return DT_EPROTO;
   const char *key;
   uint32_t klen;
-  if (rd_key(r, &key, &klen)) return DT_EPROTO;
-  dt_wbuf *w = dt_conn_out(c); /* answered in this loop turn's batch */
-  wb_msg(w, DT_OP_TASK_FINISHED, 4);
-  wb_str(w, key, klen);
-  wb_uint(w, 8);
-  wb_uint(w, 1);
-  wb_nil(w);
+  if (dt__rd_key(r, &key, &klen)) return DT_EPROTO;
+  dt_wbuf *w = dt__conn_out(c); /* answered in this loop turn's batch */
+  dt__wb_msg(w, DT_OP_TASK_FINISHED, 4);
+  dt__wb_str(w, key, klen);
+  dt__wb_uint(w, 8);
+  dt__wb_uint(w, 1);
+  dt__wb_nil(w);
   answered++;
   return 0;
 }
@@ -70,13 +70,13 @@ static void on_connect(dt_conn *c, int status) {
   }
   char addr[64];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(uintptr_t)c->data);
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_HELLO_WORKER, 5);
-  wb_uint(w, DT_PROTO_VERSION);
-  wb_cstr(w, addr);
-  wb_cstr(w, addr);
-  wb_uint(w, 1);
-  wb_map(w, 0);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_HELLO_WORKER, 5);
+  dt__wb_uint(w, DT_PROTO_VERSION);
+  dt__wb_cstr(w, addr);
+  dt__wb_cstr(w, addr);
+  dt__wb_uint(w, 1);
+  dt__wb_map(w, 0);
 }
 
 static const dt_conn_cbs cbs = {on_msg, on_connect, NULL};
@@ -84,7 +84,7 @@ static const dt_conn_cbs cbs = {on_msg, on_connect, NULL};
 static void close_handle(uv_handle_t *h, void *arg) {
   (void)arg;
   if (uv_is_closing(h)) return;
-  if (h->type == UV_TCP) dt_conn_close(h->data, false);
+  if (h->type == UV_TCP) dt__conn_close(h->data, false);
   else uv_close(h, NULL);
 }
 
@@ -270,12 +270,12 @@ int main(int argc, char **argv) {
       pthread_create(&vth[1], NULL, viewer_poll, &vw);
     }
     uv_loop_init(&loop);
-    dt_net_init(&net, &loop);
+    dt__net_init(&net, &loop);
     registered = 0;
     answered = 0;
     for (int i = 0; i < nw; i++) {
       dt_conn *wc;
-      if (dt_conn_connect(&net, addr, &cbs, (void *)(uintptr_t)i, &wc) != 0) {
+      if (dt__conn_connect(&net, addr, &cbs, (void *)(uintptr_t)i, &wc) != 0) {
         fprintf(stderr, "simworkers: %s\n", dt_last_error());
         return 1;
       }

@@ -17,12 +17,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dt_rd r = {p, q, NULL, 0};
     uint32_t n;
     uint64_t op;
-    if (rd_array(&r, &n) == 0 && n >= 1 && rd_uint(&r, &op) == 0) {
+    if (dt__rd_array(&r, &n) == 0 && n >= 1 && dt__rd_uint(&r, &op) == 0) {
       (void)dt__op_name((int)(op < DT_OP_COUNT ? op : 0));
       for (uint32_t i = 1; i < n; i++) {
         dt_payload pl;
         dt_rd save = r;
-        if (rd_payload(&r, &pl) == 0) {
+        if (dt__rd_payload(&r, &pl) == 0) {
           dt_value *v = NULL;
           if (dt__payload_decode(&pl, &v) == 0) {
             dt_payload again;
@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           continue;
         }
         r = save;
-        if (rd_skip(&r) != 0) break;
+        if (dt__rd_skip(&r) != 0) break;
       }
     }
     /* the whole object as a value payload too */

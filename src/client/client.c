@@ -91,7 +91,7 @@ int dt__client_usable(dt_client *c) {
 /* ---------------------------------------------------------------- futures */
 
 dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *created) {
-  dt_future *f = dt_smap_get(&c->futs, key, klen);
+  dt_future *f = dt__smap_get(&c->futs, key, klen);
   if (created) *created = f == NULL;
   if (f) {
     f->refs++;
@@ -104,7 +104,7 @@ dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *cr
   f->client = c;
   f->in_map = true;
   f->status = DT_PENDING;
-  dt_smap_put(&c->futs, f->key, klen, f);
+  dt__smap_put(&c->futs, f->key, klen, f);
   return f;
 }
 
@@ -125,12 +125,12 @@ void dt__future_unref_locked(dt_future *f) {
   if (--f->refs > 0) return;
   dt_client *c = f->client;
   if (c && f->in_map) {
-    dt_smap_del(&c->futs, f->key, f->klen);
+    dt__smap_del(&c->futs, f->key, f->klen);
     if (c->sched && (c->state == CS_READY)) {
-      dt_wbuf *w = dt_conn_out(c->sched);
-      wb_msg(w, DT_OP_RELEASE_KEYS, 1);
-      wb_array(w, 1);
-      wb_str(w, f->key, f->klen);
+      dt_wbuf *w = dt__conn_out(c->sched);
+      dt__wb_msg(w, DT_OP_RELEASE_KEYS, 1);
+      dt__wb_array(w, 1);
+      dt__wb_str(w, f->key, f->klen);
       dt__client_wake(c);
     }
   }
@@ -180,10 +180,10 @@ static void refetch(dt_future *f, const char *addr, const char *why) {
             addr ? addr : "?", why);
     free(f->worker);
     f->worker = NULL;
-    dt_wbuf *w = dt_conn_out(c->sched);
-    wb_msg(w, DT_OP_WHO_HAS, 1);
-    wb_array(w, 1);
-    wb_str(w, f->key, f->klen);
+    dt_wbuf *w = dt__conn_out(c->sched);
+    dt__wb_msg(w, DT_OP_WHO_HAS, 1);
+    dt__wb_array(w, 1);
+    dt__wb_str(w, f->key, f->klen);
     return;
   }
   char msg[512];
@@ -200,7 +200,7 @@ static void fail_fetch(fetch_req *fr, const char *addr, const char *why) {
     refetch(f, addr, why);
     dt__future_unref_locked(f);
   }
-  dt_vec_free(&fr->futs);
+  dt__vec_free(&fr->futs);
   free(fr);
 }
 
@@ -208,19 +208,19 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   wconn *wc = conn->data;
   uint64_t req;
   uint32_t n;
-  if (op != DT_OP_DATA || nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  if (op != DT_OP_DATA || nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   fetch_req *fr = NULL;
   for (size_t i = 0; i < wc->reqs.len && !fr; i++)
     if (((fetch_req *)wc->reqs.v[i])->req == req) fr = wc->reqs.v[i];
   if (!fr) return 0;
-  dt_vec_remove(&wc->reqs, fr);
+  dt__vec_remove(&wc->reqs, fr);
   for (uint32_t i = 0; i < n; i++) {
     uint32_t m, klen;
     const char *key;
     bool found;
     dt_payload pl;
-    if (rd_array(r, &m) || m != 5 || rd_key(r, &key, &klen) || rd_bool(r, &found) ||
-        rd_payload(r, &pl)) {
+    if (dt__rd_array(r, &m) || m != 5 || dt__rd_key(r, &key, &klen) || dt__rd_bool(r, &found) ||
+        dt__rd_payload(r, &pl)) {
       fail_fetch(fr, wc->addr, "malformed reply");
       return DT_EPROTO;
     }
@@ -249,7 +249,7 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     if (f->client) f->client->wake_waiters = true;
     dt__future_unref_locked(f);
   }
-  dt_vec_free(&fr->futs);
+  dt__vec_free(&fr->futs);
   free(fr);
   return 0;
 }
@@ -258,12 +258,12 @@ static void on_worker_close(dt_conn *conn) {
   wconn *wc = conn->data;
   /* forget it, so that the next fetch from that worker connects anew */
   dt_smap *m = &wc->client->wconns;
-  if (dt_smap_get(m, wc->addr, (uint32_t)strlen(wc->addr)) == wc)
-    dt_smap_del(m, wc->addr, (uint32_t)strlen(wc->addr));
+  if (dt__smap_get(m, wc->addr, (uint32_t)strlen(wc->addr)) == wc)
+    dt__smap_del(m, wc->addr, (uint32_t)strlen(wc->addr));
   for (size_t i = 0; i < wc->reqs.len; i++) {
     fail_fetch(wc->reqs.v[i], wc->addr, "connection lost");
   }
-  dt_vec_free(&wc->reqs);
+  dt__vec_free(&wc->reqs);
   free(wc->addr);
   free(wc);
 }
@@ -276,7 +276,7 @@ static void process_fetchq(dt_client *c) {
   dt_vec q = c->fetchq;
   c->fetchq = (dt_vec){0};
   dt_smap groups; /* worker address -> the request being filled */
-  dt_smap_init(&groups);
+  dt__smap_init(&groups);
   dt_vec reqs = {0};
   for (size_t i = 0; i < q.len; i++) {
     dt_future *f = q.v[i];
@@ -286,26 +286,26 @@ static void process_fetchq(dt_client *c) {
       continue;
     }
     size_t al = strlen(f->worker);
-    fetch_req *fr = dt_smap_get(&groups, f->worker, al);
+    fetch_req *fr = dt__smap_get(&groups, f->worker, al);
     if (!fr || fr->futs.len >= 4096) {
       fr = dt__xcalloc(1, sizeof(*fr));
       fr->req = ++c->next_req;
-      dt_smap_put(&groups, f->worker, al, fr); /* key borrowed from f, held by fr */
-      dt_vec_push(&reqs, fr);
+      dt__smap_put(&groups, f->worker, al, fr); /* key borrowed from f, held by fr */
+      dt__vec_push(&reqs, fr);
     }
-    dt_vec_push(&fr->futs, f); /* the hold on f moves into the request */
+    dt__vec_push(&fr->futs, f); /* the hold on f moves into the request */
   }
-  dt_smap_destroy(&groups);
-  dt_vec_free(&q);
+  dt__smap_destroy(&groups);
+  dt__vec_free(&q);
   for (size_t i = 0; i < reqs.len; i++) {
     fetch_req *fr = reqs.v[i];
     const char *addr = ((dt_future *)fr->futs.v[0])->worker;
-    wconn *wc = dt_smap_get(&c->wconns, addr, (uint32_t)strlen(addr));
+    wconn *wc = dt__smap_get(&c->wconns, addr, (uint32_t)strlen(addr));
     if (!wc) {
       wc = dt__xcalloc(1, sizeof(*wc));
       wc->client = c;
       wc->addr = dt__xstrdup(addr);
-      if (dt_conn_connect(&c->net, wc->addr, &worker_cbs, wc, &wc->conn) != 0) {
+      if (dt__conn_connect(&c->net, wc->addr, &worker_cbs, wc, &wc->conn) != 0) {
         char why[300];
         snprintf(why, sizeof(why), "%s", dt_last_error());
         fail_fetch(fr, wc->addr, why);
@@ -313,19 +313,19 @@ static void process_fetchq(dt_client *c) {
         free(wc);
         continue;
       }
-      dt_smap_put(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr), wc);
+      dt__smap_put(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr), wc);
     }
-    dt_vec_push(&wc->reqs, fr);
-    dt_wbuf *w = dt_conn_out(wc->conn);
-    wb_msg(w, DT_OP_GET_DATA, 2);
-    wb_uint(w, fr->req);
-    wb_array(w, (uint32_t)fr->futs.len);
+    dt__vec_push(&wc->reqs, fr);
+    dt_wbuf *w = dt__conn_out(wc->conn);
+    dt__wb_msg(w, DT_OP_GET_DATA, 2);
+    dt__wb_uint(w, fr->req);
+    dt__wb_array(w, (uint32_t)fr->futs.len);
     for (size_t k = 0; k < fr->futs.len; k++) {
       dt_future *g = fr->futs.v[k];
-      wb_str(w, g->key, g->klen);
+      dt__wb_str(w, g->key, g->klen);
     }
   }
-  dt_vec_free(&reqs);
+  dt__vec_free(&reqs);
 }
 
 /* queue a fetch of f's value (locked); takes a hold on f */
@@ -333,14 +333,14 @@ static void want_fetch(dt_client *c, dt_future *f) {
   if (f->value || f->fetching || f->status != DT_FINISHED || !f->worker) return;
   f->fetching = true;
   f->refs++;
-  dt_vec_push(&c->fetchq, f);
+  dt__vec_push(&c->fetchq, f);
   dt__client_wake(c);
 }
 
 /* ---------------------------------------------------------------- scheduler */
 
 static void wconn_remove(dt_client *c, wconn *wc) {
-  dt_smap_del(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr));
+  dt__smap_del(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr));
 }
 
 static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
@@ -350,7 +350,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   switch (op) {
   case DT_OP_WELCOME: {
     uint64_t id;
-    if (nf < 1 || rd_uint(r, &id)) return DT_EPROTO;
+    if (nf < 1 || dt__rd_uint(r, &id)) return DT_EPROTO;
     c->id = id;
     c->state = CS_READY;
     c->wake_waiters = true;
@@ -360,10 +360,10 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     const char *addr, *inl = NULL;
     uint32_t alen, ilen = 0;
     uint64_t nbytes;
-    if (nf < 4 || rd_key(r, &key, &klen) || rd_str(r, &addr, &alen) || rd_uint(r, &nbytes))
+    if (nf < 4 || dt__rd_key(r, &key, &klen) || dt__rd_str(r, &addr, &alen) || dt__rd_uint(r, &nbytes))
       return DT_EPROTO;
-    if (!rd_is_nil(r) && rd_bin(r, &inl, &ilen)) return DT_EPROTO;
-    dt_future *f = dt_smap_get(&c->futs, key, klen);
+    if (!dt__rd_is_nil(r) && dt__rd_bin(r, &inl, &ilen)) return DT_EPROTO;
+    dt_future *f = dt__smap_get(&c->futs, key, klen);
     if (!f) return 0;
     if (f->fetching && (!f->worker || strlen(f->worker) != alen || memcmp(f->worker, addr, alen)))
       f->fetching = false; /* moved (its holder died): fetch from the new one */
@@ -382,10 +382,10 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     int64_t code;
     const char *okey, *func, *wk, *msg;
     uint32_t ol, fl, wl, ml;
-    if (nf < 6 || rd_key(r, &key, &klen) || rd_int(r, &code) || rd_str(r, &okey, &ol) ||
-        rd_str(r, &func, &fl) || rd_str(r, &wk, &wl) || rd_str(r, &msg, &ml))
+    if (nf < 6 || dt__rd_key(r, &key, &klen) || dt__rd_int(r, &code) || dt__rd_str(r, &okey, &ol) ||
+        dt__rd_str(r, &func, &fl) || dt__rd_str(r, &wk, &wl) || dt__rd_str(r, &msg, &ml))
       return DT_EPROTO;
-    dt_future *f = dt_smap_get(&c->futs, key, klen);
+    dt_future *f = dt__smap_get(&c->futs, key, klen);
     if (!f) return 0;
     size_t cap = 512 + ol + fl + wl + ml + klen;
     char *text = dt__xmalloc(cap);
@@ -407,8 +407,8 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   case DT_OP_KEY_CANCELLED: { /* ours, or downstream of one we cancelled */
     const char *why;
     uint32_t wl;
-    if (nf < 2 || rd_key(r, &key, &klen) || rd_str(r, &why, &wl)) return DT_EPROTO;
-    dt_future *f = dt_smap_get(&c->futs, key, klen);
+    if (nf < 2 || dt__rd_key(r, &key, &klen) || dt__rd_str(r, &why, &wl)) return DT_EPROTO;
+    dt_future *f = dt__smap_get(&c->futs, key, klen);
     if (!f || f->status != DT_PENDING) return 0;
     char *text = dt__xmalloc(64 + klen + wl);
     snprintf(text, 64 + klen + wl, "task '%.*s' %.*s", (int)klen, key, (int)wl, why);
@@ -421,7 +421,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   case DT_OP_INFO_REPLY: {
     uint64_t req;
     uint32_t n;
-    if (nf < 2 || rd_uint(r, &req) || rd_map(r, &n)) return DT_EPROTO;
+    if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_map(r, &n)) return DT_EPROTO;
     info_req *ir = NULL;
     for (size_t i = 0; i < c->infos.len && !ir; i++)
       if (((info_req *)c->infos.v[i])->req == req) ir = c->infos.v[i];
@@ -432,7 +432,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       const char *k;
       uint32_t kl;
       int64_t v;
-      if (rd_str(r, &k, &kl) || rd_int(r, &v)) return DT_EPROTO;
+      if (dt__rd_str(r, &k, &kl) || dt__rd_int(r, &v)) return DT_EPROTO;
 #define F(name, field) if (kl == strlen(name) && memcmp(k, name, kl) == 0) out->field = v;
       F("workers", n_workers) F("clients", n_clients) F("tasks", n_tasks) F("waiting", n_waiting)
       F("no-worker", n_no_worker) F("processing", n_processing) F("memory", n_memory)
@@ -442,16 +442,16 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
       if (kl == 16 && memcmp(k, "heartbeat_age_us", 16) == 0) out->heartbeat_age_s = (double)v / 1e6;
     }
     uint32_t nw;
-    if (nf >= 3 && !rd_array(r, &nw) && ir && ir->detail) {
+    if (nf >= 3 && !dt__rd_array(r, &nw) && ir && ir->detail) {
       ir->workers = dt__xcalloc(nw ? nw : 1, sizeof(dt_worker_info));
       for (uint32_t i = 0; i < nw; i++) {
         dt_worker_info *wi = &ir->workers[i];
         const char *nm, *ad;
         uint32_t nml, adl, m;
         uint64_t nt, pid, pr, nk, nb, age;
-        if (rd_array(r, &m) || m < 8 || rd_str(r, &nm, &nml) || rd_str(r, &ad, &adl) ||
-            rd_uint(r, &nt) || rd_uint(r, &pid) || rd_uint(r, &pr) || rd_uint(r, &nk) ||
-            rd_uint(r, &nb) || rd_uint(r, &age))
+        if (dt__rd_array(r, &m) || m < 8 || dt__rd_str(r, &nm, &nml) || dt__rd_str(r, &ad, &adl) ||
+            dt__rd_uint(r, &nt) || dt__rd_uint(r, &pid) || dt__rd_uint(r, &pr) || dt__rd_uint(r, &nk) ||
+            dt__rd_uint(r, &nb) || dt__rd_uint(r, &age))
           return DT_EPROTO;
         snprintf(wi->name, sizeof(wi->name), "%.*s", (int)nml, nm);
         snprintf(wi->address, sizeof(wi->address), "%.*s", (int)adl, ad);
@@ -463,18 +463,18 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
         wi->last_seen_s = (double)age / 1e3;
         uint64_t sp;
         bool pz;
-        if (m >= 10 && !rd_uint(r, &sp) && !rd_bool(r, &pz)) {
+        if (m >= 10 && !dt__rd_uint(r, &sp) && !dt__rd_bool(r, &pz)) {
           wi->spilled = sp;
           wi->paused = pz;
         }
         uint64_t rss, man, peak;
-        if (m >= 13 && !rd_uint(r, &rss) && !rd_uint(r, &man) && !rd_uint(r, &peak)) {
+        if (m >= 13 && !dt__rd_uint(r, &rss) && !dt__rd_uint(r, &man) && !dt__rd_uint(r, &peak)) {
           wi->rss = rss;
           wi->memory = man;
           wi->peak_memory = peak;
         }
         for (uint32_t extra = 13; extra < m; extra++)
-          if (rd_skip(r)) return DT_EPROTO;
+          if (dt__rd_skip(r)) return DT_EPROTO;
         ir->nworkers = i + 1;
       }
     }
@@ -484,10 +484,10 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   }
   case DT_OP_RETIRE_DONE: {
     uint64_t req, count;
-    if (nf < 3 || rd_uint(r, &req) || rd_uint(r, &count)) return DT_EPROTO;
+    if (nf < 3 || dt__rd_uint(r, &req) || dt__rd_uint(r, &count)) return DT_EPROTO;
     const char *e = NULL;
     uint32_t el = 0;
-    if (!rd_is_nil(r) && rd_str(r, &e, &el)) return DT_EPROTO;
+    if (!dt__rd_is_nil(r) && dt__rd_str(r, &e, &el)) return DT_EPROTO;
     for (size_t i = 0; i < c->retires.len; i++) {
       scatter_req *sr = c->retires.v[i];
       if (sr->req != req) continue;
@@ -500,10 +500,10 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   }
   case DT_OP_SCATTER_DONE: {
     uint64_t req;
-    if (nf < 2 || rd_uint(r, &req)) return DT_EPROTO;
+    if (nf < 2 || dt__rd_uint(r, &req)) return DT_EPROTO;
     const char *e = NULL;
     uint32_t el = 0;
-    if (!rd_is_nil(r) && rd_str(r, &e, &el)) return DT_EPROTO;
+    if (!dt__rd_is_nil(r) && dt__rd_str(r, &e, &el)) return DT_EPROTO;
     for (size_t i = 0; i < c->scatters.len; i++) {
       scatter_req *sr = c->scatters.v[i];
       if (sr->req != req) continue;
@@ -513,7 +513,7 @@ static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
     c->wake_waiters = true;
     return 0;
   }
-  case DT_OP_CLOSE: dt_conn_close(conn, true); return 0;
+  case DT_OP_CLOSE: dt__conn_close(conn, true); return 0;
   default: return DT_EPROTO;
   }
 }
@@ -524,10 +524,10 @@ static void on_sched_connect(dt_conn *conn, int status) {
     c->conn_err = status;
     return; /* on_close follows; connect() retries until its deadline */
   }
-  dt_wbuf *w = dt_conn_out(conn);
-  wb_msg(w, DT_OP_HELLO_CLIENT, 2);
-  wb_uint(w, DT_PROTO_VERSION);
-  wb_cstr(w, c->name);
+  dt_wbuf *w = dt__conn_out(conn);
+  dt__wb_msg(w, DT_OP_HELLO_CLIENT, 2);
+  dt__wb_uint(w, DT_PROTO_VERSION);
+  dt__wb_cstr(w, c->name);
 }
 
 static void on_sched_close(dt_conn *conn) {
@@ -561,7 +561,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (h->type == UV_TCP) {
     dt_conn *conn = h->data;
     if (conn->cbs == &worker_cbs) wconn_remove(c, conn->data);
-    dt_conn_close(conn, conn == c->sched);
+    dt__conn_close(conn, conn == c->sched);
   } else {
     uv_close(h, NULL);
   }
@@ -572,9 +572,9 @@ static void on_wake(uv_async_t *h) {
   pthread_mutex_lock(&c->lock);
   if (c->stop) {
     if (c->sched) {
-      dt_wbuf *w = dt_conn_out(c->sched);
-      wb_msg(w, DT_OP_CLOSE, 1);
-      wb_cstr(w, "client closing");
+      dt_wbuf *w = dt__conn_out(c->sched);
+      dt__wb_msg(w, DT_OP_CLOSE, 1);
+      dt__wb_cstr(w, "client closing");
     }
     uv_walk(&c->loop, close_walk, c);
   } else if (c->fetchq.len) {
@@ -605,7 +605,7 @@ static const dt_conn_cbs sched_cbs_connecting = {on_sched_msg, on_sched_connect,
                                                  on_sched_close_wrap};
 
 static void start_connect(dt_client *c) {
-  if (dt_conn_connect(&c->net, c->addr, &sched_cbs_connecting, c, &c->sched) != 0) {
+  if (dt__conn_connect(&c->net, c->addr, &sched_cbs_connecting, c, &c->sched) != 0) {
     c->sched = NULL;
     c->conn_err = UV_EINVAL;
     c->wake_waiters = true;
@@ -646,12 +646,12 @@ static int resolve_address(const dt_client_opts *o, char *out, size_t cap) {
 
 static void client_free(dt_client *c) {
   dt__tls_free(&c->sec);
-  dt_smap_destroy(&c->futs);
-  dt_smap_destroy(&c->wconns);
-  dt_vec_free(&c->fetchq);
-  dt_vec_free(&c->infos);
-  dt_vec_free(&c->scatters);
-  dt_vec_free(&c->retires);
+  dt__smap_destroy(&c->futs);
+  dt__smap_destroy(&c->wconns);
+  dt__vec_free(&c->fetchq);
+  dt__vec_free(&c->infos);
+  dt__vec_free(&c->scatters);
+  dt__vec_free(&c->retires);
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->cond);
   free(c);
@@ -701,10 +701,10 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&c->cond, &ca);
   pthread_condattr_destroy(&ca);
-  dt_smap_init(&c->futs);
-  dt_smap_init(&c->wconns);
+  dt__smap_init(&c->futs);
+  dt__smap_init(&c->wconns);
   uv_loop_init(&c->loop);
-  dt_net_init(&c->net, &c->loop);
+  dt__net_init(&c->net, &c->loop);
   c->net.sec = &c->sec;
   c->netlock = (struct dt_net_lock){netlock_acquire, netlock_release, c};
   c->net.lock = &c->netlock;
@@ -733,7 +733,7 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   if (!ok) {
     stop_io(c);
     client_free(c);
-    if (err == UV_EINVAL) return DT_ECONNECT; /* message set by dt_conn_connect */
+    if (err == UV_EINVAL) return DT_ECONNECT; /* message set by dt__conn_connect */
     if (err == UV_EACCES || err == UV_EPROTO)
       return dt__err(DT_EAUTH, "could not connect to the scheduler at %s: %s", c_addr_copy,
                      err == UV_EACCES ? "authentication failed (wrong or missing shared secret; "
@@ -882,13 +882,13 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
   dt_vec deps = {0};
   rc = dt__payload_encode(call, &out->spec, &deps);
   if (rc) {
-    dt_vec_free(&deps);
+    dt__vec_free(&deps);
     dt_value_free(call);
     dt__taskdef_clear(out);
     return rc;
   }
-  for (size_t i = 0; i < deps.len; i++) dt_vec_push(&out->deps, dt__xstrdup(deps.v[i]));
-  dt_vec_free(&deps);
+  for (size_t i = 0; i < deps.len; i++) dt__vec_push(&out->deps, dt__xstrdup(deps.v[i]));
+  dt__vec_free(&deps);
   dt_value_free(call);
   out->func = dt__xstrdup(func);
   if (opts) out->opts = *opts;
@@ -928,7 +928,7 @@ void dt__taskdef_clear(dt__taskdef *t) {
   free(t->func);
   dt__payload_clear(&t->spec);
   for (size_t i = 0; i < t->deps.len; i++) free(t->deps.v[i]);
-  dt_vec_free(&t->deps);
+  dt__vec_free(&t->deps);
   for (size_t i = 0; i < t->opts.n_workers; i++) free((char *)t->opts.workers[i]);
   free((void *)t->opts.workers);
   dt__resources_free(t->res_names, t->res_amounts, t->nres);
@@ -937,30 +937,30 @@ void dt__taskdef_clear(dt__taskdef *t) {
 
 void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
                            size_t nwanted) {
-  dt_wbuf *w = dt_conn_out(c->sched);
-  wb_msg(w, DT_OP_UPDATE_GRAPH, 2);
-  wb_array(w, (uint32_t)n);
+  dt_wbuf *w = dt__conn_out(c->sched);
+  dt__wb_msg(w, DT_OP_UPDATE_GRAPH, 2);
+  dt__wb_array(w, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
     dt__taskdef *t = &tasks[i];
-    wb_array(w, 11);
-    wb_cstr(w, t->key);
-    wb_cstr(w, t->func);
-    wb_payload(w, &t->spec);
-    wb_array(w, (uint32_t)t->deps.len);
-    for (size_t k = 0; k < t->deps.len; k++) wb_cstr(w, t->deps.v[k]);
-    wb_int(w, t->opts.priority);
-    wb_int(w, t->opts.retries);
-    wb_array(w, (uint32_t)t->opts.n_workers);
-    for (size_t k = 0; k < t->opts.n_workers; k++) wb_cstr(w, t->opts.workers[k]);
-    wb_bool(w, t->opts.allow_other_workers);
-    wb_map(w, t->nres);
+    dt__wb_array(w, 11);
+    dt__wb_cstr(w, t->key);
+    dt__wb_cstr(w, t->func);
+    dt__wb_payload(w, &t->spec);
+    dt__wb_array(w, (uint32_t)t->deps.len);
+    for (size_t k = 0; k < t->deps.len; k++) dt__wb_cstr(w, t->deps.v[k]);
+    dt__wb_int(w, t->opts.priority);
+    dt__wb_int(w, t->opts.retries);
+    dt__wb_array(w, (uint32_t)t->opts.n_workers);
+    for (size_t k = 0; k < t->opts.n_workers; k++) dt__wb_cstr(w, t->opts.workers[k]);
+    dt__wb_bool(w, t->opts.allow_other_workers);
+    dt__wb_map(w, t->nres);
     for (uint32_t k = 0; k < t->nres; k++) {
-      wb_cstr(w, t->res_names[k]);
-      wb_double(w, t->res_amounts[k]);
+      dt__wb_cstr(w, t->res_names[k]);
+      dt__wb_double(w, t->res_amounts[k]);
     }
   }
-  wb_array(w, (uint32_t)nwanted);
-  for (size_t i = 0; i < nwanted; i++) wb_cstr(w, wanted[i]);
+  dt__wb_array(w, (uint32_t)nwanted);
+  for (size_t i = 0; i < nwanted; i++) dt__wb_cstr(w, wanted[i]);
   dt__client_wake(c);
 }
 
@@ -1043,13 +1043,13 @@ static void ask_results(dt_client *c, dt_future *const *fs, size_t n) {
   uint32_t k = 0;
   for (size_t i = 0; i < n; i++) k += fs[i]->status == DT_PENDING && !fs[i]->asked;
   if (!k || !c->sched || c->state != CS_READY) return;
-  dt_wbuf *w = dt_conn_out(c->sched);
-  wb_msg(w, DT_OP_WANT_RESULT, 1);
-  wb_array(w, k);
+  dt_wbuf *w = dt__conn_out(c->sched);
+  dt__wb_msg(w, DT_OP_WANT_RESULT, 1);
+  dt__wb_array(w, k);
   for (size_t i = 0; i < n; i++)
     if (fs[i]->status == DT_PENDING && !fs[i]->asked) {
       fs[i]->asked = true;
-      wb_str(w, fs[i]->key, fs[i]->klen);
+      dt__wb_str(w, fs[i]->key, fs[i]->klen);
     }
   dt__client_wake(c);
 }
@@ -1139,26 +1139,26 @@ int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n, const dt_
     if (rc == 0) {
       sr = dt__xcalloc(1, sizeof(*sr));
       sr->req = ++c->next_req;
-      dt_vec_push(&c->scatters, sr);
+      dt__vec_push(&c->scatters, sr);
       for (size_t i = 0; i < n; i++) out[i] = dt__future_get(c, keys[i], (uint32_t)strlen(keys[i]), NULL);
-      dt_wbuf *w = dt_conn_out(c->sched);
-      wb_msg(w, DT_OP_SCATTER, 4);
-      wb_uint(w, sr->req);
-      wb_array(w, (uint32_t)n);
+      dt_wbuf *w = dt__conn_out(c->sched);
+      dt__wb_msg(w, DT_OP_SCATTER, 4);
+      dt__wb_uint(w, sr->req);
+      dt__wb_array(w, (uint32_t)n);
       for (size_t i = 0; i < n; i++) {
-        wb_array(w, 4);
-        wb_cstr(w, keys[i]);
-        wb_payload(w, &pls[i]);
+        dt__wb_array(w, 4);
+        dt__wb_cstr(w, keys[i]);
+        dt__wb_payload(w, &pls[i]);
       }
       size_t nw = opts ? opts->n_workers : 0;
-      wb_array(w, (uint32_t)nw);
-      for (size_t i = 0; i < nw; i++) wb_cstr(w, opts->workers[i]);
-      wb_bool(w, opts && opts->broadcast);
+      dt__wb_array(w, (uint32_t)nw);
+      for (size_t i = 0; i < nw; i++) dt__wb_cstr(w, opts->workers[i]);
+      dt__wb_bool(w, opts && opts->broadcast);
       dt__client_wake(c);
       while (!sr->done && c->state == CS_READY) pthread_cond_wait(&c->cond, &c->lock);
       if (!sr->done) rc = dt__client_usable(c);
       else if (sr->error) rc = dt__err(DT_ENOTFOUND, "scatter failed: %s", sr->error);
-      dt_vec_remove(&c->scatters, sr);
+      dt__vec_remove(&c->scatters, sr);
       free(sr->error);
       free(sr);
       if (rc)
@@ -1221,11 +1221,11 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   info_req *ir = dt__xcalloc(1, sizeof(*ir));
   ir->req = ++c->next_req;
   ir->detail = wout != NULL;
-  dt_vec_push(&c->infos, ir);
-  dt_wbuf *w = dt_conn_out(c->sched);
-  wb_msg(w, DT_OP_INFO_REQUEST, 2);
-  wb_uint(w, ir->req);
-  wb_bool(w, ir->detail);
+  dt__vec_push(&c->infos, ir);
+  dt_wbuf *w = dt__conn_out(c->sched);
+  dt__wb_msg(w, DT_OP_INFO_REQUEST, 2);
+  dt__wb_uint(w, ir->req);
+  dt__wb_bool(w, ir->detail);
   request_wait(c, &ir->done, &dl);
   if (ir->done) {
     *out = ir->info;
@@ -1236,7 +1236,7 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
     }
   } else if (c->state != CS_READY) rc = dt__client_usable(c);
   else rc = dt__err(DT_ETIMEDOUT, "no reply from the scheduler at %s within %d ms", c->addr, timeout_ms);
-  dt_vec_remove(&c->infos, ir);
+  dt__vec_remove(&c->infos, ir);
   free(ir->workers);
   free(ir);
   pthread_mutex_unlock(&c->lock);
@@ -1256,12 +1256,12 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
   if (rc) return rc;
   scatter_req *rr = dt__xcalloc(1, sizeof(*rr));
   rr->req = ++c->next_req;
-  dt_vec_push(&c->retires, rr);
-  dt_wbuf *w = dt_conn_out(c->sched);
-  wb_msg(w, DT_OP_RETIRE_WORKERS, 2);
-  wb_uint(w, rr->req);
-  wb_array(w, (uint32_t)n);
-  for (size_t i = 0; i < n; i++) wb_cstr(w, names[i]);
+  dt__vec_push(&c->retires, rr);
+  dt_wbuf *w = dt__conn_out(c->sched);
+  dt__wb_msg(w, DT_OP_RETIRE_WORKERS, 2);
+  dt__wb_uint(w, rr->req);
+  dt__wb_array(w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) dt__wb_cstr(w, names[i]);
   request_wait(c, &rr->done, &dl);
   if (rr->done) {
     if (retired) *retired = (int)rr->count;
@@ -1271,7 +1271,7 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
   } else {
     rc = dt__err(DT_ETIMEDOUT, "workers not retired within %d ms", timeout_ms);
   }
-  dt_vec_remove(&c->retires, rr);
+  dt__vec_remove(&c->retires, rr);
   free(rr->error);
   free(rr);
   pthread_mutex_unlock(&c->lock);

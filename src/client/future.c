@@ -79,13 +79,13 @@ int dt_future_cancel(dt_future *f) {
   pthread_mutex_lock(&c->lock);
   int rc = dt__client_usable(c);
   if (rc == 0 && f->in_map) {
-    dt_wbuf *w = dt_conn_out(c->sched);
-    wb_msg(w, DT_OP_CANCEL_KEYS, 1);
-    wb_array(w, 1);
-    wb_str(w, f->key, f->klen);
+    dt_wbuf *w = dt__conn_out(c->sched);
+    dt__wb_msg(w, DT_OP_CANCEL_KEYS, 1);
+    dt__wb_array(w, 1);
+    dt__wb_str(w, f->key, f->klen);
     dt__client_wake(c);
     /* the key is no longer this client's: a new submit makes a new future */
-    dt_smap_del(&c->futs, f->key, f->klen);
+    dt__smap_del(&c->futs, f->key, f->klen);
     f->in_map = false;
     if (f->status == DT_PENDING) {
       free(f->err_msg);

@@ -15,7 +15,7 @@ struct dt_graph {
 
 dt_graph *dt_graph_new(void) {
   dt_graph *g = dt__xcalloc(1, sizeof(*g));
-  dt_smap_init(&g->index);
+  dt__smap_init(&g->index);
   return g;
 }
 
@@ -23,7 +23,7 @@ void dt_graph_free(dt_graph *g) {
   if (!g) return;
   for (size_t i = 0; i < g->n; i++) dt__taskdef_clear(&g->nodes[i]);
   free(g->nodes);
-  dt_smap_destroy(&g->index);
+  dt__smap_destroy(&g->index);
   free(g);
 }
 
@@ -40,7 +40,7 @@ int dt_graph_add(dt_graph *g, const char *func, dt_value *args, dt_value *kwargs
   int rc = dt__taskdef_make(NULL, func, args, kwargs, opts, &d);
   if (rc) return rc;
   size_t kl = strlen(d.key);
-  if (dt_smap_get(&g->index, d.key, kl)) { /* the same call twice: one node */
+  if (dt__smap_get(&g->index, d.key, kl)) { /* the same call twice: one node */
     *ref_out = dt__future_ref_value(d.key, NULL);
     dt__taskdef_clear(&d);
     return *ref_out ? 0 : DT_ENOMEM;
@@ -49,13 +49,13 @@ int dt_graph_add(dt_graph *g, const char *func, dt_value *args, dt_value *kwargs
     g->cap = g->cap ? g->cap * 2 : 16;
     g->nodes = dt__xrealloc(g->nodes, g->cap * sizeof(*g->nodes));
     /* keys moved: rebuild the index */
-    dt_smap_destroy(&g->index);
-    dt_smap_init(&g->index);
+    dt__smap_destroy(&g->index);
+    dt__smap_init(&g->index);
     for (size_t i = 0; i < g->n; i++)
-      dt_smap_put(&g->index, g->nodes[i].key, strlen(g->nodes[i].key), (void *)(uintptr_t)(i + 1));
+      dt__smap_put(&g->index, g->nodes[i].key, strlen(g->nodes[i].key), (void *)(uintptr_t)(i + 1));
   }
   g->nodes[g->n] = d;
-  dt_smap_put(&g->index, g->nodes[g->n].key, kl, (void *)(uintptr_t)(g->n + 1));
+  dt__smap_put(&g->index, g->nodes[g->n].key, kl, (void *)(uintptr_t)(g->n + 1));
   g->n++;
   *ref_out = dt__future_ref_value(d.key, NULL);
   return *ref_out ? 0 : DT_ENOMEM;
@@ -74,8 +74,8 @@ int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs, size_t 
   bool *need = dt__xcalloc(g->n ? g->n : 1, sizeof(bool));
   dt_vec stack = {0};
   for (size_t i = 0; i < n; i++) {
-    uintptr_t ix = (uintptr_t)dt_smap_get(&g->index, outputs[i]->u.fut.key, strlen(outputs[i]->u.fut.key));
-    if (ix) dt_vec_push(&stack, (void *)ix);
+    uintptr_t ix = (uintptr_t)dt__smap_get(&g->index, outputs[i]->u.fut.key, strlen(outputs[i]->u.fut.key));
+    if (ix) dt__vec_push(&stack, (void *)ix);
   }
   while (stack.len) {
     uintptr_t ix = (uintptr_t)stack.v[--stack.len];
@@ -83,11 +83,11 @@ int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs, size_t 
     need[ix - 1] = true;
     dt__taskdef *d = &g->nodes[ix - 1];
     for (size_t k = 0; k < d->deps.len; k++) {
-      uintptr_t j = (uintptr_t)dt_smap_get(&g->index, d->deps.v[k], strlen(d->deps.v[k]));
-      if (j && !need[j - 1]) dt_vec_push(&stack, (void *)j);
+      uintptr_t j = (uintptr_t)dt__smap_get(&g->index, d->deps.v[k], strlen(d->deps.v[k]));
+      if (j && !need[j - 1]) dt__vec_push(&stack, (void *)j);
     }
   }
-  dt_vec_free(&stack);
+  dt__vec_free(&stack);
   /* nodes in creation order are in dependency order */
   dt__taskdef *send = dt__xmalloc((g->n ? g->n : 1) * sizeof(*send));
   size_t ns = 0;

@@ -60,15 +60,15 @@ typedef struct {
   size_t len;
 } dt_smap;
 uint32_t dt__hash(const char *s, size_t n);
-void dt_smap_init(dt_smap *m);
-void dt_smap_destroy(dt_smap *m);
-void *dt_smap_get(const dt_smap *m, const char *k, size_t klen);
-/* dt_smap_put: inserts or replaces; returns the previous value or NULL. */
-void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val);
-void *dt_smap_del(dt_smap *m, const char *k, size_t klen);
-/* dt_smap_shrink: reallocate the table to fit its entries (after many
+void dt__smap_init(dt_smap *m);
+void dt__smap_destroy(dt_smap *m);
+void *dt__smap_get(const dt_smap *m, const char *k, size_t klen);
+/* dt__smap_put: inserts or replaces; returns the previous value or NULL. */
+void *dt__smap_put(dt_smap *m, const char *k, size_t klen, void *val);
+void *dt__smap_del(dt_smap *m, const char *k, size_t klen);
+/* dt__smap_shrink: reallocate the table to fit its entries (after many
  * deletions), so that its memory goes back. */
-void dt_smap_shrink(dt_smap *m);
+void dt__smap_shrink(dt_smap *m);
 /* Iterate: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
 
 /* ---- binary heap of pointers; each item stores its own index (for O(log n)
@@ -80,36 +80,36 @@ typedef struct {
   dt_heap_less less;
   size_t idx_off; /* offset of a size_t field in the item holding its index+1 */
 } dt_heap;
-void dt_heap_init(dt_heap *h, dt_heap_less less, size_t idx_off);
-void dt_heap_destroy(dt_heap *h);
-void dt_heap_push(dt_heap *h, void *item);
-void *dt_heap_pop(dt_heap *h);
-void *dt_heap_peek(const dt_heap *h);
-void dt_heap_remove(dt_heap *h, void *item); /* no-op if not in the heap */
-bool dt_heap_contains(const dt_heap *h, const void *item);
+void dt__heap_init(dt_heap *h, dt_heap_less less, size_t idx_off);
+void dt__heap_destroy(dt_heap *h);
+void dt__heap_push(dt_heap *h, void *item);
+void *dt__heap_pop(dt_heap *h);
+void *dt__heap_peek(const dt_heap *h);
+void dt__heap_remove(dt_heap *h, void *item); /* no-op if not in the heap */
+bool dt__heap_contains(const dt_heap *h, const void *item);
 
 /* ---- growable pointer vector */
 typedef struct {
   void **v;
   size_t len, cap;
 } dt_vec;
-void dt_vec_push(dt_vec *a, void *p);
-bool dt_vec_remove(dt_vec *a, void *p); /* swap-remove first occurrence */
-void dt_vec_free(dt_vec *a);
+void dt__vec_push(dt_vec *a, void *p);
+bool dt__vec_remove(dt_vec *a, void *p); /* swap-remove first occurrence */
+void dt__vec_free(dt_vec *a);
 
 /* ---- a pointer vector whose first element lives inline: most tasks are
  * wanted by one client and held by one worker, and then need no allocation.
  * Read it like dt_vec (v[i], len); it must not move while in use (call
- * dt_vec1_init where it lives). */
+ * dt__vec1_init where it lives). */
 typedef struct {
   void **v;
   uint32_t len, cap;
   void *one;
 } dt_vec1;
-void dt_vec1_init(dt_vec1 *a);
-void dt_vec1_push(dt_vec1 *a, void *p);
-bool dt_vec1_remove(dt_vec1 *a, void *p);
-void dt_vec1_free(dt_vec1 *a);
+void dt__vec1_init(dt_vec1 *a);
+void dt__vec1_push(dt_vec1 *a, void *p);
+bool dt__vec1_remove(dt_vec1 *a, void *p);
+void dt__vec1_free(dt_vec1 *a);
 
 /* ---- resources: dt__resources_parse splits "NAME=AMOUNT,..." into new
  * arrays (freed with dt__resources_free); DT_EINVAL with a message naming

@@ -34,17 +34,17 @@ static void test_smap_against_reference(void **state) {
   static char keys[N][16];
   static bool present[N];
   dt_smap m;
-  dt_smap_init(&m);
+  dt__smap_init(&m);
   srand(42);
   for (int i = 0; i < N; i++) snprintf(keys[i], sizeof(keys[i]), "k%d", i);
   for (int round = 0; round < 40000; round++) {
     int i = rand() % N;
     if (rand() % 3) {
-      void *prev = dt_smap_put(&m, keys[i], strlen(keys[i]), keys[i]);
+      void *prev = dt__smap_put(&m, keys[i], strlen(keys[i]), keys[i]);
       assert_ptr_equal(prev, present[i] ? keys[i] : NULL);
       present[i] = true;
     } else {
-      void *prev = dt_smap_del(&m, keys[i], strlen(keys[i]));
+      void *prev = dt__smap_del(&m, keys[i], strlen(keys[i]));
       assert_ptr_equal(prev, present[i] ? keys[i] : NULL);
       present[i] = false;
     }
@@ -53,7 +53,7 @@ static void test_smap_against_reference(void **state) {
   check_robin_hood(&m);
   size_t count = 0;
   for (int i = 0; i < N; i++) {
-    void *v = dt_smap_get(&m, keys[i], strlen(keys[i]));
+    void *v = dt__smap_get(&m, keys[i], strlen(keys[i]));
     assert_ptr_equal(v, present[i] ? keys[i] : NULL);
     count += present[i];
   }
@@ -62,15 +62,15 @@ static void test_smap_against_reference(void **state) {
   size_t cap = m.cap;
   for (int i = 0; i < N; i++)
     if (present[i] && i % 10) {
-      dt_smap_del(&m, keys[i], strlen(keys[i]));
+      dt__smap_del(&m, keys[i], strlen(keys[i]));
       present[i] = false;
     }
-  dt_smap_shrink(&m);
+  dt__smap_shrink(&m);
   assert_true(m.cap < cap);
   check_robin_hood(&m);
   for (int i = 0; i < N; i++)
-    assert_ptr_equal(dt_smap_get(&m, keys[i], strlen(keys[i])), present[i] ? keys[i] : NULL);
-  dt_smap_destroy(&m);
+    assert_ptr_equal(dt__smap_get(&m, keys[i], strlen(keys[i])), present[i] ? keys[i] : NULL);
+  dt__smap_destroy(&m);
 }
 
 typedef struct {
@@ -86,24 +86,24 @@ static void test_heap_order_and_remove(void **state) {
   enum { N = 1000 };
   static item items[N];
   dt_heap h;
-  dt_heap_init(&h, item_less, offsetof(item, idx));
+  dt__heap_init(&h, item_less, offsetof(item, idx));
   srand(7);
   for (int i = 0; i < N; i++) {
     items[i].prio = rand() % 100000;
-    dt_heap_push(&h, &items[i]);
+    dt__heap_push(&h, &items[i]);
   }
-  for (int i = 0; i < N; i += 3) dt_heap_remove(&h, &items[i]);
-  for (int i = 0; i < N; i += 3) assert_false(dt_heap_contains(&h, &items[i]));
+  for (int i = 0; i < N; i += 3) dt__heap_remove(&h, &items[i]);
+  for (int i = 0; i < N; i += 3) assert_false(dt__heap_contains(&h, &items[i]));
   int last = -1;
   size_t popped = 0;
   item *it;
-  while ((it = dt_heap_pop(&h)) != NULL) {
+  while ((it = dt__heap_pop(&h)) != NULL) {
     assert_true(it->prio >= last);
     last = it->prio;
     popped++;
   }
   assert_int_equal(popped, N - (N + 2) / 3);
-  dt_heap_destroy(&h);
+  dt__heap_destroy(&h);
 }
 
 static void test_addr_split(void **state) {

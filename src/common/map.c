@@ -31,8 +31,8 @@ uint32_t dt__hash(const char *s, size_t n) {
   return (uint32_t)h;
 }
 
-void dt_smap_init(dt_smap *m) { memset(m, 0, sizeof(*m)); }
-void dt_smap_destroy(dt_smap *m) {
+void dt__smap_init(dt_smap *m) { memset(m, 0, sizeof(*m)); }
+void dt__smap_destroy(dt_smap *m) {
   free(m->slots);
   memset(m, 0, sizeof(*m));
 }
@@ -83,7 +83,7 @@ static void insert(dt_smap *m, dt_map_slot e) {
   }
 }
 
-void *dt_smap_get(const dt_smap *m, const char *k, size_t klen) {
+void *dt__smap_get(const dt_smap *m, const char *k, size_t klen) {
   if (!m->cap) return NULL;
   bool found;
   size_t i = find(m, k, klen, dt__hash(k, klen), &found);
@@ -102,18 +102,18 @@ static void rehash(dt_smap *m, size_t ncap) {
 
 static void grow(dt_smap *m) { rehash(m, m->cap ? m->cap * 2 : 16); }
 
-void dt_smap_shrink(dt_smap *m) {
+void dt__smap_shrink(dt_smap *m) {
   size_t ncap = 16;
   while (m->len * 4 > ncap) ncap *= 2; /* a quarter full after: room to grow */
   if (ncap >= m->cap) return;
   if (m->len == 0) {
-    dt_smap_destroy(m);
+    dt__smap_destroy(m);
     return;
   }
   rehash(m, ncap);
 }
 
-void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val) {
+void *dt__smap_put(dt_smap *m, const char *k, size_t klen, void *val) {
   uint32_t h = dt__hash(k, klen);
   if (m->cap) {
     bool found;
@@ -132,7 +132,7 @@ void *dt_smap_put(dt_smap *m, const char *k, size_t klen, void *val) {
   return NULL;
 }
 
-void *dt_smap_del(dt_smap *m, const char *k, size_t klen) {
+void *dt__smap_del(dt_smap *m, const char *k, size_t klen) {
   if (!m->cap) return NULL;
   bool found;
   size_t i = find(m, k, klen, dt__hash(k, klen), &found);
@@ -156,12 +156,12 @@ void *dt_smap_del(dt_smap *m, const char *k, size_t klen) {
 
 #define IDX(h, it) (*(size_t *)((char *)(it) + (h)->idx_off))
 
-void dt_heap_init(dt_heap *h, dt_heap_less less, size_t idx_off) {
+void dt__heap_init(dt_heap *h, dt_heap_less less, size_t idx_off) {
   memset(h, 0, sizeof(*h));
   h->less = less;
   h->idx_off = idx_off;
 }
-void dt_heap_destroy(dt_heap *h) {
+void dt__heap_destroy(dt_heap *h) {
   for (size_t i = 0; i < h->len; i++) IDX(h, h->items[i]) = 0;
   free(h->items);
   h->items = NULL;
@@ -198,7 +198,7 @@ static void sift_down(dt_heap *h, size_t i) {
   set(h, i, it);
 }
 
-void dt_heap_push(dt_heap *h, void *item) {
+void dt__heap_push(dt_heap *h, void *item) {
   if (IDX(h, item)) return; /* already in */
   if (h->len == h->cap) {
     h->cap = h->cap ? h->cap * 2 : 64;
@@ -208,9 +208,9 @@ void dt_heap_push(dt_heap *h, void *item) {
   sift_up(h, h->len++);
 }
 
-void *dt_heap_peek(const dt_heap *h) { return h->len ? h->items[0] : NULL; }
+void *dt__heap_peek(const dt_heap *h) { return h->len ? h->items[0] : NULL; }
 
-void dt_heap_remove(dt_heap *h, void *item) {
+void dt__heap_remove(dt_heap *h, void *item) {
   size_t i = IDX(h, item);
   if (!i) return;
   i--;
@@ -223,13 +223,13 @@ void dt_heap_remove(dt_heap *h, void *item) {
   sift_up(h, IDX(h, h->items[i]) - 1);
 }
 
-void *dt_heap_pop(dt_heap *h) {
+void *dt__heap_pop(dt_heap *h) {
   if (!h->len) return NULL;
   void *top = h->items[0];
-  dt_heap_remove(h, top);
+  dt__heap_remove(h, top);
   return top;
 }
 
-bool dt_heap_contains(const dt_heap *h, const void *item) {
+bool dt__heap_contains(const dt_heap *h, const void *item) {
   return *(const size_t *)((const char *)item + h->idx_off) != 0;
 }

@@ -62,14 +62,14 @@ bool dt__passed(const struct timespec *ts) {
   return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
 }
 
-void dt_vec_push(dt_vec *a, void *p) {
+void dt__vec_push(dt_vec *a, void *p) {
   if (a->len == a->cap) {
     a->cap = a->cap ? a->cap * 2 : 4;
     a->v = dt__xrealloc(a->v, a->cap * sizeof(*a->v));
   }
   a->v[a->len++] = p;
 }
-bool dt_vec_remove(dt_vec *a, void *p) {
+bool dt__vec_remove(dt_vec *a, void *p) {
   for (size_t i = 0; i < a->len; i++)
     if (a->v[i] == p) {
       a->v[i] = a->v[--a->len];
@@ -77,19 +77,19 @@ bool dt_vec_remove(dt_vec *a, void *p) {
     }
   return false;
 }
-void dt_vec_free(dt_vec *a) {
+void dt__vec_free(dt_vec *a) {
   free(a->v);
   a->v = NULL;
   a->len = a->cap = 0;
 }
 
-void dt_vec1_init(dt_vec1 *a) {
+void dt__vec1_init(dt_vec1 *a) {
   a->v = &a->one;
   a->len = 0;
   a->cap = 1;
   a->one = NULL;
 }
-void dt_vec1_push(dt_vec1 *a, void *p) {
+void dt__vec1_push(dt_vec1 *a, void *p) {
   if (a->len == a->cap) {
     uint32_t ncap = a->cap * 4;
     void **n = dt__xmalloc(ncap * sizeof(*n));
@@ -100,7 +100,7 @@ void dt_vec1_push(dt_vec1 *a, void *p) {
   }
   a->v[a->len++] = p;
 }
-bool dt_vec1_remove(dt_vec1 *a, void *p) {
+bool dt__vec1_remove(dt_vec1 *a, void *p) {
   for (uint32_t i = 0; i < a->len; i++)
     if (a->v[i] == p) {
       a->v[i] = a->v[--a->len];
@@ -108,9 +108,9 @@ bool dt_vec1_remove(dt_vec1 *a, void *p) {
     }
   return false;
 }
-void dt_vec1_free(dt_vec1 *a) {
+void dt__vec1_free(dt_vec1 *a) {
   if (a->v != &a->one) free(a->v);
-  dt_vec1_init(a);
+  dt__vec1_init(a);
 }
 
 /* ---- resources: "GPU=1,MEM=2" lists (workers declare, tasks require) */

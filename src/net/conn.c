@@ -34,17 +34,17 @@ static void tls_free(dt_conn *c);
 
 static void locked_flush(dt_net *n) {
   if (!n->lock) {
-    dt_net_flush(n);
+    dt__net_flush(n);
     return;
   }
   n->lock->acquire(n->lock->arg); /* other threads append under this lock */
-  dt_net_flush(n);
+  dt__net_flush(n);
   n->lock->release(n->lock->arg);
 }
 static void on_turn_prep(uv_prepare_t *h) { locked_flush(h->data); }
 static void on_turn_chk(uv_check_t *h) { locked_flush(h->data); }
 
-void dt_net_init(dt_net *n, uv_loop_t *loop) {
+void dt__net_init(dt_net *n, uv_loop_t *loop) {
   memset(n, 0, sizeof(*n));
   n->loop = loop;
   uv_prepare_init(loop, &n->prep);
@@ -59,13 +59,13 @@ void dt_net_init(dt_net *n, uv_loop_t *loop) {
   uv_unref((uv_handle_t *)&n->hs_timer);
 }
 
-void dt_net_close(dt_net *n) {
+void dt__net_close(dt_net *n) {
   uv_close((uv_handle_t *)&n->prep, NULL);
   uv_close((uv_handle_t *)&n->chk, NULL);
   uv_close((uv_handle_t *)&n->hs_timer, NULL);
 }
 
-void dt_net_flush(dt_net *n) {
+void dt__net_flush(dt_net *n) {
   while (n->dirty) {
     dt_conn *c = n->dirty;
     n->dirty = c->dirty_next;
@@ -77,7 +77,7 @@ void dt_net_flush(dt_net *n) {
 
 /* ---------------------------------------------------------------- helpers */
 
-int dt_resolve(const char *host, int port, struct sockaddr_storage *ss) {
+int dt__resolve(const char *host, int port, struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof(*ss));
   if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
   if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
@@ -115,7 +115,7 @@ static dt_conn *conn_alloc(dt_net *n, const dt_conn_cbs *cbs, void *data) {
   c->cbs = cbs;
   c->data = data;
   c->stage = dt__xmalloc(STAGE_SIZE);
-  dt_wbuf_init(&c->out);
+  dt__wbuf_init(&c->out);
   c->tcp.data = c;
   return c;
 }
@@ -126,7 +126,7 @@ static void reset_read(dt_conn *c) {
   free(c->body);
   c->body = NULL;
   if (c->frames) {
-    for (uint32_t i = 0; i < c->nframes; i++) dt_blob_unref(c->frames[i].blob);
+    for (uint32_t i = 0; i < c->nframes; i++) dt__blob_unref(c->frames[i].blob);
     free(c->frames);
     c->frames = NULL;
   }
@@ -140,19 +140,19 @@ static void conn_destroy(dt_conn *c) {
   tls_free(c);
   reset_read(c);
   free(c->stage);
-  dt_wbuf_clear(&c->out);
-  for (size_t i = 0; i < c->nsealed; i++) dt_wbuf_clear(&c->sealed[i]);
+  dt__wbuf_clear(&c->out);
+  for (size_t i = 0; i < c->nsealed; i++) dt__wbuf_clear(&c->sealed[i]);
   free(c->sealed);
   free(c);
 }
 
-dt_conn *dt_conn_new_detached(void) {
+dt_conn *dt__conn_new_detached(void) {
   dt_conn *c = conn_alloc(NULL, NULL, NULL);
   c->state = DT_CONN_DETACHED;
   snprintf(c->peer, sizeof(c->peer), "detached");
   return c;
 }
-void dt_conn_free_detached(dt_conn *c) { conn_destroy(c); }
+void dt__conn_free_detached(dt_conn *c) { conn_destroy(c); }
 
 /* ---------------------------------------------------------------- closing */
 
@@ -178,7 +178,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-void dt_conn_close(dt_conn *c, bool graceful) {
+void dt__conn_close(dt_conn *c, bool graceful) {
   if (c->state == DT_CONN_CLOSING) return;
   if (c->state == DT_CONN_DETACHED) return;
   bool was_open = c->state == DT_CONN_OPEN;
@@ -198,7 +198,7 @@ void dt_conn_close(dt_conn *c, bool graceful) {
 static void proto_error(dt_conn *c, const char *what) {
   DT_WARN("closing connection %s %s: %s", c->outgoing ? "to" : "from", c->peer, what);
   if (c->close_status != DT_EAUTH) c->close_status = DT_EPROTO;
-  dt_conn_close(c, false);
+  dt__conn_close(c, false);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -214,7 +214,7 @@ static void dispatch(dt_conn *c) {
     dt_rd r = {p, q, c->frames, c->nframes};
     uint32_t n;
     uint64_t op;
-    if (rd_array(&r, &n) || n < 1 || rd_uint(&r, &op) || op == 0 || op >= DT_OP_COUNT) {
+    if (dt__rd_array(&r, &n) || n < 1 || dt__rd_uint(&r, &op) || op == 0 || op >= DT_OP_COUNT) {
       proto_error(c, "message is not [op, ...] with a known op");
       return;
     }
@@ -312,7 +312,7 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
     case DT_RS_FRAMES: {
       dt_frame *f = &c->frames[c->fi];
       if (!f->blob) {
-        f->blob = dt_blob_new(c->flens[c->fi]);
+        f->blob = dt__blob_new(c->flens[c->fi]);
         if (!f->blob) { proto_error(c, "out of memory for frame"); return; }
         f->p = f->blob->data;
         f->len = c->flens[c->fi];
@@ -333,7 +333,7 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
     /* a batch is complete when the body and every frame are in */
     while (c->rstate == DT_RS_FRAMES && c->fi < c->nframes && c->flens[c->fi] == 0 &&
            c->got == 0) {
-      c->frames[c->fi].blob = dt_blob_new(0);
+      c->frames[c->fi].blob = dt__blob_new(0);
       c->frames[c->fi].p = c->frames[c->fi].blob->data;
       c->fi++;
     }
@@ -362,7 +362,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (c->rstate == DT_RS_FRAMES && c->fi < c->nframes && c->flens[c->fi] - c->got >= STAGE_SIZE) {
     dt_frame *f = &c->frames[c->fi];
     if (!f->blob) {
-      f->blob = dt_blob_new(c->flens[c->fi]);
+      f->blob = dt__blob_new(c->flens[c->fi]);
       if (!f->blob) {
         *buf = uv_buf_init(NULL, 0);
         return;
@@ -419,7 +419,7 @@ static void on_read_locked(dt_conn *c, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     if (nread != UV_EOF) DT_INFO("connection to %s: %s", c->peer, uv_strerror((int)nread));
     c->close_status = nread == UV_EOF ? 0 : DT_ECONNLOST;
-    dt_conn_close(c, false);
+    dt__conn_close(c, false);
     return;
   }
   if (nread == 0) return;
@@ -460,7 +460,7 @@ static void on_written_locked(uv_write_t *req, int status) {
   dt_conn *c = wr->c;
   c->writes_in_flight--;
   if (status < 0 && status != UV_ECANCELED) DT_INFO("write to %s failed: %s", c->peer, uv_strerror(status));
-  dt_wbuf_clear(&wr->w);
+  dt__wbuf_clear(&wr->w);
   free(wr->bufs);
   free(wr);
 }
@@ -469,7 +469,7 @@ static void write_batch(dt_conn *c, dt_wbuf *w) {
   size_t hl = 8 + 8 * (size_t)w->nframes;
   write_req *wr = dt__xmalloc(sizeof(*wr) + hl);
   wr->w = *w;
-  dt_wbuf_init(w);
+  dt__wbuf_init(w);
   wr->c = c;
   uint32_t bl = (uint32_t)wr->w.len, nf = wr->w.nframes;
   uint8_t *h = (uint8_t *)wr->hdr;
@@ -499,7 +499,7 @@ static void write_batch(dt_conn *c, dt_wbuf *w) {
   c->net->bytes_out += bl;
   if (c->ssl) { /* encrypted into TLS records (copied): the batch is done with */
     for (size_t i = 0; i < k; i++) raw_write(c, wr->bufs[i].base, wr->bufs[i].len);
-    dt_wbuf_clear(&wr->w);
+    dt__wbuf_clear(&wr->w);
     free(wr->bufs);
     free(wr);
     return;
@@ -510,7 +510,7 @@ static void write_batch(dt_conn *c, dt_wbuf *w) {
     DT_INFO("write to %s failed: %s", c->peer, uv_strerror(rc));
     on_written_locked(&wr->req, rc);
     c->close_status = DT_ECONNLOST;
-    dt_conn_close(c, false);
+    dt__conn_close(c, false);
   }
 }
 
@@ -522,14 +522,14 @@ static void flush_conn(dt_conn *c) {
   if (c->out.len > 0) write_batch(c, &c->out);
 }
 
-dt_wbuf *dt_conn_out(dt_conn *c) {
+dt_wbuf *dt__conn_out(dt_conn *c) {
   if (c->out.len >= DT_BATCH_SOFT_BODY || c->out.nframes >= DT_BATCH_SOFT_FRAMES) {
     if (c->nsealed == c->sealed_cap) {
       c->sealed_cap = c->sealed_cap ? c->sealed_cap * 2 : 4;
       c->sealed = dt__xrealloc(c->sealed, c->sealed_cap * sizeof(*c->sealed));
     }
     c->sealed[c->nsealed++] = c->out;
-    dt_wbuf_init(&c->out);
+    dt__wbuf_init(&c->out);
   }
   if (!c->dirty && c->net && c->state != DT_CONN_DETACHED) {
     c->dirty = true;
@@ -569,14 +569,14 @@ static void on_connected_locked(dt_conn *c, int status) {
   start_open(c); /* on_connect follows when the handshakes are done */
 }
 
-int dt_conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
+int dt__conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
                     dt_conn **out) {
   char host[256];
   int port;
   if (dt__addr_split(addr, host, sizeof(host), &port) != 0)
     return dt__err(DT_EINVAL, "invalid address '%s' (expected host:port)", addr ? addr : "(null)");
   struct sockaddr_storage ss;
-  int rc = dt_resolve(host, port, &ss);
+  int rc = dt__resolve(host, port, &ss);
   if (rc != 0) return dt__err(DT_ECONNECT, "could not resolve host '%s' of address %s", host, addr);
   dt_conn *c = conn_alloc(n, cbs, data);
   snprintf(c->peer, sizeof(c->peer), "%s", addr);
@@ -598,7 +598,7 @@ int dt_conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *d
   return 0;
 }
 
-int dt_conn_local_ip(dt_conn *c, char *buf, size_t cap) {
+int dt__conn_local_ip(dt_conn *c, char *buf, size_t cap) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return DT_EIO;
@@ -631,7 +631,7 @@ static void on_connection(uv_stream_t *server, int status) {
   l->on_accept(l, c);
 }
 
-int dt_listener_start(dt_listener *l, dt_net *n, const char *host, int port,
+int dt__listener_start(dt_listener *l, dt_net *n, const char *host, int port,
                       const dt_conn_cbs *cbs, void (*on_accept)(dt_listener *, dt_conn *),
                       void *data) {
   memset(l, 0, sizeof(*l));
@@ -641,7 +641,7 @@ int dt_listener_start(dt_listener *l, dt_net *n, const char *host, int port,
   l->data = data;
   snprintf(l->host, sizeof(l->host), "%s", host);
   struct sockaddr_storage ss;
-  int rc = dt_resolve(host, port, &ss);
+  int rc = dt__resolve(host, port, &ss);
   if (rc) return dt__err(DT_EINVAL, "cannot resolve listen host '%s'", host);
   uv_tcp_init(n->loop, &l->tcp);
   l->tcp.data = l;
@@ -658,7 +658,7 @@ int dt_listener_start(dt_listener *l, dt_net *n, const char *host, int port,
   return 0;
 }
 
-void dt_listener_close(dt_listener *l) {
+void dt__listener_close(dt_listener *l) {
   if (!uv_is_closing((uv_handle_t *)&l->tcp)) uv_close((uv_handle_t *)&l->tcp, NULL);
 }
 
@@ -666,7 +666,7 @@ void dt_listener_close(dt_listener *l) {
 
 enum { AUTH_SRV_WAIT_RESPONSE = 1, AUTH_CLI_WAIT_CHALLENGE, AUTH_CLI_WAIT_PROOF };
 
-void dt_conn_admit(dt_conn *c) { c->admitted = true; }
+void dt__conn_admit(dt_conn *c) { c->admitted = true; }
 
 static void hs_unlink(dt_conn *c) {
   if (!c->net) return;
@@ -683,7 +683,7 @@ static void secure_fail(dt_conn *c, const char *why, int uvcode) {
   hs_unlink(c);
   c->close_status = DT_EAUTH;
   if (c->outgoing && !c->secured && c->cbs && c->cbs->on_connect) c->cbs->on_connect(c, uvcode);
-  dt_conn_close(c, false);
+  dt__conn_close(c, false);
 }
 
 static void on_hs_timer(uv_timer_t *h) {
@@ -706,7 +706,7 @@ static void secured(dt_conn *c) {
   c->secured = true;
   hs_unlink(c);
   if (c->outgoing && c->cbs && c->cbs->on_connect) c->cbs->on_connect(c, 0);
-  if (c->state == DT_CONN_OPEN && (c->out.len || c->nsealed)) dt_conn_out(c);
+  if (c->state == DT_CONN_OPEN && (c->out.len || c->nsealed)) dt__conn_out(c);
 }
 
 typedef struct {
@@ -740,7 +740,7 @@ static void raw_bytes(dt_conn *c, const void *data, size_t len) {
     free(rr);
     DT_INFO("write to %s failed: %s", c->peer, uv_strerror(rc));
     c->close_status = DT_ECONNLOST;
-    dt_conn_close(c, false);
+    dt__conn_close(c, false);
   }
 }
 
@@ -893,7 +893,7 @@ static bool tls_in(dt_conn *c, const char *data, size_t n) {
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
     if (e == SSL_ERROR_ZERO_RETURN) {
       c->close_status = 0;
-      dt_conn_close(c, false);
+      dt__conn_close(c, false);
       return false;
     }
     tls_error(c, "TLS read failed");

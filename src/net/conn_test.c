@@ -37,11 +37,11 @@ static int server_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   (void)c;
   if (op == DT_OP_HEARTBEAT) {
     int64_t v;
-    if (nf != 1 || rd_int(r, &v)) return DT_EPROTO;
+    if (nf != 1 || dt__rd_int(r, &v)) return DT_EPROTO;
     T.sum += v;
   } else if (op == DT_OP_DATA) {
     dt_payload p;
-    if (rd_payload(r, &p)) return DT_EPROTO;
+    if (dt__rd_payload(r, &p)) return DT_EPROTO;
     dt_value *v;
     assert_int_equal(dt__payload_decode(&p, &v), 0);
     size_t len;
@@ -66,7 +66,7 @@ static void server_close(dt_conn *c) {
 static const dt_conn_cbs server_cbs = {server_msg, NULL, server_close};
 static void on_accept(dt_listener *l, dt_conn *c) {
   (void)l;
-  dt_conn_admit(c); /* a known peer: frames allowed */
+  dt__conn_admit(c); /* a known peer: frames allowed */
 }
 
 static int client_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
@@ -84,7 +84,7 @@ static void on_guard(uv_timer_t *t) {
 static void close_all(uv_handle_t *h, void *arg) {
   (void)arg;
   if (uv_is_closing(h)) return;
-  if (h->type == UV_TCP && h != (uv_handle_t *)&T.lst.tcp) dt_conn_close(h->data, false);
+  if (h->type == UV_TCP && h != (uv_handle_t *)&T.lst.tcp) dt__conn_close(h->data, false);
   else uv_close(h, NULL);
 }
 
@@ -92,8 +92,8 @@ static int setup(void **state) {
   (void)state;
   memset(&T, 0, sizeof(T));
   uv_loop_init(&T.loop);
-  dt_net_init(&T.net, &T.loop);
-  assert_int_equal(dt_listener_start(&T.lst, &T.net, "127.0.0.1", 0, &server_cbs, on_accept, NULL), 0);
+  dt__net_init(&T.net, &T.loop);
+  assert_int_equal(dt__listener_start(&T.lst, &T.net, "127.0.0.1", 0, &server_cbs, on_accept, NULL), 0);
   uv_timer_init(&T.loop, &T.guard);
   uv_timer_start(&T.guard, on_guard, 10000, 0);
   return 0;
@@ -112,14 +112,14 @@ static void test_batches_and_frames(void **state) {
   char addr[64];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", T.lst.port);
   dt_conn *c;
-  assert_int_equal(dt_conn_connect(&T.net, addr, &client_cbs, NULL, &c), 0);
+  assert_int_equal(dt__conn_connect(&T.net, addr, &client_cbs, NULL, &c), 0);
   /* 10,000 small messages and a 32 MiB frame, queued before the connect
    * completes: they go out in batches once it does */
   int64_t want = 0;
   for (int i = 0; i < 10000; i++) {
-    dt_wbuf *w = dt_conn_out(c);
-    wb_msg(w, DT_OP_HEARTBEAT, 1);
-    wb_int(w, i);
+    dt_wbuf *w = dt__conn_out(c);
+    dt__wb_msg(w, DT_OP_HEARTBEAT, 1);
+    dt__wb_int(w, i);
     want += i;
   }
   size_t n = 32u << 20;
@@ -130,9 +130,9 @@ static void test_batches_and_frames(void **state) {
     bsum += big[i];
   }
   dt_value *v = dt_bytes_take(big, n, free);
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_DATA, 3);
-  assert_int_equal(wb_value(w, v), 0);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_DATA, 3);
+  assert_int_equal(dt__wb_value(w, v), 0);
   dt_value_free(v);
   T.want_msgs = 10001;
   uv_run(&T.loop, UV_RUN_DEFAULT);
@@ -195,10 +195,10 @@ static void test_malformed_batches_close_only_their_connection(void **state) {
   char addr[64];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", T.lst.port);
   dt_conn *c;
-  assert_int_equal(dt_conn_connect(&T.net, addr, &client_cbs, NULL, &c), 0);
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_HEARTBEAT, 1);
-  wb_int(w, 42);
+  assert_int_equal(dt__conn_connect(&T.net, addr, &client_cbs, NULL, &c), 0);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_HEARTBEAT, 1);
+  dt__wb_int(w, 42);
   T.want_msgs = 1;
   T.want_closed = 6;
   uv_run(&T.loop, UV_RUN_DEFAULT);

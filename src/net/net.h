@@ -44,9 +44,9 @@ struct dt_net_lock {
   void (*release)(void *);
   void *arg;
 };
-void dt_net_init(dt_net *n, uv_loop_t *loop);
-void dt_net_close(dt_net *n); /* closes its handles; run the loop after */
-void dt_net_flush(dt_net *n);
+void dt__net_init(dt_net *n, uv_loop_t *loop);
+void dt__net_close(dt_net *n); /* closes its handles; run the loop after */
+void dt__net_flush(dt_net *n);
 
 typedef struct {
   /* on_msg: one message [op, fields...]; r is positioned after the op and
@@ -117,26 +117,26 @@ struct dt_conn {
   void *ssl; /* SSL *, with TLS */
 };
 
-/* dt_conn_admit: the peer introduced itself properly: lift the limits for
+/* dt__conn_admit: the peer introduced itself properly: lift the limits for
  * strangers (DT_PREADMIT_MAX_BODY, no frames). */
-void dt_conn_admit(dt_conn *c);
+void dt__conn_admit(dt_conn *c);
 
-/* dt_conn_new_detached: a connection with no socket (for unit tests). */
-dt_conn *dt_conn_new_detached(void);
-void dt_conn_free_detached(dt_conn *c);
+/* dt__conn_new_detached: a connection with no socket (for unit tests). */
+dt_conn *dt__conn_new_detached(void);
+void dt__conn_free_detached(dt_conn *c);
 
-/* dt_conn_connect: starts connecting to addr ("host:port").  Returns 0 and
+/* dt__conn_connect: starts connecting to addr ("host:port").  Returns 0 and
  * the new connection (owned by the loop; freed after on_close), or an error
  * (nothing to free). */
-int dt_conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
+int dt__conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
                     dt_conn **out);
-/* dt_conn_out: the batch being written; append one message to it. */
-dt_wbuf *dt_conn_out(dt_conn *c);
-/* dt_conn_close: closes now (pending output is dropped) or, if graceful,
+/* dt__conn_out: the batch being written; append one message to it. */
+dt_wbuf *dt__conn_out(dt_conn *c);
+/* dt__conn_close: closes now (pending output is dropped) or, if graceful,
  * after pending output is written.  on_close runs later. */
-void dt_conn_close(dt_conn *c, bool graceful);
-/* dt_conn_local_ip: the local IP address of a connected socket. */
-int dt_conn_local_ip(dt_conn *c, char *buf, size_t cap);
+void dt__conn_close(dt_conn *c, bool graceful);
+/* dt__conn_local_ip: the local IP address of a connected socket. */
+int dt__conn_local_ip(dt_conn *c, char *buf, size_t cap);
 
 typedef struct dt_listener {
   uv_tcp_t tcp;
@@ -147,13 +147,13 @@ typedef struct dt_listener {
   int port;
   char host[64];
 } dt_listener;
-/* dt_listener_start: binds host:port (port 0 = any) and listens. */
-int dt_listener_start(dt_listener *l, dt_net *n, const char *host, int port,
+/* dt__listener_start: binds host:port (port 0 = any) and listens. */
+int dt__listener_start(dt_listener *l, dt_net *n, const char *host, int port,
                       const dt_conn_cbs *cbs, void (*on_accept)(dt_listener *, dt_conn *),
                       void *data);
-void dt_listener_close(dt_listener *l);
+void dt__listener_close(dt_listener *l);
 
-/* dt_resolve: host (numeric or name) and port into a sockaddr. */
-int dt_resolve(const char *host, int port, struct sockaddr_storage *ss);
+/* dt__resolve: host (numeric or name) and port into a sockaddr. */
+int dt__resolve(const char *host, int port, struct sockaddr_storage *ss);
 
 #endif

@@ -51,9 +51,9 @@ typedef struct dt_blob {
   char shm_name[40];  /* that memfd's name, unique per process */
 } dt_blob;
 #define DT_BLOB_MAP_MIN (4u << 20) /* from this size a blob gets its own mapping */
-dt_blob *dt_blob_new(size_t len); /* uninitialised data, refs = 1 */
-dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *));
-dt_blob *dt_blob_ref(dt_blob *b);
+dt_blob *dt__blob_new(size_t len); /* uninitialised data, refs = 1 */
+dt_blob *dt__blob_wrap(void *data, size_t len, void (*free_fn)(void *));
+dt_blob *dt__blob_ref(dt_blob *b);
 /* Sharing large blobs with processes on the same host (docs/memory.md):
  * dt__blob_share gives the memfd holding b's data (made, and the data copied
  * in, if b was not allocated in one); dt__blob_open_shared maps another
@@ -63,7 +63,7 @@ int dt__blob_share(dt_blob *b, int *fd, const char **name);
 dt_blob *dt__blob_open_shared(int pid, int fd, const char *name, size_t size);
 /* dt__bytes_of_blob: a DT_BYTES value over p..p+len of b (takes b's ref) */
 dt_value *dt__bytes_of_blob(dt_blob *b, const char *p, size_t len);
-void dt_blob_unref(dt_blob *b);
+void dt__blob_unref(dt_blob *b);
 
 /* A frame is a slice of a blob (the frame holds one blob reference). */
 typedef struct {
@@ -117,25 +117,25 @@ typedef struct {
   uint32_t nframes, fcap;
   uint32_t nmsgs;
 } dt_wbuf;
-void dt_wbuf_init(dt_wbuf *w);
-void dt_wbuf_clear(dt_wbuf *w); /* releases everything */
-char *dt_wbuf_reserve(dt_wbuf *w, size_t n);
-void wb_array(dt_wbuf *w, uint32_t n);
-void wb_map(dt_wbuf *w, uint32_t n);
-void wb_uint(dt_wbuf *w, uint64_t u);
-void wb_int(dt_wbuf *w, int64_t i);
-void wb_double(dt_wbuf *w, double d);
-void wb_bool(dt_wbuf *w, bool b);
-void wb_nil(dt_wbuf *w);
-void wb_str(dt_wbuf *w, const char *s, size_t len);
-void wb_cstr(dt_wbuf *w, const char *s); /* NULL writes nil */
-void wb_bin(dt_wbuf *w, const void *p, size_t len);
-void wb_payload(dt_wbuf *w, const dt_payload *p); /* refs p's frames */
-/* wb_value: encodes v as a payload (3 fields). */
-int wb_value(dt_wbuf *w, const dt_value *v);
-/* the op code starts a message: wb_msg(w, op, nfields) writes the array
+void dt__wbuf_init(dt_wbuf *w);
+void dt__wbuf_clear(dt_wbuf *w); /* releases everything */
+char *dt__wbuf_reserve(dt_wbuf *w, size_t n);
+void dt__wb_array(dt_wbuf *w, uint32_t n);
+void dt__wb_map(dt_wbuf *w, uint32_t n);
+void dt__wb_uint(dt_wbuf *w, uint64_t u);
+void dt__wb_int(dt_wbuf *w, int64_t i);
+void dt__wb_double(dt_wbuf *w, double d);
+void dt__wb_bool(dt_wbuf *w, bool b);
+void dt__wb_nil(dt_wbuf *w);
+void dt__wb_str(dt_wbuf *w, const char *s, size_t len);
+void dt__wb_cstr(dt_wbuf *w, const char *s); /* NULL writes nil */
+void dt__wb_bin(dt_wbuf *w, const void *p, size_t len);
+void dt__wb_payload(dt_wbuf *w, const dt_payload *p); /* refs p's frames */
+/* dt__wb_value: encodes v as a payload (3 fields). */
+int dt__wb_value(dt_wbuf *w, const dt_value *v);
+/* the op code starts a message: dt__wb_msg(w, op, nfields) writes the array
  * header for [op, nfields...] and the op */
-void wb_msg(dt_wbuf *w, int op, uint32_t nfields);
+void dt__wb_msg(dt_wbuf *w, int op, uint32_t nfields);
 
 /* ---- validation and reading of untrusted messages */
 /* dt__mp_validate: checks that *p..end starts with one complete msgpack
@@ -148,19 +148,19 @@ typedef struct {
   const dt_frame *frames; /* frames of the batch */
   uint32_t nframes;
 } dt_rd;
-int rd_array(dt_rd *r, uint32_t *n);
-int rd_map(dt_rd *r, uint32_t *n);
-int rd_uint(dt_rd *r, uint64_t *u);
-int rd_int(dt_rd *r, int64_t *i);
-int rd_double(dt_rd *r, double *d);
-int rd_bool(dt_rd *r, bool *b);
-int rd_str(dt_rd *r, const char **s, uint32_t *len);
-int rd_key(dt_rd *r, const char **s, uint32_t *len); /* str, 1..DT_MAX_KEY */
-int rd_bin(dt_rd *r, const char **s, uint32_t *len);
-bool rd_is_nil(dt_rd *r); /* consumes the nil if it is one */
-int rd_skip(dt_rd *r);
-/* rd_payload: fills out (new body copy + frame refs). */
-int rd_payload(dt_rd *r, dt_payload *out);
+int dt__rd_array(dt_rd *r, uint32_t *n);
+int dt__rd_map(dt_rd *r, uint32_t *n);
+int dt__rd_uint(dt_rd *r, uint64_t *u);
+int dt__rd_int(dt_rd *r, int64_t *i);
+int dt__rd_double(dt_rd *r, double *d);
+int dt__rd_bool(dt_rd *r, bool *b);
+int dt__rd_str(dt_rd *r, const char **s, uint32_t *len);
+int dt__rd_key(dt_rd *r, const char **s, uint32_t *len); /* str, 1..DT_MAX_KEY */
+int dt__rd_bin(dt_rd *r, const char **s, uint32_t *len);
+bool dt__rd_is_nil(dt_rd *r); /* consumes the nil if it is one */
+int dt__rd_skip(dt_rd *r);
+/* dt__rd_payload: fills out (new body copy + frame refs). */
+int dt__rd_payload(dt_rd *r, dt_payload *out);
 
 /* ---- message types, declared as data */
 #define DT_MSG_MAP(X)                                                                   \

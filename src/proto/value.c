@@ -59,7 +59,7 @@ static void *map_big(size_t len, void **base, size_t *map_len, int *fd, char *na
   return p;
 }
 
-dt_blob *dt_blob_new(size_t len) {
+dt_blob *dt__blob_new(size_t len) {
   if (len >= DT_BLOB_MAP_MIN) {
     dt_blob *b = malloc(sizeof(*b));
     if (!b) return NULL;
@@ -87,7 +87,7 @@ dt_blob *dt_blob_new(size_t len) {
   return b;
 }
 
-dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *)) {
+dt_blob *dt__blob_wrap(void *data, size_t len, void (*free_fn)(void *)) {
   dt_blob *b = malloc(sizeof(*b));
   if (!b) return NULL;
   atomic_init(&b->refs, 1);
@@ -101,12 +101,12 @@ dt_blob *dt_blob_wrap(void *data, size_t len, void (*free_fn)(void *)) {
   return b;
 }
 
-dt_blob *dt_blob_ref(dt_blob *b) {
+dt_blob *dt__blob_ref(dt_blob *b) {
   atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
   return b;
 }
 
-void dt_blob_unref(dt_blob *b) {
+void dt__blob_unref(dt_blob *b) {
   if (!b) return;
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
   if (b->free_fn) b->free_fn(b->free_arg);
@@ -225,7 +225,7 @@ dt_value *dt_str(const char *s) { return s ? dt_strn(s, strlen(s)) : NULL; }
 static dt_value *bytes_from_blob(dt_blob *b, const char *p, size_t len) {
   dt_value *v = vnew(DT_BYTES);
   if (!v) {
-    dt_blob_unref(b);
+    dt__blob_unref(b);
     return NULL;
   }
   v->u.bytes.blob = b;
@@ -236,14 +236,14 @@ static dt_value *bytes_from_blob(dt_blob *b, const char *p, size_t len) {
 
 dt_value *dt_bytes(const void *data, size_t len) {
   if (!data && len) return NULL;
-  dt_blob *b = dt_blob_new(len);
+  dt_blob *b = dt__blob_new(len);
   if (!b) return NULL;
   if (len) memcpy(b->data, data, len);
   return bytes_from_blob(b, b->data, len);
 }
 
 dt_value *dt_bytes_alloc(size_t len, void **data) {
-  dt_blob *b = dt_blob_new(len);
+  dt_blob *b = dt__blob_new(len);
   if (!b) return NULL;
   if (data) *data = b->data;
   return bytes_from_blob(b, b->data, len);
@@ -251,7 +251,7 @@ dt_value *dt_bytes_alloc(size_t len, void **data) {
 
 dt_value *dt_bytes_take(void *data, size_t len, void (*free_fn)(void *)) {
   if (!data && len) return NULL;
-  dt_blob *b = dt_blob_wrap(data, len, free_fn);
+  dt_blob *b = dt__blob_wrap(data, len, free_fn);
   if (!b) {
     if (free_fn) free_fn(data);
     return NULL;
@@ -261,7 +261,7 @@ dt_value *dt_bytes_take(void *data, size_t len, void (*free_fn)(void *)) {
 
 dt_value *dt__bytes_take_arg(void *data, size_t len, void (*free_fn)(void *), void *arg) {
   if (!data && len) return NULL;
-  dt_blob *b = dt_blob_wrap(data, len, free_fn);
+  dt_blob *b = dt__blob_wrap(data, len, free_fn);
   if (!b) {
     if (free_fn) free_fn(arg);
     return NULL;
@@ -369,7 +369,7 @@ void dt_value_free(dt_value *v) {
   if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1) return;
   switch (v->type) {
   case DT_STR: free(v->u.str.s); break;
-  case DT_BYTES: dt_blob_unref(v->u.bytes.blob); break;
+  case DT_BYTES: dt__blob_unref(v->u.bytes.blob); break;
   case DT_LIST:
     for (size_t i = 0; i < v->u.list.len; i++) dt_value_free(v->u.list.items[i]);
     free(v->u.list.items);
@@ -538,13 +538,13 @@ size_t dt__value_nbytes(const dt_value *v) {
 static int enc(dt_wbuf *w, const dt_value *v, dt_vec *deps, int depth) {
   if (depth > DT_MAX_DEPTH) return dt__err(DT_EINVAL, "value nested deeper than %d", DT_MAX_DEPTH);
   switch (v->type) {
-  case DT_NIL: wb_nil(w); break;
-  case DT_BOOL: wb_bool(w, v->u.b); break;
-  case DT_INT: wb_int(w, v->u.i); break;
-  case DT_DOUBLE: wb_double(w, v->u.d); break;
+  case DT_NIL: dt__wb_nil(w); break;
+  case DT_BOOL: dt__wb_bool(w, v->u.b); break;
+  case DT_INT: dt__wb_int(w, v->u.i); break;
+  case DT_DOUBLE: dt__wb_double(w, v->u.d); break;
   case DT_STR:
     if (v->u.str.len > UINT32_MAX) return dt__err(DT_EINVAL, "string too long");
-    wb_str(w, v->u.str.s, v->u.str.len);
+    dt__wb_str(w, v->u.str.s, v->u.str.len);
     break;
   case DT_BYTES:
     if (v->u.bytes.len >= DT_LARGE_BYTES) {
@@ -553,43 +553,43 @@ static int enc(dt_wbuf *w, const dt_value *v, dt_vec *deps, int depth) {
         w->frames = dt__xrealloc(w->frames, w->fcap * sizeof(*w->frames));
       }
       uint32_t idx = w->nframes++;
-      w->frames[idx].blob = dt_blob_ref(v->u.bytes.blob);
+      w->frames[idx].blob = dt__blob_ref(v->u.bytes.blob);
       w->frames[idx].p = v->u.bytes.p;
       w->frames[idx].len = v->u.bytes.len;
-      char *p = dt_wbuf_reserve(w, 6);
+      char *p = dt__wbuf_reserve(w, 6);
       p[0] = (char)0xd6; /* fixext4 */
       p[1] = DT_EXT_FRAME;
       p = mp_store_u32(p + 2, idx);
       w->len += 6;
     } else {
-      wb_bin(w, v->u.bytes.p, v->u.bytes.len);
+      dt__wb_bin(w, v->u.bytes.p, v->u.bytes.len);
     }
     break;
   case DT_LIST:
     if (v->u.list.len > UINT32_MAX) return dt__err(DT_EINVAL, "list too long");
-    wb_array(w, (uint32_t)v->u.list.len);
+    dt__wb_array(w, (uint32_t)v->u.list.len);
     for (size_t i = 0; i < v->u.list.len; i++) {
       int rc = enc(w, v->u.list.items[i], deps, depth + 1);
       if (rc) return rc;
     }
     break;
   case DT_MAP:
-    wb_map(w, (uint32_t)v->u.map.len);
+    dt__wb_map(w, (uint32_t)v->u.map.len);
     for (size_t i = 0; i < v->u.map.len; i++) {
-      wb_cstr(w, v->u.map.keys[i]);
+      dt__wb_cstr(w, v->u.map.keys[i]);
       int rc = enc(w, v->u.map.vals[i], deps, depth + 1);
       if (rc) return rc;
     }
     break;
   case DT_FUTURE: {
     size_t kl = strlen(v->u.fut.key);
-    char *p = dt_wbuf_reserve(w, 6 + kl);
+    char *p = dt__wbuf_reserve(w, 6 + kl);
     p[0] = (char)0xc9; /* ext32 */
     p = mp_store_u32(p + 1, (uint32_t)kl);
     *p++ = DT_EXT_FUTURE;
     memcpy(p, v->u.fut.key, kl);
     w->len += 6 + kl;
-    if (deps) dt_vec_push(deps, v->u.fut.key);
+    if (deps) dt__vec_push(deps, v->u.fut.key);
     break;
   }
   default: return dt__err(DT_EINVAL, "unknown value type %d", v->type);
@@ -603,7 +603,7 @@ static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *p) {
-  dt_wbuf_clear(p);
+  dt__wbuf_clear(p);
   free(p);
 }
 static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
@@ -637,17 +637,17 @@ int dt__payload_encode(const dt_value *v, dt_payload *out, dt_vec *deps) {
       out->nframes = w->nframes;
     }
   } else {
-    for (uint32_t i = 0; i < w->nframes; i++) dt_blob_unref(w->frames[i].blob);
+    for (uint32_t i = 0; i < w->nframes; i++) dt__blob_unref(w->frames[i].blob);
   }
   w->nframes = 0;
-  if (w->cap > (1u << 20)) dt_wbuf_clear(w); /* do not keep a huge buffer */
+  if (w->cap > (1u << 20)) dt__wbuf_clear(w); /* do not keep a huge buffer */
   return rc;
 }
 
 void dt__payload_clear(dt_payload *p) {
   if (!p) return;
   free(p->body);
-  for (uint32_t i = 0; i < p->nframes; i++) dt_blob_unref(p->frames[i].blob);
+  for (uint32_t i = 0; i < p->nframes; i++) dt__blob_unref(p->frames[i].blob);
   free(p->frames);
   memset(p, 0, sizeof(*p));
 }
@@ -660,7 +660,7 @@ void dt__payload_copy(dt_payload *dst, const dt_payload *src) {
   dst->frames = src->nframes ? dt__xmalloc(src->nframes * sizeof(*dst->frames)) : NULL;
   for (uint32_t i = 0; i < src->nframes; i++) {
     dst->frames[i] = src->frames[i];
-    dt_blob_ref(dst->frames[i].blob);
+    dt__blob_ref(dst->frames[i].blob);
   }
 }
 
@@ -686,7 +686,7 @@ static int dec_ext(dec_state *s, uint32_t len, int8_t type, dt_value **out) {
     uint32_t idx = mp_load_u32(&q);
     if (idx >= s->pl->nframes) return dt__err(DT_EPROTO, "frame reference %u out of range", idx);
     const dt_frame *f = &s->pl->frames[idx];
-    *out = bytes_from_blob(dt_blob_ref(f->blob), f->p, f->len);
+    *out = bytes_from_blob(dt__blob_ref(f->blob), f->p, f->len);
     return *out ? 0 : DT_ENOMEM;
   }
   if (type == DT_EXT_FUTURE && len >= 1 && len <= DT_MAX_KEY) {

@@ -55,7 +55,7 @@ static void test_containers_roundtrip(void **state) {
   assert_true(dt_value_equal(l, r));
   assert_int_equal(dt_value_int(dt_map_get(dt_list_get(r, 0), "a")), 2);
   assert_int_equal(dt_value_type(dt_list_get(r, 1)), DT_FUTURE);
-  dt_vec_free(&deps);
+  dt__vec_free(&deps);
   dt__payload_clear(&p);
   dt_value_free(r);
   dt_value_free(l);
@@ -217,7 +217,7 @@ static void test_shared_memory_blobs(void **state) {
   m = dt__blob_open_shared((int)getpid(), fd, name, 2u << 20);
   assert_non_null(m);
   assert_int_equal(m->data[(2u << 20) - 1], 3);
-  dt_blob_unref(m);
+  dt__blob_unref(m);
   dt_value_free(t);
 }
 

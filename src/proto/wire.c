@@ -11,16 +11,16 @@
 
 /* ---------------------------------------------------------------- writing */
 
-void dt_wbuf_init(dt_wbuf *w) { memset(w, 0, sizeof(*w)); }
+void dt__wbuf_init(dt_wbuf *w) { memset(w, 0, sizeof(*w)); }
 
-void dt_wbuf_clear(dt_wbuf *w) {
+void dt__wbuf_clear(dt_wbuf *w) {
   free(w->buf);
-  for (uint32_t i = 0; i < w->nframes; i++) dt_blob_unref(w->frames[i].blob);
+  for (uint32_t i = 0; i < w->nframes; i++) dt__blob_unref(w->frames[i].blob);
   free(w->frames);
   memset(w, 0, sizeof(*w));
 }
 
-char *dt_wbuf_reserve(dt_wbuf *w, size_t n) {
+char *dt__wbuf_reserve(dt_wbuf *w, size_t n) {
   if (w->len + n > w->cap) {
     size_t ncap = w->cap ? w->cap : 256;
     while (ncap < w->len + n) ncap *= 2;
@@ -32,44 +32,44 @@ char *dt_wbuf_reserve(dt_wbuf *w, size_t n) {
 
 #define PUT(expr, maxn)                                                        \
   do {                                                                         \
-    char *p_ = dt_wbuf_reserve(w, (maxn));                                     \
+    char *p_ = dt__wbuf_reserve(w, (maxn));                                     \
     char *e_ = expr;                                                           \
     w->len += (size_t)(e_ - p_);                                               \
   } while (0)
 
-void wb_array(dt_wbuf *w, uint32_t n) { PUT(mp_encode_array(p_, n), 5); }
-void wb_map(dt_wbuf *w, uint32_t n) { PUT(mp_encode_map(p_, n), 5); }
-void wb_uint(dt_wbuf *w, uint64_t u) { PUT(mp_encode_uint(p_, u), 9); }
-void wb_int(dt_wbuf *w, int64_t i) {
+void dt__wb_array(dt_wbuf *w, uint32_t n) { PUT(mp_encode_array(p_, n), 5); }
+void dt__wb_map(dt_wbuf *w, uint32_t n) { PUT(mp_encode_map(p_, n), 5); }
+void dt__wb_uint(dt_wbuf *w, uint64_t u) { PUT(mp_encode_uint(p_, u), 9); }
+void dt__wb_int(dt_wbuf *w, int64_t i) {
   if (i >= 0) PUT(mp_encode_uint(p_, (uint64_t)i), 9);
   else PUT(mp_encode_int(p_, i), 9);
 }
-void wb_double(dt_wbuf *w, double d) { PUT(mp_encode_double(p_, d), 9); }
-void wb_bool(dt_wbuf *w, bool b) { PUT(mp_encode_bool(p_, b), 1); }
-void wb_nil(dt_wbuf *w) { PUT(mp_encode_nil(p_), 1); }
+void dt__wb_double(dt_wbuf *w, double d) { PUT(mp_encode_double(p_, d), 9); }
+void dt__wb_bool(dt_wbuf *w, bool b) { PUT(mp_encode_bool(p_, b), 1); }
+void dt__wb_nil(dt_wbuf *w) { PUT(mp_encode_nil(p_), 1); }
 /* (msgpuck memcpy()s even 0 bytes: never hand it NULL) */
-void wb_str(dt_wbuf *w, const char *s, size_t len) {
+void dt__wb_str(dt_wbuf *w, const char *s, size_t len) {
   if (!s) s = "";
   PUT(mp_encode_str(p_, s, (uint32_t)len), 5 + len);
 }
-void wb_cstr(dt_wbuf *w, const char *s) {
-  if (s) wb_str(w, s, strlen(s));
-  else wb_nil(w);
+void dt__wb_cstr(dt_wbuf *w, const char *s) {
+  if (s) dt__wb_str(w, s, strlen(s));
+  else dt__wb_nil(w);
 }
-void wb_bin(dt_wbuf *w, const void *p, size_t len) {
+void dt__wb_bin(dt_wbuf *w, const void *p, size_t len) {
   if (!p) p = "";
   PUT(mp_encode_bin(p_, (const char *)p, (uint32_t)len), 5 + len);
 }
-void wb_msg(dt_wbuf *w, int op, uint32_t nfields) {
-  wb_array(w, nfields + 1);
-  wb_uint(w, (uint64_t)op);
+void dt__wb_msg(dt_wbuf *w, int op, uint32_t nfields) {
+  dt__wb_array(w, nfields + 1);
+  dt__wb_uint(w, (uint64_t)op);
   w->nmsgs++;
 }
 
-void wb_payload(dt_wbuf *w, const dt_payload *p) {
-  wb_bin(w, p->body, p->len);
-  wb_uint(w, w->nframes);
-  wb_uint(w, p->nframes);
+void dt__wb_payload(dt_wbuf *w, const dt_payload *p) {
+  dt__wb_bin(w, p->body, p->len);
+  dt__wb_uint(w, w->nframes);
+  dt__wb_uint(w, p->nframes);
   if (p->nframes == 0) return;
   if (w->nframes + p->nframes > w->fcap) {
     while (w->nframes + p->nframes > w->fcap) w->fcap = w->fcap ? w->fcap * 2 : 4;
@@ -77,21 +77,21 @@ void wb_payload(dt_wbuf *w, const dt_payload *p) {
   }
   for (uint32_t i = 0; i < p->nframes; i++) {
     w->frames[w->nframes] = p->frames[i];
-    dt_blob_ref(p->frames[i].blob);
+    dt__blob_ref(p->frames[i].blob);
     w->nframes++;
   }
 }
 
-int wb_value(dt_wbuf *w, const dt_value *v) {
+int dt__wb_value(dt_wbuf *w, const dt_value *v) {
   dt_payload p;
   int rc = dt__payload_encode(v, &p, NULL);
   if (rc) {
-    wb_bin(w, "\xc0", 1); /* keep the message well formed: nil */
-    wb_uint(w, 0);
-    wb_uint(w, 0);
+    dt__wb_bin(w, "\xc0", 1); /* keep the message well formed: nil */
+    dt__wb_uint(w, 0);
+    dt__wb_uint(w, 0);
     return rc;
   }
-  wb_payload(w, &p);
+  dt__wb_payload(w, &p);
   dt__payload_clear(&p);
   return 0;
 }
@@ -204,22 +204,22 @@ int dt__mp_validate(const char **pp, const char *end, int max_depth) {
     if ((r)->p >= (r)->end || mp_typeof(*(r)->p) != (t)) return DT_EPROTO;    \
   } while (0)
 
-int rd_array(dt_rd *r, uint32_t *n) {
+int dt__rd_array(dt_rd *r, uint32_t *n) {
   NEED(r, MP_ARRAY);
   *n = mp_decode_array(&r->p);
   return 0;
 }
-int rd_map(dt_rd *r, uint32_t *n) {
+int dt__rd_map(dt_rd *r, uint32_t *n) {
   NEED(r, MP_MAP);
   *n = mp_decode_map(&r->p);
   return 0;
 }
-int rd_uint(dt_rd *r, uint64_t *u) {
+int dt__rd_uint(dt_rd *r, uint64_t *u) {
   NEED(r, MP_UINT);
   *u = mp_decode_uint(&r->p);
   return 0;
 }
-int rd_int(dt_rd *r, int64_t *i) {
+int dt__rd_int(dt_rd *r, int64_t *i) {
   if (r->p >= r->end) return DT_EPROTO;
   if (mp_typeof(*r->p) == MP_UINT) {
     uint64_t u = mp_decode_uint(&r->p);
@@ -231,56 +231,56 @@ int rd_int(dt_rd *r, int64_t *i) {
   *i = mp_decode_int(&r->p);
   return 0;
 }
-int rd_double(dt_rd *r, double *d) {
+int dt__rd_double(dt_rd *r, double *d) {
   if (r->p >= r->end) return DT_EPROTO;
   enum mp_type t = mp_typeof(*r->p);
   if (t == MP_DOUBLE) *d = mp_decode_double(&r->p);
   else if (t == MP_FLOAT) *d = mp_decode_float(&r->p);
   else {
     int64_t i;
-    if (rd_int(r, &i)) return DT_EPROTO;
+    if (dt__rd_int(r, &i)) return DT_EPROTO;
     *d = (double)i;
   }
   return 0;
 }
-int rd_bool(dt_rd *r, bool *b) {
+int dt__rd_bool(dt_rd *r, bool *b) {
   NEED(r, MP_BOOL);
   *b = mp_decode_bool(&r->p);
   return 0;
 }
-int rd_str(dt_rd *r, const char **s, uint32_t *len) {
+int dt__rd_str(dt_rd *r, const char **s, uint32_t *len) {
   NEED(r, MP_STR);
   *s = mp_decode_str(&r->p, len);
   return 0;
 }
-int rd_key(dt_rd *r, const char **s, uint32_t *len) {
-  if (rd_str(r, s, len)) return DT_EPROTO;
+int dt__rd_key(dt_rd *r, const char **s, uint32_t *len) {
+  if (dt__rd_str(r, s, len)) return DT_EPROTO;
   if (*len == 0 || *len > DT_MAX_KEY) return DT_EPROTO;
   if (memchr(*s, '\0', *len)) return DT_EPROTO; /* keys are C strings everywhere */
   return 0;
 }
-int rd_bin(dt_rd *r, const char **s, uint32_t *len) {
+int dt__rd_bin(dt_rd *r, const char **s, uint32_t *len) {
   NEED(r, MP_BIN);
   *s = mp_decode_bin(&r->p, len);
   return 0;
 }
-bool rd_is_nil(dt_rd *r) {
+bool dt__rd_is_nil(dt_rd *r) {
   if (r->p < r->end && mp_typeof(*r->p) == MP_NIL) {
     mp_decode_nil(&r->p);
     return true;
   }
   return false;
 }
-int rd_skip(dt_rd *r) {
+int dt__rd_skip(dt_rd *r) {
   if (dt__mp_validate(&r->p, r->end, DT_MAX_DEPTH)) return DT_EPROTO;
   return 0;
 }
-int rd_payload(dt_rd *r, dt_payload *out) {
+int dt__rd_payload(dt_rd *r, dt_payload *out) {
   const char *b;
   uint32_t blen;
   uint64_t first, n;
   memset(out, 0, sizeof(*out));
-  if (rd_bin(r, &b, &blen) || rd_uint(r, &first) || rd_uint(r, &n)) return DT_EPROTO;
+  if (dt__rd_bin(r, &b, &blen) || dt__rd_uint(r, &first) || dt__rd_uint(r, &n)) return DT_EPROTO;
   if (first > r->nframes || n > r->nframes - first) return DT_EPROTO;
   out->body = dt__xmalloc(blen);
   memcpy(out->body, b, blen);
@@ -290,7 +290,7 @@ int rd_payload(dt_rd *r, dt_payload *out) {
     out->frames = dt__xmalloc(n * sizeof(*out->frames));
     for (uint64_t i = 0; i < n; i++) {
       out->frames[i] = r->frames[first + i];
-      dt_blob_ref(out->frames[i].blob);
+      dt__blob_ref(out->frames[i].blob);
     }
   }
   return 0;

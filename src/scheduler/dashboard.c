@@ -88,7 +88,7 @@ char *dt__dash_summary_json(const sched *s, const dt_dash_extra *x) {
   for (size_t i = 0; i < s->workers.len; i++) threads += ((const s_worker *)s->workers.v[i])->nthreads;
   sb_printf(&b, "%d,\"states\":{", threads);
   for (int st = 0; st < TS_COUNT; st++)
-    sb_printf(&b, "%s\"%s\":%lld", st ? "," : "", s_task_state_name(st), (long long)s->count[st]);
+    sb_printf(&b, "%s\"%s\":%lld", st ? "," : "", dt__task_state_name(st), (long long)s->count[st]);
   sb_printf(&b, "},\"completed\":%llu,\"tasks_per_s\":%.1f,\"memory_bytes\":%llu,\"workers_lost\":%llu}",
             (unsigned long long)s->tasks_completed, x->tasks_per_s,
             (unsigned long long)bytes_in_memory(s), (unsigned long long)x->workers_lost);
@@ -197,7 +197,7 @@ char *dt__dash_metrics(const sched *s, const dt_dash_extra *x) {
   sb_printf(&b, "# HELP dtask_tasks Tasks the scheduler knows, by state.\n# TYPE dtask_tasks gauge\n");
   for (int st = 0; st < TS_COUNT; st++)
     if (st != TS_FORGOTTEN)
-      sb_printf(&b, "dtask_tasks{state=\"%s\"} %lld\n", s_task_state_name(st), (long long)s->count[st]);
+      sb_printf(&b, "dtask_tasks{state=\"%s\"} %lld\n", dt__task_state_name(st), (long long)s->count[st]);
   sb_printf(&b, "# HELP dtask_workers Workers connected.\n# TYPE dtask_workers gauge\ndtask_workers %zu\n",
             s->workers.len);
   sb_printf(&b, "# HELP dtask_clients Clients connected.\n# TYPE dtask_clients gauge\ndtask_clients %zu\n",

@@ -44,7 +44,7 @@ static void submit(s_client *c, const char *func, int n, int deps_from, const ch
     wanted[i] = keys[i];
     wl[i] = ts[i].klen;
   }
-  sched_update_graph(&S, c, ts, (uint32_t)n, wanted, wl, (uint32_t)n);
+  dt__sched_update_graph(&S, c, ts, (uint32_t)n, wanted, wl, (uint32_t)n);
   for (int i = 0; i < n; i++) {
     free(keys[i]);
     free(deps[i]);
@@ -71,17 +71,17 @@ static double metric(const char *text, const char *name_and_labels) {
 
 static void test_metrics_parse_back(void **state) {
   (void)state;
-  sched_init(&S);
-  dt_conn *wc = dt_conn_new_detached(), *cc = dt_conn_new_detached();
-  s_worker *w = sched_add_worker(&S, wc, "w\"1", "127.0.0.1:1", 2, NULL, NULL, 0);
-  s_client *c = sched_add_client(&S, cc, "c");
+  dt__sched_init(&S);
+  dt_conn *wc = dt__conn_new_detached(), *cc = dt__conn_new_detached();
+  s_worker *w = dt__sched_add_worker(&S, wc, "w\"1", "127.0.0.1:1", 2, NULL, NULL, 0);
+  s_client *c = dt__sched_add_client(&S, cc, "c");
   submit(c, "load", 10, 0, NULL);
   submit(c, "clean", 10, 1, "load");
   /* finish 4 loads */
   for (int i = 0; i < 4; i++) {
     char k[32];
     snprintf(k, sizeof(k), "load-%d", i);
-    sched_task_finished(&S, w, k, (uint32_t)strlen(k), 1000, 0.01, NULL, 0);
+    dt__sched_task_finished(&S, w, k, (uint32_t)strlen(k), 1000, 0.01, NULL, 0);
   }
   dt_dash_extra x = {.now_s = 100, .tasks_per_s = 4, .bytes_in = 123, .bytes_out = 456,
                      .loop_lag_s = 0.002, .workers_lost = 1};
@@ -109,7 +109,7 @@ static void test_metrics_parse_back(void **state) {
   for (int st = 0; st < TS_COUNT; st++) {
     if (st == TS_FORGOTTEN) continue;
     char name[64];
-    snprintf(name, sizeof(name), "dtask_tasks{state=\"%s\"}", s_task_state_name(st));
+    snprintf(name, sizeof(name), "dtask_tasks{state=\"%s\"}", dt__task_state_name(st));
     assert_int_equal((int64_t)metric(m, name), S.count[st]);
   }
   assert_int_equal((int)metric(m, "dtask_workers"), 1);
@@ -136,35 +136,35 @@ static void test_metrics_parse_back(void **state) {
   char *sj = dt__dash_stream_json(&S, &x);
   assert_non_null(strstr(sj, "\"functions\":[\"load\"]"));
   free(sj);
-  sched_destroy(&S);
-  dt_conn_free_detached(wc);
-  dt_conn_free_detached(cc);
+  dt__sched_destroy(&S);
+  dt__conn_free_detached(wc);
+  dt__conn_free_detached(cc);
 }
 
 /* 1,000,000 tasks in 10 functions on 100 workers, 8,192 tasks in the
  * stream: every payload of an update stays under 100 kB */
 static void test_payloads_stay_small(void **state) {
   (void)state;
-  sched_init(&S);
+  dt__sched_init(&S);
   dt_conn *conns[101];
   s_worker *ws[100];
   for (int i = 0; i < 100; i++) {
     char nm[32];
     snprintf(nm, sizeof(nm), "worker-%03d", i);
-    conns[i] = dt_conn_new_detached();
-    ws[i] = sched_add_worker(&S, conns[i], nm, nm, 8, NULL, NULL, 0);
+    conns[i] = dt__conn_new_detached();
+    ws[i] = dt__sched_add_worker(&S, conns[i], nm, nm, 8, NULL, NULL, 0);
   }
-  conns[100] = dt_conn_new_detached();
-  s_client *c = sched_add_client(&S, conns[100], "c");
+  conns[100] = dt__conn_new_detached();
+  s_client *c = dt__sched_add_client(&S, conns[100], "c");
   for (int f = 0; f < 10; f++) {
     char fn[32];
     snprintf(fn, sizeof(fn), "function_%d", f);
     submit(c, fn, 100000, 0, NULL);
     /* keep the detached outboxes from growing without bound */
     for (int i = 0; i < 101; i++) {
-      dt_wbuf_clear(&conns[i]->out);
-      dt_wbuf_init(&conns[i]->out);
-      for (size_t k = 0; k < conns[i]->nsealed; k++) dt_wbuf_clear(&conns[i]->sealed[k]);
+      dt__wbuf_clear(&conns[i]->out);
+      dt__wbuf_init(&conns[i]->out);
+      for (size_t k = 0; k < conns[i]->nsealed; k++) dt__wbuf_clear(&conns[i]->sealed[k]);
       conns[i]->nsealed = 0;
     }
   }
@@ -175,7 +175,7 @@ static void test_payloads_stay_small(void **state) {
     for (int i = 0; i < 100 && done < 9000; i++)
       if (ws[i]->processing.len) {
         s_task *t = ws[i]->processing.v[0];
-        sched_task_finished(&S, ws[i], t->key, t->klen, 64, 0.001, NULL, 0);
+        dt__sched_task_finished(&S, ws[i], t->key, t->klen, 64, 0.001, NULL, 0);
         done++;
       }
   assert_true(S.stream_n >= 8192);
@@ -192,8 +192,8 @@ static void test_payloads_stay_small(void **state) {
   assert_true(total - strlen(parts[4]) < 100 * 1000); /* what the page receives */
   assert_true(strlen(parts[4]) < 100 * 1000);
   for (int i = 0; i < 5; i++) free(parts[i]);
-  sched_destroy(&S);
-  for (int i = 0; i < 101; i++) dt_conn_free_detached(conns[i]);
+  dt__sched_destroy(&S);
+  for (int i = 0; i < 101; i++) dt__conn_free_detached(conns[i]);
 }
 
 int main(void) {

@@ -69,7 +69,7 @@ static int on_hello_client(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t version;
   const char *name;
   uint32_t nlen;
-  if (nf < 2 || rd_uint(r, &version) || rd_str(r, &name, &nlen)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_uint(r, &version) || dt__rd_str(r, &name, &nlen)) return DT_EPROTO;
   if (version != DT_PROTO_VERSION) {
     DT_WARN("client %s speaks protocol %llu, not %d", c->peer, (unsigned long long)version,
             DT_PROTO_VERSION);
@@ -77,12 +77,12 @@ static int on_hello_client(dt_conn *c, uint32_t nf, dt_rd *r) {
   }
   char nm[128];
   snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
-  s_client *cl = sched_add_client(&S.s, c, nm);
+  s_client *cl = dt__sched_add_client(&S.s, c, nm);
   c->data = cl;
-  dt_conn_admit(c);
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_WELCOME, 1);
-  wb_uint(w, cl->id);
+  dt__conn_admit(c);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_WELCOME, 1);
+  dt__wb_uint(w, cl->id);
   DT_INFO("client %s connected from %s", nm, c->peer);
   return 0;
 }
@@ -91,8 +91,8 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t version, nthreads;
   const char *name, *addr;
   uint32_t nlen, alen, nres;
-  if (nf < 5 || rd_uint(r, &version) || rd_str(r, &name, &nlen) || rd_str(r, &addr, &alen) ||
-      rd_uint(r, &nthreads) || rd_map(r, &nres))
+  if (nf < 5 || dt__rd_uint(r, &version) || dt__rd_str(r, &name, &nlen) || dt__rd_str(r, &addr, &alen) ||
+      dt__rd_uint(r, &nthreads) || dt__rd_map(r, &nres))
     return DT_EPROTO;
   if (version != DT_PROTO_VERSION || alen == 0 || alen > 200 || nlen > 200 || nthreads == 0 ||
       nthreads > 4096 || nres > 64)
@@ -102,7 +102,7 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
   for (uint32_t i = 0; i < nres; i++) {
     const char *k;
     uint32_t kl;
-    if (rd_str(r, &k, &kl) || rd_double(r, &ra[i])) {
+    if (dt__rd_str(r, &k, &kl) || dt__rd_double(r, &ra[i])) {
       for (uint32_t j = 0; j < i; j++) free(rn[j]);
       free(rn);
       free(ra);
@@ -112,34 +112,34 @@ static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
   }
   uint64_t pid = 0, token = 0;
   uint32_t nheld = 0;
-  if (nf >= 8 && (rd_uint(r, &pid) || rd_uint(r, &token) || rd_array(r, &nheld))) {
+  if (nf >= 8 && (dt__rd_uint(r, &pid) || dt__rd_uint(r, &token) || dt__rd_array(r, &nheld))) {
     dt__resources_free(rn, ra, nres);
     return DT_EPROTO;
   }
   char nm[256], ad[256];
   snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
   snprintf(ad, sizeof(ad), "%.*s", (int)alen, addr);
-  s_worker *wk = sched_add_worker_only(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
+  s_worker *wk = dt__sched_add_worker_only(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
   wk->last_seen = (double)uv_now(&S.loop) / 1e3;
   wk->pid = pid <= INT32_MAX ? (int)pid : 0;
   wk->nanny_token = token;
   c->data = wk;
-  dt_conn_admit(c);
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_WELCOME, 3);
-  wb_uint(w, wk->id);
-  wb_uint(w, (uint64_t)S.heartbeat_ms);
-  wb_uint(w, (uint64_t)(S.worker_ttl_s * 1000));
+  dt__conn_admit(c);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_WELCOME, 3);
+  dt__wb_uint(w, wk->id);
+  dt__wb_uint(w, (uint64_t)S.heartbeat_ms);
+  dt__wb_uint(w, (uint64_t)(S.worker_ttl_s * 1000));
   /* a worker coming back after losing us: what it still holds counts */
   for (uint32_t i = 0; i < nheld; i++) {
     uint32_t m, klen;
     const char *key;
     uint64_t nbytes;
-    if (rd_array(r, &m) || m != 2 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes))
+    if (dt__rd_array(r, &m) || m != 2 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes))
       return DT_EPROTO;
-    sched_worker_has_key(&S.s, wk, key, klen, nbytes);
+    dt__sched_worker_has_key(&S.s, wk, key, klen, nbytes);
   }
-  sched_worker_place(&S.s, wk);
+  dt__sched_worker_place(&S.s, wk);
   DT_INFO("worker %s registered at %s with %d threads%s%s", nm, ad, (int)nthreads,
           token ? " (under a nanny)" : "", nheld ? ", holding results from before" : "");
   return 0;
@@ -155,12 +155,12 @@ typedef struct {
 
 static int rd_keylist(dt_rd *r, keylist *kl) {
   memset(kl, 0, sizeof(*kl));
-  if (rd_array(r, &kl->n)) return DT_EPROTO;
+  if (dt__rd_array(r, &kl->n)) return DT_EPROTO;
   if (kl->n == 0) return 0; /* most tasks: no dependencies, no restrictions */
   kl->keys = dt__xmalloc(kl->n * sizeof(*kl->keys));
   kl->lens = dt__xmalloc(kl->n * sizeof(*kl->lens));
   for (uint32_t i = 0; i < kl->n; i++)
-    if (rd_key(r, &kl->keys[i], &kl->lens[i])) return DT_EPROTO;
+    if (dt__rd_key(r, &kl->keys[i], &kl->lens[i])) return DT_EPROTO;
   return 0;
 }
 static void keylist_free(keylist *kl) {
@@ -183,9 +183,9 @@ static int rd_newtask(dt_rd *r, s_newtask *t) {
   uint32_t n;
   int64_t prio, retries;
   memset(t, 0, sizeof(*t));
-  if (rd_array(r, &n) || n != 11) return DT_EPROTO;
-  if (rd_key(r, &t->key, &t->klen) || rd_str(r, &t->func, &t->flen) || t->flen == 0 ||
-      t->flen > 256 || rd_payload(r, &t->spec))
+  if (dt__rd_array(r, &n) || n != 11) return DT_EPROTO;
+  if (dt__rd_key(r, &t->key, &t->klen) || dt__rd_str(r, &t->func, &t->flen) || t->flen == 0 ||
+      t->flen > 256 || dt__rd_payload(r, &t->spec))
     return DT_EPROTO;
   keylist deps;
   if (rd_keylist(r, &deps)) {
@@ -195,7 +195,7 @@ static int rd_newtask(dt_rd *r, s_newtask *t) {
   t->dep_keys = deps.keys;
   t->dep_lens = deps.lens;
   t->ndeps = deps.n;
-  if (rd_int(r, &prio) || rd_int(r, &retries) || retries < 0 || retries > 1000000) return DT_EPROTO;
+  if (dt__rd_int(r, &prio) || dt__rd_int(r, &retries) || retries < 0 || retries > 1000000) return DT_EPROTO;
   t->priority = prio > INT32_MAX ? INT32_MAX : prio < INT32_MIN ? INT32_MIN : (int32_t)prio;
   t->retries = (int)retries;
   keylist wk;
@@ -206,20 +206,20 @@ static int rd_newtask(dt_rd *r, s_newtask *t) {
   t->restrict_to = wk.keys;
   t->restrict_lens = wk.lens;
   t->nrestrict = wk.n;
-  if (rd_bool(r, &t->loose) || rd_map(r, &t->nres) || t->nres > 64) return DT_EPROTO;
+  if (dt__rd_bool(r, &t->loose) || dt__rd_map(r, &t->nres) || t->nres > 64) return DT_EPROTO;
   if (t->nres == 0) return 0;
   t->res_names = dt__xmalloc(t->nres * sizeof(char *));
   t->res_name_lens = dt__xmalloc(t->nres * sizeof(uint32_t));
   t->res_amounts = dt__xmalloc(t->nres * sizeof(double));
   for (uint32_t i = 0; i < t->nres; i++)
-    if (rd_key(r, &t->res_names[i], &t->res_name_lens[i]) || rd_double(r, &t->res_amounts[i]))
+    if (dt__rd_key(r, &t->res_names[i], &t->res_name_lens[i]) || dt__rd_double(r, &t->res_amounts[i]))
       return DT_EPROTO;
   return 0;
 }
 
 static int on_update_graph(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint32_t n;
-  if (nf < 2 || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_array(r, &n)) return DT_EPROTO;
   s_newtask *ts = dt__xcalloc(n ? n : 1, sizeof(*ts));
   int rc = 0;
   uint32_t got = 0;
@@ -230,7 +230,7 @@ static int on_update_graph(dt_conn *c, uint32_t nf, dt_rd *r) {
     }
   keylist wanted = {0};
   if (rc == 0) rc = rd_keylist(r, &wanted);
-  if (rc == 0) sched_update_graph(&S.s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
+  if (rc == 0) dt__sched_update_graph(&S.s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
   if (S.s.tasks.len > S.trim_high) S.trim_high = S.s.tasks.len;
   for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);
   free(ts);
@@ -248,31 +248,31 @@ static int on_keys(dt_conn *c, uint32_t nf, dt_rd *r,
   return rc;
 }
 static int on_release_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, sched_client_release);
+  return on_keys(c, nf, r, dt__sched_client_release);
 }
 static int on_want_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, sched_client_want);
+  return on_keys(c, nf, r, dt__sched_client_want);
 }
 static int on_cancel_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, sched_client_cancel);
+  return on_keys(c, nf, r, dt__sched_client_cancel);
 }
 static int on_who_has(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, sched_client_who_has);
+  return on_keys(c, nf, r, dt__sched_client_who_has);
 }
 static int on_want_result(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, sched_client_want_result);
+  return on_keys(c, nf, r, dt__sched_client_want_result);
 }
 
 static void scatter_reply(pending_scatter *ps) {
   s_client *cl = client_by_id(ps->client_id);
   if (cl && cl->conn) {
-    dt_wbuf *w = dt_conn_out(cl->conn);
-    wb_msg(w, DT_OP_SCATTER_DONE, 2);
-    wb_uint(w, ps->client_req);
-    wb_cstr(w, ps->error);
+    dt_wbuf *w = dt__conn_out(cl->conn);
+    dt__wb_msg(w, DT_OP_SCATTER_DONE, 2);
+    dt__wb_uint(w, ps->client_req);
+    dt__wb_cstr(w, ps->error);
   }
-  dt_vec_remove(&S.scatters, ps);
-  dt_vec_free(&ps->workers);
+  dt__vec_remove(&S.scatters, ps);
+  dt__vec_free(&ps->workers);
   free(ps->error);
   free(ps);
 }
@@ -280,7 +280,7 @@ static void scatter_reply(pending_scatter *ps) {
 static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   uint32_t n;
-  if (nf < 4 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 4 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   s_client *cl = c->data;
   typedef struct { const char *key; uint32_t klen; dt_payload p; } item;
   item *items = dt__xcalloc(n ? n : 1, sizeof(*items));
@@ -288,14 +288,14 @@ static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint32_t got = 0;
   for (; got < n && rc == 0; got++) {
     uint32_t m;
-    if (rd_array(r, &m) || m != 4 || rd_key(r, &items[got].key, &items[got].klen) ||
-        rd_payload(r, &items[got].p))
+    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &items[got].key, &items[got].klen) ||
+        dt__rd_payload(r, &items[got].p))
       rc = DT_EPROTO;
   }
   keylist wl = {0};
   bool broadcast = false;
   if (rc == 0) rc = rd_keylist(r, &wl);
-  if (rc == 0) rc = rd_bool(r, &broadcast);
+  if (rc == 0) rc = dt__rd_bool(r, &broadcast);
   if (rc == 0) {
     /* targets: the named workers, or every worker */
     dt_vec targets = {0};
@@ -305,13 +305,13 @@ static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
       for (uint32_t k = 0; k < wl.n && !ok; k++)
         ok = (strlen(w->name) == wl.lens[k] && memcmp(w->name, wl.keys[k], wl.lens[k]) == 0) ||
              (strlen(w->address) == wl.lens[k] && memcmp(w->address, wl.keys[k], wl.lens[k]) == 0);
-      if (ok) dt_vec_push(&targets, w);
+      if (ok) dt__vec_push(&targets, w);
     }
     pending_scatter *ps = dt__xcalloc(1, sizeof(*ps));
     ps->id = ++S.next_scatter;
     ps->client_req = req;
     ps->client_id = cl->id;
-    dt_vec_push(&S.scatters, ps);
+    dt__vec_push(&S.scatters, ps);
     if (targets.len == 0) {
       ps->error = dt__xstrdup(wl.n ? "none of the requested workers is connected"
                                    : "no workers are connected");
@@ -327,20 +327,20 @@ static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
         for (uint32_t i = 0; i < n; i++)
           if (broadcast || (start + i) % targets.len == ti) cnt++;
         if (!cnt) continue;
-        dt_wbuf *o = dt_conn_out(w->conn);
-        wb_msg(o, DT_OP_PUT_DATA, 2);
-        wb_uint(o, ps->id);
-        wb_array(o, cnt);
+        dt_wbuf *o = dt__conn_out(w->conn);
+        dt__wb_msg(o, DT_OP_PUT_DATA, 2);
+        dt__wb_uint(o, ps->id);
+        dt__wb_array(o, cnt);
         for (uint32_t i = 0; i < n; i++)
           if (broadcast || (start + i) % targets.len == ti) {
-            wb_array(o, 4);
-            wb_str(o, items[i].key, items[i].klen);
-            wb_payload(o, &items[i].p);
+            dt__wb_array(o, 4);
+            dt__wb_str(o, items[i].key, items[i].klen);
+            dt__wb_payload(o, &items[i].p);
           }
-        dt_vec_push(&ps->workers, (void *)(uintptr_t)w->id);
+        dt__vec_push(&ps->workers, (void *)(uintptr_t)w->id);
       }
     }
-    dt_vec_free(&targets);
+    dt__vec_free(&targets);
   }
   for (uint32_t i = 0; i < got; i++) dt__payload_clear(&items[i].p);
   free(items);
@@ -351,49 +351,49 @@ static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   bool detail = false;
-  if (nf < 1 || rd_uint(r, &req)) return DT_EPROTO;
-  if (nf >= 2 && rd_bool(r, &detail)) return DT_EPROTO;
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_INFO_REPLY, detail ? 3 : 2);
-  wb_uint(w, req);
-  wb_map(w, 5 + TS_COUNT);
-  wb_cstr(w, "workers");
-  wb_uint(w, S.s.workers.len);
-  wb_cstr(w, "clients");
-  wb_uint(w, S.s.clients.len);
-  wb_cstr(w, "tasks");
-  wb_uint(w, S.s.tasks.len);
-  wb_cstr(w, "completed");
-  wb_uint(w, S.s.tasks_completed);
+  if (nf < 1 || dt__rd_uint(r, &req)) return DT_EPROTO;
+  if (nf >= 2 && dt__rd_bool(r, &detail)) return DT_EPROTO;
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_INFO_REPLY, detail ? 3 : 2);
+  dt__wb_uint(w, req);
+  dt__wb_map(w, 5 + TS_COUNT);
+  dt__wb_cstr(w, "workers");
+  dt__wb_uint(w, S.s.workers.len);
+  dt__wb_cstr(w, "clients");
+  dt__wb_uint(w, S.s.clients.len);
+  dt__wb_cstr(w, "tasks");
+  dt__wb_uint(w, S.s.tasks.len);
+  dt__wb_cstr(w, "completed");
+  dt__wb_uint(w, S.s.tasks_completed);
   double now = (double)uv_now(&S.loop) / 1e3, age = 0;
   for (size_t i = 0; i < S.s.workers.len; i++) {
     double a = now - ((s_worker *)S.s.workers.v[i])->last_seen;
     if (a > age) age = a;
   }
-  wb_cstr(w, "heartbeat_age_us");
-  wb_uint(w, (uint64_t)(age * 1e6));
+  dt__wb_cstr(w, "heartbeat_age_us");
+  dt__wb_uint(w, (uint64_t)(age * 1e6));
   for (int st = 0; st < TS_COUNT; st++) {
-    wb_cstr(w, s_task_state_name(st));
-    wb_int(w, S.s.count[st]);
+    dt__wb_cstr(w, dt__task_state_name(st));
+    dt__wb_int(w, S.s.count[st]);
   }
   if (detail) { /* one row per worker: O(workers), asked for rarely */
-    wb_array(w, (uint32_t)S.s.workers.len);
+    dt__wb_array(w, (uint32_t)S.s.workers.len);
     for (size_t i = 0; i < S.s.workers.len; i++) {
       s_worker *wk = S.s.workers.v[i];
-      wb_array(w, 13);
-      wb_cstr(w, wk->name);
-      wb_cstr(w, wk->address);
-      wb_uint(w, (uint64_t)wk->nthreads);
-      wb_uint(w, (uint64_t)wk->pid);
-      wb_uint(w, wk->processing.len);
-      wb_uint(w, wk->nkeys);
-      wb_uint(w, wk->nbytes);
-      wb_uint(w, (uint64_t)((now - wk->last_seen) * 1e3));
-      wb_uint(w, wk->spilled);
-      wb_bool(w, wk->paused);
-      wb_uint(w, wk->rss);
-      wb_uint(w, wk->managed);
-      wb_uint(w, wk->peak_managed);
+      dt__wb_array(w, 13);
+      dt__wb_cstr(w, wk->name);
+      dt__wb_cstr(w, wk->address);
+      dt__wb_uint(w, (uint64_t)wk->nthreads);
+      dt__wb_uint(w, (uint64_t)wk->pid);
+      dt__wb_uint(w, wk->processing.len);
+      dt__wb_uint(w, wk->nkeys);
+      dt__wb_uint(w, wk->nbytes);
+      dt__wb_uint(w, (uint64_t)((now - wk->last_seen) * 1e3));
+      dt__wb_uint(w, wk->spilled);
+      dt__wb_bool(w, wk->paused);
+      dt__wb_uint(w, wk->rss);
+      dt__wb_uint(w, wk->managed);
+      dt__wb_uint(w, wk->peak_managed);
     }
   }
   return 0;
@@ -404,11 +404,11 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
 static void retire_reply(retire_req *rr) {
   s_client *cl = client_by_id(rr->client_id);
   if (cl && cl->conn) {
-    dt_wbuf *w = dt_conn_out(cl->conn);
-    wb_msg(w, DT_OP_RETIRE_DONE, 3);
-    wb_uint(w, rr->client_req);
-    wb_uint(w, rr->retired);
-    wb_cstr(w, rr->error);
+    dt_wbuf *w = dt__conn_out(cl->conn);
+    dt__wb_msg(w, DT_OP_RETIRE_DONE, 3);
+    dt__wb_uint(w, rr->client_req);
+    dt__wb_uint(w, rr->retired);
+    dt__wb_cstr(w, rr->error);
   }
   free(rr->error);
   free(rr);
@@ -419,9 +419,9 @@ static void retire_finish(s_worker *w) {
   retire_req *rr = w->retire;
   w->retire = NULL;
   w->closing = true; /* leaving on purpose: its running tasks are not suspects */
-  dt_wbuf *o = dt_conn_out(w->conn);
-  wb_msg(o, DT_OP_CLOSE, 1);
-  wb_cstr(o, "retired");
+  dt_wbuf *o = dt__conn_out(w->conn);
+  dt__wb_msg(o, DT_OP_CLOSE, 1);
+  dt__wb_cstr(o, "retired");
   DT_INFO("worker %s (%s) retired", w->name, w->address);
   if (rr) {
     rr->retired++;
@@ -432,7 +432,7 @@ static void retire_finish(s_worker *w) {
 static int on_retire_workers(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   keylist kl;
-  if (nf < 2 || rd_uint(r, &req)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_uint(r, &req)) return DT_EPROTO;
   if (rd_keylist(r, &kl)) {
     keylist_free(&kl);
     return DT_EPROTO;
@@ -450,9 +450,9 @@ static int on_retire_workers(dt_conn *c, uint32_t nf, dt_rd *r) {
         w = o;
     }
     if (!w || w->retiring) continue; /* gone already, or on its way */
-    int moving = sched_retire_worker(&S.s, w);
+    int moving = dt__sched_retire_worker(&S.s, w);
     if (moving < 0) {
-      sched_unretire_worker(&S.s, w);
+      dt__sched_unretire_worker(&S.s, w);
       if (!rr->error)
         rr->error = dt__xstrdup("a worker holds results that no other worker can take; it was kept");
       DT_WARN("cannot retire worker %s: no other worker can take the results only it holds",
@@ -471,16 +471,16 @@ static int on_retire_workers(dt_conn *c, uint32_t nf, dt_rd *r) {
 
 static int on_acquired(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint32_t n;
-  if (nf < 1 || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 1 || dt__rd_array(r, &n)) return DT_EPROTO;
   for (uint32_t i = 0; i < n; i++) {
     uint32_t m, klen;
     const char *key;
     uint64_t nbytes, src;
     bool ok;
-    if (rd_array(r, &m) || m != 4 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) ||
-        rd_bool(r, &ok) || rd_uint(r, &src))
+    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes) ||
+        dt__rd_bool(r, &ok) || dt__rd_uint(r, &src))
       return DT_EPROTO;
-    if (ok) sched_worker_has_key(&S.s, c->data, key, klen, nbytes);
+    if (ok) dt__sched_worker_has_key(&S.s, c->data, key, klen, nbytes);
     s_worker *from = NULL;
     for (size_t k = 0; k < S.s.workers.len && !from; k++)
       if (((s_worker *)S.s.workers.v[k])->id == src) from = S.s.workers.v[k];
@@ -497,10 +497,10 @@ static int on_task_finished(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t nbytes, dur_us;
   const char *inl = NULL;
   uint32_t ilen = 0;
-  if (nf < 4 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) || rd_uint(r, &dur_us))
+  if (nf < 4 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes) || dt__rd_uint(r, &dur_us))
     return DT_EPROTO;
-  if (!rd_is_nil(r) && (rd_bin(r, &inl, &ilen) || ilen > DT_INLINE_MAX)) return DT_EPROTO;
-  sched_task_finished(&S.s, c->data, key, klen, nbytes, (double)dur_us / 1e6, inl, ilen);
+  if (!dt__rd_is_nil(r) && (dt__rd_bin(r, &inl, &ilen) || ilen > DT_INLINE_MAX)) return DT_EPROTO;
+  dt__sched_task_finished(&S.s, c->data, key, klen, nbytes, (double)dur_us / 1e6, inl, ilen);
   return 0;
 }
 
@@ -508,13 +508,13 @@ static int on_task_erred(dt_conn *c, uint32_t nf, dt_rd *r) {
   const char *key, *func, *msg;
   uint32_t klen, flen, mlen;
   int64_t code;
-  if (nf < 4 || rd_key(r, &key, &klen) || rd_int(r, &code) || rd_str(r, &func, &flen) ||
-      rd_str(r, &msg, &mlen))
+  if (nf < 4 || dt__rd_key(r, &key, &klen) || dt__rd_int(r, &code) || dt__rd_str(r, &func, &flen) ||
+      dt__rd_str(r, &msg, &mlen))
     return DT_EPROTO;
   char *f = dt__xstrndup(func, flen > 256 ? 256 : flen);
   char *m = dt__xstrndup(msg, mlen > 8192 ? 8192 : mlen);
   if (code >= 0 || code < -1000) code = DT_ETASK;
-  sched_task_erred(&S.s, c->data, key, klen, (int)code, f, m);
+  dt__sched_task_erred(&S.s, c->data, key, klen, (int)code, f, m);
   free(f);
   free(m);
   return 0;
@@ -523,13 +523,13 @@ static int on_task_erred(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_missing_data(dt_conn *c, uint32_t nf, dt_rd *r) {
   const char *key, *dep, *addr = NULL;
   uint32_t klen, dlen, alen = 0;
-  if (nf < 2 || rd_key(r, &key, &klen) || rd_key(r, &dep, &dlen)) return DT_EPROTO;
-  if (nf >= 3 && rd_str(r, &addr, &alen)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_key(r, &key, &klen) || dt__rd_key(r, &dep, &dlen)) return DT_EPROTO;
+  if (nf >= 3 && dt__rd_str(r, &addr, &alen)) return DT_EPROTO;
   char ad[256];
   snprintf(ad, sizeof(ad), "%.*s", (int)(alen < 255 ? alen : 255), addr ? addr : "");
   DT_INFO("worker %s could not fetch %.*s (from %s) for %.*s", c->peer, (int)dlen, dep, ad,
           (int)klen, key);
-  sched_missing_data(&S.s, c->data, key, klen, dep, dlen, ad[0] ? ad : NULL);
+  dt__sched_missing_data(&S.s, c->data, key, klen, dep, dlen, ad[0] ? ad : NULL);
   return 0;
 }
 
@@ -537,7 +537,7 @@ static int on_put_data_done(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   uint32_t n;
   s_worker *wk = c->data;
-  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   pending_scatter *ps = NULL;
   for (size_t i = 0; i < S.scatters.len && !ps; i++)
     if (((pending_scatter *)S.scatters.v[i])->id == req) ps = S.scatters.v[i];
@@ -546,11 +546,11 @@ static int on_put_data_done(dt_conn *c, uint32_t nf, dt_rd *r) {
     uint32_t m, klen;
     const char *key;
     uint64_t nbytes;
-    if (rd_array(r, &m) || m != 2 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes))
+    if (dt__rd_array(r, &m) || m != 2 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes))
       return DT_EPROTO;
-    sched_scatter_key(&S.s, cl, wk, key, klen, nbytes);
+    dt__sched_scatter_key(&S.s, cl, wk, key, klen, nbytes);
   }
-  if (ps && dt_vec_remove(&ps->workers, (void *)(uintptr_t)wk->id) && ps->workers.len == 0)
+  if (ps && dt__vec_remove(&ps->workers, (void *)(uintptr_t)wk->id) && ps->workers.len == 0)
     scatter_reply(ps);
   return 0;
 }
@@ -558,27 +558,27 @@ static int on_put_data_done(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_heartbeat(dt_conn *c, uint32_t nf, dt_rd *r) {
   s_worker *wk = c->data;
   int64_t ex, rd_, nk, nb;
-  if (nf < 4 || rd_int(r, &ex) || rd_int(r, &rd_) || rd_int(r, &nk) || rd_int(r, &nb))
+  if (nf < 4 || dt__rd_int(r, &ex) || dt__rd_int(r, &rd_) || dt__rd_int(r, &nk) || dt__rd_int(r, &nb))
     return DT_EPROTO;
   wk->executing = ex;
   wk->ready = rd_;
   wk->managed = nb > 0 ? (uint64_t)nb : 0;
   double cpu;
   uint64_t rss;
-  if (nf >= 6 && !rd_double(r, &cpu) && !rd_uint(r, &rss)) {
+  if (nf >= 6 && !dt__rd_double(r, &cpu) && !dt__rd_uint(r, &rss)) {
     wk->cpu = cpu >= 0 && cpu < 1e6 ? cpu : 0;
     wk->rss = rss;
   }
   uint64_t spilled;
   bool paused;
-  if (nf >= 8 && !rd_uint(r, &spilled) && !rd_bool(r, &paused)) {
+  if (nf >= 8 && !dt__rd_uint(r, &spilled) && !dt__rd_bool(r, &paused)) {
     wk->spilled = spilled;
     if (paused != wk->paused)
       DT_INFO("worker %s %s (memory)", wk->name, paused ? "paused" : "resumed");
-    sched_worker_paused(&S.s, wk, paused);
+    dt__sched_worker_paused(&S.s, wk, paused);
   }
   uint64_t peak;
-  if (nf >= 9 && !rd_uint(r, &peak)) wk->peak_managed = peak;
+  if (nf >= 9 && !dt__rd_uint(r, &peak)) wk->peak_managed = peak;
   return 0;
 }
 
@@ -586,7 +586,7 @@ static int on_close_msg(dt_conn *c, uint32_t nf, dt_rd *r) {
   (void)nf;
   (void)r;
   if (peer_kind(c) == PEER_WORKER) ((s_worker *)c->data)->closing = true;
-  dt_conn_close(c, true);
+  dt__conn_close(c, true);
   return 0;
 }
 
@@ -594,17 +594,17 @@ static int on_close_msg(dt_conn *c, uint32_t nf, dt_rd *r) {
 static void scatters_free_all(void) {
   for (size_t i = 0; i < S.scatters.len; i++) {
     pending_scatter *ps = S.scatters.v[i];
-    dt_vec_free(&ps->workers);
+    dt__vec_free(&ps->workers);
     free(ps->error);
     free(ps);
   }
-  dt_vec_free(&S.scatters);
+  dt__vec_free(&S.scatters);
 }
 
 static void scatters_forget_worker(s_worker *w) {
   for (size_t i = S.scatters.len; i-- > 0;) {
     pending_scatter *ps = S.scatters.v[i];
-    if (dt_vec_remove(&ps->workers, (void *)(uintptr_t)w->id)) {
+    if (dt__vec_remove(&ps->workers, (void *)(uintptr_t)w->id)) {
       if (!ps->error) ps->error = dt__xstrdup("a worker left during scatter");
       if (ps->workers.len == 0) scatter_reply(ps);
     }
@@ -620,9 +620,9 @@ static void drop_worker(s_worker *w, bool suspicious) {
     if (--rr->pending == 0) retire_reply(rr);
   }
   c->data = NULL; /* on_conn_close: nothing more to do */
-  dt_conn_close(c, false);
+  dt__conn_close(c, false);
   scatters_forget_worker(w);
-  sched_remove_worker(&S.s, w, suspicious);
+  dt__sched_remove_worker(&S.s, w, suspicious);
 }
 
 /* A nanny's worker died: it says which keys were running (read from memory
@@ -632,7 +632,7 @@ static int on_nanny_report(dt_conn *c, uint32_t nf, dt_rd *r) {
   const char *how;
   uint32_t hlen;
   keylist kl;
-  if (nf < 4 || rd_uint(r, &token) || rd_uint(r, &pid) || rd_str(r, &how, &hlen)) return DT_EPROTO;
+  if (nf < 4 || dt__rd_uint(r, &token) || dt__rd_uint(r, &pid) || dt__rd_str(r, &how, &hlen)) return DT_EPROTO;
   if (rd_keylist(r, &kl)) {
     keylist_free(&kl);
     return DT_EPROTO;
@@ -646,9 +646,9 @@ static int on_nanny_report(dt_conn *c, uint32_t nf, dt_rd *r) {
   if (gone) snprintf(who, sizeof(who), "%s", gone->address);
   DT_WARN("worker %s died: %s, while running %u task(s)", who, hw, kl.n);
   if (gone) drop_worker(gone, false); /* before its connection says so */
-  sched_worker_died(&S.s, who, hw, kl.keys, kl.lens, kl.n);
+  dt__sched_worker_died(&S.s, who, hw, kl.keys, kl.lens, kl.n);
   keylist_free(&kl);
-  dt_conn_close(c, true);
+  dt__conn_close(c, true);
   return 0;
 }
 
@@ -664,7 +664,7 @@ static void on_hb(uv_timer_t *h) {
       drop_worker(w, true);
       continue;
     }
-    wb_msg(dt_conn_out(w->conn), DT_OP_HEARTBEAT, 0);
+    dt__wb_msg(dt__conn_out(w->conn), DT_OP_HEARTBEAT, 0);
   }
 }
 
@@ -727,13 +727,13 @@ static void on_conn_close(dt_conn *c) {
       if (--rr->pending == 0) retire_reply(rr);
     }
     /* with a nanny, only the keys it reports as running count as suspects */
-    if (!S.stopping) sched_remove_worker(&S.s, w, !w->nanny_token && !w->closing);
+    if (!S.stopping) dt__sched_remove_worker(&S.s, w, !w->nanny_token && !w->closing);
     break;
   }
   case PEER_CLIENT: {
     s_client *cl = c->data;
     DT_INFO("client %s left", cl->name);
-    if (!S.stopping) sched_remove_client(&S.s, cl);
+    if (!S.stopping) dt__sched_remove_client(&S.s, cl);
     break;
   }
   default: break;
@@ -754,7 +754,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) {
     if (h->type == UV_TCP && h->data && h != (uv_handle_t *)&S.listener.tcp) {
-      dt_conn_close(h->data, false);
+      dt__conn_close(h->data, false);
     } else {
       uv_close(h, NULL);
     }
@@ -768,11 +768,11 @@ static void stop(void) {
   /* tell everyone, then close */
   for (size_t i = 0; i < S.s.workers.len; i++) {
     s_worker *w = S.s.workers.v[i];
-    dt_wbuf *o = dt_conn_out(w->conn);
-    wb_msg(o, DT_OP_CLOSE, 1);
-    wb_cstr(o, "scheduler closing");
+    dt_wbuf *o = dt__conn_out(w->conn);
+    dt__wb_msg(o, DT_OP_CLOSE, 1);
+    dt__wb_cstr(o, "scheduler closing");
   }
-  dt_net_flush(&S.net);
+  dt__net_flush(&S.net);
   uv_walk(&S.loop, close_walk, NULL);
 }
 
@@ -782,7 +782,7 @@ static void on_trim(uv_timer_t *h) {
   (void)h;
   size_t n = S.s.tasks.len;
   if (S.trim_high >= 4096 && n < S.trim_high / 2) {
-    dt_smap_shrink(&S.s.tasks);
+    dt__smap_shrink(&S.s.tasks);
     malloc_trim(0);
     S.trim_high = n;
   }
@@ -890,7 +890,7 @@ int dt__scheduler_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   memset(&S, 0, sizeof(S));
   uv_loop_init(&S.loop);
-  dt_net_init(&S.net, &S.loop);
+  dt__net_init(&S.net, &S.loop);
   if (dt__sec_from_args(&S.sec, &sa) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
     return 2;
@@ -898,12 +898,12 @@ int dt__scheduler_main(int argc, char **argv) {
   S.net.sec = &S.sec;
   if (S.sec.auth) DT_INFO("connections must prove they know the shared secret");
   if (S.sec.tls_server) DT_INFO("connections use TLS");
-  sched_init(&S.s);
+  dt__sched_init(&S.s);
   S.s.allowed_failures = allowed_failures;
   S.worker_ttl_s = ttl;
   S.heartbeat_ms = (int)(hb * 1000);
   if (S.heartbeat_ms < 10) S.heartbeat_ms = 10;
-  if (dt_listener_start(&S.listener, &S.net, host, port, &conn_cbs, on_accept, NULL) != 0) {
+  if (dt__listener_start(&S.listener, &S.net, host, port, &conn_cbs, on_accept, NULL) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
     return 1;
   }
@@ -969,7 +969,7 @@ int dt__scheduler_main(int argc, char **argv) {
   if (S.scheduler_file) unlink(S.scheduler_file);
   free(S.scheduler_file);
   scatters_free_all();
-  sched_destroy(&S.s);
+  dt__sched_destroy(&S.s);
   uv_loop_close(&S.loop);
   dt__tls_free(&S.sec);
   return 0;
@@ -990,28 +990,28 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     dt__log_init("fuzz", getenv("DTASK_FUZZ_LOG") ? getenv("DTASK_FUZZ_LOG") : "off");
     ready = true;
   }
-  sched_init(&S.s);
+  dt__sched_init(&S.s);
   S.worker_ttl_s = 60;
   S.heartbeat_ms = 1000;
   dt_conn *peers[3];
-  for (int i = 0; i < 3; i++) peers[i] = dt_conn_new_detached();
+  for (int i = 0; i < 3; i++) peers[i] = dt__conn_new_detached();
   /* the client and the worker introduce themselves properly */
   dt_wbuf w;
-  dt_wbuf_init(&w);
-  wb_msg(&w, DT_OP_HELLO_CLIENT, 2);
-  wb_uint(&w, DT_PROTO_VERSION);
-  wb_cstr(&w, "fuzz-client");
-  wb_msg(&w, DT_OP_HELLO_WORKER, 8);
-  wb_uint(&w, DT_PROTO_VERSION);
-  wb_cstr(&w, "fuzz-worker");
-  wb_cstr(&w, "127.0.0.1:1");
-  wb_uint(&w, 2);
-  wb_map(&w, 1);
-  wb_cstr(&w, "GPU");
-  wb_double(&w, 1);
-  wb_uint(&w, 4242);
-  wb_uint(&w, 7);
-  wb_array(&w, 0);
+  dt__wbuf_init(&w);
+  dt__wb_msg(&w, DT_OP_HELLO_CLIENT, 2);
+  dt__wb_uint(&w, DT_PROTO_VERSION);
+  dt__wb_cstr(&w, "fuzz-client");
+  dt__wb_msg(&w, DT_OP_HELLO_WORKER, 8);
+  dt__wb_uint(&w, DT_PROTO_VERSION);
+  dt__wb_cstr(&w, "fuzz-worker");
+  dt__wb_cstr(&w, "127.0.0.1:1");
+  dt__wb_uint(&w, 2);
+  dt__wb_map(&w, 1);
+  dt__wb_cstr(&w, "GPU");
+  dt__wb_double(&w, 1);
+  dt__wb_uint(&w, 4242);
+  dt__wb_uint(&w, 7);
+  dt__wb_array(&w, 0);
   const char *hp = w.buf, *hend = w.buf + w.len;
   for (int i = 1; i <= 2; i++) {
     const char *q = hp;
@@ -1019,10 +1019,10 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     dt_rd r = {hp, q, NULL, 0};
     uint32_t n;
     uint64_t op;
-    if (rd_array(&r, &n) || rd_uint(&r, &op) || on_msg(peers[i], (int)op, n - 1, &r) != 0) abort();
+    if (dt__rd_array(&r, &n) || dt__rd_uint(&r, &op) || on_msg(peers[i], (int)op, n - 1, &r) != 0) abort();
     hp = q;
   }
-  dt_wbuf_clear(&w);
+  dt__wbuf_clear(&w);
   const char *p = (const char *)data, *end = p + size;
   while (end - p > 1) {
     dt_conn *c = peers[(uint8_t)*p++ % 3];
@@ -1032,18 +1032,18 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     dt_rd r = {p, q, NULL, 0};
     uint32_t n;
     uint64_t op;
-    if (rd_array(&r, &n) || n < 1 || rd_uint(&r, &op) || op == 0 || op >= DT_OP_COUNT) break;
+    if (dt__rd_array(&r, &n) || n < 1 || dt__rd_uint(&r, &op) || op == 0 || op >= DT_OP_COUNT) break;
     if (on_msg(c, (int)op, n - 1, &r) != 0) break; /* the connection would be closed */
     p = q;
   }
   char why[512];
-  if (sched_check(&S.s, why, sizeof(why)) != 0) {
+  if (dt__sched_check(&S.s, why, sizeof(why)) != 0) {
     fprintf(stderr, "scheduler invariants broken: %s\n", why);
     abort();
   }
   for (int i = 2; i >= 0; i--) {
     on_conn_close(peers[i]);
-    dt_conn_free_detached(peers[i]);
+    dt__conn_free_detached(peers[i]);
   }
   if (S.s.tasks.len != 0) { /* everyone left: nothing may be held */
     fprintf(stderr, "scheduler holds %zu tasks after every peer left\n", S.s.tasks.len);
@@ -1051,12 +1051,12 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
       if (S.s.tasks.slots[i].key) {
         s_task *t = S.s.tasks.slots[i].val;
         fprintf(stderr, "  %s: %s, wanted by %u, waiters %u, dependents %zu, holds_deps %d\n",
-                t->key, s_task_state_name(t->state), t->wanted_by.len, t->waiters,
+                t->key, dt__task_state_name(t->state), t->wanted_by.len, t->waiters,
                 t->dependents.len, t->holds_deps);
       }
     abort();
   }
   scatters_free_all();
-  sched_destroy(&S.s);
+  dt__sched_destroy(&S.s);
   return 0;
 }

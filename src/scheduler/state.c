@@ -13,7 +13,7 @@ const s_task_rare dt__no_rare; /* all zero: what RARE() reads for most tasks */
 
 static const char *state_names[TS_COUNT] = {"released", "waiting", "no-worker", "queued",
                                             "processing", "memory", "erred", "forgotten"};
-const char *s_task_state_name(int st) {
+const char *dt__task_state_name(int st) {
   return st >= 0 && st < TS_COUNT ? state_names[st] : "?";
 }
 
@@ -26,10 +26,10 @@ static bool prio_less(const void *a, const void *b) {
 
 static s_func *func_new(const char *f, uint32_t flen);
 
-void sched_init(sched *s) {
+void dt__sched_init(sched *s) {
   memset(s, 0, sizeof(*s));
-  dt_smap_init(&s->tasks);
-  dt_heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
+  dt__smap_init(&s->tasks);
+  dt__heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
   s->allowed_failures = 3;
   s->overflow_func = func_new("(too many function names)", 25);
   s->stream = dt__xcalloc(DT_STREAM_CAP, sizeof(*s->stream));
@@ -45,71 +45,71 @@ static void set_state(sched *s, s_task *t, s_task_state st) {
   t->state = st;
 }
 
-s_task *sched_get_task(sched *s, const char *key, uint32_t klen) {
-  return dt_smap_get(&s->tasks, key, klen);
+s_task *dt__sched_get_task(sched *s, const char *key, uint32_t klen) {
+  return dt__smap_get(&s->tasks, key, klen);
 }
 
 /* ---------------------------------------------------------------- messages */
 
 static void msg_key_in_memory(s_client *c, s_task *t, const char *inline_, uint32_t ilen) {
   if (!c->conn) return;
-  dt_wbuf *w = dt_conn_out(c->conn);
-  wb_msg(w, DT_OP_KEY_IN_MEMORY, 4);
-  wb_str(w, t->key, t->klen);
+  dt_wbuf *w = dt__conn_out(c->conn);
+  dt__wb_msg(w, DT_OP_KEY_IN_MEMORY, 4);
+  dt__wb_str(w, t->key, t->klen);
   s_worker *holder = t->who_has.len ? t->who_has.v[0] : NULL;
-  wb_cstr(w, holder ? holder->address : "");
-  wb_uint(w, t->nbytes);
-  if (inline_ && t->send_inline) wb_bin(w, inline_, ilen);
-  else wb_nil(w);
+  dt__wb_cstr(w, holder ? holder->address : "");
+  dt__wb_uint(w, t->nbytes);
+  if (inline_ && t->send_inline) dt__wb_bin(w, inline_, ilen);
+  else dt__wb_nil(w);
 }
 
 static void msg_key_erred(s_client *c, s_task *t) {
   if (!c->conn) return;
-  dt_wbuf *w = dt_conn_out(c->conn);
-  wb_msg(w, DT_OP_KEY_ERRED, 6);
-  wb_str(w, t->key, t->klen);
-  wb_int(w, RARE(t)->err_code);
-  wb_cstr(w, RARE(t)->err_key ? RARE(t)->err_key : t->key);
-  wb_cstr(w, RARE(t)->err_func ? RARE(t)->err_func : t->func);
-  wb_cstr(w, RARE(t)->err_worker ? RARE(t)->err_worker : "");
-  wb_cstr(w, RARE(t)->err_msg ? RARE(t)->err_msg : "unknown error");
+  dt_wbuf *w = dt__conn_out(c->conn);
+  dt__wb_msg(w, DT_OP_KEY_ERRED, 6);
+  dt__wb_str(w, t->key, t->klen);
+  dt__wb_int(w, RARE(t)->err_code);
+  dt__wb_cstr(w, RARE(t)->err_key ? RARE(t)->err_key : t->key);
+  dt__wb_cstr(w, RARE(t)->err_func ? RARE(t)->err_func : t->func);
+  dt__wb_cstr(w, RARE(t)->err_worker ? RARE(t)->err_worker : "");
+  dt__wb_cstr(w, RARE(t)->err_msg ? RARE(t)->err_msg : "unknown error");
 }
 
 static void msg_free_key(s_worker *wk, s_task *t) {
   if (!wk->conn) return;
-  dt_wbuf *w = dt_conn_out(wk->conn);
-  wb_msg(w, DT_OP_FREE_KEYS, 1);
-  wb_array(w, 1);
-  wb_str(w, t->key, t->klen);
+  dt_wbuf *w = dt__conn_out(wk->conn);
+  dt__wb_msg(w, DT_OP_FREE_KEYS, 1);
+  dt__wb_array(w, 1);
+  dt__wb_str(w, t->key, t->klen);
 }
 
 static void msg_compute(s_worker *wk, s_task *t) {
   if (!wk->conn) return;
-  dt_wbuf *w = dt_conn_out(wk->conn);
-  wb_msg(w, DT_OP_COMPUTE_TASK, 8);
-  wb_str(w, t->key, t->klen);
-  wb_cstr(w, t->func);
-  wb_payload(w, &t->spec);
-  wb_array(w, t->ndeps);
+  dt_wbuf *w = dt__conn_out(wk->conn);
+  dt__wb_msg(w, DT_OP_COMPUTE_TASK, 8);
+  dt__wb_str(w, t->key, t->klen);
+  dt__wb_cstr(w, t->func);
+  dt__wb_payload(w, &t->spec);
+  dt__wb_array(w, t->ndeps);
   for (uint32_t i = 0; i < t->ndeps; i++) {
     s_task *d = t->deps[i];
-    wb_array(w, 3);
-    wb_str(w, d->key, d->klen);
-    wb_uint(w, d->nbytes);
-    wb_array(w, (uint32_t)d->who_has.len);
-    for (size_t j = 0; j < d->who_has.len; j++) wb_cstr(w, ((s_worker *)d->who_has.v[j])->address);
+    dt__wb_array(w, 3);
+    dt__wb_str(w, d->key, d->klen);
+    dt__wb_uint(w, d->nbytes);
+    dt__wb_array(w, (uint32_t)d->who_has.len);
+    for (size_t j = 0; j < d->who_has.len; j++) dt__wb_cstr(w, ((s_worker *)d->who_has.v[j])->address);
   }
-  wb_int(w, t->priority);
-  wb_map(w, RARE(t)->nres);
+  dt__wb_int(w, t->priority);
+  dt__wb_map(w, RARE(t)->nres);
   for (uint32_t i = 0; i < RARE(t)->nres; i++) {
-    wb_cstr(w, RARE(t)->res_names[i]);
-    wb_double(w, RARE(t)->res_amounts[i]);
+    dt__wb_cstr(w, RARE(t)->res_names[i]);
+    dt__wb_double(w, RARE(t)->res_amounts[i]);
   }
 }
 
 /* ---------------------------------------------------------------- workers */
 
-int sched_worker_capacity(const sched *s, const s_worker *w) {
+int dt__sched_worker_capacity(const sched *s, const s_worker *w) {
   double avg = s->avg_task_s > 0 ? s->avg_task_s : 0.0005;
   /* enough tasks in flight to cover ~2 ms of scheduler round trip */
   double extra = (double)w->nthreads * 0.002 / avg;
@@ -139,7 +139,7 @@ static void free_append(sched *s, s_worker *w) {
 }
 
 static void update_free(sched *s, s_worker *w) {
-  if ((int)w->processing.len < sched_worker_capacity(s, w)) free_append(s, w);
+  if ((int)w->processing.len < dt__sched_worker_capacity(s, w)) free_append(s, w);
   else free_remove(s, w);
 }
 
@@ -149,7 +149,7 @@ static double occupancy(const s_worker *w) {
 
 static void proc_add(s_worker *w, s_task *t) {
   t->proc_idx = w->processing.len;
-  dt_vec_push(&w->processing, t);
+  dt__vec_push(&w->processing, t);
   t->processing_on = w;
 }
 
@@ -167,7 +167,7 @@ static void send_compute(sched *s, s_task *t, s_worker *w) {
   set_state(s, t, TS_PROCESSING);
   proc_add(w, t);
   msg_compute(w, t);
-  if (w->in_free_list && (int)w->processing.len >= sched_worker_capacity(s, w)) free_remove(s, w);
+  if (w->in_free_list && (int)w->processing.len >= dt__sched_worker_capacity(s, w)) free_remove(s, w);
 }
 
 /* ---------------------------------------------------------------- placement */
@@ -276,7 +276,7 @@ static void ready(sched *s, s_task *t) {
   }
   if (t->ndeps == 0) {
     set_state(s, t, TS_QUEUED);
-    dt_heap_push(&s->queued, t);
+    dt__heap_push(&s->queued, t);
     return;
   }
   s_worker *w = pick_by_deps(s, t);
@@ -288,11 +288,11 @@ static void ready(sched *s, s_task *t) {
 static void fill(sched *s) {
   while (s->queued.len && s->free_head) {
     s_worker *w = s->free_head;
-    if ((int)w->processing.len >= sched_worker_capacity(s, w)) {
+    if ((int)w->processing.len >= dt__sched_worker_capacity(s, w)) {
       free_remove(s, w);
       continue;
     }
-    s_task *t = dt_heap_pop(&s->queued);
+    s_task *t = dt__heap_pop(&s->queued);
     send_compute(s, t, w);
     if (w->in_free_list) { /* rotate so that work spreads over workers */
       free_remove(s, w);
@@ -306,9 +306,9 @@ static void fill(sched *s) {
 static void task_free(s_task *t) {
   dt__payload_clear(&t->spec);
   free(t->deps);
-  dt_vec_free(&t->dependents);
-  dt_vec1_free(&t->wanted_by);
-  dt_vec1_free(&t->who_has);
+  dt__vec_free(&t->dependents);
+  dt__vec1_free(&t->wanted_by);
+  dt__vec1_free(&t->who_has);
   s_task_rare *r = t->rare;
   if (r) {
     for (uint32_t i = 0; i < r->nrestrict; i++) free(r->restrict_to[i]);
@@ -337,7 +337,7 @@ static void drop_holders(sched *s, s_task *t) {
 /* unschedule: take a task that has not run yet out of wherever it waits. */
 static void unschedule(sched *s, s_task *t) {
   switch (t->state) {
-  case TS_QUEUED: dt_heap_remove(&s->queued, t); break;
+  case TS_QUEUED: dt__heap_remove(&s->queued, t); break;
   case TS_NO_WORKER: nw_unlink(s, t); break;
   case TS_PROCESSING: {
     s_worker *w = t->processing_on;
@@ -356,7 +356,7 @@ static void gc(sched *s, s_task *t0) {
   dt_vec stack = {0};
   if (t0->mark == UINT64_MAX) return; /* already on a gc stack */
   t0->mark = UINT64_MAX;
-  dt_vec_push(&stack, t0);
+  dt__vec_push(&stack, t0);
   while (stack.len) {
     s_task *t = stack.v[--stack.len];
     t->mark = 0;
@@ -379,26 +379,26 @@ static void gc(sched *s, s_task *t0) {
         d->waiters--;
         if (d->mark != UINT64_MAX) {
           d->mark = UINT64_MAX;
-          dt_vec_push(&stack, d);
+          dt__vec_push(&stack, d);
         }
       }
     }
     if (t->dependents.len == 0 && (t->state == TS_RELEASED || t->state == TS_ERRED)) {
       for (uint32_t i = 0; i < t->ndeps; i++) {
         s_task *d = t->deps[i];
-        dt_vec_remove(&d->dependents, t);
+        dt__vec_remove(&d->dependents, t);
         if (d->mark != UINT64_MAX) {
           d->mark = UINT64_MAX;
-          dt_vec_push(&stack, d);
+          dt__vec_push(&stack, d);
         }
       }
-      dt_smap_del(&s->tasks, t->key, t->klen);
+      dt__smap_del(&s->tasks, t->key, t->klen);
       s->count[t->state]--;
       DT_FUNC_OF(t->func)->count[t->state]--;
       task_free(t);
     }
   }
-  dt_vec_free(&stack);
+  dt__vec_free(&stack);
 }
 
 /* intern: one copy of each function name (bounded: past 65,536 distinct
@@ -410,11 +410,11 @@ static s_func *func_new(const char *f, uint32_t flen) {
 }
 
 static const char *intern(sched *s, const char *f, uint32_t flen) {
-  char *have = dt_smap_get(&s->funcs, f, flen);
+  char *have = dt__smap_get(&s->funcs, f, flen);
   if (have) return have;
   if (s->funcs.len >= 65536) return s->overflow_func->name;
   s_func *fs = func_new(f, flen);
-  dt_smap_put(&s->funcs, fs->name, flen, fs->name);
+  dt__smap_put(&s->funcs, fs->name, flen, fs->name);
   return fs->name;
 }
 
@@ -425,12 +425,12 @@ static s_task *task_new(sched *s, const char *key, uint32_t klen, const char *fu
   memcpy(t->key, key, klen);
   t->klen = klen;
   t->func = intern(s, func, flen);
-  dt_vec1_init(&t->wanted_by);
-  dt_vec1_init(&t->who_has);
+  dt__vec1_init(&t->wanted_by);
+  dt__vec1_init(&t->who_has);
   t->state = TS_RELEASED;
   s->count[TS_RELEASED]++;
   DT_FUNC_OF(t->func)->count[TS_RELEASED]++;
-  dt_smap_put(&s->tasks, t->key, klen, t);
+  dt__smap_put(&s->tasks, t->key, klen, t);
   return t;
 }
 
@@ -439,11 +439,11 @@ static s_task *task_new(sched *s, const char *key, uint32_t klen, const char *fu
 static void gc_keys(sched *s, dt_vec *keys) {
   for (size_t i = 0; i < keys->len; i++) {
     char *k = keys->v[i];
-    s_task *t = sched_get_task(s, k, (uint32_t)strlen(k));
+    s_task *t = dt__sched_get_task(s, k, (uint32_t)strlen(k));
     if (t) gc(s, t);
     free(k);
   }
-  dt_vec_free(keys);
+  dt__vec_free(keys);
 }
 
 static s_task_rare *rare_of(s_task *t) {
@@ -472,7 +472,7 @@ static void set_error(s_task *t, int code, const char *origin, const char *func,
 static void erred(sched *s, s_task *t0, int code, const char *origin, const char *func,
                   const char *worker, const char *msg) {
   dt_vec stack = {0}, done = {0};
-  dt_vec_push(&stack, t0);
+  dt__vec_push(&stack, t0);
   while (stack.len) {
     s_task *t = stack.v[--stack.len];
     if (t->state == TS_ERRED || t->state == TS_MEMORY) continue;
@@ -480,8 +480,8 @@ static void erred(sched *s, s_task *t0, int code, const char *origin, const char
     set_state(s, t, TS_ERRED);
     set_error(t, code, origin, func, worker, msg);
     for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_erred(t->wanted_by.v[i], t);
-    for (size_t i = 0; i < t->dependents.len; i++) dt_vec_push(&stack, t->dependents.v[i]);
-    dt_vec_push(&done, t);
+    for (size_t i = 0; i < t->dependents.len; i++) dt__vec_push(&stack, t->dependents.v[i]);
+    dt__vec_push(&done, t);
   }
   /* failed tasks no longer need their dependencies */
   for (size_t i = 0; i < done.len; i++) {
@@ -492,11 +492,11 @@ static void erred(sched *s, s_task *t0, int code, const char *origin, const char
       for (uint32_t j = 0; j < t->ndeps; j++) gc(s, t->deps[j]);
     }
   }
-  dt_vec_free(&stack);
+  dt__vec_free(&stack);
   /* forget unwanted erred tasks; gc of one may free another: go by key */
   dt_vec keys = {0};
-  for (size_t i = done.len; i-- > 0;) dt_vec_push(&keys, dt__xstrdup(((s_task *)done.v[i])->key));
-  dt_vec_free(&done);
+  for (size_t i = done.len; i-- > 0;) dt__vec_push(&keys, dt__xstrdup(((s_task *)done.v[i])->key));
+  dt__vec_free(&done);
   gc_keys(s, &keys);
 }
 
@@ -504,7 +504,7 @@ static void erred(sched *s, s_task *t0, int code, const char *origin, const char
 static void to_waiting(sched *s, s_task *t0) {
   dt_vec stack = {0};
   set_state(s, t0, TS_WAITING);
-  dt_vec_push(&stack, t0);
+  dt__vec_push(&stack, t0);
   while (stack.len) {
     s_task *t = stack.v[--stack.len];
     t->nwaiting = 0;
@@ -520,7 +520,7 @@ static void to_waiting(sched *s, s_task *t0) {
       t->nwaiting++;
       if (d->state == TS_RELEASED) {
         set_state(s, d, TS_WAITING);
-        dt_vec_push(&stack, d);
+        dt__vec_push(&stack, d);
       }
     }
     t->holds_deps = true;
@@ -533,12 +533,12 @@ static void to_waiting(sched *s, s_task *t0) {
       ready(s, t);
     }
   }
-  dt_vec_free(&stack);
+  dt__vec_free(&stack);
 }
 
 /* ---------------------------------------------------------------- events */
 
-s_worker *sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
+s_worker *dt__sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
                                 int nthreads, char **res_names, double *res_amounts,
                                 uint32_t nres) {
   s_worker *w = dt__xcalloc(1, sizeof(*w));
@@ -551,19 +551,19 @@ s_worker *sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const
   w->res_amounts = res_amounts;
   w->nres = nres;
   w->conn = conn;
-  dt_vec_push(&s->workers, w);
+  dt__vec_push(&s->workers, w);
   free_append(s, w);
   return w;
 }
 
-s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
+s_worker *dt__sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
                            int nthreads, char **res_names, double *res_amounts, uint32_t nres) {
-  s_worker *w = sched_add_worker_only(s, conn, name, address, nthreads, res_names, res_amounts, nres);
-  sched_worker_place(s, w);
+  s_worker *w = dt__sched_add_worker_only(s, conn, name, address, nthreads, res_names, res_amounts, nres);
+  dt__sched_worker_place(s, w);
   return w;
 }
 
-void sched_worker_place(sched *s, s_worker *w) {
+void dt__sched_worker_place(sched *s, s_worker *w) {
   /* tasks that had nowhere to go may go here now */
   s_task *t = s->nw_head;
   while (t) {
@@ -600,9 +600,9 @@ static bool suspect(sched *s, s_task *t) {
   return (int)t->suspicious > s->allowed_failures;
 }
 
-void sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
+void dt__sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
   free_remove(s, w);
-  dt_vec_remove(&s->workers, w);
+  dt__vec_remove(&s->workers, w);
   if (!w->closing) s->workers_lost++;
   /* its tasks in flight go back to be placed again */
   dt_vec redo = {0}, bad = {0};
@@ -610,15 +610,15 @@ void sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
     s_task *t = w->processing.v[0];
     proc_remove(t);
     set_state(s, t, TS_WAITING);
-    dt_vec_push(suspicious && suspect(s, t) ? &bad : &redo, t);
+    dt__vec_push(suspicious && suspect(s, t) ? &bad : &redo, t);
   }
   /* results held only there are lost: recompute the ones still needed.
    * O(tasks) on a rare event. */
   dt_vec lost = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
     s_task *t = s->tasks.slots[i].val;
-    if (!s->tasks.slots[i].key || !dt_vec1_remove(&t->who_has, w)) continue;
-    if (t->who_has.len == 0 && t->state == TS_MEMORY) dt_vec_push(&lost, t);
+    if (!s->tasks.slots[i].key || !dt__vec1_remove(&t->who_has, w)) continue;
+    if (t->who_has.len == 0 && t->state == TS_MEMORY) dt__vec_push(&lost, t);
   }
   for (size_t i = 0; i < lost.len; i++) {
     s_task *t = lost.v[i];
@@ -642,17 +642,17 @@ void sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
     if (t->nwaiting == 0) ready(s, t);
   }
   dt_vec keys = {0};
-  for (size_t i = 0; i < lost.len; i++) dt_vec_push(&keys, dt__xstrdup(((s_task *)lost.v[i])->key));
-  for (size_t i = 0; i < bad.len; i++) dt_vec_push(&keys, dt__xstrdup(((s_task *)bad.v[i])->key));
+  for (size_t i = 0; i < lost.len; i++) dt__vec_push(&keys, dt__xstrdup(((s_task *)lost.v[i])->key));
+  for (size_t i = 0; i < bad.len; i++) dt__vec_push(&keys, dt__xstrdup(((s_task *)bad.v[i])->key));
   for (size_t i = 0; i < bad.len; i++) {
     s_task *t = bad.v[i];
     if (t->state == TS_WAITING) killed(s, t, w->address, "connection lost");
   }
-  dt_vec_free(&redo);
-  dt_vec_free(&bad);
-  dt_vec_free(&lost);
+  dt__vec_free(&redo);
+  dt__vec_free(&bad);
+  dt__vec_free(&lost);
   gc_keys(s, &keys);
-  dt_vec_free(&w->processing);
+  dt__vec_free(&w->processing);
   dt__resources_free(w->res_names, w->res_amounts, w->nres);
   free(w->name);
   free(w->address);
@@ -660,10 +660,10 @@ void sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
   fill(s);
 }
 
-void sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
+void dt__sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
                        const uint32_t *lens, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
-    s_task *t = sched_get_task(s, keys[i], lens[i]);
+    s_task *t = dt__sched_get_task(s, keys[i], lens[i]);
     if (!t) continue;
     switch (t->state) {
     case TS_WAITING: case TS_NO_WORKER: case TS_QUEUED: case TS_PROCESSING: break;
@@ -675,60 +675,60 @@ void sched_worker_died(sched *s, const char *worker, const char *how, const char
   fill(s);
 }
 
-s_client *sched_add_client(sched *s, dt_conn *conn, const char *name) {
+s_client *dt__sched_add_client(sched *s, dt_conn *conn, const char *name) {
   s_client *c = dt__xcalloc(1, sizeof(*c));
   c->kind = PEER_CLIENT;
   c->id = ++s->next_id;
   c->name = dt__xstrdup(name && *name ? name : "client");
   c->conn = conn;
-  dt_smap_init(&c->wants);
-  dt_vec_push(&s->clients, c);
+  dt__smap_init(&c->wants);
+  dt__vec_push(&s->clients, c);
   return c;
 }
 
-void sched_remove_client(sched *s, s_client *c) {
-  dt_vec_remove(&s->clients, c);
+void dt__sched_remove_client(sched *s, s_client *c) {
+  dt__vec_remove(&s->clients, c);
   /* release everything it held */
   dt_vec keys = {0};
   for (size_t i = 0; i < c->wants.cap; i++) {
     if (!c->wants.slots[i].key) continue;
     s_task *t = c->wants.slots[i].val;
-    dt_vec1_remove(&t->wanted_by, c);
-    dt_vec_push(&keys, dt__xstrdup(t->key));
+    dt__vec1_remove(&t->wanted_by, c);
+    dt__vec_push(&keys, dt__xstrdup(t->key));
   }
-  dt_smap_destroy(&c->wants);
+  dt__smap_destroy(&c->wants);
   free(c->name);
   free(c);
   gc_keys(s, &keys);
   fill(s);
 }
 
-void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
-  s_task *t = sched_get_task(s, key, klen);
+void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = dt__sched_get_task(s, key, klen);
   if (!t) {
     if (!c->conn) return;
-    dt_wbuf *w = dt_conn_out(c->conn);
-    wb_msg(w, DT_OP_KEY_ERRED, 6);
-    wb_str(w, key, klen);
-    wb_int(w, DT_ENOTFOUND);
-    wb_str(w, key, klen);
-    wb_cstr(w, "");
-    wb_cstr(w, "");
-    wb_cstr(w, "key is not known to the scheduler (released, or from a closed client)");
+    dt_wbuf *w = dt__conn_out(c->conn);
+    dt__wb_msg(w, DT_OP_KEY_ERRED, 6);
+    dt__wb_str(w, key, klen);
+    dt__wb_int(w, DT_ENOTFOUND);
+    dt__wb_str(w, key, klen);
+    dt__wb_cstr(w, "");
+    dt__wb_cstr(w, "");
+    dt__wb_cstr(w, "key is not known to the scheduler (released, or from a closed client)");
     return;
   }
-  if (dt_smap_get(&c->wants, t->key, t->klen)) return;
-  dt_smap_put(&c->wants, t->key, t->klen, t);
-  dt_vec1_push(&t->wanted_by, c);
+  if (dt__smap_get(&c->wants, t->key, t->klen)) return;
+  dt__smap_put(&c->wants, t->key, t->klen, t);
+  dt__vec1_push(&t->wanted_by, c);
   if (t->state == TS_MEMORY) msg_key_in_memory(c, t, NULL, 0);
   else if (t->state == TS_ERRED) msg_key_erred(c, t);
   else if (t->state == TS_RELEASED) to_waiting(s, t);
 }
 
-void sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen) {
-  s_task *t = sched_get_task(s, key, klen);
-  if (!t || !dt_smap_get(&c->wants, key, klen)) {
-    sched_client_want(s, c, key, klen); /* says it is unknown, or wants it again */
+void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = dt__sched_get_task(s, key, klen);
+  if (!t || !dt__smap_get(&c->wants, key, klen)) {
+    dt__sched_client_want(s, c, key, klen); /* says it is unknown, or wants it again */
     return;
   }
   if (t->state == TS_MEMORY) msg_key_in_memory(c, t, NULL, 0);
@@ -736,57 +736,57 @@ void sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen)
   /* otherwise it is being (re)computed: KEY_IN_MEMORY follows */
 }
 
-void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
-  s_task *t = dt_smap_del(&c->wants, key, klen);
+void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = dt__smap_del(&c->wants, key, klen);
   if (!t) return;
-  dt_vec1_remove(&t->wanted_by, c);
+  dt__vec1_remove(&t->wanted_by, c);
   gc(s, t);
   fill(s);
 }
 
 static void msg_key_cancelled(s_client *c, const char *key, uint32_t klen, const char *why) {
   if (!c->conn) return;
-  dt_wbuf *w = dt_conn_out(c->conn);
-  wb_msg(w, DT_OP_KEY_CANCELLED, 2);
-  wb_str(w, key, klen);
-  wb_cstr(w, why);
+  dt_wbuf *w = dt__conn_out(c->conn);
+  dt__wb_msg(w, DT_OP_KEY_CANCELLED, 2);
+  dt__wb_str(w, key, klen);
+  dt__wb_cstr(w, why);
 }
 
 /* cancel: the client gives up key and, as Dask does, every key it wants
  * downstream of it (they could only finish by computing key); other
  * clients' interest keeps their tasks. */
-void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen) {
-  s_task *t = dt_smap_get(&c->wants, key, klen);
+void dt__sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen) {
+  s_task *t = dt__smap_get(&c->wants, key, klen);
   msg_key_cancelled(c, key, klen,
                     t && t->wanted_by.len > 1 ? "released (other clients still want it)" : "cancelled");
   if (!t) return;
   uint64_t ep = ++s->mark_epoch;
   dt_vec stack = {0}, hit = {0};
   t->mark = ep;
-  dt_vec_push(&stack, t);
+  dt__vec_push(&stack, t);
   while (stack.len) {
     s_task *x = stack.v[--stack.len];
     for (size_t i = 0; i < x->dependents.len; i++) {
       s_task *d = x->dependents.v[i];
       if (d->mark == ep) continue;
       d->mark = ep;
-      dt_vec_push(&stack, d);
-      if (dt_smap_get(&c->wants, d->key, d->klen)) dt_vec_push(&hit, d);
+      dt__vec_push(&stack, d);
+      if (dt__smap_get(&c->wants, d->key, d->klen)) dt__vec_push(&hit, d);
     }
   }
   /* hold the tasks while releasing: a release may free a task */
   char **keys = dt__xmalloc((hit.len ? hit.len : 1) * sizeof(char *));
   for (size_t i = 0; i < hit.len; i++) keys[i] = dt__xstrdup(((s_task *)hit.v[i])->key);
   size_t n = hit.len;
-  dt_vec_free(&stack);
-  dt_vec_free(&hit);
+  dt__vec_free(&stack);
+  dt__vec_free(&hit);
   char why[300];
   snprintf(why, sizeof(why), "cancelled: it depends on cancelled '%.200s'", t->key);
-  sched_client_release(s, c, key, klen);
+  dt__sched_client_release(s, c, key, klen);
   for (size_t i = 0; i < n; i++) {
     uint32_t kl = (uint32_t)strlen(keys[i]);
     msg_key_cancelled(c, keys[i], kl, why);
-    sched_client_release(s, c, keys[i], kl);
+    dt__sched_client_release(s, c, keys[i], kl);
     free(keys[i]);
   }
   free(keys);
@@ -855,10 +855,10 @@ static void break_cycles(sched *s, s_task **batch, const bool *isnew, uint32_t n
       }
       s_task *t = f->t, *d = t->deps[f->next];
       if (d->mark == gray) { /* t -> d closes a cycle: remove the edge */
-        dt_vec_remove(&d->dependents, t);
+        dt__vec_remove(&d->dependents, t);
         t->deps[f->next] = t->deps[--t->ndeps];
-        dt_vec_push(out, dt__xstrdup(t->key));
-        dt_vec_push(out, dt__xstrdup(d->key));
+        dt__vec_push(out, dt__xstrdup(t->key));
+        dt__vec_push(out, dt__xstrdup(d->key));
         continue;
       }
       f->next++;
@@ -873,7 +873,7 @@ static void break_cycles(sched *s, s_task **batch, const bool *isnew, uint32_t n
   free(st);
 }
 
-void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const char **wanted,
+void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const char **wanted,
                         const uint32_t *wanted_lens, uint32_t nwanted) {
   s_task **batch = dt__xmalloc((n ? n : 1) * sizeof(*batch));
   bool *isnew = dt__xcalloc(n ? n : 1, sizeof(*isnew));
@@ -881,7 +881,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
   uint64_t gen = ++s->generation;
   for (uint32_t i = 0; i < n; i++) {
     s_newtask *nt = &nts[i];
-    s_task *t = sched_get_task(s, nt->key, nt->klen);
+    s_task *t = dt__sched_get_task(s, nt->key, nt->klen);
     if (t) {
       dt__payload_clear(&nt->spec);
       batch[i] = t;
@@ -925,7 +925,7 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     t->deps = nt->ndeps ? dt__xmalloc(nt->ndeps * sizeof(*t->deps)) : NULL;
     char *missing = NULL;
     for (uint32_t k = 0; k < nt->ndeps; k++) {
-      s_task *d = sched_get_task(s, nt->dep_keys[k], nt->dep_lens[k]);
+      s_task *d = dt__sched_get_task(s, nt->dep_keys[k], nt->dep_lens[k]);
       if (!d) {
         if (!missing) missing = dt__xstrndup(nt->dep_keys[k], nt->dep_lens[k]);
         continue;
@@ -933,12 +933,12 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
       if (d == t || d->mark == epoch) continue;
       d->mark = epoch;
       t->deps[t->ndeps++] = d;
-      dt_vec_push(&d->dependents, t);
+      dt__vec_push(&d->dependents, t);
     }
     for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
     if (missing) {
-      dt_vec_push(&failed, dt__xstrdup(t->key));
-      dt_vec_push(&failed, missing);
+      dt__vec_push(&failed, dt__xstrdup(t->key));
+      dt__vec_push(&failed, missing);
       isnew[i] = false; /* settled below */
     }
   }
@@ -948,19 +948,19 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
   for (uint32_t i = 0; i < n; i++) batch[i]->mark = 0;
   /* the client's interest first, so nothing is forgotten in between */
   for (uint32_t i = 0; i < nwanted; i++) {
-    s_task *t = sched_get_task(s, wanted[i], wanted_lens[i]);
-    if (t && t->state == TS_RELEASED && !dt_smap_get(&c->wants, t->key, t->klen)) {
-      dt_smap_put(&c->wants, t->key, t->klen, t);
-      dt_vec1_push(&t->wanted_by, c);
+    s_task *t = dt__sched_get_task(s, wanted[i], wanted_lens[i]);
+    if (t && t->state == TS_RELEASED && !dt__smap_get(&c->wants, t->key, t->klen)) {
+      dt__smap_put(&c->wants, t->key, t->klen, t);
+      dt__vec1_push(&t->wanted_by, c);
       continue; /* started below (or now, if it is an old released key) */
     }
-    sched_client_want(s, c, wanted[i], wanted_lens[i]);
+    dt__sched_client_want(s, c, wanted[i], wanted_lens[i]);
   }
   /* from here on, failing or forgetting one task may free another: the
    * batch is looked up by key */
   for (size_t i = 0; i < failed.len; i += 2) {
     char *key = failed.v[i], *missing = failed.v[i + 1];
-    s_task *t = sched_get_task(s, key, (uint32_t)strlen(key));
+    s_task *t = dt__sched_get_task(s, key, (uint32_t)strlen(key));
     if (t && t->state == TS_RELEASED) {
       char msg[DT_MAX_KEY + 200];
       snprintf(msg, sizeof(msg),
@@ -972,10 +972,10 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     free(key);
     free(missing);
   }
-  dt_vec_free(&failed);
+  dt__vec_free(&failed);
   for (size_t i = 0; i < cyclic.len; i += 2) {
     char *key = cyclic.v[i], *dep = cyclic.v[i + 1];
-    s_task *t = sched_get_task(s, key, (uint32_t)strlen(key));
+    s_task *t = dt__sched_get_task(s, key, (uint32_t)strlen(key));
     if (t && t->state == TS_RELEASED) {
       char msg[2 * DT_MAX_KEY + 200];
       snprintf(msg, sizeof(msg),
@@ -988,18 +988,18 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
     free(key);
     free(dep);
   }
-  dt_vec_free(&cyclic);
+  dt__vec_free(&cyclic);
   for (uint32_t i = 0; i < n; i++) {
-    s_task *t = sched_get_task(s, nts[i].key, nts[i].klen);
+    s_task *t = dt__sched_get_task(s, nts[i].key, nts[i].klen);
     if (t && t->state == TS_RELEASED && (isnew[i] || t->wanted_by.len)) to_waiting(s, t);
   }
   /* tasks nobody wants and nothing needs go at once, as in Dask (a graph
    * culled by the client has none); gc of one may free another: by key */
   dt_vec unneeded = {0};
   for (uint32_t i = 0; i < n; i++) {
-    s_task *t = sched_get_task(s, nts[i].key, nts[i].klen);
+    s_task *t = dt__sched_get_task(s, nts[i].key, nts[i].klen);
     if (t && !t->wanted_by.len && !t->waiters && !t->dependents.len)
-      dt_vec_push(&unneeded, dt__xstrdup(t->key));
+      dt__vec_push(&unneeded, dt__xstrdup(t->key));
   }
   gc_keys(s, &unneeded);
   free(batch);
@@ -1008,9 +1008,9 @@ void sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, const
   fill(s);
 }
 
-void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
+void dt__sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
                        uint64_t nbytes) {
-  s_task *t = sched_get_task(s, key, klen);
+  s_task *t = dt__sched_get_task(s, key, klen);
   if (!t) t = task_new(s, key, klen, "scatter", 7);
   if (t->state != TS_MEMORY) {
     unschedule(s, t);
@@ -1024,17 +1024,17 @@ void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint
   bool has = false;
   for (size_t i = 0; i < t->who_has.len && !has; i++) has = t->who_has.v[i] == w;
   if (!has) {
-    dt_vec1_push(&t->who_has, w);
+    dt__vec1_push(&t->who_has, w);
     w->nkeys++;
     w->nbytes += nbytes;
   }
-  if (c) sched_client_want(s, c, key, klen);
+  if (c) dt__sched_client_want(s, c, key, klen);
   fill(s);
 }
 
-void sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen) {
+void dt__sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen) {
   (void)c;
-  s_task *t = sched_get_task(s, key, klen);
+  s_task *t = dt__sched_get_task(s, key, klen);
   if (t) t->send_inline = true; /* if it is in memory already, the client fetches it */
 }
 
@@ -1044,7 +1044,7 @@ static void to_memory(sched *s, s_task *t, s_worker *w, uint64_t nbytes, const c
                       uint32_t ilen) {
   set_state(s, t, TS_MEMORY);
   t->nbytes = nbytes;
-  dt_vec1_push(&t->who_has, w);
+  dt__vec1_push(&t->who_has, w);
   w->nkeys++;
   w->nbytes += nbytes;
   for (size_t i = 0; i < t->wanted_by.len; i++) msg_key_in_memory(t->wanted_by.v[i], t, inline_, ilen);
@@ -1063,18 +1063,18 @@ static void to_memory(sched *s, s_task *t, s_worker *w, uint64_t nbytes, const c
   if (!t->wanted_by.len && !t->waiters) gc(s, t);
 }
 
-void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
+void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
                          double duration_s, const char *inline_, uint32_t ilen) {
-  s_task *t = sched_get_task(s, key, klen);
+  s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) {
     /* stale (released or moved meanwhile): the worker must not keep it */
     bool held = false;
     for (size_t i = 0; t && i < t->who_has.len && !held; i++) held = t->who_has.v[i] == w;
     if (!held && w->conn) {
-      dt_wbuf *o = dt_conn_out(w->conn);
-      wb_msg(o, DT_OP_FREE_KEYS, 1);
-      wb_array(o, 1);
-      wb_str(o, key, klen);
+      dt_wbuf *o = dt__conn_out(w->conn);
+      dt__wb_msg(o, DT_OP_FREE_KEYS, 1);
+      dt__wb_array(o, 1);
+      dt__wb_str(o, key, klen);
     }
     return;
   }
@@ -1093,7 +1093,7 @@ void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, 
   fill(s);
 }
 
-int sched_retire_worker(sched *s, s_worker *w) {
+int dt__sched_retire_worker(sched *s, s_worker *w) {
   w->retiring = true;
   free_remove(s, w);
   /* O(tasks), on a rare event: the results only w holds that are needed */
@@ -1110,14 +1110,14 @@ int sched_retire_worker(sched *s, s_worker *w) {
     }
     if (!to) return -1;
     if (to->conn) {
-      dt_wbuf *o = dt_conn_out(to->conn);
-      wb_msg(o, DT_OP_ACQUIRE, 1);
-      wb_array(o, 1);
-      wb_array(o, 4);
-      wb_str(o, t->key, t->klen);
-      wb_uint(o, t->nbytes);
-      wb_cstr(o, w->address);
-      wb_uint(o, w->id);
+      dt_wbuf *o = dt__conn_out(to->conn);
+      dt__wb_msg(o, DT_OP_ACQUIRE, 1);
+      dt__wb_array(o, 1);
+      dt__wb_array(o, 4);
+      dt__wb_str(o, t->key, t->klen);
+      dt__wb_uint(o, t->nbytes);
+      dt__wb_cstr(o, w->address);
+      dt__wb_uint(o, w->id);
     }
     moving++;
   }
@@ -1125,7 +1125,7 @@ int sched_retire_worker(sched *s, s_worker *w) {
   return moving;
 }
 
-void sched_worker_paused(sched *s, s_worker *w, bool paused) {
+void dt__sched_worker_paused(sched *s, s_worker *w, bool paused) {
   if (w->paused == paused) return;
   w->paused = paused;
   if (paused) {
@@ -1134,34 +1134,34 @@ void sched_worker_paused(sched *s, s_worker *w, bool paused) {
   }
   update_free(s, w);
   /* what waited for a worker may go there now */
-  sched_worker_place(s, w);
+  dt__sched_worker_place(s, w);
 }
 
-void sched_unretire_worker(sched *s, s_worker *w) {
+void dt__sched_unretire_worker(sched *s, s_worker *w) {
   w->retiring = false;
   w->moving = 0;
   update_free(s, w);
   fill(s);
 }
 
-void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
+void dt__sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
                           uint64_t nbytes) {
-  s_task *t = sched_get_task(s, key, klen);
+  s_task *t = dt__sched_get_task(s, key, klen);
   bool needed = t && t->state != TS_ERRED &&
                 (t->state != TS_RELEASED || t->wanted_by.len || t->waiters);
   if (!needed) { /* forgotten meanwhile: the worker must not keep it */
     if (w->conn) {
-      dt_wbuf *o = dt_conn_out(w->conn);
-      wb_msg(o, DT_OP_FREE_KEYS, 1);
-      wb_array(o, 1);
-      wb_str(o, key, klen);
+      dt_wbuf *o = dt__conn_out(w->conn);
+      dt__wb_msg(o, DT_OP_FREE_KEYS, 1);
+      dt__wb_array(o, 1);
+      dt__wb_str(o, key, klen);
     }
     return;
   }
   if (t->state == TS_MEMORY) {
     for (size_t i = 0; i < t->who_has.len; i++)
       if (t->who_has.v[i] == w) return;
-    dt_vec1_push(&t->who_has, w);
+    dt__vec1_push(&t->who_has, w);
     w->nkeys++;
     w->nbytes += nbytes;
     return;
@@ -1172,9 +1172,9 @@ void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
   fill(s);
 }
 
-void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
+void dt__sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
                       const char *func, const char *msg) {
-  s_task *t = sched_get_task(s, key, klen);
+  s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
   proc_remove(t);
   update_free(s, w);
@@ -1197,7 +1197,7 @@ void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int
 /* lose_replica: holder no longer serves d (a peer could not fetch it from
  * there): forget that copy; if it was the last, recompute d if needed */
 static void lose_replica(sched *s, s_task *d, s_worker *holder) {
-  if (!dt_vec1_remove(&d->who_has, holder)) return;
+  if (!dt__vec1_remove(&d->who_has, holder)) return;
   msg_free_key(holder, d); /* if it is alive after all, it must not keep it */
   holder->nkeys--;
   holder->nbytes -= d->nbytes < holder->nbytes ? d->nbytes : holder->nbytes;
@@ -1210,16 +1210,16 @@ static void lose_replica(sched *s, s_task *d, s_worker *holder) {
   if (d->wanted_by.len || d->waiters) to_waiting(s, d);
 }
 
-void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, const char *dep,
+void dt__sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, const char *dep,
                         uint32_t deplen, const char *addr) {
-  s_task *t = sched_get_task(s, key, klen);
+  s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
   proc_remove(t);
   update_free(s, w);
   set_state(s, t, TS_WAITING);
   /* the copy it could not fetch: gone from the holder it tried (Dask does
    * the same), so the task is not sent back to fail the same way */
-  s_task *d = sched_get_task(s, dep, deplen);
+  s_task *d = dt__sched_get_task(s, dep, deplen);
   bool learned = false;
   for (size_t i = 0; d && addr && i < d->who_has.len && !learned; i++) {
     s_worker *h = d->who_has.v[i];
@@ -1245,7 +1245,7 @@ void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, c
   fill(s);
 }
 
-int sched_check(const sched *s, char *why, size_t cap) {
+int dt__sched_check(const sched *s, char *why, size_t cap) {
   int64_t counts[TS_COUNT] = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
     if (!s->tasks.slots[i].key) continue;
@@ -1281,7 +1281,7 @@ int sched_check(const sched *s, char *why, size_t cap) {
   }
   for (int st = 0; st < TS_COUNT; st++)
     if (counts[st] != s->count[st]) {
-      snprintf(why, cap, "count of %s is %lld, tasks say %lld", s_task_state_name(st),
+      snprintf(why, cap, "count of %s is %lld, tasks say %lld", dt__task_state_name(st),
                (long long)s->count[st], (long long)counts[st]);
       return -1;
     }
@@ -1297,37 +1297,37 @@ int sched_check(const sched *s, char *why, size_t cap) {
       for (int st = 0; st < TS_COUNT; st++)
         if (fc[st] != f->count[st]) {
           snprintf(why, cap, "function %s: %s count is %lld, tasks say %lld", f->name,
-                   s_task_state_name(st), (long long)f->count[st], (long long)fc[st]);
+                   dt__task_state_name(st), (long long)f->count[st], (long long)fc[st]);
           return -1;
         }
     }
   return 0;
 }
 
-void sched_destroy(sched *s) {
-  dt_heap_destroy(&s->queued); /* before the tasks it points to */
+void dt__sched_destroy(sched *s) {
+  dt__heap_destroy(&s->queued); /* before the tasks it points to */
   for (size_t i = 0; i < s->tasks.cap; i++)
     if (s->tasks.slots[i].key) task_free(s->tasks.slots[i].val);
-  dt_smap_destroy(&s->tasks);
+  dt__smap_destroy(&s->tasks);
   for (size_t i = 0; i < s->funcs.cap; i++)
     if (s->funcs.slots[i].key) free(DT_FUNC_OF(s->funcs.slots[i].val));
-  dt_smap_destroy(&s->funcs);
+  dt__smap_destroy(&s->funcs);
   free(s->overflow_func);
   free(s->stream);
   for (size_t i = 0; i < s->workers.len; i++) {
     s_worker *w = s->workers.v[i];
-    dt_vec_free(&w->processing);
+    dt__vec_free(&w->processing);
     dt__resources_free(w->res_names, w->res_amounts, w->nres);
     free(w->name);
     free(w->address);
     free(w);
   }
-  dt_vec_free(&s->workers);
+  dt__vec_free(&s->workers);
   for (size_t i = 0; i < s->clients.len; i++) {
     s_client *c = s->clients.v[i];
-    dt_smap_destroy(&c->wants);
+    dt__smap_destroy(&c->wants);
     free(c->name);
     free(c);
   }
-  dt_vec_free(&s->clients);
+  dt__vec_free(&s->clients);
 }

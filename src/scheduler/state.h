@@ -32,7 +32,7 @@ typedef enum {
   TS_FORGOTTEN,
   TS_COUNT
 } s_task_state;
-const char *s_task_state_name(int st);
+const char *dt__task_state_name(int st);
 
 enum { PEER_WORKER = 1, PEER_CLIENT = 2 };
 
@@ -181,69 +181,69 @@ typedef struct {
   uint32_t nres;
 } s_newtask;
 
-void sched_init(sched *s);
-void sched_destroy(sched *s);
+void dt__sched_init(sched *s);
+void dt__sched_destroy(sched *s);
 
-s_worker *sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
+s_worker *dt__sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
                            int nthreads, char **res_names, double *res_amounts, uint32_t nres);
-/* sched_remove_worker: w is gone.  Its tasks in flight are placed again and
+/* dt__sched_remove_worker: w is gone.  Its tasks in flight are placed again and
  * results held only there are recomputed from their lineage.  If
  * suspicious, each task that was processing there counts one worker death
  * against it (Dask's rule, for workers with no nanny to say what ran). */
-void sched_remove_worker(sched *s, s_worker *w, bool suspicious);
-/* sched_add_worker is these two: register w, then give it work (what had
+void dt__sched_remove_worker(sched *s, s_worker *w, bool suspicious);
+/* dt__sched_add_worker is these two: register w, then give it work (what had
  * no worker, queued root tasks).  In between, a worker coming back says
- * which results it still holds (sched_worker_has_key), so that those are
+ * which results it still holds (dt__sched_worker_has_key), so that those are
  * not recomputed. */
-s_worker *sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
+s_worker *dt__sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
                                 int nthreads, char **res_names, double *res_amounts,
                                 uint32_t nres);
-void sched_worker_place(sched *s, s_worker *w);
-/* sched_worker_died: a nanny reports that its worker died while running
+void dt__sched_worker_place(sched *s, s_worker *w);
+/* dt__sched_worker_died: a nanny reports that its worker died while running
  * keys: each counts one death; past allowed_failures it errs with
  * DT_EKILLED.  how: "killed by signal 11 (Segmentation fault)" etc. */
-void sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
+void dt__sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
                        const uint32_t *lens, uint32_t n);
-/* sched_retire_worker: w gets no new work; every result only it holds that
+/* dt__sched_retire_worker: w gets no new work; every result only it holds that
  * is still needed goes to another worker (ACQUIRE).  Returns how many are
  * on their way (w->moving), or -1 if no other worker could take them. */
-int sched_retire_worker(sched *s, s_worker *w);
-void sched_unretire_worker(sched *s, s_worker *w);
-/* sched_worker_paused: w stops (or resumes) taking new tasks (memory) */
-void sched_worker_paused(sched *s, s_worker *w, bool paused);
-/* sched_worker_has_key: w (re)registered holding key with nbytes. */
-void sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
+int dt__sched_retire_worker(sched *s, s_worker *w);
+void dt__sched_unretire_worker(sched *s, s_worker *w);
+/* dt__sched_worker_paused: w stops (or resumes) taking new tasks (memory) */
+void dt__sched_worker_paused(sched *s, s_worker *w, bool paused);
+/* dt__sched_worker_has_key: w (re)registered holding key with nbytes. */
+void dt__sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
                           uint64_t nbytes);
-s_client *sched_add_client(sched *s, dt_conn *conn, const char *name);
-void sched_remove_client(sched *s, s_client *c);
+s_client *dt__sched_add_client(sched *s, dt_conn *conn, const char *name);
+void dt__sched_remove_client(sched *s, s_client *c);
 
-void sched_update_graph(sched *s, s_client *c, s_newtask *tasks, uint32_t n,
+void dt__sched_update_graph(sched *s, s_client *c, s_newtask *tasks, uint32_t n,
                         const char **wanted, const uint32_t *wanted_lens, uint32_t nwanted);
-void sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen);
-void sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen);
-/* sched_client_who_has: a client's fetch failed; say where key is now */
-void sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen);
-void sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen);
-/* sched_scatter_key: a key put on worker w by scatter (payload size nbytes). */
-void sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
+void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen);
+void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen);
+/* dt__sched_client_who_has: a client's fetch failed; say where key is now */
+void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen);
+void dt__sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen);
+/* dt__sched_scatter_key: a key put on worker w by scatter (payload size nbytes). */
+void dt__sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
                        uint64_t nbytes);
 
 /* inline_/ilen: the encoded result when small (borrowed), else NULL */
-void sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
+void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
                          double duration_s, const char *inline_, uint32_t ilen);
-/* sched_client_want_result: c waits for key; send the result when small */
-void sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen);
-void sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
+/* dt__sched_client_want_result: c waits for key; send the result when small */
+void dt__sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen);
+void dt__sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
                       const char *func, const char *msg);
-/* sched_missing_data: w could not fetch dep (from addr, the last holder it
+/* dt__sched_missing_data: w could not fetch dep (from addr, the last holder it
  * tried) for key: that copy is forgotten and key placed again. */
-void sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen,
+void dt__sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen,
                         const char *dep, uint32_t deplen, const char *addr);
 
-s_task *sched_get_task(sched *s, const char *key, uint32_t klen);
-/* sched_worker_capacity: tasks this worker may have in flight. */
-int sched_worker_capacity(const sched *s, const s_worker *w);
-/* sched_check: verifies the invariants (counts, links); 0 if consistent. */
-int sched_check(const sched *s, char *why, size_t cap);
+s_task *dt__sched_get_task(sched *s, const char *key, uint32_t klen);
+/* dt__sched_worker_capacity: tasks this worker may have in flight. */
+int dt__sched_worker_capacity(const sched *s, const s_worker *w);
+/* dt__sched_check: verifies the invariants (counts, links); 0 if consistent. */
+int dt__sched_check(const sched *s, char *why, size_t cap);
 
 #endif

@@ -35,23 +35,23 @@ static int take_msgs(dt_conn *c, msg *out, int cap) {
     dt_rd r = {p, q, c->out.frames, c->out.nframes};
     uint32_t nf, na;
     uint64_t op;
-    assert_int_equal(rd_array(&r, &nf), 0);
-    assert_int_equal(rd_uint(&r, &op), 0);
+    assert_int_equal(dt__rd_array(&r, &nf), 0);
+    assert_int_equal(dt__rd_uint(&r, &op), 0);
     msg m = {(int)op, ""};
     const char *k;
     uint32_t kl;
     if (op == DT_OP_FREE_KEYS) {
-      assert_int_equal(rd_array(&r, &na), 0);
-      assert_int_equal(rd_str(&r, &k, &kl), 0);
+      assert_int_equal(dt__rd_array(&r, &na), 0);
+      assert_int_equal(dt__rd_str(&r, &k, &kl), 0);
       snprintf(m.key, sizeof(m.key), "%.*s", (int)kl, k);
-    } else if (rd_str(&r, &k, &kl) == 0) {
+    } else if (dt__rd_str(&r, &k, &kl) == 0) {
       snprintf(m.key, sizeof(m.key), "%.*s", (int)kl, k);
     }
     if (n < cap) out[n] = m;
     n++;
     p = q;
   }
-  dt_wbuf_clear(&c->out);
+  dt__wbuf_clear(&c->out);
   return n;
 }
 
@@ -108,7 +108,7 @@ static void submit(s_client *c, const tdef *defs, int n, const char *const *want
     }
   }
   for (int i = 0; i < nw; i++) wl[i] = (uint32_t)strlen(wanted[i]);
-  sched_update_graph(&S, c, ts, (uint32_t)n, (const char **)wanted, wl, (uint32_t)nw);
+  dt__sched_update_graph(&S, c, ts, (uint32_t)n, (const char **)wanted, wl, (uint32_t)nw);
   for (int i = 0; i < n; i++) {
     free(ts[i].dep_keys);
     free(ts[i].dep_lens);
@@ -118,39 +118,39 @@ static void submit(s_client *c, const tdef *defs, int n, const char *const *want
 }
 
 static int state_of(const char *key) {
-  s_task *t = sched_get_task(&S, key, (uint32_t)strlen(key));
+  s_task *t = dt__sched_get_task(&S, key, (uint32_t)strlen(key));
   return t ? (int)t->state : TS_FORGOTTEN;
 }
 
 static void finish(s_worker *w, const char *key) {
-  sched_task_finished(&S, w, key, (uint32_t)strlen(key), 100, 0.001, NULL, 0);
+  dt__sched_task_finished(&S, w, key, (uint32_t)strlen(key), 100, 0.001, NULL, 0);
 }
 
 static void check(void) {
   char why[512] = "";
-  if (sched_check(&S, why, sizeof(why)) != 0) fail_msg("inconsistent state: %s", why);
+  if (dt__sched_check(&S, why, sizeof(why)) != 0) fail_msg("inconsistent state: %s", why);
 }
 
 static dt_conn *conns[512];
 static int nconns;
-static dt_conn *newconn(void) { return conns[nconns++] = dt_conn_new_detached(); }
+static dt_conn *newconn(void) { return conns[nconns++] = dt__conn_new_detached(); }
 
 static int setup(void **state) {
   (void)state;
-  sched_init(&S);
+  dt__sched_init(&S);
   nconns = 0;
   return 0;
 }
 static int teardown(void **state) {
   (void)state;
   check();
-  sched_destroy(&S);
-  for (int i = 0; i < nconns; i++) dt_conn_free_detached(conns[i]);
+  dt__sched_destroy(&S);
+  for (int i = 0; i < nconns; i++) dt__conn_free_detached(conns[i]);
   return 0;
 }
 
 static s_worker *add_worker(const char *name, int nthreads) {
-  return sched_add_worker(&S, newconn(), name, name, nthreads, NULL, NULL, 0);
+  return dt__sched_add_worker(&S, newconn(), name, name, nthreads, NULL, NULL, 0);
 }
 
 /* ---- tests */
@@ -158,7 +158,7 @@ static s_worker *add_worker(const char *name, int nthreads) {
 static void test_one_task_lifecycle(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 2);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
   assert_int_equal(state_of("a"), TS_PROCESSING);
@@ -171,7 +171,7 @@ static void test_one_task_lifecycle(void **state) {
   assert_int_equal(state_of("a"), TS_MEMORY);
   n = take_msgs(c->conn, ms, 16);
   assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "a"), 1);
-  sched_client_release(&S, c, "a", 1);
+  dt__sched_client_release(&S, c, "a", 1);
   assert_int_equal(state_of("a"), TS_FORGOTTEN);
   n = take_msgs(w->conn, ms, 16);
   assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 1);
@@ -181,7 +181,7 @@ static void test_one_task_lifecycle(void **state) {
 static void test_diamond_releases_intermediates(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 4);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   submit(c, (tdef[]){{"a"}, {"b", {"a"}}, {"c", {"a"}}, {"d", {"b", "c"}}}, 4,
          (const char *[]){"d"}, 1);
@@ -207,48 +207,48 @@ static void test_diamond_releases_intermediates(void **state) {
   n = take_msgs(c->conn, ms, 16);
   assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "d"), 1);
   assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "a"), 0); /* not wanted */
-  sched_client_release(&S, c, "d", 1);
+  dt__sched_client_release(&S, c, "d", 1);
   assert_int_equal(S.tasks.len, 0);
 }
 
 static void test_error_propagates_to_dependents(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   submit(c, (tdef[]){{"a"}, {"b", {"a"}}, {"x"}}, 3, (const char *[]){"b", "x"}, 2);
-  sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "boom");
+  dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "boom");
   assert_int_equal(state_of("b"), TS_ERRED);
   int n = take_msgs(c->conn, ms, 16);
   assert_int_equal(count_op(ms, n, DT_OP_KEY_ERRED, "b"), 1);
   finish(w, "x"); /* the rest of the graph goes on */
   assert_int_equal(state_of("x"), TS_MEMORY);
   check();
-  sched_client_release(&S, c, "b", 1);
-  sched_client_release(&S, c, "x", 1);
+  dt__sched_client_release(&S, c, "b", 1);
+  dt__sched_client_release(&S, c, "x", 1);
   assert_int_equal(S.tasks.len, 0);
 }
 
 static void test_retries(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   submit(c, (tdef[]){{"a", {0}, 1}}, 1, (const char *[]){"a"}, 1);
   take_msgs(w->conn, ms, 16);
-  sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky");
+  dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky");
   assert_int_equal(state_of("a"), TS_PROCESSING); /* sent again */
   assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_COMPUTE_TASK, "a"), 1);
-  sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky again");
+  dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky again");
   assert_int_equal(state_of("a"), TS_ERRED); /* out of retries */
-  sched_client_release(&S, c, "a", 1);
+  dt__sched_client_release(&S, c, "a", 1);
   assert_int_equal(S.tasks.len, 0);
 }
 
 static void test_root_tasks_queue_on_scheduler(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   enum { N = 3000 };
   static tdef defs[N];
   static char keys[N][16];
@@ -259,7 +259,7 @@ static void test_root_tasks_queue_on_scheduler(void **state) {
     wanted[i] = keys[i];
   }
   submit(c, defs, N, wanted, N);
-  int cap = sched_worker_capacity(&S, w);
+  int cap = dt__sched_worker_capacity(&S, w);
   assert_true(cap > 1 && cap < N);
   assert_int_equal(S.count[TS_PROCESSING], cap);
   assert_int_equal(S.count[TS_QUEUED], N - cap);
@@ -271,7 +271,7 @@ static void test_root_tasks_queue_on_scheduler(void **state) {
   int64_t queued = S.count[TS_QUEUED];
   s_task *first = w->processing.v[0];
   /* a duration equal to the default estimate keeps the capacity as it is */
-  sched_task_finished(&S, w, first->key, first->klen, 100, 0.0005, NULL, 0);
+  dt__sched_task_finished(&S, w, first->key, first->klen, 100, 0.0005, NULL, 0);
   assert_int_equal(S.count[TS_QUEUED], queued - 1);
   check();
 }
@@ -280,13 +280,13 @@ static void test_placement_follows_data(void **state) {
   (void)state;
   s_worker *w1 = add_worker("w1", 1);
   s_worker *w2 = add_worker("w2", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   submit(c, (tdef[]){{"a", {0}, 0, "w2"}}, 1, (const char *[]){"a"}, 1);
-  s_task *a = sched_get_task(&S, "a", 1);
+  s_task *a = dt__sched_get_task(&S, "a", 1);
   assert_ptr_equal(a->processing_on, w2);
   finish(w2, "a");
   submit(c, (tdef[]){{"b", {"a"}}}, 1, (const char *[]){"b"}, 1);
-  s_task *b = sched_get_task(&S, "b", 1);
+  s_task *b = dt__sched_get_task(&S, "b", 1);
   assert_ptr_equal(b->processing_on, w2); /* where its data is */
   (void)w1;
 }
@@ -294,29 +294,29 @@ static void test_placement_follows_data(void **state) {
 static void test_restrictions_and_resources(void **state) {
   (void)state;
   add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   submit(c, (tdef[]){{"r", {0}, 0, "w2"}, {"g", {0}, 0, NULL, "GPU", 1}}, 2,
          (const char *[]){"r", "g"}, 2);
   assert_int_equal(state_of("r"), TS_NO_WORKER);
   assert_int_equal(state_of("g"), TS_NO_WORKER);
   s_worker *w2 = add_worker("w2", 1);
   assert_int_equal(state_of("r"), TS_PROCESSING);
-  assert_ptr_equal(sched_get_task(&S, "r", 1)->processing_on, w2);
+  assert_ptr_equal(dt__sched_get_task(&S, "r", 1)->processing_on, w2);
   assert_int_equal(state_of("g"), TS_NO_WORKER); /* w2 has no GPU either */
   char **rn = malloc(sizeof(char *));
   double *ra = malloc(sizeof(double));
   rn[0] = strdup("GPU");
   ra[0] = 2;
-  s_worker *w3 = sched_add_worker(&S, newconn(), "w3", "w3", 1, rn, ra, 1);
+  s_worker *w3 = dt__sched_add_worker(&S, newconn(), "w3", "w3", 1, rn, ra, 1);
   assert_int_equal(state_of("g"), TS_PROCESSING);
-  assert_ptr_equal(sched_get_task(&S, "g", 1)->processing_on, w3);
+  assert_ptr_equal(dt__sched_get_task(&S, "g", 1)->processing_on, w3);
 }
 
 static void test_two_clients_share_a_key(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c1 = sched_add_client(&S, newconn(), "c1");
-  s_client *c2 = sched_add_client(&S, newconn(), "c2");
+  s_client *c1 = dt__sched_add_client(&S, newconn(), "c1");
+  s_client *c2 = dt__sched_add_client(&S, newconn(), "c2");
   msg ms[16];
   submit(c1, (tdef[]){{"x"}}, 1, (const char *[]){"x"}, 1);
   submit(c2, (tdef[]){{"x"}}, 1, (const char *[]){"x"}, 1);
@@ -325,10 +325,10 @@ static void test_two_clients_share_a_key(void **state) {
   assert_int_equal(count_op(ms, take_msgs(c1->conn, ms, 16), DT_OP_KEY_IN_MEMORY, "x"), 1);
   assert_int_equal(count_op(ms, take_msgs(c2->conn, ms, 16), DT_OP_KEY_IN_MEMORY, "x"), 1);
   take_msgs(w->conn, ms, 16);
-  sched_client_release(&S, c1, "x", 1);
+  dt__sched_client_release(&S, c1, "x", 1);
   assert_int_equal(state_of("x"), TS_MEMORY);
   assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, NULL), 0);
-  sched_remove_client(&S, c2); /* leaving releases what it held */
+  dt__sched_remove_client(&S, c2); /* leaving releases what it held */
   assert_int_equal(S.tasks.len, 0);
   assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "x"), 1);
 }
@@ -336,15 +336,15 @@ static void test_two_clients_share_a_key(void **state) {
 static void test_worker_loss_reschedules_and_recomputes(void **state) {
   (void)state;
   s_worker *w1 = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   submit(c, (tdef[]){{"a"}, {"b", {"a"}}}, 2, (const char *[]){"b"}, 1);
   finish(w1, "a");
   assert_int_equal(state_of("b"), TS_PROCESSING);
   s_worker *w2 = add_worker("w2", 1);
-  sched_remove_worker(&S, w1, true); /* held a, was running b */
+  dt__sched_remove_worker(&S, w1, true); /* held a, was running b */
   check();
   assert_int_equal(state_of("a"), TS_PROCESSING); /* recomputed on w2 */
-  assert_ptr_equal(sched_get_task(&S, "a", 1)->processing_on, w2);
+  assert_ptr_equal(dt__sched_get_task(&S, "a", 1)->processing_on, w2);
   assert_int_equal(state_of("b"), TS_WAITING);
   finish(w2, "a");
   finish(w2, "b");
@@ -353,7 +353,7 @@ static void test_worker_loss_reschedules_and_recomputes(void **state) {
 
 static void test_killed_worker_after_allowed_failures(void **state) {
   (void)state;
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   s_worker *w = add_worker("w0", 1);
   submit(c, (tdef[]){{"bad"}, {"dep", {"bad"}}, {"ok"}}, 3, (const char *[]){"dep", "ok"}, 2);
   finish(w, "ok");
@@ -364,11 +364,11 @@ static void test_killed_worker_after_allowed_failures(void **state) {
     char nm[8];
     snprintf(nm, sizeof(nm), "w%d", i);
     s_worker *next = add_worker(nm, 1);
-    sched_remove_worker(&S, w, true);
+    dt__sched_remove_worker(&S, w, true);
     check();
     w = next;
   }
-  s_task *dep = sched_get_task(&S, "dep", 3);
+  s_task *dep = dt__sched_get_task(&S, "dep", 3);
   assert_non_null(dep);
   assert_int_equal(dep->state, TS_ERRED);
   assert_int_equal(RARE(dep)->err_code, DT_EKILLED);
@@ -379,7 +379,7 @@ static void test_killed_worker_after_allowed_failures(void **state) {
 
 static void test_nanny_report_counts_only_running_keys(void **state) {
   (void)state;
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   s_worker *w = add_worker("w0", 2);
   w->nanny_token = 7;
   submit(c, (tdef[]){{"crash"}, {"innocent"}}, 2, (const char *[]){"crash", "innocent"}, 2);
@@ -388,17 +388,17 @@ static void test_nanny_report_counts_only_running_keys(void **state) {
   for (int i = 1; i <= 3; i++) {
     s_worker *next = add_worker(i == 1 ? "w1" : i == 2 ? "w2" : "w3", 2);
     next->nanny_token = 7 + (uint64_t)i;
-    sched_remove_worker(&S, w, false); /* connection drop of a nanny's worker */
-    sched_worker_died(&S, "w", "killed by signal 11", keys, lens, 1);
+    dt__sched_remove_worker(&S, w, false); /* connection drop of a nanny's worker */
+    dt__sched_worker_died(&S, "w", "killed by signal 11", keys, lens, 1);
     check();
     w = next;
   }
-  assert_int_equal(sched_get_task(&S, "crash", 5)->suspicious, 3);
-  assert_int_equal(sched_get_task(&S, "innocent", 8)->suspicious, 0);
+  assert_int_equal(dt__sched_get_task(&S, "crash", 5)->suspicious, 3);
+  assert_int_equal(dt__sched_get_task(&S, "innocent", 8)->suspicious, 0);
   assert_int_equal(state_of("crash"), TS_PROCESSING); /* 3 deaths allowed */
-  sched_worker_died(&S, "w", "killed by signal 11", keys, lens, 1);
+  dt__sched_worker_died(&S, "w", "killed by signal 11", keys, lens, 1);
   assert_int_equal(state_of("crash"), TS_ERRED);
-  assert_int_equal(RARE(sched_get_task(&S, "crash", 5))->err_code, DT_EKILLED);
+  assert_int_equal(RARE(dt__sched_get_task(&S, "crash", 5))->err_code, DT_EKILLED);
   assert_int_equal(state_of("innocent"), TS_PROCESSING);
   check();
 }
@@ -406,17 +406,17 @@ static void test_nanny_report_counts_only_running_keys(void **state) {
 static void test_worker_reregisters_held_keys(void **state) {
   (void)state;
   msg ms[16];
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   s_worker *w1 = add_worker("w1", 1);
   submit(c, (tdef[]){{"a"}, {"b", {"a"}}}, 2, (const char *[]){"b"}, 1);
   finish(w1, "a");
-  sched_remove_worker(&S, w1, false); /* connection lost; no worker left */
+  dt__sched_remove_worker(&S, w1, false); /* connection lost; no worker left */
   assert_int_equal(state_of("a"), TS_NO_WORKER);
   /* the same process comes back holding "a", and something forgotten */
-  s_worker *w2 = sched_add_worker_only(&S, newconn(), "w1-again", "w1-again", 1, NULL, NULL, 0);
-  sched_worker_has_key(&S, w2, "a", 1, 10);
-  sched_worker_has_key(&S, w2, "zzz", 3, 10);
-  sched_worker_place(&S, w2);
+  s_worker *w2 = dt__sched_add_worker_only(&S, newconn(), "w1-again", "w1-again", 1, NULL, NULL, 0);
+  dt__sched_worker_has_key(&S, w2, "a", 1, 10);
+  dt__sched_worker_has_key(&S, w2, "zzz", 3, 10);
+  dt__sched_worker_place(&S, w2);
   check();
   assert_int_equal(state_of("a"), TS_MEMORY);
   assert_int_equal(state_of("b"), TS_PROCESSING);
@@ -430,7 +430,7 @@ static void test_worker_reregisters_held_keys(void **state) {
 static void test_dependency_cycles_fail_and_are_released(void **state) {
   (void)state;
   add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   /* b -> c -> b (and c also needs a key nobody knows), d depends on the
    * cycle, e is fine */
@@ -438,7 +438,7 @@ static void test_dependency_cycles_fail_and_are_released(void **state) {
          (const char *[]){"d", "e"}, 2);
   check();
   assert_int_equal(state_of("d"), TS_ERRED);
-  s_task *d = sched_get_task(&S, "d", 1);
+  s_task *d = dt__sched_get_task(&S, "d", 1);
   assert_true(RARE(d)->err_code == DT_EINVAL || RARE(d)->err_code == DT_ENOTFOUND);
   assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "d"), 1);
   assert_int_not_equal(state_of("e"), TS_ERRED);
@@ -446,9 +446,9 @@ static void test_dependency_cycles_fail_and_are_released(void **state) {
   submit(c, (tdef[]){{"x", {"y"}}, {"y", {"x"}}}, 2, (const char *[]){"x"}, 1);
   check();
   assert_int_equal(state_of("x"), TS_ERRED);
-  assert_int_equal(RARE(sched_get_task(&S, "x", 1))->err_code, DT_EINVAL);
-  assert_non_null(strstr(RARE(sched_get_task(&S, "x", 1))->err_msg, "cycle"));
-  sched_remove_client(&S, c); /* nothing may stay behind */
+  assert_int_equal(RARE(dt__sched_get_task(&S, "x", 1))->err_code, DT_EINVAL);
+  assert_non_null(strstr(RARE(dt__sched_get_task(&S, "x", 1))->err_msg, "cycle"));
+  dt__sched_remove_client(&S, c); /* nothing may stay behind */
   check();
   assert_int_equal(S.tasks.len, 0);
 }
@@ -456,25 +456,25 @@ static void test_dependency_cycles_fail_and_are_released(void **state) {
 static void test_missing_data_forgets_that_copy(void **state) {
   (void)state;
   msg ms[16];
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   s_worker *w1 = add_worker("w1", 1);
   submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
   finish(w1, "a");
   s_worker *w2 = add_worker("w2", 1);
-  sched_worker_paused(&S, w1, true); /* so that b goes to w2 */
+  dt__sched_worker_paused(&S, w1, true); /* so that b goes to w2 */
   submit(c, (tdef[]){{"b", {"a"}}}, 1, (const char *[]){"b"}, 1);
-  sched_worker_paused(&S, w1, false);
-  s_task *b = sched_get_task(&S, "b", 1);
+  dt__sched_worker_paused(&S, w1, false);
+  s_task *b = dt__sched_get_task(&S, "b", 1);
   assert_ptr_equal(b->processing_on, w2);
   take_msgs(w1->conn, ms, 16);
   /* w2 could not fetch a from w1 (it died, say, and we do not know yet) */
-  sched_missing_data(&S, w2, "b", 1, "a", 1, "w1");
+  dt__sched_missing_data(&S, w2, "b", 1, "a", 1, "w1");
   check();
   assert_int_equal(count_op(ms, take_msgs(w1->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
-  assert_int_equal(sched_get_task(&S, "a", 1)->who_has.len, 0);
+  assert_int_equal(dt__sched_get_task(&S, "a", 1)->who_has.len, 0);
   assert_int_equal(state_of("a"), TS_PROCESSING); /* recomputed */
   assert_int_equal(state_of("b"), TS_WAITING);
-  s_worker *on = sched_get_task(&S, "a", 1)->processing_on;
+  s_worker *on = dt__sched_get_task(&S, "a", 1)->processing_on;
   finish(on, "a");
   assert_int_equal(state_of("b"), TS_PROCESSING);
   check();
@@ -483,14 +483,14 @@ static void test_missing_data_forgets_that_copy(void **state) {
 static void test_unknown_dependency_errs(void **state) {
   (void)state;
   add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   submit(c, (tdef[]){{"b", {"nope"}}}, 1, (const char *[]){"b"}, 1);
   assert_int_equal(state_of("b"), TS_ERRED);
-  s_task *b = sched_get_task(&S, "b", 1);
+  s_task *b = dt__sched_get_task(&S, "b", 1);
   assert_non_null(strstr(RARE(b)->err_msg, "'nope'"));
   assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "b"), 1);
-  sched_client_release(&S, c, "b", 1);
+  dt__sched_client_release(&S, c, "b", 1);
   assert_int_equal(S.tasks.len, 0);
 }
 
@@ -499,7 +499,7 @@ static void test_graph_order_finishes_branches(void **state) {
   /* a tree over 8 leaves submitted as one graph: leaves run in depth-first
    * order, so sibling pairs finish together and their parent can run */
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   tdef defs[] = {{"l0"}, {"l1"}, {"l2"}, {"l3"}, {"l4"}, {"l5"}, {"l6"}, {"l7"},
                  {"p0", {"l0", "l1"}}, {"p1", {"l2", "l3"}}, {"p2", {"l4", "l5"}}, {"p3", {"l6", "l7"}},
                  {"q0", {"p0", "p1"}}, {"q1", {"p2", "p3"}}, {"r", {"q0", "q1"}}};
@@ -508,13 +508,13 @@ static void test_graph_order_finishes_branches(void **state) {
   int perm[15] = {7, 3, 5, 1, 6, 2, 4, 0, 8, 9, 10, 11, 12, 13, 14};
   for (int i = 0; i < 15; i++) scr[i] = defs[perm[i]];
   submit(c, scr, 15, (const char *[]){"r"}, 1);
-  int cap = sched_worker_capacity(&S, w);
+  int cap = dt__sched_worker_capacity(&S, w);
   (void)cap;
   uint64_t o[8];
   for (int i = 0; i < 8; i++) {
     char k[4];
     snprintf(k, sizeof(k), "l%d", i);
-    o[i] = sched_get_task(&S, k, 2)->order;
+    o[i] = dt__sched_get_task(&S, k, 2)->order;
   }
   for (int i = 0; i < 7; i++) assert_true(o[i] < o[i + 1]);
 }
@@ -522,11 +522,11 @@ static void test_graph_order_finishes_branches(void **state) {
 static void test_cancel_releases(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[16];
   submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
   take_msgs(w->conn, ms, 16);
-  sched_client_cancel(&S, c, "a", 1);
+  dt__sched_client_cancel(&S, c, "a", 1);
   assert_int_equal(S.tasks.len, 0);
   assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_CANCELLED, "a"), 1);
   assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
@@ -537,7 +537,7 @@ static void test_cancel_releases(void **state) {
 static void test_user_priority_jumps_the_queue(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   msg ms[64];
   static char keys[20][8];
   tdef low[20];
@@ -554,7 +554,7 @@ static void test_user_priority_jumps_the_queue(void **state) {
   assert_int_equal(state_of("high"), TS_QUEUED); /* the worker is full */
   take_msgs(w->conn, ms, 64);
   s_task *first = w->processing.v[0];
-  sched_task_finished(&S, w, first->key, first->klen, 1, 0.0005, NULL, 0);
+  dt__sched_task_finished(&S, w, first->key, first->klen, 1, 0.0005, NULL, 0);
   int n = take_msgs(w->conn, ms, 64);
   assert_int_equal(n, 1);
   assert_string_equal(ms[0].key, "high"); /* before 15 older, lower tasks */
@@ -563,14 +563,14 @@ static void test_user_priority_jumps_the_queue(void **state) {
 static void test_loose_restrictions_fall_back(void **state) {
   (void)state;
   s_worker *w = add_worker("w1", 1);
-  s_client *c = sched_add_client(&S, newconn(), "c");
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
   tdef strict = {"strict", {0}, 0, "elsewhere"};
   tdef loose = {"loose", {0}, 0, "elsewhere"};
   loose.loose = true;
   submit(c, (tdef[]){strict, loose}, 2, (const char *[]){"strict", "loose"}, 2);
   assert_int_equal(state_of("strict"), TS_NO_WORKER);
   assert_int_equal(state_of("loose"), TS_PROCESSING);
-  assert_ptr_equal(sched_get_task(&S, "loose", 5)->processing_on, w);
+  assert_ptr_equal(dt__sched_get_task(&S, "loose", 5)->processing_on, w);
 }
 
 /* Random graphs and random events; after each one every invariant holds,
@@ -586,7 +586,7 @@ static void test_random_events_keep_invariants(void **state) {
     snprintf(wname, sizeof(wname), "w%d", nw);
     ws[nw] = add_worker(wname, 1 + nw);
   }
-  s_client *cs[2] = {sched_add_client(&S, newconn(), "c0"), sched_add_client(&S, newconn(), "c1")};
+  s_client *cs[2] = {dt__sched_add_client(&S, newconn(), "c0"), dt__sched_add_client(&S, newconn(), "c1")};
   static char keys[4000][16];
   static int owner[4000]; /* client index holding the key, -1 when released */
   int nkeys = 0;
@@ -628,43 +628,43 @@ static void test_random_events_keep_invariants(void **state) {
       s_worker *w = ws[rand() % nw];
       if (!w->processing.len) continue;
       s_task *t = w->processing.v[rand() % w->processing.len];
-      if (rand() % 10) sched_task_finished(&S, w, t->key, t->klen, 1 + rand() % 1000, 0.001, NULL, 0);
-      else sched_task_erred(&S, w, t->key, t->klen, DT_ETASK, "f", "random failure");
+      if (rand() % 10) dt__sched_task_finished(&S, w, t->key, t->klen, 1 + rand() % 1000, 0.001, NULL, 0);
+      else dt__sched_task_erred(&S, w, t->key, t->klen, DT_ETASK, "f", "random failure");
     } else if (what < 92) {
       /* a client releases (or cancels) a key it holds */
       int k = rand() % (nkeys ? nkeys : 1);
       if (!nkeys || owner[k] < 0) continue;
-      if (rand() % 4) sched_client_release(&S, cs[owner[k]], keys[k], (uint32_t)strlen(keys[k]));
-      else sched_client_cancel(&S, cs[owner[k]], keys[k], (uint32_t)strlen(keys[k]));
+      if (rand() % 4) dt__sched_client_release(&S, cs[owner[k]], keys[k], (uint32_t)strlen(keys[k]));
+      else dt__sched_client_cancel(&S, cs[owner[k]], keys[k], (uint32_t)strlen(keys[k]));
       owner[k] = -1;
     } else if (what < 96 && nw > 1) {
       /* a worker leaves; another joins */
       int i = rand() % nw;
-      sched_remove_worker(&S, ws[i], true);
+      dt__sched_remove_worker(&S, ws[i], true);
       ws[i] = ws[--nw];
       snprintf(wname, sizeof(wname), "w%d", 100 + step);
       ws[nw++] = add_worker(wname, 1 + rand() % 3);
     } else if (what < 98) {
       /* a stale message about a key the worker does not run */
       s_worker *w = ws[rand() % nw];
-      sched_task_finished(&S, w, "nope", 4, 1, 0.001, NULL, 0);
-      sched_task_erred(&S, w, "nope", 4, DT_ETASK, "f", "x");
+      dt__sched_task_finished(&S, w, "nope", 4, 1, 0.001, NULL, 0);
+      dt__sched_task_erred(&S, w, "nope", 4, DT_ETASK, "f", "x");
     }
     for (int i = 0; i < nconns; i++) take_msgs(conns[i], ms, 0);
     char why[512] = "";
-    if (sched_check(&S, why, sizeof(why)) != 0) fail_msg("after step %d: %s", step, why);
+    if (dt__sched_check(&S, why, sizeof(why)) != 0) fail_msg("after step %d: %s", step, why);
   }
   assert_true(S.tasks_completed > 500);
   /* everyone leaves: nothing may stay behind */
-  sched_remove_client(&S, cs[0]);
-  sched_remove_client(&S, cs[1]);
+  dt__sched_remove_client(&S, cs[0]);
+  dt__sched_remove_client(&S, cs[1]);
   check();
   if (getenv("DEBUG_LEAK"))
     for (size_t i = 0, shown = 0; i < S.tasks.cap && shown < 12; i++) {
       if (!S.tasks.slots[i].key) continue;
       s_task *t = S.tasks.slots[i].val;
       fprintf(stderr, "left: %s state=%s wanted=%u waiters=%u dependents=%zu deps=%u holds=%d\n", t->key,
-              s_task_state_name(t->state), t->wanted_by.len, t->waiters, t->dependents.len, t->ndeps, t->holds_deps);
+              dt__task_state_name(t->state), t->wanted_by.len, t->waiters, t->dependents.len, t->ndeps, t->holds_deps);
       shown++;
     }
   assert_int_equal(S.tasks.len, 0);

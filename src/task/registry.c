@@ -24,14 +24,14 @@ int dt_task_register(const char *name, dt_task_fn fn) {
   if (!name || !*name || !fn) return dt__err(DT_EINVAL, "dt_task_register: empty name or NULL fn");
   if (strlen(name) > 256) return dt__err(DT_EINVAL, "task function name too long: %.40s...", name);
   pthread_mutex_lock(&reg_lock);
-  entry *e = dt_smap_get(&registry, name, strlen(name));
+  entry *e = dt__smap_get(&registry, name, strlen(name));
   if (e) {
     e->fn = fn;
   } else {
     e = dt__xmalloc(sizeof(*e));
     e->name = dt__xstrdup(name);
     e->fn = fn;
-    dt_smap_put(&registry, e->name, strlen(e->name), e);
+    dt__smap_put(&registry, e->name, strlen(e->name), e);
   }
   pthread_mutex_unlock(&reg_lock);
   return 0;
@@ -40,10 +40,10 @@ int dt_task_register(const char *name, dt_task_fn fn) {
 dt_task_fn dt_task_lookup(const char *name) {
   if (!name) return NULL;
   pthread_mutex_lock(&reg_lock);
-  entry *e = dt_smap_get(&registry, name, strlen(name));
+  entry *e = dt__smap_get(&registry, name, strlen(name));
   if (!e) { /* "ns:name" falls back to a handler registered for "ns:" */
     const char *colon = strchr(name, ':');
-    if (colon && colon > name) e = dt_smap_get(&registry, name, (size_t)(colon - name) + 1);
+    if (colon && colon > name) e = dt__smap_get(&registry, name, (size_t)(colon - name) + 1);
   }
   dt_task_fn fn = e ? e->fn : NULL;
   pthread_mutex_unlock(&reg_lock);

@@ -60,15 +60,15 @@ typedef struct {
 static void rep_connect(dt_conn *c, int status) {
   report *r = c->data;
   if (status < 0) return;
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_NANNY_REPORT, 4);
-  wb_uint(w, r->token);
-  wb_uint(w, (uint64_t)r->pid);
-  wb_cstr(w, r->how);
-  wb_array(w, r->n);
-  for (uint32_t i = 0; i < r->n; i++) wb_str(w, r->keys[i], r->lens[i]);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_NANNY_REPORT, 4);
+  dt__wb_uint(w, r->token);
+  dt__wb_uint(w, (uint64_t)r->pid);
+  dt__wb_cstr(w, r->how);
+  dt__wb_array(w, r->n);
+  for (uint32_t i = 0; i < r->n; i++) dt__wb_str(w, r->keys[i], r->lens[i]);
   r->sent = true;
-  dt_conn_close(c, true);
+  dt__conn_close(c, true);
 }
 static int rep_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   (void)c, (void)op, (void)nf, (void)r;
@@ -79,7 +79,7 @@ static const dt_conn_cbs rep_cbs = {rep_msg, rep_connect, rep_close};
 
 static void rep_timeout(uv_timer_t *h) {
   dt_conn *c = h->data;
-  if (c) dt_conn_close(c, false);
+  if (c) dt__conn_close(c, false);
   uv_close((uv_handle_t *)h, NULL);
 }
 
@@ -88,12 +88,12 @@ static bool send_report(const char *addr, const struct dt_sec *sec, report *r) {
   uv_loop_t loop;
   dt_net net;
   uv_loop_init(&loop);
-  dt_net_init(&net, &loop);
+  dt__net_init(&net, &loop);
   net.sec = sec;
   dt_conn *c = NULL;
   uv_timer_t timer;
   uv_timer_init(&loop, &timer);
-  if (dt_conn_connect(&net, addr, &rep_cbs, r, &c) == 0) {
+  if (dt__conn_connect(&net, addr, &rep_cbs, r, &c) == 0) {
     timer.data = c;
     uv_timer_start(&timer, rep_timeout, 5000, 0);
     uv_unref((uv_handle_t *)&timer);
@@ -103,7 +103,7 @@ static bool send_report(const char *addr, const struct dt_sec *sec, report *r) {
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   if (!uv_is_closing((uv_handle_t *)&timer)) uv_close((uv_handle_t *)&timer, NULL);
-  dt_net_close(&net);
+  dt__net_close(&net);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   return r->sent;

@@ -232,7 +232,7 @@ static void spill_path(const w_data *d, char *buf, size_t cap) {
 static void memory_check(bool with_rss);
 
 static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) {
-  w_data *d = dt_smap_get(&W.data, key, klen);
+  w_data *d = dt__smap_get(&W.data, key, klen);
   if (d) { /* replace (e.g. recomputed) */
     if (d->spilled) {
       char path[700];
@@ -249,7 +249,7 @@ static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) 
     d = dt__xcalloc(1, sizeof(*d));
     d->key = dt__xstrndup(key, klen);
     d->klen = klen;
-    dt_smap_put(&W.data, d->key, klen, d);
+    dt__smap_put(&W.data, d->key, klen, d);
   }
   d->v = v;
   d->nbytes = dt__value_nbytes(v);
@@ -261,7 +261,7 @@ static void data_put(const char *key, uint32_t klen, dt_value *v, bool replica) 
 }
 
 static void data_del(w_data *d) {
-  dt_smap_del(&W.data, d->key, d->klen);
+  dt__smap_del(&W.data, d->key, d->klen);
   if (d->spilled) {
     char path[700];
     spill_path(d, path, sizeof(path));
@@ -336,7 +336,7 @@ static int unspill(w_data *d) {
     for (uint32_t i = 0; ok && i < p.nframes; i++) ok = fread(&lens[i], 8, 1, f) == 1;
     if (ok && p.len) ok = fread(p.body, 1, p.len, f) == p.len;
     for (uint32_t i = 0; ok && i < p.nframes; i++) {
-      p.frames[i].blob = dt_blob_new(lens[i]);
+      p.frames[i].blob = dt__blob_new(lens[i]);
       ok = p.frames[i].blob != NULL;
       if (!ok) break;
       p.frames[i].p = p.frames[i].blob->data;
@@ -428,33 +428,33 @@ static void on_memtimer(uv_timer_t *h) {
  * for it needs no second round trip to this worker */
 /* sched_out: the scheduler's outbox, or NULL while we are not registered
  * (what would be said then is said by re-registering instead) */
-static dt_wbuf *sched_out(void) { return W.sched && W.registered ? dt_conn_out(W.sched) : NULL; }
+static dt_wbuf *sched_out(void) { return W.sched && W.registered ? dt__conn_out(W.sched) : NULL; }
 
 static void send_finished(w_task *t, const dt_value *v, uint64_t nbytes) {
   dt_wbuf *w = sched_out();
   if (!w) return;
-  wb_msg(w, DT_OP_TASK_FINISHED, 4);
-  wb_str(w, t->key, t->klen);
-  wb_uint(w, nbytes);
-  wb_uint(w, t->dur_ns / 1000);
+  dt__wb_msg(w, DT_OP_TASK_FINISHED, 4);
+  dt__wb_str(w, t->key, t->klen);
+  dt__wb_uint(w, nbytes);
+  dt__wb_uint(w, t->dur_ns / 1000);
   dt_payload p;
   if (v && nbytes <= DT_INLINE_MAX && dt__payload_encode(v, &p, NULL) == 0) {
-    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) wb_bin(w, p.body, p.len);
-    else wb_nil(w);
+    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) dt__wb_bin(w, p.body, p.len);
+    else dt__wb_nil(w);
     dt__payload_clear(&p);
   } else {
-    wb_nil(w);
+    dt__wb_nil(w);
   }
 }
 
 static void send_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
   dt_wbuf *w = sched_out();
   if (!w) return;
-  wb_msg(w, DT_OP_TASK_ERRED, 4);
-  wb_str(w, key, klen);
-  wb_int(w, code);
-  wb_cstr(w, func);
-  wb_cstr(w, msg);
+  dt__wb_msg(w, DT_OP_TASK_ERRED, 4);
+  dt__wb_str(w, key, klen);
+  dt__wb_int(w, code);
+  dt__wb_cstr(w, func);
+  dt__wb_cstr(w, msg);
 }
 
 /* ---------------------------------------------------------------- tasks */
@@ -479,7 +479,7 @@ static void task_free(w_task *t) {
 /* release the local copies of the dependencies a task used */
 static void release_deps(w_task *t) {
   for (uint32_t i = 0; i < t->ndeps; i++) {
-    w_data *d = dt_smap_get(&W.data, t->deps[i].key, t->deps[i].klen);
+    w_data *d = dt__smap_get(&W.data, t->deps[i].key, t->deps[i].klen);
     if (!d) continue;
     if (d->users) d->users--;
     if (d->replica && d->users == 0) data_del(d);
@@ -487,7 +487,7 @@ static void release_deps(w_task *t) {
 }
 
 static void task_forget(w_task *t) {
-  dt_smap_del(&W.tasks, t->key, t->klen);
+  dt__smap_del(&W.tasks, t->key, t->klen);
   task_free(t);
 }
 
@@ -495,7 +495,7 @@ static void task_forget(w_task *t) {
 static int replace_future(dt_value **slot, char *err, size_t errcap) {
   dt_value *it = *slot;
   if (it->type != DT_FUTURE) return 0;
-  w_data *d = dt_smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
+  w_data *d = dt__smap_get(&W.data, it->u.fut.key, (uint32_t)strlen(it->u.fut.key));
   if (!d || unspill(d) != 0) {
     snprintf(err, errcap, "dependency '%s' is not on this worker%s", it->u.fut.key,
              d ? " (its spill file could not be read)" : "");
@@ -546,8 +546,8 @@ static void start_tasks(void) {
   for (size_t i = 0; i < W.blocked.len && W.executing < W.nthreads;) { /* resources: one per thread */
     w_task *t = W.blocked.v[i];
     if (resources_free(t)) {
-      dt_vec_remove(&W.blocked, t);
-      dt_heap_push(&W.ready, t);
+      dt__vec_remove(&W.blocked, t);
+      dt__heap_push(&W.ready, t);
     } else {
       i++;
     }
@@ -557,9 +557,9 @@ static void start_tasks(void) {
   if (W.paused) return; /* memory: nothing new until it falls */
   int limit = W.nthreads + (W.avg_ns < 100000 ? 4 * W.nthreads + 4 : 0);
   while (W.executing < limit && W.ready.len) {
-    w_task *t = dt_heap_pop(&W.ready);
+    w_task *t = dt__heap_pop(&W.ready);
     if (t->nres && !resources_free(t)) {
-      dt_vec_push(&W.blocked, t);
+      dt__vec_push(&W.blocked, t);
       continue;
     }
     t->fn = dt_task_lookup(t->func);
@@ -626,7 +626,7 @@ static void on_done(uv_async_t *h) {
       dt_value *r = t->result;
       t->result = NULL;
       data_put(t->key, t->klen, r, false);
-      w_data *d = dt_smap_get(&W.data, t->key, t->klen);
+      w_data *d = dt__smap_get(&W.data, t->key, t->klen);
       send_finished(t, d->spilled ? NULL : d->v, d->nbytes);
     } else {
       send_erred(t->key, t->klen, t->err_code, t->func, t->err);
@@ -645,13 +645,13 @@ static void fetch_send(fetch *f);
 static void send_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src) {
   dt_wbuf *w = sched_out();
   if (!w) return;
-  wb_msg(w, DT_OP_ACQUIRED, 1);
-  wb_array(w, 1);
-  wb_array(w, 4);
-  wb_str(w, key, klen);
-  wb_uint(w, nbytes);
-  wb_bool(w, ok);
-  wb_uint(w, src);
+  dt__wb_msg(w, DT_OP_ACQUIRED, 1);
+  dt__wb_array(w, 1);
+  dt__wb_array(w, 4);
+  dt__wb_str(w, key, klen);
+  dt__wb_uint(w, nbytes);
+  dt__wb_bool(w, ok);
+  dt__wb_uint(w, src);
 }
 
 static void fetch_fail_all(fetch *f) {
@@ -659,23 +659,23 @@ static void fetch_fail_all(fetch *f) {
   /* every address failed: tell the scheduler, drop the waiting tasks */
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
-    if (!dt_smap_get(&W.tasks, t->key, t->klen)) continue;
+    if (!dt__smap_get(&W.tasks, t->key, t->klen)) continue;
     /* other fetches may list t too: make them forget it */
     t->nmissing = UINT32_MAX;
     dt_wbuf *w = sched_out();
     if (!w) continue;
-    wb_msg(w, DT_OP_MISSING_DATA, 3);
-    wb_str(w, t->key, t->klen);
-    wb_str(w, f->key, f->klen);
-    wb_cstr(w, f->naddrs ? f->addrs[f->naddrs - 1] : "");
+    dt__wb_msg(w, DT_OP_MISSING_DATA, 3);
+    dt__wb_str(w, t->key, t->klen);
+    dt__wb_str(w, f->key, f->klen);
+    dt__wb_cstr(w, f->naddrs ? f->addrs[f->naddrs - 1] : "");
   }
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
-    if (t->nmissing == UINT32_MAX && dt_smap_get(&W.tasks, t->key, t->klen) == t) {
+    if (t->nmissing == UINT32_MAX && dt__smap_get(&W.tasks, t->key, t->klen) == t) {
       for (size_t k = 0; k < W.fetches.cap; k++) {
         if (!W.fetches.slots[k].key) continue;
         fetch *o = W.fetches.slots[k].val;
-        if (o != f) dt_vec_remove(&o->waiters, t);
+        if (o != f) dt__vec_remove(&o->waiters, t);
       }
       release_deps(t);
       task_forget(t);
@@ -684,26 +684,26 @@ static void fetch_fail_all(fetch *f) {
 }
 
 static void fetch_done(fetch *f) {
-  dt_smap_del(&W.fetches, f->key, f->klen);
+  dt__smap_del(&W.fetches, f->key, f->klen);
   free(f->key);
   for (uint32_t i = 0; i < f->naddrs; i++) free(f->addrs[i]);
   free(f->addrs);
-  dt_vec_free(&f->waiters);
+  dt__vec_free(&f->waiters);
   free(f);
 }
 
 static peer *peer_get(const char *addr) {
-  peer *p = dt_smap_get(&W.peers, addr, (uint32_t)strlen(addr));
+  peer *p = dt__smap_get(&W.peers, addr, (uint32_t)strlen(addr));
   if (p) return p;
   p = dt__xcalloc(1, sizeof(*p));
   p->addr = dt__xstrdup(addr);
-  if (dt_conn_connect(&W.net, addr, &peer_cbs, p, &p->conn) != 0) {
+  if (dt__conn_connect(&W.net, addr, &peer_cbs, p, &p->conn) != 0) {
     DT_WARN("cannot connect to peer %s: %s", addr, dt_last_error());
     free(p->addr);
     free(p);
     return NULL;
   }
-  dt_smap_put(&W.peers, p->addr, (uint32_t)strlen(p->addr), p);
+  dt__smap_put(&W.peers, p->addr, (uint32_t)strlen(p->addr), p);
   return p;
 }
 
@@ -715,13 +715,13 @@ static void fetch_send(fetch *f) {
     if (!p) continue;
     f->peer = p;
     f->req = ++W.next_req;
-    dt_vec_push(&p->fetches, f);
-    dt_wbuf *w = dt_conn_out(p->conn);
-    wb_msg(w, DT_OP_GET_DATA, 3);
-    wb_uint(w, f->req);
-    wb_array(w, 1);
-    wb_str(w, f->key, f->klen);
-    wb_cstr(w, f->no_shm || !W.boot_id[0] ? NULL : W.boot_id); /* same host: memory, not TCP */
+    dt__vec_push(&p->fetches, f);
+    dt_wbuf *w = dt__conn_out(p->conn);
+    dt__wb_msg(w, DT_OP_GET_DATA, 3);
+    dt__wb_uint(w, f->req);
+    dt__wb_array(w, 1);
+    dt__wb_str(w, f->key, f->klen);
+    dt__wb_cstr(w, f->no_shm || !W.boot_id[0] ? NULL : W.boot_id); /* same host: memory, not TCP */
     return;
   }
   fetch_fail_all(f);
@@ -729,13 +729,13 @@ static void fetch_send(fetch *f) {
 }
 
 static void dep_arrived(const char *key, uint32_t klen, dt_value *v) {
-  fetch *f = dt_smap_get(&W.fetches, key, klen);
-  if (!dt_smap_get(&W.data, key, klen)) {
+  fetch *f = dt__smap_get(&W.fetches, key, klen);
+  if (!dt__smap_get(&W.data, key, klen)) {
     data_put(key, klen, v, true);
   } else {
     dt_value_free(v);
   }
-  w_data *d = dt_smap_get(&W.data, key, klen);
+  w_data *d = dt__smap_get(&W.data, key, klen);
   if (!f) {
     if (d->replica && d->users == 0) data_del(d);
     return;
@@ -749,7 +749,7 @@ static void dep_arrived(const char *key, uint32_t klen, dt_value *v) {
     d->users++;
     if (--t->nmissing == 0) {
       t->state = WT_READY;
-      dt_heap_push(&W.ready, t);
+      dt__heap_push(&W.ready, t);
     }
   }
   fetch_done(f);
@@ -760,24 +760,24 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
   peer *p = c->data;
   uint64_t req;
   uint32_t n;
-  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   fetch *f = NULL;
   for (size_t i = 0; i < p->fetches.len && !f; i++)
     if (((fetch *)p->fetches.v[i])->req == req) f = p->fetches.v[i];
-  if (f) dt_vec_remove(&p->fetches, f);
+  if (f) dt__vec_remove(&p->fetches, f);
   for (uint32_t i = 0; i < n; i++) {
     uint32_t m, klen;
     const char *key;
     bool found;
     dt_payload pl;
-    if (rd_array(r, &m) || (m != 5 && m != 8) || rd_key(r, &key, &klen) || rd_bool(r, &found))
+    if (dt__rd_array(r, &m) || (m != 5 && m != 8) || dt__rd_key(r, &key, &klen) || dt__rd_bool(r, &found))
       return DT_EPROTO;
     if (m == 8) { /* shared memory on this host */
       const char *tag, *name;
       uint32_t tl, nl;
       uint64_t pid, fd, off, len;
-      if (rd_str(r, &tag, &tl) || rd_uint(r, &pid) || rd_uint(r, &fd) || rd_str(r, &name, &nl) ||
-          nl >= 40 || rd_uint(r, &off) || rd_uint(r, &len) || pid > INT32_MAX || fd > INT32_MAX ||
+      if (dt__rd_str(r, &tag, &tl) || dt__rd_uint(r, &pid) || dt__rd_uint(r, &fd) || dt__rd_str(r, &name, &nl) ||
+          nl >= 40 || dt__rd_uint(r, &off) || dt__rd_uint(r, &len) || pid > INT32_MAX || fd > INT32_MAX ||
           off > DT_MAX_FRAME || len > DT_MAX_FRAME)
         return DT_EPROTO;
       char nm[40];
@@ -793,7 +793,7 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
       }
       continue;
     }
-    if (rd_payload(r, &pl)) return DT_EPROTO;
+    if (dt__rd_payload(r, &pl)) return DT_EPROTO;
     dt_value *v = NULL;
     int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
     dt__payload_clear(&pl);
@@ -814,28 +814,28 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   uint32_t n;
-  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   /* the keys first, then the requester's boot id (after them) */
   dt_rd keys = *r;
   for (uint32_t i = 0; i < n; i++)
-    if (rd_skip(r)) return DT_EPROTO;
+    if (dt__rd_skip(r)) return DT_EPROTO;
   bool shm = false;
-  if (nf >= 3 && !rd_is_nil(r)) {
+  if (nf >= 3 && !dt__rd_is_nil(r)) {
     const char *b;
     uint32_t bl;
-    if (rd_str(r, &b, &bl)) return DT_EPROTO;
+    if (dt__rd_str(r, &b, &bl)) return DT_EPROTO;
     shm = W.boot_id[0] && bl == strlen(W.boot_id) && memcmp(b, W.boot_id, bl) == 0;
   }
   r = &keys;
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_DATA, 2);
-  wb_uint(w, req);
-  wb_array(w, n);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_DATA, 2);
+  dt__wb_uint(w, req);
+  dt__wb_array(w, n);
   for (uint32_t i = 0; i < n; i++) {
     const char *key;
     uint32_t klen;
-    if (rd_key(r, &key, &klen)) return DT_EPROTO;
-    w_data *d = dt_smap_get(&W.data, key, klen);
+    if (dt__rd_key(r, &key, &klen)) return DT_EPROTO;
+    w_data *d = dt__smap_get(&W.data, key, klen);
     if (d && unspill(d) != 0) d = NULL;
     int fd;
     const char *name;
@@ -843,26 +843,26 @@ static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
         dt__blob_share(d->v->u.bytes.blob, &fd, &name) == 0) {
       /* a peer on this host maps it: [key, true, "shm", pid, fd, name, offset, len] */
       DT_DEBUG("%.*s to %s through shared memory (%s)", (int)klen, key, c->peer, name);
-      wb_array(w, 8);
-      wb_str(w, key, klen);
-      wb_bool(w, true);
-      wb_cstr(w, "shm");
-      wb_uint(w, (uint64_t)getpid());
-      wb_uint(w, (uint64_t)fd);
-      wb_cstr(w, name);
-      wb_uint(w, (uint64_t)(d->v->u.bytes.p - d->v->u.bytes.blob->data));
-      wb_uint(w, d->v->u.bytes.len);
+      dt__wb_array(w, 8);
+      dt__wb_str(w, key, klen);
+      dt__wb_bool(w, true);
+      dt__wb_cstr(w, "shm");
+      dt__wb_uint(w, (uint64_t)getpid());
+      dt__wb_uint(w, (uint64_t)fd);
+      dt__wb_cstr(w, name);
+      dt__wb_uint(w, (uint64_t)(d->v->u.bytes.p - d->v->u.bytes.blob->data));
+      dt__wb_uint(w, d->v->u.bytes.len);
       continue;
     }
-    wb_array(w, 5);
-    wb_str(w, key, klen);
-    wb_bool(w, d != NULL);
+    dt__wb_array(w, 5);
+    dt__wb_str(w, key, klen);
+    dt__wb_bool(w, d != NULL);
     if (d) {
-      wb_value(w, d->v); /* writes a nil payload if it cannot encode */
+      dt__wb_value(w, d->v); /* writes a nil payload if it cannot encode */
     } else {
-      wb_bin(w, "\xc0", 1);
-      wb_uint(w, 0);
-      wb_uint(w, 0);
+      dt__wb_bin(w, "\xc0", 1);
+      dt__wb_uint(w, 0);
+      dt__wb_uint(w, 0);
     }
   }
   return 0;
@@ -874,23 +874,23 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
   (void)c;
   const char *key, *func;
   uint32_t klen, flen, ndeps, nres;
-  if (nf < 8 || rd_key(r, &key, &klen) || rd_str(r, &func, &flen)) return DT_EPROTO;
-  if (dt_smap_get(&W.tasks, key, klen)) { /* already have it: ignore the duplicate */
+  if (nf < 8 || dt__rd_key(r, &key, &klen) || dt__rd_str(r, &func, &flen)) return DT_EPROTO;
+  if (dt__smap_get(&W.tasks, key, klen)) { /* already have it: ignore the duplicate */
     return 0;
   }
   w_task *t = dt__xcalloc(1, sizeof(*t));
   t->key = dt__xstrndup(key, klen);
   t->klen = klen;
   t->func = dt__xstrndup(func, flen);
-  int rc = rd_payload(r, &t->spec);
-  if (rc == 0) rc = rd_array(r, &ndeps);
+  int rc = dt__rd_payload(r, &t->spec);
+  if (rc == 0) rc = dt__rd_array(r, &ndeps);
   if (rc == 0 && ndeps > 0) t->deps = dt__xcalloc(ndeps, sizeof(*t->deps));
   for (uint32_t i = 0; rc == 0 && i < ndeps; i++) {
     uint32_t m, na;
     const char *dk;
     uint32_t dkl;
     uint64_t nb;
-    if (rd_array(r, &m) || m != 3 || rd_key(r, &dk, &dkl) || rd_uint(r, &nb) || rd_array(r, &na) ||
+    if (dt__rd_array(r, &m) || m != 3 || dt__rd_key(r, &dk, &dkl) || dt__rd_uint(r, &nb) || dt__rd_array(r, &na) ||
         na > 1024) {
       rc = DT_EPROTO;
       break;
@@ -902,15 +902,15 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
     for (uint32_t k = 0; k < na; k++) {
       const char *a;
       uint32_t al;
-      if (rd_str(r, &a, &al)) {
+      if (dt__rd_str(r, &a, &al)) {
         rc = DT_EPROTO;
         break;
       }
       d->addrs[d->naddrs++] = dt__xstrndup(a, al);
     }
   }
-  if (rc == 0) rc = rd_int(r, &t->priority);
-  if (rc == 0) rc = rd_map(r, &nres);
+  if (rc == 0) rc = dt__rd_int(r, &t->priority);
+  if (rc == 0) rc = dt__rd_map(r, &nres);
   if (rc == 0 && nres > 64) rc = DT_EPROTO;
   if (rc == 0 && nres) {
     t->res_names = dt__xcalloc(nres, sizeof(char *));
@@ -918,7 +918,7 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
     for (uint32_t i = 0; i < nres && rc == 0; i++) {
       const char *k;
       uint32_t kl;
-      if (rd_str(r, &k, &kl) || rd_double(r, &t->res_amounts[i])) rc = DT_EPROTO;
+      if (dt__rd_str(r, &k, &kl) || dt__rd_double(r, &t->res_amounts[i])) rc = DT_EPROTO;
       else t->res_names[t->nres++] = dt__xstrndup(k, kl);
     }
   }
@@ -927,19 +927,19 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
     return DT_EPROTO;
   }
   t->seq = ++W.seq;
-  dt_smap_put(&W.tasks, t->key, t->klen, t);
+  dt__smap_put(&W.tasks, t->key, t->klen, t);
   /* dependencies: local ones are used in place, the others fetched */
   for (uint32_t i = 0; i < t->ndeps; i++) {
     w_dep *d = &t->deps[i];
-    w_data *have = dt_smap_get(&W.data, d->key, d->klen);
+    w_data *have = dt__smap_get(&W.data, d->key, d->klen);
     if (have) {
       have->users++;
       continue;
     }
     t->nmissing++;
-    fetch *f = dt_smap_get(&W.fetches, d->key, d->klen);
+    fetch *f = dt__smap_get(&W.fetches, d->key, d->klen);
     if (f) {
-      dt_vec_push(&f->waiters, t);
+      dt__vec_push(&f->waiters, t);
       continue;
     }
     f = dt__xcalloc(1, sizeof(*f));
@@ -947,20 +947,20 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
     f->klen = d->klen;
     f->addrs = dt__xcalloc(d->naddrs ? d->naddrs : 1, sizeof(char *));
     for (uint32_t k = 0; k < d->naddrs; k++) f->addrs[f->naddrs++] = dt__xstrdup(d->addrs[k]);
-    dt_vec_push(&f->waiters, t);
-    dt_smap_put(&W.fetches, f->key, f->klen, f);
+    dt__vec_push(&f->waiters, t);
+    dt__smap_put(&W.fetches, f->key, f->klen, f);
   }
   if (t->nmissing == 0) {
     t->state = WT_READY;
-    dt_heap_push(&W.ready, t);
+    dt__heap_push(&W.ready, t);
     start_tasks();
   } else {
     t->state = WT_FETCHING;
     /* start the fetches this task created (those with no peer yet) */
     for (uint32_t i = 0; i < t->ndeps; i++) {
-      fetch *f = dt_smap_get(&W.fetches, t->deps[i].key, t->deps[i].klen);
+      fetch *f = dt__smap_get(&W.fetches, t->deps[i].key, t->deps[i].klen);
       if (f && !f->peer && f->tried == 0) fetch_send(f);
-      if (!dt_smap_get(&W.tasks, key, klen)) break; /* failed meanwhile */
+      if (!dt__smap_get(&W.tasks, key, klen)) break; /* failed meanwhile */
     }
   }
   return 0;
@@ -970,28 +970,28 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_acquire(dt_conn *c, uint32_t nf, dt_rd *r) {
   (void)c;
   uint32_t n;
-  if (nf < 1 || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 1 || dt__rd_array(r, &n)) return DT_EPROTO;
   for (uint32_t i = 0; i < n; i++) {
     uint32_t m, klen, alen;
     const char *key, *addr;
     uint64_t nbytes, src;
-    if (rd_array(r, &m) || m != 4 || rd_key(r, &key, &klen) || rd_uint(r, &nbytes) ||
-        rd_str(r, &addr, &alen) || alen == 0 || rd_uint(r, &src))
+    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes) ||
+        dt__rd_str(r, &addr, &alen) || alen == 0 || dt__rd_uint(r, &src))
       return DT_EPROTO;
-    w_data *d = dt_smap_get(&W.data, key, klen);
+    w_data *d = dt__smap_get(&W.data, key, klen);
     if (d) { /* a copy is here already */
       d->replica = false;
       send_acquired(key, klen, d->nbytes, true, src);
       continue;
     }
-    fetch *f = dt_smap_get(&W.fetches, key, klen);
+    fetch *f = dt__smap_get(&W.fetches, key, klen);
     if (!f) {
       f = dt__xcalloc(1, sizeof(*f));
       f->key = dt__xstrndup(key, klen);
       f->klen = klen;
       f->addrs = dt__xcalloc(1, sizeof(char *));
       f->addrs[f->naddrs++] = dt__xstrndup(addr, alen);
-      dt_smap_put(&W.fetches, f->key, f->klen, f);
+      dt__smap_put(&W.fetches, f->key, f->klen, f);
     }
     f->keep = true;
     f->source = src;
@@ -1003,30 +1003,30 @@ static int on_acquire(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
   (void)c;
   uint32_t n;
-  if (nf < 1 || rd_array(r, &n)) return DT_EPROTO;
+  if (nf < 1 || dt__rd_array(r, &n)) return DT_EPROTO;
   for (uint32_t i = 0; i < n; i++) {
     const char *key;
     uint32_t klen;
-    if (rd_key(r, &key, &klen)) return DT_EPROTO;
-    w_data *d = dt_smap_get(&W.data, key, klen);
+    if (dt__rd_key(r, &key, &klen)) return DT_EPROTO;
+    w_data *d = dt__smap_get(&W.data, key, klen);
     if (d) {
       if (d->users) d->replica = true; /* still needed here: drop after use */
       else data_del(d);
     }
-    w_task *t = dt_smap_get(&W.tasks, key, klen);
+    w_task *t = dt__smap_get(&W.tasks, key, klen);
     if (!t) continue;
-    dt_smap_del(&W.tasks, key, klen);
+    dt__smap_del(&W.tasks, key, klen);
     switch (t->state) {
     case WT_EXECUTING: t->cancelled = true; break; /* freed when it returns */
     case WT_READY:
-      dt_heap_remove(&W.ready, t);
-      dt_vec_remove(&W.blocked, t);
+      dt__heap_remove(&W.ready, t);
+      dt__vec_remove(&W.blocked, t);
       release_deps(t);
       task_free(t);
       break;
     case WT_FETCHING:
       for (size_t k = 0; k < W.fetches.cap; k++)
-        if (W.fetches.slots[k].key) dt_vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
+        if (W.fetches.slots[k].key) dt__vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
       release_deps(t);
       task_free(t);
       break;
@@ -1038,25 +1038,25 @@ static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
 static int on_put_data(dt_conn *c, uint32_t nf, dt_rd *r) {
   uint64_t req;
   uint32_t n;
-  if (nf < 2 || rd_uint(r, &req) || rd_array(r, &n)) return DT_EPROTO;
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_PUT_DATA_DONE, 2);
-  wb_uint(w, req);
-  wb_array(w, n);
+  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_PUT_DATA_DONE, 2);
+  dt__wb_uint(w, req);
+  dt__wb_array(w, n);
   for (uint32_t i = 0; i < n; i++) {
     uint32_t m, klen;
     const char *key;
     dt_payload pl;
-    if (rd_array(r, &m) || m != 4 || rd_key(r, &key, &klen) || rd_payload(r, &pl)) return DT_EPROTO;
+    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &key, &klen) || dt__rd_payload(r, &pl)) return DT_EPROTO;
     dt_value *v = NULL;
     int rc = dt__payload_decode(&pl, &v);
     dt__payload_clear(&pl);
     if (rc) return DT_EPROTO;
     data_put(key, klen, v, false);
-    w_data *d = dt_smap_get(&W.data, key, klen);
-    wb_array(w, 2);
-    wb_str(w, key, klen);
-    wb_uint(w, d->nbytes);
+    w_data *d = dt__smap_get(&W.data, key, klen);
+    dt__wb_array(w, 2);
+    dt__wb_str(w, key, klen);
+    dt__wb_uint(w, d->nbytes);
   }
   return 0;
 }
@@ -1072,21 +1072,21 @@ static void drop_queued(void) {
   dt_vec drop = {0};
   for (size_t i = 0; i < W.tasks.cap; i++)
     if (W.tasks.slots[i].key && ((w_task *)W.tasks.slots[i].val)->state != WT_EXECUTING)
-      dt_vec_push(&drop, W.tasks.slots[i].val);
+      dt__vec_push(&drop, W.tasks.slots[i].val);
   for (size_t i = 0; i < drop.len; i++) {
     w_task *t = drop.v[i];
-    dt_smap_del(&W.tasks, t->key, t->klen);
+    dt__smap_del(&W.tasks, t->key, t->klen);
     if (t->state == WT_READY) {
-      dt_heap_remove(&W.ready, t);
-      dt_vec_remove(&W.blocked, t);
+      dt__heap_remove(&W.ready, t);
+      dt__vec_remove(&W.blocked, t);
     } else {
       for (size_t k = 0; k < W.fetches.cap; k++)
-        if (W.fetches.slots[k].key) dt_vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
+        if (W.fetches.slots[k].key) dt__vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
     }
     release_deps(t);
     task_free(t);
   }
-  dt_vec_free(&drop);
+  dt__vec_free(&drop);
 }
 
 static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
@@ -1094,8 +1094,8 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   switch (op) {
   case DT_OP_WELCOME: {
     uint64_t id, hb = 0, ttl = 0;
-    if (nf < 1 || rd_uint(r, &id)) return DT_EPROTO;
-    if (nf >= 3 && (rd_uint(r, &hb) || rd_uint(r, &ttl))) return DT_EPROTO;
+    if (nf < 1 || dt__rd_uint(r, &id)) return DT_EPROTO;
+    if (nf >= 3 && (dt__rd_uint(r, &hb) || dt__rd_uint(r, &ttl))) return DT_EPROTO;
     if (hb >= 10 && hb <= 3600000) W.heartbeat_ms = (int)hb;
     if (ttl >= 10 && ttl <= 86400000) W.sched_ttl_s = (double)ttl / 1000;
     uv_timer_start(&W.heartbeat, on_heartbeat_cb, (uint64_t)W.heartbeat_ms, (uint64_t)W.heartbeat_ms);
@@ -1168,7 +1168,7 @@ static void on_heartbeat(uv_timer_t *h) {
   if (dt__now_s() - W.last_heard > W.sched_ttl_s) {
     DT_WARN("the scheduler at %s has been silent for %.1f s: reconnecting", W.sched_addr,
             dt__now_s() - W.last_heard);
-    dt_conn_close(W.sched, false);
+    dt__conn_close(W.sched, false);
     return;
   }
   /* CPU and RSS of this process, from /proc (once per heartbeat) */
@@ -1194,17 +1194,17 @@ static void on_heartbeat(uv_timer_t *h) {
       rss = (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
     }
   }
-  dt_wbuf *w = dt_conn_out(W.sched);
-  wb_msg(w, DT_OP_HEARTBEAT, 9);
-  wb_int(w, W.executing);
-  wb_int(w, (int64_t)W.ready.len);
-  wb_int(w, (int64_t)W.data.len);
-  wb_int(w, (int64_t)W.nbytes);
-  wb_double(w, cpu_pct);
-  wb_uint(w, rss);
-  wb_uint(w, W.spilled_bytes);
-  wb_bool(w, W.paused);
-  wb_uint(w, W.peak_nbytes);
+  dt_wbuf *w = dt__conn_out(W.sched);
+  dt__wb_msg(w, DT_OP_HEARTBEAT, 9);
+  dt__wb_int(w, W.executing);
+  dt__wb_int(w, (int64_t)W.ready.len);
+  dt__wb_int(w, (int64_t)W.data.len);
+  dt__wb_int(w, (int64_t)W.nbytes);
+  dt__wb_double(w, cpu_pct);
+  dt__wb_uint(w, rss);
+  dt__wb_uint(w, W.spilled_bytes);
+  dt__wb_bool(w, W.paused);
+  dt__wb_uint(w, W.peak_nbytes);
 }
 static void on_heartbeat_cb(uv_timer_t *h) { on_heartbeat(h); }
 
@@ -1228,8 +1228,8 @@ static void on_sched_connect(dt_conn *c, int status) {
   if (!W.address[0]) { /* first connection: listen for peers on its interface */
     char ip[64];
     if (listen_host) snprintf(ip, sizeof(ip), "%s", listen_host);
-    else if (dt_conn_local_ip(c, ip, sizeof(ip)) != 0) snprintf(ip, sizeof(ip), "127.0.0.1");
-    if (dt_listener_start(&W.listener, &W.net, ip, listen_port, &peer_server_cbs, on_peer_accept,
+    else if (dt__conn_local_ip(c, ip, sizeof(ip)) != 0) snprintf(ip, sizeof(ip), "127.0.0.1");
+    if (dt__listener_start(&W.listener, &W.net, ip, listen_port, &peer_server_cbs, on_peer_accept,
                           NULL) != 0) {
       DT_ERROR("%s", dt_last_error());
       stop(DT__EXIT_GIVE_UP);
@@ -1245,33 +1245,33 @@ static void on_sched_connect(dt_conn *c, int status) {
   uint32_t nheld = 0;
   for (size_t i = 0; i < W.data.cap; i++)
     if (W.data.slots[i].key && !((w_data *)W.data.slots[i].val)->replica) nheld++;
-  dt_wbuf *w = dt_conn_out(c);
-  wb_msg(w, DT_OP_HELLO_WORKER, 8);
-  wb_uint(w, DT_PROTO_VERSION);
-  wb_cstr(w, W.name);
-  wb_cstr(w, W.address);
-  wb_uint(w, (uint64_t)W.nthreads);
-  wb_map(w, W.nres);
+  dt_wbuf *w = dt__conn_out(c);
+  dt__wb_msg(w, DT_OP_HELLO_WORKER, 8);
+  dt__wb_uint(w, DT_PROTO_VERSION);
+  dt__wb_cstr(w, W.name);
+  dt__wb_cstr(w, W.address);
+  dt__wb_uint(w, (uint64_t)W.nthreads);
+  dt__wb_map(w, W.nres);
   for (uint32_t i = 0; i < W.nres; i++) {
-    wb_cstr(w, W.res_names[i]);
-    wb_double(w, W.res_amounts[i]);
+    dt__wb_cstr(w, W.res_names[i]);
+    dt__wb_double(w, W.res_amounts[i]);
   }
-  wb_uint(w, (uint64_t)getpid());
-  wb_uint(w, W.nanny_token);
-  wb_array(w, nheld);
+  dt__wb_uint(w, (uint64_t)getpid());
+  dt__wb_uint(w, W.nanny_token);
+  dt__wb_array(w, nheld);
   for (size_t i = 0; i < W.data.cap; i++) {
     w_data *d = W.data.slots[i].val;
     if (!W.data.slots[i].key || d->replica) continue;
-    wb_array(w, 2);
-    wb_str(w, d->key, d->klen);
-    wb_uint(w, d->nbytes);
+    dt__wb_array(w, 2);
+    dt__wb_str(w, d->key, d->klen);
+    dt__wb_uint(w, d->nbytes);
   }
 }
 
 static const dt_conn_cbs sched_cbs = {on_sched_msg, on_sched_connect, on_sched_close};
 
 static void connect_scheduler(void) {
-  if (dt_conn_connect(&W.net, W.sched_addr, &sched_cbs, NULL, &W.sched) != 0) {
+  if (dt__conn_connect(&W.net, W.sched_addr, &sched_cbs, NULL, &W.sched) != 0) {
     W.sched = NULL;
     DT_WARN("%s", dt_last_error());
     scheduler_lost();
@@ -1282,7 +1282,7 @@ static void connect_scheduler(void) {
 static int on_peer_server_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   if (op == DT_OP_GET_DATA) return on_get_data(c, nf, r);
   if (op == DT_OP_CLOSE) {
-    dt_conn_close(c, true);
+    dt__conn_close(c, true);
     return 0;
   }
   DT_WARN("unexpected %s message from peer %s", dt__op_name(op), c->peer);
@@ -1293,7 +1293,7 @@ static const dt_conn_cbs peer_server_cbs = {on_peer_server_msg, NULL, NULL};
 /* connections we opened to peers, to fetch */
 static void on_peer_close(dt_conn *c) {
   peer *p = c->data;
-  dt_smap_del(&W.peers, p->addr, (uint32_t)strlen(p->addr));
+  dt__smap_del(&W.peers, p->addr, (uint32_t)strlen(p->addr));
   dt_vec fs = p->fetches;
   p->fetches = (dt_vec){0};
   if (!W.stopping)
@@ -1302,7 +1302,7 @@ static void on_peer_close(dt_conn *c) {
       f->peer = NULL;
       fetch_send(f);
     }
-  dt_vec_free(&fs);
+  dt__vec_free(&fs);
   free(p->addr);
   free(p);
 }
@@ -1320,7 +1320,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (uv_is_closing(h)) return;
   if (h->type == UV_TCP && h->data && h != (uv_handle_t *)&W.listener.tcp &&
       h->data != &W.listener)
-    dt_conn_close(h->data, false);
+    dt__conn_close(h->data, false);
   else
     uv_close(h, NULL);
 }
@@ -1330,10 +1330,10 @@ static void stop(int code) {
   W.stopping = true;
   W.exit_code = code;
   if (W.sched && W.registered) { /* leaving on purpose: nothing to suspect */
-    dt_wbuf *w = dt_conn_out(W.sched);
-    wb_msg(w, DT_OP_CLOSE, 1);
-    wb_cstr(w, "worker closing");
-    dt_conn_close(W.sched, true);
+    dt_wbuf *w = dt__conn_out(W.sched);
+    dt__wb_msg(w, DT_OP_CLOSE, 1);
+    dt__wb_cstr(w, "worker closing");
+    dt__conn_close(W.sched, true);
   }
   uv_walk(&W.loop, close_walk, NULL);
 }
@@ -1517,11 +1517,11 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   W.res_used = dt__xcalloc(W.nres ? W.nres : 1, sizeof(double));
   dt__log_init("worker", level);
   uv_loop_init(&W.loop);
-  dt_net_init(&W.net, &W.loop);
+  dt__net_init(&W.net, &W.loop);
   W.net.sec = &W.sec;
-  dt_smap_init(&W.tasks);
-  dt_smap_init(&W.data);
-  dt_heap_init(&W.ready, ready_less, offsetof(w_task, heap_idx));
+  dt__smap_init(&W.tasks);
+  dt__smap_init(&W.data);
+  dt__heap_init(&W.ready, ready_less, offsetof(w_task, heap_idx));
   pthread_mutex_init(&W.lock, NULL);
   pthread_cond_init(&W.cond, NULL);
   uv_async_init(&W.loop, &W.done_async, on_done);
@@ -1578,15 +1578,15 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
       free(f->key);
       for (uint32_t k = 0; k < f->naddrs; k++) free(f->addrs[k]);
       free(f->addrs);
-      dt_vec_free(&f->waiters);
+      dt__vec_free(&f->waiters);
       free(f);
     }
-  dt_smap_destroy(&W.data);
-  dt_smap_destroy(&W.tasks);
-  dt_smap_destroy(&W.fetches);
-  dt_smap_destroy(&W.peers);
-  dt_heap_destroy(&W.ready);
-  dt_vec_free(&W.blocked);
+  dt__smap_destroy(&W.data);
+  dt__smap_destroy(&W.tasks);
+  dt__smap_destroy(&W.fetches);
+  dt__smap_destroy(&W.peers);
+  dt__heap_destroy(&W.ready);
+  dt__vec_free(&W.blocked);
   dt__resources_free(W.res_names, W.res_amounts, W.nres);
   free(W.res_used);
   free(W.sched_addr);

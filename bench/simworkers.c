@@ -48,17 +48,16 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
     registered++;
     return 0;
   }
-  if (op == DT_OP_FREE_KEYS || op == DT_OP_CLOSE || op == DT_OP_HEARTBEAT) return 0;
-  if (op != DT_OP_COMPUTE_TASK || nf < 1) return DT_EPROTO;
-  const char *key;
-  uint32_t klen;
-  if (dt__rd_key(r, &key, &klen)) return DT_EPROTO;
-  dt_wbuf *w = dt__conn_out(c); /* answered in this loop turn's batch */
-  dt__wb_msg(w, DT_OP_TASK_FINISHED, 4);
-  dt__wb_str(w, key, klen);
-  dt__wb_uint(w, 8);
-  dt__wb_uint(w, 1);
-  dt__wb_nil(w);
+  if (op == DT_OP_FREE_KEYS || op == DT_OP_CLOSE || op == DT_OP_PING) return 0;
+  dt_msg m;
+  if (op != DT_OP_COMPUTE_TASK || dt__msg_read(r, op, nf, &m) != 0) return DT_EPROTO;
+  dt_enc e; /* answered in this loop turn's batch */
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_TASK_FINISHED);
+  dt__e_str(&e, m.COMPUTE_TASK.key.p, m.COMPUTE_TASK.key.len);
+  dt__e_uint(&e, 8);
+  dt__e_uint(&e, 1);
+  dt__e_nil(&e);
+  dt__e_end(&e);
   answered++;
   return 0;
 }
@@ -70,13 +69,17 @@ static void on_connect(dt_conn *c, int status) {
   }
   char addr[64];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(uintptr_t)c->data);
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_HELLO_WORKER, 5);
-  dt__wb_uint(w, DT_PROTO_VERSION);
-  dt__wb_cstr(w, addr);
-  dt__wb_cstr(w, addr);
-  dt__wb_uint(w, 1);
-  dt__wb_map(w, 0);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_HELLO_WORKER);
+  dt__e_uint(&e, DT_PROTO_VERSION);
+  dt__e_cstr(&e, addr);
+  dt__e_cstr(&e, addr);
+  dt__e_uint(&e, 1);
+  dt__e_map(&e, 0);
+  dt__e_uint(&e, (uint64_t)getpid());
+  dt__e_uint(&e, 0);
+  dt__e_list(&e, 0);
+  dt__e_end(&e);
 }
 
 static const dt_conn_cbs cbs = {on_msg, on_connect, NULL};

@@ -2,12 +2,46 @@
  * a batch body as a peer would send it.  Each message is validated
  * (dt__mp_validate, what conn.c runs before any handler), read as
  * [op, fields...], and every field is also decoded as a task payload (the
- * value decoder that workers run on task specs).  Nothing may crash, leak,
- * or read out of bounds. */
+ * value decoder that workers run on task specs), and decoded by the message
+ * table's checked decoder (dt__msg_read), whose lists are then walked.
+ * Nothing may crash, leak, or read out of bounds. */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "proto/proto.h"
+
+/* walk: the lists of the messages with nested records, as handlers do */
+static void walk(const dt_msg *m, int op) {
+  switch (op) {
+  case DT_OP_UPDATE_GRAPH: {
+    dt_list l = m->UPDATE_GRAPH.tasks;
+    dt_rec_task t;
+    while (dt__next_task(&l, &t)) {
+      dt_sv k;
+      double a;
+      while (dt__next_key(&t.deps, &k)) {}
+      while (dt__next_str(&t.workers, &k)) {}
+      while (dt__next_double(&t.resources, &k, &a)) {}
+      dt_value *v = NULL;
+      if (dt__pref_decode(&t.spec, &v) == 0) dt_value_free(v);
+    }
+    break;
+  }
+  case DT_OP_DATA: {
+    dt_list l = m->DATA.items;
+    dt_rec_data d;
+    while (dt__next_data(&l, &d)) {}
+    break;
+  }
+  case DT_OP_INFO_REPLY: {
+    dt_list l = m->INFO_REPLY.workers;
+    dt_rec_wrow w;
+    while (dt__next_wrow(&l, &w)) {}
+    break;
+  }
+  default: break;
+  }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *p = (const char *)data, *end = p + size;
@@ -19,6 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t op;
     if (dt__rd_array(&r, &n) == 0 && n >= 1 && dt__rd_uint(&r, &op) == 0) {
       (void)dt__op_name((int)(op < DT_OP_COUNT ? op : 0));
+      dt_rd mr = r;
+      dt_msg m;
+      if (op > 0 && op < DT_OP_COUNT && dt__msg_read(&mr, (int)op, n - 1, &m) == 0) walk(&m, (int)op);
       for (uint32_t i = 1; i < n; i++) {
         dt_payload pl;
         dt_rd save = r;

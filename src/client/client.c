@@ -121,16 +121,22 @@ static void future_free(dt_future *f) {
   free(f);
 }
 
+/* send_key: a message whose one field is a list of keys, with one key (locked) */
+static void send_key(dt_client *c, int op, const char *key, uint32_t klen) {
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->sched), op);
+  dt__e_list(&e, 1);
+  dt__e_str(&e, key, klen);
+  dt__e_end(&e);
+}
+
 void dt__future_unref_locked(dt_future *f) {
   if (--f->refs > 0) return;
   dt_client *c = f->client;
   if (c && f->in_map) {
     dt__smap_del(&c->futs, f->key, f->klen);
     if (c->sched && (c->state == CS_READY)) {
-      dt_wbuf *w = dt__conn_out(c->sched);
-      dt__wb_msg(w, DT_OP_RELEASE_KEYS, 1);
-      dt__wb_array(w, 1);
-      dt__wb_str(w, f->key, f->klen);
+      send_key(c, DT_OP_RELEASE_KEYS, f->key, f->klen);
       dt__client_wake(c);
     }
   }
@@ -180,10 +186,7 @@ static void refetch(dt_future *f, const char *addr, const char *why) {
             addr ? addr : "?", why);
     free(f->worker);
     f->worker = NULL;
-    dt_wbuf *w = dt__conn_out(c->sched);
-    dt__wb_msg(w, DT_OP_WHO_HAS, 1);
-    dt__wb_array(w, 1);
-    dt__wb_str(w, f->key, f->klen);
+    send_key(c, DT_OP_WHO_HAS, f->key, f->klen);
     return;
   }
   char msg[512];
@@ -206,29 +209,29 @@ static void fail_fetch(fetch_req *fr, const char *addr, const char *why) {
 
 static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   wconn *wc = conn->data;
-  uint64_t req;
-  uint32_t n;
-  if (op != DT_OP_DATA || nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
+  dt_msg msg;
+  if (op != DT_OP_DATA || dt__msg_read(r, op, nf, &msg) != 0) {
+    DT_WARN("malformed message from worker %s: %s", wc->addr,
+            op != DT_OP_DATA ? dt__op_name(op) : dt__msg_error());
+    return DT_EPROTO; /* closed: on_worker_close fails the fetches in flight */
+  }
+  const dt_msg_DATA *m = &msg.DATA;
   fetch_req *fr = NULL;
   for (size_t i = 0; i < wc->reqs.len && !fr; i++)
-    if (((fetch_req *)wc->reqs.v[i])->req == req) fr = wc->reqs.v[i];
+    if (((fetch_req *)wc->reqs.v[i])->req == m->req) fr = wc->reqs.v[i];
   if (!fr) return 0;
   dt__vec_remove(&wc->reqs, fr);
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t m, klen;
-    const char *key;
-    bool found;
-    dt_payload pl;
-    if (dt__rd_array(r, &m) || m != 5 || dt__rd_key(r, &key, &klen) || dt__rd_bool(r, &found) ||
-        dt__rd_payload(r, &pl)) {
-      fail_fetch(fr, wc->addr, "malformed reply");
-      return DT_EPROTO;
-    }
+  dt_list items = m->items;
+  dt_rec_data it;
+  while (dt__next_data(&items, &it)) {
+    const char *key = it.key.p;
+    uint32_t klen = it.key.len;
+    bool found = it.found && !it.shm.p; /* clients never ask for shared memory */
     for (size_t k = 0; k < fr->futs.len; k++) {
       dt_future *f = fr->futs.v[k];
       if (f->klen != klen || memcmp(f->key, key, klen) != 0 || f->value) continue;
       dt_value *v = NULL;
-      int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
+      int rc = found ? dt__pref_decode(&it.value, &v) : DT_ENOTFOUND;
       if (rc == 0) {
         f->value = v;
       } else if (!found) {
@@ -241,7 +244,6 @@ static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
         f->status = DT_ERROR;
       }
     }
-    dt__payload_clear(&pl);
   }
   for (size_t k = 0; k < fr->futs.len; k++) {
     dt_future *f = fr->futs.v[k];
@@ -316,14 +318,16 @@ static void process_fetchq(dt_client *c) {
       dt__smap_put(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr), wc);
     }
     dt__vec_push(&wc->reqs, fr);
-    dt_wbuf *w = dt__conn_out(wc->conn);
-    dt__wb_msg(w, DT_OP_GET_DATA, 2);
-    dt__wb_uint(w, fr->req);
-    dt__wb_array(w, (uint32_t)fr->futs.len);
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(wc->conn), DT_OP_GET_DATA);
+    dt__e_uint(&e, fr->req);
+    dt__e_list(&e, (uint32_t)fr->futs.len);
     for (size_t k = 0; k < fr->futs.len; k++) {
       dt_future *g = fr->futs.v[k];
-      dt__wb_str(w, g->key, g->klen);
+      dt__e_str(&e, g->key, g->klen);
     }
+    dt__e_nil(&e); /* no boot id: results come over TCP */
+    dt__e_end(&e);
   }
   dt__vec_free(&reqs);
 }
@@ -343,179 +347,174 @@ static void wconn_remove(dt_client *c, wconn *wc) {
   dt__smap_del(&c->wconns, wc->addr, (uint32_t)strlen(wc->addr));
 }
 
+static int on_welcome(dt_client *c, const dt_msg *m) {
+  c->id = m->WELCOME.id;
+  c->state = CS_READY;
+  c->wake_waiters = true;
+  return 0;
+}
+
+static int on_key_in_memory(dt_client *c, const dt_msg *msg) {
+  const dt_msg_KEY_IN_MEMORY *m = &msg->KEY_IN_MEMORY;
+  dt_future *f = dt__smap_get(&c->futs, m->key.p, m->key.len);
+  if (!f) return 0;
+  if (f->fetching && (!f->worker || !dt__str_eq(m->worker, f->worker)))
+    f->fetching = false; /* moved (its holder died): fetch from the new one */
+  free(f->worker);
+  f->worker = dt__xstrndup(m->worker.p, m->worker.len);
+  if (m->inline_.p && !f->value) { /* the small result we asked for came along */
+    dt_payload p = {(char *)m->inline_.p, m->inline_.len, NULL, 0};
+    if (dt__payload_decode(&p, &f->value) != 0) f->value = NULL; /* then fetch it */
+  }
+  if (f->status == DT_ERROR && f->err_code == DT_ELOST) f->status = DT_PENDING;
+  dt__future_finish(f, DT_FINISHED);
+  if (f->want_value) want_fetch(c, f);
+  return 0;
+}
+
+static int on_key_erred(dt_client *c, const dt_msg *msg) {
+  const dt_msg_KEY_ERRED *m = &msg->KEY_ERRED;
+  dt_future *f = dt__smap_get(&c->futs, m->key.p, m->key.len);
+  if (!f) return 0;
+  int klen = (int)m->key.len, ol = (int)m->origin.len, fl = (int)m->function.len,
+      wl = (int)m->worker.len, ml = (int)m->message.len;
+  size_t cap = 512 + (size_t)ol + (size_t)fl + (size_t)wl + (size_t)ml + (size_t)klen;
+  char *text = dt__xmalloc(cap);
+  if (ol == klen && memcmp(m->origin.p, m->key.p, m->key.len) == 0)
+    snprintf(text, cap, "task '%.*s' (function %.*s) failed on worker %.*s: %.*s", klen, m->key.p,
+             fl, m->function.p, wl ? wl : 1, wl ? m->worker.p : "?", ml, m->message.p);
+  else
+    snprintf(text, cap,
+             "task '%.*s' failed because its dependency '%.*s' (function %.*s) failed on "
+             "worker %.*s: %.*s",
+             klen, m->key.p, ol, m->origin.p, fl, m->function.p, wl ? wl : 1, wl ? m->worker.p : "?",
+             ml, m->message.p);
+  int64_t code = m->code;
+  if (code >= 0 || code < -100) code = DT_ETASK;
+  free(f->err_msg);
+  f->err_msg = text;
+  f->err_code = (int)code;
+  dt__future_finish(f, DT_ERROR);
+  return 0;
+}
+
+static int on_key_cancelled(dt_client *c, const dt_msg *msg) {
+  /* ours, or downstream of one we cancelled */
+  const dt_msg_KEY_CANCELLED *m = &msg->KEY_CANCELLED;
+  dt_future *f = dt__smap_get(&c->futs, m->key.p, m->key.len);
+  if (!f || f->status != DT_PENDING) return 0;
+  size_t cap = 64 + m->key.len + m->reason.len;
+  char *text = dt__xmalloc(cap);
+  snprintf(text, cap, "task '%.*s' %.*s", (int)m->key.len, m->key.p, (int)m->reason.len,
+           m->reason.p);
+  free(f->err_msg);
+  f->err_msg = text;
+  f->err_code = DT_ECANCELLED;
+  dt__future_finish(f, DT_CANCELLED);
+  return 0;
+}
+
+static int on_info_reply(dt_client *c, const dt_msg *msg) {
+  const dt_msg_INFO_REPLY *m = &msg->INFO_REPLY;
+  info_req *ir = NULL;
+  for (size_t i = 0; i < c->infos.len && !ir; i++)
+    if (((info_req *)c->infos.v[i])->req == m->req) ir = c->infos.v[i];
+  dt_cluster_info tmp;
+  dt_cluster_info *out = ir ? &ir->info : &tmp;
+  memset(out, 0, sizeof(*out));
+  dt_list counts = m->counts;
+  dt_sv k;
+  int64_t v;
+  while (dt__next_int(&counts, &k, &v)) {
+#define F(name, field) if (dt__str_eq(k, name)) out->field = v;
+    F("workers", n_workers) F("clients", n_clients) F("tasks", n_tasks) F("waiting", n_waiting)
+    F("no-worker", n_no_worker) F("processing", n_processing) F("memory", n_memory)
+    F("erred", n_erred) F("released", n_released) F("queued", n_queued)
+    F("completed", n_completed)
+#undef F
+    if (dt__str_eq(k, "heartbeat_age_us")) out->heartbeat_age_s = (double)v / 1e6;
+  }
+  if (ir && ir->detail) {
+    uint32_t nw = m->workers.n;
+    ir->workers = dt__xcalloc(nw ? nw : 1, sizeof(dt_worker_info));
+    dt_list rows = m->workers;
+    dt_rec_wrow row;
+    for (uint32_t i = 0; dt__next_wrow(&rows, &row); i++) {
+      dt_worker_info *wi = &ir->workers[i];
+      snprintf(wi->name, sizeof(wi->name), "%.*s", (int)row.name.len, row.name.p);
+      snprintf(wi->address, sizeof(wi->address), "%.*s", (int)row.address.len, row.address.p);
+      wi->nthreads = (int)row.nthreads;
+      wi->pid = (int)row.pid;
+      wi->processing = (int64_t)row.processing;
+      wi->n_keys = (int64_t)row.nkeys;
+      wi->nbytes = row.nbytes;
+      wi->last_seen_s = (double)row.age_ms / 1e3;
+      wi->spilled = row.spilled;
+      wi->paused = row.paused;
+      wi->rss = row.rss;
+      wi->memory = row.memory;
+      wi->peak_memory = row.peak_memory;
+      ir->nworkers = i + 1;
+    }
+  }
+  if (ir) ir->done = true;
+  c->wake_waiters = true;
+  return 0;
+}
+
+static int on_retire_done(dt_client *c, const dt_msg *msg) {
+  const dt_msg_RETIRE_DONE *m = &msg->RETIRE_DONE;
+  for (size_t i = 0; i < c->retires.len; i++) {
+    scatter_req *sr = c->retires.v[i];
+    if (sr->req != m->req) continue;
+    sr->done = true;
+    sr->count = m->retired;
+    if (m->error.p) sr->error = dt__str_dup(m->error, 4096);
+  }
+  c->wake_waiters = true;
+  return 0;
+}
+
+static int on_scatter_done(dt_client *c, const dt_msg *msg) {
+  const dt_msg_SCATTER_DONE *m = &msg->SCATTER_DONE;
+  for (size_t i = 0; i < c->scatters.len; i++) {
+    scatter_req *sr = c->scatters.v[i];
+    if (sr->req != m->req) continue;
+    sr->done = true;
+    if (m->error.p) sr->error = dt__str_dup(m->error, 4096);
+  }
+  c->wake_waiters = true;
+  return 0;
+}
+
+/* the messages a client takes from the scheduler, one handler each */
+typedef int (*sched_handler)(dt_client *, const dt_msg *);
+static const sched_handler sched_handlers[DT_OP_COUNT] = {
+    [DT_OP_WELCOME] = on_welcome,
+    [DT_OP_KEY_IN_MEMORY] = on_key_in_memory,
+    [DT_OP_KEY_ERRED] = on_key_erred,
+    [DT_OP_KEY_CANCELLED] = on_key_cancelled,
+    [DT_OP_INFO_REPLY] = on_info_reply,
+    [DT_OP_RETIRE_DONE] = on_retire_done,
+    [DT_OP_SCATTER_DONE] = on_scatter_done,
+};
+
 static int on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   dt_client *c = conn->data;
-  const char *key;
-  uint32_t klen;
-  switch (op) {
-  case DT_OP_WELCOME: {
-    uint64_t id;
-    if (nf < 1 || dt__rd_uint(r, &id)) return DT_EPROTO;
-    c->id = id;
-    c->state = CS_READY;
-    c->wake_waiters = true;
+  if (op == DT_OP_CLOSE) {
+    dt__conn_close(conn, true);
     return 0;
   }
-  case DT_OP_KEY_IN_MEMORY: {
-    const char *addr, *inl = NULL;
-    uint32_t alen, ilen = 0;
-    uint64_t nbytes;
-    if (nf < 4 || dt__rd_key(r, &key, &klen) || dt__rd_str(r, &addr, &alen) || dt__rd_uint(r, &nbytes))
-      return DT_EPROTO;
-    if (!dt__rd_is_nil(r) && dt__rd_bin(r, &inl, &ilen)) return DT_EPROTO;
-    dt_future *f = dt__smap_get(&c->futs, key, klen);
-    if (!f) return 0;
-    if (f->fetching && (!f->worker || strlen(f->worker) != alen || memcmp(f->worker, addr, alen)))
-      f->fetching = false; /* moved (its holder died): fetch from the new one */
-    free(f->worker);
-    f->worker = dt__xstrndup(addr, alen);
-    if (inl && !f->value) { /* the small result we asked for came along */
-      dt_payload p = {(char *)inl, ilen, NULL, 0};
-      if (dt__payload_decode(&p, &f->value) != 0) f->value = NULL; /* then fetch it */
-    }
-    if (f->status == DT_ERROR && f->err_code == DT_ELOST) f->status = DT_PENDING;
-    dt__future_finish(f, DT_FINISHED);
-    if (f->want_value) want_fetch(c, f);
-    return 0;
+  if (op <= 0 || op >= DT_OP_COUNT || !sched_handlers[op]) {
+    DT_WARN("unexpected %s message from the scheduler", dt__op_name(op));
+    return DT_EPROTO;
   }
-  case DT_OP_KEY_ERRED: {
-    int64_t code;
-    const char *okey, *func, *wk, *msg;
-    uint32_t ol, fl, wl, ml;
-    if (nf < 6 || dt__rd_key(r, &key, &klen) || dt__rd_int(r, &code) || dt__rd_str(r, &okey, &ol) ||
-        dt__rd_str(r, &func, &fl) || dt__rd_str(r, &wk, &wl) || dt__rd_str(r, &msg, &ml))
-      return DT_EPROTO;
-    dt_future *f = dt__smap_get(&c->futs, key, klen);
-    if (!f) return 0;
-    size_t cap = 512 + ol + fl + wl + ml + klen;
-    char *text = dt__xmalloc(cap);
-    if (ol == klen && memcmp(okey, key, klen) == 0)
-      snprintf(text, cap, "task '%.*s' (function %.*s) failed on worker %.*s: %.*s", (int)klen, key,
-               (int)fl, func, (int)wl, wl ? wk : "?", (int)ml, msg);
-    else
-      snprintf(text, cap,
-               "task '%.*s' failed because its dependency '%.*s' (function %.*s) failed on "
-               "worker %.*s: %.*s",
-               (int)klen, key, (int)ol, okey, (int)fl, func, (int)wl, wl ? wk : "?", (int)ml, msg);
-    if (code >= 0 || code < -100) code = DT_ETASK;
-    free(f->err_msg);
-    f->err_msg = text;
-    f->err_code = (int)code;
-    dt__future_finish(f, DT_ERROR);
-    return 0;
+  dt_msg m;
+  if (dt__msg_read(r, op, nf, &m) != 0) {
+    DT_WARN("malformed message from the scheduler: %s", dt__msg_error());
+    return DT_EPROTO;
   }
-  case DT_OP_KEY_CANCELLED: { /* ours, or downstream of one we cancelled */
-    const char *why;
-    uint32_t wl;
-    if (nf < 2 || dt__rd_key(r, &key, &klen) || dt__rd_str(r, &why, &wl)) return DT_EPROTO;
-    dt_future *f = dt__smap_get(&c->futs, key, klen);
-    if (!f || f->status != DT_PENDING) return 0;
-    char *text = dt__xmalloc(64 + klen + wl);
-    snprintf(text, 64 + klen + wl, "task '%.*s' %.*s", (int)klen, key, (int)wl, why);
-    free(f->err_msg);
-    f->err_msg = text;
-    f->err_code = DT_ECANCELLED;
-    dt__future_finish(f, DT_CANCELLED);
-    return 0;
-  }
-  case DT_OP_INFO_REPLY: {
-    uint64_t req;
-    uint32_t n;
-    if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_map(r, &n)) return DT_EPROTO;
-    info_req *ir = NULL;
-    for (size_t i = 0; i < c->infos.len && !ir; i++)
-      if (((info_req *)c->infos.v[i])->req == req) ir = c->infos.v[i];
-    dt_cluster_info tmp;
-    dt_cluster_info *out = ir ? &ir->info : &tmp;
-    memset(out, 0, sizeof(*out));
-    for (uint32_t i = 0; i < n; i++) {
-      const char *k;
-      uint32_t kl;
-      int64_t v;
-      if (dt__rd_str(r, &k, &kl) || dt__rd_int(r, &v)) return DT_EPROTO;
-#define F(name, field) if (kl == strlen(name) && memcmp(k, name, kl) == 0) out->field = v;
-      F("workers", n_workers) F("clients", n_clients) F("tasks", n_tasks) F("waiting", n_waiting)
-      F("no-worker", n_no_worker) F("processing", n_processing) F("memory", n_memory)
-      F("erred", n_erred) F("released", n_released) F("queued", n_queued)
-      F("completed", n_completed)
-#undef F
-      if (kl == 16 && memcmp(k, "heartbeat_age_us", 16) == 0) out->heartbeat_age_s = (double)v / 1e6;
-    }
-    uint32_t nw;
-    if (nf >= 3 && !dt__rd_array(r, &nw) && ir && ir->detail) {
-      ir->workers = dt__xcalloc(nw ? nw : 1, sizeof(dt_worker_info));
-      for (uint32_t i = 0; i < nw; i++) {
-        dt_worker_info *wi = &ir->workers[i];
-        const char *nm, *ad;
-        uint32_t nml, adl, m;
-        uint64_t nt, pid, pr, nk, nb, age;
-        if (dt__rd_array(r, &m) || m < 8 || dt__rd_str(r, &nm, &nml) || dt__rd_str(r, &ad, &adl) ||
-            dt__rd_uint(r, &nt) || dt__rd_uint(r, &pid) || dt__rd_uint(r, &pr) || dt__rd_uint(r, &nk) ||
-            dt__rd_uint(r, &nb) || dt__rd_uint(r, &age))
-          return DT_EPROTO;
-        snprintf(wi->name, sizeof(wi->name), "%.*s", (int)nml, nm);
-        snprintf(wi->address, sizeof(wi->address), "%.*s", (int)adl, ad);
-        wi->nthreads = (int)nt;
-        wi->pid = (int)pid;
-        wi->processing = (int64_t)pr;
-        wi->n_keys = (int64_t)nk;
-        wi->nbytes = nb;
-        wi->last_seen_s = (double)age / 1e3;
-        uint64_t sp;
-        bool pz;
-        if (m >= 10 && !dt__rd_uint(r, &sp) && !dt__rd_bool(r, &pz)) {
-          wi->spilled = sp;
-          wi->paused = pz;
-        }
-        uint64_t rss, man, peak;
-        if (m >= 13 && !dt__rd_uint(r, &rss) && !dt__rd_uint(r, &man) && !dt__rd_uint(r, &peak)) {
-          wi->rss = rss;
-          wi->memory = man;
-          wi->peak_memory = peak;
-        }
-        for (uint32_t extra = 13; extra < m; extra++)
-          if (dt__rd_skip(r)) return DT_EPROTO;
-        ir->nworkers = i + 1;
-      }
-    }
-    if (ir) ir->done = true;
-    c->wake_waiters = true;
-    return 0;
-  }
-  case DT_OP_RETIRE_DONE: {
-    uint64_t req, count;
-    if (nf < 3 || dt__rd_uint(r, &req) || dt__rd_uint(r, &count)) return DT_EPROTO;
-    const char *e = NULL;
-    uint32_t el = 0;
-    if (!dt__rd_is_nil(r) && dt__rd_str(r, &e, &el)) return DT_EPROTO;
-    for (size_t i = 0; i < c->retires.len; i++) {
-      scatter_req *sr = c->retires.v[i];
-      if (sr->req != req) continue;
-      sr->done = true;
-      sr->count = count;
-      if (e) sr->error = dt__xstrndup(e, el);
-    }
-    c->wake_waiters = true;
-    return 0;
-  }
-  case DT_OP_SCATTER_DONE: {
-    uint64_t req;
-    if (nf < 2 || dt__rd_uint(r, &req)) return DT_EPROTO;
-    const char *e = NULL;
-    uint32_t el = 0;
-    if (!dt__rd_is_nil(r) && dt__rd_str(r, &e, &el)) return DT_EPROTO;
-    for (size_t i = 0; i < c->scatters.len; i++) {
-      scatter_req *sr = c->scatters.v[i];
-      if (sr->req != req) continue;
-      sr->done = true;
-      if (e) sr->error = dt__xstrndup(e, el);
-    }
-    c->wake_waiters = true;
-    return 0;
-  }
-  case DT_OP_CLOSE: dt__conn_close(conn, true); return 0;
-  default: return DT_EPROTO;
-  }
+  return sched_handlers[op](c, &m);
 }
 
 static void on_sched_connect(dt_conn *conn, int status) {
@@ -524,10 +523,11 @@ static void on_sched_connect(dt_conn *conn, int status) {
     c->conn_err = status;
     return; /* on_close follows; connect() retries until its deadline */
   }
-  dt_wbuf *w = dt__conn_out(conn);
-  dt__wb_msg(w, DT_OP_HELLO_CLIENT, 2);
-  dt__wb_uint(w, DT_PROTO_VERSION);
-  dt__wb_cstr(w, c->name);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(conn), DT_OP_HELLO_CLIENT);
+  dt__e_uint(&e, DT_PROTO_VERSION);
+  dt__e_cstr(&e, c->name);
+  dt__e_end(&e);
 }
 
 static void on_sched_close(dt_conn *conn) {
@@ -572,9 +572,10 @@ static void on_wake(uv_async_t *h) {
   pthread_mutex_lock(&c->lock);
   if (c->stop) {
     if (c->sched) {
-      dt_wbuf *w = dt__conn_out(c->sched);
-      dt__wb_msg(w, DT_OP_CLOSE, 1);
-      dt__wb_cstr(w, "client closing");
+      dt_enc e;
+      dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_CLOSE);
+      dt__e_cstr(&e, "client closing");
+      dt__e_end(&e);
     }
     uv_walk(&c->loop, close_walk, c);
   } else if (c->fetchq.len) {
@@ -937,30 +938,31 @@ void dt__taskdef_clear(dt__taskdef *t) {
 
 void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
                            size_t nwanted) {
-  dt_wbuf *w = dt__conn_out(c->sched);
-  dt__wb_msg(w, DT_OP_UPDATE_GRAPH, 2);
-  dt__wb_array(w, (uint32_t)n);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_UPDATE_GRAPH);
+  dt__e_list(&e, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
     dt__taskdef *t = &tasks[i];
-    dt__wb_array(w, 11);
-    dt__wb_cstr(w, t->key);
-    dt__wb_cstr(w, t->func);
-    dt__wb_payload(w, &t->spec);
-    dt__wb_array(w, (uint32_t)t->deps.len);
-    for (size_t k = 0; k < t->deps.len; k++) dt__wb_cstr(w, t->deps.v[k]);
-    dt__wb_int(w, t->opts.priority);
-    dt__wb_int(w, t->opts.retries);
-    dt__wb_array(w, (uint32_t)t->opts.n_workers);
-    for (size_t k = 0; k < t->opts.n_workers; k++) dt__wb_cstr(w, t->opts.workers[k]);
-    dt__wb_bool(w, t->opts.allow_other_workers);
-    dt__wb_map(w, t->nres);
+    dt__e_rec(&e);
+    dt__e_cstr(&e, t->key);
+    dt__e_cstr(&e, t->func);
+    dt__e_payload(&e, &t->spec);
+    dt__e_list(&e, (uint32_t)t->deps.len);
+    for (size_t k = 0; k < t->deps.len; k++) dt__e_cstr(&e, t->deps.v[k]);
+    dt__e_int(&e, t->opts.priority);
+    dt__e_int(&e, t->opts.retries);
+    dt__e_list(&e, (uint32_t)t->opts.n_workers);
+    for (size_t k = 0; k < t->opts.n_workers; k++) dt__e_cstr(&e, t->opts.workers[k]);
+    dt__e_bool(&e, t->opts.allow_other_workers);
+    dt__e_map(&e, t->nres);
     for (uint32_t k = 0; k < t->nres; k++) {
-      dt__wb_cstr(w, t->res_names[k]);
-      dt__wb_double(w, t->res_amounts[k]);
+      dt__e_cstr(&e, t->res_names[k]);
+      dt__e_double(&e, t->res_amounts[k]);
     }
   }
-  dt__wb_array(w, (uint32_t)nwanted);
-  for (size_t i = 0; i < nwanted; i++) dt__wb_cstr(w, wanted[i]);
+  dt__e_list(&e, (uint32_t)nwanted);
+  for (size_t i = 0; i < nwanted; i++) dt__e_cstr(&e, wanted[i]);
+  dt__e_end(&e);
   dt__client_wake(c);
 }
 
@@ -1043,14 +1045,15 @@ static void ask_results(dt_client *c, dt_future *const *fs, size_t n) {
   uint32_t k = 0;
   for (size_t i = 0; i < n; i++) k += fs[i]->status == DT_PENDING && !fs[i]->asked;
   if (!k || !c->sched || c->state != CS_READY) return;
-  dt_wbuf *w = dt__conn_out(c->sched);
-  dt__wb_msg(w, DT_OP_WANT_RESULT, 1);
-  dt__wb_array(w, k);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_WANT_RESULT);
+  dt__e_list(&e, k);
   for (size_t i = 0; i < n; i++)
     if (fs[i]->status == DT_PENDING && !fs[i]->asked) {
       fs[i]->asked = true;
-      dt__wb_str(w, fs[i]->key, fs[i]->klen);
+      dt__e_str(&e, fs[i]->key, fs[i]->klen);
     }
+  dt__e_end(&e);
   dt__client_wake(c);
 }
 
@@ -1141,19 +1144,20 @@ int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n, const dt_
       sr->req = ++c->next_req;
       dt__vec_push(&c->scatters, sr);
       for (size_t i = 0; i < n; i++) out[i] = dt__future_get(c, keys[i], (uint32_t)strlen(keys[i]), NULL);
-      dt_wbuf *w = dt__conn_out(c->sched);
-      dt__wb_msg(w, DT_OP_SCATTER, 4);
-      dt__wb_uint(w, sr->req);
-      dt__wb_array(w, (uint32_t)n);
+      dt_enc e;
+      dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_SCATTER);
+      dt__e_uint(&e, sr->req);
+      dt__e_list(&e, (uint32_t)n);
       for (size_t i = 0; i < n; i++) {
-        dt__wb_array(w, 4);
-        dt__wb_cstr(w, keys[i]);
-        dt__wb_payload(w, &pls[i]);
+        dt__e_rec(&e);
+        dt__e_cstr(&e, keys[i]);
+        dt__e_payload(&e, &pls[i]);
       }
       size_t nw = opts ? opts->n_workers : 0;
-      dt__wb_array(w, (uint32_t)nw);
-      for (size_t i = 0; i < nw; i++) dt__wb_cstr(w, opts->workers[i]);
-      dt__wb_bool(w, opts && opts->broadcast);
+      dt__e_list(&e, (uint32_t)nw);
+      for (size_t i = 0; i < nw; i++) dt__e_cstr(&e, opts->workers[i]);
+      dt__e_bool(&e, opts && opts->broadcast);
+      dt__e_end(&e);
       dt__client_wake(c);
       while (!sr->done && c->state == CS_READY) pthread_cond_wait(&c->cond, &c->lock);
       if (!sr->done) rc = dt__client_usable(c);
@@ -1222,10 +1226,11 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   ir->req = ++c->next_req;
   ir->detail = wout != NULL;
   dt__vec_push(&c->infos, ir);
-  dt_wbuf *w = dt__conn_out(c->sched);
-  dt__wb_msg(w, DT_OP_INFO_REQUEST, 2);
-  dt__wb_uint(w, ir->req);
-  dt__wb_bool(w, ir->detail);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_INFO_REQUEST);
+  dt__e_uint(&e, ir->req);
+  dt__e_bool(&e, ir->detail);
+  dt__e_end(&e);
   request_wait(c, &ir->done, &dl);
   if (ir->done) {
     *out = ir->info;
@@ -1257,11 +1262,12 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
   scatter_req *rr = dt__xcalloc(1, sizeof(*rr));
   rr->req = ++c->next_req;
   dt__vec_push(&c->retires, rr);
-  dt_wbuf *w = dt__conn_out(c->sched);
-  dt__wb_msg(w, DT_OP_RETIRE_WORKERS, 2);
-  dt__wb_uint(w, rr->req);
-  dt__wb_array(w, (uint32_t)n);
-  for (size_t i = 0; i < n; i++) dt__wb_cstr(w, names[i]);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_RETIRE_WORKERS);
+  dt__e_uint(&e, rr->req);
+  dt__e_list(&e, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) dt__e_cstr(&e, names[i]);
+  dt__e_end(&e);
   request_wait(c, &rr->done, &dl);
   if (rr->done) {
     if (retired) *retired = (int)rr->count;

@@ -51,11 +51,19 @@ static struct {
   dt_vec scatters;
   uint64_t next_scatter;
   bool stopping;
+  uint64_t start_ms; /* loop time at start */
 } S;
 
 /* A connection's data is NULL until it says hello, then the s_worker or
  * s_client (both start with int kind). */
 static int peer_kind(dt_conn *c) { return c->data ? *(int *)c->data : 0; }
+
+static void send_close(dt_conn *c, const char *reason) {
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_CLOSE);
+  dt__e_cstr(&e, reason);
+  dt__e_end(&e);
+}
 
 static s_client *client_by_id(uint32_t id) {
   for (size_t i = 0; i < S.s.clients.len; i++)
@@ -65,83 +73,61 @@ static s_client *client_by_id(uint32_t id) {
 
 /* ---------------------------------------------------------------- hello */
 
-static int on_hello_client(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t version;
-  const char *name;
-  uint32_t nlen;
-  if (nf < 2 || dt__rd_uint(r, &version) || dt__rd_str(r, &name, &nlen)) return DT_EPROTO;
-  if (version != DT_PROTO_VERSION) {
-    DT_WARN("client %s speaks protocol %llu, not %d", c->peer, (unsigned long long)version,
+static int on_hello_client(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_HELLO_CLIENT *m = &msg->HELLO_CLIENT;
+  if (m->version != DT_PROTO_VERSION) {
+    DT_WARN("client %s speaks protocol %llu, not %d", c->peer, (unsigned long long)m->version,
             DT_PROTO_VERSION);
     return DT_EPROTO;
   }
   char nm[128];
-  snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
+  snprintf(nm, sizeof(nm), "%.*s", (int)m->name.len, m->name.p);
   s_client *cl = dt__sched_add_client(&S.s, c, nm);
   c->data = cl;
   dt__conn_admit(c);
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_WELCOME, 1);
-  dt__wb_uint(w, cl->id);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_WELCOME);
+  dt__e_uint(&e, cl->id);
+  dt__e_uint(&e, 0);
+  dt__e_uint(&e, 0);
+  dt__e_end(&e);
   DT_INFO("client %s connected from %s", nm, c->peer);
   return 0;
 }
 
-static int on_hello_worker(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t version, nthreads;
-  const char *name, *addr;
-  uint32_t nlen, alen, nres;
-  if (nf < 5 || dt__rd_uint(r, &version) || dt__rd_str(r, &name, &nlen) || dt__rd_str(r, &addr, &alen) ||
-      dt__rd_uint(r, &nthreads) || dt__rd_map(r, &nres))
+static int on_hello_worker(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_HELLO_WORKER *m = &msg->HELLO_WORKER;
+  if (m->version != DT_PROTO_VERSION || m->address.len == 0 || m->address.len > 200 ||
+      m->name.len > 200 || m->nthreads == 0 || m->nthreads > 4096 || m->resources.n > 64)
     return DT_EPROTO;
-  if (version != DT_PROTO_VERSION || alen == 0 || alen > 200 || nlen > 200 || nthreads == 0 ||
-      nthreads > 4096 || nres > 64)
-    return DT_EPROTO;
+  uint32_t nres = m->resources.n;
   char **rn = nres ? dt__xcalloc(nres, sizeof(char *)) : NULL;
   double *ra = nres ? dt__xcalloc(nres, sizeof(double)) : NULL;
-  for (uint32_t i = 0; i < nres; i++) {
-    const char *k;
-    uint32_t kl;
-    if (dt__rd_str(r, &k, &kl) || dt__rd_double(r, &ra[i])) {
-      for (uint32_t j = 0; j < i; j++) free(rn[j]);
-      free(rn);
-      free(ra);
-      return DT_EPROTO;
-    }
-    rn[i] = dt__xstrndup(k, kl);
-  }
-  uint64_t pid = 0, token = 0;
-  uint32_t nheld = 0;
-  if (nf >= 8 && (dt__rd_uint(r, &pid) || dt__rd_uint(r, &token) || dt__rd_array(r, &nheld))) {
-    dt__resources_free(rn, ra, nres);
-    return DT_EPROTO;
-  }
+  dt_list res = m->resources;
+  dt_sv k;
+  for (uint32_t i = 0; dt__next_double(&res, &k, &ra[i]); i++) rn[i] = dt__str_dup(k, 256);
   char nm[256], ad[256];
-  snprintf(nm, sizeof(nm), "%.*s", (int)nlen, name);
-  snprintf(ad, sizeof(ad), "%.*s", (int)alen, addr);
-  s_worker *wk = dt__sched_add_worker_only(&S.s, c, nm, ad, (int)nthreads, rn, ra, nres);
+  snprintf(nm, sizeof(nm), "%.*s", (int)m->name.len, m->name.p);
+  snprintf(ad, sizeof(ad), "%.*s", (int)m->address.len, m->address.p);
+  s_worker *wk = dt__sched_add_worker_only(&S.s, c, nm, ad, (int)m->nthreads, rn, ra, nres);
   wk->last_seen = (double)uv_now(&S.loop) / 1e3;
-  wk->pid = pid <= INT32_MAX ? (int)pid : 0;
-  wk->nanny_token = token;
+  wk->pid = m->pid <= INT32_MAX ? (int)m->pid : 0;
+  wk->nanny_token = m->nanny_token;
   c->data = wk;
   dt__conn_admit(c);
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_WELCOME, 3);
-  dt__wb_uint(w, wk->id);
-  dt__wb_uint(w, (uint64_t)S.heartbeat_ms);
-  dt__wb_uint(w, (uint64_t)(S.worker_ttl_s * 1000));
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_WELCOME);
+  dt__e_uint(&e, wk->id);
+  dt__e_uint(&e, (uint64_t)S.heartbeat_ms);
+  dt__e_uint(&e, (uint64_t)(S.worker_ttl_s * 1000));
+  dt__e_end(&e);
   /* a worker coming back after losing us: what it still holds counts */
-  for (uint32_t i = 0; i < nheld; i++) {
-    uint32_t m, klen;
-    const char *key;
-    uint64_t nbytes;
-    if (dt__rd_array(r, &m) || m != 2 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes))
-      return DT_EPROTO;
-    dt__sched_worker_has_key(&S.s, wk, key, klen, nbytes);
-  }
+  dt_list held = m->held;
+  dt_rec_keynb h;
+  while (dt__next_keynb(&held, &h)) dt__sched_worker_has_key(&S.s, wk, h.key.p, h.key.len, h.nbytes);
   dt__sched_worker_place(&S.s, wk);
-  DT_INFO("worker %s registered at %s with %d threads%s%s", nm, ad, (int)nthreads,
-          token ? " (under a nanny)" : "", nheld ? ", holding results from before" : "");
+  DT_INFO("worker %s registered at %s with %d threads%s%s", nm, ad, (int)m->nthreads,
+          m->nanny_token ? " (under a nanny)" : "", m->held.n ? ", holding results from before" : "");
   return 0;
 }
 
@@ -153,19 +139,61 @@ typedef struct {
   uint32_t n;
 } keylist;
 
-static int rd_keylist(dt_rd *r, keylist *kl) {
-  memset(kl, 0, sizeof(*kl));
-  if (dt__rd_array(r, &kl->n)) return DT_EPROTO;
-  if (kl->n == 0) return 0; /* most tasks: no dependencies, no restrictions */
-  kl->keys = dt__xmalloc(kl->n * sizeof(*kl->keys));
-  kl->lens = dt__xmalloc(kl->n * sizeof(*kl->lens));
-  for (uint32_t i = 0; i < kl->n; i++)
-    if (dt__rd_key(r, &kl->keys[i], &kl->lens[i])) return DT_EPROTO;
-  return 0;
-}
 static void keylist_free(keylist *kl) {
   free(kl->keys);
   free(kl->lens);
+}
+
+static int keylist_of(const dt_list *l, keylist *kl) {
+  memset(kl, 0, sizeof(*kl));
+  kl->n = l->n;
+  if (kl->n == 0) return 0; /* most tasks: no dependencies, no restrictions */
+  kl->keys = dt__xmalloc(kl->n * sizeof(*kl->keys));
+  kl->lens = dt__xmalloc(kl->n * sizeof(*kl->lens));
+  dt_list it = *l;
+  dt_sv s;
+  for (uint32_t i = 0; i < kl->n && (l->kind == DT_K_KEY ? dt__next_key(&it, &s) : dt__next_str(&it, &s)); i++) {
+    kl->keys[i] = s.p;
+    kl->lens[i] = s.len;
+  }
+  return 0;
+}
+
+static int newtask_of(const dt_rec_task *r, s_newtask *t) {
+  memset(t, 0, sizeof(*t));
+  if (r->func.len == 0 || r->func.len > 256 || r->retries < 0 || r->retries > 1000000 ||
+      r->resources.n > 64)
+    return DT_EPROTO;
+  t->key = r->key.p;
+  t->klen = r->key.len;
+  t->func = r->func.p;
+  t->flen = r->func.len;
+  dt__pref_copy(&r->spec, &t->spec);
+  keylist deps, wk;
+  keylist_of(&r->deps, &deps);
+  t->dep_keys = deps.keys;
+  t->dep_lens = deps.lens;
+  t->ndeps = deps.n;
+  t->priority = r->priority > INT32_MAX ? INT32_MAX : r->priority < INT32_MIN ? INT32_MIN : (int32_t)r->priority;
+  t->retries = (int)r->retries;
+  keylist_of(&r->workers, &wk);
+  t->restrict_to = wk.keys;
+  t->restrict_lens = wk.lens;
+  t->nrestrict = wk.n;
+  t->loose = r->allow_other;
+  t->nres = r->resources.n;
+  if (t->nres == 0) return 0;
+  t->res_names = dt__xmalloc(t->nres * sizeof(char *));
+  t->res_name_lens = dt__xmalloc(t->nres * sizeof(uint32_t));
+  t->res_amounts = dt__xmalloc(t->nres * sizeof(double));
+  dt_list res = r->resources;
+  dt_sv k;
+  for (uint32_t i = 0; dt__next_double(&res, &k, &t->res_amounts[i]); i++) {
+    if (k.len == 0 || k.len > DT_MAX_KEY) return DT_EPROTO;
+    t->res_names[i] = k.p;
+    t->res_name_lens[i] = k.len;
+  }
+  return 0;
 }
 
 static void newtask_free(s_newtask *t) {
@@ -179,57 +207,17 @@ static void newtask_free(s_newtask *t) {
   free(t->res_amounts);
 }
 
-static int rd_newtask(dt_rd *r, s_newtask *t) {
-  uint32_t n;
-  int64_t prio, retries;
-  memset(t, 0, sizeof(*t));
-  if (dt__rd_array(r, &n) || n != 11) return DT_EPROTO;
-  if (dt__rd_key(r, &t->key, &t->klen) || dt__rd_str(r, &t->func, &t->flen) || t->flen == 0 ||
-      t->flen > 256 || dt__rd_payload(r, &t->spec))
-    return DT_EPROTO;
-  keylist deps;
-  if (rd_keylist(r, &deps)) {
-    keylist_free(&deps);
-    return DT_EPROTO;
-  }
-  t->dep_keys = deps.keys;
-  t->dep_lens = deps.lens;
-  t->ndeps = deps.n;
-  if (dt__rd_int(r, &prio) || dt__rd_int(r, &retries) || retries < 0 || retries > 1000000) return DT_EPROTO;
-  t->priority = prio > INT32_MAX ? INT32_MAX : prio < INT32_MIN ? INT32_MIN : (int32_t)prio;
-  t->retries = (int)retries;
-  keylist wk;
-  if (rd_keylist(r, &wk)) {
-    keylist_free(&wk);
-    return DT_EPROTO;
-  }
-  t->restrict_to = wk.keys;
-  t->restrict_lens = wk.lens;
-  t->nrestrict = wk.n;
-  if (dt__rd_bool(r, &t->loose) || dt__rd_map(r, &t->nres) || t->nres > 64) return DT_EPROTO;
-  if (t->nres == 0) return 0;
-  t->res_names = dt__xmalloc(t->nres * sizeof(char *));
-  t->res_name_lens = dt__xmalloc(t->nres * sizeof(uint32_t));
-  t->res_amounts = dt__xmalloc(t->nres * sizeof(double));
-  for (uint32_t i = 0; i < t->nres; i++)
-    if (dt__rd_key(r, &t->res_names[i], &t->res_name_lens[i]) || dt__rd_double(r, &t->res_amounts[i]))
-      return DT_EPROTO;
-  return 0;
-}
-
-static int on_update_graph(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint32_t n;
-  if (nf < 2 || dt__rd_array(r, &n)) return DT_EPROTO;
+static int on_update_graph(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_UPDATE_GRAPH *m = &msg->UPDATE_GRAPH;
+  uint32_t n = m->tasks.n;
   s_newtask *ts = dt__xcalloc(n ? n : 1, sizeof(*ts));
   int rc = 0;
   uint32_t got = 0;
-  for (; got < n; got++)
-    if ((rc = rd_newtask(r, &ts[got])) != 0) {
-      got++;
-      break;
-    }
+  dt_list tl = m->tasks;
+  dt_rec_task rt;
+  while (rc == 0 && dt__next_task(&tl, &rt)) rc = newtask_of(&rt, &ts[got++]);
   keylist wanted = {0};
-  if (rc == 0) rc = rd_keylist(r, &wanted);
+  if (rc == 0) rc = keylist_of(&m->wanted, &wanted);
   if (rc == 0) dt__sched_update_graph(&S.s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
   if (S.s.tasks.len > S.trim_high) S.trim_high = S.s.tasks.len;
   for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);
@@ -238,38 +226,37 @@ static int on_update_graph(dt_conn *c, uint32_t nf, dt_rd *r) {
   return rc;
 }
 
-static int on_keys(dt_conn *c, uint32_t nf, dt_rd *r,
+static int on_keys(dt_conn *c, const dt_list *keys,
                    void (*fn)(sched *, s_client *, const char *, uint32_t)) {
-  keylist kl;
-  int rc = nf < 1 ? DT_EPROTO : rd_keylist(r, &kl);
-  if (rc == 0)
-    for (uint32_t i = 0; i < kl.n; i++) fn(&S.s, c->data, kl.keys[i], kl.lens[i]);
-  if (nf >= 1) keylist_free(&kl);
-  return rc;
+  dt_list l = *keys;
+  dt_sv k;
+  while (dt__next_key(&l, &k)) fn(&S.s, c->data, k.p, k.len);
+  return 0;
 }
-static int on_release_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, dt__sched_client_release);
+static int on_release_keys(dt_conn *c, const dt_msg *m) {
+  return on_keys(c, &m->RELEASE_KEYS.keys, dt__sched_client_release);
 }
-static int on_want_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, dt__sched_client_want);
+static int on_want_keys(dt_conn *c, const dt_msg *m) {
+  return on_keys(c, &m->WANT_KEYS.keys, dt__sched_client_want);
 }
-static int on_cancel_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, dt__sched_client_cancel);
+static int on_cancel_keys(dt_conn *c, const dt_msg *m) {
+  return on_keys(c, &m->CANCEL_KEYS.keys, dt__sched_client_cancel);
 }
-static int on_who_has(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, dt__sched_client_who_has);
+static int on_who_has(dt_conn *c, const dt_msg *m) {
+  return on_keys(c, &m->WHO_HAS.keys, dt__sched_client_who_has);
 }
-static int on_want_result(dt_conn *c, uint32_t nf, dt_rd *r) {
-  return on_keys(c, nf, r, dt__sched_client_want_result);
+static int on_want_result(dt_conn *c, const dt_msg *m) {
+  return on_keys(c, &m->WANT_RESULT.keys, dt__sched_client_want_result);
 }
 
 static void scatter_reply(pending_scatter *ps) {
   s_client *cl = client_by_id(ps->client_id);
   if (cl && cl->conn) {
-    dt_wbuf *w = dt__conn_out(cl->conn);
-    dt__wb_msg(w, DT_OP_SCATTER_DONE, 2);
-    dt__wb_uint(w, ps->client_req);
-    dt__wb_cstr(w, ps->error);
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(cl->conn), DT_OP_SCATTER_DONE);
+    dt__e_uint(&e, ps->client_req);
+    dt__e_cstr(&e, ps->error);
+    dt__e_end(&e);
   }
   dt__vec_remove(&S.scatters, ps);
   dt__vec_free(&ps->workers);
@@ -277,125 +264,113 @@ static void scatter_reply(pending_scatter *ps) {
   free(ps);
 }
 
-static int on_scatter(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t req;
-  uint32_t n;
-  if (nf < 4 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
+static int on_scatter(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_SCATTER *m = &msg->SCATTER;
+  uint32_t n = m->items.n;
+  bool broadcast = m->broadcast;
   s_client *cl = c->data;
-  typedef struct { const char *key; uint32_t klen; dt_payload p; } item;
-  item *items = dt__xcalloc(n ? n : 1, sizeof(*items));
-  int rc = 0;
-  uint32_t got = 0;
-  for (; got < n && rc == 0; got++) {
-    uint32_t m;
-    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &items[got].key, &items[got].klen) ||
-        dt__rd_payload(r, &items[got].p))
-      rc = DT_EPROTO;
-  }
+  dt_rec_keyval *items = dt__xcalloc(n ? n : 1, sizeof(*items));
+  dt_list il = m->items;
+  for (uint32_t i = 0; dt__next_keyval(&il, &items[i]); i++) {}
   keylist wl = {0};
-  bool broadcast = false;
-  if (rc == 0) rc = rd_keylist(r, &wl);
-  if (rc == 0) rc = dt__rd_bool(r, &broadcast);
-  if (rc == 0) {
-    /* targets: the named workers, or every worker */
-    dt_vec targets = {0};
-    for (size_t i = 0; i < S.s.workers.len; i++) {
-      s_worker *w = S.s.workers.v[i];
-      bool ok = wl.n == 0;
-      for (uint32_t k = 0; k < wl.n && !ok; k++)
-        ok = (strlen(w->name) == wl.lens[k] && memcmp(w->name, wl.keys[k], wl.lens[k]) == 0) ||
-             (strlen(w->address) == wl.lens[k] && memcmp(w->address, wl.keys[k], wl.lens[k]) == 0);
-      if (ok) dt__vec_push(&targets, w);
-    }
-    pending_scatter *ps = dt__xcalloc(1, sizeof(*ps));
-    ps->id = ++S.next_scatter;
-    ps->client_req = req;
-    ps->client_id = cl->id;
-    dt__vec_push(&S.scatters, ps);
-    if (targets.len == 0) {
-      ps->error = dt__xstrdup(wl.n ? "none of the requested workers is connected"
-                                   : "no workers are connected");
-      scatter_reply(ps);
-    } else {
-      /* round robin from the worker holding the fewest keys */
-      size_t start = 0;
-      for (size_t i = 1; i < targets.len; i++)
-        if (((s_worker *)targets.v[i])->nkeys < ((s_worker *)targets.v[start])->nkeys) start = i;
-      for (size_t ti = 0; ti < targets.len; ti++) {
-        s_worker *w = targets.v[ti];
-        uint32_t cnt = 0;
-        for (uint32_t i = 0; i < n; i++)
-          if (broadcast || (start + i) % targets.len == ti) cnt++;
-        if (!cnt) continue;
-        dt_wbuf *o = dt__conn_out(w->conn);
-        dt__wb_msg(o, DT_OP_PUT_DATA, 2);
-        dt__wb_uint(o, ps->id);
-        dt__wb_array(o, cnt);
-        for (uint32_t i = 0; i < n; i++)
-          if (broadcast || (start + i) % targets.len == ti) {
-            dt__wb_array(o, 4);
-            dt__wb_str(o, items[i].key, items[i].klen);
-            dt__wb_payload(o, &items[i].p);
-          }
-        dt__vec_push(&ps->workers, (void *)(uintptr_t)w->id);
-      }
-    }
-    dt__vec_free(&targets);
+  keylist_of(&m->workers, &wl);
+  /* targets: the named workers, or every worker */
+  dt_vec targets = {0};
+  for (size_t i = 0; i < S.s.workers.len; i++) {
+    s_worker *w = S.s.workers.v[i];
+    bool ok = wl.n == 0;
+    for (uint32_t k = 0; k < wl.n && !ok; k++)
+      ok = (strlen(w->name) == wl.lens[k] && memcmp(w->name, wl.keys[k], wl.lens[k]) == 0) ||
+           (strlen(w->address) == wl.lens[k] && memcmp(w->address, wl.keys[k], wl.lens[k]) == 0);
+    if (ok) dt__vec_push(&targets, w);
   }
-  for (uint32_t i = 0; i < got; i++) dt__payload_clear(&items[i].p);
+  pending_scatter *ps = dt__xcalloc(1, sizeof(*ps));
+  ps->id = ++S.next_scatter;
+  ps->client_req = m->req;
+  ps->client_id = cl->id;
+  dt__vec_push(&S.scatters, ps);
+  if (targets.len == 0) {
+    ps->error = dt__xstrdup(wl.n ? "none of the requested workers is connected"
+                                 : "no workers are connected");
+    scatter_reply(ps);
+  } else {
+    /* round robin from the worker holding the fewest keys */
+    size_t start = 0;
+    for (size_t i = 1; i < targets.len; i++)
+      if (((s_worker *)targets.v[i])->nkeys < ((s_worker *)targets.v[start])->nkeys) start = i;
+    for (size_t ti = 0; ti < targets.len; ti++) {
+      s_worker *w = targets.v[ti];
+      uint32_t cnt = 0;
+      for (uint32_t i = 0; i < n; i++)
+        if (broadcast || (start + i) % targets.len == ti) cnt++;
+      if (!cnt) continue;
+      dt_enc e;
+      dt__e_begin(&e, dt__conn_out(w->conn), DT_OP_PUT_DATA);
+      dt__e_uint(&e, ps->id);
+      dt__e_list(&e, cnt);
+      for (uint32_t i = 0; i < n; i++)
+        if (broadcast || (start + i) % targets.len == ti) {
+          dt__e_rec(&e);
+          dt__e_str(&e, items[i].key.p, items[i].key.len);
+          dt__e_pref(&e, &items[i].value);
+        }
+      dt__e_end(&e);
+      dt__vec_push(&ps->workers, (void *)(uintptr_t)w->id);
+    }
+  }
+  dt__vec_free(&targets);
   free(items);
   keylist_free(&wl);
-  return rc;
+  return 0;
 }
 
-static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t req;
-  bool detail = false;
-  if (nf < 1 || dt__rd_uint(r, &req)) return DT_EPROTO;
-  if (nf >= 2 && dt__rd_bool(r, &detail)) return DT_EPROTO;
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_INFO_REPLY, detail ? 3 : 2);
-  dt__wb_uint(w, req);
-  dt__wb_map(w, 5 + TS_COUNT);
-  dt__wb_cstr(w, "workers");
-  dt__wb_uint(w, S.s.workers.len);
-  dt__wb_cstr(w, "clients");
-  dt__wb_uint(w, S.s.clients.len);
-  dt__wb_cstr(w, "tasks");
-  dt__wb_uint(w, S.s.tasks.len);
-  dt__wb_cstr(w, "completed");
-  dt__wb_uint(w, S.s.tasks_completed);
+static int on_info_request(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_INFO_REQUEST *m = &msg->INFO_REQUEST;
+  bool detail = m->detail;
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_INFO_REPLY);
+  dt__e_uint(&e, m->req);
+  dt__e_map(&e, 5 + TS_COUNT);
+  dt__e_cstr(&e, "workers");
+  dt__e_uint(&e, S.s.workers.len);
+  dt__e_cstr(&e, "clients");
+  dt__e_uint(&e, S.s.clients.len);
+  dt__e_cstr(&e, "tasks");
+  dt__e_uint(&e, S.s.tasks.len);
+  dt__e_cstr(&e, "completed");
+  dt__e_uint(&e, S.s.tasks_completed);
   double now = (double)uv_now(&S.loop) / 1e3, age = 0;
   for (size_t i = 0; i < S.s.workers.len; i++) {
     double a = now - ((s_worker *)S.s.workers.v[i])->last_seen;
     if (a > age) age = a;
   }
-  dt__wb_cstr(w, "heartbeat_age_us");
-  dt__wb_uint(w, (uint64_t)(age * 1e6));
+  dt__e_cstr(&e, "heartbeat_age_us");
+  dt__e_uint(&e, (uint64_t)(age * 1e6));
   for (int st = 0; st < TS_COUNT; st++) {
-    dt__wb_cstr(w, dt__task_state_name(st));
-    dt__wb_int(w, S.s.count[st]);
+    dt__e_cstr(&e, dt__task_state_name(st));
+    dt__e_int(&e, S.s.count[st]);
   }
-  if (detail) { /* one row per worker: O(workers), asked for rarely */
-    dt__wb_array(w, (uint32_t)S.s.workers.len);
-    for (size_t i = 0; i < S.s.workers.len; i++) {
-      s_worker *wk = S.s.workers.v[i];
-      dt__wb_array(w, 13);
-      dt__wb_cstr(w, wk->name);
-      dt__wb_cstr(w, wk->address);
-      dt__wb_uint(w, (uint64_t)wk->nthreads);
-      dt__wb_uint(w, (uint64_t)wk->pid);
-      dt__wb_uint(w, wk->processing.len);
-      dt__wb_uint(w, wk->nkeys);
-      dt__wb_uint(w, wk->nbytes);
-      dt__wb_uint(w, (uint64_t)((now - wk->last_seen) * 1e3));
-      dt__wb_uint(w, wk->spilled);
-      dt__wb_bool(w, wk->paused);
-      dt__wb_uint(w, wk->rss);
-      dt__wb_uint(w, wk->managed);
-      dt__wb_uint(w, wk->peak_managed);
-    }
+  /* one row per worker: O(workers), asked for rarely */
+  uint32_t nrows = detail ? (uint32_t)S.s.workers.len : 0;
+  dt__e_list(&e, nrows);
+  for (uint32_t i = 0; i < nrows; i++) {
+    s_worker *wk = S.s.workers.v[i];
+    dt__e_rec(&e);
+    dt__e_cstr(&e, wk->name);
+    dt__e_cstr(&e, wk->address);
+    dt__e_uint(&e, (uint64_t)wk->nthreads);
+    dt__e_uint(&e, (uint64_t)wk->pid);
+    dt__e_uint(&e, wk->processing.len);
+    dt__e_uint(&e, wk->nkeys);
+    dt__e_uint(&e, wk->nbytes);
+    dt__e_uint(&e, (uint64_t)((now - wk->last_seen) * 1e3));
+    dt__e_uint(&e, wk->spilled);
+    dt__e_bool(&e, wk->paused);
+    dt__e_uint(&e, wk->rss);
+    dt__e_uint(&e, wk->managed);
+    dt__e_uint(&e, wk->peak_managed);
   }
+  dt__e_end(&e);
   return 0;
 }
 
@@ -404,11 +379,12 @@ static int on_info_request(dt_conn *c, uint32_t nf, dt_rd *r) {
 static void retire_reply(retire_req *rr) {
   s_client *cl = client_by_id(rr->client_id);
   if (cl && cl->conn) {
-    dt_wbuf *w = dt__conn_out(cl->conn);
-    dt__wb_msg(w, DT_OP_RETIRE_DONE, 3);
-    dt__wb_uint(w, rr->client_req);
-    dt__wb_uint(w, rr->retired);
-    dt__wb_cstr(w, rr->error);
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(cl->conn), DT_OP_RETIRE_DONE);
+    dt__e_uint(&e, rr->client_req);
+    dt__e_uint(&e, rr->retired);
+    dt__e_cstr(&e, rr->error);
+    dt__e_end(&e);
   }
   free(rr->error);
   free(rr);
@@ -419,9 +395,7 @@ static void retire_finish(s_worker *w) {
   retire_req *rr = w->retire;
   w->retire = NULL;
   w->closing = true; /* leaving on purpose: its running tasks are not suspects */
-  dt_wbuf *o = dt__conn_out(w->conn);
-  dt__wb_msg(o, DT_OP_CLOSE, 1);
-  dt__wb_cstr(o, "retired");
+  send_close(w->conn, "retired");
   DT_INFO("worker %s (%s) retired", w->name, w->address);
   if (rr) {
     rr->retired++;
@@ -429,16 +403,12 @@ static void retire_finish(s_worker *w) {
   }
 }
 
-static int on_retire_workers(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t req;
+static int on_retire_workers(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_RETIRE_WORKERS *m = &msg->RETIRE_WORKERS;
   keylist kl;
-  if (nf < 2 || dt__rd_uint(r, &req)) return DT_EPROTO;
-  if (rd_keylist(r, &kl)) {
-    keylist_free(&kl);
-    return DT_EPROTO;
-  }
+  keylist_of(&m->names, &kl);
   retire_req *rr = dt__xcalloc(1, sizeof(*rr));
-  rr->client_req = req;
+  rr->client_req = m->req;
   rr->client_id = ((s_client *)c->data)->id;
   rr->pending = 1; /* held while we go through the list */
   for (uint32_t i = 0; i < kl.n; i++) {
@@ -469,21 +439,14 @@ static int on_retire_workers(dt_conn *c, uint32_t nf, dt_rd *r) {
   return 0;
 }
 
-static int on_acquired(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint32_t n;
-  if (nf < 1 || dt__rd_array(r, &n)) return DT_EPROTO;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t m, klen;
-    const char *key;
-    uint64_t nbytes, src;
-    bool ok;
-    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes) ||
-        dt__rd_bool(r, &ok) || dt__rd_uint(r, &src))
-      return DT_EPROTO;
-    if (ok) dt__sched_worker_has_key(&S.s, c->data, key, klen, nbytes);
+static int on_acquired(dt_conn *c, const dt_msg *msg) {
+  dt_list l = msg->ACQUIRED.items;
+  dt_rec_moved it;
+  while (dt__next_moved(&l, &it)) {
+    if (it.ok) dt__sched_worker_has_key(&S.s, c->data, it.key.p, it.key.len, it.nbytes);
     s_worker *from = NULL;
     for (size_t k = 0; k < S.s.workers.len && !from; k++)
-      if (((s_worker *)S.s.workers.v[k])->id == src) from = S.s.workers.v[k];
+      if (((s_worker *)S.s.workers.v[k])->id == it.source) from = S.s.workers.v[k];
     if (from && from->retiring && from->moving > 0 && --from->moving == 0) retire_finish(from);
   }
   return 0;
@@ -491,100 +454,69 @@ static int on_acquired(dt_conn *c, uint32_t nf, dt_rd *r) {
 
 /* ---------------------------------------------------------------- workers */
 
-static int on_task_finished(dt_conn *c, uint32_t nf, dt_rd *r) {
-  const char *key;
-  uint32_t klen;
-  uint64_t nbytes, dur_us;
-  const char *inl = NULL;
-  uint32_t ilen = 0;
-  if (nf < 4 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes) || dt__rd_uint(r, &dur_us))
-    return DT_EPROTO;
-  if (!dt__rd_is_nil(r) && (dt__rd_bin(r, &inl, &ilen) || ilen > DT_INLINE_MAX)) return DT_EPROTO;
-  dt__sched_task_finished(&S.s, c->data, key, klen, nbytes, (double)dur_us / 1e6, inl, ilen);
+static int on_task_finished(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_TASK_FINISHED *m = &msg->TASK_FINISHED;
+  if (m->inline_.p && m->inline_.len > DT_INLINE_MAX) return DT_EPROTO;
+  dt__sched_task_finished(&S.s, c->data, m->key.p, m->key.len, m->nbytes, (double)m->duration_us / 1e6,
+                          m->inline_.p, m->inline_.len);
   return 0;
 }
 
-static int on_task_erred(dt_conn *c, uint32_t nf, dt_rd *r) {
-  const char *key, *func, *msg;
-  uint32_t klen, flen, mlen;
-  int64_t code;
-  if (nf < 4 || dt__rd_key(r, &key, &klen) || dt__rd_int(r, &code) || dt__rd_str(r, &func, &flen) ||
-      dt__rd_str(r, &msg, &mlen))
-    return DT_EPROTO;
-  char *f = dt__xstrndup(func, flen > 256 ? 256 : flen);
-  char *m = dt__xstrndup(msg, mlen > 8192 ? 8192 : mlen);
+static int on_task_erred(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_TASK_ERRED *m = &msg->TASK_ERRED;
+  char *f = dt__str_dup(m->function, 256);
+  char *s = dt__str_dup(m->message, 8192);
+  int64_t code = m->code;
   if (code >= 0 || code < -1000) code = DT_ETASK;
-  dt__sched_task_erred(&S.s, c->data, key, klen, (int)code, f, m);
+  dt__sched_task_erred(&S.s, c->data, m->key.p, m->key.len, (int)code, f, s);
   free(f);
-  free(m);
+  free(s);
   return 0;
 }
 
-static int on_missing_data(dt_conn *c, uint32_t nf, dt_rd *r) {
-  const char *key, *dep, *addr = NULL;
-  uint32_t klen, dlen, alen = 0;
-  if (nf < 2 || dt__rd_key(r, &key, &klen) || dt__rd_key(r, &dep, &dlen)) return DT_EPROTO;
-  if (nf >= 3 && dt__rd_str(r, &addr, &alen)) return DT_EPROTO;
+static int on_missing_data(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_MISSING_DATA *m = &msg->MISSING_DATA;
   char ad[256];
-  snprintf(ad, sizeof(ad), "%.*s", (int)(alen < 255 ? alen : 255), addr ? addr : "");
-  DT_INFO("worker %s could not fetch %.*s (from %s) for %.*s", c->peer, (int)dlen, dep, ad,
-          (int)klen, key);
-  dt__sched_missing_data(&S.s, c->data, key, klen, dep, dlen, ad[0] ? ad : NULL);
+  snprintf(ad, sizeof(ad), "%.*s", (int)(m->address.len < 255 ? m->address.len : 255), m->address.p);
+  DT_INFO("worker %s could not fetch %.*s (from %s) for %.*s", c->peer, (int)m->dep.len, m->dep.p,
+          ad, (int)m->key.len, m->key.p);
+  dt__sched_missing_data(&S.s, c->data, m->key.p, m->key.len, m->dep.p, m->dep.len, ad[0] ? ad : NULL);
   return 0;
 }
 
-static int on_put_data_done(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t req;
-  uint32_t n;
+static int on_put_data_done(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_PUT_DATA_DONE *m = &msg->PUT_DATA_DONE;
   s_worker *wk = c->data;
-  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   pending_scatter *ps = NULL;
   for (size_t i = 0; i < S.scatters.len && !ps; i++)
-    if (((pending_scatter *)S.scatters.v[i])->id == req) ps = S.scatters.v[i];
+    if (((pending_scatter *)S.scatters.v[i])->id == m->req) ps = S.scatters.v[i];
   s_client *cl = ps ? client_by_id(ps->client_id) : NULL;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t m, klen;
-    const char *key;
-    uint64_t nbytes;
-    if (dt__rd_array(r, &m) || m != 2 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes))
-      return DT_EPROTO;
-    dt__sched_scatter_key(&S.s, cl, wk, key, klen, nbytes);
-  }
+  dt_list l = m->stored;
+  dt_rec_keynb it;
+  while (dt__next_keynb(&l, &it)) dt__sched_scatter_key(&S.s, cl, wk, it.key.p, it.key.len, it.nbytes);
   if (ps && dt__vec_remove(&ps->workers, (void *)(uintptr_t)wk->id) && ps->workers.len == 0)
     scatter_reply(ps);
   return 0;
 }
 
-static int on_heartbeat(dt_conn *c, uint32_t nf, dt_rd *r) {
+static int on_heartbeat(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_HEARTBEAT *m = &msg->HEARTBEAT;
   s_worker *wk = c->data;
-  int64_t ex, rd_, nk, nb;
-  if (nf < 4 || dt__rd_int(r, &ex) || dt__rd_int(r, &rd_) || dt__rd_int(r, &nk) || dt__rd_int(r, &nb))
-    return DT_EPROTO;
-  wk->executing = ex;
-  wk->ready = rd_;
-  wk->managed = nb > 0 ? (uint64_t)nb : 0;
-  double cpu;
-  uint64_t rss;
-  if (nf >= 6 && !dt__rd_double(r, &cpu) && !dt__rd_uint(r, &rss)) {
-    wk->cpu = cpu >= 0 && cpu < 1e6 ? cpu : 0;
-    wk->rss = rss;
-  }
-  uint64_t spilled;
-  bool paused;
-  if (nf >= 8 && !dt__rd_uint(r, &spilled) && !dt__rd_bool(r, &paused)) {
-    wk->spilled = spilled;
-    if (paused != wk->paused)
-      DT_INFO("worker %s %s (memory)", wk->name, paused ? "paused" : "resumed");
-    dt__sched_worker_paused(&S.s, wk, paused);
-  }
-  uint64_t peak;
-  if (nf >= 9 && !dt__rd_uint(r, &peak)) wk->peak_managed = peak;
+  wk->executing = m->executing;
+  wk->ready = m->ready;
+  wk->managed = m->nbytes > 0 ? (uint64_t)m->nbytes : 0;
+  wk->cpu = m->cpu >= 0 && m->cpu < 1e6 ? m->cpu : 0;
+  wk->rss = m->rss;
+  wk->spilled = m->spilled;
+  if (m->paused != wk->paused)
+    DT_INFO("worker %s %s (memory)", wk->name, m->paused ? "paused" : "resumed");
+  dt__sched_worker_paused(&S.s, wk, m->paused);
+  wk->peak_managed = m->peak;
   return 0;
 }
 
-static int on_close_msg(dt_conn *c, uint32_t nf, dt_rd *r) {
-  (void)nf;
-  (void)r;
+static int on_close_msg(dt_conn *c, const dt_msg *m) {
+  (void)m;
   if (peer_kind(c) == PEER_WORKER) ((s_worker *)c->data)->closing = true;
   dt__conn_close(c, true);
   return 0;
@@ -627,22 +559,16 @@ static void drop_worker(s_worker *w, bool suspicious) {
 
 /* A nanny's worker died: it says which keys were running (read from memory
  * it shares with the worker), so only those count towards KilledWorker. */
-static int on_nanny_report(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t token, pid;
-  const char *how;
-  uint32_t hlen;
+static int on_nanny_report(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_NANNY_REPORT *m = &msg->NANNY_REPORT;
   keylist kl;
-  if (nf < 4 || dt__rd_uint(r, &token) || dt__rd_uint(r, &pid) || dt__rd_str(r, &how, &hlen)) return DT_EPROTO;
-  if (rd_keylist(r, &kl)) {
-    keylist_free(&kl);
-    return DT_EPROTO;
-  }
+  keylist_of(&m->keys, &kl);
   char hw[200], who[300];
-  snprintf(hw, sizeof(hw), "%.*s", (int)(hlen > 150 ? 150 : hlen), how);
-  snprintf(who, sizeof(who), "pid %llu on %s", (unsigned long long)pid, c->peer);
+  snprintf(hw, sizeof(hw), "%.*s", (int)(m->how.len > 150 ? 150 : m->how.len), m->how.p);
+  snprintf(who, sizeof(who), "pid %llu on %s", (unsigned long long)m->pid, c->peer);
   s_worker *gone = NULL;
-  for (size_t i = 0; i < S.s.workers.len && token && !gone; i++)
-    if (((s_worker *)S.s.workers.v[i])->nanny_token == token) gone = S.s.workers.v[i];
+  for (size_t i = 0; i < S.s.workers.len && m->token && !gone; i++)
+    if (((s_worker *)S.s.workers.v[i])->nanny_token == m->token) gone = S.s.workers.v[i];
   if (gone) snprintf(who, sizeof(who), "%s", gone->address);
   DT_WARN("worker %s died: %s, while running %u task(s)", who, hw, kl.n);
   if (gone) drop_worker(gone, false); /* before its connection says so */
@@ -664,13 +590,16 @@ static void on_hb(uv_timer_t *h) {
       drop_worker(w, true);
       continue;
     }
-    dt__wb_msg(dt__conn_out(w->conn), DT_OP_HEARTBEAT, 0);
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(w->conn), DT_OP_PING);
+    dt__e_uint(&e, uv_now(&S.loop) - S.start_ms);
+    dt__e_end(&e);
   }
 }
 
 /* ---------------------------------------------------------------- dispatch */
 
-typedef int (*handler_fn)(dt_conn *, uint32_t, dt_rd *);
+typedef int (*handler_fn)(dt_conn *, const dt_msg *);
 static const struct {
   int kind; /* who may send it: 0 = before hello */
   handler_fn fn;
@@ -710,7 +639,12 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
                                                                                  : "stranger");
     return DT_EPROTO;
   }
-  return handlers[op].fn(c, nf, r);
+  dt_msg m;
+  if (dt__msg_read(r, op, nf, &m) != 0) {
+    DT_WARN("malformed message from %s: %s", c->peer, dt__msg_error());
+    return DT_EPROTO;
+  }
+  return handlers[op].fn(c, &m);
 }
 
 static void on_conn_close(dt_conn *c) {
@@ -768,9 +702,7 @@ static void stop(void) {
   /* tell everyone, then close */
   for (size_t i = 0; i < S.s.workers.len; i++) {
     s_worker *w = S.s.workers.v[i];
-    dt_wbuf *o = dt__conn_out(w->conn);
-    dt__wb_msg(o, DT_OP_CLOSE, 1);
-    dt__wb_cstr(o, "scheduler closing");
+    send_close(w->conn, "scheduler closing");
   }
   dt__net_flush(&S.net);
   uv_walk(&S.loop, close_walk, NULL);
@@ -890,6 +822,7 @@ int dt__scheduler_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   memset(&S, 0, sizeof(S));
   uv_loop_init(&S.loop);
+  S.start_ms = uv_now(&S.loop);
   dt__net_init(&S.net, &S.loop);
   if (dt__sec_from_args(&S.sec, &sa) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
@@ -998,20 +931,23 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
   /* the client and the worker introduce themselves properly */
   dt_wbuf w;
   dt__wbuf_init(&w);
-  dt__wb_msg(&w, DT_OP_HELLO_CLIENT, 2);
-  dt__wb_uint(&w, DT_PROTO_VERSION);
-  dt__wb_cstr(&w, "fuzz-client");
-  dt__wb_msg(&w, DT_OP_HELLO_WORKER, 8);
-  dt__wb_uint(&w, DT_PROTO_VERSION);
-  dt__wb_cstr(&w, "fuzz-worker");
-  dt__wb_cstr(&w, "127.0.0.1:1");
-  dt__wb_uint(&w, 2);
-  dt__wb_map(&w, 1);
-  dt__wb_cstr(&w, "GPU");
-  dt__wb_double(&w, 1);
-  dt__wb_uint(&w, 4242);
-  dt__wb_uint(&w, 7);
-  dt__wb_array(&w, 0);
+  dt_enc e;
+  dt__e_begin(&e, &w, DT_OP_HELLO_CLIENT);
+  dt__e_uint(&e, DT_PROTO_VERSION);
+  dt__e_cstr(&e, "fuzz-client");
+  dt__e_end(&e);
+  dt__e_begin(&e, &w, DT_OP_HELLO_WORKER);
+  dt__e_uint(&e, DT_PROTO_VERSION);
+  dt__e_cstr(&e, "fuzz-worker");
+  dt__e_cstr(&e, "127.0.0.1:1");
+  dt__e_uint(&e, 2);
+  dt__e_map(&e, 1);
+  dt__e_cstr(&e, "GPU");
+  dt__e_double(&e, 1);
+  dt__e_uint(&e, 4242);
+  dt__e_uint(&e, 7);
+  dt__e_list(&e, 0);
+  dt__e_end(&e);
   const char *hp = w.buf, *hend = w.buf + w.len;
   for (int i = 1; i <= 2; i++) {
     const char *q = hp;

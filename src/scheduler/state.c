@@ -53,58 +53,76 @@ s_task *dt__sched_get_task(sched *s, const char *key, uint32_t klen) {
 
 static void msg_key_in_memory(s_client *c, s_task *t, const char *inline_, uint32_t ilen) {
   if (!c->conn) return;
-  dt_wbuf *w = dt__conn_out(c->conn);
-  dt__wb_msg(w, DT_OP_KEY_IN_MEMORY, 4);
-  dt__wb_str(w, t->key, t->klen);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->conn), DT_OP_KEY_IN_MEMORY);
+  dt__e_str(&e, t->key, t->klen);
   s_worker *holder = t->who_has.len ? t->who_has.v[0] : NULL;
-  dt__wb_cstr(w, holder ? holder->address : "");
-  dt__wb_uint(w, t->nbytes);
-  if (inline_ && t->send_inline) dt__wb_bin(w, inline_, ilen);
-  else dt__wb_nil(w);
+  dt__e_cstr(&e, holder ? holder->address : "");
+  dt__e_uint(&e, t->nbytes);
+  if (inline_ && t->send_inline) dt__e_bin(&e, inline_, ilen);
+  else dt__e_nil(&e);
+  dt__e_end(&e);
+}
+
+static void msg_key_erred_raw(dt_conn *conn, const char *key, uint32_t klen, int code,
+                              const char *origin, const char *func, const char *worker,
+                              const char *msg) {
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(conn), DT_OP_KEY_ERRED);
+  dt__e_str(&e, key, klen);
+  dt__e_int(&e, code);
+  dt__e_cstr(&e, origin);
+  dt__e_cstr(&e, func);
+  dt__e_cstr(&e, worker);
+  dt__e_cstr(&e, msg);
+  dt__e_end(&e);
+}
+
+static void msg_free_keys(dt_conn *conn, const char *key, uint32_t klen) {
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(conn), DT_OP_FREE_KEYS);
+  dt__e_list(&e, 1);
+  dt__e_str(&e, key, klen);
+  dt__e_end(&e);
 }
 
 static void msg_key_erred(s_client *c, s_task *t) {
   if (!c->conn) return;
-  dt_wbuf *w = dt__conn_out(c->conn);
-  dt__wb_msg(w, DT_OP_KEY_ERRED, 6);
-  dt__wb_str(w, t->key, t->klen);
-  dt__wb_int(w, RARE(t)->err_code);
-  dt__wb_cstr(w, RARE(t)->err_key ? RARE(t)->err_key : t->key);
-  dt__wb_cstr(w, RARE(t)->err_func ? RARE(t)->err_func : t->func);
-  dt__wb_cstr(w, RARE(t)->err_worker ? RARE(t)->err_worker : "");
-  dt__wb_cstr(w, RARE(t)->err_msg ? RARE(t)->err_msg : "unknown error");
+  msg_key_erred_raw(c->conn, t->key, t->klen, RARE(t)->err_code,
+                    RARE(t)->err_key ? RARE(t)->err_key : t->key,
+                    RARE(t)->err_func ? RARE(t)->err_func : t->func,
+                    RARE(t)->err_worker ? RARE(t)->err_worker : "",
+                    RARE(t)->err_msg ? RARE(t)->err_msg : "unknown error");
 }
 
 static void msg_free_key(s_worker *wk, s_task *t) {
   if (!wk->conn) return;
-  dt_wbuf *w = dt__conn_out(wk->conn);
-  dt__wb_msg(w, DT_OP_FREE_KEYS, 1);
-  dt__wb_array(w, 1);
-  dt__wb_str(w, t->key, t->klen);
+  msg_free_keys(wk->conn, t->key, t->klen);
 }
 
 static void msg_compute(s_worker *wk, s_task *t) {
   if (!wk->conn) return;
-  dt_wbuf *w = dt__conn_out(wk->conn);
-  dt__wb_msg(w, DT_OP_COMPUTE_TASK, 8);
-  dt__wb_str(w, t->key, t->klen);
-  dt__wb_cstr(w, t->func);
-  dt__wb_payload(w, &t->spec);
-  dt__wb_array(w, t->ndeps);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(wk->conn), DT_OP_COMPUTE_TASK);
+  dt__e_str(&e, t->key, t->klen);
+  dt__e_cstr(&e, t->func);
+  dt__e_payload(&e, &t->spec);
+  dt__e_list(&e, t->ndeps);
   for (uint32_t i = 0; i < t->ndeps; i++) {
     s_task *d = t->deps[i];
-    dt__wb_array(w, 3);
-    dt__wb_str(w, d->key, d->klen);
-    dt__wb_uint(w, d->nbytes);
-    dt__wb_array(w, (uint32_t)d->who_has.len);
-    for (size_t j = 0; j < d->who_has.len; j++) dt__wb_cstr(w, ((s_worker *)d->who_has.v[j])->address);
+    dt__e_rec(&e);
+    dt__e_str(&e, d->key, d->klen);
+    dt__e_uint(&e, d->nbytes);
+    dt__e_list(&e, (uint32_t)d->who_has.len);
+    for (size_t j = 0; j < d->who_has.len; j++) dt__e_cstr(&e, ((s_worker *)d->who_has.v[j])->address);
   }
-  dt__wb_int(w, t->priority);
-  dt__wb_map(w, RARE(t)->nres);
+  dt__e_int(&e, t->priority);
+  dt__e_map(&e, RARE(t)->nres);
   for (uint32_t i = 0; i < RARE(t)->nres; i++) {
-    dt__wb_cstr(w, RARE(t)->res_names[i]);
-    dt__wb_double(w, RARE(t)->res_amounts[i]);
+    dt__e_cstr(&e, RARE(t)->res_names[i]);
+    dt__e_double(&e, RARE(t)->res_amounts[i]);
   }
+  dt__e_end(&e);
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -707,14 +725,10 @@ void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen
   s_task *t = dt__sched_get_task(s, key, klen);
   if (!t) {
     if (!c->conn) return;
-    dt_wbuf *w = dt__conn_out(c->conn);
-    dt__wb_msg(w, DT_OP_KEY_ERRED, 6);
-    dt__wb_str(w, key, klen);
-    dt__wb_int(w, DT_ENOTFOUND);
-    dt__wb_str(w, key, klen);
-    dt__wb_cstr(w, "");
-    dt__wb_cstr(w, "");
-    dt__wb_cstr(w, "key is not known to the scheduler (released, or from a closed client)");
+    char origin[DT_MAX_KEY + 1];
+    snprintf(origin, sizeof(origin), "%.*s", (int)klen, key);
+    msg_key_erred_raw(c->conn, key, klen, DT_ENOTFOUND, origin, "", "",
+                      "key is not known to the scheduler (released, or from a closed client)");
     return;
   }
   if (dt__smap_get(&c->wants, t->key, t->klen)) return;
@@ -746,10 +760,11 @@ void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t k
 
 static void msg_key_cancelled(s_client *c, const char *key, uint32_t klen, const char *why) {
   if (!c->conn) return;
-  dt_wbuf *w = dt__conn_out(c->conn);
-  dt__wb_msg(w, DT_OP_KEY_CANCELLED, 2);
-  dt__wb_str(w, key, klen);
-  dt__wb_cstr(w, why);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->conn), DT_OP_KEY_CANCELLED);
+  dt__e_str(&e, key, klen);
+  dt__e_cstr(&e, why);
+  dt__e_end(&e);
 }
 
 /* cancel: the client gives up key and, as Dask does, every key it wants
@@ -1071,10 +1086,7 @@ void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t kl
     bool held = false;
     for (size_t i = 0; t && i < t->who_has.len && !held; i++) held = t->who_has.v[i] == w;
     if (!held && w->conn) {
-      dt_wbuf *o = dt__conn_out(w->conn);
-      dt__wb_msg(o, DT_OP_FREE_KEYS, 1);
-      dt__wb_array(o, 1);
-      dt__wb_str(o, key, klen);
+      msg_free_keys(w->conn, key, klen);
     }
     return;
   }
@@ -1110,14 +1122,15 @@ int dt__sched_retire_worker(sched *s, s_worker *w) {
     }
     if (!to) return -1;
     if (to->conn) {
-      dt_wbuf *o = dt__conn_out(to->conn);
-      dt__wb_msg(o, DT_OP_ACQUIRE, 1);
-      dt__wb_array(o, 1);
-      dt__wb_array(o, 4);
-      dt__wb_str(o, t->key, t->klen);
-      dt__wb_uint(o, t->nbytes);
-      dt__wb_cstr(o, w->address);
-      dt__wb_uint(o, w->id);
+      dt_enc e;
+      dt__e_begin(&e, dt__conn_out(to->conn), DT_OP_ACQUIRE);
+      dt__e_list(&e, 1);
+      dt__e_rec(&e);
+      dt__e_str(&e, t->key, t->klen);
+      dt__e_uint(&e, t->nbytes);
+      dt__e_cstr(&e, w->address);
+      dt__e_uint(&e, w->id);
+      dt__e_end(&e);
     }
     moving++;
   }
@@ -1151,10 +1164,7 @@ void dt__sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t k
                 (t->state != TS_RELEASED || t->wanted_by.len || t->waiters);
   if (!needed) { /* forgotten meanwhile: the worker must not keep it */
     if (w->conn) {
-      dt_wbuf *o = dt__conn_out(w->conn);
-      dt__wb_msg(o, DT_OP_FREE_KEYS, 1);
-      dt__wb_array(o, 1);
-      dt__wb_str(o, key, klen);
+      msg_free_keys(w->conn, key, klen);
     }
     return;
   }

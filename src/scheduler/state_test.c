@@ -677,7 +677,6 @@ static void test_random_events_keep_invariants(void **state) {
 static void test_every_message_type_has_a_row(void **state) {
   (void)state;
   for (int op = 1; op < DT_OP_COUNT; op++) {
-    assert_int_equal(dt__msgs[op].op, op);
     assert_non_null(dt__msgs[op].name);
     assert_true(strlen(dt__msgs[op].doc) > 5);
   }

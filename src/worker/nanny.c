@@ -60,13 +60,14 @@ typedef struct {
 static void rep_connect(dt_conn *c, int status) {
   report *r = c->data;
   if (status < 0) return;
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_NANNY_REPORT, 4);
-  dt__wb_uint(w, r->token);
-  dt__wb_uint(w, (uint64_t)r->pid);
-  dt__wb_cstr(w, r->how);
-  dt__wb_array(w, r->n);
-  for (uint32_t i = 0; i < r->n; i++) dt__wb_str(w, r->keys[i], r->lens[i]);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_NANNY_REPORT);
+  dt__e_uint(&e, r->token);
+  dt__e_uint(&e, (uint64_t)r->pid);
+  dt__e_cstr(&e, r->how);
+  dt__e_list(&e, r->n);
+  for (uint32_t i = 0; i < r->n; i++) dt__e_str(&e, r->keys[i], r->lens[i]);
+  dt__e_end(&e);
   r->sent = true;
   dt__conn_close(c, true);
 }

@@ -433,28 +433,32 @@ static dt_wbuf *sched_out(void) { return W.sched && W.registered ? dt__conn_out(
 static void send_finished(w_task *t, const dt_value *v, uint64_t nbytes) {
   dt_wbuf *w = sched_out();
   if (!w) return;
-  dt__wb_msg(w, DT_OP_TASK_FINISHED, 4);
-  dt__wb_str(w, t->key, t->klen);
-  dt__wb_uint(w, nbytes);
-  dt__wb_uint(w, t->dur_ns / 1000);
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_TASK_FINISHED);
+  dt__e_str(&e, t->key, t->klen);
+  dt__e_uint(&e, nbytes);
+  dt__e_uint(&e, t->dur_ns / 1000);
   dt_payload p;
   if (v && nbytes <= DT_INLINE_MAX && dt__payload_encode(v, &p, NULL) == 0) {
-    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) dt__wb_bin(w, p.body, p.len);
-    else dt__wb_nil(w);
+    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) dt__e_bin(&e, p.body, p.len);
+    else dt__e_nil(&e);
     dt__payload_clear(&p);
   } else {
-    dt__wb_nil(w);
+    dt__e_nil(&e);
   }
+  dt__e_end(&e);
 }
 
 static void send_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
   dt_wbuf *w = sched_out();
   if (!w) return;
-  dt__wb_msg(w, DT_OP_TASK_ERRED, 4);
-  dt__wb_str(w, key, klen);
-  dt__wb_int(w, code);
-  dt__wb_cstr(w, func);
-  dt__wb_cstr(w, msg);
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_TASK_ERRED);
+  dt__e_str(&e, key, klen);
+  dt__e_int(&e, code);
+  dt__e_cstr(&e, func ? func : "");
+  dt__e_cstr(&e, msg ? msg : "");
+  dt__e_end(&e);
 }
 
 /* ---------------------------------------------------------------- tasks */
@@ -645,13 +649,15 @@ static void fetch_send(fetch *f);
 static void send_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src) {
   dt_wbuf *w = sched_out();
   if (!w) return;
-  dt__wb_msg(w, DT_OP_ACQUIRED, 1);
-  dt__wb_array(w, 1);
-  dt__wb_array(w, 4);
-  dt__wb_str(w, key, klen);
-  dt__wb_uint(w, nbytes);
-  dt__wb_bool(w, ok);
-  dt__wb_uint(w, src);
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_ACQUIRED);
+  dt__e_list(&e, 1);
+  dt__e_rec(&e);
+  dt__e_str(&e, key, klen);
+  dt__e_uint(&e, nbytes);
+  dt__e_bool(&e, ok);
+  dt__e_uint(&e, src);
+  dt__e_end(&e);
 }
 
 static void fetch_fail_all(fetch *f) {
@@ -664,10 +670,12 @@ static void fetch_fail_all(fetch *f) {
     t->nmissing = UINT32_MAX;
     dt_wbuf *w = sched_out();
     if (!w) continue;
-    dt__wb_msg(w, DT_OP_MISSING_DATA, 3);
-    dt__wb_str(w, t->key, t->klen);
-    dt__wb_str(w, f->key, f->klen);
-    dt__wb_cstr(w, f->naddrs ? f->addrs[f->naddrs - 1] : "");
+    dt_enc e;
+    dt__e_begin(&e, w, DT_OP_MISSING_DATA);
+    dt__e_str(&e, t->key, t->klen);
+    dt__e_str(&e, f->key, f->klen);
+    dt__e_cstr(&e, f->naddrs ? f->addrs[f->naddrs - 1] : "");
+    dt__e_end(&e);
   }
   for (size_t i = 0; i < f->waiters.len; i++) {
     w_task *t = f->waiters.v[i];
@@ -716,12 +724,13 @@ static void fetch_send(fetch *f) {
     f->peer = p;
     f->req = ++W.next_req;
     dt__vec_push(&p->fetches, f);
-    dt_wbuf *w = dt__conn_out(p->conn);
-    dt__wb_msg(w, DT_OP_GET_DATA, 3);
-    dt__wb_uint(w, f->req);
-    dt__wb_array(w, 1);
-    dt__wb_str(w, f->key, f->klen);
-    dt__wb_cstr(w, f->no_shm || !W.boot_id[0] ? NULL : W.boot_id); /* same host: memory, not TCP */
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(p->conn), DT_OP_GET_DATA);
+    dt__e_uint(&e, f->req);
+    dt__e_list(&e, 1);
+    dt__e_str(&e, f->key, f->klen);
+    dt__e_cstr(&e, f->no_shm || !W.boot_id[0] ? NULL : W.boot_id); /* same host: memory, not TCP */
+    dt__e_end(&e);
     return;
   }
   fetch_fail_all(f);
@@ -756,35 +765,27 @@ static void dep_arrived(const char *key, uint32_t klen, dt_value *v) {
   start_tasks();
 }
 
-static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
+static int on_peer_data(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_DATA *m = &msg->DATA;
   peer *p = c->data;
-  uint64_t req;
-  uint32_t n;
-  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
   fetch *f = NULL;
   for (size_t i = 0; i < p->fetches.len && !f; i++)
-    if (((fetch *)p->fetches.v[i])->req == req) f = p->fetches.v[i];
+    if (((fetch *)p->fetches.v[i])->req == m->req) f = p->fetches.v[i];
   if (f) dt__vec_remove(&p->fetches, f);
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t m, klen;
-    const char *key;
-    bool found;
-    dt_payload pl;
-    if (dt__rd_array(r, &m) || (m != 5 && m != 8) || dt__rd_key(r, &key, &klen) || dt__rd_bool(r, &found))
-      return DT_EPROTO;
-    if (m == 8) { /* shared memory on this host */
-      const char *tag, *name;
-      uint32_t tl, nl;
-      uint64_t pid, fd, off, len;
-      if (dt__rd_str(r, &tag, &tl) || dt__rd_uint(r, &pid) || dt__rd_uint(r, &fd) || dt__rd_str(r, &name, &nl) ||
-          nl >= 40 || dt__rd_uint(r, &off) || dt__rd_uint(r, &len) || pid > INT32_MAX || fd > INT32_MAX ||
-          off > DT_MAX_FRAME || len > DT_MAX_FRAME)
+  dt_list items = m->items;
+  dt_rec_data it;
+  while (dt__next_data(&items, &it)) {
+    const char *key = it.key.p;
+    uint32_t klen = it.key.len;
+    if (it.found && it.shm.p) { /* shared memory on this host */
+      if (it.shm.len >= 40 || it.shm_pid > INT32_MAX || it.shm_fd > INT32_MAX ||
+          it.shm_offset > DT_MAX_FRAME || it.shm_len > DT_MAX_FRAME)
         return DT_EPROTO;
       char nm[40];
-      snprintf(nm, sizeof(nm), "%.*s", (int)nl, name);
-      dt_blob *b = dt__blob_open_shared((int)pid, (int)fd, nm, off + len);
+      snprintf(nm, sizeof(nm), "%.*s", (int)it.shm.len, it.shm.p);
+      dt_blob *b = dt__blob_open_shared((int)it.shm_pid, (int)it.shm_fd, nm, it.shm_offset + it.shm_len);
       if (b) {
-        dep_arrived(key, klen, dt__bytes_of_blob(b, b->data + off, len));
+        dep_arrived(key, klen, dt__bytes_of_blob(b, b->data + it.shm_offset, it.shm_len));
       } else if (f && f->klen == klen && memcmp(f->key, key, klen) == 0) {
         DT_INFO("cannot map %s's memory for %.*s: fetching it over TCP", c->peer, (int)klen, key);
         f->no_shm = true;
@@ -793,10 +794,8 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
       }
       continue;
     }
-    if (dt__rd_payload(r, &pl)) return DT_EPROTO;
     dt_value *v = NULL;
-    int rc = found ? dt__payload_decode(&pl, &v) : DT_ENOTFOUND;
-    dt__payload_clear(&pl);
+    int rc = it.found ? dt__pref_decode(&it.value, &v) : DT_ENOTFOUND;
     if (rc == 0) {
       dep_arrived(key, klen, v);
     } else if (f && f->klen == klen && memcmp(f->key, key, klen) == 0) {
@@ -811,116 +810,91 @@ static int on_peer_data(dt_conn *c, uint32_t nf, dt_rd *r) {
 /* GET_DATA from a peer worker or a client: reply with what we hold. */
 #define DT_SHM_MIN (1u << 20) /* from this size, same-host peers map the memory */
 
-static int on_get_data(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t req;
-  uint32_t n;
-  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
-  /* the keys first, then the requester's boot id (after them) */
-  dt_rd keys = *r;
-  for (uint32_t i = 0; i < n; i++)
-    if (dt__rd_skip(r)) return DT_EPROTO;
-  bool shm = false;
-  if (nf >= 3 && !dt__rd_is_nil(r)) {
-    const char *b;
-    uint32_t bl;
-    if (dt__rd_str(r, &b, &bl)) return DT_EPROTO;
-    shm = W.boot_id[0] && bl == strlen(W.boot_id) && memcmp(b, W.boot_id, bl) == 0;
-  }
-  r = &keys;
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_DATA, 2);
-  dt__wb_uint(w, req);
-  dt__wb_array(w, n);
-  for (uint32_t i = 0; i < n; i++) {
-    const char *key;
-    uint32_t klen;
-    if (dt__rd_key(r, &key, &klen)) return DT_EPROTO;
+static int on_get_data(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_GET_DATA *m = &msg->GET_DATA;
+  bool shm = m->boot_id.p && W.boot_id[0] && dt__str_eq(m->boot_id, W.boot_id);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_DATA);
+  dt__e_uint(&e, m->req);
+  dt__e_list(&e, m->keys.n);
+  dt_list keys = m->keys;
+  dt_sv k;
+  while (dt__next_key(&keys, &k)) {
+    const char *key = k.p;
+    uint32_t klen = k.len;
     w_data *d = dt__smap_get(&W.data, key, klen);
     if (d && unspill(d) != 0) d = NULL;
     int fd;
     const char *name;
+    dt__e_rec(&e);
+    dt__e_str(&e, key, klen);
+    dt__e_bool(&e, d != NULL);
     if (d && shm && d->v->type == DT_BYTES && d->v->u.bytes.len >= DT_SHM_MIN &&
         dt__blob_share(d->v->u.bytes.blob, &fd, &name) == 0) {
-      /* a peer on this host maps it: [key, true, "shm", pid, fd, name, offset, len] */
+      /* a peer on this host maps it */
       DT_DEBUG("%.*s to %s through shared memory (%s)", (int)klen, key, c->peer, name);
-      dt__wb_array(w, 8);
-      dt__wb_str(w, key, klen);
-      dt__wb_bool(w, true);
-      dt__wb_cstr(w, "shm");
-      dt__wb_uint(w, (uint64_t)getpid());
-      dt__wb_uint(w, (uint64_t)fd);
-      dt__wb_cstr(w, name);
-      dt__wb_uint(w, (uint64_t)(d->v->u.bytes.p - d->v->u.bytes.blob->data));
-      dt__wb_uint(w, d->v->u.bytes.len);
+      dt__e_empty_payload(&e);
+      dt__e_cstr(&e, name);
+      dt__e_uint(&e, (uint64_t)getpid());
+      dt__e_uint(&e, (uint64_t)fd);
+      dt__e_uint(&e, (uint64_t)(d->v->u.bytes.p - d->v->u.bytes.blob->data));
+      dt__e_uint(&e, d->v->u.bytes.len);
       continue;
     }
-    dt__wb_array(w, 5);
-    dt__wb_str(w, key, klen);
-    dt__wb_bool(w, d != NULL);
-    if (d) {
-      dt__wb_value(w, d->v); /* writes a nil payload if it cannot encode */
-    } else {
-      dt__wb_bin(w, "\xc0", 1);
-      dt__wb_uint(w, 0);
-      dt__wb_uint(w, 0);
-    }
+    if (d) dt__e_value(&e, d->v); /* writes a nil payload if it cannot encode */
+    else dt__e_empty_payload(&e);
+    dt__e_nil(&e);
+    dt__e_uint(&e, 0);
+    dt__e_uint(&e, 0);
+    dt__e_uint(&e, 0);
+    dt__e_uint(&e, 0);
   }
+  dt__e_end(&e);
   return 0;
 }
 
 /* ---------------------------------------------------------------- scheduler */
 
-static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
+static int on_compute_task(dt_conn *c, const dt_msg *msg) {
   (void)c;
-  const char *key, *func;
-  uint32_t klen, flen, ndeps, nres;
-  if (nf < 8 || dt__rd_key(r, &key, &klen) || dt__rd_str(r, &func, &flen)) return DT_EPROTO;
+  const dt_msg_COMPUTE_TASK *m = &msg->COMPUTE_TASK;
+  const char *key = m->key.p;
+  uint32_t klen = m->key.len;
+  if (m->resources.n > 64) return DT_EPROTO;
   if (dt__smap_get(&W.tasks, key, klen)) { /* already have it: ignore the duplicate */
     return 0;
   }
   w_task *t = dt__xcalloc(1, sizeof(*t));
   t->key = dt__xstrndup(key, klen);
   t->klen = klen;
-  t->func = dt__xstrndup(func, flen);
-  int rc = dt__rd_payload(r, &t->spec);
-  if (rc == 0) rc = dt__rd_array(r, &ndeps);
-  if (rc == 0 && ndeps > 0) t->deps = dt__xcalloc(ndeps, sizeof(*t->deps));
-  for (uint32_t i = 0; rc == 0 && i < ndeps; i++) {
-    uint32_t m, na;
-    const char *dk;
-    uint32_t dkl;
-    uint64_t nb;
-    if (dt__rd_array(r, &m) || m != 3 || dt__rd_key(r, &dk, &dkl) || dt__rd_uint(r, &nb) || dt__rd_array(r, &na) ||
-        na > 1024) {
+  t->func = dt__str_dup(m->func, m->func.len);
+  dt__pref_copy(&m->spec, &t->spec);
+  uint32_t ndeps = m->deps.n;
+  int rc = 0;
+  if (ndeps > 0) t->deps = dt__xcalloc(ndeps, sizeof(*t->deps));
+  dt_list dl = m->deps;
+  dt_rec_dep dr;
+  while (rc == 0 && dt__next_dep(&dl, &dr)) {
+    if (dr.who_has.n > 1024) {
       rc = DT_EPROTO;
       break;
     }
     w_dep *d = &t->deps[t->ndeps++];
-    d->key = dt__xstrndup(dk, dkl);
-    d->klen = dkl;
-    d->addrs = dt__xcalloc(na ? na : 1, sizeof(char *));
-    for (uint32_t k = 0; k < na; k++) {
-      const char *a;
-      uint32_t al;
-      if (dt__rd_str(r, &a, &al)) {
-        rc = DT_EPROTO;
-        break;
-      }
-      d->addrs[d->naddrs++] = dt__xstrndup(a, al);
-    }
+    d->key = dt__xstrndup(dr.key.p, dr.key.len);
+    d->klen = dr.key.len;
+    d->addrs = dt__xcalloc(dr.who_has.n ? dr.who_has.n : 1, sizeof(char *));
+    dt_sv a;
+    while (dt__next_str(&dr.who_has, &a)) d->addrs[d->naddrs++] = dt__xstrndup(a.p, a.len);
   }
-  if (rc == 0) rc = dt__rd_int(r, &t->priority);
-  if (rc == 0) rc = dt__rd_map(r, &nres);
-  if (rc == 0 && nres > 64) rc = DT_EPROTO;
+  t->priority = m->priority;
+  uint32_t nres = m->resources.n;
   if (rc == 0 && nres) {
     t->res_names = dt__xcalloc(nres, sizeof(char *));
     t->res_amounts = dt__xcalloc(nres, sizeof(double));
-    for (uint32_t i = 0; i < nres && rc == 0; i++) {
-      const char *k;
-      uint32_t kl;
-      if (dt__rd_str(r, &k, &kl) || dt__rd_double(r, &t->res_amounts[i])) rc = DT_EPROTO;
-      else t->res_names[t->nres++] = dt__xstrndup(k, kl);
-    }
+    dt_list rl = m->resources;
+    dt_sv k;
+    while (dt__next_double(&rl, &k, &t->res_amounts[t->nres]))
+      t->res_names[t->nres++] = dt__xstrndup(k.p, k.len);
   }
   if (rc) {
     task_free(t);
@@ -967,21 +941,18 @@ static int on_compute_task(dt_conn *c, uint32_t nf, dt_rd *r) {
 }
 
 /* ACQUIRE: fetch results from a worker that is retiring, and keep them */
-static int on_acquire(dt_conn *c, uint32_t nf, dt_rd *r) {
+static int on_acquire(dt_conn *c, const dt_msg *msg) {
   (void)c;
-  uint32_t n;
-  if (nf < 1 || dt__rd_array(r, &n)) return DT_EPROTO;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t m, klen, alen;
-    const char *key, *addr;
-    uint64_t nbytes, src;
-    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &key, &klen) || dt__rd_uint(r, &nbytes) ||
-        dt__rd_str(r, &addr, &alen) || alen == 0 || dt__rd_uint(r, &src))
-      return DT_EPROTO;
+  dt_list l = msg->ACQUIRE.items;
+  dt_rec_move it;
+  while (dt__next_move(&l, &it)) {
+    const char *key = it.key.p;
+    uint32_t klen = it.key.len;
+    if (it.from.len == 0) return DT_EPROTO;
     w_data *d = dt__smap_get(&W.data, key, klen);
     if (d) { /* a copy is here already */
       d->replica = false;
-      send_acquired(key, klen, d->nbytes, true, src);
+      send_acquired(key, klen, d->nbytes, true, it.source);
       continue;
     }
     fetch *f = dt__smap_get(&W.fetches, key, klen);
@@ -990,24 +961,23 @@ static int on_acquire(dt_conn *c, uint32_t nf, dt_rd *r) {
       f->key = dt__xstrndup(key, klen);
       f->klen = klen;
       f->addrs = dt__xcalloc(1, sizeof(char *));
-      f->addrs[f->naddrs++] = dt__xstrndup(addr, alen);
+      f->addrs[f->naddrs++] = dt__xstrndup(it.from.p, it.from.len);
       dt__smap_put(&W.fetches, f->key, f->klen, f);
     }
     f->keep = true;
-    f->source = src;
+    f->source = it.source;
     if (!f->peer && f->tried == 0) fetch_send(f);
   }
   return 0;
 }
 
-static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
+static int on_free_keys(dt_conn *c, const dt_msg *msg) {
   (void)c;
-  uint32_t n;
-  if (nf < 1 || dt__rd_array(r, &n)) return DT_EPROTO;
-  for (uint32_t i = 0; i < n; i++) {
-    const char *key;
-    uint32_t klen;
-    if (dt__rd_key(r, &key, &klen)) return DT_EPROTO;
+  dt_list l = msg->FREE_KEYS.keys;
+  dt_sv k;
+  while (dt__next_key(&l, &k)) {
+    const char *key = k.p;
+    uint32_t klen = k.len;
     w_data *d = dt__smap_get(&W.data, key, klen);
     if (d) {
       if (d->users) d->replica = true; /* still needed here: drop after use */
@@ -1025,8 +995,8 @@ static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
       task_free(t);
       break;
     case WT_FETCHING:
-      for (size_t k = 0; k < W.fetches.cap; k++)
-        if (W.fetches.slots[k].key) dt__vec_remove(&((fetch *)W.fetches.slots[k].val)->waiters, t);
+      for (size_t k2 = 0; k2 < W.fetches.cap; k2++)
+        if (W.fetches.slots[k2].key) dt__vec_remove(&((fetch *)W.fetches.slots[k2].val)->waiters, t);
       release_deps(t);
       task_free(t);
       break;
@@ -1035,29 +1005,33 @@ static int on_free_keys(dt_conn *c, uint32_t nf, dt_rd *r) {
   return 0;
 }
 
-static int on_put_data(dt_conn *c, uint32_t nf, dt_rd *r) {
-  uint64_t req;
-  uint32_t n;
-  if (nf < 2 || dt__rd_uint(r, &req) || dt__rd_array(r, &n)) return DT_EPROTO;
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_PUT_DATA_DONE, 2);
-  dt__wb_uint(w, req);
-  dt__wb_array(w, n);
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t m, klen;
-    const char *key;
-    dt_payload pl;
-    if (dt__rd_array(r, &m) || m != 4 || dt__rd_key(r, &key, &klen) || dt__rd_payload(r, &pl)) return DT_EPROTO;
-    dt_value *v = NULL;
-    int rc = dt__payload_decode(&pl, &v);
-    dt__payload_clear(&pl);
-    if (rc) return DT_EPROTO;
-    data_put(key, klen, v, false);
-    w_data *d = dt__smap_get(&W.data, key, klen);
-    dt__wb_array(w, 2);
-    dt__wb_str(w, key, klen);
-    dt__wb_uint(w, d->nbytes);
+static int on_put_data(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_PUT_DATA *m = &msg->PUT_DATA;
+  /* decode everything first: a bad value stores nothing */
+  uint32_t n = m->items.n;
+  dt_value **vals = dt__xcalloc(n ? n : 1, sizeof(*vals));
+  dt_list l = m->items;
+  dt_rec_keyval it;
+  for (uint32_t i = 0; dt__next_keyval(&l, &it); i++)
+    if (dt__pref_decode(&it.value, &vals[i]) != 0) {
+      for (uint32_t j = 0; j < i; j++) dt_value_free(vals[j]);
+      free(vals);
+      return DT_EPROTO;
+    }
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_PUT_DATA_DONE);
+  dt__e_uint(&e, m->req);
+  dt__e_list(&e, n);
+  l = m->items;
+  for (uint32_t i = 0; dt__next_keyval(&l, &it); i++) {
+    data_put(it.key.p, it.key.len, vals[i], false);
+    w_data *d = dt__smap_get(&W.data, it.key.p, it.key.len);
+    dt__e_rec(&e);
+    dt__e_str(&e, it.key.p, it.key.len);
+    dt__e_uint(&e, d->nbytes);
   }
+  dt__e_end(&e);
+  free(vals);
   return 0;
 }
 
@@ -1091,11 +1065,14 @@ static void drop_queued(void) {
 
 static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   W.last_heard = dt__now_s();
+  dt_msg m;
+  if (dt__msg_read(r, op, nf, &m) != 0) {
+    DT_WARN("malformed message from the scheduler: %s", dt__msg_error());
+    return DT_EPROTO;
+  }
   switch (op) {
   case DT_OP_WELCOME: {
-    uint64_t id, hb = 0, ttl = 0;
-    if (nf < 1 || dt__rd_uint(r, &id)) return DT_EPROTO;
-    if (nf >= 3 && (dt__rd_uint(r, &hb) || dt__rd_uint(r, &ttl))) return DT_EPROTO;
+    uint64_t hb = m.WELCOME.heartbeat_ms, ttl = m.WELCOME.ttl_ms;
     if (hb >= 10 && hb <= 3600000) W.heartbeat_ms = (int)hb;
     if (ttl >= 10 && ttl <= 86400000) W.sched_ttl_s = (double)ttl / 1000;
     uv_timer_start(&W.heartbeat, on_heartbeat_cb, (uint64_t)W.heartbeat_ms, (uint64_t)W.heartbeat_ms);
@@ -1108,12 +1085,12 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
     start_tasks();
     return 0;
   }
-  case DT_OP_HEARTBEAT: return 0;
-  case DT_OP_COMPUTE_TASK: return on_compute_task(c, nf, r);
-  case DT_OP_FREE_KEYS: return on_free_keys(c, nf, r);
-  case DT_OP_PUT_DATA: return on_put_data(c, nf, r);
-  case DT_OP_GET_DATA: return on_get_data(c, nf, r);
-  case DT_OP_ACQUIRE: return on_acquire(c, nf, r);
+  case DT_OP_PING: return 0;
+  case DT_OP_COMPUTE_TASK: return on_compute_task(c, &m);
+  case DT_OP_FREE_KEYS: return on_free_keys(c, &m);
+  case DT_OP_PUT_DATA: return on_put_data(c, &m);
+  case DT_OP_GET_DATA: return on_get_data(c, &m);
+  case DT_OP_ACQUIRE: return on_acquire(c, &m);
   case DT_OP_CLOSE:
     DT_INFO("scheduler asked us to close");
     stop(0);
@@ -1194,17 +1171,18 @@ static void on_heartbeat(uv_timer_t *h) {
       rss = (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
     }
   }
-  dt_wbuf *w = dt__conn_out(W.sched);
-  dt__wb_msg(w, DT_OP_HEARTBEAT, 9);
-  dt__wb_int(w, W.executing);
-  dt__wb_int(w, (int64_t)W.ready.len);
-  dt__wb_int(w, (int64_t)W.data.len);
-  dt__wb_int(w, (int64_t)W.nbytes);
-  dt__wb_double(w, cpu_pct);
-  dt__wb_uint(w, rss);
-  dt__wb_uint(w, W.spilled_bytes);
-  dt__wb_bool(w, W.paused);
-  dt__wb_uint(w, W.peak_nbytes);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(W.sched), DT_OP_HEARTBEAT);
+  dt__e_int(&e, W.executing);
+  dt__e_int(&e, (int64_t)W.ready.len);
+  dt__e_int(&e, (int64_t)W.data.len);
+  dt__e_int(&e, (int64_t)W.nbytes);
+  dt__e_double(&e, cpu_pct);
+  dt__e_uint(&e, rss);
+  dt__e_uint(&e, W.spilled_bytes);
+  dt__e_bool(&e, W.paused);
+  dt__e_uint(&e, W.peak_nbytes);
+  dt__e_end(&e);
 }
 static void on_heartbeat_cb(uv_timer_t *h) { on_heartbeat(h); }
 
@@ -1245,27 +1223,28 @@ static void on_sched_connect(dt_conn *c, int status) {
   uint32_t nheld = 0;
   for (size_t i = 0; i < W.data.cap; i++)
     if (W.data.slots[i].key && !((w_data *)W.data.slots[i].val)->replica) nheld++;
-  dt_wbuf *w = dt__conn_out(c);
-  dt__wb_msg(w, DT_OP_HELLO_WORKER, 8);
-  dt__wb_uint(w, DT_PROTO_VERSION);
-  dt__wb_cstr(w, W.name);
-  dt__wb_cstr(w, W.address);
-  dt__wb_uint(w, (uint64_t)W.nthreads);
-  dt__wb_map(w, W.nres);
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_HELLO_WORKER);
+  dt__e_uint(&e, DT_PROTO_VERSION);
+  dt__e_cstr(&e, W.name);
+  dt__e_cstr(&e, W.address);
+  dt__e_uint(&e, (uint64_t)W.nthreads);
+  dt__e_map(&e, W.nres);
   for (uint32_t i = 0; i < W.nres; i++) {
-    dt__wb_cstr(w, W.res_names[i]);
-    dt__wb_double(w, W.res_amounts[i]);
+    dt__e_cstr(&e, W.res_names[i]);
+    dt__e_double(&e, W.res_amounts[i]);
   }
-  dt__wb_uint(w, (uint64_t)getpid());
-  dt__wb_uint(w, W.nanny_token);
-  dt__wb_array(w, nheld);
+  dt__e_uint(&e, (uint64_t)getpid());
+  dt__e_uint(&e, W.nanny_token);
+  dt__e_list(&e, nheld);
   for (size_t i = 0; i < W.data.cap; i++) {
     w_data *d = W.data.slots[i].val;
     if (!W.data.slots[i].key || d->replica) continue;
-    dt__wb_array(w, 2);
-    dt__wb_str(w, d->key, d->klen);
-    dt__wb_uint(w, d->nbytes);
+    dt__e_rec(&e);
+    dt__e_str(&e, d->key, d->klen);
+    dt__e_uint(&e, d->nbytes);
   }
+  dt__e_end(&e);
 }
 
 static const dt_conn_cbs sched_cbs = {on_sched_msg, on_sched_connect, on_sched_close};
@@ -1279,8 +1258,16 @@ static void connect_scheduler(void) {
 }
 
 /* peers that connect to us (workers and clients) only ask for data */
+/* read_peer_msg: decode a peer's message; 0, or DT_EPROTO (logged) */
+static int read_peer_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r, dt_msg *m) {
+  if (dt__msg_read(r, op, nf, m) == 0) return 0;
+  DT_WARN("malformed message from peer %s: %s", c->peer, dt__msg_error());
+  return DT_EPROTO;
+}
+
 static int on_peer_server_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
-  if (op == DT_OP_GET_DATA) return on_get_data(c, nf, r);
+  dt_msg m;
+  if (op == DT_OP_GET_DATA) return read_peer_msg(c, op, nf, r, &m) ? DT_EPROTO : on_get_data(c, &m);
   if (op == DT_OP_CLOSE) {
     dt__conn_close(c, true);
     return 0;
@@ -1307,7 +1294,8 @@ static void on_peer_close(dt_conn *c) {
   free(p);
 }
 static int on_peer_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
-  if (op == DT_OP_DATA) return on_peer_data(c, nf, r);
+  dt_msg m;
+  if (op == DT_OP_DATA) return read_peer_msg(c, op, nf, r, &m) ? DT_EPROTO : on_peer_data(c, &m);
   DT_WARN("unexpected %s message from peer %s", dt__op_name(op), c->peer);
   return DT_EPROTO;
 }
@@ -1330,9 +1318,10 @@ static void stop(int code) {
   W.stopping = true;
   W.exit_code = code;
   if (W.sched && W.registered) { /* leaving on purpose: nothing to suspect */
-    dt_wbuf *w = dt__conn_out(W.sched);
-    dt__wb_msg(w, DT_OP_CLOSE, 1);
-    dt__wb_cstr(w, "worker closing");
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(W.sched), DT_OP_CLOSE);
+    dt__e_cstr(&e, "worker closing");
+    dt__e_end(&e);
     dt__conn_close(W.sched, true);
   }
   uv_walk(&W.loop, close_walk, NULL);

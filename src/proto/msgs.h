@@ -1,0 +1,280 @@
+/*
+ * msgs.h -- every message of the protocol, declared once, as data.
+ *
+ * DT_MESSAGES lists the messages: name, direction, what it says.  For each,
+ * DT_MSG_<NAME>(F, L, LR, M) lists its fields in wire order, and for each
+ * record (an element of a list of records) DT_REC_<name>(F, L, LR, M) lists
+ * its fields:
+ *
+ *   F(KIND, field, doc)   one value: UINT INT DOUBLE BOOL STR STRN (string or
+ *                         nil) KEY (string, 1..DT_MAX_KEY bytes, no NUL) BINN
+ *                         (bytes or nil) PAYLOAD (an encoded value: three
+ *                         wire elements, see proto.h)
+ *   L(KIND, field, doc)   a list of values of one kind (KEY, STR, UINT)
+ *   LR(rec, field, doc)   a list of records
+ *   M(KIND, field, doc)   a map from strings to values of one kind (INT, DOUBLE)
+ *
+ * msg.h turns these into one C struct per message and record, decoders that
+ * check the arity and the type of every field (lists included) before a
+ * handler sees a byte, the checked encoder, and the table that
+ * docs/architecture.md prints (msg_test checks the two agree).
+ */
+#ifndef DT_MSGS_H
+#define DT_MSGS_H
+
+/* ---- records: elements of lists */
+#define DT_RECORDS(R)                                                       \
+  R(keynb, "a key and the size of its result")                              \
+  R(task, "a task submitted by a client")                                   \
+  R(keyval, "a key and its value")                                          \
+  R(dep, "a dependency of a task to compute, and where it is held")         \
+  R(wrow, "one worker, as the scheduler sees it")                           \
+  R(data, "a result sent to a peer (its value, or where to map it)")        \
+  R(move, "a result to fetch from another worker and keep")                 \
+  R(moved, "the outcome of a move")
+
+#define DT_REC_keynb(F, L, LR, M) \
+  F(KEY, key, "the key")          \
+  F(UINT, nbytes, "size of the result in bytes")
+
+#define DT_REC_task(F, L, LR, M)                                                 \
+  F(KEY, key, "the task's key")                                                  \
+  F(STR, func, "the registered task function")                                   \
+  F(PAYLOAD, spec, "the arguments: [args, kwargs], futures inside are its deps") \
+  L(KEY, deps, "keys it depends on")                                             \
+  F(INT, priority, "user priority (higher runs first)")                          \
+  F(INT, retries, "times to retry it when it fails")                             \
+  L(STR, workers, "workers (names or addresses) it may run on; empty: any")      \
+  F(BOOL, allow_other, "it may run elsewhere when those are busy")               \
+  M(DOUBLE, resources, "abstract resources one run holds")
+
+#define DT_REC_keyval(F, L, LR, M) \
+  F(KEY, key, "the key")           \
+  F(PAYLOAD, value, "its value")
+
+#define DT_REC_dep(F, L, LR, M)          \
+  F(KEY, key, "the dependency's key")    \
+  F(UINT, nbytes, "its size in bytes")   \
+  L(STR, who_has, "addresses of the workers that hold it")
+
+#define DT_REC_wrow(F, L, LR, M)                                   \
+  F(STR, name, "the worker's name")                                \
+  F(STR, address, "where it serves its results")                   \
+  F(UINT, nthreads, "threads in its pool")                         \
+  F(UINT, pid, "its process id")                                   \
+  F(UINT, processing, "tasks assigned to it and not finished")     \
+  F(UINT, nkeys, "results it holds")                               \
+  F(UINT, nbytes, "bytes of results it holds")                     \
+  F(UINT, age_ms, "milliseconds since the scheduler heard from it") \
+  F(UINT, spilled, "bytes it has spilled to disk")                 \
+  F(BOOL, paused, "paused: over its memory pause threshold")       \
+  F(UINT, rss, "its resident set size")                            \
+  F(UINT, memory, "bytes of results in memory")                    \
+  F(UINT, peak_memory, "most bytes of results it held in memory")
+
+#define DT_REC_data(F, L, LR, M)                                                \
+  F(KEY, key, "the key asked for")                                              \
+  F(BOOL, found, "held here (false: value and shm are empty)")                  \
+  F(PAYLOAD, value, "the value (an empty payload when shm is set)")             \
+  F(STRN, shm, "same host: the name of the memfd holding the bytes, else nil") \
+  F(UINT, shm_pid, "the process holding that memfd")                            \
+  F(UINT, shm_fd, "its descriptor in that process")                             \
+  F(UINT, shm_offset, "where the bytes start in it")                            \
+  F(UINT, shm_len, "how many bytes")
+
+#define DT_REC_move(F, L, LR, M)                          \
+  F(KEY, key, "the key")                                  \
+  F(UINT, nbytes, "its size in bytes")                    \
+  F(STR, from, "the address of the worker that holds it") \
+  F(UINT, source, "that worker's id")
+
+#define DT_REC_moved(F, L, LR, M)                       \
+  F(KEY, key, "the key")                                \
+  F(UINT, nbytes, "its size in bytes")                  \
+  F(BOOL, ok, "fetched and kept (false: it failed)")    \
+  F(UINT, source, "the id of the worker it came from")
+
+/* ---- messages */
+#define DT_MESSAGES(X)                                                                  \
+  X(HELLO_CLIENT, "client->scheduler", "a client introduces itself")                    \
+  X(HELLO_WORKER, "worker->scheduler", "a worker registers, with the results it holds") \
+  X(WELCOME, "scheduler->peer", "registration accepted")                                \
+  X(UPDATE_GRAPH, "client->scheduler", "new tasks, and the keys the client wants")      \
+  X(RELEASE_KEYS, "client->scheduler", "the client no longer wants these keys")         \
+  X(WANT_KEYS, "client->scheduler", "the client wants these existing keys")             \
+  X(CANCEL_KEYS, "client->scheduler", "cancel these tasks and release them")            \
+  X(SCATTER, "client->scheduler", "put data on workers")                                \
+  X(SCATTER_DONE, "scheduler->client", "a scatter finished")                            \
+  X(KEY_IN_MEMORY, "scheduler->client", "a result the client wants is ready")           \
+  X(WANT_RESULT, "client->scheduler",                                                   \
+    "the client waits for these results: send them inline when small")                 \
+  X(KEY_ERRED, "scheduler->client", "a task the client wants (or its dependency) failed") \
+  X(KEY_CANCELLED, "scheduler->client",                                                 \
+    "a key was cancelled (also each wanted key downstream of it)")                      \
+  X(INFO_REQUEST, "client->scheduler", "ask for the cluster's counts (and workers)")    \
+  X(INFO_REPLY, "scheduler->client", "the cluster's counts")                            \
+  X(COMPUTE_TASK, "scheduler->worker", "run this task")                                 \
+  X(FREE_KEYS, "scheduler->worker", "forget these keys")                                \
+  X(PUT_DATA, "scheduler->worker", "store scattered data")                              \
+  X(PUT_DATA_DONE, "worker->scheduler", "scattered data stored")                        \
+  X(TASK_FINISHED, "worker->scheduler", "a result is in memory")                        \
+  X(TASK_ERRED, "worker->scheduler", "a task failed")                                   \
+  X(MISSING_DATA, "worker->scheduler",                                                  \
+    "a dependency could not be fetched from that address (that copy is forgotten)")    \
+  X(HEARTBEAT, "worker->scheduler", "the worker's counts, every heartbeat")             \
+  X(GET_DATA, "peer->worker", "send me these results")                                  \
+  X(DATA, "worker->peer", "the results asked for")                                      \
+  X(CLOSE, "any", "the sender is closing the connection")                               \
+  X(WHO_HAS, "client->scheduler",                                                       \
+    "a fetch failed: where is it now? KEY_IN_MEMORY follows once it is held")           \
+  X(RETIRE_WORKERS, "client->scheduler",                                                \
+    "move what only these workers hold elsewhere, then close them")                     \
+  X(RETIRE_DONE, "scheduler->client", "workers retired")                                \
+  X(ACQUIRE, "scheduler->worker", "fetch these results from other workers and keep them") \
+  X(ACQUIRED, "worker->scheduler", "results fetched (or not) for ACQUIRE")              \
+  X(NANNY_REPORT, "nanny->scheduler", "my worker died while running these keys")        \
+  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")
+
+#define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
+  F(UINT, version, "DT_PROTO_VERSION")        \
+  F(STR, name, "the client's name")
+
+#define DT_MSG_HELLO_WORKER(F, L, LR, M)                           \
+  F(UINT, version, "DT_PROTO_VERSION")                             \
+  F(STR, name, "the worker's name")                                \
+  F(STR, address, "where it serves results (host:port)")           \
+  F(UINT, nthreads, "threads in its pool")                         \
+  M(DOUBLE, resources, "abstract resources it has")                \
+  F(UINT, pid, "its process id")                                   \
+  F(UINT, nanny_token, "its nanny's token, or 0")                  \
+  LR(keynb, held, "results it holds from before (reconnecting)")
+
+#define DT_MSG_WELCOME(F, L, LR, M)                    \
+  F(UINT, id, "the peer's id")                         \
+  F(UINT, heartbeat_ms, "heartbeat interval (workers)") \
+  F(UINT, ttl_ms, "silence after which a worker is removed (workers)")
+
+#define DT_MSG_UPDATE_GRAPH(F, L, LR, M) \
+  LR(task, tasks, "the new tasks")       \
+  L(KEY, wanted, "keys the client wants (new or existing)")
+
+#define DT_MSG_RELEASE_KEYS(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_WANT_KEYS(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_CANCEL_KEYS(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_WANT_RESULT(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_WHO_HAS(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_FREE_KEYS(F, L, LR, M) L(KEY, keys, "the keys")
+
+#define DT_MSG_SCATTER(F, L, LR, M)                           \
+  F(UINT, req, "request id, echoed in SCATTER_DONE")          \
+  LR(keyval, items, "the data")                               \
+  L(STR, workers, "workers to put it on; empty: any")         \
+  F(BOOL, broadcast, "put every item on every one of them")
+
+#define DT_MSG_SCATTER_DONE(F, L, LR, M) \
+  F(UINT, req, "the request id")         \
+  F(STRN, error, "why it failed, or nil")
+
+#define DT_MSG_KEY_IN_MEMORY(F, L, LR, M)                                     \
+  F(KEY, key, "the key")                                                      \
+  F(STR, worker, "address of a worker holding it")                            \
+  F(UINT, nbytes, "its size in bytes")                                        \
+  F(BINN, inline_, "the encoded result when small and asked for (WANT_RESULT), or nil")
+
+#define DT_MSG_KEY_ERRED(F, L, LR, M)                         \
+  F(KEY, key, "the key the client wants")                     \
+  F(INT, code, "the error code (a DT_E... value)")            \
+  F(KEY, origin, "the key of the task that failed")           \
+  F(STR, function, "its function")                            \
+  F(STR, worker, "the worker it failed on, or empty")         \
+  F(STR, message, "the error message")
+
+#define DT_MSG_KEY_CANCELLED(F, L, LR, M) \
+  F(KEY, key, "the key")                  \
+  F(STR, reason, "why")
+
+#define DT_MSG_INFO_REQUEST(F, L, LR, M) \
+  F(UINT, req, "request id")             \
+  F(BOOL, detail, "also one row per worker")
+
+#define DT_MSG_INFO_REPLY(F, L, LR, M)                                            \
+  F(UINT, req, "the request id")                                                  \
+  M(INT, counts, "workers, clients, tasks, completed, heartbeat_age_us, and tasks per state") \
+  LR(wrow, workers, "one row per worker when detail was asked, else empty")
+
+#define DT_MSG_COMPUTE_TASK(F, L, LR, M)                       \
+  F(KEY, key, "the task's key")                                \
+  F(STR, func, "the registered task function")                 \
+  F(PAYLOAD, spec, "the arguments")                            \
+  LR(dep, deps, "its dependencies and where they are")         \
+  F(INT, priority, "user priority")                            \
+  M(DOUBLE, resources, "abstract resources one run holds")
+
+#define DT_MSG_PUT_DATA(F, L, LR, M)                \
+  F(UINT, req, "request id, echoed in PUT_DATA_DONE") \
+  LR(keyval, items, "the data to store")
+
+#define DT_MSG_PUT_DATA_DONE(F, L, LR, M) \
+  F(UINT, req, "the request id")          \
+  LR(keynb, stored, "what was stored")
+
+#define DT_MSG_TASK_FINISHED(F, L, LR, M)                                    \
+  F(KEY, key, "the task's key")                                              \
+  F(UINT, nbytes, "size of the result")                                      \
+  F(UINT, duration_us, "how long it ran")                                    \
+  F(BINN, inline_, "the encoded result when at most 4 KiB without frames, or nil")
+
+#define DT_MSG_TASK_ERRED(F, L, LR, M)             \
+  F(KEY, key, "the task's key")                    \
+  F(INT, code, "the error code (a DT_E... value)") \
+  F(STR, function, "its function")                 \
+  F(STR, message, "the error message")
+
+#define DT_MSG_MISSING_DATA(F, L, LR, M)      \
+  F(KEY, key, "the task that needed it")      \
+  F(KEY, dep, "the dependency")               \
+  F(STR, address, "the address that failed")
+
+#define DT_MSG_HEARTBEAT(F, L, LR, M)                       \
+  F(INT, executing, "tasks running")                        \
+  F(INT, ready, "tasks ready, waiting for a thread")        \
+  F(INT, nkeys, "results held")                             \
+  F(INT, nbytes, "bytes of results in memory")              \
+  F(DOUBLE, cpu, "CPU use, percent")                        \
+  F(UINT, rss, "resident set size")                         \
+  F(UINT, spilled, "bytes spilled to disk")                 \
+  F(BOOL, paused, "over the memory pause threshold")        \
+  F(UINT, peak, "most bytes of results held in memory")
+
+#define DT_MSG_GET_DATA(F, L, LR, M)                                        \
+  F(UINT, req, "request id, echoed in DATA")                                \
+  L(KEY, keys, "the keys")                                                  \
+  F(STRN, boot_id, "the requester's boot id (same host: shared memory), or nil")
+
+#define DT_MSG_DATA(F, L, LR, M)  \
+  F(UINT, req, "the request id")  \
+  LR(data, items, "one per key asked for")
+
+#define DT_MSG_CLOSE(F, L, LR, M) F(STR, reason, "why")
+
+#define DT_MSG_RETIRE_WORKERS(F, L, LR, M) \
+  F(UINT, req, "request id")               \
+  L(STR, names, "the workers (names or addresses)")
+
+#define DT_MSG_RETIRE_DONE(F, L, LR, M)  \
+  F(UINT, req, "the request id")         \
+  F(UINT, retired, "how many retired")   \
+  F(STRN, error, "why not all, or nil")
+
+#define DT_MSG_ACQUIRE(F, L, LR, M) LR(move, items, "what to fetch")
+#define DT_MSG_ACQUIRED(F, L, LR, M) LR(moved, items, "what was fetched")
+
+#define DT_MSG_NANNY_REPORT(F, L, LR, M)                  \
+  F(UINT, token, "the nanny's token")                     \
+  F(UINT, pid, "the worker's process id")                 \
+  F(STR, how, "how it died")                              \
+  L(KEY, keys, "the keys it was running")
+
+#define DT_MSG_PING(F, L, LR, M) F(UINT, uptime_ms, "the scheduler's uptime")
+
+#endif

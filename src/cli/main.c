@@ -1,13 +1,18 @@
 /*
- * main.c -- the dtask command: dtask scheduler | worker | local | version.
+ * main.c -- the dtask command: dtask scheduler | worker | local | status |
+ * slurm | pbs | version.  Each sub-command's options are a table read by
+ * common/args.h.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "../common/args.h"
 #include "../common/common.h"
+#include "../net/secure.h"
 #include "roles.h"
 
 static void usage(FILE *f) {
@@ -23,40 +28,46 @@ static void usage(FILE *f) {
           "  version     print the version\n");
 }
 
+/* block SIGINT and SIGTERM before any thread exists; sigwait for them */
+static void block_stop_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
 int dt__local_main(int argc, char **argv) {
   dt_local_cluster_opts o = {0};
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    bool has = i + 1 < argc;
-    if ((strcmp(a, "-n") == 0 || strcmp(a, "--n-workers") == 0) && has) o.n_workers = atoi(argv[++i]);
-    else if (strcmp(a, "--threads-per-worker") == 0 && has) o.threads_per_worker = atoi(argv[++i]);
-    else if (strcmp(a, "--host") == 0 && has) o.host = argv[++i];
-    else if (strcmp(a, "--port") == 0 && has) o.port = atoi(argv[++i]);
-    else if (strcmp(a, "--resources") == 0 && has) o.resources = argv[++i];
-    else if (strcmp(a, "--log-level") == 0 && has) o.log_level = argv[++i];
-    else if (strcmp(a, "--no-auth") == 0) o.no_auth = true;
-    else if (strcmp(a, "--no-nanny") == 0) o.no_nanny = true;
-    else if (strcmp(a, "--worker-ttl") == 0 && has) o.worker_ttl = argv[++i];
-    else {
-      fprintf(stderr,
-              "usage: dtask local [-n N] [--threads-per-worker T] [--host H] [--port P]\n"
-              "                   [--resources NAME=N,...] [--log-level LEVEL]\n"
-              "                   [--no-auth] [--no-nanny] [--worker-ttl DURATION]\n"
-              "  the cluster's shared secret is in the auth file it prints: clients in\n"
-              "  other processes use it with DTASK_AUTH_FILE=FILE (or --no-auth)\n");
-      return 2;
-    }
-  }
-  if (o.n_workers < 0 || o.threads_per_worker < 0) {
-    fprintf(stderr, "dtask local: -n and --threads-per-worker must be positive\n");
-    return 2;
-  }
-  /* block the signals before any thread exists; wait for them below */
+  const dt_arg opts[] = {
+      {DT_OPT_("--n-workers", DT_ARG_INT, &o.n_workers, "N", "worker processes (default: one per CPU)"),
+       .alias = "-n", .min = 0, .max = 1024},
+      DT_OPT_INT("--threads-per-worker", &o.threads_per_worker, "T", "threads in each worker (default 1)",
+                 0, 4096),
+      DT_OPT_STR("--host", &o.host, "H", "address the scheduler listens on (default 127.0.0.1)"),
+      DT_OPT_INT("--port", &o.port, "P", "the scheduler's port (default 0: any free port)", 0, 65535),
+      DT_OPT_CHECKED("--resources", &o.resources, "NAME=N,...", "what every worker declares, e.g. GPU=1",
+                     dt__args_check_resources),
+      DT_OPT_CHECKED("--memory-limit", &o.memory_limit, "LIMIT",
+                     "memory per worker: 2GiB, 0.25 (of the machine), none, or auto\n"
+                     "(default: the machine's memory divided among the workers)",
+                     dt__args_check_memory_limit),
+      DT_OPT_CHECKED("--log-level", &o.log_level, "LEVEL", "debug, info, warning, error (default warning)",
+                     dt__args_check_log_level),
+      DT_OPT_FLAG("--no-auth", &o.no_auth, "no shared secret"),
+      DT_OPT_FLAG("--no-nanny", &o.no_nanny, "workers run without the nanny that restarts them"),
+      DT_OPT_CHECKED("--worker-ttl", &o.worker_ttl, "DURATION",
+                     "remove a worker silent this long (default 60s)", dt__args_check_duration),
+      {0}};
+  const dt_args spec = {
+      "dtask local", "[options]",
+      "Runs a scheduler and workers on this machine until SIGINT/SIGTERM.  The cluster's\n"
+      "shared secret is in the auth file it prints: clients in other processes use it\n"
+      "with DTASK_AUTH_FILE=FILE (or --no-auth).",
+      opts, NULL, NULL};
+  int exit_code;
+  if (dt__args_run(&spec, argc, argv, &exit_code)) return exit_code;
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  block_stop_signals(&set);
   dt_local_cluster *lc;
   int rc = dt_local_cluster_start(&o, &lc);
   if (rc) {
@@ -75,18 +86,19 @@ int dt__local_main(int argc, char **argv) {
 
 /* dtask status ADDRESS: the cluster summary and the workers table */
 static int status_main(int argc, char **argv) {
-  const char *addr = NULL, *auth = NULL;
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--auth-file") == 0 && i + 1 < argc) auth = argv[++i];
-    else if (argv[i][0] != '-' && !addr) addr = argv[i];
-    else {
-      fprintf(stderr, "usage: dtask status SCHEDULER_ADDRESS [--auth-file FILE]\n");
-      return 2;
-    }
-  }
+  const char *addr = NULL;
+  dt_sec_args sa = {0};
+  const dt_arg opts[] = {DT_SEC_ARG_ROWS(sa), {0}};
+  const dt_args spec = {"dtask status", "[options] SCHEDULER_ADDRESS",
+                        "Prints a cluster's summary and its workers (the address may also come\n"
+                        "from $DTASK_SCHEDULER_ADDRESS).",
+                        opts, &addr, NULL};
+  int exit_code;
+  if (dt__args_run(&spec, argc, argv, &exit_code)) return exit_code;
   dt_client *c;
-  if (dt_client_connect(&(dt_client_opts){.address = addr, .auth_file = auth, .name = "status",
-                                          .timeout_ms = 5000},
+  if (dt_client_connect(&(dt_client_opts){.address = addr, .auth_file = sa.auth_file,
+                                          .tls_ca_file = sa.tls_ca, .tls_cert = sa.tls_cert,
+                                          .tls_key = sa.tls_key, .name = "status", .timeout_ms = 5000},
                         &c) != 0) {
     fprintf(stderr, "dtask status: %s\n", dt_last_error());
     return 1;
@@ -119,75 +131,78 @@ static int status_main(int argc, char **argv) {
   return 0;
 }
 
-static void jobqueue_usage(const char *sys) {
-  fprintf(stderr,
-          "usage: dtask %s [--cores N] [--memory 4GB] [--processes N] [--queue Q]\n"
-          "       [--account A] [--walltime HH:MM:SS] [--job-name NAME]\n"
-          "       [--job-extra-directive LINE]... [--job-script-prologue LINE]...\n"
-          "       [--local-directory DIR] [--log-directory DIR] [--interface IF | --host H]\n"
-          "       [--port P] [--submit-command-extra ARG]... [--worker-extra-arg ARG]...\n"
-          "       [--no-auth] [--log-level L] [--scale N | --adapt MIN:MAX] [--dry-run]\n"
-          "Starts a scheduler here and submits jobs whose workers connect back to it\n"
-          "(dask-jobqueue's options and meanings); runs until SIGINT/SIGTERM, then cancels\n"
-          "every job.  --dry-run prints the job script and exits.\n",
-          sys);
+/* --adapt MIN:MAX */
+typedef struct {
+  int min, max;
+} adapt_range;
+static int parse_adapt(const char *v, void *dest) {
+  adapt_range *r = dest;
+  int a, b;
+  char tail;
+  if (sscanf(v, "%d:%d%c", &a, &b, &tail) != 2 || a < 0 || b < a)
+    return dt__err(DT_EINVAL, "invalid range '%s' (MIN:MAX, with 0 <= MIN <= MAX)", v);
+  r->min = a;
+  r->max = b;
+  return 0;
+}
+
+/* --walltime: a duration ("01:30:00", "90m"), or UNLIMITED */
+static int check_walltime(const char *v) {
+  if (strcasecmp(v, "unlimited") == 0 || strcasecmp(v, "infinite") == 0) return 0;
+  return dt__args_check_duration(v);
 }
 
 int dt__jobqueue_main(int argc, char **argv, int system) {
-  const char *sys = system == DT_JOBQUEUE_PBS ? "pbs" : "slurm";
+  const char *prog = system == DT_JOBQUEUE_PBS ? "dtask pbs" : "dtask slurm";
   dt_jobqueue_opts o = {.system = (dt_jobqueue_system)system};
   const char *extra[64], *prologue[64], *submit[64], *wargs[64];
-  size_t ne = 0, np = 0, ns = 0, nw = 0;
-  int scale = -1, amin = -1, amax = -1;
+  dt_arg_list le = {extra, 0, 64}, lp = {prologue, 0, 64}, ls = {submit, 0, 64}, lw = {wargs, 0, 64};
+  int scale = -1;
+  adapt_range adapt = {-1, -1};
   bool dry = false;
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    bool has = i + 1 < argc;
-#define OPT(flag) (strcmp(a, flag) == 0 && has)
-    if (OPT("--cores")) o.cores = atoi(argv[++i]);
-    else if (OPT("--memory")) o.memory = argv[++i];
-    else if (OPT("--processes")) o.processes = atoi(argv[++i]);
-    else if (OPT("--queue")) o.queue = argv[++i];
-    else if (OPT("--account")) o.account = argv[++i];
-    else if (OPT("--walltime")) o.walltime = argv[++i];
-    else if (OPT("--job-name")) o.job_name = argv[++i];
-    else if (OPT("--job-extra-directive") && ne < 64) extra[ne++] = argv[++i];
-    else if (OPT("--job-script-prologue") && np < 64) prologue[np++] = argv[++i];
-    else if (OPT("--local-directory")) o.local_directory = argv[++i];
-    else if (OPT("--log-directory")) o.log_directory = argv[++i];
-    else if (OPT("--interface")) o.interface = argv[++i];
-    else if (OPT("--host")) o.host = argv[++i];
-    else if (OPT("--port")) o.port = atoi(argv[++i]);
-    else if (OPT("--submit-command-extra") && ns < 64) submit[ns++] = argv[++i];
-    else if (OPT("--worker-extra-arg") && nw < 64) wargs[nw++] = argv[++i];
-    else if (OPT("--worker-command")) o.worker_command = argv[++i];
-    else if (OPT("--log-level")) o.log_level = argv[++i];
-    else if (OPT("--scale")) scale = atoi(argv[++i]);
-    else if (OPT("--adapt")) {
-      if (sscanf(argv[++i], "%d:%d", &amin, &amax) != 2 || amin < 0 || amax < amin) {
-        fprintf(stderr, "dtask %s: --adapt takes MIN:MAX, not '%s'\n", sys, argv[i]);
-        return 2;
-      }
-    } else if (strcmp(a, "--no-auth") == 0) o.no_auth = true;
-    else if (strcmp(a, "--dry-run") == 0) dry = true;
-    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      jobqueue_usage(sys);
-      return 0;
-    } else {
-      fprintf(stderr, "dtask %s: unknown or incomplete option '%s'\n", sys, a);
-      jobqueue_usage(sys);
-      return 2;
-    }
-#undef OPT
-  }
+  const dt_arg opts[] = {
+      DT_OPT_INT("--cores", &o.cores, "N", "cores per job, shared by its workers (default 1)", 0, 1 << 20),
+      DT_OPT_CHECKED("--memory", &o.memory, "SIZE", "memory per job, e.g. 4GB, 512MiB", dt__args_check_size),
+      DT_OPT_INT("--processes", &o.processes, "N", "workers per job (default 1)", 0, 1 << 20),
+      DT_OPT_STR("--queue", &o.queue, "Q", "Slurm partition / PBS queue"),
+      DT_OPT_STR("--account", &o.account, "A", "account to charge"),
+      DT_OPT_CHECKED("--walltime", &o.walltime, "HH:MM:SS", "each job's time limit (default 00:30:00)",
+                     check_walltime),
+      DT_OPT_STR("--job-name", &o.job_name, "NAME", "jobs' and workers' name (default dtask-worker)"),
+      DT_OPT_LIST("--job-extra-directive", &le, "LINE", "another #SBATCH / #PBS line (repeatable)"),
+      DT_OPT_LIST("--job-script-prologue", &lp, "LINE", "a line run before the workers (repeatable)"),
+      DT_OPT_STR("--local-directory", &o.local_directory, "DIR", "the workers' working folder"),
+      DT_OPT_STR("--log-directory", &o.log_directory, "DIR", "where the jobs' output goes"),
+      DT_OPT_STR("--interface", &o.interface, "IF", "network interface the workers connect to"),
+      DT_OPT_STR("--host", &o.host, "H", "address the scheduler listens on and workers connect to"),
+      DT_OPT_INT("--port", &o.port, "P", "the scheduler's port (default 0: any free port)", 0, 65535),
+      DT_OPT_LIST("--submit-command-extra", &ls, "ARG", "another sbatch / qsub argument (repeatable)"),
+      DT_OPT_LIST("--worker-extra-arg", &lw, "ARG", "another `dtask worker` argument (repeatable)"),
+      DT_OPT_STR("--worker-command", &o.worker_command, "CMD", "the command jobs run `worker` with"),
+      DT_OPT_CHECKED("--log-level", &o.log_level, "L", "debug, info, warning, error (default warning)",
+                     dt__args_check_log_level),
+      DT_OPT_FLAG("--no-auth", &o.no_auth, "no shared secret"),
+      DT_OPT_INT("--scale", &scale, "N", "start N workers", 0, 1 << 20),
+      DT_OPT_CALL("--adapt", &adapt, "MIN:MAX", "between MIN and MAX workers, as the work needs",
+                  parse_adapt),
+      DT_OPT_FLAG("--dry-run", &dry, "print the job script and exit"),
+      {0}};
+  const dt_args spec = {
+      prog, "[options]",
+      "Starts a scheduler here and submits jobs whose workers connect back to it\n"
+      "(dask-jobqueue's options and meanings); runs until SIGINT/SIGTERM, then cancels\n"
+      "every job.",
+      opts, NULL, NULL};
+  int exit_code;
+  if (dt__args_run(&spec, argc, argv, &exit_code)) return exit_code;
   o.job_extra_directives = extra;
-  o.n_job_extra_directives = ne;
+  o.n_job_extra_directives = le.n;
   o.job_script_prologue = prologue;
-  o.n_job_script_prologue = np;
+  o.n_job_script_prologue = lp.n;
   o.submit_command_extra = submit;
-  o.n_submit_command_extra = ns;
+  o.n_submit_command_extra = ls.n;
   o.worker_extra_args = wargs;
-  o.n_worker_extra_args = nw;
+  o.n_worker_extra_args = lw.n;
   if (dry) {
     char *script = dt_jobqueue_job_script(&o, NULL, NULL);
     fputs(script, stdout);
@@ -195,13 +210,10 @@ int dt__jobqueue_main(int argc, char **argv, int system) {
     return 0;
   }
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  block_stop_signals(&set);
   dt_jobqueue_cluster *jc;
   if (dt_jobqueue_cluster_start(&o, &jc) != 0) {
-    fprintf(stderr, "dtask %s: %s\n", sys, dt_last_error());
+    fprintf(stderr, "%s: %s\n", prog, dt_last_error());
     return 1;
   }
   printf("scheduler at tcp://%s\n", dt_jobqueue_cluster_address(jc));
@@ -209,8 +221,8 @@ int dt__jobqueue_main(int argc, char **argv, int system) {
   fflush(stdout);
   int rc = 0;
   if (scale >= 0) rc = dt_jobqueue_scale(jc, scale);
-  else if (amax >= 0) rc = dt_jobqueue_adapt(jc, amin, amax);
-  if (rc) fprintf(stderr, "dtask %s: %s\n", sys, dt_last_error());
+  else if (adapt.max >= 0) rc = dt_jobqueue_adapt(jc, adapt.min, adapt.max);
+  if (rc) fprintf(stderr, "%s: %s\n", prog, dt_last_error());
   int sig;
   if (rc == 0) sigwait(&set, &sig);
   dt_jobqueue_cluster_close(jc);

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "../common/parse.h"
 #include "../net/secure.h"
 
-int dt__read_scheduler_file(const char *path, char *out, size_t cap);
 
 typedef struct {
   uint64_t req;
@@ -98,6 +98,7 @@ dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *cr
     return f;
   }
   f = dt__xcalloc(1, sizeof(*f));
+  atomic_store_explicit(&f->hdr.release, dt_future_release, memory_order_relaxed);
   f->key = dt__xstrndup(key, klen);
   f->klen = klen;
   f->refs = 1;
@@ -629,7 +630,7 @@ static int resolve_address(const dt_client_opts *o, char *out, size_t cap) {
   char buf[256];
   if (!a) a = getenv("DTASK_SCHEDULER_ADDRESS");
   if (!a && o && o->scheduler_file) {
-    int rc = dt__read_scheduler_file(o->scheduler_file, buf, sizeof(buf));
+    int rc = dt__scheduler_file_read(o->scheduler_file, buf, sizeof(buf));
     if (rc) return rc;
     a = buf;
   }
@@ -681,8 +682,8 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
   dt_sec_args sa = {opts ? opts->auth_file : NULL, opts ? opts->tls_ca_file : NULL,
                     opts ? opts->tls_cert : NULL, opts ? opts->tls_key : NULL};
-  if (!sa.auth_file && dt__local_secret(c->addr, &c->sec)) {
-    /* a LocalCluster of this process: its secret */
+  if (!sa.auth_file && dt__sec_lookup(c->addr, &c->sec)) {
+    /* a LocalCluster of this process: its secret (and TLS), from net/'s registry */
   } else if (dt__sec_from_args(&c->sec, &sa) != 0) {
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", dt_last_error());

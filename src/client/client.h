@@ -27,6 +27,8 @@ typedef struct cb_entry {
 
 /* One future per key per client; dt_future handles are this struct. */
 struct dt_future {
+  dt__future_hdr hdr;     /* first: how a DT_FUTURE value drops its reference
+                             (proto.h); set by dt_future_value */
   char *key;
   uint32_t klen;
   int refs;               /* handles + internal holds */
@@ -106,9 +108,5 @@ void dt__taskdef_clear(dt__taskdef *t);
 void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
                            size_t nwanted);
 int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
-
-/* dt__local_secret: the shared secret of a LocalCluster this process
- * started at addr (cluster/local.c); false if none. */
-bool dt__local_secret(const char *addr, dt_sec *out);
 
 #endif

@@ -2,6 +2,7 @@
  * future.c -- future handles: reference counting, status, result, cancel,
  * done callbacks, dt_wait and dt_as_completed.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,10 +80,11 @@ int dt_future_cancel(dt_future *f) {
   pthread_mutex_lock(&c->lock);
   int rc = dt__client_usable(c);
   if (rc == 0 && f->in_map) {
-    dt_wbuf *w = dt__conn_out(c->sched);
-    dt__wb_msg(w, DT_OP_CANCEL_KEYS, 1);
-    dt__wb_array(w, 1);
-    dt__wb_str(w, f->key, f->klen);
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_CANCEL_KEYS);
+    dt__e_list(&e, 1);
+    dt__e_str(&e, f->key, f->klen);
+    dt__e_end(&e);
     dt__client_wake(c);
     /* the key is no longer this client's: a new submit makes a new future */
     dt__smap_del(&c->futs, f->key, f->klen);
@@ -119,6 +121,8 @@ int dt_future_add_done_callback(dt_future *f, dt_future_cb cb, void *arg) {
 
 dt_value *dt_future_value(dt_future *f) {
   if (!f) return NULL;
+  /* the value releases its reference through f's header (proto.h, set
+   * when f was made), never calling client code by name */
   dt_value *v = dt__future_ref_value(f->key, f);
   if (v) dt_future_ref(f);
   return v;

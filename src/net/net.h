@@ -3,7 +3,9 @@
  * proto.h) with a state machine that validates sizes before allocating and
  * reads large frames straight into their final buffer; it dispatches each
  * message to its owner's callback.  Messages written during one event-loop
- * turn are collected and sent as one batch with one writev.
+ * turn are collected and sent as one batch with one writev.  (conn.c: the
+ * life of a connection; conn_read.c, conn_write.c, conn_handshake.c: the
+ * read state machine, the write path, the handshakes.)
  */
 #ifndef DT_NET_H
 #define DT_NET_H

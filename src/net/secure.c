@@ -17,6 +17,7 @@
  * dropped and logged.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
+#include "../common/parse.h"
 #include "secure.h"
 
 int dt__sec_set_secret(dt_sec *sec, const void *secret, size_t len) {
@@ -42,14 +45,9 @@ int dt__sec_set_secret(dt_sec *sec, const void *secret, size_t len) {
 }
 
 int dt__sec_load_auth_file(dt_sec *sec, const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return dt__err(DT_EINVAL, "cannot read auth file '%s': %s", path, strerror(errno));
-  unsigned char buf[sizeof(sec->secret) + 2];
-  size_t n = fread(buf, 1, sizeof(buf), f);
-  fclose(f);
-  if (n > sizeof(sec->secret))
-    return dt__err(DT_EINVAL, "auth file '%s' is longer than %zu bytes", path, sizeof(sec->secret));
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
+  unsigned char buf[sizeof(sec->secret)];
+  size_t n;
+  if (dt__secret_file_read(path, buf, sizeof(buf), &n) != 0) return DT_EINVAL;
   if (dt__sec_set_secret(sec, buf, n) != 0) {
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", dt_last_error());
@@ -97,4 +95,83 @@ int dt__sec_from_args(dt_sec *sec, const dt_sec_args *a) {
   if (a->tls_cert || a->tls_key || a->tls_ca)
     if (dt__tls_setup(sec, a->tls_ca, a->tls_cert, a->tls_key) != 0) return DT_EINVAL;
   return 0;
+}
+
+/* ---------------------------------------------------------------- registry */
+
+typedef struct sec_entry {
+  char address[256]; /* without a scheme */
+  dt_sec sec;
+  struct sec_entry *next;
+} sec_entry;
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static sec_entry *reg_head;
+
+static const char *no_scheme(const char *a) {
+  return strncmp(a, "tcp://", 6) == 0 || strncmp(a, "tls://", 6) == 0 ? a + 6 : a;
+}
+
+/* ref: another reference to sec's TLS contexts */
+static void ref(const dt_sec *sec) {
+  if (sec->tls_server) SSL_CTX_up_ref(sec->tls_server);
+  if (sec->tls_client) SSL_CTX_up_ref(sec->tls_client);
+}
+
+/* take: unlinks address's entry (locked), or NULL */
+static sec_entry *take(const char *a) {
+  for (sec_entry **pp = &reg_head; *pp; pp = &(*pp)->next)
+    if (strcmp((*pp)->address, a) == 0) {
+      sec_entry *e = *pp;
+      *pp = e->next;
+      return e;
+    }
+  return NULL;
+}
+
+int dt__sec_register(const char *address, const dt_sec *sec) {
+  const char *a = address ? no_scheme(address) : "";
+  if (!*a || strlen(a) >= sizeof(((sec_entry *)0)->address))
+    return dt__err(DT_EINVAL, "dt__sec_register: bad address '%s'", address ? address : "(null)");
+  sec_entry *e = dt__xcalloc(1, sizeof(*e));
+  snprintf(e->address, sizeof(e->address), "%s", a);
+  e->sec = *sec;
+  ref(&e->sec);
+  pthread_mutex_lock(&reg_lock);
+  sec_entry *old = take(a);
+  e->next = reg_head;
+  reg_head = e;
+  pthread_mutex_unlock(&reg_lock);
+  if (old) {
+    dt__tls_free(&old->sec);
+    free(old);
+  }
+  return 0;
+}
+
+void dt__sec_unregister(const char *address) {
+  if (!address) return;
+  pthread_mutex_lock(&reg_lock);
+  sec_entry *e = take(no_scheme(address));
+  pthread_mutex_unlock(&reg_lock);
+  if (e) {
+    dt__tls_free(&e->sec);
+    OPENSSL_cleanse(e->sec.secret, sizeof(e->sec.secret));
+    free(e);
+  }
+}
+
+bool dt__sec_lookup(const char *address, dt_sec *out) {
+  if (!address) return false;
+  const char *a = no_scheme(address);
+  bool found = false;
+  pthread_mutex_lock(&reg_lock);
+  for (sec_entry *e = reg_head; e && !found; e = e->next)
+    if (strcmp(e->address, a) == 0) {
+      *out = e->sec;
+      ref(out);
+      found = true;
+    }
+  pthread_mutex_unlock(&reg_lock);
+  return found;
 }

@@ -5,6 +5,7 @@
 #ifndef DT_SECURE_H
 #define DT_SECURE_H
 
+#include "../common/args.h"
 #include "net.h"
 
 #define DT_AUTH_NONCE 32
@@ -35,11 +36,40 @@ int dt__sec_cli(dt_sec_args *a, int argc, char **argv, int *i);
 /* dt__sec_from_args: sets sec up from parsed arguments (and, if no
  * --auth-file, $DTASK_AUTH_FILE). */
 int dt__sec_from_args(dt_sec *sec, const dt_sec_args *a);
+/* DT_SEC_ARG_ROWS(sa): the four options as rows of an args.h table, filling
+ * the dt_sec_args sa (its help is in DT_SEC_USAGE: give that as epilog, or
+ * these rows' own help lines). */
+#define DT_SEC_ARG_ROWS(sa)                                                                  \
+  DT_OPT_STR("--auth-file", &(sa).auth_file, "FILE",                                         \
+             "shared secret: every connection must prove it knows it"),                      \
+      DT_OPT_STR("--tls-cert", &(sa).tls_cert, "FILE",                                       \
+                 "TLS certificate (PEM); with --tls-key, connections use TLS"),              \
+      DT_OPT_STR("--tls-key", &(sa).tls_key, "FILE", "TLS private key (PEM)"),               \
+      DT_OPT_STR("--tls-ca-file", &(sa).tls_ca, "FILE",                                      \
+                 "CA (PEM) that must have signed the peer's certificate")
 #define DT_SEC_USAGE                                                                  \
   "  --auth-file FILE       shared secret: every connection must prove it knows it\n" \
   "  --tls-cert FILE        TLS certificate (PEM); with --tls-key, connections use TLS\n" \
   "  --tls-key FILE         TLS private key (PEM)\n"                                   \
   "  --tls-ca-file FILE     CA (PEM) that must have signed the peer's certificate\n"
+
+/* ---- the secrets of this process's own clusters, by address.  A
+ * LocalCluster registers its scheduler's address when it starts and
+ * unregisters it when it closes; a client connecting to that address finds
+ * the secret there (lower than both, so neither calls the other).  Every
+ * function is thread-safe.  Addresses match with or without tcp:// or
+ * tls://. */
+/* dt__sec_register: remembers a copy of sec under address (replacing an
+ * entry there): the secret is copied; the TLS contexts, if any, get one more
+ * reference each, dropped by dt__sec_unregister.  0, or DT_EINVAL if the
+ * address is empty or longer than 255 bytes. */
+int dt__sec_register(const char *address, const dt_sec *sec);
+/* dt__sec_unregister: forgets address (no-op if it is not registered). */
+void dt__sec_unregister(const char *address);
+/* dt__sec_lookup: true, with *out a copy of the entry for address (its TLS
+ * contexts referenced again: release with dt__tls_free(out)); false, out
+ * untouched, if none. */
+bool dt__sec_lookup(const char *address, dt_sec *out);
 
 /* TLS (tls.c): contexts from PEM files; ca may be NULL (no peer checks). */
 int dt__tls_setup(dt_sec *sec, const char *ca_file, const char *cert_file, const char *key_file);

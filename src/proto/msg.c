@@ -66,11 +66,15 @@ const char *dt__kind_name(int kind) {
 
 /* ---------------------------------------------------------------- decoding */
 
-static _Thread_local char err_buf[160];
+static _Thread_local char err_buf[256];
 const char *dt__msg_error(void) { return err_buf; }
 
+/* fail: the innermost failure is said first, then the path to it */
 static int fail(const char *where, const char *field) {
-  snprintf(err_buf, sizeof(err_buf), "%s: bad or missing field %s", where, field);
+  char inner[sizeof(err_buf)];
+  memcpy(inner, err_buf, sizeof(inner));
+  if (inner[0]) snprintf(err_buf, sizeof(err_buf), "%s.%s > %.100s", where, field, inner);
+  else snprintf(err_buf, sizeof(err_buf), "%s: bad or missing field %s", where, field);
   return DT_EPROTO;
 }
 
@@ -201,6 +205,7 @@ int dt__msg_read(dt_rd *r, int op, uint32_t nfields, dt_msg *out) {
              (unsigned)nfields, (unsigned)dt__msgs[op].arity);
     return DT_EPROTO;
   }
+  err_buf[0] = '\0';
   return msg_decoders[op](r, out);
 }
 
@@ -324,8 +329,8 @@ static void expect(dt_enc *e, int kind, bool is_nil) {
       f->left--;
     }
   }
-  bool ok = kind == want || (kind == DT_K_STR && (want == DT_K_KEY || want == DT_K_STRN)) ||
-            (is_nil && (want == DT_K_STRN || want == DT_K_BINN)) ||
+  bool ok = is_nil ? want == DT_K_STRN || want == DT_K_BINN
+                   : kind == want || (kind == DT_K_STR && (want == DT_K_KEY || want == DT_K_STRN)) ||
             (kind == DT_K_BINN && want == DT_K_BINN) ||
             (kind == DT_K_UINT && (want == DT_K_INT || want == DT_K_DOUBLE)) ||
             (kind == DT_K_INT && want == DT_K_DOUBLE);

@@ -72,6 +72,17 @@ typedef struct {
   size_t len;
 } dt_frame;
 
+/* ---- futures inside values.  proto knows nothing of the client: a DT_FUTURE
+ * value may hold a reference on a future (u.fut.fut, below), and drops it
+ * through this header, which must be the first member of that future's
+ * struct (client/client.h).  The client sets release before it hands out a
+ * value holding a future; dt_value_free calls release(fut) once, on the
+ * thread that drops the value's last reference. */
+typedef void (*dt__future_release_fn)(struct dt_future *f);
+typedef struct dt__future_hdr {
+  _Atomic(dt__future_release_fn) release;
+} dt__future_hdr;
+
 /* ---- values (internal layout; the API is in dtask.h) */
 struct dt_value {
   atomic_uint refs;
@@ -89,7 +100,10 @@ struct dt_value {
 };
 /* dt__bytes_take_arg: dt_bytes_take whose free_fn gets arg, not data. */
 dt_value *dt__bytes_take_arg(void *data, size_t len, void (*free_fn)(void *), void *arg);
-/* dt__future_ref_value: a DT_FUTURE value naming key (fut may be NULL). */
+/* dt__future_ref_value: a DT_FUTURE value naming key; fut (may be NULL) is
+ * a reference the value takes over, released through fut's dt__future_hdr
+ * when the value is freed.  NULL when out of memory (fut is then not
+ * released: the caller keeps its reference). */
 dt_value *dt__future_ref_value(const char *key, struct dt_future *fut);
 
 /* ---- payloads: one encoded value with its own frames */

@@ -1,0 +1,97 @@
+/*
+ * core_task.c -- the "py:" task handler of a Python worker (python -m dtask
+ * worker): runs a pickled Python call on a pool thread, through the execute
+ * hook of dtask/serialize.py, and turns its result or error into the
+ * task's outcome.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* task_fail: fails t with msg (whole, unformatted); the first failure stays */
+static void task_fail(dt_task *t, const char *msg) {
+  dt__bind_task_fail(t, msg ? msg : "Python task failed");
+}
+
+/* fail_with_pyerr: fails t with "<prefix><type>: <message>" of the pending
+ * Python exception (cleared); none_msg when it has no message */
+static void fail_with_pyerr(dt_task *t, const char *prefix, const char *none_msg) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  PyObject *s = value ? PyObject_Str(value) : NULL;
+  const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "%s%s: %s", prefix, type ? ((PyTypeObject *)type)->tp_name : "Error",
+           m ? m : none_msg);
+  PyErr_Clear();
+  task_fail(t, buf);
+  Py_XDECREF(s);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+}
+
+/* the "py:" handler: args are (payload, *dependencies); the hook unpickles
+ * the call, runs it and returns (True, result) or (False, error text). */
+dt_value *core_py_task(dt_task *t) {
+  if (core_exiting() || !core_hook_execute) {
+    task_fail(t, "the Python worker is shutting down");
+    return NULL;
+  }
+  /* each pool thread keeps its thread state between tasks */
+  static __thread PyThreadState *ts;
+  if (!ts) {
+    PyGILState_Ensure(); /* never released: the state lives with the thread */
+    ts = PyThreadState_Get();
+  } else {
+    PyEval_RestoreThread(ts);
+  }
+  dt_value *out = NULL;
+  size_t n = dt_task_nargs(t);
+  const dt_value *payload = n ? dt_task_arg(t, 0) : NULL;
+  PyObject *pl = NULL, *deps = NULL, *r = NULL;
+  if (!payload || dt_value_type(payload) != DT_BYTES) {
+    task_fail(t, "a Python task needs its pickled call as its first argument");
+    goto done;
+  }
+  pl = core_memview(payload, 0);
+  deps = pl ? PyList_New((Py_ssize_t)(n - 1)) : NULL;
+  for (size_t i = 1; deps && i < n; i++) {
+    PyObject *d = core_from_value(dt_task_arg(t, i), 0);
+    if (!d) Py_CLEAR(deps);
+    else PyList_SET_ITEM(deps, (Py_ssize_t)(i - 1), d);
+  }
+  if (deps) r = PyObject_CallFunctionObjArgs(core_hook_execute, pl, deps, NULL);
+  if (!r) { /* the hook itself failed (e.g. a dependency would not unpickle) */
+    fail_with_pyerr(t, "", "(no message)");
+    goto done;
+  }
+  PyObject *ok, *val;
+  if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+    task_fail(t, "internal error: the execute hook returned a wrong value");
+    goto done;
+  }
+  ok = PyTuple_GET_ITEM(r, 0);
+  val = PyTuple_GET_ITEM(r, 1);
+  if (ok == Py_True) {
+    out = core_to_value(val, 0);
+    if (!out) {
+      char prefix[300];
+      snprintf(prefix, sizeof(prefix), "could not serialise the result of %.200s: ",
+               dt_task_function(t));
+      fail_with_pyerr(t, prefix, "");
+    }
+  } else {
+    const char *m = PyUnicode_Check(val) ? PyUnicode_AsUTF8(val) : NULL;
+    if (!m) PyErr_Clear();
+    task_fail(t, m ? m : "Python task failed");
+  }
+done:
+  Py_XDECREF(r);
+  Py_XDECREF(deps);
+  Py_XDECREF(pl);
+  PyEval_SaveThread();
+  return out;
+}

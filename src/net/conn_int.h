@@ -1,0 +1,77 @@
+/*
+ * conn_int.h -- what the files of a connection share, private to src/net:
+ * conn.c (life: alloc, connect, accept, close), conn_read.c (the read
+ * state machine), conn_write.c (batches and raw bytes out) and
+ * conn_handshake.c (TLS and the shared-secret handshake).  Every function
+ * here runs on the connection's loop thread, with the dt_net lock held
+ * when there is one.
+ */
+#ifndef DT_CONN_INT_H
+#define DT_CONN_INT_H
+
+#include <stdlib.h>
+
+#include "secure.h"
+
+/* bytes read at a time when not reading straight into a body or frame */
+#define DT_CONN_STAGE_SIZE (64 * 1024)
+
+/* With a locked dt_net (the client library), every callback into the owner
+ * runs with the lock held. */
+#define NET_LOCK(n) do { if ((n) && (n)->lock) (n)->lock->acquire((n)->lock->arg); } while (0)
+#define NET_UNLOCK(n) do { if ((n) && (n)->lock) (n)->lock->release((n)->lock->arg); } while (0)
+
+/* conn_reset_read: drops the batch being read; the reader waits for the
+ * next header.  (Inline: it runs once per batch.) */
+static inline void conn_reset_read(dt_conn *c) {
+  free(c->flens);
+  c->flens = NULL;
+  free(c->body);
+  c->body = NULL;
+  if (c->frames) {
+    for (uint32_t i = 0; i < c->nframes; i++) dt__blob_unref(c->frames[i].blob);
+    free(c->frames);
+    c->frames = NULL;
+  }
+  c->rstate = DT_RS_HEAD;
+  c->got = 0;
+  c->fi = 0;
+}
+
+/* ---- conn_read.c */
+/* dt__conn_start_open: the socket is connected: reads start, then the
+ * handshakes (dt__conn_secure_start). */
+void dt__conn_start_open(dt_conn *c);
+/* dt__conn_plain_in: n bytes of the stream (decrypted, with TLS): the rest
+ * of the authentication handshake first, then batches.  direct: the bytes
+ * were read in place, into the body or frame being read. */
+void dt__conn_plain_in(dt_conn *c, const char *data, size_t n, bool direct);
+
+/* ---- conn_write.c */
+/* dt__conn_flush: writes c's sealed batches and its current one, if c is
+ * open (or closing gracefully) and its handshakes are done. */
+void dt__conn_flush(dt_conn *c);
+/* dt__conn_raw_write: bytes of the stream, copied (encrypted first, with
+ * TLS); a failed write closes c. */
+void dt__conn_raw_write(dt_conn *c, const void *data, size_t len);
+/* dt__conn_tls_flush: sends the TLS records OpenSSL has ready. */
+void dt__conn_tls_flush(dt_conn *c);
+
+/* ---- conn_handshake.c */
+/* dt__conn_secure_start: TLS and authentication, if the process has them,
+ * before any batch; otherwise c is secured at once. */
+void dt__conn_secure_start(dt_conn *c);
+/* dt__conn_secure_fail: logs why and closes c (DT_EAUTH); an outgoing
+ * connection not yet secured hears on_connect(uvcode) first. */
+void dt__conn_secure_fail(dt_conn *c, const char *why, int uvcode);
+/* dt__conn_hs_unlink: takes c off its net's list of handshakes in progress. */
+void dt__conn_hs_unlink(dt_conn *c);
+/* dt__conn_auth_in: feeds handshake bytes; returns how many it used. */
+size_t dt__conn_auth_in(dt_conn *c, const uint8_t *data, size_t n);
+/* dt__conn_tls_in: feeds TLS records read from the socket; false if c was
+ * closed. */
+bool dt__conn_tls_in(dt_conn *c, const char *data, size_t n);
+/* dt__conn_tls_free: frees c's TLS state, if any. */
+void dt__conn_tls_free(dt_conn *c);
+
+#endif

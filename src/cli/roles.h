@@ -7,7 +7,7 @@
 #define DT_ROLES_H
 
 /* Each returns a process exit status; argv excludes the role name. */
-int dt__scheduler_main(int argc, char **argv);
+#include "../scheduler/scheduler.h"
 int dt__worker_main(int argc, char **argv);
 int dt__local_main(int argc, char **argv);
 

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "net/net.h"
 #include "scheduler/dashboard.h"
 
 static sched S;

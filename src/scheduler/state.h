@@ -1,25 +1,49 @@
 /*
  * state.h -- the scheduler's state machine: tasks, workers and clients, and
- * the transitions between task states.  It does no I/O of its own: events
- * come in as function calls and messages go out by appending to the
- * peers' connection outboxes (detached connections in unit tests).  One
- * thread (the scheduler's event loop) owns all of it; there are no locks.
+ * the transitions between task states.  It does no I/O (log lines aside)
+ * and writes no wire bytes: events come in as function calls (dt__sched_*),
+ * and what the scheduler decides goes out as typed events (s_event: run
+ * this task on that worker, tell that client this key is in memory, ...)
+ * appended to the sched's event queue.  The server drains the queue after each message and
+ * timer and encodes each event onto the peer's connection; a unit test reads
+ * the events directly.  A worker or client carries its connection as an
+ * opaque handle (conn) that only the server interprets.  One thread (the
+ * scheduler's event loop) owns all of it; there are no locks.
  *
- * Task states (as in Dask):
+ * The files: state.c (the transitions, forgetting, errors, the invariants),
+ * events.c (the event queue), place.c (choosing workers, the queue of root
+ * tasks, capacity), graph.c (new graphs: tasks, dependencies, ordering,
+ * cycles), clients.c (what clients want, release and cancel), workers.c
+ * (workers joining, leaving, dying, retiring, and what they report).
+ *
+ * Task states (as in Dask), and the transitions allowed (state.c's table;
+ * any other aborts, naming the key and both states: only a bug in the
+ * scheduler can ask for one, since the handlers validate every message):
  *   RELEASED   known, no data, not wanted by anything running
+ *              -> WAITING, MEMORY (scattered, or held by a returning worker),
+ *                 ERRED (a dependency failed), FORGOTTEN
  *   WAITING    wanted; some dependencies are not in memory yet
+ *              -> PROCESSING, QUEUED, NO_WORKER, MEMORY, ERRED, RELEASED
  *   NO_WORKER  ready, but no connected worker satisfies its restrictions
+ *              -> PROCESSING, QUEUED, MEMORY, ERRED, RELEASED
  *   QUEUED     ready root task (no dependencies) held on the scheduler until
  *              a worker has a free slot
+ *              -> PROCESSING, MEMORY, ERRED, RELEASED
  *   PROCESSING sent to a worker
+ *              -> MEMORY, WAITING (its worker left, it failed with retries
+ *                 left, or a dependency could not be fetched), ERRED,
+ *                 RELEASED
  *   MEMORY     the result is held by a worker
+ *              -> RELEASED (nobody needs it, or its last copy was lost)
  *   ERRED      it (or a dependency) failed
- *   FORGOTTEN  removed (no client wants it, no dependent needs it)
+ *              -> MEMORY (scattered over), FORGOTTEN
+ *   FORGOTTEN  removed (no client wants it, no dependent needs it); its
+ *              memory lives until the events are drained
  */
 #ifndef DT_SCHED_STATE_H
 #define DT_SCHED_STATE_H
 
-#include "../net/net.h"
+#include "../proto/proto.h"
 
 typedef enum {
   TS_RELEASED = 0,
@@ -48,6 +72,7 @@ typedef struct s_task_rare {
   char **res_names;
   double *res_amounts;
   uint32_t nres;
+  uint32_t fetch_failures; /* dependencies it could not fetch from anywhere */
   int err_code; /* set in ERRED */
   char *err_key, *err_func, *err_worker, *err_msg;
 } s_task_rare;
@@ -73,7 +98,7 @@ typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes 
   dt_vec1 who_has;    /* workers holding the result */
   uint64_t nbytes;
   int32_t priority;   /* clamped to 32 bits when the graph arrives */
-  int32_t retries;
+  int32_t retries;     /* the user's: runs left after a failure */
   uint64_t generation, order;
   struct s_task_rare *rare; /* NULL until a task needs one; read via RARE() */
   size_t heap_idx;
@@ -92,7 +117,7 @@ typedef struct s_worker {
   char **res_names;
   double *res_amounts;
   uint32_t nres;
-  dt_conn *conn;
+  void *conn;        /* the server's handle for its connection (opaque here) */
   dt_vec processing; /* s_task*, with task->proc_idx */
   uint64_t nkeys, nbytes;
   bool in_free_list;
@@ -109,15 +134,17 @@ typedef struct s_worker {
   bool closing;         /* said CLOSE: leaving on purpose */
   bool retiring;        /* gets no new work; its results are being moved */
   uint32_t moving;      /* results still being copied elsewhere */
-  void *retire;         /* the request it belongs to (server.c) */
+  bool gone;            /* removed: freed when the events are drained */
+  void *retire;         /* the request it belongs to (the server's) */
 } s_worker;
 
 typedef struct s_client {
   int kind; /* PEER_CLIENT */
   uint32_t id;
   char *name;
-  dt_conn *conn;
+  void *conn;    /* the server's handle for its connection (opaque here) */
   dt_smap wants; /* key -> s_task */
+  bool gone;     /* removed: freed when the events are drained */
 } s_client;
 
 /* Per task function: tasks in each state, and totals (the dashboard's
@@ -138,6 +165,34 @@ typedef struct {
   const char *func; /* interned */
 } s_stream_ev;
 
+/* What the state machine decided, for the server to send.  key is the
+ * task's (task set) or text's (no task: a key the scheduler does not know). */
+typedef enum {
+  SEV_COMPUTE = 1, /* worker: run task (COMPUTE_TASK); dropped by the server
+                    * if the task left PROCESSING there before the drain (a
+                    * FREE for it follows then) */
+  SEV_FREE,        /* worker: forget key (FREE_KEYS) */
+  SEV_ACQUIRE,     /* worker: fetch task's result from other and keep it */
+  SEV_IN_MEMORY,   /* client: task is in memory on other (KEY_IN_MEMORY),
+                    * with the encoded result when it asked for it */
+  SEV_ERRED,       /* client: task (or a dependency) failed: RARE(task)'s error */
+  SEV_UNKNOWN,     /* client: key is not known to the scheduler (KEY_ERRED) */
+  SEV_CANCELLED,   /* client: key cancelled, text says why (KEY_CANCELLED) */
+} s_event_kind;
+
+typedef struct s_event {
+  uint8_t kind;        /* s_event_kind */
+  uint32_t ilen;       /* inline_'s length */
+  uint32_t koff, klen; /* no task: the key, in the sched's ev_text */
+  uint32_t toff, tlen; /* CANCELLED: the reason, in ev_text */
+  s_worker *worker;    /* COMPUTE, FREE, ACQUIRE: the worker to tell */
+  s_client *client;    /* IN_MEMORY, ERRED, UNKNOWN, CANCELLED: the client */
+  s_task *task;        /* the task (valid until the drain), or NULL */
+  s_worker *other;     /* IN_MEMORY: the holder; ACQUIRE: where to fetch from */
+  const char *inline_; /* IN_MEMORY: borrowed from the TASK_FINISHED message
+                        * (valid until its handler returns), or NULL */
+} s_event;
+
 typedef struct sched {
   dt_smap tasks;
   dt_vec workers, clients;
@@ -157,6 +212,14 @@ typedef struct sched {
   uint64_t stream_n;     /* events written (next slot: stream_n % CAP) */
   int allowed_failures; /* worker deaths a task may cause before it errs */
   uint64_t workers_lost; /* workers removed without saying goodbye */
+  /* the event queue: reused arrays, grown as needed, emptied by the drain */
+  s_event *ev;
+  size_t nev, ev_cap;
+  char *ev_text; /* keys and reasons of events with no task */
+  size_t ev_text_len, ev_text_cap;
+  /* freed at the drain, not before: events may still name them */
+  dt_vec dead_tasks; /* forgotten tasks (state FORGOTTEN) */
+  dt_vec dead_peers; /* removed workers and clients (gone set; by kind) */
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */
@@ -181,12 +244,19 @@ typedef struct {
   uint32_t nres;
 } s_newtask;
 
+/* Every dt__sched_* event below runs on the scheduler's loop thread, may
+ * append events to s's queue, and returns nothing to check: the handlers
+ * validated the message before.  Its files: see the header. */
 void dt__sched_init(sched *s);
+/* dt__sched_destroy: frees everything, pending events included. */
 void dt__sched_destroy(sched *s);
 
-s_worker *dt__sched_add_worker(sched *s, dt_conn *conn, const char *name, const char *address,
-                           int nthreads, char **res_names, double *res_amounts, uint32_t nres);
-/* dt__sched_remove_worker: w is gone.  Its tasks in flight are placed again and
+/* dt__sched_add_worker: a new worker (conn: the caller's handle, kept and
+ * never read; res_names/res_amounts: owned by the worker from now on). */
+s_worker *dt__sched_add_worker(sched *s, void *conn, const char *name, const char *address,
+                               int nthreads, char **res_names, double *res_amounts, uint32_t nres);
+/* dt__sched_remove_worker: w is gone (freed at the next drain, and marked
+ * gone until then: its pending events are not to be sent).  Its tasks in flight are placed again and
  * results held only there are recomputed from their lineage.  If
  * suspicious, each task that was processing there counts one worker death
  * against it (Dask's rule, for workers with no nanny to say what ran). */
@@ -195,15 +265,15 @@ void dt__sched_remove_worker(sched *s, s_worker *w, bool suspicious);
  * no worker, queued root tasks).  In between, a worker coming back says
  * which results it still holds (dt__sched_worker_has_key), so that those are
  * not recomputed. */
-s_worker *dt__sched_add_worker_only(sched *s, dt_conn *conn, const char *name, const char *address,
-                                int nthreads, char **res_names, double *res_amounts,
-                                uint32_t nres);
+s_worker *dt__sched_add_worker_only(sched *s, void *conn, const char *name, const char *address,
+                                    int nthreads, char **res_names, double *res_amounts,
+                                    uint32_t nres);
 void dt__sched_worker_place(sched *s, s_worker *w);
 /* dt__sched_worker_died: a nanny reports that its worker died while running
  * keys: each counts one death; past allowed_failures it errs with
  * DT_EKILLED.  how: "killed by signal 11 (Segmentation fault)" etc. */
 void dt__sched_worker_died(sched *s, const char *worker, const char *how, const char **keys,
-                       const uint32_t *lens, uint32_t n);
+                           const uint32_t *lens, uint32_t n);
 /* dt__sched_retire_worker: w gets no new work; every result only it holds that
  * is still needed goes to another worker (ACQUIRE).  Returns how many are
  * on their way (w->moving), or -1 if no other worker could take them. */
@@ -213,12 +283,17 @@ void dt__sched_unretire_worker(sched *s, s_worker *w);
 void dt__sched_worker_paused(sched *s, s_worker *w, bool paused);
 /* dt__sched_worker_has_key: w (re)registered holding key with nbytes. */
 void dt__sched_worker_has_key(sched *s, s_worker *w, const char *key, uint32_t klen,
-                          uint64_t nbytes);
-s_client *dt__sched_add_client(sched *s, dt_conn *conn, const char *name);
+                              uint64_t nbytes);
+/* dt__sched_add_client: a new client (conn: as for workers). */
+s_client *dt__sched_add_client(sched *s, void *conn, const char *name);
+/* dt__sched_remove_client: c left: what it wanted is released; c is freed
+ * at the next drain, and marked gone until then. */
 void dt__sched_remove_client(sched *s, s_client *c);
 
+/* dt__sched_update_graph: c's new tasks (their specs are moved into the
+ * tasks; every string is borrowed) and the keys it wants. */
 void dt__sched_update_graph(sched *s, s_client *c, s_newtask *tasks, uint32_t n,
-                        const char **wanted, const uint32_t *wanted_lens, uint32_t nwanted);
+                            const char **wanted, const uint32_t *wanted_lens, uint32_t nwanted);
 void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen);
 void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen);
 /* dt__sched_client_who_has: a client's fetch failed; say where key is now */
@@ -226,21 +301,40 @@ void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t k
 void dt__sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen);
 /* dt__sched_scatter_key: a key put on worker w by scatter (payload size nbytes). */
 void dt__sched_scatter_key(sched *s, s_client *c, s_worker *w, const char *key, uint32_t klen,
-                       uint64_t nbytes);
+                           uint64_t nbytes);
 
-/* inline_/ilen: the encoded result when small (borrowed), else NULL */
+/* dt__sched_task_finished: w computed key.  inline_/ilen: the encoded
+ * result when small, else NULL; borrowed, and the KEY_IN_MEMORY events
+ * point at it: the caller keeps it valid until it drains the events. */
 void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
-                         double duration_s, const char *inline_, uint32_t ilen);
+                             double duration_s, const char *inline_, uint32_t ilen);
 /* dt__sched_client_want_result: c waits for key; send the result when small */
 void dt__sched_client_want_result(sched *s, s_client *c, const char *key, uint32_t klen);
+/* dt__sched_task_erred: key failed on w: run again while its retries last,
+ * else it (and what depends on it) errs. */
 void dt__sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
-                      const char *func, const char *msg);
+                          const char *func, const char *msg);
 /* dt__sched_missing_data: w could not fetch dep (from addr, the last holder it
- * tried) for key: that copy is forgotten and key placed again. */
+ * tried) for key: that copy is forgotten and key placed again.  With no
+ * holder to blame, it counts a fetch failure; the 6th fails key (DT_ELOST). */
 void dt__sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen,
-                        const char *dep, uint32_t deplen, const char *addr);
+                            const char *dep, uint32_t deplen, const char *addr);
 
 s_task *dt__sched_get_task(sched *s, const char *key, uint32_t klen);
+
+/* ---- the event queue (events.c) */
+/* dt__sched_events: the events emitted since the last drain, in order;
+ * *n gets their number.  Borrowed: valid until dt__sched_events_done. */
+const s_event *dt__sched_events(const sched *s, size_t *n);
+/* dt__sched_event_key / _text: an event's key (the task's or its own) and
+ * its reason (CANCELLED); not NUL-terminated, *len gets the length.  Valid
+ * until dt__sched_events_done. */
+const char *dt__sched_event_key(const sched *s, const s_event *e, uint32_t *len);
+const char *dt__sched_event_text(const sched *s, const s_event *e, uint32_t *len);
+/* dt__sched_events_done: the events were sent; empties the queue (keeping
+ * its memory) and frees the tasks, workers and clients that were removed
+ * meanwhile. */
+void dt__sched_events_done(sched *s);
 /* dt__sched_worker_capacity: tasks this worker may have in flight. */
 int dt__sched_worker_capacity(const sched *s, const s_worker *w);
 /* dt__sched_check: verifies the invariants (counts, links); 0 if consistent. */

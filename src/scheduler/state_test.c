@@ -1,16 +1,20 @@
-/* state_test.c -- the scheduler's state machine driven event by event, with
- * detached connections whose outboxes are read back: transitions, placement,
- * saturation, errors, retries, restrictions, releases. */
+/* state_test.c -- the scheduler's state machine driven event by event; the
+ * events it emits are read back directly (each peer's conn handle is a
+ * mailbox here): transitions, placement, saturation, errors, retries,
+ * restrictions, releases, and the table of legal transitions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "scheduler/state.h"
+#include "scheduler/sched_int.h"
 
 /* tests list tasks with short positional initialisers */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -20,38 +24,45 @@ static sched S;
 /* ---- helpers */
 
 typedef struct {
-  int op;
+  int op; /* s_event_kind */
   char key[128];
 } msg;
 
-/* take_msgs: the messages in c's outbox (op and first key), then empty it */
-static int take_msgs(dt_conn *c, msg *out, int cap) {
-  int n = 0;
-  if (!c->out.buf) return 0;
-  const char *p = c->out.buf, *end = c->out.buf + c->out.len;
-  while (p < end) {
-    const char *q = p;
-    assert_int_equal(dt__mp_validate(&q, end, DT_MAX_DEPTH), 0);
-    dt_rd r = {p, q, c->out.frames, c->out.nframes};
-    uint32_t nf, na;
-    uint64_t op;
-    assert_int_equal(dt__rd_array(&r, &nf), 0);
-    assert_int_equal(dt__rd_uint(&r, &op), 0);
-    msg m = {(int)op, ""};
-    const char *k;
+/* A peer's mailbox: its conn handle in these tests. */
+typedef struct {
+  msg *m;
+  int n, cap;
+} box;
+
+/* collect: the sched's events into their peers' mailboxes, then drained */
+static void collect(void) {
+  size_t n;
+  const s_event *ev = dt__sched_events(&S, &n);
+  for (size_t i = 0; i < n; i++) {
+    const s_event *e = &ev[i];
+    box *b = e->worker ? e->worker->conn : e->client->conn;
+    if (!b) continue;
     uint32_t kl;
-    if (op == DT_OP_FREE_KEYS) {
-      assert_int_equal(dt__rd_array(&r, &na), 0);
-      assert_int_equal(dt__rd_str(&r, &k, &kl), 0);
-      snprintf(m.key, sizeof(m.key), "%.*s", (int)kl, k);
-    } else if (dt__rd_str(&r, &k, &kl) == 0) {
-      snprintf(m.key, sizeof(m.key), "%.*s", (int)kl, k);
+    const char *k = dt__sched_event_key(&S, e, &kl);
+    if (b->n == b->cap) {
+      b->cap = b->cap ? b->cap * 2 : 64;
+      b->m = realloc(b->m, (size_t)b->cap * sizeof(*b->m));
     }
-    if (n < cap) out[n] = m;
-    n++;
-    p = q;
+    msg *m = &b->m[b->n++];
+    m->op = e->kind;
+    snprintf(m->key, sizeof(m->key), "%.*s", (int)kl, k);
   }
-  dt__wbuf_clear(&c->out);
+  dt__sched_events_done(&S);
+}
+
+/* take_msgs: the events for the peer whose handle is c (kind and key),
+ * then empty its mailbox */
+static int take_msgs(void *c, msg *out, int cap) {
+  collect();
+  box *b = c;
+  int n = b->n;
+  for (int i = 0; i < n && i < cap; i++) out[i] = b->m[i];
+  b->n = 0;
   return n;
 }
 
@@ -131,9 +142,9 @@ static void check(void) {
   if (dt__sched_check(&S, why, sizeof(why)) != 0) fail_msg("inconsistent state: %s", why);
 }
 
-static dt_conn *conns[512];
+static box *conns[512];
 static int nconns;
-static dt_conn *newconn(void) { return conns[nconns++] = dt__conn_new_detached(); }
+static box *newconn(void) { return conns[nconns++] = calloc(1, sizeof(box)); }
 
 static int setup(void **state) {
   (void)state;
@@ -145,7 +156,10 @@ static int teardown(void **state) {
   (void)state;
   check();
   dt__sched_destroy(&S);
-  for (int i = 0; i < nconns; i++) dt__conn_free_detached(conns[i]);
+  for (int i = 0; i < nconns; i++) {
+    free(conns[i]->m);
+    free(conns[i]);
+  }
   return 0;
 }
 
@@ -164,17 +178,17 @@ static void test_one_task_lifecycle(void **state) {
   assert_int_equal(state_of("a"), TS_PROCESSING);
   int n = take_msgs(w->conn, ms, 16);
   assert_int_equal(n, 1);
-  assert_int_equal(ms[0].op, DT_OP_COMPUTE_TASK);
+  assert_int_equal(ms[0].op, SEV_COMPUTE);
   assert_string_equal(ms[0].key, "a");
   check();
   finish(w, "a");
   assert_int_equal(state_of("a"), TS_MEMORY);
   n = take_msgs(c->conn, ms, 16);
-  assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "a"), 1);
+  assert_int_equal(count_op(ms, n, SEV_IN_MEMORY, "a"), 1);
   dt__sched_client_release(&S, c, "a", 1);
   assert_int_equal(state_of("a"), TS_FORGOTTEN);
   n = take_msgs(w->conn, ms, 16);
-  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(count_op(ms, n, SEV_FREE, "a"), 1);
   assert_int_equal(S.tasks.len, 0);
 }
 
@@ -198,15 +212,15 @@ static void test_diamond_releases_intermediates(void **state) {
   finish(w, "c");
   assert_int_equal(state_of("a"), TS_RELEASED); /* nobody needs its data */
   int n = take_msgs(w->conn, ms, 16);
-  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 1);
-  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "d"), 1);
+  assert_int_equal(count_op(ms, n, SEV_FREE, "a"), 1);
+  assert_int_equal(count_op(ms, n, SEV_COMPUTE, "d"), 1);
   check();
   finish(w, "d");
   assert_int_equal(state_of("b"), TS_RELEASED);
   assert_int_equal(state_of("d"), TS_MEMORY);
   n = take_msgs(c->conn, ms, 16);
-  assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "d"), 1);
-  assert_int_equal(count_op(ms, n, DT_OP_KEY_IN_MEMORY, "a"), 0); /* not wanted */
+  assert_int_equal(count_op(ms, n, SEV_IN_MEMORY, "d"), 1);
+  assert_int_equal(count_op(ms, n, SEV_IN_MEMORY, "a"), 0); /* not wanted */
   dt__sched_client_release(&S, c, "d", 1);
   assert_int_equal(S.tasks.len, 0);
 }
@@ -220,7 +234,7 @@ static void test_error_propagates_to_dependents(void **state) {
   dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "boom");
   assert_int_equal(state_of("b"), TS_ERRED);
   int n = take_msgs(c->conn, ms, 16);
-  assert_int_equal(count_op(ms, n, DT_OP_KEY_ERRED, "b"), 1);
+  assert_int_equal(count_op(ms, n, SEV_ERRED, "b"), 1);
   finish(w, "x"); /* the rest of the graph goes on */
   assert_int_equal(state_of("x"), TS_MEMORY);
   check();
@@ -238,7 +252,7 @@ static void test_retries(void **state) {
   take_msgs(w->conn, ms, 16);
   dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky");
   assert_int_equal(state_of("a"), TS_PROCESSING); /* sent again */
-  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_COMPUTE_TASK, "a"), 1);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), SEV_COMPUTE, "a"), 1);
   dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky again");
   assert_int_equal(state_of("a"), TS_ERRED); /* out of retries */
   dt__sched_client_release(&S, c, "a", 1);
@@ -322,15 +336,15 @@ static void test_two_clients_share_a_key(void **state) {
   submit(c2, (tdef[]){{"x"}}, 1, (const char *[]){"x"}, 1);
   assert_int_equal(S.tasks.len, 1);
   finish(w, "x");
-  assert_int_equal(count_op(ms, take_msgs(c1->conn, ms, 16), DT_OP_KEY_IN_MEMORY, "x"), 1);
-  assert_int_equal(count_op(ms, take_msgs(c2->conn, ms, 16), DT_OP_KEY_IN_MEMORY, "x"), 1);
+  assert_int_equal(count_op(ms, take_msgs(c1->conn, ms, 16), SEV_IN_MEMORY, "x"), 1);
+  assert_int_equal(count_op(ms, take_msgs(c2->conn, ms, 16), SEV_IN_MEMORY, "x"), 1);
   take_msgs(w->conn, ms, 16);
   dt__sched_client_release(&S, c1, "x", 1);
   assert_int_equal(state_of("x"), TS_MEMORY);
-  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, NULL), 0);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), SEV_FREE, NULL), 0);
   dt__sched_remove_client(&S, c2); /* leaving releases what it held */
   assert_int_equal(S.tasks.len, 0);
-  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "x"), 1);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), SEV_FREE, "x"), 1);
 }
 
 static void test_worker_loss_reschedules_and_recomputes(void **state) {
@@ -421,10 +435,10 @@ static void test_worker_reregisters_held_keys(void **state) {
   assert_int_equal(state_of("a"), TS_MEMORY);
   assert_int_equal(state_of("b"), TS_PROCESSING);
   int n = take_msgs(w2->conn, ms, 16);
-  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "zzz"), 1);
-  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "b"), 1);
-  assert_int_equal(count_op(ms, n, DT_OP_COMPUTE_TASK, "a"), 0); /* not recomputed */
-  assert_int_equal(count_op(ms, n, DT_OP_FREE_KEYS, "a"), 0);    /* and kept */
+  assert_int_equal(count_op(ms, n, SEV_FREE, "zzz"), 1);
+  assert_int_equal(count_op(ms, n, SEV_COMPUTE, "b"), 1);
+  assert_int_equal(count_op(ms, n, SEV_COMPUTE, "a"), 0); /* not recomputed */
+  assert_int_equal(count_op(ms, n, SEV_FREE, "a"), 0);    /* and kept */
 }
 
 static void test_dependency_cycles_fail_and_are_released(void **state) {
@@ -440,7 +454,7 @@ static void test_dependency_cycles_fail_and_are_released(void **state) {
   assert_int_equal(state_of("d"), TS_ERRED);
   s_task *d = dt__sched_get_task(&S, "d", 1);
   assert_true(RARE(d)->err_code == DT_EINVAL || RARE(d)->err_code == DT_ENOTFOUND);
-  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "d"), 1);
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), SEV_ERRED, "d"), 1);
   assert_int_not_equal(state_of("e"), TS_ERRED);
   /* a plain two-task cycle says so */
   submit(c, (tdef[]){{"x", {"y"}}, {"y", {"x"}}}, 2, (const char *[]){"x"}, 1);
@@ -470,7 +484,7 @@ static void test_missing_data_forgets_that_copy(void **state) {
   /* w2 could not fetch a from w1 (it died, say, and we do not know yet) */
   dt__sched_missing_data(&S, w2, "b", 1, "a", 1, "w1");
   check();
-  assert_int_equal(count_op(ms, take_msgs(w1->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(count_op(ms, take_msgs(w1->conn, ms, 16), SEV_FREE, "a"), 1);
   assert_int_equal(dt__sched_get_task(&S, "a", 1)->who_has.len, 0);
   assert_int_equal(state_of("a"), TS_PROCESSING); /* recomputed */
   assert_int_equal(state_of("b"), TS_WAITING);
@@ -489,7 +503,7 @@ static void test_unknown_dependency_errs(void **state) {
   assert_int_equal(state_of("b"), TS_ERRED);
   s_task *b = dt__sched_get_task(&S, "b", 1);
   assert_non_null(strstr(RARE(b)->err_msg, "'nope'"));
-  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_ERRED, "b"), 1);
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), SEV_ERRED, "b"), 1);
   dt__sched_client_release(&S, c, "b", 1);
   assert_int_equal(S.tasks.len, 0);
 }
@@ -528,10 +542,10 @@ static void test_cancel_releases(void **state) {
   take_msgs(w->conn, ms, 16);
   dt__sched_client_cancel(&S, c, "a", 1);
   assert_int_equal(S.tasks.len, 0);
-  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), DT_OP_KEY_CANCELLED, "a"), 1);
-  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), SEV_CANCELLED, "a"), 1);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), SEV_FREE, "a"), 1);
   finish(w, "a"); /* late result from the worker: it is told to drop it */
-  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), DT_OP_FREE_KEYS, "a"), 1);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), SEV_FREE, "a"), 1);
 }
 
 static void test_user_priority_jumps_the_queue(void **state) {
@@ -674,6 +688,135 @@ static void test_random_events_keep_invariants(void **state) {
   for (int i = 0; i < nw; i++) assert_int_equal(ws[i]->processing.len, 0);
 }
 
+static void test_transition_table(void **state) {
+  (void)state;
+  /* as documented in state.h */
+  assert_true(dt__task_transition_ok(TS_RELEASED, TS_WAITING));
+  assert_true(dt__task_transition_ok(TS_WAITING, TS_PROCESSING));
+  assert_true(dt__task_transition_ok(TS_NO_WORKER, TS_QUEUED));
+  assert_true(dt__task_transition_ok(TS_QUEUED, TS_PROCESSING));
+  assert_true(dt__task_transition_ok(TS_PROCESSING, TS_WAITING));
+  assert_true(dt__task_transition_ok(TS_PROCESSING, TS_MEMORY));
+  assert_true(dt__task_transition_ok(TS_MEMORY, TS_RELEASED));
+  assert_true(dt__task_transition_ok(TS_ERRED, TS_FORGOTTEN));
+  assert_false(dt__task_transition_ok(TS_RELEASED, TS_PROCESSING));
+  assert_false(dt__task_transition_ok(TS_NO_WORKER, TS_WAITING)); /* no faked states */
+  assert_false(dt__task_transition_ok(TS_MEMORY, TS_ERRED));
+  assert_false(dt__task_transition_ok(TS_MEMORY, TS_FORGOTTEN));
+  assert_false(dt__task_transition_ok(TS_ERRED, TS_WAITING));
+  assert_false(dt__task_transition_ok(TS_QUEUED, TS_QUEUED));
+  for (int st = 0; st < TS_COUNT; st++) assert_false(dt__task_transition_ok(TS_FORGOTTEN, st));
+  assert_false(dt__task_transition_ok(-1, TS_WAITING));
+  assert_false(dt__task_transition_ok(TS_WAITING, TS_COUNT));
+}
+
+/* an illegal transition aborts, naming the key and both states */
+static void test_illegal_transition_aborts(void **state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    s_task *t = dt__task_new(&S, "the-key", 7, "f", 1);
+    dt__task_transition(&S, t, TS_MEMORY); /* legal */
+    dt__task_transition(&S, t, TS_PROCESSING);
+    _exit(0);
+  }
+  close(fds[1]);
+  char out[512] = "";
+  ssize_t got, n = 0;
+  while (n < (ssize_t)sizeof(out) - 1 && (got = read(fds[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0) n += got;
+  close(fds[0]);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFSIGNALED(st));
+  assert_int_equal(WTERMSIG(st), SIGABRT);
+  assert_non_null(strstr(out, "'the-key': memory -> processing"));
+}
+
+/* the events carry what the server encodes */
+static void test_events_carry_the_details(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
+  submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
+  collect();
+  dt__sched_client_want_result(&S, c, "a", 1);
+  static const char result[] = "\x93\x01\x02\x03";
+  dt__sched_task_finished(&S, w, "a", 1, 42, 0.001, result, 4);
+  size_t n;
+  const s_event *ev = dt__sched_events(&S, &n);
+  assert_int_equal(n, 1);
+  assert_int_equal(ev[0].kind, SEV_IN_MEMORY);
+  assert_ptr_equal(ev[0].client, c);
+  assert_ptr_equal(ev[0].other, w); /* the holder */
+  assert_ptr_equal(ev[0].inline_, result);
+  assert_int_equal(ev[0].ilen, 4);
+  assert_int_equal(ev[0].task->nbytes, 42);
+  collect();
+  /* a key nobody knows */
+  dt__sched_client_want(&S, c, "nope", 4);
+  ev = dt__sched_events(&S, &n);
+  assert_int_equal(n, 1);
+  assert_int_equal(ev[0].kind, SEV_UNKNOWN);
+  assert_null(ev[0].task);
+  uint32_t kl, tl;
+  const char *k = dt__sched_event_key(&S, &ev[0], &kl);
+  assert_int_equal(kl, 4);
+  assert_memory_equal(k, "nope", 4);
+  collect();
+  /* retiring: the result only w holds goes to w2 (ACQUIRE) */
+  s_worker *w2 = add_worker("w2", 1);
+  assert_int_equal(dt__sched_retire_worker(&S, w), 1);
+  ev = dt__sched_events(&S, &n);
+  assert_int_equal(n, 1);
+  assert_int_equal(ev[0].kind, SEV_ACQUIRE);
+  assert_ptr_equal(ev[0].worker, w2);
+  assert_ptr_equal(ev[0].other, w);
+  collect();
+  dt__sched_unretire_worker(&S, w);
+  /* cancelling says why */
+  dt__sched_client_cancel(&S, c, "a", 1);
+  ev = dt__sched_events(&S, &n);
+  assert_true(n >= 1);
+  assert_int_equal(ev[0].kind, SEV_CANCELLED);
+  const char *why = dt__sched_event_text(&S, &ev[0], &tl);
+  assert_int_equal(tl, 9);
+  assert_memory_equal(why, "cancelled", 9);
+  /* the task is forgotten, but the events may still read it until drained */
+  assert_int_equal(S.tasks.len, 0);
+  assert_int_equal(ev[n - 1].kind, SEV_FREE);
+  k = dt__sched_event_key(&S, &ev[n - 1], &kl);
+  assert_memory_equal(k, "a", 1);
+  assert_int_equal(ev[n - 1].task->state, TS_FORGOTTEN);
+  collect();
+  assert_int_equal(S.dead_tasks.len, 0);
+}
+
+/* fetch failures have their own counter: the user's retries stay */
+static void test_fetch_failures_keep_retries(void **state) {
+  (void)state;
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
+  s_worker *w = add_worker("w1", 1);
+  submit(c, (tdef[]){{"a"}}, 1, (const char *[]){"a"}, 1);
+  finish(w, "a");
+  submit(c, (tdef[]){{"b", {"a"}, 2}}, 1, (const char *[]){"b"}, 1);
+  s_task *b = dt__sched_get_task(&S, "b", 1);
+  for (int i = 1; i <= 5; i++) {
+    assert_int_equal(b->state, TS_PROCESSING);
+    dt__sched_missing_data(&S, w, "b", 1, "a", 1, NULL); /* no holder named */
+    check();
+    assert_int_equal(b->retries, 2);
+    assert_int_equal(RARE(b)->fetch_failures, (uint32_t)i);
+  }
+  dt__sched_missing_data(&S, w, "b", 1, "a", 1, NULL); /* the 6th fails it */
+  assert_int_equal(b->state, TS_ERRED);
+  assert_int_equal(RARE(b)->err_code, DT_ELOST);
+  check();
+}
+
 static void test_every_message_type_has_a_row(void **state) {
   (void)state;
   for (int op = 1; op < DT_OP_COUNT; op++) {
@@ -706,6 +849,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_loose_restrictions_fall_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random_events_keep_invariants, setup, teardown),
       cmocka_unit_test(test_every_message_type_has_a_row),
+      cmocka_unit_test(test_transition_table),
+      cmocka_unit_test_setup_teardown(test_illegal_transition_aborts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_events_carry_the_details, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fetch_failures_keep_retries, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

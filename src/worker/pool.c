@@ -1,0 +1,128 @@
+/*
+ * pool.c -- the threads that run task functions.  The loop thread queues a
+ * task (dt__pool_submit) under one mutex; a pool thread runs it, puts it on
+ * the done list and wakes the loop with one uv_async_send, which coalesces:
+ * the loop takes the whole list at once and hands it back in completion
+ * order.  While a thread runs a task, its nanny slot holds the task's key,
+ * so that the nanny can tell the scheduler what was running if we die.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker_int.h"
+
+static struct {
+  pthread_t *threads;
+  int nthreads;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  w_task *q_head, *q_tail; /* queued, oldest first */
+  w_task *done_head;       /* finished, newest first */
+  bool stop;
+  char *slots; /* shared with the nanny: keys executing, per thread */
+  uv_async_t done_async;
+  void (*on_done)(w_task *list);
+} P;
+
+/* The nanny reads these slots after the worker died, to tell the scheduler
+ * which tasks were running: plain stores, no system call per task. */
+static void slot_set(int idx, const w_task *t) {
+  if (!P.slots) return;
+  char *sl = P.slots + (size_t)idx * DT__NANNY_SLOT;
+  uint32_t n = t ? t->klen : 0;
+  if (t) memcpy(sl + 4, t->key, n);
+  __atomic_store_n((uint32_t *)sl, n, __ATOMIC_RELEASE);
+}
+
+static void *pool_main(void *arg) {
+  int idx = (int)(intptr_t)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the loop thread */
+  pthread_mutex_lock(&P.lock);
+  for (;;) {
+    while (!P.q_head && !P.stop) pthread_cond_wait(&P.cond, &P.lock);
+    if (P.stop) break;
+    w_task *t = P.q_head;
+    P.q_head = t->next_done;
+    if (!P.q_head) P.q_tail = NULL;
+    pthread_mutex_unlock(&P.lock);
+
+    struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0};
+    uint64_t t0 = dt__now_ns();
+    slot_set(idx, t);
+    dt_value *res = t->fn(&ctx);
+    slot_set(idx, NULL);
+    t->dur_ns = dt__now_ns() - t0;
+    if (res && ctx.err) { /* failed but returned a value anyway: failure wins */
+      dt_value_free(res);
+      res = NULL;
+    }
+    if (!res && !ctx.err) {
+      ctx.err = dt__xstrdup("task function returned NULL without calling dt_task_fail()");
+      ctx.err_code = DT_ETASK;
+    }
+    t->result = res;
+    t->err = ctx.err;
+    t->err_code = ctx.err_code ? ctx.err_code : DT_ETASK;
+
+    pthread_mutex_lock(&P.lock);
+    t->next_done = P.done_head;
+    P.done_head = t;
+    pthread_mutex_unlock(&P.lock);
+    uv_async_send(&P.done_async);
+    pthread_mutex_lock(&P.lock);
+  }
+  pthread_mutex_unlock(&P.lock);
+  return NULL;
+}
+
+static void on_async(uv_async_t *h) {
+  (void)h;
+  pthread_mutex_lock(&P.lock);
+  w_task *list = P.done_head;
+  P.done_head = NULL;
+  pthread_mutex_unlock(&P.lock);
+  /* the list is newest first: reverse it to report in completion order */
+  w_task *rev = NULL;
+  while (list) {
+    w_task *n = list->next_done;
+    list->next_done = rev;
+    rev = list;
+    list = n;
+  }
+  P.on_done(rev);
+}
+
+void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(w_task *list)) {
+  P.nthreads = nthreads;
+  P.slots = slots;
+  P.on_done = on_done;
+  pthread_mutex_init(&P.lock, NULL);
+  pthread_cond_init(&P.cond, NULL);
+  uv_async_init(loop, &P.done_async, on_async);
+  P.threads = dt__xcalloc((size_t)nthreads, sizeof(pthread_t));
+  for (int i = 0; i < nthreads; i++) pthread_create(&P.threads[i], NULL, pool_main, (void *)(intptr_t)i);
+}
+
+void dt__pool_submit(w_task *t) {
+  pthread_mutex_lock(&P.lock);
+  t->next_done = NULL;
+  if (P.q_tail) P.q_tail->next_done = t;
+  else P.q_head = t;
+  P.q_tail = t;
+  pthread_cond_signal(&P.cond);
+  pthread_mutex_unlock(&P.lock);
+}
+
+void dt__pool_stop(void) {
+  pthread_mutex_lock(&P.lock);
+  P.stop = true;
+  pthread_cond_broadcast(&P.cond);
+  pthread_mutex_unlock(&P.lock);
+  for (int i = 0; i < P.nthreads; i++) pthread_join(P.threads[i], NULL);
+  free(P.threads);
+  P.threads = NULL;
+}

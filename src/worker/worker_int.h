@@ -1,0 +1,274 @@
+/*
+ * worker_int.h -- the worker's private types and the state each of its
+ * files owns.  One event-loop thread runs everything here except the task
+ * functions themselves, which run on the pool's threads (pool.c); nothing
+ * in this header is locked, and only pool.c touches a task from another
+ * thread.
+ *
+ * Flow of a task: COMPUTE_TASK arrives (link.c) -> FETCHING while the
+ * dependencies held elsewhere are fetched from peer workers (fetch.c:
+ * GET_DATA/DATA, never through the scheduler) -> READY (exec.c's priority
+ * heap) -> EXECUTING on a pool thread (pool.c) -> the result is stored
+ * (store.c) and TASK_FINISHED (or TASK_ERRED) goes to the scheduler
+ * (link.c).  Results stay until FREE_KEYS; fetched copies go as soon as no
+ * local task needs them.  Peers and clients read our results through
+ * serve.c.  main.c reads the options, starts the parts and stops them.
+ *
+ * Who owns what (each struct is defined in, and written by, its owner;
+ * the others only read the fields their comments name):
+ *   dt__worker  main.c   the process: loop, network, identity, stopping
+ *   dt__store   store.c  the results held, memory accounting, spilling
+ *   dt__exec    exec.c   the tasks given to us: waiting, ready, executing
+ *   dt__link    link.c   the connection to the scheduler
+ * pool.c, fetch.c and serve.c keep their state to themselves.
+ */
+#ifndef DT_WORKER_INT_H
+#define DT_WORKER_INT_H
+
+#include "../net/net.h"
+#include "../net/secure.h"
+#include "../task/task.h"
+#include "nanny.h"
+
+/* ---------------------------------------------------------------- types */
+
+typedef enum {
+  WT_FETCHING,  /* waiting for dependencies from peers */
+  WT_READY,     /* in the ready heap (or blocked on resources) */
+  WT_EXECUTING, /* on a pool thread */
+} w_task_state;
+
+/* a dependency of a task, as the scheduler named it */
+typedef struct w_dep {
+  char *key;
+  uint32_t klen;
+  char **addrs; /* the workers that hold it (who_has) */
+  uint32_t naddrs;
+} w_dep;
+
+typedef struct w_task {
+  char *key;
+  uint32_t klen;
+  char *func;
+  dt_payload spec;
+  w_dep *deps;
+  uint32_t ndeps;
+  uint32_t nmissing; /* dependencies still being fetched; UINT32_MAX: one failed */
+  int64_t priority;
+  uint64_t seq;
+  char **res_names;
+  double *res_amounts;
+  uint32_t nres;
+  w_task_state state;
+  bool cancelled; /* freed by the scheduler while executing */
+  size_t heap_idx;
+  /* execution: set by exec.c before the pool runs it, results by pool.c */
+  dt_task_fn fn;
+  dt_value *call; /* [args, kwargs] with futures replaced by data */
+  dt_value *result;
+  char *err;
+  int err_code;
+  uint64_t dur_ns;
+  struct w_task *next_done; /* pool.c's queue and done list */
+} w_task;
+
+/* a result held here (store.c) */
+typedef struct w_data_ {
+  char *key;
+  uint32_t klen;
+  dt_value *v;
+  uint64_t nbytes;
+  bool replica;   /* fetched for local tasks, not computed here */
+  uint32_t users; /* local tasks not yet run that need it */
+  bool spilled;   /* on disk (see store.c), v == NULL */
+  uint64_t spill_id;
+  struct w_data_ *lru_prev, *lru_next; /* in memory, least recently used first */
+} w_data;
+
+/* ---------------------------------------------------------------- main.c */
+
+typedef struct {
+  uv_loop_t loop;
+  dt_net net;
+  dt_sec sec;
+  char name[256];
+  char address[128];       /* where peers reach us; set by serve.c */
+  char boot_id[48];        /* this host's boot id: peers with the same one share memory */
+  int nthreads;
+  const char *listen_host; /* --listen-host (NULL: the scheduler link's interface) */
+  int listen_port;         /* --worker-port (0: any) */
+  bool stopping;           /* read by every file: no new work, no reconnecting */
+  int exit_code;
+  uv_signal_t sigint, sigterm;
+} w_worker;
+extern w_worker dt__worker;
+
+/* dt__worker_stop: leave with exit status code: says CLOSE to the scheduler
+ * if registered, closes every handle so that the loop ends.  Called again,
+ * it does nothing.  Loop thread. */
+void dt__worker_stop(int code);
+
+/* ---------------------------------------------------------------- pool.c */
+
+/* dt__pool_start: nthreads threads that run the tasks given to
+ * dt__pool_submit; slots: the nanny's shared slots (NULL: none).  Finished
+ * tasks are handed back on the loop thread, in completion order, as a list
+ * linked by next_done, to on_done. */
+void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(w_task *list));
+/* dt__pool_submit: queue t (fn and call set) for a pool thread.  Loop
+ * thread; the pool owns t until it comes back through on_done. */
+void dt__pool_submit(w_task *t);
+/* dt__pool_stop: stop the threads and join them (none may be running a
+ * task); frees the pool. */
+void dt__pool_stop(void);
+
+/* ---------------------------------------------------------------- store.c */
+
+typedef struct {
+  dt_smap data; /* key -> w_data; read by exec, fetch, serve, link */
+  /* memory (docs/memory.md): limit 0 = none; set by main.c */
+  uint64_t mem_limit;
+  double mem_target, mem_spill, mem_pause, mem_terminate;
+  /* accounting, sent in heartbeats (link.c) */
+  uint64_t nbytes;        /* result bytes in memory */
+  uint64_t peak_nbytes;   /* the most result bytes held in memory at once */
+  uint64_t spilled_bytes; /* on disk now */
+  uint64_t spilled_total; /* bytes written to disk, ever */
+  bool paused;            /* over the pause threshold: exec.c starts nothing */
+  /* private to store.c */
+  uint64_t spill_seq, rss;
+  char spill_dir[600];
+  w_data *lru_head, *lru_tail;
+  uv_timer_t memtimer;
+  void (*on_pause)(bool paused);
+} w_store;
+extern w_store dt__store;
+
+/* dt__store_get: the result held for key, or NULL (it may be spilled) */
+static inline w_data *dt__store_get(const char *key, uint32_t klen) {
+  return dt__smap_get(&dt__store.data, key, klen);
+}
+/* dt__store_init: the spill folder and the memory timer (when there is a
+ * limit); on_pause(paused) runs when pausing starts or ends. */
+void dt__store_init(uv_loop_t *loop, void (*on_pause)(bool paused));
+/* dt__store_put: hold v (consumed) under key, replacing what was there;
+ * returns its entry (spilled already if memory is short). */
+w_data *dt__store_put(const char *key, uint32_t klen, dt_value *v, bool replica);
+/* dt__store_del: forget d (and its spill file) */
+void dt__store_del(w_data *d);
+/* dt__store_unspill: make sure d->v is in memory (marks it used); 0 or
+ * DT_EIO if its spill file cannot be read (logged) */
+int dt__store_unspill(w_data *d);
+/* dt__store_check: Dask's memory thresholds (see store.c); with_rss reads
+ * the process's RSS too (never per task) */
+void dt__store_check(bool with_rss);
+/* dt__store_destroy: free every result, remove the spill files and folder */
+void dt__store_destroy(void);
+
+/* ---------------------------------------------------------------- exec.c */
+
+typedef struct {
+  dt_smap tasks;  /* key -> w_task: every task given to us; read by fetch, link */
+  dt_heap ready;  /* ready tasks, highest priority first; length read by link */
+  dt_vec blocked; /* ready tasks waiting for resources */
+  uint64_t seq;
+  int executing;  /* handed to the pool; read by link (heartbeat), main */
+  double avg_ns;  /* moving average of task durations */
+  /* the worker's resources (--resources); set by main.c */
+  char **res_names;
+  double *res_amounts, *res_used;
+  uint32_t nres;
+} w_exec;
+extern w_exec dt__exec;
+
+/* dt__exec_init: the task table and ready heap; call after main.c set the
+ * resources */
+void dt__exec_init(void);
+/* dt__exec_add: take t (built from COMPUTE_TASK; consumed): use the
+ * dependencies held here, fetch the others, run it when it has them all.
+ * key, klen: t's key in memory that outlives t (the message's): t may be
+ * gone on return, if a fetch failed at once */
+void dt__exec_add(w_task *t, const char *key, uint32_t klen);
+/* dt__exec_ready: t has all its dependencies: to the ready heap */
+void dt__exec_ready(w_task *t);
+/* dt__exec_start: hand ready tasks to the pool while it has room */
+void dt__exec_start(void);
+/* dt__exec_done: the pool's on_done: store results, tell the scheduler */
+void dt__exec_done(w_task *list);
+/* dt__exec_free_key: FREE_KEYS for a task: drop it, or cancel it if it runs */
+void dt__exec_free_key(const char *key, uint32_t klen);
+/* dt__exec_drop_queued: the scheduler is gone: drop every task not running */
+void dt__exec_drop_queued(void);
+/* dt__exec_release_deps: t no longer needs its dependencies' local copies */
+void dt__exec_release_deps(w_task *t);
+/* dt__exec_forget: remove t from the task table and free it */
+void dt__exec_forget(w_task *t);
+/* dt__exec_task_free: free t (not in the table, or about to leave it) */
+void dt__exec_task_free(w_task *t);
+/* dt__exec_destroy: free every task left (the pool has stopped) */
+void dt__exec_destroy(void);
+
+/* ---------------------------------------------------------------- fetch.c */
+
+/* dt__fetch_wait: t waits for dependency d: join its fetch, or make one
+ * (not sent yet: see dt__fetch_kick) */
+void dt__fetch_wait(const w_dep *d, w_task *t);
+/* dt__fetch_kick: send the fetch of key if it has not been sent yet; it
+ * may fail at once, and forget its waiting tasks */
+void dt__fetch_kick(const char *key, uint32_t klen);
+/* dt__fetch_acquire: ACQUIRE: get key from the worker at from (a retiring
+ * one) and keep it; ACQUIRED names source either way */
+void dt__fetch_acquire(const char *key, uint32_t klen, dt_sv from, uint64_t source);
+/* dt__fetch_forget_task: no fetch waits for t any longer */
+void dt__fetch_forget_task(w_task *t);
+/* dt__fetch_destroy: free the fetches and peers left (connections closed) */
+void dt__fetch_destroy(void);
+
+/* ---------------------------------------------------------------- serve.c */
+
+/* dt__serve_start: listen for peers on the interface the scheduler
+ * connection c uses (or --listen-host); sets dt__worker.address (and name,
+ * if none).  0, or an error (dt_last_error()). */
+int dt__serve_start(dt_conn *c);
+/* dt__serve_is_listener: whether h is the peer listener's handle */
+bool dt__serve_is_listener(const uv_handle_t *h);
+/* dt__serve_get_data: answer GET_DATA (from a peer, a client or the
+ * scheduler) on c with DATA */
+int dt__serve_get_data(dt_conn *c, const dt_msg *m);
+/* dt__peer_msg_read: decode a peer's message into m; 0, or DT_EPROTO
+ * (logged) */
+int dt__peer_msg_read(dt_conn *c, int op, uint32_t nf, dt_rd *r, dt_msg *m);
+
+/* ---------------------------------------------------------------- link.c */
+
+typedef struct {
+  dt_conn *sched;
+  bool registered;        /* WELCOME received on the current connection */
+  /* set by main.c */
+  char *sched_addr;
+  double death_timeout_s; /* give up after this long without a scheduler; 0 = never */
+  uint64_t nanny_token;   /* nonzero under a nanny */
+  /* private to link.c */
+  uv_timer_t heartbeat, reconnect;
+  double last_heard;      /* last message from the scheduler */
+  double sched_ttl_s;     /* the scheduler is lost after this much silence */
+  int heartbeat_ms;
+  int reconnects;         /* attempts since the connection was lost */
+  double lost_at;         /* when it was lost; 0 while connected */
+} w_link;
+extern w_link dt__link;
+
+/* dt__link_start: connect to the scheduler (and keep reconnecting) */
+void dt__link_start(uv_loop_t *loop);
+/* dt__link_heartbeat_now: send a heartbeat now, if registered */
+void dt__link_heartbeat_now(void);
+/* dt__link_close: say CLOSE (we leave on purpose) and close, if registered */
+void dt__link_close(void);
+/* messages to the scheduler; each says nothing while we are not registered
+ * (what it would say is said by registering again instead) */
+void dt__link_finished(const w_task *t, const dt_value *v, uint64_t nbytes);
+void dt__link_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg);
+void dt__link_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src);
+void dt__link_missing(const w_task *t, const char *dep, uint32_t dlen, const char *addr);
+
+#endif

@@ -42,9 +42,11 @@ static int run_role(const char *role, char *args) {
   return 2;
 }
 
-__attribute__((constructor)) static void dt__role_takeover(void) {
+/* glibc passes constructors argc, argv and envp */
+__attribute__((constructor)) static void dt__role_takeover(int argc, char **argv, char **envp) {
   const char *role = getenv("DTASK_ROLE");
   if (!role) return;
+  dt__run_program_constructors(argc, argv, envp); /* libdtask.so: the program's DT_TASKs */
   char *r = dt__xstrdup(role);
   const char *a = getenv("DTASK_ROLE_ARGS");
   char *args = dt__xstrdup(a ? a : "");

@@ -52,4 +52,10 @@ int dt__scheduler_spawn(const char *const *cmd, size_t ncmd, const char *const *
  * ("cannot write the auth file PATH: REASON"), with no file left. */
 int dt__secret_new(const char *path_template, char *path, size_t pathcap, char hex[65]);
 
+/* dt__run_program_constructors: from the role takeover in libdtask.so, runs
+ * the program's own constructors (DT_INIT, DT_INIT_ARRAY: its DT_TASK
+ * registrations), which would otherwise run only after the library's; does
+ * nothing when the library is linked into the program.  Main thread. */
+void dt__run_program_constructors(int argc, char **argv, char **envp);
+
 #endif

@@ -84,7 +84,7 @@ typedef struct {
 } tdef;
 
 static void submit(s_client *c, const tdef *defs, int n, const char *const *wanted, int nw) {
-  s_newtask *ts = calloc((size_t)n, sizeof(*ts));
+  s_newtask *ts = calloc(n > 0 ? (size_t)n : 1, sizeof(*ts));
   uint32_t *wl = calloc((size_t)nw + 1, sizeof(uint32_t));
   for (int i = 0; i < n; i++) {
     s_newtask *t = &ts[i];

@@ -8,7 +8,7 @@
 
 /* Each returns a process exit status; argv excludes the role name. */
 #include "../scheduler/scheduler.h"
-int dt__worker_main(int argc, char **argv);
+#include "../worker/worker.h"
 int dt__local_main(int argc, char **argv);
 
 int dt__jobqueue_main(int argc, char **argv, int system);

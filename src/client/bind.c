@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/alloc.h"
 #include "../proto/proto.h"
 #include "../task/task.h"
 
@@ -27,7 +28,7 @@ const char *dt__bind_future_key(const dt_value *v) {
 
 int dt__bind_task_fail(dt_task *t, const char *msg) {
   if (t->err) return 0; /* keep the first failure */
-  t->err = strdup(msg ? msg : "task failed");
+  t->err = dt__try_strdup(msg ? msg : "task failed");
   t->err_code = DT_ETASK;
   return t->err ? 0 : DT_ENOMEM;
 }

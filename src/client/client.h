@@ -1,8 +1,46 @@
 /*
- * client.h -- internals of the client library shared by client.c, future.c
- * and graph.c.  A client owns an I/O thread running a libuv loop; every
- * field below is protected by c->lock, which the I/O thread holds in all
- * its callbacks (see dt_net_lock) and user threads take in API calls.
+ * client.h -- internals of the client library, private to src/client/.
+ * A client owns an I/O thread running a libuv loop; every field below is
+ * protected by c->lock, which the I/O thread holds in all its callbacks
+ * (see dt_net_lock) and user threads take in API calls.
+ *
+ * The files, by job:
+ *   connection.c  dt_client_connect/close, the I/O thread and its loop,
+ *                 wake-ups, the lock, the scheduler connection's state
+ *   dispatch.c    the scheduler's messages: one handler each, in a table
+ *   submit.c      task definitions, keys, UPDATE_GRAPH, submit and map
+ *   fetch.c       results: worker connections, GET_DATA / DATA, refetch
+ *                 through WHO_HAS, WANT_RESULT, gather and result waits
+ *   info.c        requests with a reply: cluster info, workers, retire,
+ *                 scatter, wait_for_workers
+ *   future.c      futures: their table, references, done callbacks,
+ *                 dt_wait, dt_as_completed
+ *   graph.c       dt_graph (delayed-style graphs)
+ *   outbox.c      fallible room for what a user thread adds (see below)
+ *   progress.c    dt_progress
+ *
+ * Out of memory.  dtask.h promises DT_ENOMEM (NULL for pointers) on
+ * allocation failure, so every path a user thread runs in a public
+ * function allocates with the dt__try_* functions (proto/alloc.h), takes
+ * room in the vectors and maps it will add to before it changes anything
+ * (dt__client_vec_room, dt__client_map_room), and reserves the whole
+ * message in the connection's write buffer before it writes a byte of it
+ * (dt__client_begin): a failure returns DT_ENOMEM with a message, with
+ * everything taken released, and never leaves half a message to be sent.
+ * Void functions (dt_future_release, dt_client_close) degrade instead:
+ * without memory, a RELEASE_KEYS is not sent (logged; the scheduler drops
+ * the key when the client goes) and an error message is left out.
+ *   What still aborts (dt__xmalloc) is the I/O thread's own work: libuv
+ * callbacks (connecting, HELLO_CLIENT, the scheduler's messages in
+ * dispatch.c, GET_DATA and DATA in fetch.c, refetches, CLOSE).  No API call
+ * is there to report a failure to, and a half-handled message would leave
+ * futures that never finish; the daemons (scheduler, worker) abort on OOM
+ * for the same reason.  Code outside src/client/ that a user thread calls
+ * and that still aborts: dt__resources_parse (common/parse.c); in
+ * dt__payload_encode (proto/payload.c) the dependency list and the growth
+ * of the thread's scratch buffer; the sealed-batch array of dt__conn_out
+ * (net/conn_write.c); and dt__smap_put's growth, should map.c's load factor
+ * change under dt__client_map_room (outbox.c), which mirrors it.
  */
 #ifndef DT_CLIENT_INTERNAL_H
 #define DT_CLIENT_INTERNAL_H
@@ -42,7 +80,7 @@ struct dt_future {
   bool fetching;
   int refetches;          /* times the scheduler was asked again (bounded) */
   int err_code;
-  char *err_msg;
+  char *err_msg;          /* may be NULL even when failed (out of memory) */
   cb_entry *cbs;
 };
 
@@ -50,8 +88,27 @@ typedef struct wconn {
   struct dt_client *client;
   char *addr;
   dt_conn *conn;
-  dt_vec reqs; /* struct fetch_req* */
+  dt_vec reqs; /* struct fetch_req* (fetch.c) */
 } wconn;
+
+/* a pending INFO_REQUEST (info.c; answered in dispatch.c) */
+typedef struct {
+  uint64_t req;
+  bool done;
+  bool nomem;               /* the workers' rows did not fit in memory */
+  dt_cluster_info info;
+  bool detail;              /* the workers' rows too */
+  dt_worker_info *workers;
+  size_t nworkers;
+} info_req;
+
+/* a pending SCATTER or RETIRE_WORKERS */
+typedef struct {
+  uint64_t req;
+  bool done;
+  char *error;
+  uint64_t count; /* RETIRE_DONE: workers retired */
+} scatter_req;
 
 struct dt_client {
   pthread_mutex_t lock;
@@ -82,16 +139,37 @@ struct dt_client {
   uint64_t id;
 };
 
+/* ---- connection.c */
 /* dt__client_unlock: wakes waiters if anything changed (wake_waiters), then
  * unlocks and runs queued done callbacks.  Every unlock after a change that
  * a waiter may wait for must go through it. */
 void dt__client_unlock(dt_client *c);
-/* dt__future_get: the future for key (refs+1), created PENDING if new. */
+void dt__client_wake(dt_client *c); /* the I/O thread looks at fetchq / stop */
+/* dt__client_wait_until: waits on c->cond (locked) until woken or the
+ * deadline (NULL: none); false when the deadline passed. */
+bool dt__client_wait_until(dt_client *c, const struct timespec *deadline);
+int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
+
+/* ---- dispatch.c: a message from the scheduler (I/O thread, locked) */
+int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);
+
+/* ---- future.c (locked) */
+/* dt__future_get: the future for key (refs+1), created PENDING if new
+ * (*created, may be NULL); NULL when out of memory (no message set). */
 dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *created);
+/* dt__futures_undo: drops the holds dt__future_get gave fs[0..n), last
+ * first, without telling the scheduler: futures made by those calls go
+ * away as if never made.  For a call that fails before it sent anything. */
+void dt__futures_undo(dt_future **fs, size_t n);
+/* dt__future_unref_locked: drops one reference; the last one releases the
+ * key at the scheduler (RELEASE_KEYS) and frees f. */
 void dt__future_unref_locked(dt_future *f);
 void dt__future_finish(dt_future *f, dt_future_status st); /* queues cbs */
-void dt__client_wake(dt_client *c);
-/* dt__client_send_graph: encodes tasks into one UPDATE_GRAPH (locked). */
+/* dt__future_set_error: f's error is code with a copy of msg (left without
+ * a message when out of memory). */
+void dt__future_set_error(dt_future *f, int code, const char *msg);
+
+/* ---- submit.c */
 typedef struct {
   char *key;
   char *func;
@@ -102,11 +180,61 @@ typedef struct {
   double *res_amounts;
   uint32_t nres;
 } dt__taskdef;
+/* dt__taskdef_make: a task definition for func(*args, **kwargs) (args and
+ * kwargs consumed on every path); c (may be NULL) checks the futures in the
+ * arguments.  0, or an error with message and nothing to clear. */
 int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
                      const dt_submit_opts *opts, dt__taskdef *out);
 void dt__taskdef_clear(dt__taskdef *t);
-void dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
-                           size_t nwanted);
-int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
+/* dt__client_send_graph: encodes tasks into one UPDATE_GRAPH (locked, with
+ * c->sched usable); 0, or DT_ENOMEM with message and nothing written. */
+int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
+                          size_t nwanted);
+/* dt__client_hash: two 64-bit FNV-style hashes of n bytes, for keys */
+void dt__client_hash(uint64_t *h1, uint64_t *h2, const void *p, size_t n);
+
+/* ---- fetch.c (locked) */
+extern const dt_conn_cbs dt__client_worker_cbs; /* a worker connection's */
+/* dt__client_process_fetchq: GET_DATA for every queued future (I/O thread) */
+void dt__client_process_fetchq(dt_client *c);
+/* dt__client_want_fetch: queues a fetch of f's value if it is in memory and
+ * not being fetched (takes a hold on f); 0 or DT_ENOMEM (no message). */
+int dt__client_want_fetch(dt_client *c, dt_future *f);
+/* dt__future_result_locked: waits for f's value; *out a new reference */
+int dt__future_result_locked(dt_client *c, dt_future *f, int timeout_ms, dt_value **out);
+
+/* ---- outbox.c: room taken before anything changes (user threads) */
+/* dt__client_vec_room / dt__client_map_room: room for extra more entries,
+ * so that the next extra dt__vec_push / dt__smap_put (of new keys) do not
+ * allocate; 0 or DT_ENOMEM (no message). */
+int dt__client_vec_room(dt_vec *a, size_t extra);
+int dt__client_map_room(dt_smap *m, size_t extra);
+
+/* Upper bounds of the bytes dt__wb_* reserves per item written (wire.c);
+ * a message's bound is the sum over its items, header excluded. */
+#define DT__WB_NUM 9u     /* uint, int, double */
+#define DT__WB_LIST 5u    /* list, map or record header */
+#define DT__WB_BOOL 1u    /* bool, nil */
+#define DT__WB_STR(n) (5u + (size_t)(n))
+#define DT__WB_PAYLOAD(p) (5u + (p)->len + 2 * DT__WB_NUM)
+
+/* One message being written, with its room reserved. */
+typedef struct {
+  dt_enc e;
+  size_t cap;    /* the buffer's capacity after the reservation */
+  uint32_t fcap;
+} dt__msg_out;
+/* dt__client_begin: reserves bytes (+ the header) and nframes frames in
+ * conn's write buffer and begins message op in o->e; 0, or DT_ENOMEM (no
+ * message set) with nothing written. */
+int dt__client_begin(dt__msg_out *o, dt_conn *conn, int op, size_t bytes, uint32_t nframes);
+/* dt__client_end: ends the message (asserts, in debug builds, that it fit
+ * in the room reserved: a wrong bound shows in tests, and at worst falls
+ * back to dt__wbuf_reserve's growth, never to a cut message). */
+void dt__client_end(dt__msg_out *o);
+/* dt__client_send_key: a message whose one field is a list of one key
+ * (RELEASE_KEYS, CANCEL_KEYS, WHO_HAS) to the scheduler (locked, c->sched
+ * set); 0 or DT_ENOMEM (no message set) with nothing written. */
+int dt__client_send_key(dt_client *c, int op, const char *key, uint32_t klen);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * future.c -- future handles: reference counting, status, result, cancel,
- * done callbacks, dt_wait and dt_as_completed.
+ * future.c -- futures: the client's table of them (one per key), reference
+ * counting, status, result, cancel, done callbacks, dt_wait and
+ * dt_as_completed.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -9,8 +10,98 @@
 #include <time.h>
 
 #include "client.h"
+#include "../proto/alloc.h"
 
-int dt__future_result_locked(dt_client *c, dt_future *f, int timeout_ms, dt_value **out);
+/* ---------------------------------------------------------------- the table (locked) */
+
+dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *created) {
+  dt_future *f = dt__smap_get(&c->futs, key, klen);
+  if (created) *created = f == NULL;
+  if (f) {
+    f->refs++;
+    return f;
+  }
+  f = dt__try_calloc(1, sizeof(*f));
+  if (!f || !(f->key = dt__try_strndup(key, klen)) || dt__client_map_room(&c->futs, 1)) {
+    if (f) free(f->key);
+    free(f);
+    return NULL;
+  }
+  atomic_store_explicit(&f->hdr.release, dt_future_release, memory_order_relaxed);
+  f->klen = klen;
+  f->refs = 1;
+  f->client = c;
+  f->in_map = true;
+  f->status = DT_PENDING;
+  dt__smap_put(&c->futs, f->key, klen, f);
+  return f;
+}
+
+static void future_free(dt_future *f) {
+  free(f->key);
+  free(f->worker);
+  free(f->err_msg);
+  dt_value_free(f->value);
+  while (f->cbs) {
+    cb_entry *n = f->cbs->next;
+    free(f->cbs);
+    f->cbs = n;
+  }
+  free(f);
+}
+
+void dt__futures_undo(dt_future **fs, size_t n) {
+  /* a future in the table is held; one that drops to no hold here was
+   * made by the calls undone */
+  while (n--) {
+    dt_future *f = fs[n];
+    if (--f->refs > 0) continue;
+    if (f->in_map && f->client) dt__smap_del(&f->client->futs, f->key, f->klen);
+    future_free(f);
+  }
+}
+
+void dt__future_unref_locked(dt_future *f) {
+  if (--f->refs > 0) return;
+  dt_client *c = f->client;
+  if (c && f->in_map) {
+    dt__smap_del(&c->futs, f->key, f->klen);
+    if (c->sched && (c->state == CS_READY)) {
+      if (dt__client_send_key(c, DT_OP_RELEASE_KEYS, f->key, f->klen) == 0)
+        dt__client_wake(c);
+      else /* kept at the scheduler until the client goes */
+        DT_WARN("out of memory: key '%s' not released at the scheduler", f->key);
+    }
+  }
+  future_free(f);
+}
+
+void dt__future_finish(dt_future *f, dt_future_status st) {
+  if (f->status != DT_PENDING && !(f->status == DT_FINISHED && st != DT_FINISHED)) return;
+  f->status = st;
+  dt_client *c = f->client;
+  while (f->cbs) {
+    cb_entry *e = f->cbs;
+    f->cbs = e->next;
+    e->next = NULL;
+    e->f = f;
+    f->refs++;
+    if (c) {
+      if (c->cbq_tail) c->cbq_tail->next = e;
+      else c->cbq_head = e;
+      c->cbq_tail = e;
+    }
+  }
+  if (c) c->wake_waiters = true;
+}
+
+void dt__future_set_error(dt_future *f, int code, const char *msg) {
+  free(f->err_msg);
+  f->err_msg = dt__try_strdup(msg);
+  f->err_code = code;
+}
+
+/* ---------------------------------------------------------------- handles */
 
 dt_future *dt_future_ref(dt_future *f) {
   if (!f) return NULL;
@@ -80,42 +171,54 @@ int dt_future_cancel(dt_future *f) {
   pthread_mutex_lock(&c->lock);
   int rc = dt__client_usable(c);
   if (rc == 0 && f->in_map) {
-    dt_enc e;
-    dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_CANCEL_KEYS);
-    dt__e_list(&e, 1);
-    dt__e_str(&e, f->key, f->klen);
-    dt__e_end(&e);
-    dt__client_wake(c);
-    /* the key is no longer this client's: a new submit makes a new future */
-    dt__smap_del(&c->futs, f->key, f->klen);
-    f->in_map = false;
-    if (f->status == DT_PENDING) {
-      free(f->err_msg);
-      size_t n = f->klen + 64;
-      f->err_msg = dt__xmalloc(n);
-      snprintf(f->err_msg, n, "future '%s' was cancelled", f->key);
-      f->err_code = DT_ECANCELLED;
-      dt__future_finish(f, DT_CANCELLED);
+    size_t n = f->klen + 64;
+    char *msg = f->status == DT_PENDING ? dt__try_malloc(n) : NULL;
+    if ((f->status == DT_PENDING && !msg) ||
+        dt__client_send_key(c, DT_OP_CANCEL_KEYS, f->key, f->klen) != 0) {
+      free(msg);
+      rc = dt__err(DT_ENOMEM, "dt_future_cancel: out of memory");
+    } else {
+      dt__client_wake(c);
+      /* the key is no longer this client's: a new submit makes a new future */
+      dt__smap_del(&c->futs, f->key, f->klen);
+      f->in_map = false;
+      if (f->status == DT_PENDING) {
+        free(f->err_msg);
+        snprintf(msg, n, "future '%s' was cancelled", f->key);
+        f->err_msg = msg;
+        f->err_code = DT_ECANCELLED;
+        dt__future_finish(f, DT_CANCELLED);
+      }
     }
   }
   dt__client_unlock(c);
   return rc;
 }
 
-int dt_future_add_done_callback(dt_future *f, dt_future_cb cb, void *arg) {
-  if (!f || !cb) return dt__err(DT_EINVAL, "dt_future_add_done_callback: NULL argument");
+/* add_cb: e (cb and arg set) waits on f, or runs now and is freed if f is
+ * done; it cannot fail */
+static void add_cb(dt_future *f, cb_entry *e) {
   dt_client *c = f->client;
   if (c) pthread_mutex_lock(&c->lock);
   bool done = f->status != DT_PENDING;
   if (!done) {
-    cb_entry *e = dt__xcalloc(1, sizeof(*e));
-    e->cb = cb;
-    e->arg = arg;
     e->next = f->cbs;
     f->cbs = e;
   }
   if (c) pthread_mutex_unlock(&c->lock);
-  if (done) cb(f, arg);
+  if (done) {
+    e->cb(f, e->arg);
+    free(e);
+  }
+}
+
+int dt_future_add_done_callback(dt_future *f, dt_future_cb cb, void *arg) {
+  if (!f || !cb) return dt__err(DT_EINVAL, "dt_future_add_done_callback: NULL argument");
+  cb_entry *e = dt__try_calloc(1, sizeof(*e));
+  if (!e) return dt__err(DT_ENOMEM, "dt_future_add_done_callback: out of memory");
+  e->cb = cb;
+  e->arg = arg;
+  add_cb(f, e);
   return 0;
 }
 
@@ -125,6 +228,7 @@ dt_value *dt_future_value(dt_future *f) {
    * when f was made), never calling client code by name */
   dt_value *v = dt__future_ref_value(f->key, f);
   if (v) dt_future_ref(f);
+  else dt__err(DT_ENOMEM, "dt_future_value: out of memory");
   return v;
 }
 
@@ -205,17 +309,41 @@ static void ac_cb(dt_future *f, void *arg) {
 }
 
 dt_as_completed *dt_as_completed_new(dt_future *const *fs, size_t n) {
-  dt_as_completed *ac = dt__xcalloc(1, sizeof(*ac));
+  /* everything is allocated before the first callback is registered, so
+   * that out of memory leaves no callback behind */
+  dt_as_completed *ac = dt__try_calloc(1, sizeof(*ac));
+  cb_entry **es = dt__try_calloc(n ? n : 1, sizeof(*es));
+  if (ac) ac->done = dt__try_calloc(n ? n : 1, sizeof(*ac->done));
+  bool ok = ac && es && ac->done;
+  for (size_t i = 0; ok && i < n; i++) ok = (es[i] = dt__try_calloc(1, sizeof(*es[i]))) != NULL;
+  if (!ok) {
+    for (size_t i = 0; es && i < n; i++) free(es[i]);
+    free(es);
+    if (ac) free(ac->done);
+    free(ac);
+    dt__err(DT_ENOMEM, "dt_as_completed_new: out of memory");
+    return NULL;
+  }
   pthread_mutex_init(&ac->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&ac->cond, &ca);
   pthread_condattr_destroy(&ca);
-  ac->done = dt__xcalloc(n ? n : 1, sizeof(*ac->done));
   ac->total = n;
   ac->refs = 1 + (int)n;
-  for (size_t i = 0; i < n; i++) dt_future_add_done_callback(fs[i], ac_cb, ac);
+  for (size_t i = 0; i < n; i++) {
+    if (!fs[i]) { /* nothing to wait for */
+      free(es[i]);
+      ac->total--;
+      ac->refs--;
+      continue;
+    }
+    es[i]->cb = ac_cb;
+    es[i]->arg = ac;
+    add_cb(fs[i], es[i]);
+  }
+  free(es);
   return ac;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "../proto/alloc.h"
 
 typedef struct {
   char name[64];
@@ -45,7 +46,7 @@ int dt_progress(dt_client *c, dt_future *const *fs, size_t n, int timeout_ms) {
   group gs[MAXG];
   size_t ng = 0;
   memset(gs, 0, sizeof(gs));
-  size_t *gi = calloc(n ? n : 1, sizeof(size_t));
+  size_t *gi = dt__try_calloc(n ? n : 1, sizeof(size_t));
   if (!gi) return dt__err(DT_ENOMEM, "dt_progress: out of memory");
   for (size_t i = 0; i < n; i++) {
     if (!fs[i]) {

@@ -2,14 +2,18 @@
  * alloc.c -- allocation that reports out-of-memory instead of aborting,
  * with a fault-injection hook for tests (see alloc.h).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 
-bool (*dt__alloc_fail_hook)(size_t n);
+_Atomic(dt__alloc_hook_fn) dt__alloc_fail_hook;
 
-static bool fail(size_t n) { return dt__alloc_fail_hook && dt__alloc_fail_hook(n); }
+static bool fail(size_t n) {
+  dt__alloc_hook_fn h = atomic_load_explicit(&dt__alloc_fail_hook, memory_order_acquire);
+  return h && h(n);
+}
 
 void *dt__try_malloc(size_t n) { return fail(n) ? NULL : malloc(n); }
 
@@ -24,5 +28,14 @@ char *dt__try_strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *d = dt__try_malloc(n);
   if (d) memcpy(d, s, n);
+  return d;
+}
+
+char *dt__try_strndup(const char *s, size_t n) {
+  char *d = n < (size_t)-1 ? dt__try_malloc(n + 1) : NULL;
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
   return d;
 }

@@ -7,6 +7,7 @@
 
 #include <msgpuck.h>
 
+#include "alloc.h"
 #include "proto.h"
 
 /* ---------------------------------------------------------------- writing */
@@ -28,6 +29,27 @@ char *dt__wbuf_reserve(dt_wbuf *w, size_t n) {
     w->cap = ncap;
   }
   return w->buf + w->len;
+}
+
+int dt__wbuf_try_reserve(dt_wbuf *w, size_t n, uint32_t nframes) {
+  if (n > ((size_t)-1 >> 2) - w->len || nframes > (UINT32_MAX >> 2) - w->nframes) return DT_ENOMEM;
+  if (w->len + n > w->cap) { /* grown as dt__wbuf_reserve grows it */
+    size_t ncap = w->cap ? w->cap : 256;
+    while (ncap < w->len + n) ncap *= 2;
+    char *b = dt__try_realloc(w->buf, ncap);
+    if (!b) return DT_ENOMEM;
+    w->buf = b;
+    w->cap = ncap;
+  }
+  if (w->nframes + nframes > w->fcap) { /* as dt__wb_payload grows it */
+    uint32_t ncap = w->fcap ? w->fcap : 4;
+    while (ncap < w->nframes + nframes) ncap *= 2;
+    dt_frame *f = dt__try_realloc(w->frames, ncap * sizeof(*f));
+    if (!f) return DT_ENOMEM;
+    w->frames = f;
+    w->fcap = ncap;
+  }
+  return 0;
 }
 
 #define PUT(expr, maxn)                                                        \

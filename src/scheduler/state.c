@@ -276,22 +276,30 @@ void dt__task_erred(sched *s, s_task *t0, int code, const char *origin, const ch
 
 /* ---------------------------------------------------------------- wanting */
 
+/* first erred dependency of t, or NULL */
+static s_task *erred_dep(const s_task *t) {
+  for (uint32_t i = 0; i < t->ndeps; i++)
+    if (t->deps[i]->state == TS_ERRED) return t->deps[i];
+  return NULL;
+}
+
+/* Wanting runs in three passes, because failing a task may release (and
+ * free) others that an interleaved walk still holds: (1) walk what t0
+ * lacks, moving it to WAITING and counting what each task waits for;
+ * (2) place the tasks that wait for nothing (placing frees nothing);
+ * (3) fail, by key, the tasks with a failed dependency. */
 void dt__task_want(sched *s, s_task *t0) {
-  dt_vec stack = {0};
+  dt_vec stack = {0}, all = {0}, failed = {0};
   dt__task_transition(s, t0, TS_WAITING);
   dt__vec_push(&stack, t0);
   while (stack.len) {
     s_task *t = stack.v[--stack.len];
+    dt__vec_push(&all, t);
     t->nwaiting = 0;
-    s_task *failed = NULL;
     for (uint32_t i = 0; i < t->ndeps; i++) {
       s_task *d = t->deps[i];
       if (!t->holds_deps) d->waiters++;
-      if (d->state == TS_MEMORY) continue;
-      if (d->state == TS_ERRED) {
-        failed = d;
-        continue;
-      }
+      if (d->state == TS_MEMORY || d->state == TS_ERRED) continue;
       t->nwaiting++;
       if (d->state == TS_RELEASED) {
         dt__task_transition(s, d, TS_WAITING);
@@ -299,17 +307,28 @@ void dt__task_want(sched *s, s_task *t0) {
       }
     }
     t->holds_deps = true;
-    if (failed) {
-      char msg[512];
-      snprintf(msg, sizeof(msg), "%s", RARE(failed)->err_msg ? RARE(failed)->err_msg : "dependency failed");
-      dt__task_erred(s, t, RARE(failed)->err_code,
-                     RARE(failed)->err_key ? RARE(failed)->err_key : failed->key,
-                     RARE(failed)->err_func, RARE(failed)->err_worker, msg);
-    } else if (t->nwaiting == 0) {
-      dt__place_ready(s, t);
-    }
   }
   dt__vec_free(&stack);
+  for (size_t i = 0; i < all.len; i++) {
+    s_task *t = all.v[i];
+    if (t->state != TS_WAITING) continue;
+    if (erred_dep(t)) dt__vec_push(&failed, dt__xstrdup(t->key));
+    else if (t->nwaiting == 0) dt__place_ready(s, t);
+  }
+  dt__vec_free(&all);
+  for (size_t i = 0; i < failed.len; i++) {
+    char *key = failed.v[i];
+    s_task *t = dt__sched_get_task(s, key, (uint32_t)strlen(key));
+    s_task *f = t && t->state == TS_WAITING ? erred_dep(t) : NULL;
+    if (f) {
+      char msg[512];
+      snprintf(msg, sizeof(msg), "%s", RARE(f)->err_msg ? RARE(f)->err_msg : "dependency failed");
+      dt__task_erred(s, t, RARE(f)->err_code, RARE(f)->err_key ? RARE(f)->err_key : f->key,
+                     RARE(f)->err_func, RARE(f)->err_worker, msg);
+    }
+    free(key);
+  }
+  dt__vec_free(&failed);
 }
 
 void dt__task_unrun(sched *s, s_task *t) {

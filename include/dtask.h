@@ -297,6 +297,9 @@ typedef struct {
   uint64_t rss;       /* its process's resident memory */
   uint64_t memory;    /* bytes of results in its memory (not spilled) */
   uint64_t peak_memory; /* the most it ever held in memory at once */
+  uint64_t memory_limit; /* its memory limit in bytes, 0: none */
+  char resources[256];   /* its abstract resources, "GPU=2,MEM=1e+09" ("" none) */
+  double cpu;            /* its CPU use, percent of one core */
 } dt_worker_info;
 /* dt_client_workers: the workers connected now.  *out is malloc'd (free
  * it), *n its length. */

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import collections.abc
 import concurrent.futures
 import hashlib
 import os
@@ -123,8 +124,11 @@ class Future:
             return exc
 
     def traceback(self, timeout=None):
+        """The remote traceback of a failed future, as a traceback object
+        (``traceback.format_tb(future.traceback())``, as in Dask); None if
+        it succeeded or its frames could not be carried back."""
         exc = self.exception(timeout)
-        return exc.__notes__ if exc is not None and hasattr(exc, "__notes__") else None
+        return exc.__traceback__ if exc is not None else None
 
     def cancel(self):
         self._cf.cancel()
@@ -350,8 +354,13 @@ class Client:
             cfs = self._c.scatter(items, workers=ws, broadcast=bool(broadcast))
             out = [Future(cf, self) for cf in cfs]
             return type(data)(out) if not isinstance(data, list) else out
-        (cf,) = self._c.scatter([data], workers=ws, broadcast=bool(broadcast))
-        return Future(cf, self)
+        if not isinstance(data, (range, collections.abc.Iterator)):
+            (cf,) = self._c.scatter([data], workers=ws, broadcast=bool(broadcast))
+            return Future(cf, self)
+        # a range or an iterator (a generator, map(...)): a list, as in Dask
+        items = list(data)
+        cfs = self._c.scatter(items, workers=ws, broadcast=bool(broadcast))
+        return [Future(cf, self) for cf in cfs]
 
     def cancel(self, futures, force=False):
         flat = []
@@ -384,14 +393,54 @@ class Client:
         except DtaskError as e:
             raise _translate(e) from None
 
-    def scheduler_info(self):
+    def scheduler_info(self, n_workers=-1, **kwargs):
+        """Dask's shape: the scheduler's type, id, address, services,
+        n_workers, total_threads, total_memory, and ``workers``: {address:
+        {type, id, host, resources, local_directory, name, nthreads,
+        memory_limit, last_seen, services, metrics, status, nanny}} for the
+        first n_workers workers (-1: all).  dtask adds the scheduler's task
+        counts (``n_tasks``, ``processing``, ``memory``...) at the top."""
+        import time
+
         info = self._c.cluster_info()
-        info["workers"] = {w["address"]: w for w in self._c.workers()}
-        info["address"] = self.address
-        return info
+        rows = self._c.workers()
+        now = time.time()
+        workers = {}
+        for w in rows if n_workers is None or n_workers < 0 else rows[:n_workers]:
+            addr = _tcp(w["address"])
+            res = {}
+            for item in filter(None, w["resources"].split(",")):
+                k, _, v = item.partition("=")
+                res[k] = float(v)
+            workers[addr] = {
+                "type": "Worker", "id": w["name"], "host": addr[6:].rsplit(":", 1)[0].strip("[]"),
+                "resources": res, "local_directory": None, "name": w["name"],
+                "nthreads": w["nthreads"], "memory_limit": w["memory_limit"],
+                "last_seen": now - w["last_seen"], "services": {},
+                "metrics": {
+                    "executing": w["processing"], "in_memory": w["n_keys"],
+                    "managed_bytes": w["memory"],
+                    "spilled_bytes": {"memory": w["memory"], "disk": w["spilled"]},
+                    "cpu": w["cpu"], "memory": w["rss"], "time": now,
+                    "task_counts": {}, "num_fds": None,
+                },
+                "status": "paused" if w["paused"] else "running",
+                "nanny": None, "pid": w["pid"],
+            }
+        dash = self.cluster.dashboard_link if self.cluster is not None else None
+        out = {
+            "type": "Scheduler", "id": f"Scheduler-{self.address}", "address": _tcp(self.address),
+            "services": {"dashboard": int(dash.rsplit(":", 1)[1].split("/")[0])} if dash else {},
+            "started": None, "n_workers": info["n_workers"],
+            "total_threads": sum(w["nthreads"] for w in rows),
+            "total_memory": sum(w["memory_limit"] for w in rows),
+            "workers": workers,
+        }
+        out.update({k: v for k, v in info.items() if k not in out})
+        return out
 
     def nthreads(self):
-        return {w["address"]: w["nthreads"] for w in self._c.workers()}
+        return {_tcp(w["address"]): w["nthreads"] for w in self._c.workers()}
 
     ncores = nthreads
 
@@ -402,8 +451,9 @@ class Client:
         info = self._c.workers()
         if workers is not None:
             want = set(_workers(workers))
-            info = [w for w in info if w["name"] in want or w["address"] in want]
-        futs = {w["address"]: self.submit(function, *args, workers=[w["name"]], pure=False,
+            info = [w for w in info
+                    if w["name"] in want or w["address"] in want or _tcp(w["address"]) in want]
+        futs = {_tcp(w["address"]): self.submit(function, *args, workers=[w["name"]], pure=False,
                                           **kwargs) for w in info}
         return self.gather(futs)
 
@@ -464,6 +514,13 @@ def _close_clients():
         except Exception:
             pass
     _core._exiting()
+
+
+def _tcp(address):
+    """A worker's or the scheduler's address as Dask spells it (tcp://host:port)."""
+    if address is None or "://" in address or not isinstance(address, str):
+        return address
+    return "tcp://" + address
 
 
 def _workers(w):

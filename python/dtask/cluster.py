@@ -8,6 +8,15 @@ import sys
 from . import _core
 
 
+def _config(key):
+    """dask.config's value for key (None without dask)."""
+    try:
+        import dask.config
+    except ImportError:
+        return None
+    return dask.config.get(key, None)
+
+
 def _parse_port(dashboard_address):
     if dashboard_address is None:
         return 0, True
@@ -52,6 +61,8 @@ class LocalCluster:
         # the workers find the modules this interpreter imports (as
         # multiprocessing's spawn passes sys.path to its children)
         os.environ["DTASK_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
+        if resources is None:  # Dask's config, as a Dask worker reads it
+            resources = _config("distributed.worker.resources") or None
         if isinstance(resources, dict):
             resources = ",".join(f"{k}={v}" for k, v in resources.items())
         ml = None if memory_limit in (None, "auto") else str(memory_limit)

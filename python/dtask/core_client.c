@@ -371,12 +371,15 @@ static PyObject *client_workers(ClientObject *self, PyObject *args) {
   PyObject *l = PyList_New((Py_ssize_t)n);
   for (size_t i = 0; l && i < n; i++) {
     PyObject *d = Py_BuildValue(
-        "{s:s,s:s,s:i,s:i,s:L,s:L,s:K,s:d,s:K,s:O,s:K,s:K}", "name", wi[i].name, "address",
+        "{s:s,s:s,s:i,s:i,s:L,s:L,s:K,s:d,s:K,s:O,s:K,s:K,s:K,s:K,s:s,s:d}", "name", wi[i].name,
+        "address",
         wi[i].address, "nthreads", wi[i].nthreads, "pid", wi[i].pid, "processing",
         (long long)wi[i].processing, "n_keys", (long long)wi[i].n_keys, "nbytes",
         (unsigned long long)wi[i].nbytes, "last_seen", wi[i].last_seen_s, "spilled",
         (unsigned long long)wi[i].spilled, "paused", wi[i].paused ? Py_True : Py_False, "rss",
-        (unsigned long long)wi[i].rss, "memory", (unsigned long long)wi[i].memory);
+        (unsigned long long)wi[i].rss, "memory", (unsigned long long)wi[i].memory, "peak_memory",
+        (unsigned long long)wi[i].peak_memory, "memory_limit",
+        (unsigned long long)wi[i].memory_limit, "resources", wi[i].resources, "cpu", wi[i].cpu);
     if (!d) Py_CLEAR(l);
     else PyList_SET_ITEM(l, (Py_ssize_t)i, d);
   }

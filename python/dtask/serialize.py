@@ -175,10 +175,23 @@ class _CallUnpickler(pickle.Unpickler):
         return self.deps[pid]
 
 
+def _tb_dict(exc):
+    """The exception's traceback as tblib's plain dict (None without tblib)."""
+    try:
+        from tblib import Traceback
+    except ImportError:
+        return None
+    try:
+        return Traceback(exc.__traceback__).to_dict() if exc.__traceback__ else None
+    except Exception:
+        return None
+
+
 def format_failure(exc):
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        blob = cloudpickle.dumps(exc.with_traceback(None), protocol=5)
+        tbd = _tb_dict(exc)  # before with_traceback(None), which clears it in place
+        blob = cloudpickle.dumps((exc.with_traceback(None), tbd), protocol=5)
         pickle.loads(blob)  # must come back on the client too
         enc = base64.b64encode(blob).decode("ascii")
     except Exception:
@@ -211,11 +224,18 @@ def rebuild_exception(text):
     if not enc:
         return None
     try:
-        exc = pickle.loads(base64.b64decode(enc))
+        exc, tbd = pickle.loads(base64.b64decode(enc))
     except Exception:
         return None
     if not isinstance(exc, BaseException):
         return None
+    if tbd is not None:  # the remote frames as a real traceback (Dask's shape)
+        try:
+            from tblib import Traceback
+
+            exc = exc.with_traceback(Traceback.from_dict(tbd).as_traceback())
+        except Exception:
+            pass
     j = text.find("Remote traceback:\n")
     if j >= 0 and hasattr(exc, "add_note"):
         exc.add_note("".join(text[j:i]))

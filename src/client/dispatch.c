@@ -122,6 +122,22 @@ static int on_info_reply(dt_client *c, const dt_msg *msg) {
       wi->rss = row.rss;
       wi->memory = row.memory;
       wi->peak_memory = row.peak_memory;
+      wi->memory_limit = row.memory_limit;
+      wi->cpu = row.cpu;
+      dt_list res = row.resources;
+      dt_sv rk;
+      double ra;
+      size_t at = 0;
+      wi->resources[0] = 0;
+      while (dt__next_double(&res, &rk, &ra) && at < sizeof(wi->resources)) {
+        int n = snprintf(wi->resources + at, sizeof(wi->resources) - at, "%s%.*s=%g",
+                         at ? "," : "", (int)rk.len, rk.p, ra);
+        if (n < 0 || (size_t)n >= sizeof(wi->resources) - at) {
+          wi->resources[at] = 0; /* no room for this one: cut before it */
+          break;
+        }
+        at += (size_t)n;
+      }
       ir->nworkers = i + 1;
     }
   }

@@ -70,7 +70,10 @@
   F(BOOL, paused, "paused: over its memory pause threshold")       \
   F(UINT, rss, "its resident set size")                            \
   F(UINT, memory, "bytes of results in memory")                    \
-  F(UINT, peak_memory, "most bytes of results it held in memory")
+  F(UINT, peak_memory, "most bytes of results it held in memory")  \
+  F(UINT, memory_limit, "its memory limit in bytes (0: none)")     \
+  M(DOUBLE, resources, "abstract resources it has")                \
+  F(DOUBLE, cpu, "its CPU use, percent of one core (heartbeats)")
 
 #define DT_REC_data(F, L, LR, M)                                                \
   F(KEY, key, "the key asked for")                                              \
@@ -147,7 +150,8 @@
   M(DOUBLE, resources, "abstract resources it has")                \
   F(UINT, pid, "its process id")                                   \
   F(UINT, nanny_token, "its nanny's token, or 0")                  \
-  LR(keynb, held, "results it holds from before (reconnecting)")
+  LR(keynb, held, "results it holds from before (reconnecting)")  \
+  F(UINT, memory_limit, "its memory limit in bytes (0: none)")
 
 #define DT_MSG_WELCOME(F, L, LR, M)                    \
   F(UINT, id, "the peer's id")                         \

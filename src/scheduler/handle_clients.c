@@ -195,6 +195,13 @@ int dt__on_info_request(dt_conn *c, const dt_msg *msg) {
     dt__e_uint(&e, wk->rss);
     dt__e_uint(&e, wk->managed);
     dt__e_uint(&e, wk->peak_managed);
+    dt__e_uint(&e, wk->memory_limit);
+    dt__e_map(&e, wk->nres);
+    for (uint32_t j = 0; j < wk->nres; j++) {
+      dt__e_cstr(&e, wk->res_names[j]);
+      dt__e_double(&e, wk->res_amounts[j]);
+    }
+    dt__e_double(&e, wk->cpu);
   }
   dt__e_end(&e);
   return 0;

@@ -31,6 +31,7 @@ int dt__on_hello_worker(dt_conn *c, const dt_msg *msg) {
   wk->last_seen = (double)uv_now(&srv->loop) / 1e3;
   wk->pid = m->pid <= INT32_MAX ? (int)m->pid : 0;
   wk->nanny_token = m->nanny_token;
+  wk->memory_limit = m->memory_limit;
   c->data = wk;
   dt__conn_admit(c);
   dt_enc e;

@@ -313,6 +313,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
   dt__e_uint(&e, 4242);
   dt__e_uint(&e, 7);
   dt__e_list(&e, 0);
+  dt__e_uint(&e, 1 << 30);
   dt__e_end(&e);
   const char *hp = w.buf, *hend = w.buf + w.len;
   for (int i = 1; i <= 2; i++) {

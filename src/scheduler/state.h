@@ -130,6 +130,7 @@ typedef struct s_worker {
   bool paused;              /* over its memory pause threshold: no new work */
   uint64_t managed, peak_managed; /* result bytes in its memory now, and at most */
   int pid;
+  uint64_t memory_limit; /* bytes, 0: none (as it registered) */
   uint64_t nanny_token; /* nonzero: a nanny reports this worker's death */
   bool closing;         /* said CLOSE: leaving on purpose */
   bool retiring;        /* gets no new work; its results are being moved */

@@ -348,6 +348,7 @@ static void send_hello(dt_conn *c) {
     dt__e_str(&e, d->key, d->klen);
     dt__e_uint(&e, d->nbytes);
   }
+  dt__e_uint(&e, dt__store.mem_limit);
   dt__e_end(&e);
 }
 

@@ -1,0 +1,88 @@
+"""Where dtask answered differently from Dask (issue 15's "wrong today"):
+Future.traceback() is a traceback object, scatter of a range or an iterator
+gives a list of futures, scheduler_info() has Dask's keys, and resources
+set in dask.config before LocalCluster reach its workers."""
+import traceback
+
+import dask
+import pytest
+
+import dtask
+
+
+def fails_deep(x):
+    return _inner_failure(x)
+
+
+def _inner_failure(x):
+    raise ValueError(f"deep failure {x}")
+
+
+def use_gpu(x):
+    return x * 2
+
+
+# what Dask's Scheduler.identity() and WorkerState.identity() return
+DASK_SCHEDULER_KEYS = {"type", "id", "address", "services", "started", "n_workers",
+                       "total_threads", "total_memory", "workers"}
+DASK_WORKER_KEYS = {"type", "id", "host", "resources", "local_directory", "name", "nthreads",
+                    "memory_limit", "last_seen", "services", "metrics", "status", "nanny"}
+
+
+def test_traceback_is_a_traceback_object(client):
+    f = client.submit(fails_deep, 3)
+    with pytest.raises(ValueError, match="deep failure 3"):
+        f.result()
+    tb = f.traceback()
+    assert tb is not None and type(tb).__name__ == "traceback"
+    lines = traceback.format_tb(tb)
+    assert any("_inner_failure" in line for line in lines), lines
+    assert any("fails_deep" in line for line in lines), lines
+    # the exception raised by result() carries the remote frames too
+    try:
+        f.result()
+    except ValueError as e:
+        names = [fr.name for fr in traceback.extract_tb(e.__traceback__)]
+        assert "_inner_failure" in names, names
+    assert client.submit(use_gpu, 1).traceback() is None
+
+
+def test_scatter_range_and_iterators_give_lists(client):
+    fs = client.scatter(range(4))
+    assert isinstance(fs, list) and len(fs) == 4
+    assert client.gather(fs) == [0, 1, 2, 3]
+    gs = client.scatter(x * 10 for x in range(3))
+    assert isinstance(gs, list) and client.gather(gs) == [0, 10, 20]
+    one = client.scatter("abc")  # a string is one object, as in Dask
+    assert isinstance(one, dtask.Future) and one.result() == "abc"
+
+
+def test_scheduler_info_has_dasks_keys(client, cluster):
+    info = client.scheduler_info()
+    assert DASK_SCHEDULER_KEYS <= set(info), DASK_SCHEDULER_KEYS - set(info)
+    assert info["type"] == "Scheduler" and info["n_workers"] == 2
+    assert info["address"].startswith("tcp://")
+    assert len(info["workers"]) == 2
+    assert info["total_threads"] == 4
+    for addr, w in info["workers"].items():
+        assert DASK_WORKER_KEYS <= set(w), DASK_WORKER_KEYS - set(w)
+        assert addr.startswith("tcp://") and w["type"] == "Worker"
+        assert w["nthreads"] == 2 and w["host"] == "127.0.0.1"
+        assert w["memory_limit"] > 0  # memory_limit="auto" on the cluster
+        assert isinstance(w["metrics"], dict) and "memory" in w["metrics"]
+    assert info["total_memory"] == sum(w["memory_limit"] for w in info["workers"].values())
+    assert set(client.nthreads()) == set(info["workers"])
+    assert len(client.scheduler_info(n_workers=1)["workers"]) == 1
+    # the addresses Dask users take from scheduler_info work as restrictions
+    addr = next(iter(info["workers"]))
+    assert list(client.run(lambda: 1, workers=[addr])) == [addr]
+
+
+def test_dask_config_resources_reach_local_cluster():
+    with dask.config.set({"distributed.worker.resources.GPU": 2}):
+        with dtask.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                                memory_limit="512MiB") as lc, dtask.Client(lc) as c:
+            (w,) = c.scheduler_info()["workers"].values()
+            assert w["resources"] == {"GPU": 2.0}
+            assert w["memory_limit"] == 512 * 2**20
+            assert c.submit(use_gpu, 21, resources={"GPU": 1}).result(timeout=30) == 42

@@ -85,11 +85,20 @@ class cfunc:
         return f"cfunc({self.name!r})"
 
 
-class Future:
-    """A remote result.  ``result()`` waits for it and re-raises a remote
-    exception with its type, the remote traceback attached as a note."""
+try:  # a Future is a reference to a key in Dask's graphs (as distributed's is)
+    from dask._task_spec import TaskRef as _FutureBase
+except ImportError:  # dask is optional
+    _FutureBase = object
 
-    __slots__ = ("_cf", "client", "key", "__weakref__")
+
+class Future(_FutureBase):
+    """A remote result.  ``result()`` waits for it and re-raises a remote
+    exception with its type, the remote traceback attached as a note.
+    Inside ``dask.delayed`` calls and collections it stands for its key: the
+    graph depends on it."""
+
+    __slots__ = ("_cf", "client", "__weakref__") + (("key",) if _FutureBase is object else ())
+    __dtask_future__ = True
 
     def __init__(self, cf, client):
         self._cf = cf
@@ -154,6 +163,9 @@ class Future:
 
     def __reduce__(self):
         raise TypeError("a dtask Future can be passed to submit/map, not pickled on its own")
+
+
+serialize.FUTURE_TYPE = Future
 
 
 class _Released:

@@ -387,6 +387,17 @@ static PyObject *client_workers(ClientObject *self, PyObject *args) {
   return l;
 }
 
+/* future_for_key(key): a CFuture for the key this client already holds, or
+ * None (a Dask graph naming an existing future by its key) */
+static PyObject *client_future_for_key(ClientObject *self, PyObject *args) {
+  const char *key;
+  if (!PyArg_ParseTuple(args, "s", &key)) return NULL;
+  if (!client_ok(self)) return NULL;
+  dt_future *f = dt__bind_client_future(self->c, key);
+  if (!f) Py_RETURN_NONE;
+  return core_future_wrap(f);
+}
+
 static PyObject *client_wait_for_workers(ClientObject *self, PyObject *args) {
   int n, timeout_ms = -1;
   if (!PyArg_ParseTuple(args, "i|i", &n, &timeout_ms)) return NULL;
@@ -440,6 +451,7 @@ static PyMethodDef client_methods[] = {
     {"cluster_info", (PyCFunction)client_cluster_info, METH_VARARGS, NULL},
     {"workers", (PyCFunction)client_workers, METH_VARARGS, NULL},
     {"wait_for_workers", (PyCFunction)client_wait_for_workers, METH_VARARGS, NULL},
+    {"future_for_key", (PyCFunction)client_future_for_key, METH_VARARGS, NULL},
     {"retire_workers", (PyCFunction)client_retire_workers, METH_VARARGS, NULL},
     {"progress", (PyCFunction)client_progress, METH_VARARGS, NULL},
     {"close", (PyCFunction)client_close, METH_NOARGS, NULL},

@@ -28,8 +28,24 @@ def _finalize(func, parts, extra):
     return func(parts, *extra)
 
 
-def _nodes(dsk, outputs):
-    """(key, func, payload, deps) for the nodes outputs need, in dependency order."""
+def _external(client, dsk, key, ext):
+    """A key the graph names but does not define: a future the client holds
+    (a Future inside dask.delayed, or a persisted collection's part); its
+    CFuture is remembered in ext.  KeyError for any other key."""
+    if key in ext:
+        return True
+    cf = client._c.future_for_key(dtask_key(key)) if client is not None else None
+    if cf is None:
+        return False
+    ext[key] = cf
+    return True
+
+
+def _nodes(dsk, outputs, client=None, ext=None):
+    """(key, func, payload, deps) for the nodes outputs need, in dependency
+    order; deps are keys of earlier nodes, or CFutures of futures the client
+    already holds (collected in ext: key -> CFuture)."""
+    ext = {} if ext is None else ext
     order, state = [], {}
     for root in outputs:
         if state.get(root):
@@ -47,6 +63,8 @@ def _nodes(dsk, outputs):
             stack.append((k, True))
             for d in dsk[k].dependencies:
                 if d not in dsk:
+                    if _external(client, dsk, d, ext):
+                        continue
                     raise KeyError(f"task {k!r} depends on {d!r}, which is not in the graph")
                 if not state.get(d):
                     stack.append((d, False))
@@ -57,14 +75,17 @@ def _nodes(dsk, outputs):
         node = dsk[k]
         keys = list(node.dependencies)
         nodes.append((dtask_key(k), "py:" + key_split(k), dumps_node(node, keys),
-                      [dtask_key(d) for d in keys]))
+                      [ext[d] if d in ext else dtask_key(d) for d in keys]))
     return nodes
 
 
 def _graph(dsk):
     if hasattr(dsk, "__dask_graph__"):
         dsk = dsk.__dask_graph__()
-    return convert_legacy_graph(dict(dsk))
+    # dask.delayed(future) is a graph {key: the future itself}: that key is
+    # the future's, not a node to run
+    dsk = {k: v for k, v in dict(dsk).items() if not (type(v) is Future and v.key == k)}
+    return convert_legacy_graph(dsk)
 
 
 def get(client, dsk, keys, **kwargs):
@@ -73,12 +94,15 @@ def get(client, dsk, keys, **kwargs):
     dsk = _graph(dsk)
     flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
     outs = list(dict.fromkeys(flat))
+    ext = {}
     for k in outs:
-        if k not in dsk:
+        if k not in dsk and not _external(client, dsk, k, ext):
             raise KeyError(f"key {k!r} is not in the graph")
-    nodes = _nodes(dsk, outs)
-    cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in outs])
-    futs = [Future(cf, client) for cf in cfs]
+    run = [k for k in outs if k not in ext]
+    nodes = _nodes(dsk, run, client, ext)
+    cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in run]) if run else []
+    byk = dict(zip(run, cfs))
+    futs = [Future(byk[k] if k in byk else ext[k], client) for k in outs]
     vals = client.gather(futs)
     res = dict(zip(outs, vals))
 
@@ -100,10 +124,14 @@ def compute(client, collections, optimize_graph=True, **kwargs):
         keys = c.__dask_keys__()
         func, extra = c.__dask_postcompute__()
         flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
-        nodes = _nodes(dsk, list(dict.fromkeys(flat)))
+        ext = {}
+        run = [k for k in dict.fromkeys(flat) if not (k not in dsk and _external(client, dsk, k, ext))]
+        nodes = _nodes(dsk, run, client, ext)
 
         def refs(x):
-            return [refs(y) for y in x] if isinstance(x, list) else DepRef(dtask_key(x))
+            if isinstance(x, list):
+                return [refs(y) for y in x]
+            return Future(ext[x], client) if x in ext else DepRef(dtask_key(x))
 
         payload, deps = dumps_call(_finalize, (func, refs(keys), tuple(extra)), {}, Future)
         fkey = f"finalize-{uuid.uuid4().hex}"

@@ -152,17 +152,42 @@ def dumps_call(fn, args, kwargs, future_type):
     return f.getvalue(), deps
 
 
+FUTURE_TYPE = None  # dtask.client.Future, set by client.py
+
+
+def _future_as_ref(obj):
+    """A dtask Future inside a Dask graph node pickles as Dask's TaskRef of
+    its key: on the worker the node finds the key's value among its inputs."""
+    if type(obj) is FUTURE_TYPE:
+        from dask._task_spec import TaskRef
+
+        return TaskRef, (obj.key,)
+    return NotImplemented
+
+
+class _NodePickler(FastPickler):
+    def reducer_override(self, obj):
+        red = _future_as_ref(obj)
+        return red if red is not NotImplemented else super().reducer_override(obj)
+
+
+class _NodeCloudPickler(cloudpickle.Pickler):
+    def reducer_override(self, obj):
+        red = _future_as_ref(obj)
+        return red if red is not NotImplemented else super().reducer_override(obj)
+
+
 def dumps_node(node, keys):
     """A Dask graph node (Task, Alias, DataNode...) whose dependencies' results
     arrive, in the order of keys, as the task's arguments."""
     f = io.BytesIO()
     f.write(b"G")
     try:
-        FastPickler(f).dump((node, keys))
+        _NodePickler(f).dump((node, keys))
     except Exception:
         f = io.BytesIO()
         f.write(b"G")
-        cloudpickle.Pickler(f, protocol=5).dump((node, keys))
+        _NodeCloudPickler(f, protocol=5).dump((node, keys))
     return f.getvalue()
 
 

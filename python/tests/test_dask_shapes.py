@@ -5,6 +5,7 @@ set in dask.config before LocalCluster reach its workers."""
 import traceback
 
 import dask
+from dask._task_spec import Task, TaskRef
 import pytest
 
 import dtask
@@ -86,3 +87,21 @@ def test_dask_config_resources_reach_local_cluster():
             assert w["resources"] == {"GPU": 2.0}
             assert w["memory_limit"] == 512 * 2**20
             assert c.submit(use_gpu, 21, resources={"GPU": 1}).result(timeout=30) == 42
+
+
+def add_one(v):
+    return v + 1
+
+
+def test_future_inside_dask_delayed_is_a_dependency(client):
+    x = client.submit(add_one, 40)
+    d = dask.delayed(add_one)(x)
+    assert d.compute() == 42
+    assert client.compute(d).result() == 42
+    assert dask.delayed(x).compute() == 41  # the future itself as a leaf
+    assert dask.compute(dask.delayed(x), d) == (41, 42)
+    assert dask.delayed(sum)([x, x, 1]).compute() == 83
+    # a key the graph names that nobody holds is a clear error
+    x.release()
+    with pytest.raises(KeyError, match="not in the graph"):
+        client.get({"z": Task("z", add_one, TaskRef("no-such-key"))}, "z")

@@ -12,6 +12,7 @@
 #include "../proto/alloc.h"
 #include "../proto/proto.h"
 #include "../task/task.h"
+#include "client.h"
 
 dt_value *dt__bind_bytes_take_arg(void *data, size_t len, void (*free_fn)(void *), void *arg) {
   return dt__bytes_take_arg(data, len, free_fn, arg);
@@ -31,4 +32,13 @@ int dt__bind_task_fail(dt_task *t, const char *msg) {
   t->err = dt__try_strdup(msg ? msg : "task failed");
   t->err_code = DT_ETASK;
   return t->err ? 0 : DT_ENOMEM;
+}
+
+dt_future *dt__bind_client_future(dt_client *c, const char *key) {
+  if (!c || !key) return NULL;
+  pthread_mutex_lock(&c->lock);
+  dt_future *f = dt__smap_get(&c->futs, key, (uint32_t)strlen(key));
+  if (f) f->refs++;
+  pthread_mutex_unlock(&c->lock);
+  return f;
 }

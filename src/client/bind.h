@@ -30,6 +30,11 @@ bool dt__bind_bytes_wrapped_by(const dt_value *v, void (*free_fn)(void *));
  * (dt_value_future_key). */
 const char *dt__bind_future_key(const dt_value *v);
 
+/* dt__bind_client_future: a new reference to the future client c holds for
+ * key (release it with dt_future_release), or NULL when c holds none.  Any
+ * thread. */
+dt_future *dt__bind_client_future(dt_client *c, const char *key);
+
 /* dt__bind_task_fail: fails t with msg as it is (copied, any length; NULL:
  * "task failed") and code DT_ETASK, unless t has already failed (the first
  * failure is kept).  Unlike dt_task_fail, no formatting and no truncation:

@@ -23,13 +23,13 @@ finally:
 from . import serialize  # noqa: E402,F401  (sets the C hooks)
 from .client import (  # noqa: E402
     ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Client, DtaskError, Future, FutureLost,
-    KilledWorker, as_completed, cfunc, default_client, fire_and_forget, get_client, progress,
-    wait)
+    KilledWorker, as_completed, cfunc, default_client, fire_and_forget, futures_of, get_client,
+    progress, wait)
 from .cluster import LocalCluster  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "Client", "LocalCluster", "Future", "wait", "as_completed", "progress", "cfunc",
     "KilledWorker", "CancelledError", "FutureLost", "DtaskError", "FIRST_COMPLETED",
-    "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client",
+    "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client", "futures_of",
 ]

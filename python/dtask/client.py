@@ -158,6 +158,9 @@ class Future(_FutureBase):
     def __hash__(self):
         return hash(self.key)
 
+    def __dask_tokenize__(self):
+        return (type(self).__name__, self.key)
+
     def __eq__(self, other):
         return isinstance(other, Future) and other.key == self.key
 
@@ -374,6 +377,9 @@ class Client:
         cfs = self._c.scatter(items, workers=ws, broadcast=bool(broadcast))
         return [Future(cf, self) for cf in cfs]
 
+    def futures_of(self, futures):
+        return futures_of(futures, client=self)
+
     def cancel(self, futures, force=False):
         flat = []
         _walk_futures(futures if not isinstance(futures, Future) else [futures], flat)
@@ -397,6 +403,23 @@ class Client:
             res = self.gather(futs)
             return res[0] if single else res
         return futs[0] if single else futs
+
+    def persist(self, collections, optimize_graph=True, workers=None, allow_other_workers=None,
+                resources=None, retries=None, priority=0, fifo_timeout=None, actors=None,
+                **kwargs):
+        """Computes dask collections on the cluster and keeps their results in
+        worker memory: returns the same collections (one, or a list for a
+        list) backed by futures (``dask.persist`` and ``x.persist()`` come
+        here when this client is the default)."""
+        from .dask_graph import persist
+
+        single = not isinstance(collections, (list, tuple))
+        opts = dict(priority=int(priority or 0), workers=_workers(workers),
+                    allow_other_workers=bool(allow_other_workers),
+                    resources=_resources(resources), retries=int(retries or 0))
+        res = persist(self, [collections] if single else list(collections),
+                      optimize_graph=optimize_graph, **opts)
+        return res[0] if single else res
 
     # -------------------------------------------------------- cluster
     def wait_for_workers(self, n_workers=1, timeout=None):
@@ -666,6 +689,32 @@ def progress(*futures, notebook=None, multi=True, complete=True):
     flat[0].client._c.progress([f._cf for f in flat], -1)
 
 
+def futures_of(o, client=None):
+    """The Futures in o: nested lists, tuples, sets and dicts, and the graphs
+    of dask collections (a persisted collection's futures), as Dask's
+    futures_of.  With client, CancelledError if one of them was cancelled."""
+    stack, seen, out = [o], set(), []
+    while stack:
+        x = stack.pop()
+        if type(x) in (tuple, set, list):
+            stack.extend(x)
+        elif type(x) is dict:
+            stack.extend(x.values())
+        elif type(x) is Future:
+            if x.key not in seen:
+                seen.add(x.key)
+                out.append(x)
+        elif hasattr(x, "__dask_graph__") and callable(x.__dask_graph__):
+            g = x.__dask_graph__()
+            if g is not None:
+                stack.extend(g.values())
+    if client is not None:
+        bad = [f.key for f in out if f.cancelled()]
+        if bad:
+            raise CancelledError(f"futures cancelled: {bad}")
+    return out[::-1]
+
+
 def fire_and_forget(futures):
     """Keep the tasks running after their futures are released (the
     scheduler keeps a task while a client wants it: this holds them)."""
@@ -692,5 +741,5 @@ def get_client():
 __all__ = [
     "Client", "Future", "wait", "as_completed", "progress", "cfunc", "KilledWorker",
     "CancelledError", "FutureLost", "DtaskError", "FIRST_COMPLETED", "ALL_COMPLETED",
-    "fire_and_forget", "default_client", "get_client",
+    "fire_and_forget", "default_client", "get_client", "futures_of",
 ]

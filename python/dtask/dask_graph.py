@@ -84,7 +84,7 @@ def _graph(dsk):
         dsk = dsk.__dask_graph__()
     # dask.delayed(future) is a graph {key: the future itself}: that key is
     # the future's, not a node to run
-    dsk = {k: v for k, v in dict(dsk).items() if not (type(v) is Future and v.key == k)}
+    dsk = {k: v for k, v in dict(dsk).items() if not (type(v) is Future and v.key == dtask_key(k))}
     return convert_legacy_graph(dsk)
 
 
@@ -139,3 +139,28 @@ def compute(client, collections, optimize_graph=True, **kwargs):
         (cf,) = client._c.graph_submit(nodes, [fkey])
         futures.append(Future(cf, client))
     return futures
+
+
+def persist(client, collections, optimize_graph=True, **opts):
+    """The collections with every output key computed and kept in worker
+    memory: each comes back (through its __dask_postpersist__) with a graph
+    of futures, one per key, so later computations start from them."""
+    import dask
+
+    if optimize_graph:
+        collections = list(dask.optimize(*collections))
+    out = []
+    for c in collections:
+        dsk = _graph(c.__dask_graph__())
+        keys = list(dict.fromkeys(flatten(c.__dask_keys__())))
+        ext = {}
+        run = [k for k in keys if not (k not in dsk and _external(client, dsk, k, ext))]
+        nodes = _nodes(dsk, run, client, ext)
+        cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in run], **opts) if run else []
+        futs = {k: Future(cf, client) for k, cf in zip(run, cfs)}
+        for k in keys:
+            if k not in futs:
+                futs[k] = Future(ext[k], client)
+        rebuild, args = c.__dask_postpersist__()
+        out.append(rebuild(futs, *args))
+    return out

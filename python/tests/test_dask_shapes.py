@@ -105,3 +105,47 @@ def test_future_inside_dask_delayed_is_a_dependency(client):
     x.release()
     with pytest.raises(KeyError, match="not in the graph"):
         client.get({"z": Task("z", add_one, TaskRef("no-such-key"))}, "z")
+
+
+def record_call(path, i):
+    with open(path, "a") as f:
+        f.write(f"{i}\n")
+    return i * 10
+
+
+def test_persist_keeps_results_on_workers(client, tmp_path):
+    import dask.array as da
+    import dask.bag as db
+
+    log = str(tmp_path / "calls")
+    parts = [dask.delayed(record_call)(log, i, dask_key_name=f"rec-{i}") for i in range(4)]
+    total = dask.delayed(sum)(parts)
+    (p,) = dask.persist(total)  # dask.persist goes through Client.persist
+    assert p.compute() == 60
+    assert dask.delayed(lambda v: v + 1)(p).compute() == 61
+    with open(log) as f:
+        assert sorted(f.read().split()) == ["0", "1", "2", "3"]  # each part ran once
+    # the persisted results are held on the scheduler as futures of this client
+    assert all(isinstance(v, dtask.Future) for v in p.__dask_graph__().values())
+    x = da.arange(100, chunks=25) * 2
+    y = client.persist(x)
+    n_before = client.scheduler_info()["n_tasks"]
+    assert int(y.sum().compute()) == 9900 and int((y + 1).sum().compute()) == 10000
+    assert client.scheduler_info()["n_tasks"] == n_before  # nothing recomputed or left behind
+    b = db.from_sequence(range(10), npartitions=3).map(lambda v: v * 2).persist()
+    assert b.sum().compute() == 90
+    lst = client.persist([x, b])
+    assert isinstance(lst, list) and len(lst) == 2 and lst[1].sum().compute() == 90
+
+
+def test_futures_of(client):
+    import dask.array as da
+
+    y = client.persist(da.arange(40, chunks=10))
+    fs = dtask.futures_of(y)
+    assert len(fs) == 4 and all(isinstance(f, dtask.Future) for f in fs)
+    assert sorted(int(v.sum()) for v in client.gather(fs)) \
+        == [45, 145, 245, 345]
+    a = client.submit(add_one, 1)
+    assert dtask.futures_of([a, {"k": (a, 3)}]) == [a]
+    assert client.futures_of([a]) == [a]

@@ -423,6 +423,9 @@ typedef struct {
    * "-m", "dtask"}; argv[0] is a path.  NULL: this program re-executed. */
   const char *const *role_command;
   size_t n_role_command;
+  /* Start with no workers (n_workers is ignored); add them with
+   * dt_local_cluster_scale. */
+  bool start_empty;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes
@@ -447,6 +450,18 @@ const char *dt_local_cluster_dashboard(const dt_local_cluster *lc);
  * holding the cluster's secret, for clients in other processes
  * (dt_client_opts.auth_file or $DTASK_AUTH_FILE); NULL with no_auth. */
 const char *dt_local_cluster_auth_file(const dt_local_cluster *lc);
+/* dt_local_cluster_scale: makes the cluster n workers (0 to 1024): starts
+ * new ones (named local-worker-<k>, numbers never reused) and waits until
+ * the scheduler has them all, or retires the newest ones (the results only
+ * they hold move to the others first, unless n is 0) and stops their
+ * processes.  timeout_ms <= 0: the start-up timeout.  One scale at a time
+ * per cluster (calls from several threads wait for each other). */
+int dt_local_cluster_scale(dt_local_cluster *lc, int n, int timeout_ms);
+/* dt_local_cluster_n_workers: how many workers it runs now. */
+int dt_local_cluster_n_workers(const dt_local_cluster *lc);
+/* dt_local_cluster_worker_name: writes worker i's name (i from 0 to
+ * n_workers - 1, the order they were started) into buf. */
+int dt_local_cluster_worker_name(const dt_local_cluster *lc, int i, char *buf, size_t cap);
 /* dt_local_cluster_close: stops every process it started and frees lc. */
 void dt_local_cluster_close(dt_local_cluster *lc);
 

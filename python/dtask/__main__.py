@@ -5,6 +5,7 @@ Python: it runs Python callables sent by dtask's Python client ("py:" tasks)
 beside C task functions from --preload libraries.
 """
 
+import json
 import os
 import sys
 
@@ -25,6 +26,9 @@ def main(argv=None):
         return _core.scheduler_main(args)
     for lib in filter(None, os.environ.get("DTASK_PRELOAD", "").split(os.pathsep)):
         args += ["--preload", lib]
+    # extra worker options from the LocalCluster that started us (Dask's
+    # distributed.worker.memory.* config, read in the client's process)
+    args += json.loads(os.environ.get("DTASK_WORKER_ARGS") or "[]")
     del dtask
     return _core.worker_main(args)
 

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import enum
+import json
+import math
 import os
 import sys
+import threading
 
 from . import _core
+
+
+class Status(enum.Enum):
+    """A cluster's (or client's) state, named as distributed.core.Status."""
+    created = "created"
+    running = "running"
+    closing = "closing"
+    closed = "closed"
 
 
 def _config(key):
@@ -38,7 +50,11 @@ class LocalCluster:
                  worker_ttl=None, resources=None, preload=None, timeout=30, log_level=None,
                  **kwargs):
         if not processes:
-            raise ValueError("dtask's LocalCluster runs workers as processes (processes=True)")
+            raise ValueError(
+                "LocalCluster(processes=False) is not supported by dtask: its workers are C "
+                "processes (python -m dtask worker), not threads of this interpreter; use "
+                "processes=True (the default), or dask's own threaded scheduler for "
+                "in-process work")
         unknown = set(kwargs) - {"protocol", "interface", "asynchronous", "name"}
         if unknown:
             raise TypeError(f"LocalCluster got unexpected arguments {sorted(unknown)}")
@@ -49,8 +65,25 @@ class LocalCluster:
             n_workers = max(1, (os.cpu_count() or 1) // threads_per_worker)
         elif threads_per_worker is None:
             threads_per_worker = max(1, (os.cpu_count() or 1) // max(1, n_workers))
-        if n_workers < 1 and n_workers != 0:
+        if n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, not {n_workers}")
+        # Dask's config, read as Dask reads it when an argument is not given
+        if allowed_failures is None:
+            allowed_failures = _config("distributed.scheduler.allowed-failures")
+        if worker_ttl is None:
+            worker_ttl = _config("distributed.scheduler.worker-ttl")
+        if timeout == 30:
+            ct = _config("distributed.comm.timeouts.connect")
+            if ct is not None:
+                import dask.utils
+
+                timeout = max(30, dask.utils.parse_timedelta(ct))
+        extra = []
+        for what in ("target", "spill", "pause", "terminate"):
+            v = _config(f"distributed.worker.memory.{what}")
+            if v is not None:
+                extra += [f"--memory-{what}", "0" if v is False else str(float(v))]
+        os.environ["DTASK_WORKER_ARGS"] = json.dumps(extra)
         dport, no_dash = _parse_port(dashboard_address)
         command = [sys.executable, "-m", "dtask"]
         if preload:
@@ -72,9 +105,14 @@ class LocalCluster:
             no_nanny=not nanny, timeout_ms=int(timeout * 1000),
             log_level=log_level or ("error" if silence_logs else None),
             allowed_failures=0 if allowed_failures is None else (int(allowed_failures) or -1),
-            worker_ttl=worker_ttl, resources=resources, host=host, port=int(scheduler_port or 0))
+            worker_ttl=None if worker_ttl is None else str(worker_ttl), resources=resources,
+            host=host, port=int(scheduler_port or 0), start_empty=n_workers == 0)
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
+        self.name = kwargs.get("name")
+        self.status = Status.running
+        self._adaptive = None
+        self._lock = threading.Lock()
 
     @property
     def scheduler_address(self):
@@ -98,8 +136,101 @@ class LocalCluster:
     def scheduler_pid(self):
         return self._c.scheduler_pid
 
+    # -------------------------------------------------------- management
+    def scale(self, n=None, memory=None, cores=None):
+        """Run n workers (or as many as give `cores` threads / `memory`
+        bytes): new ones start and join; the newest leave first, their
+        results moved to the others."""
+        if n is None:
+            if cores is not None:
+                n = math.ceil(cores / self.threads_per_worker)
+            elif memory is not None:
+                import dask.utils
+
+                per = self._worker_memory()
+                n = math.ceil(dask.utils.parse_bytes(memory) / per) if per else 1
+            else:
+                raise TypeError("scale needs n, cores or memory")
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"scale: n must be >= 0, not {n}")
+        self._c.scale(n)
+        self.n_workers = n
+
+    def _worker_memory(self):
+        from .client import Client
+
+        with Client(self, set_as_default=False) as c:
+            ws = list(c.scheduler_info()["workers"].values())
+        return ws[0]["memory_limit"] if ws else 0
+
+    def adapt(self, minimum=0, maximum=math.inf, minimum_cores=None, maximum_cores=None,
+              minimum_memory=None, maximum_memory=None, interval="1s", wait_count=3,
+              target_duration="5s", **kwargs):
+        """Adapts the number of workers to the load between minimum and
+        maximum, as Dask's Adaptive: more when tasks wait for threads, fewer
+        after wait_count idle intervals.  Returns the Adaptive object
+        (``.stop()`` ends it; a new adapt or scale replaces it)."""
+        if self._adaptive is not None:
+            self._adaptive.stop()
+        tpw = self.threads_per_worker
+        if minimum_cores is not None:
+            minimum = max(minimum, math.ceil(minimum_cores / tpw))
+        if maximum_cores is not None:
+            maximum = min(maximum, maximum_cores // tpw)
+        if minimum > maximum:
+            raise ValueError(f"adapt: minimum {minimum} is over maximum {maximum}")
+        self._adaptive = Adaptive(self, minimum, maximum, interval, wait_count)
+        return self._adaptive
+
+    @property
+    def workers(self):
+        """{name: worker} for the running workers (name, pid as started)."""
+        return {n: _WorkerInfo(n, p) for n, p in zip(self._c.worker_names, self._c.worker_pids)}
+
+    def scheduler_info(self, n_workers=-1):
+        from .client import Client
+
+        with Client(self, set_as_default=False) as c:
+            return c.scheduler_info(n_workers)
+
+    def get_client(self):
+        """A Client of this cluster (the default client when it is one)."""
+        from .client import Client, _defaults
+
+        for c in reversed(_defaults):
+            if getattr(c, "cluster", None) is self:
+                return c
+        return Client(self)
+
+    def wait_for_workers(self, n_workers=1, timeout=None):
+        from .client import Client
+
+        with Client(self, set_as_default=False) as c:
+            c.wait_for_workers(n_workers, timeout)
+
+    def get_logs(self, cluster=True, scheduler=True, workers=True):
+        """Dask's shape: {name: log text}.  dtask's daemons write their logs
+        to this process's standard error; this gives what the scheduler and
+        the workers hold in memory when they can answer (empty otherwise)."""
+        from .client import Client
+
+        out = {}
+        with Client(self, set_as_default=False) as c:
+            if scheduler and hasattr(c, "get_scheduler_logs"):
+                out["Scheduler"] = "\n".join(f"{lvl}: {m}" for lvl, m in c.get_scheduler_logs())
+            if workers and hasattr(c, "get_worker_logs"):
+                for w, lines in c.get_worker_logs().items():
+                    out[w] = "\n".join(f"{lvl}: {m}" for lvl, m in lines)
+        return out
+
     def close(self, timeout=None):
+        if self._adaptive is not None:
+            self._adaptive.stop()
+            self._adaptive = None
+        self.status = Status.closing
         self._c.close()
+        self.status = Status.closed
 
     def __enter__(self):
         return self
@@ -110,3 +241,72 @@ class LocalCluster:
     def __repr__(self):
         return (f"LocalCluster({self.scheduler_address!r}, workers={self.n_workers}, "
                 f"threads={self.n_workers * self.threads_per_worker})")
+
+
+class _WorkerInfo:
+    __slots__ = ("name", "pid")
+
+    def __init__(self, name, pid):
+        self.name, self.pid = name, pid
+
+    def __repr__(self):
+        return f"<dtask worker {self.name!r}, pid {self.pid}>"
+
+
+class Adaptive:
+    """LocalCluster.adapt's loop, on a thread: every interval it asks the
+    scheduler how much work there is (tasks processing, queued, waiting for
+    a worker) and scales toward ceil(work / threads_per_worker) within
+    [minimum, maximum]; it scales down only after wait_count intervals in a
+    row wanted fewer (as Dask's Adaptive)."""
+
+    def __init__(self, cluster, minimum, maximum, interval, wait_count):
+        import dask.utils
+
+        self.cluster, self.minimum, self.maximum = cluster, minimum, maximum
+        self.interval = dask.utils.parse_timedelta(interval)
+        self.wait_count = wait_count
+        self._stop = threading.Event()
+        self._down = 0
+        self._thread = threading.Thread(target=self._run, name="dtask-adapt", daemon=True)
+        self._thread.start()
+
+    def target(self, info):
+        work = info["processing"] + info["queued"] + info["no_worker"]
+        want = math.ceil(work / max(1, self.cluster.threads_per_worker))
+        return int(max(self.minimum, min(self.maximum, want)))
+
+    def _run(self):
+        from .client import Client
+
+        try:
+            c = Client(self.cluster, set_as_default=False)
+        except Exception:
+            return
+        try:
+            while not self._stop.is_set():
+                try:
+                    want = self.target(c.scheduler_info(0))
+                except Exception:
+                    break
+                have = self.cluster.n_workers
+                if want > have:
+                    self._down = 0
+                    self.cluster._c.scale(want)
+                    self.cluster.n_workers = want
+                elif want < have:
+                    self._down += 1
+                    if self._down >= self.wait_count:
+                        self._down = 0
+                        self.cluster._c.scale(want)
+                        self.cluster.n_workers = want
+                else:
+                    self._down = 0
+                self._stop.wait(self.interval)
+        finally:
+            c.close()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)

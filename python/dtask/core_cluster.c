@@ -17,14 +17,14 @@ static int cluster_init(ClusterObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"n_workers", "threads_per_worker", "memory_limit", "dashboard_port",
                            "no_dashboard", "role_command", "no_nanny", "timeout_ms", "log_level",
                            "allowed_failures", "worker_ttl", "resources", "no_auth", "host",
-                           "port", NULL};
+                           "port", "start_empty", NULL};
   int n_workers = 0, threads = 0, dport = 0, no_dash = 0, no_nanny = 0, timeout_ms = 0, af = 0,
-      no_auth = 0, port = 0;
+      no_auth = 0, port = 0, start_empty = 0;
   const char *mem = NULL, *log_level = NULL, *ttl = NULL, *res = NULL, *host = NULL;
   PyObject *cmd = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|iizipOpizizzpzi", kwlist, &n_workers, &threads, &mem,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|iizipOpizizzpzip", kwlist, &n_workers, &threads, &mem,
                                    &dport, &no_dash, &cmd, &no_nanny, &timeout_ms, &log_level, &af,
-                                   &ttl, &res, &no_auth, &host, &port))
+                                   &ttl, &res, &no_auth, &host, &port, &start_empty))
     return -1;
   if (self->lc) return 0;
   const char **argv = NULL;
@@ -35,7 +35,8 @@ static int cluster_init(ClusterObject *self, PyObject *args, PyObject *kw) {
                              .role_command = argv, .n_role_command = nargv, .no_nanny = no_nanny,
                              .timeout_ms = timeout_ms, .log_level = log_level,
                              .allowed_failures = af, .worker_ttl = ttl, .resources = res,
-                             .no_auth = no_auth, .host = host, .port = port};
+                             .no_auth = no_auth, .host = host, .port = port,
+                             .start_empty = start_empty};
   int rc;
   dt_local_cluster *lc = NULL;
   Py_BEGIN_ALLOW_THREADS rc = dt_local_cluster_start(&o, &lc);
@@ -100,7 +101,37 @@ static PyObject *cluster_worker_pids(ClusterObject *self, void *c) {
   return l;
 }
 
+/* scale(n, timeout_ms=0): dt_local_cluster_scale, without the GIL */
+static PyObject *cluster_scale(ClusterObject *self, PyObject *args) {
+  int n, timeout_ms = 0, rc;
+  if (!PyArg_ParseTuple(args, "i|i", &n, &timeout_ms)) return NULL;
+  dt_local_cluster *lc = self->lc;
+  if (!lc) {
+    PyErr_SetString(PyExc_RuntimeError, "LocalCluster is closed");
+    return NULL;
+  }
+  Py_BEGIN_ALLOW_THREADS rc = dt_local_cluster_scale(lc, n, timeout_ms);
+  Py_END_ALLOW_THREADS if (rc) return core_raise(rc);
+  Py_RETURN_NONE;
+}
+
+/* worker_names: the running workers' names, in the order started */
+static PyObject *cluster_worker_names(ClusterObject *self, void *c) {
+  (void)c;
+  PyObject *l = PyList_New(0);
+  int n = self->lc ? dt_local_cluster_n_workers(self->lc) : 0;
+  for (int i = 0; l && i < n; i++) {
+    char buf[64];
+    if (dt_local_cluster_worker_name(self->lc, i, buf, sizeof(buf)) != 0) continue;
+    PyObject *s = PyUnicode_FromString(buf);
+    if (!s || PyList_Append(l, s)) Py_CLEAR(l);
+    Py_XDECREF(s);
+  }
+  return l;
+}
+
 static PyMethodDef cluster_methods[] = {{"close", (PyCFunction)cluster_close, METH_NOARGS, NULL},
+                                        {"scale", (PyCFunction)cluster_scale, METH_VARARGS, NULL},
                                         {NULL, NULL, 0, NULL}};
 static PyGetSetDef cluster_getset[] = {
     {"address", (getter)cluster_address, NULL, NULL, NULL},
@@ -108,6 +139,7 @@ static PyGetSetDef cluster_getset[] = {
     {"auth_file", (getter)cluster_auth_file, NULL, NULL, NULL},
     {"scheduler_pid", (getter)cluster_scheduler_pid, NULL, NULL, NULL},
     {"worker_pids", (getter)cluster_worker_pids, NULL, NULL, NULL},
+    {"worker_names", (getter)cluster_worker_names, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 PyTypeObject core_cluster_type = {

@@ -5,6 +5,8 @@
  * the program, and an atexit handler closes every cluster still open: no
  * orphans, even when the program dies.  The cluster's secret is registered
  * by address (net/secure.h), so that this process's clients find it.
+ * dt_local_cluster_scale adds workers (new names, never reused) or retires
+ * the newest ones (their results moved to the others first).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,12 +24,69 @@ struct dt_local_cluster {
   char address[256];
   char dashboard[200];
   pid_t scheduler;
-  pid_t *workers;
-  int n_workers;
+  pid_t *workers;  /* the running workers' pids, in the order started */
+  int *worker_ids; /* their numbers: worker i is named local-worker-<id> */
+  int n_workers, cap_workers, next_id;
+  int timeout_ms;
+  /* what a new worker is started with (see start_worker) */
+  char **role_command;
+  size_t n_role_command;
+  char nthreads[16], mem[32], log_level[32], resources[256];
+  bool no_nanny, has_resources;
   char auth_file[256];
   char secret[65]; /* hex; "" with no_auth */
+  pthread_mutex_t scale_lock; /* one scale at a time */
   struct dt_local_cluster *next;
 };
+
+static void free_cluster(dt_local_cluster *lc) {
+  for (size_t i = 0; i < lc->n_role_command; i++) free(lc->role_command[i]);
+  free(lc->role_command);
+  free(lc->workers);
+  free(lc->worker_ids);
+  pthread_mutex_destroy(&lc->scale_lock);
+  free(lc);
+}
+
+/* start_worker: starts worker number lc->next_id at slot lc->n_workers
+ * (room reserved by the caller); its pid, or -1 */
+static pid_t start_worker(dt_local_cluster *lc) {
+  char name[64];
+  int id = lc->next_id++;
+  snprintf(name, sizeof(name), "local-worker-%d", id);
+  const char *wargs[14] = {lc->address, "--nthreads", lc->nthreads, "--name", name, "--log-level",
+                           lc->log_level, lc->no_nanny ? "--no-nanny" : "--nanny", "--memory-limit",
+                           lc->mem};
+  int nw = 10;
+  if (lc->auth_file[0]) {
+    wargs[nw++] = "--auth-file";
+    wargs[nw++] = lc->auth_file;
+  }
+  if (lc->has_resources) {
+    wargs[nw++] = "--resources";
+    wargs[nw++] = lc->resources;
+  }
+  pid_t pid = dt__spawn_command((const char *const *)lc->role_command, lc->n_role_command, "worker",
+                                wargs, nw, -1);
+  if (pid >= 0) {
+    lc->workers[lc->n_workers] = pid;
+    lc->worker_ids[lc->n_workers] = id;
+    lc->n_workers++;
+  }
+  return pid;
+}
+
+static int reserve_workers(dt_local_cluster *lc, int n) {
+  if (n <= lc->cap_workers) return 0;
+  pid_t *w = realloc(lc->workers, (size_t)n * sizeof(pid_t));
+  if (!w) return DT_ENOMEM;
+  lc->workers = w;
+  int *ids = realloc(lc->worker_ids, (size_t)n * sizeof(int));
+  if (!ids) return DT_ENOMEM;
+  lc->worker_ids = ids;
+  lc->cap_workers = n;
+  return 0;
+}
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static dt_local_cluster *live;
@@ -50,8 +109,7 @@ static int start_failed(dt_local_cluster *lc, int rc) {
   dt__stop_pids(lc->workers, lc->n_workers);
   dt__stop_pids(&lc->scheduler, 1);
   if (lc->auth_file[0]) unlink(lc->auth_file);
-  free(lc->workers);
-  free(lc);
+  free_cluster(lc);
   return dt__err(rc, "%s", msg);
 }
 
@@ -72,8 +130,9 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     return dt__err(DT_EINVAL, "LocalCluster: n_workers, threads_per_worker and port must be >= 0");
   if (o.n_role_command && (!o.role_command || !o.role_command[0] || o.role_command[0][0] != '/'))
     return dt__err(DT_EINVAL, "LocalCluster: role_command[0] must be an absolute path");
-  if (o.n_workers == 0) o.n_workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (o.n_workers <= 0) o.n_workers = 1;
+  if (o.n_workers == 0 && !o.start_empty) o.n_workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (o.n_workers <= 0 && !o.start_empty) o.n_workers = 1;
+  if (o.start_empty) o.n_workers = 0;
   if (o.n_workers > 1024) return dt__err(DT_EINVAL, "LocalCluster: n_workers %d is over 1024", o.n_workers);
   if (o.threads_per_worker == 0) o.threads_per_worker = 1;
   if (!o.host) o.host = "127.0.0.1";
@@ -85,7 +144,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   /* the memory limit, read once: "auto" (or none given) divides the
    * machine among the workers; each worker gets the bytes */
   uint64_t mem_limit;
-  if (dt__memory_limit_parse(o.memory_limit, 1, o.n_workers, &mem_limit) != 0) {
+  if (dt__memory_limit_parse(o.memory_limit, 1, o.n_workers ? o.n_workers : 1, &mem_limit) != 0) {
     char msg[600];
     snprintf(msg, sizeof(msg), "%s", dt_last_error());
     return dt__err(DT_EINVAL, "LocalCluster: memory_limit: %s", msg);
@@ -100,9 +159,27 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
 
   dt_local_cluster *lc = dt__xcalloc(1, sizeof(*lc));
   lc->scheduler = -1;
-  lc->workers = dt__xcalloc((size_t)o.n_workers, sizeof(pid_t));
-  for (int i = 0; i < o.n_workers; i++) lc->workers[i] = -1;
-  lc->n_workers = o.n_workers;
+  pthread_mutex_init(&lc->scale_lock, NULL);
+  lc->cap_workers = o.n_workers ? o.n_workers : 1;
+  lc->workers = dt__xcalloc((size_t)lc->cap_workers, sizeof(pid_t));
+  lc->worker_ids = dt__xcalloc((size_t)lc->cap_workers, sizeof(int));
+  lc->timeout_ms = o.timeout_ms;
+  if (o.n_role_command) {
+    lc->role_command = dt__xcalloc(o.n_role_command + 1, sizeof(char *));
+    for (size_t i = 0; i < o.n_role_command; i++) lc->role_command[i] = dt__xstrdup(o.role_command[i]);
+    lc->n_role_command = o.n_role_command;
+  }
+  snprintf(lc->log_level, sizeof(lc->log_level), "%s", o.log_level);
+  lc->no_nanny = o.no_nanny;
+  if (o.resources) {
+    if (strlen(o.resources) >= sizeof(lc->resources)) {
+      free_cluster(lc);
+      return dt__err(DT_EINVAL, "LocalCluster: resources '%.40s...' is over %zu bytes", o.resources,
+                     sizeof(lc->resources) - 1);
+    }
+    snprintf(lc->resources, sizeof(lc->resources), "%s", o.resources);
+    lc->has_resources = true;
+  }
   if (!o.no_auth) { /* a fresh secret, in a file only this user can read */
     const char *tmp = getenv("TMPDIR");
     char tmpl[256];
@@ -145,27 +222,11 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     }
     return start_failed(lc, DT_ESPAWN);
   }
-  char nt[16], mem[32];
-  snprintf(nt, sizeof(nt), "%d", o.threads_per_worker);
-  snprintf(mem, sizeof(mem), "%llu", (unsigned long long)mem_limit);
-  for (int i = 0; i < o.n_workers; i++) {
-    char name[64];
-    snprintf(name, sizeof(name), "local-worker-%d", i);
-    const char *wargs[14] = {lc->address, "--nthreads", nt, "--name", name, "--log-level", o.log_level,
-                             o.no_nanny ? "--no-nanny" : "--nanny", "--memory-limit", mem};
-    int nw = 10;
-    if (lc->auth_file[0]) {
-      wargs[nw++] = "--auth-file";
-      wargs[nw++] = lc->auth_file;
-    }
-    if (o.resources) {
-      wargs[nw++] = "--resources";
-      wargs[nw++] = o.resources;
-    }
-    lc->workers[i] = dt__spawn_command(o.role_command, o.n_role_command, "worker", wargs, nw, -1);
-    if (lc->workers[i] < 0)
+  snprintf(lc->nthreads, sizeof(lc->nthreads), "%d", o.threads_per_worker);
+  snprintf(lc->mem, sizeof(lc->mem), "%llu", (unsigned long long)mem_limit);
+  for (int i = 0; i < o.n_workers; i++)
+    if (start_worker(lc) < 0)
       return start_failed(lc, dt__err(DT_ESPAWN, "LocalCluster: cannot start worker %d", i));
-  }
   dt_sec sec = {0};
   if (lc->secret[0] && (dt__sec_set_secret(&sec, lc->secret, 64) != 0 ||
                         dt__sec_register(lc->address, &sec) != 0))
@@ -221,7 +282,66 @@ void dt_local_cluster_close(dt_local_cluster *lc) {
   dt__stop_pids(lc->workers, lc->n_workers);
   dt__stop_pids(&lc->scheduler, 1);
   if (lc->auth_file[0]) unlink(lc->auth_file);
-  free(lc->workers);
-  free(lc);
+  free_cluster(lc);
+}
+
+int dt_local_cluster_n_workers(const dt_local_cluster *lc) { return lc ? lc->n_workers : 0; }
+
+int dt_local_cluster_worker_name(const dt_local_cluster *lc, int i, char *buf, size_t cap) {
+  if (!lc || i < 0 || i >= lc->n_workers || !buf || cap == 0)
+    return dt__err(DT_EINVAL, "dt_local_cluster_worker_name: no worker %d", i);
+  snprintf(buf, cap, "local-worker-%d", lc->worker_ids[i]);
+  return 0;
+}
+
+/* scale_client: a short-lived client of the cluster's scheduler */
+static int scale_client(dt_local_cluster *lc, dt_client **c) {
+  dt_client_opts co = {.address = lc->address, .timeout_ms = lc->timeout_ms, .name = "local-cluster",
+                       .auth_file = lc->auth_file[0] ? lc->auth_file : NULL};
+  return dt_client_connect(&co, c);
+}
+
+int dt_local_cluster_scale(dt_local_cluster *lc, int n, int timeout_ms) {
+  dt__err_clear();
+  if (!lc) return dt__err(DT_EINVAL, "dt_local_cluster_scale: lc is NULL");
+  if (n < 0 || n > 1024) return dt__err(DT_EINVAL, "LocalCluster.scale: %d workers (0 to 1024)", n);
+  if (timeout_ms <= 0) timeout_ms = lc->timeout_ms;
+  pthread_mutex_lock(&lc->scale_lock);
+  dt_client *c = NULL;
+  int rc = 0;
+  if (n > lc->n_workers) {
+    rc = reserve_workers(lc, n);
+    while (rc == 0 && lc->n_workers < n)
+      if (start_worker(lc) < 0) rc = dt__err(DT_ESPAWN, "LocalCluster.scale: cannot start a worker");
+    if (rc == 0) rc = scale_client(lc, &c);
+    if (rc == 0) rc = dt_client_wait_for_workers(c, n, timeout_ms);
+  } else if (n < lc->n_workers) {
+    /* the newest go first; their results move to the others (retire) */
+    int nold = lc->n_workers - n;
+    char(*names)[64] = calloc((size_t)nold, sizeof(*names));
+    const char **np = calloc((size_t)nold, sizeof(char *));
+    if (!names || !np) rc = dt__err(DT_ENOMEM, "LocalCluster.scale: out of memory");
+    for (int i = 0; rc == 0 && i < nold; i++) {
+      snprintf(names[i], sizeof(names[i]), "local-worker-%d", lc->worker_ids[n + i]);
+      np[i] = names[i];
+    }
+    if (rc == 0) rc = scale_client(lc, &c);
+    if (rc == 0 && n > 0) rc = dt_client_retire_workers(c, np, (size_t)nold, timeout_ms, NULL);
+    if (rc == 0 || n == 0) { /* none left to take their results: just stop them */
+      rc = 0;
+      dt__stop_pids(lc->workers + n, nold);
+      lc->n_workers = n;
+    }
+    free(names);
+    free(np);
+  }
+  if (rc) {
+    char msg[600];
+    snprintf(msg, sizeof(msg), "%s", dt_last_error());
+    dt__err(rc, "LocalCluster.scale(%d): %s", n, msg);
+  }
+  dt_client_close(c);
+  pthread_mutex_unlock(&lc->scale_lock);
+  return rc;
 }
 

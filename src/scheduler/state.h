@@ -105,6 +105,7 @@ typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes 
   struct s_task *nw_prev, *nw_next; /* no-worker list */
   /* transient marks for graph traversals */
   uint64_t mark;
+  bool seceded; /* its thread was handed back: counted in long_running */
   char key[]; /* NUL-terminated, in the task's own allocation */
 } s_task;
 
@@ -136,6 +137,7 @@ typedef struct s_worker {
   uint32_t moving;      /* results still being copied elsewhere */
   bool gone;            /* removed: freed when the events are drained */
   void *retire;         /* the request it belongs to (the server's) */
+  uint32_t long_running; /* processing tasks that seceded: not counted in capacity */
 } s_worker;
 
 typedef struct s_client {
@@ -220,6 +222,7 @@ typedef struct sched {
   /* freed at the drain, not before: events may still name them */
   dt_vec dead_tasks; /* forgotten tasks (state FORGOTTEN) */
   dt_vec dead_peers; /* removed workers and clients (gone set; by kind) */
+  s_client *fire_and_forget; /* the holder of fire_and_forget keys, or NULL */
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */
@@ -337,6 +340,20 @@ const char *dt__sched_event_text(const sched *s, const s_event *e, uint32_t *len
 void dt__sched_events_done(sched *s);
 /* dt__sched_worker_capacity: tasks this worker may have in flight. */
 int dt__sched_worker_capacity(const sched *s, const s_worker *w);
+/* ---- tasks from tasks (tasks_from_tasks.c) */
+/* dt__sched_task_seceded: key, running on w, handed its thread back: it no
+ * longer counts against w's capacity. */
+void dt__sched_task_seceded(sched *s, s_worker *w, const char *key, uint32_t klen);
+/* dt__sched_task_reschedule: key asked to run again: placed again, not a failure */
+void dt__sched_task_reschedule(sched *s, s_worker *w, const char *key, uint32_t klen);
+/* dt__sched_fire_and_forget: the scheduler's own holder wants key until it
+ * finishes (memory or erred), whoever else releases it. */
+void dt__sched_fire_and_forget(sched *s, const char *key, uint32_t klen);
+/* dt__sched_ff_done: key finished: the holder lets it go */
+void dt__sched_ff_done(sched *s, const char *key, uint32_t klen);
+/* dt__sched_ff_peers_changed: a peer left; with no client and no worker
+ * left, the holder lets everything go (nothing could run or read it). */
+void dt__sched_ff_peers_changed(sched *s);
 /* dt__sched_check: verifies the invariants (counts, links); 0 if consistent. */
 int dt__sched_check(const sched *s, char *why, size_t cap);
 

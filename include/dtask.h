@@ -344,6 +344,9 @@ int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms);
  * releases them or closes (Dask's fire_and_forget).  Usable from a task's
  * client too. */
 int dt_client_fire_and_forget(dt_client *c, dt_future *const *fs, size_t n);
+/* dt_client_future: a future for key, a task the scheduler knows (e.g. one
+ * a task submitted and returned): the client wants it from now on. */
+int dt_client_future(dt_client *c, const char *key, dt_future **out);
 
 /* ---------------------------------------------------------------- futures */
 

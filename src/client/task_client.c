@@ -68,3 +68,28 @@ int dt_client_fire_and_forget(dt_client *c, dt_future *const *fs, size_t n) {
   dt__client_unlock(c);
   return rc;
 }
+
+int dt_client_future(dt_client *c, const char *key, dt_future **out) {
+  dt__err_clear();
+  if (!c || !key || !out) return dt__err(DT_EINVAL, "dt_client_future: NULL argument");
+  *out = NULL;
+  size_t klen = strlen(key);
+  if (klen == 0 || klen > DT_MAX_KEY) return dt__err(DT_EINVAL, "dt_client_future: bad key");
+  pthread_mutex_lock(&c->lock);
+  int rc = dt__client_usable(c);
+  bool created = false;
+  dt_future *f = rc ? NULL : dt__future_get(c, key, (uint32_t)klen, &created);
+  if (!rc && !f) rc = dt__err(DT_ENOMEM, "dt_client_future: out of memory");
+  if (f && created) {
+    if (dt__client_send_key(c, DT_OP_WANT_KEYS, f->key, f->klen) != 0) {
+      dt__future_unref_locked(f);
+      f = NULL;
+      rc = dt__err(DT_ENOMEM, "dt_client_future: out of memory");
+    } else {
+      dt__client_wake(c);
+    }
+  }
+  dt__client_unlock(c);
+  *out = f;
+  return rc;
+}

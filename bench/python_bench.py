@@ -17,6 +17,8 @@ Workloads (--scale shrinks them for smoke runs):
                  tree of sums: 114,286 tasks) computed with optimize_graph=False
   map_20k        client.map(inc, range(20000)) + gather
   latency        submit -> result of a trivial task (median of 300)
+  tasks_from_tasks  one task fans out 5,000 inc subtasks through the worker's
+                 client (get_client) and gathers them (seceded while it waits)
 """
 
 import argparse
@@ -74,10 +76,24 @@ def best(fn, repeat, warm=True):
     return min(times), out
 
 
+def fan_out(n, system):
+    """Tasks from tasks: a task submits n subtasks and gathers them."""
+    if system == "dask":
+        from distributed import get_client, rejoin, secede
+    else:
+        from dtask import get_client, rejoin, secede
+    client = get_client()
+    futs = client.map(inc, range(n), pure=False)
+    secede()  # Dask needs it on one-thread workers; dtask secedes by itself too
+    out = sum(client.gather(futs))
+    rejoin()
+    return out
+
+
 def sizes(s):
     return {"side": max(500, int(4000 * min(1.0, s ** 0.5)) // 500 * 500),
             "days": max(1, int(30 * s)), "nd": max(1000, int(100_000 * s)),
-            "nmap": max(500, int(20_000 * s))}
+            "nmap": max(500, int(20_000 * s)), "nfan": max(200, int(5_000 * s))}
 
 
 def collections(sz):
@@ -151,6 +167,11 @@ def run(system, a, ref):
     assert got == list(range(1, nmap + 1)), "map: wrong result"
     res["map_tasks_per_s"] = nmap / dt
 
+    nfan = sz["nfan"]
+    dt, got = best(lambda: client.submit(fan_out, nfan, system, pure=False).result(), repeat)
+    assert got == nfan * (nfan + 1) // 2, "tasks_from_tasks: wrong result"
+    res["tasks_from_tasks_per_s"] = nfan / dt
+
     for i in range(30):
         client.submit(inc, i, pure=False).result()
     lat = []
@@ -177,6 +198,7 @@ ROWS = [  # key, label, unit, lower is better
     ("delayed_tasks_per_s", "delayed graph", "tasks/s", False),
     ("map_tasks_per_s", "map + gather", "tasks/s", False),
     ("latency_median_us", "submit -> result", "us", True),
+    ("tasks_from_tasks_per_s", "tasks from tasks (fan-out)", "tasks/s", False),
 ]
 
 

@@ -202,6 +202,36 @@ dt_value *dt_task_fail(dt_task *t, const char *fmt, ...)
 const char *dt_task_key(const dt_task *t);      /* borrowed */
 const char *dt_task_function(const dt_task *t); /* borrowed */
 
+/* Tasks from tasks (docs/python.md "Tasks from tasks").
+ * dt_task_client: a client connected to the scheduler of the worker the
+ * task runs on, with the worker's security; one per worker process, made on
+ * first use (thread-safe), borrowed (never close it), alive as long as the
+ * worker.  NULL with dt_last_error() when it cannot connect.  Declared in
+ * the client section's types; futures it makes may be returned inside the
+ * task's result (dt_future_value): they stay alive while that result is
+ * held. */
+struct dt_client;
+struct dt_client *dt_task_client(dt_task *t);
+/* dt_task_secede: hands the task's pool thread back (the worker starts
+ * another; the scheduler stops counting the task against the worker's
+ * threads).  dt_task_rejoin: waits until a thread slot is free again.
+ * Blocking calls on futures (dt_future_result, dt_client_gather, dt_wait,
+ * dt_as_completed_next) made inside a task secede while they wait and
+ * rejoin after.  0, or an error outside a worker. */
+int dt_task_secede(dt_task *t);
+int dt_task_rejoin(dt_task *t);
+/* dt_task_reschedule: returns NULL; the task is put back and runs again
+ * (on another worker when one is free), not counted as a failure:
+ * `return dt_task_reschedule(task);` */
+dt_value *dt_task_reschedule(dt_task *t);
+/* where the task runs (borrowed, life of the worker; "" outside one) */
+const char *dt_task_worker_address(const dt_task *t);
+const char *dt_task_worker_name(const dt_task *t);
+int dt_task_worker_nthreads(const dt_task *t);
+const char *dt_task_scheduler_address(const dt_task *t);
+/* dt_task_current: the task the calling thread runs, or NULL */
+dt_task *dt_task_current(void);
+
 /* ---------------------------------------------------------------- client */
 
 typedef struct dt_client dt_client;
@@ -312,6 +342,14 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
                              int *retired);
 /* dt_client_wait_for_workers: waits until at least n workers are connected. */
 int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms);
+/* dt_client_fire_and_forget: the scheduler keeps the tasks of fs (and
+ * what they need) running until they finish, even if every client
+ * releases them or closes (Dask's fire_and_forget).  Usable from a task's
+ * client too. */
+int dt_client_fire_and_forget(dt_client *c, dt_future *const *fs, size_t n);
+/* dt_client_future: a future for key, a task the scheduler knows (e.g. one
+ * a task submitted and returned): the client wants it from now on. */
+int dt_client_future(dt_client *c, const char *key, dt_future **out);
 
 /* ---------------------------------------------------------------- futures */
 

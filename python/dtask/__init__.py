@@ -26,11 +26,13 @@ from .client import (  # noqa: E402
     KilledWorker, as_completed, cfunc, default_client, fire_and_forget, futures_of, get_client,
     progress, wait)
 from .cluster import LocalCluster, Status  # noqa: E402
+from .worker_client import (  # noqa: E402
+    Reschedule, get_worker, rejoin, secede, worker_client)
 
 __version__ = "0.1.0"
 __all__ = [
     "Client", "LocalCluster", "Future", "wait", "as_completed", "progress", "cfunc",
     "KilledWorker", "CancelledError", "FutureLost", "DtaskError", "FIRST_COMPLETED",
     "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client", "futures_of",
-    "Status",
+    "Status", "worker_client", "secede", "rejoin", "get_worker", "Reschedule",
 ]

@@ -129,6 +129,7 @@ static PyObject *mod_wait(PyObject *m, PyObject *args) {
   int rc;
   for (;;) {
     int slice = timeout_ms < 0 || timeout_ms > 200 ? 200 : timeout_ms;
+    if (dt_task_current()) slice = timeout_ms; /* a task (no signals there): one wait, seceded once */
     dt_wait_mode mode = first ? DT_FIRST_COMPLETED : DT_ALL_COMPLETED;
     Py_BEGIN_ALLOW_THREADS rc = dt_wait(fs, n, slice, mode);
     Py_END_ALLOW_THREADS if (rc != DT_ETIMEDOUT) break;
@@ -168,6 +169,10 @@ static PyMethodDef mod_methods[] = {
     {"scheduler_main", mod_scheduler_main, METH_VARARGS, "scheduler_main(argv): run a scheduler"},
     {"wait", mod_wait, METH_VARARGS, "wait(futures, timeout_ms=-1, first_completed=False)"},
     {"roundtrip", mod_roundtrip, METH_VARARGS, "roundtrip(obj, native=False)"},
+    {"task_client", core_mod_task_client, METH_NOARGS, "the worker's client (inside a task)"},
+    {"task_secede", core_mod_task_secede, METH_NOARGS, "secede the current task"},
+    {"task_rejoin", core_mod_task_rejoin, METH_NOARGS, "rejoin the current task"},
+    {"task_info", core_mod_task_info, METH_NOARGS, "where the current task runs, or None"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef core_module = {PyModuleDef_HEAD_INIT, "dtask._core",

@@ -165,7 +165,11 @@ class Future(_FutureBase):
         return isinstance(other, Future) and other.key == self.key
 
     def __reduce__(self):
-        raise TypeError("a dtask Future can be passed to submit/map, not pickled on its own")
+        # a Future travels by key (e.g. returned from a task); unpickled, it
+        # is bound to get_client() there, which wants the key
+        from .worker_client import _rebuild_future
+
+        return (_rebuild_future, (self.key,))
 
 
 serialize.FUTURE_TYPE = Future
@@ -720,9 +724,11 @@ def fire_and_forget(futures):
     scheduler keeps a task while a client wants it: this holds them)."""
     flat = []
     _walk_futures(futures if not isinstance(futures, Future) else [futures], flat)
+    by_client = {}
     for f in flat:
-        _forgotten.add(f)
-        f.add_done_callback(_forgotten.discard)
+        by_client.setdefault(id(f.client), (f.client, []))[1].append(f._cf)
+    for c, cfs in by_client.values():
+        c._c.fire_and_forget(cfs)  # the scheduler's holder keeps them to the end
 
 
 _forgotten: set = set()
@@ -734,8 +740,12 @@ def default_client():
     return _defaults[-1]
 
 
-def get_client():
-    return default_client()
+def get_client(timeout=None, resolve_address=True):
+    """Inside a task: the worker's client (docs/python.md, "Tasks from
+    tasks").  Elsewhere: the default client."""
+    from .worker_client import get_client as _gc
+
+    return _gc(timeout, resolve_address)
 
 
 __all__ = [

@@ -74,10 +74,19 @@ int core_futures_of(PyObject *l, dt_future ***out, size_t *n);
 
 /* ---- client and cluster (core_client.c, core_cluster.c) */
 extern PyTypeObject core_client_type;
+/* core_client_borrowed: a CClient over c that never closes it (a worker's
+ * task client) */
+PyObject *core_client_borrowed(dt_client *c);
 extern PyTypeObject core_cluster_type;
 
 /* ---- worker side (core_task.c) */
 /* core_py_task: the "py:" task handler (runs a pickled Python call). */
 dt_value *core_py_task(dt_task *t);
+/* tasks from tasks: module functions task_client, task_secede, task_rejoin,
+ * task_info (core_task.c) */
+PyObject *core_mod_task_client(PyObject *m, PyObject *unused);
+PyObject *core_mod_task_secede(PyObject *m, PyObject *unused);
+PyObject *core_mod_task_rejoin(PyObject *m, PyObject *unused);
+PyObject *core_mod_task_info(PyObject *m, PyObject *unused);
 
 #endif

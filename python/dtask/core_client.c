@@ -11,6 +11,7 @@
 typedef struct {
   PyObject_HEAD
   dt_client *c;
+  bool borrowed; /* a worker's task client (dt_task_client): never closed here */
 } ClientObject;
 
 static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
@@ -37,7 +38,7 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
 static void client_close_now(ClientObject *self) {
   dt_client *c = self->c;
   self->c = NULL;
-  if (c) {
+  if (c && !self->borrowed) {
     Py_BEGIN_ALLOW_THREADS dt_client_close(c);
     Py_END_ALLOW_THREADS
   }
@@ -442,7 +443,46 @@ static PyObject *client_progress(ClientObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* ---- tasks from tasks */
+
+/* fire_and_forget(cfutures) */
+static PyObject *client_fire_and_forget(ClientObject *self, PyObject *args) {
+  PyObject *l;
+  if (!PyArg_ParseTuple(args, "O", &l) || !client_ok(self)) return NULL;
+  dt_future **fs = NULL;
+  size_t n = 0;
+  if (core_futures_of(l, &fs, &n)) return NULL;
+  int rc;
+  dt_client *c = self->c;
+  Py_BEGIN_ALLOW_THREADS rc = dt_client_fire_and_forget(c, fs, n);
+  Py_END_ALLOW_THREADS free(fs);
+  if (rc) return core_raise(rc);
+  Py_RETURN_NONE;
+}
+
+/* future(key): a CFuture for a key the scheduler knows (the client wants it) */
+static PyObject *client_future(ClientObject *self, PyObject *args) {
+  const char *key;
+  if (!PyArg_ParseTuple(args, "s", &key) || !client_ok(self)) return NULL;
+  dt_future *f = NULL;
+  int rc;
+  dt_client *c = self->c;
+  Py_BEGIN_ALLOW_THREADS rc = dt_client_future(c, key, &f);
+  Py_END_ALLOW_THREADS if (rc) return core_raise(rc);
+  return core_future_wrap(f);
+}
+
+PyObject *core_client_borrowed(dt_client *c) {
+  ClientObject *o = (ClientObject *)core_client_type.tp_alloc(&core_client_type, 0);
+  if (!o) return NULL;
+  o->c = c;
+  o->borrowed = true;
+  return (PyObject *)o;
+}
+
 static PyMethodDef client_methods[] = {
+    {"fire_and_forget", (PyCFunction)client_fire_and_forget, METH_VARARGS, NULL},
+    {"future", (PyCFunction)client_future, METH_VARARGS, NULL},
     {"submit", (PyCFunction)(void (*)(void))client_submit, METH_VARARGS | METH_KEYWORDS, NULL},
     {"graph_submit", (PyCFunction)(void (*)(void))client_graph_submit, METH_VARARGS | METH_KEYWORDS,
      NULL},

@@ -53,6 +53,7 @@ static PyObject *future_result(FutureObject *o, PyObject *args) {
   /* wait in slices so that ^C reaches the waiting Python thread */
   for (;;) {
     int slice = timeout_ms < 0 || timeout_ms > 200 ? 200 : timeout_ms;
+    if (dt_task_current()) slice = timeout_ms; /* a task (no signals there): one wait, seceded once */
     Py_BEGIN_ALLOW_THREADS rc = dt_future_result(o->f, slice, &v);
     Py_END_ALLOW_THREADS if (rc != DT_ETIMEDOUT) break;
     if (PyErr_CheckSignals()) return NULL;

@@ -33,6 +33,26 @@ static void fail_with_pyerr(dt_task *t, const char *prefix, const char *none_msg
   Py_XDECREF(tb);
 }
 
+/* attach_refs: the futures the result references (CFutures, from the
+ * execute hook) go into the result value as "__dtask_refs__" when it is a
+ * pickled map: DT_FUTURE values hold references on the worker client's
+ * futures, so their keys stay wanted for as long as the worker holds the
+ * result.  A native result (no pickle) references no future. */
+static void attach_refs(dt_task *t, dt_value *out, PyObject *refs) {
+  dt_future **fs = NULL;
+  size_t n = 0;
+  if (!PyList_Check(refs) || PyList_GET_SIZE(refs) == 0 || dt_value_type(out) != DT_MAP) return;
+  if (core_futures_of(refs, &fs, &n)) {
+    PyErr_Clear();
+    return;
+  }
+  dt_value *l = dt_list_new();
+  for (size_t i = 0; l && i < n; i++) dt_list_push(l, dt_future_value(fs[i])); /* its own reference */
+  (void)t;
+  if (l) dt_map_set(out, "__dtask_refs__", l); /* consumes l */
+  free(fs);
+}
+
 /* the "py:" handler: args are (payload, *dependencies); the hook unpickles
  * the call, runs it and returns (True, result) or (False, error text). */
 dt_value *core_py_task(dt_task *t) {
@@ -69,14 +89,17 @@ dt_value *core_py_task(dt_task *t) {
     goto done;
   }
   PyObject *ok, *val;
-  if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+  if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 2 || PyTuple_GET_SIZE(r) > 3) {
     task_fail(t, "internal error: the execute hook returned a wrong value");
     goto done;
   }
   ok = PyTuple_GET_ITEM(r, 0);
   val = PyTuple_GET_ITEM(r, 1);
-  if (ok == Py_True) {
+  if (ok == Py_None) { /* raise dtask.Reschedule() */
+    dt_task_reschedule(t);
+  } else if (ok == Py_True) {
     out = core_to_value(val, 0);
+    if (out && PyTuple_GET_SIZE(r) == 3) attach_refs(t, out, PyTuple_GET_ITEM(r, 2));
     if (!out) {
       char prefix[300];
       snprintf(prefix, sizeof(prefix), "could not serialise the result of %.200s: ",
@@ -94,4 +117,51 @@ done:
   Py_XDECREF(pl);
   PyEval_SaveThread();
   return out;
+}
+
+/* ---------------------------------------------------------------- tasks from tasks */
+
+PyObject *core_mod_task_client(PyObject *m, PyObject *unused) {
+  (void)m, (void)unused;
+  dt_task *t = dt_task_current();
+  if (!t) Py_RETURN_NONE;
+  dt_client *c;
+  Py_BEGIN_ALLOW_THREADS c = dt_task_client(t);
+  Py_END_ALLOW_THREADS if (!c) return core_raise(DT_ECONNECT);
+  return core_client_borrowed(c);
+}
+
+PyObject *core_mod_task_secede(PyObject *m, PyObject *unused) {
+  (void)m, (void)unused;
+  dt_task *t = dt_task_current();
+  if (!t) {
+    PyErr_SetString(PyExc_ValueError, "secede() outside a task");
+    return NULL;
+  }
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = dt_task_secede(t);
+  Py_END_ALLOW_THREADS if (rc) return core_raise(rc);
+  Py_RETURN_NONE;
+}
+
+PyObject *core_mod_task_rejoin(PyObject *m, PyObject *unused) {
+  (void)m, (void)unused;
+  dt_task *t = dt_task_current();
+  if (!t) {
+    PyErr_SetString(PyExc_ValueError, "rejoin() outside a task");
+    return NULL;
+  }
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = dt_task_rejoin(t); /* waits for a slot: without the GIL */
+  Py_END_ALLOW_THREADS if (rc) return core_raise(rc);
+  Py_RETURN_NONE;
+}
+
+PyObject *core_mod_task_info(PyObject *m, PyObject *unused) {
+  (void)m, (void)unused;
+  dt_task *t = dt_task_current();
+  if (!t) Py_RETURN_NONE;
+  return Py_BuildValue("{s:s,s:s,s:i,s:s,s:s}", "address", dt_task_worker_address(t), "name",
+                       dt_task_worker_name(t), "nthreads", dt_task_worker_nthreads(t),
+                       "scheduler", dt_task_scheduler_address(t), "key", dt_task_key(t));
 }

@@ -245,7 +245,12 @@ PyObject *core_from_value(const dt_value *v, int writable) {
     return l;
   }
   case DT_MAP: {
-    const dt_value *pk = dt_map_len(v) == 1 ? dt_map_get(v, PICKLE_KEY) : NULL;
+    /* a task's result may carry the futures it references ("__dtask_refs__",
+     * core_task.c): they keep those keys alive while the result is held */
+    size_t ml = dt_map_len(v);
+    const dt_value *pk = ml == 1 || (ml == 2 && dt_map_get(v, "__dtask_refs__"))
+                             ? dt_map_get(v, PICKLE_KEY)
+                             : NULL;
     if (pk && dt_value_type(pk) == DT_LIST && dt_list_len(pk) >= 1) {
       size_t n = dt_list_len(pk);
       for (size_t i = 0; i < n; i++)

@@ -233,7 +233,11 @@ def execute(payload, deps):
             node, keys = pickle.loads(payload[1:])
             return True, node(dict(zip(keys, deps)))
         fn, args, kwargs = _CallUnpickler(payload[1:], deps).load()
-        return True, fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        refs = _result_refs(result)  # Futures it returns: kept alive with it
+        return (True, result) if refs is None else (True, result, refs)
+    except Reschedule:  # run it again, not a failure
+        return None, None
     except BaseException as e:  # every failure goes back to the client
         return False, format_failure(e)
 
@@ -271,5 +275,7 @@ def error_text_without_pickle(text):
     i = text.rfind(EXC_MARKER)
     return text if i < 0 else text[:i]
 
+
+from .worker_client import Reschedule, _result_refs  # noqa: E402
 
 _core.set_hooks(dumps, loads, execute)

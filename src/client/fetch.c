@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "../proto/alloc.h"
+#include "../task/task.h"
 
 typedef struct fetch_req {
   uint64_t req;
@@ -251,6 +252,7 @@ static int await_value(dt_client *c, dt_future *f, const struct timespec *deadli
     if (f->status == DT_FINISHED && dt__client_want_fetch(c, f))
       return dt__err(DT_ENOMEM, "out of memory fetching the result of '%s'", f->key);
     if (c->state == CS_CLOSED) return dt__err(DT_ECLOSED, "client is closed");
+    dt__task_block_begin(); /* inside a task: hand the thread back while waiting */
     if (!dt__client_wait_until(c, deadline))
       return dt__err(DT_ETIMEDOUT, "timed out waiting for the result of '%s'", f->key);
   }
@@ -291,5 +293,6 @@ int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n, int timeout_m
   if (rc == 0)
     for (size_t i = 0; i < n; i++) out[i] = dt_value_ref(fs[i]->value);
   dt__client_unlock(c);
+  dt__task_block_end();
   return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "client.h"
 #include "../proto/alloc.h"
+#include "../task/task.h"
 
 /* ---------------------------------------------------------------- the table (locked) */
 
@@ -149,6 +150,7 @@ int dt_future_result(dt_future *f, int timeout_ms, dt_value **out) {
   pthread_mutex_lock(&c->lock);
   int rc = dt__future_result_locked(c, f, timeout_ms, out);
   dt__client_unlock(c);
+  dt__task_block_end();
   return rc;
 }
 
@@ -265,6 +267,7 @@ int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode) {
       rc = dt__client_usable(c);
       break;
     }
+    dt__task_block_begin();
     if (timeout_ms < 0) {
       pthread_cond_wait(&c->cond, &c->lock);
     } else if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) != 0 && dt__passed(&dl)) {
@@ -273,6 +276,7 @@ int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode) {
     }
   }
   dt__client_unlock(c);
+  dt__task_block_end();
   return rc;
 }
 
@@ -364,6 +368,7 @@ int dt_as_completed_next(dt_as_completed *ac, int timeout_ms, dt_future **out) {
       rc = DT_EOF;
       break;
     }
+    dt__task_block_begin();
     if (timeout_ms < 0) {
       pthread_cond_wait(&ac->cond, &ac->lock);
     } else if (pthread_cond_timedwait(&ac->cond, &ac->lock, &dl) != 0 && dt__passed(&dl)) {
@@ -372,6 +377,7 @@ int dt_as_completed_next(dt_as_completed *ac, int timeout_ms, dt_future **out) {
     }
   }
   pthread_mutex_unlock(&ac->lock);
+  dt__task_block_end();
   if (rc == DT_ETIMEDOUT) dt__err(rc, "dt_as_completed_next: timed out after %d ms", timeout_ms);
   if (rc == DT_EOF) dt__err(rc, "dt_as_completed_next: every future was returned");
   return rc;

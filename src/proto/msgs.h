@@ -136,7 +136,10 @@
   X(ACQUIRE, "scheduler->worker", "fetch these results from other workers and keep them") \
   X(ACQUIRED, "worker->scheduler", "results fetched (or not) for ACQUIRE")              \
   X(NANNY_REPORT, "nanny->scheduler", "my worker died while running these keys")        \
-  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")
+  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)") \
+  X(TASK_SECEDED, "worker->scheduler", "a running task handed its thread back: do not count it against the worker's threads") \
+  X(TASK_RESCHEDULE, "worker->scheduler", "a task asked to run again (Reschedule): place it again, not a failure") \
+  X(FIRE_AND_FORGET, "client->scheduler", "keep these tasks running until they finish, whoever releases them")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -280,5 +283,8 @@
   L(KEY, keys, "the keys it was running")
 
 #define DT_MSG_PING(F, L, LR, M) F(UINT, uptime_ms, "the scheduler's uptime")
+#define DT_MSG_TASK_SECEDED(F, L, LR, M) F(KEY, key, "the task's key")
+#define DT_MSG_TASK_RESCHEDULE(F, L, LR, M) F(KEY, key, "the task's key")
+#define DT_MSG_FIRE_AND_FORGET(F, L, LR, M) L(KEY, keys, "the keys")
 
 #endif

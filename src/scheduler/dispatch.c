@@ -35,6 +35,9 @@ static const struct {
     [DT_OP_HEARTBEAT] = {PEER_WORKER, dt__on_heartbeat},
     [DT_OP_CLOSE] = {-1, dt__on_close_msg},
     [DT_OP_NANNY_REPORT] = {0, dt__on_nanny_report},
+    [DT_OP_TASK_SECEDED] = {PEER_WORKER, dt__on_task_seceded},
+    [DT_OP_TASK_RESCHEDULE] = {PEER_WORKER, dt__on_task_reschedule},
+    [DT_OP_FIRE_AND_FORGET] = {PEER_CLIENT, dt__on_fire_and_forget},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
@@ -81,6 +84,7 @@ void dt__srv_on_conn_close(dt_conn *c) {
   }
   default: break;
   }
+  if (!srv->stopping) dt__sched_ff_peers_changed(&srv->s);
   c->data = NULL;
   dt__srv_emit();
 }

@@ -56,6 +56,7 @@ int dt__on_task_finished(dt_conn *c, const dt_msg *msg) {
   if (m->inline_.p && m->inline_.len > DT_INLINE_MAX) return DT_EPROTO;
   dt__sched_task_finished(&srv->s, c->data, m->key.p, m->key.len, m->nbytes, (double)m->duration_us / 1e6,
                           m->inline_.p, m->inline_.len);
+  dt__sched_ff_done(&srv->s, m->key.p, m->key.len);
   return 0;
 }
 
@@ -66,6 +67,7 @@ int dt__on_task_erred(dt_conn *c, const dt_msg *msg) {
   int64_t code = m->code;
   if (code >= 0 || code < -1000) code = DT_ETASK;
   dt__sched_task_erred(&srv->s, c->data, m->key.p, m->key.len, (int)code, f, s);
+  dt__sched_ff_done(&srv->s, m->key.p, m->key.len);
   free(f);
   free(s);
   return 0;

@@ -52,12 +52,12 @@ void dt__place_free_append(sched *s, s_worker *w) {
 }
 
 void dt__place_update_free(sched *s, s_worker *w) {
-  if ((int)w->processing.len < dt__sched_worker_capacity(s, w)) dt__place_free_append(s, w);
+  if ((int)(w->processing.len - w->long_running) < dt__sched_worker_capacity(s, w)) dt__place_free_append(s, w);
   else dt__place_free_remove(s, w);
 }
 
 static double occupancy(const s_worker *w) {
-  return (double)w->processing.len / (w->nthreads > 0 ? w->nthreads : 1);
+  return (double)(w->processing.len - w->long_running) / (w->nthreads > 0 ? w->nthreads : 1);
 }
 
 s_worker *dt__place_proc_remove(s_task *t) {
@@ -68,6 +68,10 @@ s_worker *dt__place_proc_remove(s_task *t) {
   w->processing.v[i] = last;
   last->proc_idx = (uint32_t)i;
   t->processing_on = NULL;
+  if (t->seceded) { /* tasks from tasks: it no longer runs there */
+    t->seceded = false;
+    w->long_running--;
+  }
   return w;
 }
 
@@ -102,7 +106,7 @@ static void to_processing(sched *s, s_task *t, s_worker *w) {
   dt__vec_push(&w->processing, t);
   t->processing_on = w;
   dt__ev_compute(s, w, t);
-  if (w->in_free_list && (int)w->processing.len >= dt__sched_worker_capacity(s, w))
+  if (w->in_free_list && (int)(w->processing.len - w->long_running) >= dt__sched_worker_capacity(s, w))
     dt__place_free_remove(s, w);
 }
 
@@ -217,7 +221,7 @@ void dt__place_ready(sched *s, s_task *t) {
 void dt__place_fill(sched *s) {
   while (s->queued.len && s->free_head) {
     s_worker *w = s->free_head;
-    if ((int)w->processing.len >= dt__sched_worker_capacity(s, w)) {
+    if ((int)(w->processing.len - w->long_running) >= dt__sched_worker_capacity(s, w)) {
       dt__place_free_remove(s, w);
       continue;
     }

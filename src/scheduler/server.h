@@ -116,6 +116,10 @@ int dt__on_scatter(dt_conn *c, const dt_msg *m);
 int dt__on_put_data_done(dt_conn *c, const dt_msg *m);
 int dt__on_retire_workers(dt_conn *c, const dt_msg *m);
 int dt__on_acquired(dt_conn *c, const dt_msg *m);
+/* tasks_from_tasks.c */
+int dt__on_task_seceded(dt_conn *c, const dt_msg *m);
+int dt__on_task_reschedule(dt_conn *c, const dt_msg *m);
+int dt__on_fire_and_forget(dt_conn *c, const dt_msg *m);
 
 /* ---- workers leaving (handle_workers.c, handle_requests.c) */
 /* dt__srv_drop_worker: remove a worker we give up on, and close its

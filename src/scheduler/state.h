@@ -89,8 +89,9 @@ typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes 
   uint32_t nwaiting;  /* dependencies not in memory */
   uint32_t waiters;   /* dependents that still need this result */
   uint8_t state;      /* s_task_state */
-  bool holds_deps;    /* counted in each dependency's waiters */
-  bool send_inline;   /* a client waits for the result: send it when small */
+  bool holds_deps : 1;  /* counted in each dependency's waiters */
+  bool send_inline : 1; /* a client waits for the result: send it when small */
+  bool seceded : 1;     /* its thread was handed back: counted in long_running */
   uint8_t suspicious; /* workers that died while running it (KilledWorker) */
   uint32_t proc_idx;  /* index in processing_on->processing */
   dt_vec1 wanted_by;  /* clients (struct s_client *) */
@@ -137,6 +138,7 @@ typedef struct s_worker {
   uint32_t moving;      /* results still being copied elsewhere */
   bool gone;            /* removed: freed when the events are drained */
   void *retire;         /* the request it belongs to (the server's) */
+  uint32_t long_running; /* processing tasks that seceded: not counted in capacity */
 } s_worker;
 
 typedef struct s_client {
@@ -221,6 +223,7 @@ typedef struct sched {
   /* freed at the drain, not before: events may still name them */
   dt_vec dead_tasks; /* forgotten tasks (state FORGOTTEN) */
   dt_vec dead_peers; /* removed workers and clients (gone set; by kind) */
+  s_client *fire_and_forget; /* the holder of fire_and_forget keys, or NULL */
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */
@@ -338,6 +341,20 @@ const char *dt__sched_event_text(const sched *s, const s_event *e, uint32_t *len
 void dt__sched_events_done(sched *s);
 /* dt__sched_worker_capacity: tasks this worker may have in flight. */
 int dt__sched_worker_capacity(const sched *s, const s_worker *w);
+/* ---- tasks from tasks (tasks_from_tasks.c) */
+/* dt__sched_task_seceded: key, running on w, handed its thread back: it no
+ * longer counts against w's capacity. */
+void dt__sched_task_seceded(sched *s, s_worker *w, const char *key, uint32_t klen);
+/* dt__sched_task_reschedule: key asked to run again: placed again, not a failure */
+void dt__sched_task_reschedule(sched *s, s_worker *w, const char *key, uint32_t klen);
+/* dt__sched_fire_and_forget: the scheduler's own holder wants key until it
+ * finishes (memory or erred), whoever else releases it. */
+void dt__sched_fire_and_forget(sched *s, const char *key, uint32_t klen);
+/* dt__sched_ff_done: key finished: the holder lets it go */
+void dt__sched_ff_done(sched *s, const char *key, uint32_t klen);
+/* dt__sched_ff_peers_changed: a peer left; with no client and no worker
+ * left, the holder lets everything go (nothing could run or read it). */
+void dt__sched_ff_peers_changed(sched *s);
 /* dt__sched_check: verifies the invariants (counts, links); 0 if consistent. */
 int dt__sched_check(const sched *s, char *why, size_t cap);
 

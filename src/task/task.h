@@ -14,7 +14,31 @@ struct dt_task {
   const dt_value *kwargs; /* map, borrowed */
   char *err;              /* set by dt_task_fail (owned) */
   int err_code;
+  /* tasks from tasks (context.c) */
+  bool seceded;      /* its pool thread was handed back (dt_task_secede) */
+  bool auto_seceded; /* seceded by a blocking client call, to rejoin after it */
+  bool reschedule;   /* dt_task_reschedule: run it again, not a failure */
 };
+
+/* ---- tasks from tasks (context.c).  The worker installs hooks and its
+ * identity; the client layer (above) reads them.  dt__task_current is the
+ * task the calling pool thread runs (NULL elsewhere). */
+typedef struct {
+  int (*secede)(dt_task *t); /* hand the thread back: 0 or an error */
+  int (*rejoin)(dt_task *t); /* wait for a free slot again */
+  const char *sched_addr;    /* the worker's scheduler ("host:port") */
+  const char *name, *address; /* the worker's (live buffers: may fill later) */
+  int nthreads;
+} dt__task_env_t;
+extern dt__task_env_t dt__task_env;
+extern __thread dt_task *dt__task_current;
+/* the worker sets dt__task_env once, before its pool starts */
+void dt__task_env_set(const dt__task_env_t *env);
+/* a blocking client call is about to wait: secede the current task (if any
+ * and not seceded), remembering to rejoin it after the call */
+void dt__task_block_begin(void);
+/* the blocking call returned (no lock held): rejoin what block_begin seceded */
+void dt__task_block_end(void);
 
 int dt__task_preload(const char *path);
 

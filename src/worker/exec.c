@@ -153,7 +153,7 @@ void dt__exec_start(void) {
   if (dt__store.paused) return; /* memory: nothing new until it falls */
   int nthreads = dt__worker.nthreads;
   int limit = nthreads + (X.avg_ns < 100000 ? 4 * nthreads + 4 : 0);
-  while (X.executing < limit && X.ready.len) {
+  while (X.executing - dt__pool_seceded() < limit && X.ready.len) {
     w_task *t = dt__heap_pop(&X.ready);
     if (t->nres && !resources_free(t)) {
       dt__vec_push(&X.blocked, t);
@@ -178,7 +178,9 @@ void dt__exec_done(w_task *list) {
       dt__exec_task_free(t); /* already out of the task table */
       continue;
     }
-    if (t->result) {
+    if (t->reschedule) {
+      dt__link_reschedule(t->key, t->klen);
+    } else if (t->result) {
       dt_value *r = t->result;
       t->result = NULL;
       w_data *d = dt__store_put(t->key, t->klen, r, false);

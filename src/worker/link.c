@@ -85,6 +85,24 @@ void dt__link_missing(const w_task *t, const char *dep, uint32_t dlen, const cha
   dt__e_end(&e);
 }
 
+void dt__link_seceded(const char *key) {
+  dt_wbuf *w = sched_out();
+  if (!w) return;
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_TASK_SECEDED);
+  dt__e_cstr(&e, key);
+  dt__e_end(&e);
+}
+
+void dt__link_reschedule(const char *key, uint32_t klen) {
+  dt_wbuf *w = sched_out();
+  if (!w) return;
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_TASK_RESCHEDULE);
+  dt__e_str(&e, key, klen);
+  dt__e_end(&e);
+}
+
 /* heartbeat: what we do and hold, CPU and RSS of this process (from /proc,
  * once per heartbeat) */
 static void on_heartbeat(uv_timer_t *h) {

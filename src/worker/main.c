@@ -114,6 +114,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   uv_signal_init(&W.loop, &W.sigterm);
   uv_signal_start(&W.sigint, on_signal, SIGINT);
   uv_signal_start(&W.sigterm, on_signal, SIGTERM);
+  dt__secede_init();
   dt__pool_start(&W.loop, W.nthreads, slots, dt__exec_done);
   dt__link_start(&W.loop);
   uv_run(&W.loop, UV_RUN_DEFAULT);

@@ -24,12 +24,58 @@ static struct {
   char *slots; /* shared with the nanny: keys executing, per thread */
   uv_async_t done_async;
   void (*on_done)(w_task *list);
+  /* tasks from tasks: a thread whose task seceded no longer counts; the
+   * pool starts another when none is idle (threads are never fewer than
+   * the high-water mark; extra ones idle) */
+  int active;      /* threads running a task that has not seceded */
+  int idle;        /* threads waiting for work */
+  int nseceded;    /* tasks seceded now; read by the loop (exec.c) */
+  int cap_threads; /* room in threads */
+  int nslots;      /* the nanny's slots: the first threads' */
+  pthread_cond_t rejoin_cond;
+  dt_vec seceded_keys; /* keys to report to the scheduler (owned copies) */
+  void (*on_secede)(const char *key);
 } P;
+
+static void *pool_main(void *arg);
+
+/* the secede hook (task.h): lock held by neither side */
+static int pool_secede(dt_task *ctx) {
+  pthread_mutex_lock(&P.lock);
+  P.active--;
+  P.nseceded++;
+  dt__vec_push(&P.seceded_keys, dt__xstrdup(ctx->key));
+  int rc = 0;
+  if (P.idle == 0) { /* nobody to take the next task: a new thread */
+    if (P.nthreads == P.cap_threads) {
+      P.cap_threads *= 2;
+      P.threads = dt__xrealloc(P.threads, (size_t)P.cap_threads * sizeof(pthread_t));
+    }
+    if (pthread_create(&P.threads[P.nthreads], NULL, pool_main, (void *)(intptr_t)P.nthreads) == 0)
+      P.nthreads++;
+  }
+  pthread_cond_broadcast(&P.cond);
+  pthread_mutex_unlock(&P.lock);
+  uv_async_send(&P.done_async);
+  return rc;
+}
+
+static int pool_rejoin(dt_task *ctx) {
+  (void)ctx;
+  pthread_mutex_lock(&P.lock);
+  while (P.active >= dt__worker.nthreads && !P.stop) pthread_cond_wait(&P.rejoin_cond, &P.lock);
+  P.active++;
+  P.nseceded--;
+  pthread_mutex_unlock(&P.lock);
+  return 0;
+}
+
+int dt__pool_seceded(void) { return __atomic_load_n(&P.nseceded, __ATOMIC_RELAXED); }
 
 /* The nanny reads these slots after the worker died, to tell the scheduler
  * which tasks were running: plain stores, no system call per task. */
 static void slot_set(int idx, const w_task *t) {
-  if (!P.slots) return;
+  if (!P.slots || idx >= P.nslots) return; /* threads started by secede have none */
   char *sl = P.slots + (size_t)idx * DT__NANNY_SLOT;
   uint32_t n = t ? t->klen : 0;
   if (t) memcpy(sl + 4, t->key, n);
@@ -43,18 +89,30 @@ static void *pool_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the loop thread */
   pthread_mutex_lock(&P.lock);
   for (;;) {
-    while (!P.q_head && !P.stop) pthread_cond_wait(&P.cond, &P.lock);
+    P.idle++;
+    while ((!P.q_head || P.active >= dt__worker.nthreads) && !P.stop) pthread_cond_wait(&P.cond, &P.lock);
+    P.idle--;
     if (P.stop) break;
+    P.active++;
     w_task *t = P.q_head;
     P.q_head = t->next_done;
     if (!P.q_head) P.q_tail = NULL;
     pthread_mutex_unlock(&P.lock);
 
-    struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0};
+    struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0,
+                          false, false, false};
     uint64_t t0 = dt__now_ns();
     slot_set(idx, t);
+    dt__task_current = &ctx;
     dt_value *res = t->fn(&ctx);
+    dt__task_current = NULL;
     slot_set(idx, NULL);
+    if (ctx.reschedule && !ctx.err) {
+      dt_value_free(res);
+      res = NULL;
+      t->reschedule = true;
+      ctx.err = dt__xstrdup("rescheduled");
+    }
     t->dur_ns = dt__now_ns() - t0;
     if (res && ctx.err) { /* failed but returned a value anyway: failure wins */
       dt_value_free(res);
@@ -71,6 +129,10 @@ static void *pool_main(void *arg) {
     pthread_mutex_lock(&P.lock);
     t->next_done = P.done_head;
     P.done_head = t;
+    if (ctx.seceded) P.nseceded--; /* ended seceded: it held no slot */
+    else P.active--;
+    pthread_cond_broadcast(&P.rejoin_cond);
+    if (P.q_head) pthread_cond_signal(&P.cond);
     pthread_mutex_unlock(&P.lock);
     uv_async_send(&P.done_async);
     pthread_mutex_lock(&P.lock);
@@ -84,7 +146,14 @@ static void on_async(uv_async_t *h) {
   pthread_mutex_lock(&P.lock);
   w_task *list = P.done_head;
   P.done_head = NULL;
+  dt_vec sec = P.seceded_keys;
+  memset(&P.seceded_keys, 0, sizeof(P.seceded_keys));
   pthread_mutex_unlock(&P.lock);
+  for (size_t i = 0; i < sec.len; i++) {
+    if (P.on_secede) P.on_secede(sec.v[i]);
+    free(sec.v[i]);
+  }
+  dt__vec_free(&sec);
   /* the list is newest first: reverse it to report in completion order */
   w_task *rev = NULL;
   while (list) {
@@ -102,10 +171,18 @@ void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(
   P.on_done = on_done;
   pthread_mutex_init(&P.lock, NULL);
   pthread_cond_init(&P.cond, NULL);
+  pthread_cond_init(&P.rejoin_cond, NULL);
   uv_async_init(loop, &P.done_async, on_async);
+  P.cap_threads = nthreads;
+  P.nslots = nthreads;
   P.threads = dt__xcalloc((size_t)nthreads, sizeof(pthread_t));
+  dt__task_env_t env = {pool_secede, pool_rejoin, dt__link.sched_addr, dt__worker.name,
+                        dt__worker.address, nthreads};
+  dt__task_env_set(&env);
   for (int i = 0; i < nthreads; i++) pthread_create(&P.threads[i], NULL, pool_main, (void *)(intptr_t)i);
 }
+
+void dt__pool_on_secede(void (*fn)(const char *key)) { P.on_secede = fn; }
 
 void dt__pool_submit(w_task *t) {
   pthread_mutex_lock(&P.lock);
@@ -121,8 +198,10 @@ void dt__pool_stop(void) {
   pthread_mutex_lock(&P.lock);
   P.stop = true;
   pthread_cond_broadcast(&P.cond);
+  pthread_cond_broadcast(&P.rejoin_cond);
+  int n = P.nthreads;
   pthread_mutex_unlock(&P.lock);
-  for (int i = 0; i < P.nthreads; i++) pthread_join(P.threads[i], NULL);
+  for (int i = 0; i < n; i++) pthread_join(P.threads[i], NULL);
   free(P.threads);
   P.threads = NULL;
 }

@@ -69,6 +69,7 @@ typedef struct w_task {
   char *err;
   int err_code;
   uint64_t dur_ns;
+  bool reschedule; /* dt_task_reschedule: not a failure, place it again */
   struct w_task *next_done; /* pool.c's queue and done list */
 } w_task;
 
@@ -121,6 +122,12 @@ void dt__pool_submit(w_task *t);
 /* dt__pool_stop: stop the threads and join them (none may be running a
  * task); frees the pool. */
 void dt__pool_stop(void);
+/* tasks from tasks (secede.c and pool.c): tasks that handed their thread
+ * back now (they do not count against the pool's threads); fn(key) runs on
+ * the loop thread for each task that seceded */
+int dt__pool_seceded(void);
+void dt__pool_on_secede(void (*fn)(const char *key));
+void dt__secede_init(void);
 
 /* ---------------------------------------------------------------- store.c */
 
@@ -270,5 +277,7 @@ void dt__link_finished(const w_task *t, const dt_value *v, uint64_t nbytes);
 void dt__link_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg);
 void dt__link_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src);
 void dt__link_missing(const w_task *t, const char *dep, uint32_t dlen, const char *addr);
+void dt__link_seceded(const char *key);
+void dt__link_reschedule(const char *key, uint32_t klen);
 
 #endif

@@ -133,7 +133,9 @@
   X(ACQUIRE, "scheduler->worker", "fetch these results from other workers and keep them") \
   X(ACQUIRED, "worker->scheduler", "results fetched (or not) for ACQUIRE")              \
   X(NANNY_REPORT, "nanny->scheduler", "my worker died while running these keys")        \
-  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")
+  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")             \
+  X(ACTOR_CALL, "peer->worker", "call a method of (or read an attribute of) an actor held there") \
+  X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -276,5 +278,19 @@
   L(KEY, keys, "the keys it was running")
 
 #define DT_MSG_PING(F, L, LR, M) F(UINT, uptime_ms, "the scheduler's uptime")
+
+#define DT_MSG_ACTOR_CALL(F, L, LR, M)                                  \
+  F(UINT, req, "request id, echoed in ACTOR_RESULT")                    \
+  F(KEY, key, "the key of the task that created the actor")             \
+  F(STR, method, "the method (or attribute) name")                      \
+  F(BOOL, attribute, "read the attribute instead of calling a method")  \
+  F(PAYLOAD, spec, "the arguments: [args, kwargs]")
+
+#define DT_MSG_ACTOR_RESULT(F, L, LR, M)                       \
+  F(UINT, req, "the request id")                               \
+  F(BOOL, ok, "the call returned a value")                     \
+  F(INT, code, "the error code (a DT_E... value) when it failed") \
+  F(PAYLOAD, value, "the value (an empty payload when it failed)") \
+  F(STRN, error, "the error message, or nil")
 
 #endif

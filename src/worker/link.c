@@ -208,6 +208,7 @@ static int on_free_keys(const dt_msg *msg) {
       else dt__store_del(d);
     }
     dt__exec_free_key(k.p, k.len);
+    dt__actor_release(k.p, k.len);
   }
   return 0;
 }

@@ -80,4 +80,9 @@ extern PyTypeObject core_cluster_type;
 /* core_py_task: the "py:" task handler (runs a pickled Python call). */
 dt_value *core_py_task(dt_task *t);
 
+/* ---- actors (core_actor.c) */
+/* core_actor_init: adds actor_call to the module m and registers the
+ * Python actor type "py:"; -1 with an exception. */
+int core_actor_init(PyObject *m);
+
 #endif

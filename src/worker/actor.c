@@ -60,6 +60,7 @@ static struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   dt_smap actors;           /* key -> w_actor (under lock) */
+  dt_smap dead;             /* keys released while their create ran (under lock) */
   w_acall *run_head, *run_tail;
   w_acall *done_head;       /* newest first */
   int nthreads, idle;
@@ -83,6 +84,9 @@ static dt_value *create_task(dt_task *t) {
   void *state = type.create(t);
   if (t->err) {
     if (state && type.free_fn) type.free_fn(state);
+    pthread_mutex_lock(&A.lock);
+    free(dt__smap_del(&A.dead, t->key, strlen(t->key)));
+    pthread_mutex_unlock(&A.lock);
     return NULL;
   }
   dt_value *h = dt_map_new();
@@ -92,18 +96,26 @@ static dt_value *create_task(dt_task *t) {
     if (state && type.free_fn) type.free_fn(state);
     return dt_task_fail(t, "out of memory creating actor '%s'", t->key);
   }
-  w_actor *a = dt__xcalloc(1, sizeof(*a));
-  a->klen = (uint32_t)strlen(t->key);
-  a->key = dt__xstrndup(t->key, a->klen);
-  a->type_name = dt__xstrdup(tname);
-  a->type = type;
-  a->state = state;
+  uint32_t klen = (uint32_t)strlen(t->key);
   pthread_mutex_lock(&A.lock);
-  w_actor *old = dt__smap_get(&A.actors, a->key, a->klen);
-  if (old) old->released = true; /* a rerun of the task: the loop frees it when idle */
-  dt__smap_put(&A.actors, a->key, a->klen, a);
+  char *dk = dt__smap_del(&A.dead, t->key, klen);
+  bool dead = dk != NULL;
+  free(dk);
+  bool old = !dead && dt__smap_get(&A.actors, t->key, klen);
+  if (!dead && !old) {
+    w_actor *a = dt__xcalloc(1, sizeof(*a));
+    a->klen = klen;
+    a->key = dt__xstrndup(t->key, klen);
+    a->type_name = dt__xstrdup(tname);
+    a->type = type;
+    a->state = state;
+    dt__smap_put(&A.actors, a->key, a->klen, a);
+  }
   pthread_mutex_unlock(&A.lock);
-  if (old) DT_WARN("actor '%s' created again: the old one is dropped", a->key);
+  if (dead || old) { /* released meanwhile, or a rerun here: the one held stays */
+    if (state && type.free_fn) type.free_fn(state);
+    if (old) DT_WARN("actor '%s' created again on this worker: the first one is kept", t->key);
+  }
   return h;
 }
 
@@ -323,9 +335,16 @@ void dt__actor_conn_closed(dt_conn *c) {
 }
 
 void dt__actor_release(const char *key, uint32_t klen) {
+  /* its create still running: it must not keep what it makes */
+  w_task *t = dt__smap_get(&dt__exec.tasks, key, klen);
+  bool creating = t && t->state == WT_EXECUTING && strncmp(t->func, "actor:", 6) == 0;
   pthread_mutex_lock(&A.lock);
   w_actor *a = dt__smap_get(&A.actors, key, klen);
   if (a) dt__smap_del(&A.actors, key, klen);
+  else if (creating) {
+    char *k = dt__xstrndup(key, klen);
+    dt__smap_put(&A.dead, k, klen, k);
+  }
   pthread_mutex_unlock(&A.lock);
   if (!a) return;
   DT_DEBUG("actor '%s' released", a->key);
@@ -346,6 +365,9 @@ void dt__actor_destroy(void) {
     w_actor *a = idle.v[i];
     dt__smap_del(&A.actors, a->key, a->klen);
   }
+  for (size_t i = 0; i < A.dead.cap; i++)
+    if (A.dead.slots[i].key) free(A.dead.slots[i].val);
+  dt__smap_destroy(&A.dead);
   pthread_mutex_unlock(&A.lock);
   for (size_t i = 0; i < idle.len; i++) {
     fail_queued(idle.v[i]);

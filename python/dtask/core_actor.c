@@ -146,7 +146,15 @@ static void *py_create(dt_task *t) {
 
 static dt_value *py_call(void *state, const char *method, bool attribute, dt_task *t) {
   if (core_exiting()) return dt_task_fail(t, "the Python worker is shutting down");
-  PyGILState_STATE g = PyGILState_Ensure();
+  /* each actor thread keeps its thread state between calls (as pool
+   * threads do in core_task.c): no state made and dropped per call */
+  static __thread PyThreadState *ts;
+  if (!ts) {
+    PyGILState_Ensure(); /* never released: the state lives with the thread */
+    ts = PyThreadState_Get();
+  } else {
+    PyEval_RestoreThread(ts);
+  }
   dt_value *out = NULL;
   PyObject *fn = hook("_worker_call"), *pl = NULL, *res = NULL;
   const dt_value *payload = attribute || !dt_task_nargs(t) ? NULL : dt_task_arg(t, 0);
@@ -173,7 +181,7 @@ static dt_value *py_call(void *state, const char *method, bool attribute, dt_tas
   Py_XDECREF(res);
   Py_XDECREF(pl);
   Py_XDECREF(fn);
-  PyGILState_Release(g);
+  PyEval_SaveThread();
   return out;
 }
 

@@ -54,6 +54,17 @@ DT_TASK(byte_len) {
   return dt_int((int64_t)n);
 }
 
+/* the actor of actor_call: a counter */
+static void *counter_create(dt_task *task) {
+  (void)task;
+  return calloc(1, sizeof(int64_t));
+}
+static dt_value *counter_call(void *state, const char *method, bool attribute, dt_task *task) {
+  if (attribute || strcmp(method, "increment") != 0) return dt_task_fail(task, "no %s", method);
+  return dt_int(++*(int64_t *)state);
+}
+DT_ACTOR(Counter, counter_create, counter_call, free)
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -100,6 +111,36 @@ static void bench_latency(dt_client *c, int n) {
   report("latency_median", t[n / 2] * 1e6, "us", "submit -> result of a trivial task");
   report("latency_p99", t[(int)(n * 0.99)] * 1e6, "us", "");
   free(t);
+}
+
+/* sequential actor calls: client -> the actor's worker -> client */
+static void bench_actor(dt_client *c, int n) {
+  dt_future *af;
+  dt_actor *a;
+  CHECK(dt_client_submit_actor(c, "Counter", NULL, NULL, NULL, &af));
+  CHECK(dt_actor_from_future(af, -1, &a));
+  double *t = malloc((size_t)n * sizeof(double));
+  int64_t last = 0;
+  for (int i = -20; i < n; i++) { /* 20 warm-up calls */
+    double t0 = now();
+    dt_future *f;
+    dt_value *v;
+    CHECK(dt_actor_call(a, "increment", NULL, NULL, &f));
+    CHECK(dt_future_result(f, -1, &v));
+    last = dt_value_int(v);
+    dt_value_free(v);
+    dt_future_release(f);
+    if (i >= 0) t[i] = now() - t0;
+  }
+  if (last != n + 20) {
+    fprintf(stderr, "actor_call: counter is %lld, not %d\n", (long long)last, n + 20);
+    exit(1);
+  }
+  qsort(t, (size_t)n, sizeof(double), cmp_double);
+  report("actor_call_median", t[n / 2] * 1e6, "us", "actor method call round trip");
+  free(t);
+  dt_actor_free(a);
+  dt_future_release(af);
 }
 
 static void bench_map(dt_client *c, int n) {
@@ -343,6 +384,8 @@ int main(int argc, char **argv) {
   CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
   report("cluster_start", (now() - t0) * 1e3, "ms", "LocalCluster start to a connected client");
   bench_latency(c, scaled(500, scale, 20));
+  drain(c);
+  bench_actor(c, scaled(1000, scale, 20));
   drain(c);
   bench_map(c, scaled(20000, scale, 100));
   drain(c);

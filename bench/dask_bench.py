@@ -29,6 +29,16 @@ def add(a, b):
     return a + b
 
 
+class Counter:
+    """The actor of the actor_call workload."""
+
+    n = 0
+
+    def increment(self):
+        self.n += 1
+        return self.n
+
+
 def make_bytes(n):
     return b"\x07" * n
 
@@ -134,6 +144,18 @@ def main():
     med, p99 = median_p99(samples)
     rep.add("latency_median", med * 1e6, "us")
     rep.add("latency_p99", p99 * 1e6, "us")
+
+    # actor round trip: client -> the actor's worker -> client, one at a time
+    counter = client.submit(Counter, actor=True).result()
+    for _ in range(20):
+        counter.increment().result()
+    samples = []
+    for _ in range(sz["actor_calls"]):
+        dt, _ = timed(lambda: counter.increment().result())
+        samples.append(dt)
+    assert counter.n == 20 + sz["actor_calls"]
+    rep.add("actor_call_median", median_p99(samples)[0] * 1e6, "us")
+    del counter
 
     for key, label in (("map_small", "map_small"), ("map_large", "map_large")):
         if key == "map_large" and a.skip_large:

@@ -19,6 +19,7 @@ Workloads (--scale shrinks them for smoke runs):
   latency        submit -> result of a trivial task (median of 300)
   tasks_from_tasks  one task fans out 5,000 inc subtasks through the worker's
                  client (get_client) and gathers them (seceded while it waits)
+  actor_call     counter.increment().result() on an actor (median of 1000)
 """
 
 import argparse
@@ -41,6 +42,16 @@ def inc(x):
 
 def add(*xs):
     return sum(xs)
+
+
+class Counter:
+    """The actor of the actor call workload."""
+
+    n = 0
+
+    def increment(self):
+        self.n += 1
+        return self.n
 
 
 def warm():
@@ -181,6 +192,19 @@ def run(system, a, ref):
         lat.append(time.perf_counter() - t0)
     res["latency_median_us"] = statistics.median(lat) * 1e6
 
+    # actor round trip: client -> the actor's worker -> client, one at a time
+    counter = client.submit(Counter, actor=True).result()
+    for _ in range(20):
+        counter.increment().result()
+    lat = []
+    for _ in range(max(20, int(1000 * s))):
+        t0 = time.perf_counter()
+        counter.increment().result()
+        lat.append(time.perf_counter() - t0)
+    assert counter.n == 20 + len(lat), "actor: wrong count"
+    res["actor_call_median_us"] = statistics.median(lat) * 1e6
+    del counter
+
     client.close()
     cluster.close()
     return {"system": system, "version": version, "workers": a.workers, "threads": a.threads,
@@ -199,6 +223,7 @@ ROWS = [  # key, label, unit, lower is better
     ("map_tasks_per_s", "map + gather", "tasks/s", False),
     ("latency_median_us", "submit -> result", "us", True),
     ("tasks_from_tasks_per_s", "tasks from tasks (fan-out)", "tasks/s", False),
+    ("actor_call_median_us", "actor call round trip", "us", True),
 ]
 
 

@@ -41,6 +41,16 @@ def page_sum(b):
     return sum(b[::4096])  # one byte per 4 KiB page: every page is read
 
 
+@ray.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def increment(self):
+        self.n += 1
+        return self.n
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
@@ -68,6 +78,18 @@ def main():
     med, p99 = median_p99(samples)
     rep.add("latency_median", med * 1e6, "us")
     rep.add("latency_p99", p99 * 1e6, "us")
+
+    # actor round trip: driver -> the actor's process -> driver, one at a time
+    counter = Counter.remote()
+    for _ in range(20):
+        ray.get(counter.increment.remote())
+    samples = []
+    for _ in range(sz["actor_calls"]):
+        dt, _ = timed(lambda: ray.get(counter.increment.remote()))
+        samples.append(dt)
+    assert ray.get(counter.increment.remote()) == 21 + sz["actor_calls"]
+    rep.add("actor_call_median", median_p99(samples)[0] * 1e6, "us")
+    del counter
 
     for key in ("map_small", "map_large"):
         if key == "map_large" and a.skip_large:

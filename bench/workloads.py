@@ -26,6 +26,7 @@ def sizes(scale):
         "transfer_1g": n(1 << 30, 1 << 20),
         "submit_tasks": n(100000, 1000),
         "memory_tasks": n(100000, 1000),
+        "actor_calls": n(1000, 20),  # sequential actor method round trips
     }
 
 

@@ -567,6 +567,81 @@ int dt_jobqueue_wait_for_workers(dt_jobqueue_cluster *jc, int n, int timeout_ms)
  * scheduler, frees jc. */
 void dt_jobqueue_cluster_close(dt_jobqueue_cluster *jc);
 
+/* ---------------------------------------------------------------- actors */
+
+/* An actor is a stateful object that lives on the worker that ran the task
+ * creating it, until that task's key is released (Dask's actors).  Method
+ * calls go from the caller straight to that worker, never through the
+ * scheduler; the calls to one actor run one at a time, in the order they
+ * arrived, on the worker's actor threads (calls to different actors run in
+ * parallel).  docs/architecture.md ("Actors").
+ *
+ * An actor type is three functions registered under a name:
+ *   create(task): makes the state from the task's arguments (dt_task_arg..);
+ *     returns it (ownership transferred to the worker; NULL is a valid
+ *     state unless the task was failed with dt_task_fail);
+ *   call(state, method, attribute, task): runs method (attribute: the
+ *     caller reads the attribute of that name, with no arguments) with the
+ *     call's arguments in task; returns a new value (ownership transferred)
+ *     or NULL after dt_task_fail (the caller gets the message);
+ *     dt_task_function(task) is the method's name;
+ *   free(state): when the key is released (may be NULL). */
+typedef void *(*dt_actor_create_fn)(dt_task *task);
+typedef dt_value *(*dt_actor_call_fn)(void *state, const char *method, bool attribute,
+                                      dt_task *task);
+typedef void (*dt_actor_free_fn)(void *state);
+/* dt_actor_register: registers an actor type under name (copied) in this
+ * process; again replaces it.  A name "ns:rest" with nothing registered
+ * under it falls back to "ns:" (as dt_task_lookup does).  Thread-safe. */
+int dt_actor_register(const char *name, dt_actor_create_fn create, dt_actor_call_fn call,
+                      dt_actor_free_fn free_fn);
+/* DT_ACTOR(name, create, call, free) registers the actor type `name` before
+ * main() runs (in the program, the workers a LocalCluster of it starts, and
+ * `--preload` libraries), as DT_TASK does. */
+#define DT_ACTOR(name, create, call, free_fn)                                  \
+  __attribute__((constructor(101))) static void dt__register_actor_##name(void) { \
+    dt_actor_register(#name, create, call, free_fn);                           \
+  }
+
+/* Client side.  A dt_actor is a handle on an actor: its key and the
+ * address of the worker holding it; it belongs to one client and must not
+ * outlive it. */
+typedef struct dt_actor dt_actor;
+/* dt_client_submit_actor: creates an actor of the registered type on a
+ * worker: the task "actor:<type>"(*args, **kwargs) (args, kwargs consumed;
+ * opts as dt_client_submit, but always impure unless opts->key is set).
+ * *out: a new future whose result is the actor's handle, a map {"actor":
+ * key, "address": worker, "type": type}; releasing its last reference
+ * releases the actor. */
+int dt_client_submit_actor(dt_client *c, const char *type, dt_value *args, dt_value *kwargs,
+                           const dt_submit_opts *opts, dt_future **out);
+/* dt_actor_from_future: waits (timeout_ms < 0: forever) for f, the future
+ * of dt_client_submit_actor, and makes a handle on its actor.  *out: new,
+ * free it with dt_actor_free; it holds a reference on f (the actor lives
+ * at least as long as the handle). */
+int dt_actor_from_future(dt_future *f, int timeout_ms, dt_actor **out);
+/* dt_actor_new: a handle on the actor with key held by the worker at
+ * address (both copied), e.g. from a handle map a task received; it does
+ * not keep the actor alive.  *out: new, free it with dt_actor_free. */
+int dt_actor_new(dt_client *c, const char *key, const char *address, dt_actor **out);
+const char *dt_actor_key(const dt_actor *a);     /* borrowed, life of a */
+const char *dt_actor_address(const dt_actor *a); /* borrowed, life of a */
+/* dt_actor_call: calls method(*args, **kwargs) on the actor (args a list
+ * or NULL, kwargs a map or NULL, both consumed; futures are not allowed
+ * inside).  *out: a new future (not a key of the scheduler) that
+ * dt_future_result, dt_future_done, dt_wait and done callbacks work on: its
+ * result is the method's return value; a failed method gives DT_ETASK with
+ * its message; an unknown or released actor DT_ENOTFOUND; a lost worker
+ * DT_ELOST. */
+int dt_actor_call(dt_actor *a, const char *method, dt_value *args, dt_value *kwargs,
+                  dt_future **out);
+/* dt_actor_get: reads attribute name of the actor (through the type's call
+ * with attribute true); *out: a new future as dt_actor_call's. */
+int dt_actor_get(dt_actor *a, const char *name, dt_future **out);
+/* dt_actor_free: frees the handle (and its reference on the creating
+ * future); calls in flight keep going.  NULL is ignored. */
+void dt_actor_free(dt_actor *a);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -281,14 +281,18 @@ class Client:
         return f"{name}-{h.hexdigest()}"
 
     def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
-               priority=0, allow_other_workers=False, pure=True, **kwargs):
+               priority=0, allow_other_workers=False, pure=True, actor=False, **kwargs):
         """Runs func(*args, **kwargs) on a worker; returns a Future.  Futures
-        among the arguments (at any depth) become dependencies."""
+        among the arguments (at any depth) become dependencies.  actor=True:
+        func is a class, kept on the worker as an actor (dtask.actor)."""
         if not callable(func) and not isinstance(func, cfunc):
             raise TypeError(f"First input to submit must be a callable function, not {func!r}")
         opts = dict(priority=int(priority), workers=_workers(workers),
                     allow_other_workers=bool(allow_other_workers),
                     resources=_resources(resources), retries=int(retries or 0))
+        if actor:
+            from .actor import submit_actor
+            return submit_actor(self, func, args, kwargs, key, opts)
         if isinstance(func, cfunc):
             k = key if key is not None else None
             cf = self._c.submit(func.name, _c_args(list(args)), _c_args(kwargs) if kwargs else None,

@@ -89,4 +89,9 @@ PyObject *core_mod_task_secede(PyObject *m, PyObject *unused);
 PyObject *core_mod_task_rejoin(PyObject *m, PyObject *unused);
 PyObject *core_mod_task_info(PyObject *m, PyObject *unused);
 
+/* ---- actors (core_actor.c) */
+/* core_actor_init: adds actor_call to the module m and registers the
+ * Python actor type "py:"; -1 with an exception. */
+int core_actor_init(PyObject *m);
+
 #endif

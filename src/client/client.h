@@ -82,6 +82,8 @@ struct dt_future {
   int err_code;
   char *err_msg;          /* may be NULL even when failed (out of memory) */
   cb_entry *cbs;
+  bool actor_call;        /* an actor call's (actor.c): in client->acfuts, no key
+                             of the scheduler */
 };
 
 typedef struct wconn {
@@ -89,6 +91,7 @@ typedef struct wconn {
   char *addr;
   dt_conn *conn;
   dt_vec reqs; /* struct fetch_req* (fetch.c) */
+  dt_vec acalls; /* actor calls in flight (actor.c) */
 } wconn;
 
 /* a pending INFO_REQUEST (info.c; answered in dispatch.c) */
@@ -137,6 +140,9 @@ struct dt_client {
   dt_vec retires;    /* pending retire_workers (scatter_req too) */
   cb_entry *cbq_head, *cbq_tail; /* done callbacks to run unlocked */
   uint64_t id;
+  dt_vec actorq;     /* actor calls to send on the next wake (actor.c) */
+  dt_smap acfuts;    /* key -> dt_future of the actor calls (actor.c) */
+  uint64_t next_acall;
 };
 
 /* ---- connection.c */
@@ -202,6 +208,17 @@ void dt__client_process_fetchq(dt_client *c);
 int dt__client_want_fetch(dt_client *c, dt_future *f);
 /* dt__future_result_locked: waits for f's value; *out a new reference */
 int dt__future_result_locked(dt_client *c, dt_future *f, int timeout_ms, dt_value **out);
+
+/* ---- actor.c (locked) */
+/* dt__client_process_actorq: send the queued actor calls (I/O thread) */
+void dt__client_process_actorq(dt_client *c);
+/* dt__client_actor_result: ACTOR_RESULT from the worker of wc (I/O thread) */
+int dt__client_actor_result(wconn *wc, uint32_t nf, dt_rd *r);
+/* dt__client_actor_conn_lost: wc is going: its calls in flight fail */
+void dt__client_actor_conn_lost(wconn *wc);
+/* dt__client_actor_close: the client closes: drop queued calls, detach
+ * the calls' futures */
+void dt__client_actor_close(dt_client *c);
 
 /* ---- outbox.c: room taken before anything changes (user threads) */
 /* dt__client_vec_room / dt__client_map_room: room for extra more entries,

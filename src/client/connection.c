@@ -136,6 +136,7 @@ static void on_wake(uv_async_t *h) {
   } else if (c->fetchq.len) {
     dt__client_process_fetchq(c);
   }
+  if (!c->stop && c->actorq.len) dt__client_process_actorq(c);
   dt__client_unlock(c);
 }
 
@@ -205,6 +206,8 @@ static void client_free(dt_client *c) {
   dt__smap_destroy(&c->futs);
   dt__smap_destroy(&c->wconns);
   dt__vec_free(&c->fetchq);
+  dt__vec_free(&c->actorq);
+  dt__smap_destroy(&c->acfuts);
   dt__vec_free(&c->infos);
   dt__vec_free(&c->scatters);
   dt__vec_free(&c->retires);
@@ -371,6 +374,7 @@ void dt_client_close(dt_client *c) {
     dt__future_unref_locked(f);
   }
   c->fetchq.len = 0;
+  dt__client_actor_close(c);
   cb_entry *e = c->cbq_head;
   c->cbq_head = c->cbq_tail = NULL;
   pthread_mutex_unlock(&c->lock);

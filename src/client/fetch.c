@@ -65,6 +65,7 @@ static void fail_fetch(fetch_req *fr, const char *addr, const char *why) {
 static int on_worker_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   wconn *wc = conn->data;
   dt_msg msg;
+  if (op == DT_OP_ACTOR_RESULT) return dt__client_actor_result(wc, nf, r);
   if (op != DT_OP_DATA || dt__msg_read(r, op, nf, &msg) != 0) {
     DT_WARN("malformed message from worker %s: %s", wc->addr,
             op != DT_OP_DATA ? dt__op_name(op) : dt__msg_error());
@@ -121,6 +122,7 @@ static void on_worker_close(dt_conn *conn) {
     fail_fetch(wc->reqs.v[i], wc->addr, "connection lost");
   }
   dt__vec_free(&wc->reqs);
+  dt__client_actor_conn_lost(wc);
   free(wc->addr);
   free(wc);
 }

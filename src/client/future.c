@@ -65,6 +65,7 @@ void dt__futures_undo(dt_future **fs, size_t n) {
 void dt__future_unref_locked(dt_future *f) {
   if (--f->refs > 0) return;
   dt_client *c = f->client;
+  if (c && f->actor_call) dt__smap_del(&c->acfuts, f->key, f->klen);
   if (c && f->in_map) {
     dt__smap_del(&c->futs, f->key, f->klen);
     if (c->sched && (c->state == CS_READY)) {

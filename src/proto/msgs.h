@@ -139,7 +139,9 @@
   X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)") \
   X(TASK_SECEDED, "worker->scheduler", "a running task handed its thread back: do not count it against the worker's threads") \
   X(TASK_RESCHEDULE, "worker->scheduler", "a task asked to run again (Reschedule): place it again, not a failure") \
-  X(FIRE_AND_FORGET, "client->scheduler", "keep these tasks running until they finish, whoever releases them")
+  X(FIRE_AND_FORGET, "client->scheduler", "keep these tasks running until they finish, whoever releases them") \
+  X(ACTOR_CALL, "peer->worker", "call a method of (or read an attribute of) an actor held there") \
+  X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -286,5 +288,19 @@
 #define DT_MSG_TASK_SECEDED(F, L, LR, M) F(KEY, key, "the task's key")
 #define DT_MSG_TASK_RESCHEDULE(F, L, LR, M) F(KEY, key, "the task's key")
 #define DT_MSG_FIRE_AND_FORGET(F, L, LR, M) L(KEY, keys, "the keys")
+
+#define DT_MSG_ACTOR_CALL(F, L, LR, M)                                  \
+  F(UINT, req, "request id, echoed in ACTOR_RESULT")                    \
+  F(KEY, key, "the key of the task that created the actor")             \
+  F(STR, method, "the method (or attribute) name")                      \
+  F(BOOL, attribute, "read the attribute instead of calling a method")  \
+  F(PAYLOAD, spec, "the arguments: [args, kwargs]")
+
+#define DT_MSG_ACTOR_RESULT(F, L, LR, M)                       \
+  F(UINT, req, "the request id")                               \
+  F(BOOL, ok, "the call returned a value")                     \
+  F(INT, code, "the error code (a DT_E... value) when it failed") \
+  F(PAYLOAD, value, "the value (an empty payload when it failed)") \
+  F(STRN, error, "the error message, or nil")
 
 #endif

@@ -225,6 +225,7 @@ static int on_free_keys(const dt_msg *msg) {
       if (d->users) d->replica = true; /* still needed here: drop after use */
       else dt__store_del(d);
     }
+    dt__actor_release(k.p, k.len); /* first: it looks at a create still running */
     dt__exec_free_key(k.p, k.len);
   }
   return 0;

@@ -125,6 +125,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
     _exit(W.exit_code);
   }
   dt__pool_stop();
+  dt__actor_destroy();
   /* free what is left */
   dt__store_destroy();
   dt__exec_destroy();

@@ -72,6 +72,8 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   dt_msg m;
   if (op == DT_OP_GET_DATA)
     return dt__peer_msg_read(c, op, nf, r, &m) ? DT_EPROTO : dt__serve_get_data(c, &m);
+  if (op == DT_OP_ACTOR_CALL)
+    return dt__peer_msg_read(c, op, nf, r, &m) ? DT_EPROTO : dt__actor_call(c, &m);
   if (op == DT_OP_CLOSE) {
     dt__conn_close(c, true);
     return 0;
@@ -79,7 +81,7 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   DT_WARN("unexpected %s message from peer %s", dt__op_name(op), c->peer);
   return DT_EPROTO;
 }
-static const dt_conn_cbs serve_cbs = {on_msg, NULL, NULL};
+static const dt_conn_cbs serve_cbs = {on_msg, NULL, dt__actor_conn_closed};
 
 static void on_accept(dt_listener *l, dt_conn *c) {
   (void)l;
@@ -91,6 +93,7 @@ int dt__serve_start(dt_conn *c) {
   char ip[64];
   if (w->listen_host) snprintf(ip, sizeof(ip), "%s", w->listen_host);
   else if (dt__conn_local_ip(c, ip, sizeof(ip)) != 0) snprintf(ip, sizeof(ip), "127.0.0.1");
+  dt__actor_start(&w->loop);
   int rc = dt__listener_start(&listener, &w->net, ip, w->listen_port, &serve_cbs, on_accept, NULL);
   if (rc != 0) return rc;
   if (strchr(ip, ':')) snprintf(w->address, sizeof(w->address), "[%s]:%d", ip, listener.port);

@@ -280,4 +280,19 @@ void dt__link_missing(const w_task *t, const char *dep, uint32_t dlen, const cha
 void dt__link_seceded(const char *key);
 void dt__link_reschedule(const char *key, uint32_t klen);
 
+/* ---------------------------------------------------------------- actor.c */
+
+/* dt__actor_start: the actor threads' wake-up and the "actor:" task
+ * handler (once; loop thread) */
+void dt__actor_start(uv_loop_t *loop);
+/* dt__actor_call: ACTOR_CALL from c: queue it on its actor (or answer an
+ * error at once) */
+int dt__actor_call(dt_conn *c, const dt_msg *m);
+/* dt__actor_conn_closed: c (a serving connection) is going: no replies to it */
+void dt__actor_conn_closed(dt_conn *c);
+/* dt__actor_release: FREE_KEYS: drop the actor of key, if held here */
+void dt__actor_release(const char *key, uint32_t klen);
+/* dt__actor_destroy: stop the actor threads, free the idle actors */
+void dt__actor_destroy(void);
+
 #endif

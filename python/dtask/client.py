@@ -385,6 +385,14 @@ class Client:
         cfs = self._c.scatter(items, workers=ws, broadcast=bool(broadcast))
         return [Future(cf, self) for cf in cfs]
 
+    def get_executor(self, **kwargs):
+        """A concurrent.futures Executor that runs calls on this client
+        (kwargs: submit's pure, workers, resources, allow_other_workers,
+        retries)."""
+        from .executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)
+
     def futures_of(self, futures):
         return futures_of(futures, client=self)
 

@@ -149,3 +149,20 @@ def test_futures_of(client):
     a = client.submit(add_one, 1)
     assert dtask.futures_of([a, {"k": (a, 3)}]) == [a]
     assert client.futures_of([a]) == [a]
+
+
+def test_get_executor(client):
+    import concurrent.futures as cf
+
+    with client.get_executor(pure=False) as ex:
+        f = ex.submit(add_one, 1)
+        assert isinstance(f, cf.Future) and f.result(timeout=30) == 2
+        assert list(ex.map(add_one, range(5))) == [1, 2, 3, 4, 5]
+        bad = ex.submit(_inner_failure, 1)
+        assert isinstance(bad.exception(timeout=30), ValueError)
+        done, _ = cf.wait([ex.submit(add_one, i) for i in range(10)], timeout=30)
+        assert sorted(d.result() for d in done) == list(range(1, 11))
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(add_one, 1)
+    with pytest.raises(TypeError, match="unsupported"):
+        client.get_executor(bogus=1)

@@ -133,7 +133,10 @@
   X(ACQUIRE, "scheduler->worker", "fetch these results from other workers and keep them") \
   X(ACQUIRED, "worker->scheduler", "results fetched (or not) for ACQUIRE")              \
   X(NANNY_REPORT, "nanny->scheduler", "my worker died while running these keys")        \
-  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")
+  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")              \
+  X(COORD, "client->scheduler",                                                         \
+    "a coordination request: variable, queue, lock, multilock, event, semaphore, dataset") \
+  X(COORD_REPLY, "scheduler->client", "the outcome of a COORD request")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -276,5 +279,23 @@
   L(KEY, keys, "the keys it was running")
 
 #define DT_MSG_PING(F, L, LR, M) F(UINT, uptime_ms, "the scheduler's uptime")
+
+#define DT_MSG_COORD(F, L, LR, M)                                                   \
+  F(UINT, req, "request id, echoed in COORD_REPLY")                                 \
+  F(UINT, op, "what to do (DT_COORD_*, proto/coord_ops.h)")                         \
+  L(STR, names, "the primitive's name (a multilock's names)")                      \
+  F(PAYLOAD, value, "the value to set, put or publish, else an empty payload")      \
+  L(KEY, keys, "the futures inside value: held while the scheduler holds value")    \
+  F(INT, timeout_ms, "how long to wait (<0: forever, 0: not at all)")               \
+  F(INT, arg, "queue maxsize, semaphore max_leases, multilock num_locks, override")
+
+#define DT_MSG_COORD_REPLY(F, L, LR, M)                                 \
+  F(UINT, req, "the request id")                                        \
+  F(INT, code, "0, or a DT_E... code (DT_ETIMEDOUT: the wait timed out)") \
+  F(STRN, error, "why it failed, or nil")                               \
+  F(INT, count, "qsize, is_set, locked, leases held, or 1 when granted") \
+  F(PAYLOAD, value, "the value got, else an empty payload")             \
+  L(KEY, keys, "the futures inside value (the client now wants them)")  \
+  L(STR, names, "list_datasets: the names")
 
 #endif

@@ -194,5 +194,6 @@ PyMODINIT_FUNC PyInit__core(void) {
 #define ADD_ERR(name, val, desc) PyModule_AddIntConstant(m, "DT_" #name, val);
   DT_ERRNO_MAP(ADD_ERR)
 #undef ADD_ERR
+  if (core_coord_init(m) < 0) return NULL;
   return m;
 }

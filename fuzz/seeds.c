@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/coord_ops.h"
 #include "proto/proto.h"
 
 static void save(const char *dir, const char *name, const dt_wbuf *w, const char *prefix,
@@ -59,6 +60,32 @@ static void keys_msg(dt_wbuf *w, int op, const char *k1, const char *k2) {
   dt__e_list(&e, k2 ? 2 : 1);
   dt__e_cstr(&e, k1);
   if (k2) dt__e_cstr(&e, k2);
+  dt__e_end(&e);
+}
+
+/* a COORD request (src/proto/coord_ops.h) naming name (and name2), with
+ * value an int (< 0: none) or the future key (with its key listed) */
+static void coord_msg(dt_wbuf *w, uint64_t req, int op, const char *name, const char *name2,
+                      int64_t value, const char *key, int64_t timeout_ms, int64_t arg) {
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_COORD);
+  dt__e_uint(&e, req);
+  dt__e_uint(&e, (uint64_t)op);
+  dt__e_list(&e, name2 ? 2 : 1);
+  dt__e_cstr(&e, name);
+  if (name2) dt__e_cstr(&e, name2);
+  dt_value *v = key ? dt_list_of(2, dt__future_ref_value(key, NULL), dt_int(1))
+                    : value >= 0 ? dt_int(value) : NULL;
+  if (v) dt__e_value(&e, v);
+  else {
+    dt_payload empty = {0};
+    dt__e_payload(&e, &empty);
+  }
+  dt_value_free(v);
+  dt__e_list(&e, key ? 1 : 0);
+  if (key) dt__e_cstr(&e, key);
+  dt__e_int(&e, timeout_ms);
+  dt__e_int(&e, arg);
   dt__e_end(&e);
 }
 
@@ -221,6 +248,47 @@ int main(int argc, char **argv) {
   dt__e_cstr(&e, "bye");
   dt__e_end(&e);
   save(argv[2], "session", &w, NULL, 0);
+  dt__wbuf_clear(&w);
+
+  /* scheduler: coordination primitives holding a future, waiters left
+   * behind when the client goes */
+  dt__wbuf_init(&w);
+  step(&w, 1);
+  dt__e_begin(&e, &w, DT_OP_UPDATE_GRAPH);
+  dt__e_list(&e, 1);
+  task(&e, "c", NULL, NULL, 0, NULL);
+  dt__e_list(&e, 1);
+  dt__e_cstr(&e, "c");
+  dt__e_end(&e);
+  step(&w, 1);
+  coord_msg(&w, 1, DT_COORD_VAR_SET, "v", NULL, -1, "c", 0, 0);
+  step(&w, 1);
+  coord_msg(&w, 2, DT_COORD_QUEUE_PUT, "q", NULL, -1, "c", 0, 1);
+  step(&w, 1);
+  coord_msg(&w, 3, DT_COORD_QUEUE_PUT, "q", NULL, 5, NULL, 1000, 1);
+  step(&w, 1);
+  coord_msg(&w, 4, DT_COORD_DS_PUBLISH, "d", NULL, -1, "c", 0, 0);
+  step(&w, 1);
+  keys_msg(&w, DT_OP_RELEASE_KEYS, "c", NULL);
+  step(&w, 1);
+  coord_msg(&w, 5, DT_COORD_LOCK_ACQUIRE, "l", NULL, -1, NULL, 0, 0);
+  step(&w, 1);
+  coord_msg(&w, 6, DT_COORD_LOCK_ACQUIRE, "l", NULL, -1, NULL, 1000, 0);
+  step(&w, 1);
+  coord_msg(&w, 7, DT_COORD_SEM_ACQUIRE, "s", NULL, -1, NULL, 0, 1);
+  step(&w, 1);
+  coord_msg(&w, 8, DT_COORD_MLOCK_ACQUIRE, "m1", "m2", -1, NULL, 0, 0);
+  step(&w, 1);
+  coord_msg(&w, 9, DT_COORD_MLOCK_ACQUIRE, "m2", "m3", -1, NULL, -1, 0);
+  step(&w, 1);
+  coord_msg(&w, 10, DT_COORD_EVENT_WAIT, "e", NULL, -1, NULL, -1, 0);
+  step(&w, 1);
+  coord_msg(&w, 11, DT_COORD_VAR_GET, "v", NULL, -1, NULL, 0, 0);
+  step(&w, 1);
+  coord_msg(&w, 12, DT_COORD_QUEUE_GET, "q", NULL, -1, NULL, 0, 0);
+  step(&w, 1);
+  coord_msg(&w, 13, DT_COORD_QUEUE_PUT, "l", NULL, 1, NULL, 0, 0);
+  save(argv[2], "coord", &w, NULL, 0);
   dt__wbuf_clear(&w);
   return 0;
 }

@@ -641,6 +641,75 @@ int dt_actor_get(dt_actor *a, const char *name, dt_future **out);
 /* dt_actor_free: frees the handle (and its reference on the creating
  * future); calls in flight keep going.  NULL is ignored. */
 void dt_actor_free(dt_actor *a);
+/* ---------------------------------------------------------------- coordination */
+
+/* Coordination primitives and published datasets, held by the scheduler
+ * (as distributed.Variable, Queue, Lock, MultiLock, Event, Semaphore and
+ * Client.publish_dataset): every client and task that names the same
+ * primitive shares it.  Names are 1..1024 bytes; a name used as one kind
+ * (a lock) is not another (a queue) while it exists (DT_ETYPE).
+ *
+ * Values are borrowed (encoded at the call); a DT_FUTURE value inside one
+ * keeps its key alive on the scheduler while the scheduler holds the value,
+ * and a value received holds futures of the receiving client
+ * (dt_value_future).  timeout_ms: < 0 waits forever, 0 does not wait; the
+ * scheduler times waiters out, so a call that returned DT_ETIMEDOUT took
+ * nothing.  Locks and semaphore leases belong to the client connection
+ * that took them (a task's: its worker's client) and are released when it
+ * closes.  Every function returns 0 or a DT_E... code with a message naming
+ * the primitive: DT_ETIMEDOUT, DT_ETYPE (another kind), DT_EINVAL (e.g.
+ * releasing what this client does not hold), DT_ENOTFOUND (no such
+ * dataset), DT_ELIMIT (over the scheduler's bounds), DT_ECONNLOST, ... */
+
+/* dt_variable_set / get / delete: a named value.  get waits until the
+ * variable is set; *out is a new reference. */
+int dt_variable_set(dt_client *c, const char *name, const dt_value *value);
+int dt_variable_get(dt_client *c, const char *name, int timeout_ms, dt_value **out);
+int dt_variable_delete(dt_client *c, const char *name);
+/* dt_queue_put: appends value; maxsize (> 0) bounds a queue created by this
+ * call, and a put to a full queue waits for room.  dt_queue_get: takes the
+ * oldest value (a new reference), waiting for one.  dt_queue_qsize: items. */
+int dt_queue_put(dt_client *c, const char *name, const dt_value *value, int64_t maxsize,
+                 int timeout_ms);
+int dt_queue_get(dt_client *c, const char *name, int timeout_ms, dt_value **out);
+int dt_queue_qsize(dt_client *c, const char *name, int64_t *out);
+/* dt_lock_acquire: DT_ETIMEDOUT when not acquired in time (timeout_ms 0:
+ * non-blocking).  dt_lock_release: DT_EINVAL if this client does not hold
+ * it.  dt_lock_locked: whether anyone holds it. */
+int dt_lock_acquire(dt_client *c, const char *name, int timeout_ms);
+int dt_lock_release(dt_client *c, const char *name);
+int dt_lock_locked(dt_client *c, const char *name, bool *out);
+/* dt_multilock_acquire: all of the n locks at once, or num_locks of them
+ * (0: all), never some of them while waiting.  dt_multilock_release: the
+ * ones of names this client holds. */
+int dt_multilock_acquire(dt_client *c, const char *const *names, size_t n, size_t num_locks,
+                         int timeout_ms);
+int dt_multilock_release(dt_client *c, const char *const *names, size_t n);
+/* dt_event_set / clear / wait / is_set: a flag; wait returns 0 once it is
+ * set, DT_ETIMEDOUT if it was not set in time. */
+int dt_event_set(dt_client *c, const char *name);
+int dt_event_clear(dt_client *c, const char *name);
+int dt_event_wait(dt_client *c, const char *name, int timeout_ms);
+int dt_event_is_set(dt_client *c, const char *name, bool *out);
+/* dt_semaphore_acquire: one of max_leases leases (every user of a name
+ * gives the same max_leases, else DT_EINVAL); dt_semaphore_release gives
+ * one of this client's back; dt_semaphore_value: leases held now. */
+int dt_semaphore_acquire(dt_client *c, const char *name, int max_leases, int timeout_ms);
+int dt_semaphore_release(dt_client *c, const char *name);
+int dt_semaphore_value(dt_client *c, const char *name, int64_t *out);
+/* Published datasets outlive the client that published them, until
+ * unpublished.  publish: DT_EINVAL if name exists (unless override);
+ * get: DT_ENOTFOUND if it does not, else *out a new reference; list: *names
+ * (free with dt_strings_free) and *n; unpublish: DT_ENOTFOUND if absent. */
+int dt_client_publish_dataset(dt_client *c, const char *name, const dt_value *value, bool override);
+int dt_client_get_dataset(dt_client *c, const char *name, dt_value **out);
+int dt_client_list_datasets(dt_client *c, char ***names, size_t *n);
+int dt_client_unpublish_dataset(dt_client *c, const char *name);
+void dt_strings_free(char **names, size_t n);
+/* dt_value_future: the future a DT_FUTURE value received from the
+ * scheduler (or made by dt_future_value) holds, borrowed for the life of v;
+ * NULL for any other value. */
+dt_future *dt_value_future(const dt_value *v);
 
 #pragma GCC visibility pop
 

@@ -13,6 +13,7 @@ import uuid
 from collections import namedtuple
 
 from . import _core, serialize
+from .primitives import DatasetsMixin
 from .serialize import dumps_call
 
 CancelledError = concurrent.futures.CancelledError
@@ -241,7 +242,7 @@ def _c_args(x):
     return x
 
 
-class Client:
+class Client(DatasetsMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 

@@ -9,6 +9,7 @@
  *   core_client.c  CClient
  *   core_cluster.c CLocalCluster
  *   core_task.c    the "py:" task handler of a Python worker
+ *   core_coord.c   coordination primitives and published datasets
  *
  * The GIL.  Every call into the C client that can block or take the
  * client's lock runs with the GIL released: the client's I/O thread takes
@@ -78,6 +79,10 @@ extern PyTypeObject core_client_type;
  * task client) */
 PyObject *core_client_borrowed(dt_client *c);
 extern PyTypeObject core_cluster_type;
+
+/* ---- coordination primitives and datasets (core_coord.c) */
+/* core_coord_init: adds coord() and the COORD_* constants to m; -1 on error */
+int core_coord_init(PyObject *m);
 
 /* ---- worker side (core_task.c) */
 /* core_py_task: the "py:" task handler (runs a pickled Python call). */

@@ -138,6 +138,7 @@ struct dt_client {
   dt_vec infos;      /* pending info requests */
   dt_vec scatters;   /* pending scatters */
   dt_vec retires;    /* pending retire_workers (scatter_req too) */
+  dt_vec coords;     /* pending COORD requests (coord.c) */
   cb_entry *cbq_head, *cbq_tail; /* done callbacks to run unlocked */
   uint64_t id;
   dt_vec actorq;     /* actor calls to send on the next wake (actor.c) */
@@ -158,6 +159,9 @@ int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
 
 /* ---- dispatch.c: a message from the scheduler (I/O thread, locked) */
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);
+
+/* ---- coord.c: COORD_REPLY (I/O thread, locked) */
+int dt__client_on_coord_reply(dt_client *c, const dt_msg *m);
 
 /* ---- future.c (locked) */
 /* dt__future_get: the future for key (refs+1), created PENDING if new

@@ -141,7 +141,10 @@
   X(TASK_RESCHEDULE, "worker->scheduler", "a task asked to run again (Reschedule): place it again, not a failure") \
   X(FIRE_AND_FORGET, "client->scheduler", "keep these tasks running until they finish, whoever releases them") \
   X(ACTOR_CALL, "peer->worker", "call a method of (or read an attribute of) an actor held there") \
-  X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL")
+  X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL")                      \
+  X(COORD, "client->scheduler",                                                         \
+    "a coordination request: variable, queue, lock, multilock, event, semaphore, dataset") \
+  X(COORD_REPLY, "scheduler->client", "the outcome of a COORD request")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -302,5 +305,23 @@
   F(INT, code, "the error code (a DT_E... value) when it failed") \
   F(PAYLOAD, value, "the value (an empty payload when it failed)") \
   F(STRN, error, "the error message, or nil")
+
+#define DT_MSG_COORD(F, L, LR, M)                                                   \
+  F(UINT, req, "request id, echoed in COORD_REPLY")                                 \
+  F(UINT, op, "what to do (DT_COORD_*, proto/coord_ops.h)")                         \
+  L(STR, names, "the primitive's name (a multilock's names)")                      \
+  F(PAYLOAD, value, "the value to set, put or publish, else an empty payload")      \
+  L(KEY, keys, "the futures inside value: held while the scheduler holds value")    \
+  F(INT, timeout_ms, "how long to wait (<0: forever, 0: not at all)")               \
+  F(INT, arg, "queue maxsize, semaphore max_leases, multilock num_locks, override")
+
+#define DT_MSG_COORD_REPLY(F, L, LR, M)                                 \
+  F(UINT, req, "the request id")                                        \
+  F(INT, code, "0, or a DT_E... code (DT_ETIMEDOUT: the wait timed out)") \
+  F(STRN, error, "why it failed, or nil")                               \
+  F(INT, count, "qsize, is_set, locked, leases held, or 1 when granted") \
+  F(PAYLOAD, value, "the value got, else an empty payload")             \
+  L(KEY, keys, "the futures inside value (the client now wants them)")  \
+  L(STR, names, "list_datasets: the names")
 
 #endif

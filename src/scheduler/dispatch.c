@@ -5,6 +5,7 @@
  * (dt__srv_emit); and a connection closing, which removes its worker or
  * client.
  */
+#include "coord.h"
 #include "server.h"
 
 static dt_srv *const srv = &dt__srv;
@@ -38,6 +39,7 @@ static const struct {
     [DT_OP_TASK_SECEDED] = {PEER_WORKER, dt__on_task_seceded},
     [DT_OP_TASK_RESCHEDULE] = {PEER_WORKER, dt__on_task_reschedule},
     [DT_OP_FIRE_AND_FORGET] = {PEER_CLIENT, dt__on_fire_and_forget},
+    [DT_OP_COORD] = {PEER_CLIENT, dt__on_coord},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
@@ -79,6 +81,7 @@ void dt__srv_on_conn_close(dt_conn *c) {
   case PEER_CLIENT: {
     s_client *cl = c->data;
     DT_INFO("client %s left", cl->name);
+    if (!srv->stopping) dt__coord_client_left(cl->id); /* its locks and leases go to the next waiters */
     if (!srv->stopping) dt__sched_remove_client(&srv->s, cl);
     break;
   }

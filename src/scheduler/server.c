@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "coord.h"
 #include "dashboard.h"
 #include "scheduler.h"
 #include "server.h"
@@ -268,6 +269,7 @@ int dt__scheduler_main(int argc, char **argv) {
   if (srv->scheduler_file) unlink(srv->scheduler_file);
   free(srv->scheduler_file);
   dt__srv_scatters_free_all();
+  dt__coord_free_all();
   dt__sched_destroy(&srv->s);
   uv_loop_close(&srv->loop);
   dt__tls_free(&srv->sec);
@@ -348,6 +350,13 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     dt__srv_on_conn_close(peers[i]);
     dt__conn_free_detached(peers[i]);
   }
+  if (dt__coord_client_state() != 0) { /* locks, leases, waiters: their clients left */
+    fprintf(stderr, "scheduler holds %zu coordination locks, leases or waiters after every peer left\n",
+            dt__coord_client_state());
+    abort();
+  }
+  dt__coord_free_all(); /* variables, queues, events, datasets outlive clients */
+  dt__srv_emit();
   if (srv->s.tasks.len != 0) { /* everyone left: nothing may be held */
     fprintf(stderr, "scheduler holds %zu tasks after every peer left\n", srv->s.tasks.len);
     for (size_t i = 0; i < srv->s.tasks.cap; i++)

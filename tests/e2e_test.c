@@ -372,6 +372,17 @@ static void test_cancel(void **state) {
   dt_future_release(a);
   dt_future_release(b);
   dt_future_release(c);
+  /* a cancelled future released after its client closed: a handle of no
+   * client (it once locked the freed client) */
+  dt_client *c2;
+  OK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c2));
+  OK(dt_client_submit(c2, "inc", dt_list_of(1, dt_int(7)), NULL, /* never runs: no such resource */
+                      &(dt_submit_opts){.pure = DT_NO, .resources = "NOSUCH=1"}, &a));
+  OK(dt_future_cancel(a));
+  dt_client_close(c2);
+  assert_int_equal(dt_future_status_get(a), DT_CANCELLED);
+  assert_int_equal(dt_future_cancel(a), DT_ECLOSED);
+  dt_future_release(a);
 }
 
 static void test_wait_and_timeouts(void **state) {

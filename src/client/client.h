@@ -84,6 +84,10 @@ struct dt_future {
   cb_entry *cbs;
   bool actor_call;        /* an actor call's (actor.c): in client->acfuts, no key
                              of the scheduler */
+  /* cancelled: out of client->futs but still the client's, on its list of
+   * cancelled futures so that dt_client_close detaches it too */
+  struct dt_future *cx_prev, *cx_next;
+  bool on_cancelled;
 };
 
 typedef struct wconn {
@@ -140,6 +144,7 @@ struct dt_client {
   dt_vec retires;    /* pending retire_workers (scatter_req too) */
   dt_vec coords;     /* pending COORD requests (coord.c) */
   cb_entry *cbq_head, *cbq_tail; /* done callbacks to run unlocked */
+  struct dt_future *cancelled;   /* cancelled futures still held (future.c) */
   uint64_t id;
   dt_vec actorq;     /* actor calls to send on the next wake (actor.c) */
   dt_smap acfuts;    /* key -> dt_future of the actor calls (actor.c) */
@@ -164,6 +169,9 @@ int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);
 int dt__client_on_coord_reply(dt_client *c, const dt_msg *m);
 
 /* ---- future.c (locked) */
+/* dt__future_detach_cancelled: the client is closing (lock held): its
+ * cancelled futures still held by the user become handles of no client */
+void dt__future_detach_cancelled(dt_client *c);
 /* dt__future_get: the future for key (refs+1), created PENDING if new
  * (*created, may be NULL); NULL when out of memory (no message set). */
 dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *created);

@@ -369,6 +369,7 @@ void dt_client_close(dt_client *c) {
     f->in_map = false;
     f->client = NULL;
   }
+  dt__future_detach_cancelled(c);
   for (size_t i = 0; i < c->fetchq.len; i++) {
     dt_future *f = c->fetchq.v[i];
     f->fetching = false;

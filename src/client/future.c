@@ -38,7 +38,28 @@ dt_future *dt__future_get(dt_client *c, const char *key, uint32_t klen, bool *cr
   return f;
 }
 
+/* cancelled_unlink: takes f off its client's list of cancelled futures */
+static void cancelled_unlink(dt_future *f) {
+  if (!f->on_cancelled) return;
+  if (f->cx_prev) f->cx_prev->cx_next = f->cx_next;
+  else if (f->client) f->client->cancelled = f->cx_next;
+  if (f->cx_next) f->cx_next->cx_prev = f->cx_prev;
+  f->cx_prev = f->cx_next = NULL;
+  f->on_cancelled = false;
+}
+
+void dt__future_detach_cancelled(dt_client *c) {
+  for (dt_future *f = c->cancelled, *n; f; f = n) {
+    n = f->cx_next;
+    f->cx_prev = f->cx_next = NULL;
+    f->on_cancelled = false;
+    f->client = NULL;
+  }
+  c->cancelled = NULL;
+}
+
 static void future_free(dt_future *f) {
+  cancelled_unlink(f);
   free(f->key);
   free(f->worker);
   free(f->err_msg);
@@ -185,6 +206,11 @@ int dt_future_cancel(dt_future *f) {
       /* the key is no longer this client's: a new submit makes a new future */
       dt__smap_del(&c->futs, f->key, f->klen);
       f->in_map = false;
+      f->cx_prev = NULL; /* still c's: close must detach it (future_free unlinks) */
+      f->cx_next = c->cancelled;
+      if (c->cancelled) c->cancelled->cx_prev = f;
+      c->cancelled = f;
+      f->on_cancelled = true;
       if (f->status == DT_PENDING) {
         free(f->err_msg);
         snprintf(msg, n, "future '%s' was cancelled", f->key);

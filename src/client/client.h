@@ -137,6 +137,7 @@ struct dt_client {
   dt_vec retires;    /* pending retire_workers (scatter_req too) */
   cb_entry *cbq_head, *cbq_tail; /* done callbacks to run unlocked */
   uint64_t id;
+  dt_vec queries;    /* pending QUERY (query.c) */
 };
 
 /* ---- connection.c */
@@ -152,6 +153,9 @@ int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
 
 /* ---- dispatch.c: a message from the scheduler (I/O thread, locked) */
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);
+
+/* ---- query.c: ANSWER from the scheduler (I/O thread, locked) */
+int dt__client_on_answer(dt_client *c, const dt_msg *m);
 
 /* ---- future.c (locked) */
 /* dt__future_get: the future for key (refs+1), created PENDING if new

@@ -136,7 +136,10 @@
   X(ACQUIRE, "scheduler->worker", "fetch these results from other workers and keep them") \
   X(ACQUIRED, "worker->scheduler", "results fetched (or not) for ACQUIRE")              \
   X(NANNY_REPORT, "nanny->scheduler", "my worker died while running these keys")        \
-  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")
+  X(PING, "scheduler->worker", "the scheduler is alive (every heartbeat)")                \
+  X(QUERY, "peer->peer",                                                                \
+    "a named question (who_has, story, get_events, logs...) with its arguments")       \
+  X(ANSWER, "peer->peer", "the answer to a QUERY: its value, or why not")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -280,5 +283,15 @@
   L(KEY, keys, "the keys it was running")
 
 #define DT_MSG_PING(F, L, LR, M) F(UINT, uptime_ms, "the scheduler's uptime")
+
+#define DT_MSG_QUERY(F, L, LR, M)                                  \
+  F(UINT, req, "request id, echoed in ANSWER (0: no answer wanted)") \
+  F(STR, name, "the query's name (see src/scheduler/query.c)")     \
+  F(PAYLOAD, args, "its arguments (a map, or nil)")
+
+#define DT_MSG_ANSWER(F, L, LR, M)          \
+  F(UINT, req, "the request id")            \
+  F(STRN, error, "why it failed, or nil")   \
+  F(PAYLOAD, value, "the answer (nil when it failed)")
 
 #endif

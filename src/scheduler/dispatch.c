@@ -5,6 +5,7 @@
  * (dt__srv_emit); and a connection closing, which removes its worker or
  * client.
  */
+#include "query.h"
 #include "server.h"
 
 static dt_srv *const srv = &dt__srv;
@@ -35,6 +36,8 @@ static const struct {
     [DT_OP_HEARTBEAT] = {PEER_WORKER, dt__on_heartbeat},
     [DT_OP_CLOSE] = {-1, dt__on_close_msg},
     [DT_OP_NANNY_REPORT] = {0, dt__on_nanny_report},
+    [DT_OP_QUERY] = {-1, dt__on_query}, /* clients and workers: checked there */
+    [DT_OP_ANSWER] = {PEER_WORKER, dt__on_answer},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

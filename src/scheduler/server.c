@@ -16,6 +16,7 @@
 
 #include "dashboard.h"
 #include "scheduler.h"
+#include "query.h"
 #include "server.h"
 
 dt_srv dt__srv;
@@ -40,6 +41,7 @@ static void on_hb(uv_timer_t *h) {
     dt__e_uint(&e, uv_now(&srv->loop) - srv->start_ms);
     dt__e_end(&e);
   }
+  dt__query_tick(); /* questions to workers that waited too long */
   dt__srv_emit(); /* what dropping workers caused */
 }
 
@@ -268,6 +270,7 @@ int dt__scheduler_main(int argc, char **argv) {
   if (srv->scheduler_file) unlink(srv->scheduler_file);
   free(srv->scheduler_file);
   dt__srv_scatters_free_all();
+  dt__query_free_all();
   dt__sched_destroy(&srv->s);
   uv_loop_close(&srv->loop);
   dt__tls_free(&srv->sec);
@@ -360,6 +363,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     abort();
   }
   dt__srv_scatters_free_all();
+  dt__query_free_all();
   dt__sched_destroy(&srv->s);
   return 0;
 }

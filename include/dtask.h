@@ -327,8 +327,8 @@ int dt_client_wait_for_workers(dt_client *c, int n, int timeout_ms);
  *                             recent transitions (a bounded ring), oldest first
  *   log_event {topic, msg} -> nil; topic a string or a list of them
  *   get_events {topic, since} -> [[time, msg]...], or {topic: [...]} for
- *                             every topic; since: only events after that
- *                             sequence number, each as [seq, time, msg]
+ *                             every topic; since: only events numbered
+ *                             since or later, each as [seq, time, msg]
  *   set_metadata {keys, value} / get_metadata {keys, default, has_default}
  *                          -> a nested store (keys: the path)
  *   task_stream {start, stop, count} -> [{key, worker, status, nbytes,

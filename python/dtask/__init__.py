@@ -26,10 +26,12 @@ from .client import (  # noqa: E402
     KilledWorker, as_completed, cfunc, default_client, fire_and_forget, futures_of, get_client,
     progress, wait)
 from .cluster import LocalCluster  # noqa: E402
+from .client_state import get_task_stream, log_event  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "Client", "LocalCluster", "Future", "wait", "as_completed", "progress", "cfunc",
     "KilledWorker", "CancelledError", "FutureLost", "DtaskError", "FIRST_COMPLETED",
     "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client", "futures_of",
+    "get_task_stream", "log_event",
 ]

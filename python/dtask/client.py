@@ -14,6 +14,7 @@ from collections import namedtuple
 
 from . import _core, serialize
 from .serialize import dumps_call
+from .client_state import ClientStateMixin
 
 CancelledError = concurrent.futures.CancelledError
 
@@ -111,6 +112,12 @@ class Future(_FutureBase):
 
     def done(self):
         return self._cf.done()
+
+    @property
+    def type(self):
+        """The result's type once it is in memory, else None (dtask reads it
+        from the result, which this fetches)."""
+        return type(self.result()) if self._cf.status == "finished" else None
 
     def cancelled(self):
         return self._cf.status == "cancelled"
@@ -237,7 +244,7 @@ def _c_args(x):
     return x
 
 
-class Client:
+class Client(ClientStateMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 

@@ -320,12 +320,12 @@ static int q_log_event(q_ctx *q) {
   return 0;
 }
 
-/* the events of tp, oldest first; since >= 0: only those after that
- * sequence number, each as [seq, time, msg] */
+/* the events of tp, oldest first; since >= 0: only those numbered since
+ * or later, each as [seq, time, msg] */
 static dt_value *topic_events(const q_topic *tp, int64_t since) {
   dt_value *l = dt_list_new();
   uint64_t first = tp->n > DT_EVENTS_PER_TOPIC ? tp->n - DT_EVENTS_PER_TOPIC : 0;
-  if (since >= 0 && (uint64_t)since + 1 > first) first = (uint64_t)since + 1;
+  if (since >= 0 && (uint64_t)since > first) first = (uint64_t)since;
   for (uint64_t i = first; i < tp->n; i++) {
     dt_value *ev = tp->ev[i % DT_EVENTS_PER_TOPIC];
     if (since < 0) dt_list_push(l, dt_value_ref(ev));

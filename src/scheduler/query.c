@@ -28,12 +28,6 @@ static dt_srv *const srv = &dt__srv;
 #define DT_QUERY_WAIT_S 5.0
 #define DT_ANSWER_MAX_BYTES (64u << 20)
 
-static double wall_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---------------------------------------------------------------- stores */
 
 typedef struct {
@@ -73,7 +67,7 @@ void dt__query_task_done(s_worker *w, const char *key, uint32_t klen, uint64_t n
   free(e->worker);
   e->key = dt__xstrndup(key, klen);
   e->worker = dt__xstrdup(w->address);
-  e->stop = wall_s();
+  e->stop = dt__wall_s();
   e->start = e->stop - (duration_s > 0 ? duration_s : 0);
   e->nbytes = nbytes;
   e->ok = ok;
@@ -142,7 +136,7 @@ static int arg_num(q_ctx *q, const char *name, double *out, bool *given) {
 }
 
 /* the connected workers named (by name or address) in l; all when l is NULL */
-static int workers_of(q_ctx *q, const dt_value *l, dt_vec *out) {
+static void workers_of(const dt_value *l, dt_vec *out) {
   for (size_t i = 0; i < srv->s.workers.len; i++) {
     s_worker *w = srv->s.workers.v[i];
     bool ok = !l;
@@ -155,13 +149,9 @@ static int workers_of(q_ctx *q, const dt_value *l, dt_vec *out) {
     }
     if (ok) dt__vec_push(out, w);
   }
-  (void)q;
-  return 0;
 }
 
-static int too_many(q_ctx *q) {
-  return fail(q, "the answer would hold more than %s items: name the keys or workers", "200000");
-}
+#define too_many(q) fail(q, "the answer would hold more than %s items: name the keys or workers", "200000")
 
 /* every task in memory, or the named ones that are known */
 static int tasks_of(q_ctx *q, const dt_value *keys, dt_vec *out, bool memory_only) {
@@ -213,7 +203,7 @@ static int q_has_what(q_ctx *q) {
   const dt_value *names;
   dt_vec ws = {0};
   if (arg_strs(q, "workers", &names, NULL)) return -1;
-  workers_of(q, names, &ws);
+  workers_of(names, &ws);
   dt_value **lists = dt__xcalloc(ws.len ? ws.len : 1, sizeof(*lists));
   for (size_t i = 0; i < ws.len; i++) lists[i] = dt_list_new();
   size_t total = 0;
@@ -234,7 +224,7 @@ static int q_processing(q_ctx *q) {
   const dt_value *names;
   dt_vec ws = {0};
   if (arg_strs(q, "workers", &names, NULL)) return -1;
-  workers_of(q, names, &ws);
+  workers_of(names, &ws);
   q->out = dt_map_new();
   for (size_t i = 0; i < ws.len; i++) {
     s_worker *w = ws.v[i];
@@ -251,7 +241,7 @@ static int q_ncores(q_ctx *q) {
   const dt_value *names;
   dt_vec ws = {0};
   if (arg_strs(q, "workers", &names, NULL)) return -1;
-  workers_of(q, names, &ws);
+  workers_of(names, &ws);
   q->out = dt_map_new();
   for (size_t i = 0; i < ws.len; i++)
     dt_map_set(q->out, ((s_worker *)ws.v[i])->address, dt_int(((s_worker *)ws.v[i])->nthreads));
@@ -309,7 +299,7 @@ static int q_log_event(q_ctx *q) {
   const dt_value *msg = dt_map_get(q->args, "msg");
   if (!msg) return fail(q, "log_event needs %s", "'msg'");
   if (dt__value_nbytes(msg) > DT_EVENT_MAX_BYTES) return fail(q, "the event is over %s", "1 MiB");
-  dt_value *row = dt_list_of(2, dt_double(wall_s()), dt_value_ref((dt_value *)msg));
+  dt_value *row = dt_list_of(2, dt_double(dt__wall_s()), dt_value_ref((dt_value *)msg));
   for (size_t i = 0; i < strs_len(tl) && i < 100; i++) {
     size_t n;
     const char *t = strs_at(tl, i, &n);
@@ -453,22 +443,10 @@ static int q_task_stream(q_ctx *q) {
   return 0;
 }
 
-static dt_value *recent_logs(int64_t n) {
-  static char lines[DT_LOG_RING][DT_LOG_RING_LINE];
-  int levels[DT_LOG_RING];
-  static const char *names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"};
-  size_t got = dt__log_recent(lines, levels, n < 0 ? 0 : (size_t)n);
-  dt_value *l = dt_list_new();
-  for (size_t i = 0; i < got; i++)
-    dt_list_push(l, dt_list_of(2, dt_str(names[levels[i] >= 0 && levels[i] < 5 ? levels[i] : 4]),
-                               dt_str(lines[i])));
-  return l;
-}
-
 static int q_logs(q_ctx *q) {
   int64_t n;
   if (arg_int(q, "n", 100, &n)) return -1;
-  q->out = recent_logs(n);
+  q->out = dt__log_recent_value(n);
   return 0;
 }
 
@@ -477,7 +455,7 @@ static int q_worker_logs(q_ctx *q) {
   int64_t n;
   if (arg_strs(q, "workers", &names, NULL) || arg_int(q, "n", 100, &n)) return -1;
   dt_vec ws = {0};
-  workers_of(q, names, &ws);
+  workers_of(names, &ws);
   q->out = dt_map_new();
   if (!ws.len) return dt__vec_free(&ws), 0;
   q_pending *p = dt__xcalloc(1, sizeof(*p));
@@ -517,7 +495,7 @@ static int q_replicate(q_ctx *q) {
     return -1;
   if (!keys) return fail(q, "replicate needs %s", "'keys'");
   dt_vec ws = {0}, ts = {0};
-  workers_of(q, names, &ws);
+  workers_of(names, &ws);
   tasks_of(q, keys, &ts, true);
   int asked = 0;
   for (size_t i = 0; i < ts.len; i++)
@@ -534,7 +512,7 @@ static int q_rebalance(q_ctx *q) {
   const dt_value *keys, *names;
   if (arg_strs(q, "keys", &keys, NULL) || arg_strs(q, "workers", &names, NULL)) return -1;
   dt_vec ws = {0}, ts = {0};
-  workers_of(q, names, &ws);
+  workers_of(names, &ws);
   if (keys) tasks_of(q, keys, &ts, true);
   int asked = ws.len ? dt__sched_rebalance(&srv->s, keys ? (s_task **)ts.v : NULL, ts.len,
                                            (s_worker **)ws.v, ws.len)
@@ -546,9 +524,8 @@ static int q_rebalance(q_ctx *q) {
 }
 
 static int q_call_stack(q_ctx *q) {
-  return fail(q, "%s", "call_stack is not available in dtask: its workers run C task functions "
-                       "and embedded Python, and do not sample stacks; use get_task_stream or "
-                       "processing to see what runs where");
+  return fail(q, "call_stack is not available in dtask: %s", "its workers do not sample stacks; "
+              "use get_task_stream or processing to see what runs where");
 }
 
 typedef int (*q_fn)(q_ctx *);

@@ -21,6 +21,8 @@ void dt__story_note(const char *key, uint32_t klen, int from, int to);
 /* dt__story_of: the recorded transitions of key, oldest first, as a list
  * of [key, from, to, stimulus, time] appended to out; at most max. */
 void dt__story_of(const char *key, uint32_t klen, dt_value *out, size_t max);
+/* dt__wall_s: seconds since the epoch (the times queries answer with) */
+double dt__wall_s(void);
 /* dt__story_free: the ring's memory (at exit) */
 void dt__story_free(void);
 /* dt__sched_replicate: copies of t on up to n workers of targets (all

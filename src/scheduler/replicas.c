@@ -32,7 +32,7 @@ static uint64_t key_hash(const char *k, uint32_t n) {
   return h;
 }
 
-static double wall_s(void) {
+double dt__wall_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -41,7 +41,7 @@ static double wall_s(void) {
 void dt__story_note(const char *key, uint32_t klen, int from, int to) {
   if (!story && !(story = calloc(DT_STORY_CAP, sizeof(*story)))) return; /* diagnostics only */
   story_ev *e = &story[story_n++ % DT_STORY_CAP];
-  e->t = wall_s();
+  e->t = dt__wall_s();
   e->h = key_hash(key, klen);
   e->klen = klen;
   e->from = (uint8_t)from;

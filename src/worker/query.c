@@ -16,10 +16,6 @@
 
 #define MAX_QUEUED_EVENTS 10000
 
-typedef struct {
-  dt_value *args; /* {topic, msg} */
-} w_event;
-
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static dt_vec queued; /* dt_value* args */
 static atomic_bool running;
@@ -111,14 +107,7 @@ int dt__wquery_on_query(dt_conn *c, const dt_msg *msg) {
     if (nv && dt_value_type(nv) == DT_INT) n = dt_value_int(nv);
   }
   dt_value_free(args);
-  static char lines[DT_LOG_RING][DT_LOG_RING_LINE];
-  int levels[DT_LOG_RING];
-  static const char *names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"};
-  size_t got = dt__log_recent(lines, levels, n < 0 ? 0 : (size_t)n);
-  dt_value *l = dt_list_new();
-  for (size_t i = 0; i < got; i++)
-    dt_list_push(l, dt_list_of(2, dt_str(names[levels[i] >= 0 && levels[i] < 5 ? levels[i] : 4]),
-                               dt_str(lines[i])));
+  dt_value *l = dt__log_recent_value(n);
   if (m->req) answer(c, m->req, NULL, l);
   dt_value_free(l);
   return 0;

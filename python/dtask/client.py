@@ -481,7 +481,9 @@ class Client(ClientStateMixin):
         out.update({k: v for k, v in info.items() if k not in out})
         return out
 
-    def nthreads(self):
+    def nthreads(self, workers=None):
+        if workers is not None:  # by name or address (client_state.py)
+            return {_tcp(a): n for a, n in self._query("ncores", {"workers": _workers(workers)}).items()}
         return {_tcp(w["address"]): w["nthreads"] for w in self._c.workers()}
 
     ncores = nthreads

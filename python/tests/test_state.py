@@ -52,6 +52,7 @@ def test_who_has_has_what_nbytes(client):
     from dask.utils import key_split
     assert client.nbytes(summary=True)[key_split("st-who")] >= nb["st-who"]
     assert client.ncores() == {a0: 2, a1: 2}
+    assert client.nthreads(workers=[a1]) == {a1: 2}
     assert f.type is int
 
 

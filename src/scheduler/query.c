@@ -455,6 +455,7 @@ static int q_worker_logs(q_ctx *q) {
   int64_t n;
   if (arg_strs(q, "workers", &names, NULL) || arg_int(q, "n", 100, &n)) return -1;
   dt_vec ws = {0};
+  if (pending.len >= 64) return fail(q, "%s", "too many questions to the workers are waiting");
   workers_of(names, &ws);
   q->out = dt_map_new();
   if (!ws.len) return dt__vec_free(&ws), 0;

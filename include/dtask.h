@@ -351,6 +351,51 @@ int dt_client_fire_and_forget(dt_client *c, dt_future *const *fs, size_t n);
  * a task submitted and returned): the client wants it from now on. */
 int dt_client_future(dt_client *c, const char *key, dt_future **out);
 
+/* ---- questions to the scheduler (Dask's Client.who_has, story, ...) */
+/* dt_client_query: asks the scheduler the named question with args (a map,
+ * borrowed; NULL: none) and waits for its answer: *out (may be NULL) a new
+ * reference.  Names and arguments (each optional unless said; keys and
+ * workers are lists of strings, workers by name or address):
+ *   who_has {keys}         -> {key: [worker address...]}
+ *   has_what {workers}     -> {worker address: [key...]}
+ *   nbytes {keys}          -> {key: bytes} (results in memory)
+ *   processing {workers}   -> {worker address: [key...]} (running or sent)
+ *   ncores {workers}       -> {worker address: threads}
+ *   story {keys}           -> [[key, from, to, "scheduler", time]...], the
+ *                             recent transitions (a bounded ring), oldest first
+ *   log_event {topic, msg} -> nil; topic a string or a list of them
+ *   get_events {topic, since} -> [[time, msg]...], or {topic: [...]} for
+ *                             every topic; since: only events numbered
+ *                             since or later, each as [seq, time, msg]
+ *   set_metadata {keys, value} / get_metadata {keys, default, has_default}
+ *                          -> a nested store (keys: the path)
+ *   task_stream {start, stop, count} -> [{key, worker, status, nbytes,
+ *                             startstops: [{action, start, stop}]}...]
+ *   logs {n} / worker_logs {n, workers} -> the scheduler's recent log lines
+ *                             [[level, line]...] / {worker address: [...]}
+ *   replicate {keys, n, workers} -> copies asked (n nil: every worker)
+ *   rebalance {keys, workers} -> moves asked
+ * Times are seconds since the epoch.  Bad input (an unknown name, an
+ * argument of the wrong type) is DT_EINVAL naming it; a missing metadata
+ * key DT_ENOTFOUND. */
+int dt_client_query(dt_client *c, const char *name, const dt_value *args, int timeout_ms,
+                    dt_value **out);
+/* Typed shorthands (keys / workers NULL: all): */
+int dt_client_who_has(dt_client *c, const char *const *keys, size_t n, int timeout_ms,
+                      dt_value **out);
+int dt_client_has_what(dt_client *c, const char *const *workers, size_t n, int timeout_ms,
+                       dt_value **out);
+int dt_client_story(dt_client *c, const char *const *keys, size_t n, int timeout_ms,
+                    dt_value **out);
+/* dt_client_log_event: records msg (consumed) under topic on the scheduler */
+int dt_client_log_event(dt_client *c, const char *topic, dt_value *msg);
+/* dt_client_get_events: topic's events [[time, msg]...] (NULL: every topic's) */
+int dt_client_get_events(dt_client *c, const char *topic, int timeout_ms, dt_value **out);
+/* dt_log_event: from a task function running on a worker: records msg
+ * (consumed) under topic on the scheduler; it arrives before the task's
+ * result.  DT_EINVAL outside a worker. */
+int dt_log_event(const char *topic, dt_value *msg);
+
 /* ---------------------------------------------------------------- futures */
 
 typedef enum {

@@ -30,6 +30,7 @@ from .worker_client import (  # noqa: E402
     Reschedule, get_worker, rejoin, secede, worker_client)
 from .actor import Actor, ActorFuture  # noqa: E402
 from .primitives import Event, Lock, MultiLock, Queue, Semaphore, Variable  # noqa: E402
+from .client_state import get_task_stream, log_event  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client", "futures_of",
     "Status", "worker_client", "secede", "rejoin", "get_worker", "Reschedule",
     "Actor", "ActorFuture", "Variable", "Queue", "Lock", "MultiLock", "Event", "Semaphore",
+    "get_task_stream", "log_event",
 ]

@@ -161,6 +161,18 @@ static PyObject *mod_roundtrip(PyObject *m, PyObject *args) {
   return r;
 }
 
+/* log_event(topic, msg): dt_log_event, from a task running on a worker */
+static PyObject *mod_log_event(PyObject *self, PyObject *args) {
+  (void)self;
+  const char *topic;
+  PyObject *msg;
+  if (!PyArg_ParseTuple(args, "sO", &topic, &msg)) return NULL;
+  dt_value *v = core_to_value(msg, 1);
+  if (!v) return NULL;
+  if (dt_log_event(topic, v) != 0) return core_raise(DT_EINVAL);
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef mod_methods[] = {
     {"set_hooks", mod_set_hooks, METH_VARARGS, "set_hooks(dumps, loads, execute)"},
     {"set_error_class", mod_set_error_class, METH_O, "set_error_class(cls)"},
@@ -173,6 +185,7 @@ static PyMethodDef mod_methods[] = {
     {"task_secede", core_mod_task_secede, METH_NOARGS, "secede the current task"},
     {"task_rejoin", core_mod_task_rejoin, METH_NOARGS, "rejoin the current task"},
     {"task_info", core_mod_task_info, METH_NOARGS, "where the current task runs, or None"},
+    {"log_event", mod_log_event, METH_VARARGS, "log_event(topic, msg): from a task on a worker"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef core_module = {PyModuleDef_HEAD_INIT, "dtask._core",

@@ -15,6 +15,7 @@ from collections import namedtuple
 from . import _core, serialize
 from .primitives import DatasetsMixin
 from .serialize import dumps_call
+from .client_state import ClientStateMixin
 
 CancelledError = concurrent.futures.CancelledError
 
@@ -112,6 +113,12 @@ class Future(_FutureBase):
 
     def done(self):
         return self._cf.done()
+
+    @property
+    def type(self):
+        """The result's type once it is in memory, else None (dtask reads it
+        from the result, which this fetches)."""
+        return type(self.result()) if self._cf.status == "finished" else None
 
     def cancelled(self):
         return self._cf.status == "cancelled"
@@ -242,7 +249,7 @@ def _c_args(x):
     return x
 
 
-class Client(DatasetsMixin):
+class Client(DatasetsMixin, ClientStateMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 
@@ -491,7 +498,9 @@ class Client(DatasetsMixin):
         out.update({k: v for k, v in info.items() if k not in out})
         return out
 
-    def nthreads(self):
+    def nthreads(self, workers=None):
+        if workers is not None:  # by name or address (client_state.py)
+            return {_tcp(a): n for a, n in self._query("ncores", {"workers": _workers(workers)}).items()}
         return {_tcp(w["address"]): w["nthreads"] for w in self._c.workers()}
 
     ncores = nthreads

@@ -426,6 +426,26 @@ static PyObject *client_retire_workers(ClientObject *self, PyObject *args) {
   return PyLong_FromLong(retired);
 }
 
+/* query(name, args=None, timeout_ms=10000): dt_client_query; args a dict */
+static PyObject *client_query(ClientObject *self, PyObject *args) {
+  const char *name;
+  PyObject *a = Py_None;
+  int timeout_ms = 10000;
+  if (!PyArg_ParseTuple(args, "s|Oi", &name, &a, &timeout_ms)) return NULL;
+  if (!client_ok(self)) return NULL;
+  dt_value *v = a == Py_None ? NULL : core_to_value(a, 1);
+  if (a != Py_None && !v) return NULL;
+  dt_value *out = NULL;
+  int rc;
+  dt_client *c = self->c;
+  Py_BEGIN_ALLOW_THREADS rc = dt_client_query(c, name, v, timeout_ms, &out);
+  Py_END_ALLOW_THREADS core_free_nogil(v);
+  if (rc) return core_raise(rc);
+  PyObject *r = core_from_value(out, 1);
+  core_free_nogil(out);
+  return r;
+}
+
 static PyObject *client_progress(ClientObject *self, PyObject *args) {
   PyObject *l;
   int timeout_ms = -1;
@@ -494,6 +514,7 @@ static PyMethodDef client_methods[] = {
     {"future_for_key", (PyCFunction)client_future_for_key, METH_VARARGS, NULL},
     {"retire_workers", (PyCFunction)client_retire_workers, METH_VARARGS, NULL},
     {"progress", (PyCFunction)client_progress, METH_VARARGS, NULL},
+    {"query", (PyCFunction)client_query, METH_VARARGS, NULL},
     {"close", (PyCFunction)client_close, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 

@@ -149,6 +149,7 @@ struct dt_client {
   dt_vec actorq;     /* actor calls to send on the next wake (actor.c) */
   dt_smap acfuts;    /* key -> dt_future of the actor calls (actor.c) */
   uint64_t next_acall;
+  dt_vec queries;    /* pending QUERY (query.c) */
 };
 
 /* ---- connection.c */
@@ -167,6 +168,8 @@ int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);
 
 /* ---- coord.c: COORD_REPLY (I/O thread, locked) */
 int dt__client_on_coord_reply(dt_client *c, const dt_msg *m);
+/* ---- query.c: ANSWER from the scheduler (I/O thread, locked) */
+int dt__client_on_answer(dt_client *c, const dt_msg *m);
 
 /* ---- future.c (locked) */
 /* dt__future_detach_cancelled: the client is closing (lock held): its

@@ -212,6 +212,7 @@ static void client_free(dt_client *c) {
   dt__vec_free(&c->scatters);
   dt__vec_free(&c->retires);
   dt__vec_free(&c->coords);
+  dt__vec_free(&c->queries);
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->cond);
   free(c);

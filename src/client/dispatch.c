@@ -182,6 +182,7 @@ static const sched_handler sched_handlers[DT_OP_COUNT] = {
     [DT_OP_RETIRE_DONE] = on_retire_done,
     [DT_OP_SCATTER_DONE] = on_scatter_done,
     [DT_OP_COORD_REPLY] = dt__client_on_coord_reply,
+    [DT_OP_ANSWER] = dt__client_on_answer, /* query.c */
 };
 
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {

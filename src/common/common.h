@@ -23,6 +23,12 @@ extern int dt__log_level;
 void dt__log_init(const char *process_name, const char *level);
 int dt__log_parse_level(const char *s); /* -1 if unknown */
 void dt__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* dt__log_recent: the last n (at most DT_LOG_RING) lines logged by this
+ * process, oldest first, copied into out (NUL-terminated, truncated), with
+ * their levels (DT_LOG_*); returns how many.  Any thread. */
+#define DT_LOG_RING 512
+#define DT_LOG_RING_LINE 512
+size_t dt__log_recent(char (*out)[DT_LOG_RING_LINE], int *levels, size_t n);
 #define DT_DEBUG(...) do { if (dt__log_level <= DT_LOG_DEBUG) dt__log(DT_LOG_DEBUG, __VA_ARGS__); } while (0)
 #define DT_INFO(...) do { if (dt__log_level <= DT_LOG_INFO) dt__log(DT_LOG_INFO, __VA_ARGS__); } while (0)
 #define DT_WARN(...) do { if (dt__log_level <= DT_LOG_WARNING) dt__log(DT_LOG_WARNING, __VA_ARGS__); } while (0)

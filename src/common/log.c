@@ -1,6 +1,8 @@
 /*
  * log.c -- levelled logging to stderr.  One line per event:
  *   2026-11-29T22:30:01.123Z scheduler[1234] INFO: message
+ * The last DT_LOG_RING lines written are also kept in a ring (truncated to
+ * DT_LOG_RING_LINE bytes), for get_scheduler_logs / get_worker_logs.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,6 +34,21 @@ void dt__log_init(const char *name, const char *level) {
   if (l >= 0) dt__log_level = l;
 }
 
+static char ring[DT_LOG_RING][DT_LOG_RING_LINE];
+static unsigned char ring_level[DT_LOG_RING];
+static uint64_t ring_n; /* lines kept, ever (next slot: ring_n % DT_LOG_RING) */
+static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_keep(int level, const char *line, size_t len) {
+  if (len >= DT_LOG_RING_LINE) len = DT_LOG_RING_LINE - 1;
+  pthread_mutex_lock(&ring_lock);
+  size_t slot = (size_t)(ring_n++ % DT_LOG_RING);
+  memcpy(ring[slot], line, len);
+  ring[slot][len] = 0;
+  ring_level[slot] = (unsigned char)level;
+  pthread_mutex_unlock(&ring_lock);
+}
+
 void dt__log(int level, const char *fmt, ...) {
   char line[2048];
   struct timeval tv;
@@ -53,4 +70,18 @@ void dt__log(int level, const char *fmt, ...) {
   line[n++] = '\n';
   ssize_t w = write(2, line, (size_t)n); /* one write: lines do not interleave */
   (void)w;
+  log_keep(level, line, (size_t)n - 1);
+}
+
+size_t dt__log_recent(char (*out)[DT_LOG_RING_LINE], int *levels, size_t n) {
+  pthread_mutex_lock(&ring_lock);
+  size_t have = ring_n < DT_LOG_RING ? (size_t)ring_n : DT_LOG_RING;
+  if (n > have) n = have;
+  for (size_t i = 0; i < n; i++) {
+    size_t slot = (size_t)((ring_n - n + i) % DT_LOG_RING);
+    memcpy(out[i], ring[slot], DT_LOG_RING_LINE);
+    levels[i] = ring_level[slot];
+  }
+  pthread_mutex_unlock(&ring_lock);
+  return n;
 }

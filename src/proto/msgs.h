@@ -144,7 +144,10 @@
   X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL")                      \
   X(COORD, "client->scheduler",                                                         \
     "a coordination request: variable, queue, lock, multilock, event, semaphore, dataset") \
-  X(COORD_REPLY, "scheduler->client", "the outcome of a COORD request")
+  X(COORD_REPLY, "scheduler->client", "the outcome of a COORD request") \
+  X(QUERY, "peer->peer",                                                                \
+    "a named question (who_has, story, get_events, logs...) with its arguments")       \
+  X(ANSWER, "peer->peer", "the answer to a QUERY: its value, or why not")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -323,5 +326,15 @@
   F(PAYLOAD, value, "the value got, else an empty payload")             \
   L(KEY, keys, "the futures inside value (the client now wants them)")  \
   L(STR, names, "list_datasets: the names")
+
+#define DT_MSG_QUERY(F, L, LR, M)                                  \
+  F(UINT, req, "request id, echoed in ANSWER (0: no answer wanted)") \
+  F(STR, name, "the query's name (see src/scheduler/query.c)")     \
+  F(PAYLOAD, args, "its arguments (a map, or nil)")
+
+#define DT_MSG_ANSWER(F, L, LR, M)          \
+  F(UINT, req, "the request id")            \
+  F(STRN, error, "why it failed, or nil")   \
+  F(PAYLOAD, value, "the answer (nil when it failed)")
 
 #endif

@@ -122,6 +122,9 @@ void dt__payload_clear(dt_payload *p);
 void dt__payload_copy(dt_payload *dst, const dt_payload *src); /* refs frames */
 size_t dt__payload_nbytes(const dt_payload *p);
 size_t dt__value_nbytes(const dt_value *v);
+/* dt__log_recent_value: the last n lines this process logged, as
+ * [[level, line]...] oldest first (logvalue.c); NULL when out of memory. */
+dt_value *dt__log_recent_value(int64_t n);
 
 /* ---- the write buffer: messages of one batch */
 typedef struct {

@@ -6,6 +6,7 @@
  * client.
  */
 #include "coord.h"
+#include "query.h"
 #include "server.h"
 
 static dt_srv *const srv = &dt__srv;
@@ -40,6 +41,8 @@ static const struct {
     [DT_OP_TASK_RESCHEDULE] = {PEER_WORKER, dt__on_task_reschedule},
     [DT_OP_FIRE_AND_FORGET] = {PEER_CLIENT, dt__on_fire_and_forget},
     [DT_OP_COORD] = {PEER_CLIENT, dt__on_coord},
+    [DT_OP_QUERY] = {-1, dt__on_query}, /* clients and workers: checked there */
+    [DT_OP_ANSWER] = {PEER_WORKER, dt__on_answer},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

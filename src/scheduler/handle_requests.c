@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "query.h"
 #include "server.h"
 
 static dt_srv *const srv = &dt__srv;
@@ -198,6 +199,7 @@ int dt__on_acquired(dt_conn *c, const dt_msg *msg) {
   dt_rec_moved it;
   while (dt__next_moved(&l, &it)) {
     if (it.ok) dt__sched_worker_has_key(&srv->s, c->data, it.key.p, it.key.len, it.nbytes);
+    dt__sched_moved(&srv->s, c->data, it.key.p, it.key.len, it.ok); /* rebalance */
     s_worker *from = NULL;
     for (size_t k = 0; k < srv->s.workers.len && !from; k++)
       if (((s_worker *)srv->s.workers.v[k])->id == it.source) from = srv->s.workers.v[k];
@@ -211,6 +213,7 @@ int dt__on_acquired(dt_conn *c, const dt_msg *msg) {
 
 void dt__srv_worker_leaves(s_worker *w) {
   scatters_forget_worker(w);
+  dt__query_worker_leaves(w);
   if (w->retire) { /* it went before it was done: count it anyway */
     dt_retire_req *rr = w->retire;
     w->retire = NULL;

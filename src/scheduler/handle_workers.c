@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "query.h"
 #include "server.h"
 
 static dt_srv *const srv = &dt__srv;
@@ -54,6 +55,7 @@ int dt__on_hello_worker(dt_conn *c, const dt_msg *msg) {
 int dt__on_task_finished(dt_conn *c, const dt_msg *msg) {
   const dt_msg_TASK_FINISHED *m = &msg->TASK_FINISHED;
   if (m->inline_.p && m->inline_.len > DT_INLINE_MAX) return DT_EPROTO;
+  dt__query_task_done(c->data, m->key.p, m->key.len, m->nbytes, (double)m->duration_us / 1e6, true);
   dt__sched_task_finished(&srv->s, c->data, m->key.p, m->key.len, m->nbytes, (double)m->duration_us / 1e6,
                           m->inline_.p, m->inline_.len);
   dt__sched_ff_done(&srv->s, m->key.p, m->key.len);
@@ -66,6 +68,7 @@ int dt__on_task_erred(dt_conn *c, const dt_msg *msg) {
   char *s = dt__str_dup(m->message, 8192);
   int64_t code = m->code;
   if (code >= 0 || code < -1000) code = DT_ETASK;
+  dt__query_task_done(c->data, m->key.p, m->key.len, 0, 0, false);
   dt__sched_task_erred(&srv->s, c->data, m->key.p, m->key.len, (int)code, f, s);
   dt__sched_ff_done(&srv->s, m->key.p, m->key.len);
   free(f);

@@ -65,6 +65,9 @@ void dt__task_drop_holders(sched *s, s_task *t);
 /* dt__task_add_holder: w holds t's result (nbytes); false if it did already */
 bool dt__task_add_holder(s_task *t, s_worker *w, uint64_t nbytes);
 
+/* dt__story_note: the bounded ring of recent transitions (replicas.c) */
+void dt__story_note(const char *key, uint32_t klen, int from, int to);
+
 /* ---- placement (place.c) */
 /* dt__place_ready: t (WAITING, or NO_WORKER when a worker came) has every
  * dependency in memory: to a worker, the queue, or the no-worker list. */

@@ -17,6 +17,7 @@
 #include "coord.h"
 #include "dashboard.h"
 #include "scheduler.h"
+#include "query.h"
 #include "server.h"
 
 dt_srv dt__srv;
@@ -41,6 +42,7 @@ static void on_hb(uv_timer_t *h) {
     dt__e_uint(&e, uv_now(&srv->loop) - srv->start_ms);
     dt__e_end(&e);
   }
+  dt__query_tick(); /* questions to workers that waited too long */
   dt__srv_emit(); /* what dropping workers caused */
 }
 
@@ -270,6 +272,7 @@ int dt__scheduler_main(int argc, char **argv) {
   free(srv->scheduler_file);
   dt__srv_scatters_free_all();
   dt__coord_free_all();
+  dt__query_free_all();
   dt__sched_destroy(&srv->s);
   uv_loop_close(&srv->loop);
   dt__tls_free(&srv->sec);
@@ -369,6 +372,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     abort();
   }
   dt__srv_scatters_free_all();
+  dt__query_free_all();
   dt__sched_destroy(&srv->s);
   return 0;
 }

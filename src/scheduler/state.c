@@ -58,6 +58,7 @@ void dt__task_transition(sched *s, s_task *t, s_task_state to) {
     f->count[to]++;
   }
   if (to == TS_ERRED) f->failed++;
+  dt__story_note(t->key, t->klen, from, (int)to);
   t->state = (uint8_t)to;
 }
 

@@ -32,6 +32,7 @@ static dt_wbuf *sched_out(void) { return L.sched && L.registered ? dt__conn_out(
 void dt__link_finished(const w_task *t, const dt_value *v, uint64_t nbytes) {
   dt_wbuf *w = sched_out();
   if (!w) return;
+  dt__wquery_flush(w); /* the events the task logged come first */
   dt_enc e;
   dt__e_begin(&e, w, DT_OP_TASK_FINISHED);
   dt__e_str(&e, t->key, t->klen);
@@ -51,6 +52,7 @@ void dt__link_finished(const w_task *t, const dt_value *v, uint64_t nbytes) {
 void dt__link_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
   dt_wbuf *w = sched_out();
   if (!w) return;
+  dt__wquery_flush(w);
   dt_enc e;
   dt__e_begin(&e, w, DT_OP_TASK_ERRED);
   dt__e_str(&e, key, klen);
@@ -108,6 +110,7 @@ void dt__link_reschedule(const char *key, uint32_t klen) {
 static void on_heartbeat(uv_timer_t *h) {
   (void)h;
   if (!L.sched || !L.registered) return;
+  dt__wquery_flush(dt__conn_out(L.sched));
   if (dt__now_s() - L.last_heard > L.sched_ttl_s) {
     DT_WARN("the scheduler at %s has been silent for %.1f s: reconnecting", L.sched_addr,
             dt__now_s() - L.last_heard);
@@ -289,6 +292,7 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   case DT_OP_PUT_DATA: return on_put_data(c, &m);
   case DT_OP_GET_DATA: return dt__serve_get_data(c, &m);
   case DT_OP_ACQUIRE: return on_acquire(&m);
+  case DT_OP_QUERY: return dt__wquery_on_query(c, &m);
   case DT_OP_CLOSE:
     DT_INFO("scheduler asked us to close");
     dt__worker_stop(0);
@@ -406,5 +410,6 @@ void dt__link_start(uv_loop_t *loop) {
   L.sched_ttl_s = 60;
   uv_timer_init(loop, &L.heartbeat);
   uv_timer_init(loop, &L.reconnect);
+  dt__wquery_init();
   connect_scheduler();
 }

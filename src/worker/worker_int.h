@@ -265,6 +265,15 @@ typedef struct {
 } w_link;
 extern w_link dt__link;
 
+/* ---------------------------------------------------------------- query.c */
+
+/* dt__wquery_init: dt_log_event may queue events from now on */
+void dt__wquery_init(void);
+/* dt__wquery_flush: the events tasks logged, onto w (the scheduler's outbox) */
+void dt__wquery_flush(dt_wbuf *w);
+/* dt__wquery_on_query: a QUERY from the scheduler ("logs") */
+int dt__wquery_on_query(dt_conn *c, const dt_msg *m);
+
 /* dt__link_start: connect to the scheduler (and keep reconnecting) */
 void dt__link_start(uv_loop_t *loop);
 /* dt__link_heartbeat_now: send a heartbeat now, if registered */

@@ -141,7 +141,10 @@
   X(TASK_RESCHEDULE, "worker->scheduler", "a task asked to run again (Reschedule): place it again, not a failure") \
   X(FIRE_AND_FORGET, "client->scheduler", "keep these tasks running until they finish, whoever releases them") \
   X(ACTOR_CALL, "peer->worker", "call a method of (or read an attribute of) an actor held there") \
-  X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL")
+  X(ACTOR_RESULT, "worker->peer", "the outcome of an ACTOR_CALL") \
+  X(PLUGIN_ADD, "client->scheduler", "keep this worker plugin; install it on every worker, now and joining later") \
+  X(PLUGIN_REMOVE, "client->scheduler", "forget this plugin; run its removal on every worker") \
+  X(PLUGIN, "scheduler->worker", "install (or remove) a plugin: run its function on its data before any later task")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -302,5 +305,28 @@
   F(INT, code, "the error code (a DT_E... value) when it failed") \
   F(PAYLOAD, value, "the value (an empty payload when it failed)") \
   F(STRN, error, "the error message, or nil")
+
+
+/* plugins (Client.register_plugin, upload_file): the scheduler keeps at
+ * most DT_PLUGIN_MAX of them, each of at most DT_PLUGIN_MAX_BYTES */
+#define DT_PLUGIN_MAX 64
+#define DT_PLUGIN_MAX_BYTES (64u << 20)
+#define DT_PLUGIN_MAX_NAME 256
+
+#define DT_MSG_PLUGIN_ADD(F, L, LR, M)                                              \
+  F(STR, name, "the plugin's name (replaces a plugin of that name)")                \
+  F(STR, func, "the worker's function that installs it; \"dtask:so\": dlopen data") \
+  F(BINN, data, "its argument (the plugin's bytes)")
+
+#define DT_MSG_PLUGIN_REMOVE(F, L, LR, M)                       \
+  F(STR, name, "the plugin's name")                             \
+  F(STR, func, "the worker's function that removes it")         \
+  F(BINN, data, "its argument")
+
+#define DT_MSG_PLUGIN(F, L, LR, M)                              \
+  F(STR, name, "the plugin's name")                             \
+  F(STR, func, "the function to run (as PLUGIN_ADD's)")         \
+  F(BINN, data, "its argument")                                 \
+  F(BOOL, remove, "this is a removal")
 
 #endif

@@ -38,6 +38,8 @@ static const struct {
     [DT_OP_TASK_SECEDED] = {PEER_WORKER, dt__on_task_seceded},
     [DT_OP_TASK_RESCHEDULE] = {PEER_WORKER, dt__on_task_reschedule},
     [DT_OP_FIRE_AND_FORGET] = {PEER_CLIENT, dt__on_fire_and_forget},
+    [DT_OP_PLUGIN_ADD] = {PEER_CLIENT, dt__on_plugin_add},
+    [DT_OP_PLUGIN_REMOVE] = {PEER_CLIENT, dt__on_plugin_remove},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

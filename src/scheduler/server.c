@@ -268,6 +268,7 @@ int dt__scheduler_main(int argc, char **argv) {
   if (srv->scheduler_file) unlink(srv->scheduler_file);
   free(srv->scheduler_file);
   dt__srv_scatters_free_all();
+  dt__srv_plugins_free();
   dt__sched_destroy(&srv->s);
   uv_loop_close(&srv->loop);
   dt__tls_free(&srv->sec);
@@ -360,6 +361,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
     abort();
   }
   dt__srv_scatters_free_all();
+  dt__srv_plugins_free();
   dt__sched_destroy(&srv->s);
   return 0;
 }

@@ -29,6 +29,9 @@ from .cluster import LocalCluster, Status  # noqa: E402
 from .worker_client import (  # noqa: E402
     Reschedule, get_worker, rejoin, secede, worker_client)
 from .actor import Actor, ActorFuture  # noqa: E402
+from .plugins import (  # noqa: E402
+    NannyPlugin, SchedulerPlugin, UploadDirectory, UploadFile, WorkerPlugin)
+from .client_admin import Security  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -37,4 +40,5 @@ __all__ = [
     "ALL_COMPLETED", "fire_and_forget", "default_client", "get_client", "futures_of",
     "Status", "worker_client", "secede", "rejoin", "get_worker", "Reschedule",
     "Actor", "ActorFuture",
+    "WorkerPlugin", "NannyPlugin", "SchedulerPlugin", "UploadFile", "UploadDirectory", "Security",
 ]

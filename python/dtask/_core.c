@@ -200,5 +200,6 @@ PyMODINIT_FUNC PyInit__core(void) {
   DT_ERRNO_MAP(ADD_ERR)
 #undef ADD_ERR
   if (core_actor_init(m) < 0) return NULL;
+  if (core_admin_init(m) < 0) return NULL;
   return m;
 }

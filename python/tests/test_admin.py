@@ -249,8 +249,12 @@ def test_nanny_plugin_runs_in_the_worker(two_workers):
         def setup(self, nanny):
             os.environ["DTASK_TEST_NANNY"] = "yes"
 
+    def getenv(name):
+        return os.environ.get(name)
+
+    assert set(c.run(getenv, "DTASK_TEST_NANNY").values()) == {None}
     c.register_plugin(Marker())
-    assert set(c.run(os.environ.get, "DTASK_TEST_NANNY").values()) == {"yes"}
+    assert set(c.run(getenv, "DTASK_TEST_NANNY").values()) == {"yes"}
     c.unregister_worker_plugin("marker")
 
 

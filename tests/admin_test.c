@@ -172,6 +172,14 @@ static void test_upload_so(void **state) {
   /* not a .so, or missing */
   assert_int_equal(dt_client_upload_file(client, "x.py"), DT_EINVAL);
   assert_int_equal(dt_client_upload_file(client, "/nonexistent/lib.so"), DT_ENOTFOUND);
+  /* a plugin whose function these C workers lack: logged there, no harm */
+  assert_int_equal(dt_client_register_plugin(client, "needs-python", "py:", "abc", 3), 0);
+  assert_int_equal(run_int("admin_inc", 2, NULL), 3);
+  assert_int_equal(dt_client_unregister_plugin(client, "needs-python", "py:", NULL, 0), 0);
+  char longname[300];
+  memset(longname, 'x', sizeof(longname) - 1);
+  longname[sizeof(longname) - 1] = '\0';
+  assert_int_equal(dt_client_register_plugin(client, longname, "py:", NULL, 0), DT_EINVAL);
   assert_int_equal(dt_local_cluster_scale(lc, 2, 30000), 0);
 }
 

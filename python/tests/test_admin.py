@@ -257,6 +257,20 @@ def test_nanny_plugin_runs_in_the_worker(two_workers):
     assert set(c.run(getenv, "DTASK_TEST_NANNY").values()) == {"yes"}
     c.unregister_worker_plugin("marker")
 
+    class Restarting(dtask.NannyPlugin):
+        name = "restarting"
+        restart = True
+
+        def setup(self, nanny):
+            os.environ["DTASK_TEST_NANNY"] = "again"
+
+    pids = c.run(os.getpid)
+    c.register_plugin(Restarting())
+    # fresh workers (restart=True), which set the plugin up again
+    after = c.run(os.getpid)
+    assert len(after) == 2 and not set(after.values()) & set(pids.values())
+    assert set(c.run(getenv, "DTASK_TEST_NANNY").values()) == {"again"}
+
 
 # ---------------------------------------------------------------- upload_file
 

@@ -350,6 +350,29 @@ int dt_client_fire_and_forget(dt_client *c, dt_future *const *fs, size_t n);
 /* dt_client_future: a future for key, a task the scheduler knows (e.g. one
  * a task submitted and returned): the client wants it from now on. */
 int dt_client_future(dt_client *c, const char *key, dt_future **out);
+/* Management (Dask's Client.restart, restart_workers, register_plugin,
+ * upload_file).  dt_client_restart: every future of c becomes cancelled
+ * (DT_ECANCELLED) and its key released; every worker is restarted by its
+ * nanny; with wait_for_workers, waits until as many fresh workers are
+ * connected.  Workers without a nanny: DT_EINVAL naming them, before
+ * anything is done.  timeout_ms -1: no limit. */
+int dt_client_restart(dt_client *c, int timeout_ms, bool wait_for_workers);
+/* dt_client_restart_workers: restarts only these workers (addresses, with
+ * or without "tcp://"); the results they held are lost (recomputed if still
+ * wanted).  Waits until the cluster has as many workers as before. */
+int dt_client_restart_workers(dt_client *c, const char *const *workers, size_t n, int timeout_ms);
+/* dt_client_register_plugin: the scheduler keeps the plugin name (one of
+ * that name is replaced) and every worker, joining ones too, runs the
+ * registered function func with [data] before its next task ("dtask:so":
+ * data is a shared library the worker loads).  At most 64 plugins of 64 MiB.
+ * dt_client_unregister_plugin: forgets it; workers run func with [data]. */
+int dt_client_register_plugin(dt_client *c, const char *name, const char *func, const void *data,
+                              size_t len);
+int dt_client_unregister_plugin(dt_client *c, const char *name, const char *func,
+                                const void *data, size_t len);
+/* dt_client_upload_file: a shared library (.so) every worker, joining ones
+ * too, loads: its DT_TASK functions become callable by name. */
+int dt_client_upload_file(dt_client *c, const char *path);
 
 /* ---- questions to the scheduler (Dask's Client.who_has, story, ...) */
 /* dt_client_query: asks the scheduler the named question with args (a map,

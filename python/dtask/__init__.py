@@ -31,6 +31,9 @@ from .worker_client import (  # noqa: E402
 from .actor import Actor, ActorFuture  # noqa: E402
 from .primitives import Event, Lock, MultiLock, Queue, Semaphore, Variable  # noqa: E402
 from .client_state import get_task_stream, log_event  # noqa: E402
+from .plugins import (  # noqa: E402
+    NannyPlugin, SchedulerPlugin, UploadDirectory, UploadFile, WorkerPlugin)
+from .client_admin import Security  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -40,4 +43,6 @@ __all__ = [
     "Status", "worker_client", "secede", "rejoin", "get_worker", "Reschedule",
     "Actor", "ActorFuture", "Variable", "Queue", "Lock", "MultiLock", "Event", "Semaphore",
     "get_task_stream", "log_event",
+    "Actor", "ActorFuture",
+    "WorkerPlugin", "NannyPlugin", "SchedulerPlugin", "UploadFile", "UploadDirectory", "Security",
 ]

@@ -214,5 +214,6 @@ PyMODINIT_FUNC PyInit__core(void) {
 #undef ADD_ERR
   if (core_actor_init(m) < 0) return NULL;
   if (core_coord_init(m) < 0) return NULL;
+  if (core_admin_init(m) < 0) return NULL;
   return m;
 }

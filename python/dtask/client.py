@@ -16,6 +16,7 @@ from . import _core, serialize
 from .primitives import DatasetsMixin
 from .serialize import dumps_call
 from .client_state import ClientStateMixin
+from .client_admin import ClientAdmin, _tls_files  # noqa: E402  (management: restart, plugins, run...)
 
 CancelledError = concurrent.futures.CancelledError
 
@@ -249,7 +250,7 @@ def _c_args(x):
     return x
 
 
-class Client(DatasetsMixin, ClientStateMixin):
+class Client(DatasetsMixin, ClientStateMixin, ClientAdmin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 
@@ -259,6 +260,8 @@ class Client(DatasetsMixin, ClientStateMixin):
 
         self.cluster = None
         self._own_cluster = False
+        security = cluster_kwargs.pop("security", None)  # dtask.Security (client_admin.py)
+        auth_file = auth_file or getattr(security, "auth_file", None)
         if address is None and not scheduler_file and not os.environ.get("DTASK_SCHEDULER_ADDRESS"):
             address = LocalCluster(**cluster_kwargs)
             self._own_cluster = True
@@ -269,7 +272,8 @@ class Client(DatasetsMixin, ClientStateMixin):
         elif hasattr(address, "scheduler_address"):  # another cluster object
             address = address.scheduler_address
         self.address = address or scheduler_file or os.environ.get("DTASK_SCHEDULER_ADDRESS")
-        self._c = _core.CClient(address, _ms(timeout), name, auth_file, scheduler_file)
+        self._c = _core.CClient(address, _ms(timeout), name, auth_file, scheduler_file,
+                                *_tls_files(security))
         self._dask_config = None
         if set_as_default:
             self._set_default()
@@ -505,19 +509,6 @@ class Client(DatasetsMixin, ClientStateMixin):
 
     ncores = nthreads
 
-    def run(self, function, *args, workers=None, **kwargs):
-        """function(*args, **kwargs) once on each worker (or on the named
-        ones): {worker address: result}.  Unlike Dask's, it runs as a task,
-        after what the worker is already running."""
-        info = self._c.workers()
-        if workers is not None:
-            want = set(_workers(workers))
-            info = [w for w in info
-                    if w["name"] in want or w["address"] in want or _tcp(w["address"]) in want]
-        futs = {_tcp(w["address"]): self.submit(function, *args, workers=[w["name"]], pure=False,
-                                          **kwargs) for w in info}
-        return self.gather(futs)
-
     def retire_workers(self, workers, timeout=30):
         return self._c.retire_workers([str(w) for w in workers], _ms(timeout))
 
@@ -550,8 +541,6 @@ class Client(DatasetsMixin, ClientStateMixin):
         _live_clients.discard(self)
         if self._own_cluster and self.cluster is not None:
             self.cluster.close()
-
-    shutdown = close
 
     def __enter__(self):
         return self

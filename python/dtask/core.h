@@ -98,5 +98,8 @@ PyObject *core_mod_task_info(PyObject *m, PyObject *unused);
 /* core_actor_init: adds actor_call to the module m and registers the
  * Python actor type "py:"; -1 with an exception. */
 int core_actor_init(PyObject *m);
+/* core_admin_init: adds plugin_add, plugin_remove, restart, restart_workers
+ * (core_admin.c) to the module m */
+int core_admin_init(PyObject *m);
 
 #endif

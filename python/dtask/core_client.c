@@ -15,15 +15,17 @@ typedef struct {
 } ClientObject;
 
 static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
-  static char *kwlist[] = {"address", "timeout_ms", "name", "auth_file", "scheduler_file", NULL};
+  static char *kwlist[] = {"address", "timeout_ms", "name", "auth_file", "scheduler_file",
+                           "tls_cert", "tls_key", "tls_ca_file", NULL};
   const char *address = NULL, *name = NULL, *auth = NULL, *sfile = NULL;
+  const char *tcert = NULL, *tkey = NULL, *tca = NULL; /* dtask.Security's TLS files */
   int timeout_ms = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "z|izzz", kwlist, &address, &timeout_ms, &name, &auth,
-                                   &sfile))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "z|izzzzzz", kwlist, &address, &timeout_ms, &name, &auth,
+                                   &sfile, &tcert, &tkey, &tca))
     return -1;
   if (self->c) return 0;
   dt_client_opts o = {.address = address, .timeout_ms = timeout_ms, .name = name, .auth_file = auth,
-                      .scheduler_file = sfile};
+                      .scheduler_file = sfile, .tls_cert = tcert, .tls_key = tkey, .tls_ca_file = tca};
   int rc;
   dt_client *c = NULL;
   Py_BEGIN_ALLOW_THREADS rc = dt_client_connect(&o, &c);

@@ -147,7 +147,10 @@
   X(COORD_REPLY, "scheduler->client", "the outcome of a COORD request") \
   X(QUERY, "peer->peer",                                                                \
     "a named question (who_has, story, get_events, logs...) with its arguments")       \
-  X(ANSWER, "peer->peer", "the answer to a QUERY: its value, or why not")
+  X(ANSWER, "peer->peer", "the answer to a QUERY: its value, or why not") \
+  X(PLUGIN_ADD, "client->scheduler", "keep this worker plugin; install it on every worker, now and joining later") \
+  X(PLUGIN_REMOVE, "client->scheduler", "forget this plugin; run its removal on every worker") \
+  X(PLUGIN, "scheduler->worker", "install (or remove) a plugin: run its function on its data before any later task")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -336,5 +339,27 @@
   F(UINT, req, "the request id")            \
   F(STRN, error, "why it failed, or nil")   \
   F(PAYLOAD, value, "the answer (nil when it failed)")
+
+/* plugins (Client.register_plugin, upload_file): the scheduler keeps at
+ * most DT_PLUGIN_MAX of them, each of at most DT_PLUGIN_MAX_BYTES */
+#define DT_PLUGIN_MAX 64
+#define DT_PLUGIN_MAX_BYTES (64u << 20)
+#define DT_PLUGIN_MAX_NAME 256
+
+#define DT_MSG_PLUGIN_ADD(F, L, LR, M)                                              \
+  F(STR, name, "the plugin's name (replaces a plugin of that name)")                \
+  F(STR, func, "the worker's function that installs it; \"dtask:so\": dlopen data") \
+  F(BINN, data, "its argument (the plugin's bytes)")
+
+#define DT_MSG_PLUGIN_REMOVE(F, L, LR, M)                       \
+  F(STR, name, "the plugin's name")                             \
+  F(STR, func, "the worker's function that removes it")         \
+  F(BINN, data, "its argument")
+
+#define DT_MSG_PLUGIN(F, L, LR, M)                              \
+  F(STR, name, "the plugin's name")                             \
+  F(STR, func, "the function to run (as PLUGIN_ADD's)")         \
+  F(BINN, data, "its argument")                                 \
+  F(BOOL, remove, "this is a removal")
 
 #endif

@@ -43,6 +43,8 @@ static const struct {
     [DT_OP_COORD] = {PEER_CLIENT, dt__on_coord},
     [DT_OP_QUERY] = {-1, dt__on_query}, /* clients and workers: checked there */
     [DT_OP_ANSWER] = {PEER_WORKER, dt__on_answer},
+    [DT_OP_PLUGIN_ADD] = {PEER_CLIENT, dt__on_plugin_add},
+    [DT_OP_PLUGIN_REMOVE] = {PEER_CLIENT, dt__on_plugin_remove},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

@@ -41,6 +41,7 @@ int dt__on_hello_worker(dt_conn *c, const dt_msg *msg) {
   dt__e_uint(&e, (uint64_t)srv->heartbeat_ms);
   dt__e_uint(&e, (uint64_t)(srv->worker_ttl_s * 1000));
   dt__e_end(&e);
+  dt__srv_plugins_welcome(c); /* before any task */
   /* a worker coming back after losing us: what it still holds counts
    * (the events follow the WELCOME, drained after this handler) */
   dt_list held = m->held;

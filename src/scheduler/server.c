@@ -273,6 +273,7 @@ int dt__scheduler_main(int argc, char **argv) {
   dt__srv_scatters_free_all();
   dt__coord_free_all();
   dt__query_free_all();
+  dt__srv_plugins_free();
   dt__sched_destroy(&srv->s);
   uv_loop_close(&srv->loop);
   dt__tls_free(&srv->sec);
@@ -373,6 +374,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
   }
   dt__srv_scatters_free_all();
   dt__query_free_all();
+  dt__srv_plugins_free();
   dt__sched_destroy(&srv->s);
   return 0;
 }

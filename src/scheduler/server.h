@@ -120,6 +120,13 @@ int dt__on_acquired(dt_conn *c, const dt_msg *m);
 int dt__on_task_seceded(dt_conn *c, const dt_msg *m);
 int dt__on_task_reschedule(dt_conn *c, const dt_msg *m);
 int dt__on_fire_and_forget(dt_conn *c, const dt_msg *m);
+/* plugins.c: the worker plugins kept for every worker, joining ones too */
+int dt__on_plugin_add(dt_conn *c, const dt_msg *m);
+int dt__on_plugin_remove(dt_conn *c, const dt_msg *m);
+/* dt__srv_plugins_welcome: every kept plugin to the worker of c (just
+ * welcomed); dt__srv_plugins_free: forget them all (the scheduler stops) */
+void dt__srv_plugins_welcome(dt_conn *c);
+void dt__srv_plugins_free(void);
 
 /* ---- workers leaving (handle_workers.c, handle_requests.c) */
 /* dt__srv_drop_worker: remove a worker we give up on, and close its

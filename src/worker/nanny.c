@@ -202,6 +202,7 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       rc = WEXITSTATUS(status);
       break;
     }
+    bool asked = WIFEXITED(status) && WEXITSTATUS(status) == DT__EXIT_RESTART;
     char how[160];
     describe(status, mem_kill, how, sizeof(how));
     report r = {token, (int)pid, how, NULL, NULL, 0, false};
@@ -230,16 +231,20 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       rmdir(sd);
     }
     restarts++;
-    DT_WARN("worker (pid %d) %s while running %u task(s)%s%s; restarting it (restart %d)",
-            (int)pid, how, r.n, r.n ? ", first " : "", r.n ? r.keys[0] : "", restarts);
-    send_report(sched_addr, sec, &r);
+    if (asked) {
+      DT_INFO("worker (pid %d) restarting, as a client asked", (int)pid);
+    } else {
+      DT_WARN("worker (pid %d) %s while running %u task(s)%s%s; restarting it (restart %d)",
+              (int)pid, how, r.n, r.n ? ", first " : "", r.n ? r.keys[0] : "", restarts);
+      send_report(sched_addr, sec, &r);
+    }
     for (uint32_t i = 0; i < r.n; i++) free(r.keys[i]);
     free(r.keys);
     free(r.lens);
     /* a worker that dies as it starts (a crash loop) comes back more and
      * more slowly, up to 2 s; one that lived a while comes back at once */
     double lived = dt__now_s() - started;
-    backoff = lived > 0.5 ? 0 : backoff == 0 ? 0.05 : backoff * 2 > 2 ? 2 : backoff * 2;
+    backoff = asked || lived > 0.5 ? 0 : backoff == 0 ? 0.05 : backoff * 2 > 2 ? 2 : backoff * 2;
     if (backoff > 0) nap(backoff);
     if (stop_sig) break;
   }

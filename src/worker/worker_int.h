@@ -303,5 +303,20 @@ void dt__actor_conn_closed(dt_conn *c);
 void dt__actor_release(const char *key, uint32_t klen);
 /* dt__actor_destroy: stop the actor threads, free the idle actors */
 void dt__actor_destroy(void);
+/* dt__actor_builtin: an actor held under key for the life of the worker,
+ * whose calls go to call (admin.c's; loop thread, at start) */
+void dt__actor_builtin(const char *key, dt_actor_call_fn call);
+
+/* ---------------------------------------------------------------- admin.c */
+
+/* dt__admin_start: the built-in actors "dtask:admin" and "dtask:run"
+ * (Client.run, restart), once (loop thread) */
+void dt__admin_start(uv_loop_t *loop);
+/* dt__admin_replied: a built-in actor's reply was written (loop thread):
+ * a restart asked for goes ahead */
+void dt__admin_replied(void);
+/* dt__admin_plugin: PLUGIN from the scheduler: install or remove it now,
+ * before any task that follows; 0 (problems are logged) */
+int dt__admin_plugin(const dt_msg *m);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "../net/net.h"
 #include "dashboard.h"
 #include "dashboard_html.h" /* generated from dashboard/index.html */
 
@@ -398,24 +399,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 int dt__dashboard_start(const char *host, int port, bool fallback, char *url, size_t cap) {
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  if (inet_pton(AF_INET, host && *host ? host : "0.0.0.0", &sa.sin_addr) != 1)
-    return dt__err(DT_EINVAL, "dashboard: '%s' is not an IPv4 address", host);
+  /* the host is resolved as the scheduler's is (IPv4, IPv6 or a name); what
+   * was really bound is read back from the socket and shown */
+  struct sockaddr_storage ss;
+  const char *h = host && *host ? host : "127.0.0.1";
+  if (dt__resolve(h, 0, &ss) != 0)
+    return dt__err(DT_EINVAL, "dashboard: cannot resolve host '%s'", h);
+  bool v6 = ss.ss_family == AF_INET6;
   for (int attempt = 0; attempt < 2 && !D.d; attempt++) {
     int p = attempt == 0 ? port : 0;
-    sa.sin_port = htons((uint16_t)p);
-    D.d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                           (uint16_t)p, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+    if (v6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)p);
+    else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)p);
+    D.d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                               (v6 ? MHD_USE_IPv6 : 0),
+                           (uint16_t)p, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!D.d && (!fallback || p == 0))
-      return dt__err(DT_EIO, "dashboard: cannot listen on %s:%d", host ? host : "", p);
+      return dt__err(DT_EIO, "dashboard: cannot listen on %s:%d", h, p);
     if (!D.d) DT_INFO("dashboard: port %d is taken; using another", port);
   }
-  const union MHD_DaemonInfo *i = MHD_get_daemon_info(D.d, MHD_DAEMON_INFO_BIND_PORT);
-  int bound = i ? (int)i->port : port;
-  const char *shown = host && *host && strcmp(host, "0.0.0.0") != 0 ? host : "127.0.0.1";
-  snprintf(url, cap, "http://%s:%d/", shown, bound);
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(D.d, MHD_DAEMON_INFO_LISTEN_FD);
+  struct sockaddr_storage b;
+  socklen_t blen = sizeof(b);
+  char ip[64] = "?";
+  int bound = port;
+  if (i && getsockname(i->listen_fd, (struct sockaddr *)&b, &blen) == 0) {
+    if (b.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&b)->sin6_addr, ip, sizeof(ip));
+      bound = ntohs(((struct sockaddr_in6 *)&b)->sin6_port);
+    } else {
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&b)->sin_addr, ip, sizeof(ip));
+      bound = ntohs(((struct sockaddr_in *)&b)->sin_port);
+    }
+  }
+  DT_INFO("dashboard listening on %s%s%s:%d%s", b.ss_family == AF_INET6 ? "[" : "", ip,
+          b.ss_family == AF_INET6 ? "]" : "", bound,
+          strcmp(ip, "0.0.0.0") == 0 || strcmp(ip, "::") == 0 ? " (every interface)" : "");
+  /* the URL to show: the address bound, or loopback for a wildcard */
+  const char *shown = strcmp(ip, "0.0.0.0") == 0 ? "127.0.0.1" : strcmp(ip, "::") == 0 ? "::1" : ip;
+  if (strchr(shown, ':')) snprintf(url, cap, "http://[%s]:%d/", shown, bound);
+  else snprintf(url, cap, "http://%s:%d/", shown, bound);
   return 0;
 }
 

@@ -124,7 +124,13 @@ static void usage(void) {
           "  --heartbeat DURATION   heartbeat interval, both ways (default 1s)\n"
           "  --dashboard-address A  the dashboard's [host]:port (default :8787; another\n"
           "                         port if that one is taken)\n"
+          "                         (default host: the scheduler's --host)\n"
           "  --no-dashboard         no dashboard, no /metrics\n"
+          "  --max-client-batch SZ  largest batch a client may send (default 1GiB)\n"
+          "  --max-in-flight SZ     bytes of incomplete batches from all peers together\n"
+          "                         (default 1GiB)\n"
+          "  --max-strangers N[,P]  connections that have not said hello, in total and\n"
+          "                         per source address (default 512,128)\n"
           "  --log-level LEVEL      debug, info, warning, error (default info)\n"
           DT_SEC_USAGE);
 }
@@ -136,6 +142,8 @@ int dt__scheduler_main(int argc, char **argv) {
   dt_sec_args sa = {0};
   const char *dash = ":8787";
   bool dash_default = true;
+  dt_net_limits lim = {DT_NET_IN_FLIGHT_MAX, DT_NET_CLIENT_MAX_BATCH, DT_NET_STRANGERS_MAX,
+                       DT_NET_STRANGERS_PER_IP, DT_NET_HELLO_MS};
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
@@ -155,6 +163,24 @@ int dt__scheduler_main(int argc, char **argv) {
       dash = argv[++i];
       dash_default = false;
     } else if (strcmp(a, "--no-dashboard") == 0) dash = NULL;
+    else if ((strcmp(a, "--max-client-batch") == 0 || strcmp(a, "--max-in-flight") == 0) && v) {
+      uint64_t sz = 0;
+      if (dt__parse_memory(argv[++i], 1, &sz) != 0 || sz < 4096) {
+        fprintf(stderr, "dtask scheduler: %s: invalid size '%s' (e.g. 256MiB)\n", a, argv[i]);
+        return 2;
+      }
+      if (a[6] == 'c') lim.client_max_batch = sz;
+      else lim.in_flight_max = sz;
+    } else if (strcmp(a, "--max-strangers") == 0 && v) {
+      unsigned t = 0, p = 0;
+      int k = sscanf(argv[++i], "%u,%u", &t, &p);
+      if (k < 1 || t < 1 || (k == 2 && p < 1)) {
+        fprintf(stderr, "dtask scheduler: --max-strangers: expected N or N,P, not '%s'\n", argv[i]);
+        return 2;
+      }
+      lim.strangers_max = t;
+      if (k == 2) lim.strangers_per_ip = p;
+    }
     else if (strcmp(a, "--allowed-failures") == 0 && v) {
       char *end;
       long n = strtol(argv[++i], &end, 10);
@@ -190,6 +216,8 @@ int dt__scheduler_main(int argc, char **argv) {
   uv_loop_init(&srv->loop);
   srv->start_ms = uv_now(&srv->loop);
   dt__net_init(&srv->net, &srv->loop);
+  srv->net.lim = lim;
+  dt__net_raise_nofile();
   if (dt__sec_from_args(&srv->sec, &sa) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
     return 2;
@@ -219,7 +247,8 @@ int dt__scheduler_main(int argc, char **argv) {
     } else {
       dport = atoi(dash);
     }
-    if (!dhost[0]) snprintf(dhost, sizeof(dhost), "%s", strcmp(host, "127.0.0.1") == 0 ? host : "0.0.0.0");
+    /* the dashboard listens where the scheduler does, unless told otherwise */
+    if (!dhost[0]) snprintf(dhost, sizeof(dhost), "%s", host);
     if (dport < 0 || dport > 65535 ||
         dt__dashboard_start(dhost, dport, dash_default || dport == 8787, srv->dashboard_url,
                             sizeof(srv->dashboard_url)) != 0) {

@@ -187,6 +187,35 @@ static void test_big_frame_header(void **state) {
   free(log);
 }
 
+/* the bytes of incomplete batches from all peers together are bounded */
+static void test_in_flight_bound(void **state) {
+  (void)state;
+  cluster cl;
+  start(&cl, "inflight", (const char *[]){"--no-dashboard", "--max-in-flight", "1MiB", NULL}, 0,
+        true);
+  int fd = tu_connect(cl.addr, 5);
+  assert_true(fd >= 0);
+  unsigned char hello[8 + 8] = {8, 0, 0, 0, 0, 0, 0, 0, 0x93, DT_OP_HELLO_CLIENT, DT_PROTO_VERSION,
+                                0xa4, 'e', 'v', 'i', 'l'};
+  assert_int_equal(send(fd, hello, sizeof(hello), MSG_NOSIGNAL), (ssize_t)sizeof(hello));
+  /* an 8 MiB frame (under the client cap), of which 2 MiB are sent */
+  unsigned char hdr[8 + 8 + 1] = {1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0xc0};
+  assert_int_equal(send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL), (ssize_t)sizeof(hdr));
+  static char chunk[2 << 20];
+  ssize_t sent = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+  assert_true(sent > (1 << 20) || sent < 0); /* closed while sending is fine too */
+  char b[64];
+  ssize_t r;
+  while ((r = recv(fd, b, sizeof(b), 0)) > 0) {}
+  assert_true(r == 0 || (r < 0 && errno == ECONNRESET)); /* closed, not our 5 s timeout */
+  close(fd);
+  real_client_works(cl.addr, NULL);
+  stop(&cl);
+  char *log = tu_read_file(cl.sched_log);
+  assert_non_null(strstr(log, "too many bytes of incomplete batches"));
+  free(log);
+}
+
 /* ---------------------------------------------------------------- hello deadline */
 
 static void test_stranger_deadline(void **state) {
@@ -395,6 +424,59 @@ static void test_dashboard_binds_scheduler_host(void **state) {
   dashboard_on("127.0.0.1", loop);
 }
 
+/* with a shared secret the dashboard asks for its token (but /health) */
+static int http_code(const char *url, const char *path, const char *header) {
+  int fd = tu_connect(url + 7, 5);
+  assert_true(fd >= 0);
+  char req[512];
+  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: x\r\n%s\r\n", path,
+                   header ? header : "");
+  assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+  char buf[256] = "";
+  ssize_t r = recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL);
+  close(fd);
+  return r > 12 && strncmp(buf, "HTTP/1.", 7) == 0 ? atoi(buf + 9) : -1;
+}
+
+static void test_dashboard_token(void **state) {
+  (void)state;
+  char auth[300], cmd[1600];
+  snprintf(auth, sizeof(auth), "%s/secret-dash", dir);
+  FILE *f = fopen(auth, "w");
+  assert_non_null(f);
+  fputs("the dashboard secret of some length\n", f);
+  fclose(f);
+  chmod(auth, 0600);
+  snprintf(cmd, sizeof(cmd), "%s scheduler --auth-file %s --print-dashboard-token", bin, auth);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char tok[128] = "";
+  assert_non_null(fgets(tok, sizeof(tok), p));
+  pclose(p);
+  tok[strcspn(tok, "\n")] = '\0';
+  assert_int_equal(strlen(tok), 64);
+  cluster cl;
+  start(&cl, "dashtok", (const char *[]){"--auth-file", auth, "--dashboard-address", ":0", NULL}, 0,
+        false);
+  assert_true(cl.dash[0]);
+  usleep(1200000); /* the first snapshot */
+  char path[256], hdr[256];
+  assert_int_equal(http_code(cl.dash, "/health", NULL), 200);
+  assert_int_equal(http_code(cl.dash, "/api/v1/summary", NULL), 401);
+  assert_int_equal(http_code(cl.dash, "/metrics", NULL), 401);
+  assert_int_equal(http_code(cl.dash, "/", NULL), 401);
+  assert_int_equal(http_code(cl.dash, "/metrics", "Authorization: Bearer 0123\r\n"), 401);
+  snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s\r\n", tok);
+  assert_int_equal(http_code(cl.dash, "/metrics", hdr), 200);
+  snprintf(hdr, sizeof(hdr), "Cookie: dtask_token=%s\r\n", tok);
+  assert_int_equal(http_code(cl.dash, "/api/v1/summary", hdr), 200);
+  snprintf(path, sizeof(path), "/api/v1/workers?token=%s", tok);
+  char *body = tu_http_get(cl.dash, path);
+  assert_non_null(body);
+  free(body);
+  stop(&cl);
+}
+
 int main(void) {
   const char *b = getenv("DTASK_BIN"), *p = getenv("DTASK_PRELOAD_LIB");
   if (!b || !p) {
@@ -408,7 +490,9 @@ int main(void) {
   if (!mkdtemp(dir)) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_big_frame_header),
+      cmocka_unit_test(test_in_flight_bound),
       cmocka_unit_test(test_dashboard_binds_scheduler_host),
+      cmocka_unit_test(test_dashboard_token),
       cmocka_unit_test(test_refused_message),
       cmocka_unit_test(test_descriptor_exhaustion),
       cmocka_unit_test(test_stranger_deadline),

@@ -350,12 +350,39 @@ static void sse_free(void *cls) {
   free(e);
 }
 
+/* the token asked for when the scheduler has a shared secret ("" if not) */
+static char token[65];
+
+void dt__dashboard_set_token(const char *t) { snprintf(token, sizeof(token), "%s", t ? t : ""); }
+
+static bool token_is(const char *t) {
+  size_t n = strlen(token);
+  if (!t || strlen(t) != n) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < n; i++) d |= (unsigned char)(t[i] ^ token[i]);
+  return d == 0;
+}
+
+/* authorized: no secret, or the request carries the token */
+static bool authorized(struct MHD_Connection *c) {
+  if (!token[0]) return true;
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (h && strncmp(h, "Bearer ", 7) == 0 && token_is(h + 7)) return true;
+  if (token_is(MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "dtask_token"))) return true;
+  return token_is(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token"));
+}
+
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
                              const char *body, size_t len, bool copy) {
   struct MHD_Response *r = MHD_create_response_from_buffer(
       len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
   MHD_add_response_header(r, "Content-Type", type);
   MHD_add_response_header(r, "Cache-Control", "no-store");
+  if (token[0] && token_is(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token"))) {
+    char cookie[128]; /* the page's own requests carry it from now on */
+    snprintf(cookie, sizeof(cookie), "dtask_token=%s; Path=/; HttpOnly; SameSite=Strict", token);
+    MHD_add_response_header(r, "Set-Cookie", cookie);
+  }
   enum MHD_Result ret = MHD_queue_response(c, code, r);
   MHD_destroy_response(r);
   return ret;
@@ -367,10 +394,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   (void)cls, (void)version, (void)upload, (void)upload_size, (void)con_cls;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return reply(c, 405, "text/plain", "only GET\n", 9, false);
+  if (strcmp(url, "/health") == 0) return reply(c, 200, "text/plain", "ok\n", 3, false);
+  if (!authorized(c)) {
+    static const char msg[] =
+        "this dashboard needs its token (the scheduler has a shared secret): open /?token=TOKEN "
+        "once, or send 'Authorization: Bearer TOKEN'; 'dtask scheduler --auth-file FILE "
+        "--print-dashboard-token' prints it\n";
+    return reply(c, 401, "text/plain", msg, sizeof(msg) - 1, false);
+  }
   if (strcmp(url, "/") == 0 || strcmp(url, "/status") == 0 || strcmp(url, "/index.html") == 0)
     return reply(c, 200, "text/html; charset=utf-8", (const char *)dashboard_html,
                  sizeof(dashboard_html) - 1, false);
-  if (strcmp(url, "/health") == 0) return reply(c, 200, "text/plain", "ok\n", 3, false);
   if (strcmp(url, "/api/v1/events") == 0) {
     sse *e = dt__xcalloc(1, sizeof(*e));
     struct MHD_Response *r =

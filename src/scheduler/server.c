@@ -126,6 +126,8 @@ static void usage(void) {
           "                         port if that one is taken)\n"
           "                         (default host: the scheduler's --host)\n"
           "  --no-dashboard         no dashboard, no /metrics\n"
+          "  --print-dashboard-token  print the token the dashboard asks for (with\n"
+          "                         --auth-file; docs/dashboard.md) and exit\n"
           "  --max-client-batch SZ  largest batch a client may send (default 1GiB)\n"
           "  --max-in-flight SZ     bytes of incomplete batches from all peers together\n"
           "                         (default 1GiB)\n"
@@ -141,7 +143,7 @@ int dt__scheduler_main(int argc, char **argv) {
   double ttl = 60, hb = 1;
   dt_sec_args sa = {0};
   const char *dash = ":8787";
-  bool dash_default = true;
+  bool dash_default = true, print_token = false;
   dt_net_limits lim = {DT_NET_IN_FLIGHT_MAX, DT_NET_CLIENT_MAX_BATCH, DT_NET_STRANGERS_MAX,
                        DT_NET_STRANGERS_PER_IP, DT_NET_HELLO_MS};
   if (!level) level = "info";
@@ -163,6 +165,7 @@ int dt__scheduler_main(int argc, char **argv) {
       dash = argv[++i];
       dash_default = false;
     } else if (strcmp(a, "--no-dashboard") == 0) dash = NULL;
+    else if (strcmp(a, "--print-dashboard-token") == 0) print_token = true;
     else if ((strcmp(a, "--max-client-batch") == 0 || strcmp(a, "--max-in-flight") == 0) && v) {
       uint64_t sz = 0;
       if (dt__parse_memory(argv[++i], 1, &sz) != 0 || sz < 4096) {
@@ -217,12 +220,28 @@ int dt__scheduler_main(int argc, char **argv) {
   srv->start_ms = uv_now(&srv->loop);
   dt__net_init(&srv->net, &srv->loop);
   srv->net.lim = lim;
-  dt__net_raise_nofile();
   if (dt__sec_from_args(&srv->sec, &sa) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
     return 2;
   }
   srv->net.sec = &srv->sec;
+  if (print_token) {
+    if (!srv->sec.auth) {
+      fprintf(stderr, "dtask scheduler: --print-dashboard-token needs --auth-file (with no "
+                      "secret the dashboard asks for no token)\n");
+      return 2;
+    }
+    char tok[65];
+    dt__sec_dashboard_token(&srv->sec, tok);
+    printf("%s\n", tok);
+    return 0;
+  }
+  dt__net_raise_nofile();
+  if (srv->sec.auth) {
+    char tok[65];
+    dt__sec_dashboard_token(&srv->sec, tok);
+    dt__dashboard_set_token(tok); /* the dashboard asks for it */
+  }
   if (srv->sec.auth) DT_INFO("connections must prove they know the shared secret");
   if (srv->sec.tls_server) DT_INFO("connections use TLS");
   dt__sched_init(&srv->s);
@@ -255,7 +274,8 @@ int dt__scheduler_main(int argc, char **argv) {
       fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
       return 1;
     }
-    DT_INFO("dashboard at %s", srv->dashboard_url);
+    DT_INFO("dashboard at %s%s", srv->dashboard_url,
+            srv->sec.auth ? " (asks for its token: --print-dashboard-token)" : "");
   }
   if (file) {
     char tmp[4096];

@@ -208,6 +208,7 @@ static void on_connection(uv_stream_t *server, int status) {
     if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
     else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
   }
+  c->accepted_ms = uv_now(l->net->loop);
   if (!dt__conn_stranger_ok(l->net, c->ip)) { /* over the limits on strangers: refused */
     c->state = DT_CONN_CLOSING;
     c->cbs = NULL;

@@ -15,22 +15,45 @@
 
 #include "conn_int.h"
 
+/* Strangers: a burst of legitimate connections (200 workers starting at
+ * once on one host) are all young and say hello within milliseconds; an
+ * attacker's are idle and old.  So an address with strangers_per_ip
+ * strangers, one of them older than DT_NET_STRANGER_GRACE_MS, gets no
+ * more; and past strangers_max in total, the oldest stranger of all goes
+ * to make room if it has waited that long, else the new one is refused.
+ * (The newcomer from another address gets in within about the grace.) */
 bool dt__conn_stranger_ok(dt_net *n, const char *ip) {
   uint32_t total = 0, same = 0;
+  dt_conn *oldest = NULL, *oldest_same = NULL;
   /* the deadline list holds every accepted connection not yet admitted
    * (and outgoing ones in their handshakes, which do not count) */
   for (dt_conn *c = n->hs_head; c; c = c->hs_next) {
-    if (c->outgoing) continue;
+    if (c->outgoing || c->state == DT_CONN_CLOSING) continue;
     total++;
-    if (ip[0] && strcmp(c->ip, ip) == 0) same++;
+    if (!oldest || c->accepted_ms < oldest->accepted_ms) oldest = c;
+    if (ip[0] && strcmp(c->ip, ip) == 0) {
+      same++;
+      if (!oldest_same || c->accepted_ms < oldest_same->accepted_ms) oldest_same = c;
+    }
   }
-  if (n->lim.strangers_max && total >= n->lim.strangers_max) {
-    dt__conn_refused(n, ip, "too many connections that have not said hello");
-    return false;
-  }
-  if (n->lim.strangers_per_ip && same >= n->lim.strangers_per_ip) {
+  uint64_t now = uv_now(n->loop);
+  dt_conn *victim = NULL;
+  if (n->lim.strangers_per_ip && same >= n->lim.strangers_per_ip && oldest_same &&
+      now - oldest_same->accepted_ms >= DT_NET_STRANGER_GRACE_MS) {
     dt__conn_refused(n, ip, "too many connections from that address that have not said hello");
     return false;
+  }
+  if (n->lim.strangers_max && total >= n->lim.strangers_max) {
+    if (!oldest || now - oldest->accepted_ms < DT_NET_STRANGER_GRACE_MS) {
+      dt__conn_refused(n, ip, "too many connections that have not said hello");
+      return false;
+    }
+    victim = oldest;
+  }
+  if (victim) {
+    dt__conn_refused(n, victim->peer, "the oldest connection that has not said hello makes room");
+    victim->close_status = DT_EPROTO;
+    dt__conn_close(victim, false);
   }
   return true;
 }

@@ -132,7 +132,8 @@ static void usage(void) {
           "  --max-in-flight SZ     bytes of incomplete batches from all peers together\n"
           "                         (default 1GiB)\n"
           "  --max-strangers N[,P]  connections that have not said hello, in total and\n"
-          "                         per source address (default 512,128)\n"
+          "                         from one address (more while they are young)\n"
+          "                         (default 4096 or half the descriptor limit,128)\n"
           "  --log-level LEVEL      debug, info, warning, error (default info)\n"
           DT_SEC_USAGE);
 }
@@ -236,7 +237,12 @@ int dt__scheduler_main(int argc, char **argv) {
     printf("%s\n", tok);
     return 0;
   }
-  dt__net_raise_nofile();
+  uint64_t nofile = dt__net_raise_nofile();
+  if (nofile && srv->net.lim.strangers_max > nofile / 2) {
+    srv->net.lim.strangers_max = (uint32_t)(nofile / 2);
+    DT_INFO("at most %u connections that have not said hello at once (half the descriptor limit)",
+            srv->net.lim.strangers_max);
+  }
   if (srv->sec.auth) {
     char tok[65];
     dt__sec_dashboard_token(&srv->sec, tok);
@@ -293,7 +299,13 @@ int dt__scheduler_main(int argc, char **argv) {
   }
   if (ready_fd >= 0) {
     char line[400];
-    int n = snprintf(line, sizeof(line), "%s %s\n", srv->address, srv->dashboard_url[0] ? srv->dashboard_url : "-");
+    /* the parent (LocalCluster, a job queue cluster) gets the dashboard's
+     * URL with its token, as Jupyter shows one; the scheduler file and the
+     * log do not carry it */
+    char tok[65] = "";
+    if (srv->sec.auth && srv->dashboard_url[0]) dt__sec_dashboard_token(&srv->sec, tok);
+    int n = snprintf(line, sizeof(line), "%s %s%s%s\n", srv->address,
+                     srv->dashboard_url[0] ? srv->dashboard_url : "-", tok[0] ? "?token=" : "", tok);
     if (write(ready_fd, line, (size_t)n) != n) DT_WARN("could not report readiness");
     close(ready_fd);
   }

@@ -166,7 +166,10 @@ static inline char *tu_http_get(const char *url, const char *path) {
   int fd = tu_connect(url + 7, 5);
   if (fd < 0) return NULL;
   char req[512];
-  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
+  /* a URL with the dashboard's token (a cluster with a shared secret) */
+  const char *tok = strstr(url, "?token=");
+  int n = snprintf(req, sizeof(req), "GET %s%s%s HTTP/1.0\r\nHost: %s\r\n\r\n", path,
+                   tok ? (strchr(path, '?') ? "&" : "?") : "", tok ? tok + 1 : "", host);
   if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
     close(fd);
     return NULL;

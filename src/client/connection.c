@@ -336,6 +336,12 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
                      err == UV_EACCES ? "authentication failed (wrong or missing shared secret; "
                                         "see the scheduler's log)"
                                       : "TLS failed (the certificates do not match the cluster's, or it uses no TLS; see the scheduler's log)");
+    if (err == UV_ECONNRESET)
+      return dt__err(DT_ECONNECT,
+                     "could not connect to the scheduler at %s: it closed the connection before "
+                     "the handshake began (refused: too many connections, or not a dtask "
+                     "scheduler; see its log)",
+                     c_addr_copy);
     return dt__err(DT_ECONNECT, "could not connect to the scheduler at %s within %d ms: %s",
                    opts && opts->address ? opts->address : "(configured address)", timeout,
                    err ? uv_strerror(err) : "no reply");

@@ -203,8 +203,18 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
     sockaddr_str(&ss, c->peer, sizeof(c->peer));
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
+  }
+  c->accepted_ms = uv_now(l->net->loop);
+  if (!dt__conn_stranger_ok(l->net, c->ip)) { /* over the limits on strangers: refused */
+    c->state = DT_CONN_CLOSING;
+    c->cbs = NULL;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    return;
+  }
   dt__conn_start_open(c);
   l->on_accept(l, c);
 }
@@ -242,4 +252,14 @@ void dt__listener_close(dt_listener *l) {
 
 /* ---------------------------------------------------------------- admission */
 
-void dt__conn_admit(dt_conn *c) { c->admitted = true; }
+void dt__conn_admit(dt_conn *c) {
+  c->admitted = true;
+  c->max_batch = 0;
+  if (c->secured) dt__conn_hs_unlink(c); /* the hello deadline is met */
+}
+
+void dt__conn_admit_client(dt_conn *c) {
+  dt__conn_admit(c);
+  c->max_batch = c->net && c->net->lim.client_max_batch ? c->net->lim.client_max_batch
+                                                        : DT_NET_CLIENT_MAX_BATCH;
+}

@@ -33,6 +33,10 @@ void dt__conn_secure_fail(dt_conn *c, const char *why, int uvcode) {
   dt__conn_close(c, false);
 }
 
+bool dt__conn_hs_untouched(const dt_conn *c) {
+  return c->outgoing && !c->ssl && c->auth == AUTH_CLI_WAIT_CHALLENGE && c->hs_got == 0;
+}
+
 static void on_hs_timer(uv_timer_t *h) {
   dt_net *n = h->data;
   NET_LOCK(n);
@@ -40,8 +44,15 @@ static void on_hs_timer(uv_timer_t *h) {
   dt_conn *c = n->hs_head;
   while (c) {
     dt_conn *next = c->hs_next;
-    if (c->hs_deadline <= now)
+    if (c->hs_deadline <= now && !c->secured)
       dt__conn_secure_fail(c, "handshake not completed in time", UV_ETIMEDOUT);
+    else if (c->hs_deadline <= now) { /* secured, but never said hello */
+      DT_WARN("dropping incoming connection from %s: no hello within %u ms", c->peer,
+              (unsigned)n->lim.hello_ms);
+      dt__conn_hs_unlink(c);
+      c->close_status = DT_EPROTO;
+      dt__conn_close(c, false);
+    }
     c = next;
   }
   if (!n->hs_head) uv_timer_stop(h);
@@ -52,7 +63,9 @@ static void on_hs_timer(uv_timer_t *h) {
 static void secured(dt_conn *c) {
   c->auth = 0;
   c->secured = true;
-  dt__conn_hs_unlink(c);
+  /* an accepted connection stays on the deadline list until it says hello
+   * (dt__conn_admit) */
+  if (c->outgoing || c->admitted) dt__conn_hs_unlink(c);
   if (c->outgoing && c->cbs && c->cbs->on_connect) c->cbs->on_connect(c, 0);
   if (c->state == DT_CONN_OPEN && (c->out.len || c->nsealed)) dt__conn_out(c);
 }
@@ -199,19 +212,25 @@ void dt__conn_tls_free(dt_conn *c) {
 
 /* dt__conn_secure_start: the TCP connection is up: TLS and authentication,
  * if the process has them, before anything else */
-void dt__conn_secure_start(dt_conn *c) {
-  const dt_sec *sec = c->net ? c->net->sec : NULL;
-  void *ctx = sec ? (c->outgoing ? sec->tls_client : sec->tls_server) : NULL;
-  if (!sec || (!sec->auth && !ctx)) {
-    secured(c);
-    return;
-  }
+static void deadline_start(dt_conn *c) {
   dt_net *n = c->net;
-  c->hs_deadline = uv_now(n->loop) + DT_AUTH_TIMEOUT_MS;
+  c->hs_deadline = uv_now(n->loop) + (n->lim.hello_ms ? n->lim.hello_ms : DT_AUTH_TIMEOUT_MS);
   c->hs_next = n->hs_head;
   if (n->hs_head) n->hs_head->hs_prev = c;
   n->hs_head = c;
   if (!uv_is_active((uv_handle_t *)&n->hs_timer)) uv_timer_start(&n->hs_timer, on_hs_timer, 1000, 1000);
+}
+
+void dt__conn_secure_start(dt_conn *c) {
+  const dt_sec *sec = c->net ? c->net->sec : NULL;
+  void *ctx = sec ? (c->outgoing ? sec->tls_client : sec->tls_server) : NULL;
+  if (!sec || (!sec->auth && !ctx)) {
+    /* no handshakes, but a stranger still says hello in time, or goes */
+    if (c->net && !c->outgoing && !c->admitted) deadline_start(c);
+    secured(c);
+    return;
+  }
+  deadline_start(c);
   if (!ctx) {
     auth_begin(c);
     return;

@@ -15,6 +15,10 @@
 
 /* bytes read at a time when not reading straight into a body or frame */
 #define DT_CONN_STAGE_SIZE (64 * 1024)
+/* a frame read in place: memory committed ahead of the bytes received,
+ * at least MIN, as much as has arrived, at most MAX */
+#define DT_CONN_COMMIT_MIN (256u * 1024)
+#define DT_CONN_COMMIT_MAX (32u << 20)
 
 /* With a locked dt_net (the client library), every callback into the owner
  * runs with the lock held. */
@@ -24,6 +28,9 @@
 /* conn_reset_read: drops the batch being read; the reader waits for the
  * next header.  (Inline: it runs once per batch.) */
 static inline void conn_reset_read(dt_conn *c) {
+  if (c->in_flight && c->net) c->net->in_flight -= c->in_flight;
+  c->in_flight = 0;
+  c->committed = 0;
   free(c->flens);
   c->flens = NULL;
   free(c->body);
@@ -47,6 +54,13 @@ void dt__conn_start_open(dt_conn *c);
  * were read in place, into the body or frame being read. */
 void dt__conn_plain_in(dt_conn *c, const char *data, size_t n, bool direct);
 
+/* ---- limits.c */
+/* dt__conn_stranger_ok: an accepted connection is within the limits on
+ * strangers (in total, per source address); false: refuse it. */
+bool dt__conn_stranger_ok(dt_net *n, const char *ip);
+/* dt__conn_refused: counts and logs (at most once a second) a refusal. */
+void dt__conn_refused(dt_net *n, const char *peer, const char *why);
+
 /* ---- conn_write.c */
 /* dt__conn_flush: writes c's sealed batches and its current one, if c is
  * open (or closing gracefully) and its handshakes are done. */
@@ -64,6 +78,9 @@ void dt__conn_secure_start(dt_conn *c);
 /* dt__conn_secure_fail: logs why and closes c (DT_EAUTH); an outgoing
  * connection not yet secured hears on_connect(uvcode) first. */
 void dt__conn_secure_fail(dt_conn *c, const char *why, int uvcode);
+/* dt__conn_hs_untouched: an outgoing connection heard nothing of the
+ * handshake it waits for (the peer closed before it began). */
+bool dt__conn_hs_untouched(const dt_conn *c);
 /* dt__conn_hs_unlink: takes c off its net's list of handshakes in progress. */
 void dt__conn_hs_unlink(dt_conn *c);
 /* dt__conn_auth_in: feeds handshake bytes; returns how many it used. */

@@ -44,6 +44,21 @@ static void dispatch(dt_conn *c) {
   }
 }
 
+/* count_in: take more bytes of the batch being read from an accepted
+ * connection count against its net's bound on bytes in flight; false (and
+ * c closed) past it */
+static bool count_in(dt_conn *c, size_t take) {
+  if (c->outgoing || !c->net) return true;
+  c->in_flight += take;
+  c->net->in_flight += take;
+  if (c->net->lim.in_flight_max && c->net->in_flight > c->net->lim.in_flight_max) {
+    proto_error(c, "too many bytes of incomplete batches from peers in flight here "
+                   "(limit: --max-in-flight)");
+    return false;
+  }
+  return true;
+}
+
 /* Advance the read state machine by n bytes, copying from data unless the
  * bytes were read in place (direct). */
 static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
@@ -69,7 +84,8 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
                        "here (--auth-file, or DTASK_AUTH_FILE for clients)");
         return;
       }
-      if (c->body_len == 0 || c->body_len > (c->admitted ? DT_MAX_BODY : DT_PREADMIT_MAX_BODY)) {
+      if (c->body_len == 0 || c->body_len > (c->admitted ? DT_MAX_BODY : DT_PREADMIT_MAX_BODY) ||
+          (c->max_batch && c->body_len > c->max_batch)) {
         proto_error(c, "batch body size out of limits");
         return;
       }
@@ -96,6 +112,7 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
       data += take;
       n -= take;
       if (c->got < 8 * (size_t)c->nframes) break;
+      uint64_t total = c->body_len;
       for (uint32_t i = 0; i < c->nframes; i++) {
         const uint8_t *b = (const uint8_t *)&c->flens[i];
         uint64_t v = 0;
@@ -105,6 +122,14 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
           return;
         }
         c->flens[i] = v;
+        total += v;
+      }
+      if (c->max_batch && total > c->max_batch) {
+        char what[160];
+        snprintf(what, sizeof(what), "batch of %llu bytes over this peer's limit of %llu",
+                 (unsigned long long)total, (unsigned long long)c->max_batch);
+        proto_error(c, what);
+        return;
       }
       c->frames = dt__xcalloc(c->nframes, sizeof(*c->frames));
       c->body = malloc(c->body_len);
@@ -115,6 +140,7 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
     case DT_RS_BODY:
       want = c->body_len - c->got;
       take = n < want ? n : want;
+      if (!count_in(c, take)) return;
       if (!direct) memcpy(c->body + c->got, data, take);
       c->got += take;
       data += take;
@@ -127,19 +153,22 @@ static void feed(dt_conn *c, const char *data, size_t n, bool direct) {
     case DT_RS_FRAMES: {
       dt_frame *f = &c->frames[c->fi];
       if (!f->blob) {
-        f->blob = dt__blob_new(c->flens[c->fi]);
+        f->blob = dt__blob_new_lazy(c->flens[c->fi]);
         if (!f->blob) { proto_error(c, "out of memory for frame"); return; }
         f->p = f->blob->data;
         f->len = c->flens[c->fi];
+        c->committed = 0;
       }
       want = f->len - c->got;
       take = n < want ? n : want;
+      if (!count_in(c, take)) return;
       if (!direct) memcpy(f->blob->data + c->got, data, take);
       c->got += take;
       data += take;
       n -= take;
       if (c->got == f->len) {
         c->got = 0;
+        c->committed = 0;
         c->fi++;
       }
       break;
@@ -177,16 +206,28 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (c->rstate == DT_RS_FRAMES && c->fi < c->nframes && c->flens[c->fi] - c->got >= DT_CONN_STAGE_SIZE) {
     dt_frame *f = &c->frames[c->fi];
     if (!f->blob) {
-      f->blob = dt__blob_new(c->flens[c->fi]);
+      f->blob = dt__blob_new_lazy(c->flens[c->fi]);
       if (!f->blob) {
         *buf = uv_buf_init(NULL, 0);
         return;
       }
       f->p = f->blob->data;
       f->len = c->flens[c->fi];
+      c->committed = 0;
     }
-    size_t rem = f->len - c->got;
-    if (rem > (1u << 30)) rem = 1u << 30;
+    /* memory is committed as the bytes come, a window ahead that grows
+     * with what has arrived (a header announcing 4 GiB and then silence
+     * costs DT_CONN_COMMIT_MIN, not 4 GiB); the window is pre-faulted in
+     * one call, which is what makes large transfers fast */
+    if (c->committed < c->got + DT_CONN_STAGE_SIZE) {
+      size_t win = c->got < DT_CONN_COMMIT_MIN ? DT_CONN_COMMIT_MIN : c->got;
+      if (win > DT_CONN_COMMIT_MAX) win = DT_CONN_COMMIT_MAX;
+      if (c->committed < c->got) c->committed = c->got;
+      dt__blob_commit(f->blob, c->committed, win);
+      c->committed += win;
+      if (c->committed > f->len) c->committed = f->len;
+    }
+    size_t rem = c->committed - c->got;
     *buf = uv_buf_init(f->blob->data + c->got, (unsigned)rem);
     c->direct = true;
     return;
@@ -218,13 +259,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void on_read_locked(dt_conn *c, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0 && c->outgoing && !c->secured) { /* refused during the handshakes */
     dt__conn_secure_fail(c,
-                         c->ssl && !SSL_is_init_finished(c->ssl)
+                         dt__conn_hs_untouched(c)
+                             ? "the peer closed the connection before the handshake began "
+                               "(refused: too many connections, or not a dtask daemon; see "
+                               "its log)"
+                         : c->ssl && !SSL_is_init_finished(c->ssl)
                              ? "the peer closed the connection during the TLS handshake"
                          : c->ssl ? "the peer closed the connection after the TLS handshake "
                                     "(certificate refused, or no shared secret)"
                                   : "the peer closed the connection during authentication "
                                     "(wrong shared secret?)",
-                         c->ssl ? UV_EPROTO : UV_EACCES);
+                         dt__conn_hs_untouched(c) ? UV_ECONNRESET
+                         : c->ssl                 ? UV_EPROTO
+                                                  : UV_EACCES);
     return;
   }
   if (nread < 0) {

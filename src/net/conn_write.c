@@ -30,6 +30,11 @@ static void on_turn_chk(uv_check_t *h) { locked_flush(h->data); }
 void dt__net_init(dt_net *n, uv_loop_t *loop) {
   memset(n, 0, sizeof(*n));
   n->loop = loop;
+  n->lim.in_flight_max = DT_NET_IN_FLIGHT_MAX;
+  n->lim.client_max_batch = DT_NET_CLIENT_MAX_BATCH;
+  n->lim.strangers_max = DT_NET_STRANGERS_MAX;
+  n->lim.strangers_per_ip = DT_NET_STRANGERS_PER_IP;
+  n->lim.hello_ms = DT_NET_HELLO_MS;
   uv_prepare_init(loop, &n->prep);
   uv_check_init(loop, &n->chk);
   n->prep.data = n->chk.data = n;

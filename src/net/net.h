@@ -26,6 +26,27 @@ typedef struct dt_sec {
   void *tls_server, *tls_client; /* SSL_CTX *, or NULL: plain TCP */
 } dt_sec;
 
+/* Limits on what peers that connect to us may hold (limits.c, defaults
+ * DT_NET_*; docs/reliability.md).  Strangers: accepted connections that
+ * have not said hello (dt__conn_admit*) yet. */
+typedef struct dt_net_limits {
+  uint64_t in_flight_max;    /* bytes received of incomplete batches, all accepted
+                                connections together */
+  uint64_t client_max_batch; /* one batch (body + frames) from a peer admitted with
+                                dt__conn_admit_client */
+  uint32_t strangers_max;    /* strangers at once, in total (past it, the oldest
+                                goes, or the new one is refused) */
+  uint32_t strangers_per_ip; /* strangers from one source address past which it
+                                gets no more while one of them is old */
+  uint32_t hello_ms;         /* a stranger says hello within this, or goes */
+} dt_net_limits;
+#define DT_NET_IN_FLIGHT_MAX (1ull << 30)
+#define DT_NET_CLIENT_MAX_BATCH (1ull << 30)
+#define DT_NET_STRANGERS_MAX 4096u    /* and at most half the descriptor limit */
+#define DT_NET_STRANGERS_PER_IP 128u  /* past it, with old ones, an address gets no more */
+#define DT_NET_STRANGER_GRACE_MS 1000 /* a stranger younger is never dropped for room */
+#define DT_NET_HELLO_MS 10000u
+
 /* One per event loop: flushes dirty connections once per loop turn. */
 typedef struct dt_net {
   uv_loop_t *loop;
@@ -40,6 +61,10 @@ typedef struct dt_net {
   /* connections still in their handshakes, dropped past their deadline */
   dt_conn *hs_head;
   uv_timer_t hs_timer;
+  dt_net_limits lim;     /* set by dt__net_init to the defaults */
+  uint64_t in_flight;    /* bytes of incomplete batches on accepted connections */
+  uint64_t refused;      /* connections refused at accept (limits) */
+  uint64_t refused_logged_ms;
 } dt_net;
 struct dt_net_lock {
   void (*acquire)(void *);
@@ -117,11 +142,24 @@ struct dt_conn {
   uint64_t hs_deadline; /* loop time, ms */
   dt_conn *hs_prev, *hs_next;
   void *ssl; /* SSL *, with TLS */
+  /* limits (limits.c) */
+  char ip[48];          /* the peer's address, accepted connections */
+  uint64_t accepted_ms; /* loop time it was accepted */
+  uint64_t max_batch;   /* 0: DT_MAX_BODY and DT_MAX_FRAME only */
+  uint64_t in_flight;   /* bytes of the current batch received (accepted conns) */
+  size_t committed;     /* bytes of the current frame's blob pre-faulted */
 };
 
 /* dt__conn_admit: the peer introduced itself properly: lift the limits for
  * strangers (DT_PREADMIT_MAX_BODY, no frames). */
 void dt__conn_admit(dt_conn *c);
+/* dt__conn_admit_client: admitted, with batches capped at
+ * lim.client_max_batch (a client, or a peer that only asks for data). */
+void dt__conn_admit_client(dt_conn *c);
+/* dt__net_raise_nofile: raises this process's soft descriptor limit to its
+ * hard limit (logged); returns the limit now in force.  A daemon then keeps
+ * lim.strangers_max at most half of it. */
+uint64_t dt__net_raise_nofile(void);
 
 /* dt__conn_new_detached: a connection with no socket (for unit tests). */
 dt_conn *dt__conn_new_detached(void);

@@ -71,6 +71,15 @@ void dt__sec_proof(const dt_sec *sec, const char *label, const uint8_t *n1, cons
   HMAC(EVP_sha256(), sec->secret, (int)sec->secret_len, msg, ll + 2 * DT_AUTH_NONCE, out, &len);
 }
 
+void dt__sec_dashboard_token(const dt_sec *sec, char hex[65]) {
+  static const char label[] = "dtask-dashboard-token";
+  uint8_t mac[32];
+  unsigned int len = sizeof(mac);
+  HMAC(EVP_sha256(), sec->secret, (int)sec->secret_len, (const uint8_t *)label, sizeof(label) - 1,
+       mac, &len);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
 bool dt__sec_equal(const uint8_t *a, const uint8_t *b, size_t n) {
   return CRYPTO_memcmp(a, b, n) == 0;
 }

@@ -24,6 +24,10 @@ int dt__sec_random(void *out, size_t len);
 /* dt__sec_proof: HMAC-SHA256(secret, label n1 n2) */
 void dt__sec_proof(const dt_sec *sec, const char *label, const uint8_t *n1, const uint8_t *n2,
                    uint8_t out[DT_AUTH_MAC]);
+/* dt__sec_dashboard_token: the token the dashboard asks for when a secret
+ * is set (docs/dashboard.md): HMAC-SHA256(secret, "dtask-dashboard-token")
+ * in hex -- knowing it gives the dashboard, not the cluster. */
+void dt__sec_dashboard_token(const dt_sec *sec, char hex[65]);
 bool dt__sec_equal(const uint8_t *a, const uint8_t *b, size_t n); /* constant time */
 
 /* dt__sec_cli: parses --auth-file F, --tls-ca-file F, --tls-cert F,

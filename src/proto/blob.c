@@ -21,7 +21,7 @@ static atomic_uint_fast64_t shm_seq;
 
 /* memfd_map: a mapping of a fresh memfd of len bytes (shareable with
  * workers on the same host), pre-faulted; fd and name set; NULL on failure */
-static void *memfd_map(size_t len, int *fd, char *name, size_t namecap) {
+static void *memfd_map(size_t len, int *fd, char *name, size_t namecap, bool populate) {
   snprintf(name, namecap, "dtask-%d-%llu", (int)getpid(),
            (unsigned long long)atomic_fetch_add(&shm_seq, 1));
   int f = memfd_create(name, MFD_CLOEXEC);
@@ -30,7 +30,7 @@ static void *memfd_map(size_t len, int *fd, char *name, size_t namecap) {
     close(f);
     return NULL;
   }
-  char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, f, 0);
+  char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0), f, 0);
   if (p == MAP_FAILED) {
     close(f);
     return NULL;
@@ -44,11 +44,13 @@ static void *memfd_map(size_t len, int *fd, char *name, size_t namecap) {
  * arrives cost a third of the transfer's time.  (Transparent huge pages were
  * tried: 2.4 GB/s when the kernel had them at hand, 0.5 GB/s when it had to
  * compact memory first; this machine's THP defrag mode stalls.) */
-static void *map_big(size_t len, void **base, size_t *map_len, int *fd, char *name, size_t namecap) {
-  char *p = memfd_map(len, fd, name, namecap);
+static void *map_big(size_t len, void **base, size_t *map_len, int *fd, char *name, size_t namecap,
+                     bool populate) {
+  char *p = memfd_map(len, fd, name, namecap, populate);
   if (!p) {
     *fd = -1;
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
     if (p == MAP_FAILED) return NULL;
   }
   *base = p;
@@ -56,11 +58,12 @@ static void *map_big(size_t len, void **base, size_t *map_len, int *fd, char *na
   return p;
 }
 
-dt_blob *dt__blob_new(size_t len) {
+static dt_blob *blob_new(size_t len, bool populate) {
   if (len >= DT_BLOB_MAP_MIN) {
     dt_blob *b = dt__try_malloc(sizeof(*b));
     if (!b) return NULL;
-    b->data = map_big(len, &b->map_base, &b->map_len, &b->fd, b->shm_name, sizeof(b->shm_name));
+    b->data = map_big(len, &b->map_base, &b->map_len, &b->fd, b->shm_name, sizeof(b->shm_name),
+                      populate);
     if (!b->data) {
       free(b);
       return NULL;
@@ -82,6 +85,21 @@ dt_blob *dt__blob_new(size_t len) {
   b->map_len = 0;
   b->fd = -1;
   return b;
+}
+
+dt_blob *dt__blob_new(size_t len) { return blob_new(len, true); }
+dt_blob *dt__blob_new_lazy(size_t len) { return blob_new(len, false); }
+
+void dt__blob_commit(dt_blob *b, size_t off, size_t len) {
+  if (!b->map_base || off >= b->len) return;
+  if (len > b->len - off) len = b->len - off;
+  uintptr_t page = 4096, start = (uintptr_t)(b->data + off) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)(b->data + off + len) + page - 1) & ~(page - 1);
+  uintptr_t lim = (uintptr_t)b->map_base + b->map_len;
+  if (end > lim) end = lim;
+#ifdef MADV_POPULATE_WRITE
+  if (end > start) (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+#endif
 }
 
 dt_blob *dt__blob_wrap(void *data, size_t len, void (*free_fn)(void *)) {

@@ -53,6 +53,12 @@ typedef struct dt_blob {
 #define DT_BLOB_MAP_MIN (4u << 20) /* from this size a blob gets its own mapping */
 dt_blob *dt__blob_new(size_t len); /* uninitialised data, refs = 1 */
 dt_blob *dt__blob_wrap(void *data, size_t len, void (*free_fn)(void *));
+/* dt__blob_new_lazy: like dt__blob_new, but a large blob's memory is
+ * committed only as it is written or dt__blob_commit'ed (a frame being
+ * received: its bytes may never come); dt__blob_commit pre-faults
+ * off..off+len of a large blob (a no-op for small ones). */
+dt_blob *dt__blob_new_lazy(size_t len);
+void dt__blob_commit(dt_blob *b, size_t off, size_t len);
 dt_blob *dt__blob_ref(dt_blob *b);
 /* Sharing large blobs with processes on the same host (docs/memory.md):
  * dt__blob_share gives the memfd holding b's data (made, and the data copied

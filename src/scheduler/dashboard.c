@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "../net/net.h"
 #include "dashboard.h"
 #include "dashboard_html.h" /* generated from dashboard/index.html */
 
@@ -349,12 +350,39 @@ static void sse_free(void *cls) {
   free(e);
 }
 
+/* the token asked for when the scheduler has a shared secret ("" if not) */
+static char token[65];
+
+void dt__dashboard_set_token(const char *t) { snprintf(token, sizeof(token), "%s", t ? t : ""); }
+
+static bool token_is(const char *t) {
+  size_t n = strlen(token);
+  if (!t || strlen(t) != n) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < n; i++) d |= (unsigned char)(t[i] ^ token[i]);
+  return d == 0;
+}
+
+/* authorized: no secret, or the request carries the token */
+static bool authorized(struct MHD_Connection *c) {
+  if (!token[0]) return true;
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (h && strncmp(h, "Bearer ", 7) == 0 && token_is(h + 7)) return true;
+  if (token_is(MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "dtask_token"))) return true;
+  return token_is(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token"));
+}
+
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
                              const char *body, size_t len, bool copy) {
   struct MHD_Response *r = MHD_create_response_from_buffer(
       len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
   MHD_add_response_header(r, "Content-Type", type);
   MHD_add_response_header(r, "Cache-Control", "no-store");
+  if (token[0] && token_is(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token"))) {
+    char cookie[128]; /* the page's own requests carry it from now on */
+    snprintf(cookie, sizeof(cookie), "dtask_token=%s; Path=/; HttpOnly; SameSite=Strict", token);
+    MHD_add_response_header(r, "Set-Cookie", cookie);
+  }
   enum MHD_Result ret = MHD_queue_response(c, code, r);
   MHD_destroy_response(r);
   return ret;
@@ -366,10 +394,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   (void)cls, (void)version, (void)upload, (void)upload_size, (void)con_cls;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return reply(c, 405, "text/plain", "only GET\n", 9, false);
+  if (strcmp(url, "/health") == 0) return reply(c, 200, "text/plain", "ok\n", 3, false);
+  if (!authorized(c)) {
+    static const char msg[] =
+        "this dashboard needs its token (the scheduler has a shared secret): open /?token=TOKEN "
+        "once, or send 'Authorization: Bearer TOKEN'; 'dtask scheduler --auth-file FILE "
+        "--print-dashboard-token' prints it\n";
+    return reply(c, 401, "text/plain", msg, sizeof(msg) - 1, false);
+  }
   if (strcmp(url, "/") == 0 || strcmp(url, "/status") == 0 || strcmp(url, "/index.html") == 0)
     return reply(c, 200, "text/html; charset=utf-8", (const char *)dashboard_html,
                  sizeof(dashboard_html) - 1, false);
-  if (strcmp(url, "/health") == 0) return reply(c, 200, "text/plain", "ok\n", 3, false);
   if (strcmp(url, "/api/v1/events") == 0) {
     sse *e = dt__xcalloc(1, sizeof(*e));
     struct MHD_Response *r =
@@ -398,24 +433,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 int dt__dashboard_start(const char *host, int port, bool fallback, char *url, size_t cap) {
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  if (inet_pton(AF_INET, host && *host ? host : "0.0.0.0", &sa.sin_addr) != 1)
-    return dt__err(DT_EINVAL, "dashboard: '%s' is not an IPv4 address", host);
+  /* the host is resolved as the scheduler's is (IPv4, IPv6 or a name); what
+   * was really bound is read back from the socket and shown */
+  struct sockaddr_storage ss;
+  const char *h = host && *host ? host : "127.0.0.1";
+  if (dt__resolve(h, 0, &ss) != 0)
+    return dt__err(DT_EINVAL, "dashboard: cannot resolve host '%s'", h);
+  bool v6 = ss.ss_family == AF_INET6;
   for (int attempt = 0; attempt < 2 && !D.d; attempt++) {
     int p = attempt == 0 ? port : 0;
-    sa.sin_port = htons((uint16_t)p);
-    D.d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                           (uint16_t)p, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+    if (v6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)p);
+    else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)p);
+    D.d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                               (v6 ? MHD_USE_IPv6 : 0),
+                           (uint16_t)p, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!D.d && (!fallback || p == 0))
-      return dt__err(DT_EIO, "dashboard: cannot listen on %s:%d", host ? host : "", p);
+      return dt__err(DT_EIO, "dashboard: cannot listen on %s:%d", h, p);
     if (!D.d) DT_INFO("dashboard: port %d is taken; using another", port);
   }
-  const union MHD_DaemonInfo *i = MHD_get_daemon_info(D.d, MHD_DAEMON_INFO_BIND_PORT);
-  int bound = i ? (int)i->port : port;
-  const char *shown = host && *host && strcmp(host, "0.0.0.0") != 0 ? host : "127.0.0.1";
-  snprintf(url, cap, "http://%s:%d/", shown, bound);
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(D.d, MHD_DAEMON_INFO_LISTEN_FD);
+  struct sockaddr_storage b;
+  socklen_t blen = sizeof(b);
+  char ip[64] = "?";
+  int bound = port;
+  if (i && getsockname(i->listen_fd, (struct sockaddr *)&b, &blen) == 0) {
+    if (b.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&b)->sin6_addr, ip, sizeof(ip));
+      bound = ntohs(((struct sockaddr_in6 *)&b)->sin6_port);
+    } else {
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&b)->sin_addr, ip, sizeof(ip));
+      bound = ntohs(((struct sockaddr_in *)&b)->sin_port);
+    }
+  }
+  DT_INFO("dashboard listening on %s%s%s:%d%s", b.ss_family == AF_INET6 ? "[" : "", ip,
+          b.ss_family == AF_INET6 ? "]" : "", bound,
+          strcmp(ip, "0.0.0.0") == 0 || strcmp(ip, "::") == 0 ? " (every interface)" : "");
+  /* the URL to show: the address bound, or loopback for a wildcard */
+  const char *shown = strcmp(ip, "0.0.0.0") == 0 ? "127.0.0.1" : strcmp(ip, "::") == 0 ? "::1" : ip;
+  if (strchr(shown, ':')) snprintf(url, cap, "http://[%s]:%d/", shown, bound);
+  else snprintf(url, cap, "http://%s:%d/", shown, bound);
   return 0;
 }
 

@@ -32,5 +32,10 @@ int dt__dashboard_start(const char *host, int port, bool fallback, char *url, si
 /* dt__dashboard_publish: a new snapshot (called by the loop, ~1/s). */
 void dt__dashboard_publish(const sched *s, const dt_dash_extra *x);
 void dt__dashboard_stop(void);
+/* dt__dashboard_set_token: with a shared secret, every request but /health
+ * must carry this token (64 hex digits; docs/dashboard.md): an
+ * "Authorization: Bearer" header, the dtask_token cookie, or ?token= (which
+ * sets the cookie).  Call before dt__dashboard_start. */
+void dt__dashboard_set_token(const char *token);
 
 #endif

@@ -30,7 +30,7 @@ int dt__on_hello_client(dt_conn *c, const dt_msg *msg) {
   snprintf(nm, sizeof(nm), "%.*s", (int)m->name.len, m->name.p);
   s_client *cl = dt__sched_add_client(&srv->s, c, nm);
   c->data = cl;
-  dt__conn_admit(c);
+  dt__conn_admit_client(c);
   dt_enc e;
   dt__e_begin(&e, dt__conn_out(c), DT_OP_WELCOME);
   dt__e_uint(&e, cl->id);

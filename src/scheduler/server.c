@@ -127,7 +127,16 @@ static void usage(void) {
           "  --heartbeat DURATION   heartbeat interval, both ways (default 1s)\n"
           "  --dashboard-address A  the dashboard's [host]:port (default :8787; another\n"
           "                         port if that one is taken)\n"
+          "                         (default host: the scheduler's --host)\n"
           "  --no-dashboard         no dashboard, no /metrics\n"
+          "  --print-dashboard-token  print the token the dashboard asks for (with\n"
+          "                         --auth-file; docs/dashboard.md) and exit\n"
+          "  --max-client-batch SZ  largest batch a client may send (default 1GiB)\n"
+          "  --max-in-flight SZ     bytes of incomplete batches from all peers together\n"
+          "                         (default 1GiB)\n"
+          "  --max-strangers N[,P]  connections that have not said hello, in total and\n"
+          "                         from one address (more while they are young)\n"
+          "                         (default 4096 or half the descriptor limit,128)\n"
           "  --log-level LEVEL      debug, info, warning, error (default info)\n"
           DT_SEC_USAGE);
 }
@@ -138,7 +147,9 @@ int dt__scheduler_main(int argc, char **argv) {
   double ttl = 60, hb = 1;
   dt_sec_args sa = {0};
   const char *dash = ":8787";
-  bool dash_default = true;
+  bool dash_default = true, print_token = false;
+  dt_net_limits lim = {DT_NET_IN_FLIGHT_MAX, DT_NET_CLIENT_MAX_BATCH, DT_NET_STRANGERS_MAX,
+                       DT_NET_STRANGERS_PER_IP, DT_NET_HELLO_MS};
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
@@ -158,6 +169,25 @@ int dt__scheduler_main(int argc, char **argv) {
       dash = argv[++i];
       dash_default = false;
     } else if (strcmp(a, "--no-dashboard") == 0) dash = NULL;
+    else if (strcmp(a, "--print-dashboard-token") == 0) print_token = true;
+    else if ((strcmp(a, "--max-client-batch") == 0 || strcmp(a, "--max-in-flight") == 0) && v) {
+      uint64_t sz = 0;
+      if (dt__parse_memory(argv[++i], 1, &sz) != 0 || sz < 4096) {
+        fprintf(stderr, "dtask scheduler: %s: invalid size '%s' (e.g. 256MiB)\n", a, argv[i]);
+        return 2;
+      }
+      if (a[6] == 'c') lim.client_max_batch = sz;
+      else lim.in_flight_max = sz;
+    } else if (strcmp(a, "--max-strangers") == 0 && v) {
+      unsigned t = 0, p = 0;
+      int k = sscanf(argv[++i], "%u,%u", &t, &p);
+      if (k < 1 || t < 1 || (k == 2 && p < 1)) {
+        fprintf(stderr, "dtask scheduler: --max-strangers: expected N or N,P, not '%s'\n", argv[i]);
+        return 2;
+      }
+      lim.strangers_max = t;
+      if (k == 2) lim.strangers_per_ip = p;
+    }
     else if (strcmp(a, "--allowed-failures") == 0 && v) {
       char *end;
       long n = strtol(argv[++i], &end, 10);
@@ -193,11 +223,34 @@ int dt__scheduler_main(int argc, char **argv) {
   uv_loop_init(&srv->loop);
   srv->start_ms = uv_now(&srv->loop);
   dt__net_init(&srv->net, &srv->loop);
+  srv->net.lim = lim;
   if (dt__sec_from_args(&srv->sec, &sa) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
     return 2;
   }
   srv->net.sec = &srv->sec;
+  if (print_token) {
+    if (!srv->sec.auth) {
+      fprintf(stderr, "dtask scheduler: --print-dashboard-token needs --auth-file (with no "
+                      "secret the dashboard asks for no token)\n");
+      return 2;
+    }
+    char tok[65];
+    dt__sec_dashboard_token(&srv->sec, tok);
+    printf("%s\n", tok);
+    return 0;
+  }
+  uint64_t nofile = dt__net_raise_nofile();
+  if (nofile && srv->net.lim.strangers_max > nofile / 2) {
+    srv->net.lim.strangers_max = (uint32_t)(nofile / 2);
+    DT_INFO("at most %u connections that have not said hello at once (half the descriptor limit)",
+            srv->net.lim.strangers_max);
+  }
+  if (srv->sec.auth) {
+    char tok[65];
+    dt__sec_dashboard_token(&srv->sec, tok);
+    dt__dashboard_set_token(tok); /* the dashboard asks for it */
+  }
   if (srv->sec.auth) DT_INFO("connections must prove they know the shared secret");
   if (srv->sec.tls_server) DT_INFO("connections use TLS");
   dt__sched_init(&srv->s);
@@ -222,14 +275,16 @@ int dt__scheduler_main(int argc, char **argv) {
     } else {
       dport = atoi(dash);
     }
-    if (!dhost[0]) snprintf(dhost, sizeof(dhost), "%s", strcmp(host, "127.0.0.1") == 0 ? host : "0.0.0.0");
+    /* the dashboard listens where the scheduler does, unless told otherwise */
+    if (!dhost[0]) snprintf(dhost, sizeof(dhost), "%s", host);
     if (dport < 0 || dport > 65535 ||
         dt__dashboard_start(dhost, dport, dash_default || dport == 8787, srv->dashboard_url,
                             sizeof(srv->dashboard_url)) != 0) {
       fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
       return 1;
     }
-    DT_INFO("dashboard at %s", srv->dashboard_url);
+    DT_INFO("dashboard at %s%s", srv->dashboard_url,
+            srv->sec.auth ? " (asks for its token: --print-dashboard-token)" : "");
   }
   if (file) {
     char tmp[4096];
@@ -247,7 +302,13 @@ int dt__scheduler_main(int argc, char **argv) {
   }
   if (ready_fd >= 0) {
     char line[400];
-    int n = snprintf(line, sizeof(line), "%s %s\n", srv->address, srv->dashboard_url[0] ? srv->dashboard_url : "-");
+    /* the parent (LocalCluster, a job queue cluster) gets the dashboard's
+     * URL with its token, as Jupyter shows one; the scheduler file and the
+     * log do not carry it */
+    char tok[65] = "";
+    if (srv->sec.auth && srv->dashboard_url[0]) dt__sec_dashboard_token(&srv->sec, tok);
+    int n = snprintf(line, sizeof(line), "%s %s%s%s\n", srv->address,
+                     srv->dashboard_url[0] ? srv->dashboard_url : "-", tok[0] ? "?token=" : "", tok);
     if (write(ready_fd, line, (size_t)n) != n) DT_WARN("could not report readiness");
     close(ready_fd);
   }

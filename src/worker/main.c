@@ -107,6 +107,8 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__log_init("worker", level);
   uv_loop_init(&W.loop);
   dt__net_init(&W.net, &W.loop);
+  uint64_t nofile = dt__net_raise_nofile();
+  if (nofile && W.net.lim.strangers_max > nofile / 2) W.net.lim.strangers_max = (uint32_t)(nofile / 2);
   W.net.sec = &W.sec;
   dt__exec_init();
   dt__store_init(&W.loop, on_pause);

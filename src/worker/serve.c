@@ -70,10 +70,11 @@ int dt__serve_get_data(dt_conn *c, const dt_msg *msg) {
 /* peers that connect to us (workers and clients) only ask for data */
 static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   dt_msg m;
-  if (op == DT_OP_GET_DATA)
-    return dt__peer_msg_read(c, op, nf, r, &m) ? DT_EPROTO : dt__serve_get_data(c, &m);
-  if (op == DT_OP_ACTOR_CALL)
-    return dt__peer_msg_read(c, op, nf, r, &m) ? DT_EPROTO : dt__actor_call(c, &m);
+  if (op == DT_OP_GET_DATA || op == DT_OP_ACTOR_CALL) {
+    if (dt__peer_msg_read(c, op, nf, r, &m)) return DT_EPROTO;
+    if (!c->admitted) dt__conn_admit_client(c); /* a request is its hello */
+    return op == DT_OP_GET_DATA ? dt__serve_get_data(c, &m) : dt__actor_call(c, &m);
+  }
   if (op == DT_OP_CLOSE) {
     dt__conn_close(c, true);
     return 0;

@@ -26,6 +26,7 @@ from .client import (  # noqa: E402
     KilledWorker, as_completed, cfunc, default_client, fire_and_forget, futures_of, get_client,
     progress, wait)
 from .cluster import LocalCluster  # noqa: E402
+from .aio_completed import as_completed, wait  # noqa: E402,F811  (with async forms)
 
 __version__ = "0.1.0"
 __all__ = [

@@ -13,6 +13,7 @@ import uuid
 from collections import namedtuple
 
 from . import _core, serialize
+from .aio import AsyncClientMixin, AsyncFutureMixin
 from .serialize import dumps_call
 
 CancelledError = concurrent.futures.CancelledError
@@ -91,7 +92,7 @@ except ImportError:  # dask is optional
     _FutureBase = object
 
 
-class Future(_FutureBase):
+class Future(AsyncFutureMixin, _FutureBase):
     """A remote result.  ``result()`` waits for it and re-raises a remote
     exception with its type, the remote traceback attached as a note.
     Inside ``dask.delayed`` calls and collections it stands for its key: the
@@ -237,7 +238,7 @@ def _c_args(x):
     return x
 
 
-class Client:
+class Client(AsyncClientMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 

@@ -82,6 +82,10 @@ struct dt_future {
   int err_code;
   char *err_msg;          /* may be NULL even when failed (out of memory) */
   cb_entry *cbs;
+  /* cancelled while held: out of futs, in client->orphans (so that a close
+   * detaches it too) */
+  bool orphan;
+  dt_future *onext, *oprev;
 };
 
 typedef struct wconn {
@@ -136,6 +140,7 @@ struct dt_client {
   dt_vec scatters;   /* pending scatters */
   dt_vec retires;    /* pending retire_workers (scatter_req too) */
   cb_entry *cbq_head, *cbq_tail; /* done callbacks to run unlocked */
+  dt_future *orphans;            /* held futures out of futs (cancelled) */
   uint64_t id;
 };
 

@@ -365,6 +365,13 @@ void dt_client_close(dt_client *c) {
     f->in_map = false;
     f->client = NULL;
   }
+  for (dt_future *f = c->orphans, *n; f; f = n) { /* cancelled, still held */
+    n = f->onext;
+    f->orphan = false;
+    f->onext = f->oprev = NULL;
+    f->client = NULL;
+  }
+  c->orphans = NULL;
   for (size_t i = 0; i < c->fetchq.len; i++) {
     dt_future *f = c->fetchq.v[i];
     f->fetching = false;

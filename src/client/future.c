@@ -73,6 +73,11 @@ void dt__future_unref_locked(dt_future *f) {
         DT_WARN("out of memory: key '%s' not released at the scheduler", f->key);
     }
   }
+  if (c && f->orphan) {
+    if (f->oprev) f->oprev->onext = f->onext;
+    else c->orphans = f->onext;
+    if (f->onext) f->onext->oprev = f->oprev;
+  }
   future_free(f);
 }
 
@@ -182,6 +187,11 @@ int dt_future_cancel(dt_future *f) {
       /* the key is no longer this client's: a new submit makes a new future */
       dt__smap_del(&c->futs, f->key, f->klen);
       f->in_map = false;
+      f->orphan = true; /* still held: dt_client_close must detach it */
+      f->oprev = NULL;
+      f->onext = c->orphans;
+      if (c->orphans) c->orphans->oprev = f;
+      c->orphans = f;
       if (f->status == DT_PENDING) {
         free(f->err_msg);
         snprintf(msg, n, "future '%s' was cancelled", f->key);

@@ -297,6 +297,9 @@ def _wrap_init(init, awaitable_close):
         self._aio_loop = running
 
         async def start():
+            for a in (*args, *kwargs.values()):  # e.g. a LocalCluster still starting
+                if isinstance(getattr(a, "_started", None), asyncio.Future):
+                    await a._started
             await running.run_in_executor(None, functools.partial(init, self, *args, **kwargs))
             return self
 

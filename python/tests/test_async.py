@@ -137,11 +137,13 @@ def test_async_with_local_cluster_and_client():
             c2 = await Client(cluster.scheduler_address, asynchronous=True)
             assert await c2.submit(inc, 5) == 6
             await c2.close()
-        # await LocalCluster(...) and await cluster.close()
-        cl = await LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
-                                asynchronous=True)
+        # await LocalCluster(...) and await cluster.close(); a client made
+        # with a cluster still starting waits for it
+        cl = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                          asynchronous=True)
         try:
             async with Client(cl, asynchronous=True) as c:
+                assert await cl is cl
                 assert await c.submit(inc, 41) == 42
         finally:
             await cl.close()

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import queue
 import threading
 
 # Client methods that return awaitables in asynchronous mode (as Dask's,
@@ -276,7 +275,7 @@ def _wrap_scheduler_info(meth):
     return scheduler_info
 
 
-def _wrap_init(init, awaitable_close):
+def _wrap_init(init):
     """__init__ taking Dask's asynchronous= and loop=: in asynchronous mode
     the synchronous __init__ (which connects, or starts processes) runs in
     the loop's executor; ``await obj`` waits for it."""
@@ -337,7 +336,7 @@ class AsyncClientMixin:
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if "__init__" in cls.__dict__:
-            cls.__init__ = _wrap_init(cls.__dict__["__init__"], True)
+            cls.__init__ = _wrap_init(cls.__dict__["__init__"])
         for name in _AWAITABLE:
             meth = getattr(cls, name, None)
             if callable(meth) and not getattr(meth, "__dtask_awaitable__", False):
@@ -501,7 +500,7 @@ class AsyncClusterMixin:
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if "__init__" in cls.__dict__:
-            cls.__init__ = _wrap_init(cls.__dict__["__init__"], True)
+            cls.__init__ = _wrap_init(cls.__dict__["__init__"])
         for name in _CLUSTER_AWAITABLE:
             meth = getattr(cls, name, None)
             if callable(meth):

@@ -48,6 +48,11 @@ _AWAITABLE = (
     "register_worker_callbacks", "forward_logging", "unforward_logging",
 )
 
+# Client methods that do not wait (they queue a message): in asynchronous
+# mode they act at once and return an awaitable that is already done, so that
+# Dask's ``await client.cancel(fs)`` and a bare ``client.cancel(fs)`` both work.
+_DONE_AT_ONCE = ("cancel",)
+
 # LocalCluster methods that return awaitables in asynchronous mode.
 _CLUSTER_AWAITABLE = ("close", "get_logs", "wait_for_workers", "logs")
 
@@ -229,6 +234,18 @@ def _client_awaitable(name, meth):
     return wrapper
 
 
+def _client_done_at_once(meth):
+    @functools.wraps(meth)
+    def wrapper(self, *args, asynchronous=None, **kwargs):
+        r = meth(self, *args, **kwargs)
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        return _done_awaitable(r) if asynchronous else r
+
+    wrapper.__dtask_awaitable__ = True
+    return wrapper
+
+
 async def _gather_async(self, meth, futures, errors="raise", direct=None, **kwargs):
     from .client import _walk_futures
 
@@ -341,6 +358,10 @@ class AsyncClientMixin:
             meth = getattr(cls, name, None)
             if callable(meth) and not getattr(meth, "__dtask_awaitable__", False):
                 setattr(cls, name, _client_awaitable(name, meth))
+        for name in _DONE_AT_ONCE:
+            meth = getattr(cls, name, None)
+            if callable(meth) and not getattr(meth, "__dtask_awaitable__", False):
+                setattr(cls, name, _client_done_at_once(meth))
         if callable(getattr(cls, "compute", None)):
             cls.compute = _wrap_compute(cls.compute)
         if callable(getattr(cls, "scheduler_info", None)):

@@ -109,6 +109,9 @@ def test_errors_reraised_with_their_type(cluster):
             await s.cancel()
             with pytest.raises(dtask.CancelledError):
                 await s
+            s1 = c.submit(slow_inc, 1, 2.0, pure=False)
+            await c.cancel([s1])
+            assert s1.cancelled()
             # a wait past its timeout
             s2 = c.submit(slow_inc, 2, 1.0, pure=False)
             with pytest.raises(TimeoutError):

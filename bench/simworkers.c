@@ -79,6 +79,7 @@ static void on_connect(dt_conn *c, int status) {
   dt__e_uint(&e, (uint64_t)getpid());
   dt__e_uint(&e, 0);
   dt__e_list(&e, 0);
+  dt__e_uint(&e, 0); /* memory_limit: none */
   dt__e_end(&e);
 }
 

@@ -385,6 +385,27 @@ static void test_cancel(void **state) {
   dt_future_release(a);
 }
 
+static void test_cancelled_future_outlives_its_client(void **state) {
+  (void)state;
+  /* a future cancelled while held is out of the client's table: closing
+   * the client must detach it too (it was left pointing at the freed
+   * client, and its release then used freed memory) */
+  dt_client *c2;
+  OK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc), .name = "c2"}, &c2));
+  dt_future *f, *g;
+  OK(dt_client_submit(c2, "sleepy", dt_list_of(2, dt_int(300), dt_int(7)), NULL,
+                      &(dt_submit_opts){.pure = DT_NO}, &f));
+  OK(dt_client_submit(c2, "sleepy", dt_list_of(2, dt_int(300), dt_int(8)), NULL,
+                      &(dt_submit_opts){.pure = DT_NO}, &g));
+  OK(dt_future_cancel(f));
+  OK(dt_future_cancel(g));
+  dt_future_release(g); /* unlinked from the client's list before the close */
+  dt_client_close(c2);
+  assert_int_equal(dt_future_status_get(f), DT_CANCELLED);
+  assert_int_equal(dt_future_cancel(f), DT_ECLOSED);
+  dt_future_release(f);
+}
+
 static void test_wait_and_timeouts(void **state) {
   (void)state;
   dt_future *fs[2];
@@ -751,6 +772,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_tree_reduction_4096, check_empty),
       cmocka_unit_test_teardown(test_diamond_graph_in_one_message, check_empty),
       cmocka_unit_test_teardown(test_futures_nested_in_lists_and_maps, check_empty),
+      cmocka_unit_test_teardown(test_cancelled_future_outlives_its_client, check_empty),
       cmocka_unit_test_teardown(test_kwargs, check_empty),
       cmocka_unit_test_teardown(test_two_clients_share_a_key, check_empty),
       cmocka_unit_test_teardown(test_release_returns_task_count_to_zero, check_empty),

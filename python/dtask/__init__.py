@@ -34,6 +34,7 @@ from .client_state import get_task_stream, log_event  # noqa: E402
 from .plugins import (  # noqa: E402
     NannyPlugin, SchedulerPlugin, UploadDirectory, UploadFile, WorkerPlugin)
 from .client_admin import Security  # noqa: E402
+from .aio_completed import as_completed, wait  # noqa: E402,F811  (with async forms)
 
 __version__ = "0.1.0"
 __all__ = [

@@ -14,6 +14,7 @@ from collections import namedtuple
 
 from . import _core, serialize
 from .primitives import DatasetsMixin
+from .aio import AsyncClientMixin, AsyncFutureMixin
 from .serialize import dumps_call
 from .client_state import ClientStateMixin
 from .client_admin import ClientAdmin, _tls_files  # noqa: E402  (management: restart, plugins, run...)
@@ -94,7 +95,7 @@ except ImportError:  # dask is optional
     _FutureBase = object
 
 
-class Future(_FutureBase):
+class Future(AsyncFutureMixin, _FutureBase):
     """A remote result.  ``result()`` waits for it and re-raises a remote
     exception with its type, the remote traceback attached as a note.
     Inside ``dask.delayed`` calls and collections it stands for its key: the
@@ -250,7 +251,7 @@ def _c_args(x):
     return x
 
 
-class Client(DatasetsMixin, ClientStateMixin, ClientAdmin):
+class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 

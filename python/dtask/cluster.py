@@ -10,6 +10,7 @@ import sys
 import threading
 
 from . import _core
+from .aio import AsyncClusterMixin
 
 
 class Status(enum.Enum):
@@ -37,7 +38,7 @@ def _parse_port(dashboard_address):
     return (int(port) if port else 0), False
 
 
-class LocalCluster:
+class LocalCluster(AsyncClusterMixin):
     """``LocalCluster(n_workers=4, threads_per_worker=1)``: a scheduler and
     n_workers worker processes (``python -m dtask worker``) that run Python
     callables (and C task functions from ``preload`` libraries).  The

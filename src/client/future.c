@@ -96,7 +96,7 @@ void dt__future_unref_locked(dt_future *f) {
         DT_WARN("out of memory: key '%s' not released at the scheduler", f->key);
     }
   }
-  future_free(f);
+  future_free(f); /* takes it off the cancelled list */
 }
 
 void dt__future_finish(dt_future *f, dt_future_status st) {

@@ -35,6 +35,20 @@ from .plugins import (  # noqa: E402
     NannyPlugin, SchedulerPlugin, UploadDirectory, UploadFile, WorkerPlugin)
 from .client_admin import Security  # noqa: E402
 from .aio_completed import as_completed, wait  # noqa: E402,F811  (with async forms)
+from .cluster import Adaptive  # noqa: E402
+from .compat import (  # noqa: E402
+    CompatibleExecutor, CondaInstall, Environ, InstallPlugin, Nanny, NotAvailableInDtask,
+    PipInstall, Scheduler, SpecCluster, SSHCluster, SubprocessCluster, TimeoutError, Worker,
+    connect, get_task_metadata, local_client, rpc, sync)
+from . import widgets  # noqa: E402
+from .actor import ActorFuture as BaseActorFuture  # noqa: E402
+
+try:  # as distributed: its config is dask's
+    import dask  # noqa: E402
+    from dask.config import config  # noqa: E402
+except ImportError:  # dask is optional
+    dask = None
+    config = {}
 
 __version__ = "0.1.0"
 __all__ = [
@@ -46,4 +60,8 @@ __all__ = [
     "get_task_stream", "log_event",
     "Actor", "ActorFuture",
     "WorkerPlugin", "NannyPlugin", "SchedulerPlugin", "UploadFile", "UploadDirectory", "Security",
+    "Adaptive", "BaseActorFuture", "CompatibleExecutor", "CondaInstall", "Environ",
+    "InstallPlugin", "Nanny", "PipInstall", "SSHCluster", "Scheduler", "SpecCluster",
+    "SubprocessCluster", "TimeoutError", "Worker", "config", "connect", "dask",
+    "get_task_metadata", "local_client", "rpc", "sync", "widgets", "NotAvailableInDtask",
 ]

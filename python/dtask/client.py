@@ -15,6 +15,7 @@ from collections import namedtuple
 from . import _core, serialize
 from .primitives import DatasetsMixin
 from .aio import AsyncClientMixin, AsyncFutureMixin
+from .compat import CompatClientMixin
 from .serialize import dumps_call
 from .client_state import ClientStateMixin
 from .client_admin import ClientAdmin, _tls_files  # noqa: E402  (management: restart, plugins, run...)
@@ -168,6 +169,18 @@ class Future(AsyncFutureMixin, _FutureBase):
     def __hash__(self):
         return hash(self.key)
 
+    def bind_client(self, client):
+        """Dask's: this future's client (a dtask future belongs to the client
+        that made it; binding it to another one is refused)."""
+        if client is not self.client:
+            raise ValueError(f"future {self.key!r} belongs to {self.client!r}; a dtask future "
+                             "cannot move to another client (submit or scatter there instead)")
+        return self
+
+    @property
+    def executor(self):
+        return self.client
+
     def __dask_tokenize__(self):
         return (type(self).__name__, self.key)
 
@@ -251,7 +264,7 @@ def _c_args(x):
     return x
 
 
-class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin):
+class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, CompatClientMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 

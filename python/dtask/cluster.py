@@ -45,6 +45,8 @@ class LocalCluster(AsyncClusterMixin):
     processes stop with ``close()``, at the end of a ``with`` block, and when
     this interpreter exits."""
 
+    name = None  # as given to the constructor (name=)
+
     def __init__(self, n_workers=None, threads_per_worker=None, processes=True,
                  memory_limit="auto", dashboard_address=":8787", host=None,
                  scheduler_port=0, silence_logs=None, nanny=True, allowed_failures=None,
@@ -224,6 +226,58 @@ class LocalCluster(AsyncClusterMixin):
                 for w, lines in c.get_worker_logs().items():
                     out[w] = "\n".join(f"{lvl}: {m}" for lvl, m in lines)
         return out
+
+    def scale_up(self, n=None, memory=None, cores=None):
+        """More workers, up to n (never fewer)."""
+        if n is not None and n <= self.n_workers:
+            return
+        self.scale(n, memory=memory, cores=cores)
+
+    def scale_down(self, workers):
+        """Fewer workers: dtask retires the newest first, as many as named
+        (their results are moved to the others first)."""
+        names = [w for w in workers]
+        self.scale(max(0, self.n_workers - len(names)))
+
+    @property
+    def plan(self):
+        """The workers it should run (their names)."""
+        return set(self._c.worker_names)
+
+    requested = plan
+
+    @property
+    def observed(self):
+        """The workers connected to the scheduler now (their names)."""
+        info = self.scheduler_info()
+        return {w["name"] for w in info["workers"].values()}
+
+    @property
+    def called_from_running_loop(self):
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+            return True
+        except RuntimeError:
+            return False
+
+    @classmethod
+    def from_name(cls, name):
+        from .compat import _refuse
+
+        _refuse("LocalCluster.from_name", "dtask keeps no registry of clusters by name: pass "
+                "the scheduler's address (or a scheduler file) to Client instead")
+
+    def new_worker_spec(self):
+        from .compat import _SERVERS, _refuse
+
+        _refuse("LocalCluster.new_worker_spec", _SERVERS)
+
+    def start_worker(self, *args, **kwargs):
+        from .compat import _SERVERS, _refuse
+
+        _refuse("LocalCluster.start_worker", _SERVERS + "; use cluster.scale(n)")
 
     def close(self, timeout=None):
         if self._adaptive is not None:

@@ -118,3 +118,15 @@ def test_subprocess_cluster_and_local_cluster_extras():
         assert lc.called_from_running_loop is False
         with pytest.raises(dtask.NotAvailableInDtask):
             lc.start_worker()
+
+
+def test_docs_table_of_names_is_current():
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "dask-names.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "MISSING" not in (root / "docs" / "python.md").read_text()

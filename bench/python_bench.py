@@ -6,6 +6,7 @@ bench/python_compare.sh.
 
     .venv/bin/python bench/python_bench.py [--scale 1] [--workers 2] [--threads 1]
                                            [--only dask|dtask] [--json out.json]
+                                           [--workloads tasks_from_tasks,actor_call,...]
     .venv/bin/python bench/python_bench.py --markdown out.json   # the table for the docs
 
 Workloads (--scale shrinks them for smoke runs):
@@ -153,6 +154,35 @@ def run(system, a, ref):
     res = {"cluster_start_s": time.perf_counter() - t0}
 
     assert len(client.run(warm)) == a.workers
+    want = (lambda w: a.workloads is None or w in a.workloads)
+    if want("collections"):
+        collections_run(client, sz, ref, repeat, res)
+    if want("delayed"):
+        delayed_run(nd, res)
+    if want("map"):
+        def do_map():
+            return client.gather(client.map(inc, range(nmap), pure=False))
+
+        dt, got = best(do_map, repeat)
+        assert got == list(range(1, nmap + 1)), "map: wrong result"
+        res["map_tasks_per_s"] = nmap / dt
+    if want("tasks_from_tasks"):
+        nfan = sz["nfan"]
+        dt, got = best(lambda: client.submit(fan_out, nfan, system, pure=False).result(), repeat)
+        assert got == nfan * (nfan + 1) // 2, "tasks_from_tasks: wrong result"
+        res["tasks_from_tasks_per_s"] = nfan / dt
+    if want("latency"):
+        latency_run(client, res)
+    if want("actor_call"):
+        actor_run(client, s, res)
+    client.close()
+    cluster.close()
+    return {"system": system, "version": version, "workers": a.workers, "threads": a.threads,
+            "sizes": {"array_side": side, "days": days, "delayed_leaves": nd, "map": nmap},
+            "results": res}
+
+
+def collections_run(client, sz, ref, repeat, res):
     c = collections(sz)
     res["array_mean_s"], got = best(lambda: c["mean"].compute(), repeat)
     assert np.allclose(got, ref["mean"]), "array_mean: wrong result"
@@ -164,6 +194,8 @@ def run(system, a, ref):
     want = ref["groupby"]
     assert np.allclose(got.sort_index().values, want.sort_index().values), "dataframe: wrong result"
 
+
+def delayed_run(nd, res):
     total, ntasks = build_delayed(nd)
     dt, got = best(lambda: dask.compute(total, optimize_graph=False)[0], 1, warm=False)
     assert got == sum(range(1, nd + 1)), "delayed: wrong result"
@@ -171,18 +203,8 @@ def run(system, a, ref):
     res["delayed_s"] = dt
     res["delayed_tasks_per_s"] = ntasks / dt
 
-    def do_map():
-        return client.gather(client.map(inc, range(nmap), pure=False))
 
-    dt, got = best(do_map, repeat)
-    assert got == list(range(1, nmap + 1)), "map: wrong result"
-    res["map_tasks_per_s"] = nmap / dt
-
-    nfan = sz["nfan"]
-    dt, got = best(lambda: client.submit(fan_out, nfan, system, pure=False).result(), repeat)
-    assert got == nfan * (nfan + 1) // 2, "tasks_from_tasks: wrong result"
-    res["tasks_from_tasks_per_s"] = nfan / dt
-
+def latency_run(client, res):
     for i in range(30):
         client.submit(inc, i, pure=False).result()
     lat = []
@@ -192,6 +214,8 @@ def run(system, a, ref):
         lat.append(time.perf_counter() - t0)
     res["latency_median_us"] = statistics.median(lat) * 1e6
 
+
+def actor_run(client, s, res):
     # actor round trip: client -> the actor's worker -> client, one at a time
     counter = client.submit(Counter, actor=True).result()
     for _ in range(20):
@@ -204,12 +228,6 @@ def run(system, a, ref):
     assert counter.n == 20 + len(lat), "actor: wrong count"
     res["actor_call_median_us"] = statistics.median(lat) * 1e6
     del counter
-
-    client.close()
-    cluster.close()
-    return {"system": system, "version": version, "workers": a.workers, "threads": a.threads,
-            "sizes": {"array_side": side, "days": days, "delayed_leaves": nd, "map": nmap},
-            "results": res}
 
 
 ROWS = [  # key, label, unit, lower is better
@@ -233,6 +251,8 @@ def table(runs):
     rows = []
     for key, label, unit, lower in ROWS:
         d, t = by.get("dask", {}).get(key), by.get("dtask", {}).get(key)
+        if d is None and t is None:
+            continue  # not run (--workloads)
         ratio = None
         if d and t:
             ratio = d / t if lower else t / d
@@ -266,9 +286,12 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", choices=["dask", "dtask"])
     ap.add_argument("--json")
+    ap.add_argument("--workloads", type=lambda v: set(v.split(",")),
+                    help="comma list of: collections, delayed, map, tasks_from_tasks, latency, "
+                         "actor_call (default: all)")
     a = ap.parse_args()
     runs = []
-    ref = reference(sizes(a.scale))
+    ref = reference(sizes(a.scale)) if a.workloads is None or "collections" in a.workloads else None
     for system in ("dask", "dtask"):
         if a.only and system != a.only:
             continue

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -242,8 +243,8 @@ static void test_stranger_deadline(void **state) {
 enum { NATTACK = 1100 };
 typedef struct {
   const char *addr;
-  volatile int stop;
-  int open_now, opened, max_open;
+  atomic_int stop;                 /* the main thread says when */
+  atomic_int open_now, opened, max_open; /* the attacker's counts */
 } attack;
 
 /* a connection from 127.0.0.2 (another loopback address than the client's) */

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# test.sh -- build dtask and run every test: a warnings-as-errors build, an
+# test.sh -- build dtask and run every test, warnings as errors: a Release
+# build (what a user's `cmake -DCMAKE_BUILD_TYPE=Release` makes), an
 # AddressSanitizer + UndefinedBehaviorSanitizer build and a ThreadSanitizer
-# build, each running the whole ctest suite; then a small benchmark run
-# against Dask and Ray (installed from PyPI into .venv); the Python package's
-# pytest suite.  Exits non-zero on any failure.
+# build, each running the whole ctest suite; a RelWithDebInfo build (the one
+# the Python tests and the benchmarks use) running the unit and packaging
+# tests; the Python package's pytest suite, and the package built by pip with
+# build isolation into clean environments (scripts/wheel-test.sh); the
+# fuzzers; then a small benchmark run against Dask and Ray (installed from
+# PyPI into .venv).  Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -28,18 +32,36 @@ if ! bash scripts/start-slurm.sh; then
   echo "== Slurm could not be started here: the HPC tests on real jobs will be skipped"
 fi
 
+# run_config DIR CMAKE_ARGS... [-- CTEST_ARGS...]
 run_config() {
-  local dir=$1
+  local dir=$1 start=$SECONDS
   shift
-  echo "== $dir: configure ($*)"
-  cmake -S . -B "$dir" -DDTASK_WERROR=ON "$@" >/dev/null
+  local cmake_args=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do cmake_args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  echo "== $dir: configure (${cmake_args[*]})"
+  cmake -S . -B "$dir" -DDTASK_WERROR=ON "${cmake_args[@]}" >/dev/null
   echo "== $dir: build"
   cmake --build "$dir" -j "$JOBS" >/dev/null
-  echo "== $dir: test"
-  (cd "$dir" && ctest --output-on-failure --timeout 300)
+  echo "== $dir: test $*"
+  (cd "$dir" && ctest --output-on-failure --timeout 300 "$@")
+  echo "== $dir: built and tested in $((SECONDS - start)) s"
 }
 
-run_config build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Release (-O3) is what users and distributions build: the whole suite, the
+# packaging tests included (consumer_test installs it and builds a program
+# against it with pkg-config and find_package).  RelWithDebInfo (-O2 -g)
+# builds `build`, which the Python tests, the benchmarks and demo.sh use; its
+# warnings fail CI too, and its unit and packaging tests run (the sanitizer
+# builds and Release run every end-to-end test already).
+# The Release build adds what Debian's packaging builds with (dpkg-buildflags:
+# _FORTIFY_SOURCE, stack protector, format checks, full RELRO), so that a
+# distribution's build is warning-free too.
+run_config build-release -DCMAKE_BUILD_TYPE=Release \
+  "-DCMAKE_C_FLAGS=-D_FORTIFY_SOURCE=2 -fstack-protector-strong -Wformat -Werror=format-security" \
+  "-DCMAKE_EXE_LINKER_FLAGS=-Wl,-z,relro,-z,now" "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,-z,relro,-z,now" \
+  "-DCMAKE_MODULE_LINKER_FLAGS=-Wl,-z,relro,-z,now"
+run_config build -DCMAKE_BUILD_TYPE=RelWithDebInfo -- -L 'unit|packaging'
 # sanitizer reports from child processes (scheduler, workers) go to files we check
 logdir=$(mktemp -d /tmp/dtask-san-XXXXXX)
 trap 'rm -rf "$logdir"' EXIT
@@ -57,6 +79,12 @@ echo "== python: install the dtask package into .venv and run pytest"
 bash scripts/venv.sh
 .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps .
 DTASK_PRELOAD_LIB="$PWD/build/libmytasks.so" timeout 1200 .venv/bin/python -m pytest -q python/tests
+# the package as a user builds it: pip install . and pip wheel . with build
+# isolation into clean virtual environments, then the seed example
+echo "== python: pip install . and pip wheel . with build isolation (scripts/wheel-test.sh)"
+start=$SECONDS
+bash scripts/wheel-test.sh
+echo "== python: wheel test took $((SECONDS - start)) s"
 # fuzzing: each libFuzzer target (clang, ASan+UBSan) runs for a bounded time
 # from the seed corpus in fuzz/corpus (new inputs go to a scratch folder)
 FUZZ_SECONDS=${DTASK_FUZZ_SECONDS:-60}
@@ -82,4 +110,4 @@ echo "== benchmark smoke run: dtask, Dask and Ray on the same small workloads (n
 bash bench/compare.sh --scale 0.01 --skip-large
 echo "== Python benchmark smoke run: Dask's LocalCluster and dtask's on the same small collections"
 .venv/bin/python bench/python_bench.py --scale 0.01
-echo "== all tests passed (release, asan+ubsan, tsan), the fuzzers ran clean, and the benchmark smoke run worked"
+echo "== all tests passed (Release, RelWithDebInfo, asan+ubsan, tsan, Python, the wheel), the fuzzers ran clean, and the benchmark smoke run worked"

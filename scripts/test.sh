@@ -64,14 +64,13 @@ run_config build-release -DCMAKE_BUILD_TYPE=Release \
 run_config build -DCMAKE_BUILD_TYPE=RelWithDebInfo -- -L 'unit|packaging'
 # sanitizer reports from child processes (scheduler, workers) go to files we check
 logdir=$(mktemp -d /tmp/dtask-san-XXXXXX)
-trap 'rm -rf "$logdir"' EXIT
+# (printed however the script ends: a failing sanitizer test shows its report)
+trap 'if ls "$logdir"/* >/dev/null 2>&1; then echo "== sanitizer reports:"; cat "$logdir"/*; fi; rm -rf "$logdir"' EXIT
 ASAN_OPTIONS="log_path=$logdir/asan:detect_leaks=1" UBSAN_OPTIONS="log_path=$logdir/ubsan" \
   run_config build-asan -DCMAKE_BUILD_TYPE=Debug -DDTASK_SANITIZE=ON
 TSAN_OPTIONS="log_path=$logdir/tsan" run_config build-tsan -DCMAKE_BUILD_TYPE=Debug -DDTASK_TSAN=ON
 if ls "$logdir"/* >/dev/null 2>&1; then
-  echo "== sanitizer reports:"
-  cat "$logdir"/*
-  exit 1
+  exit 1 # the EXIT trap prints them
 fi
 # the Python package: built with pip from this tree into .venv, then its
 # pytest suite (the seed example, futures, Dask collections, killed workers)

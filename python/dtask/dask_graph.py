@@ -88,9 +88,10 @@ def _graph(dsk):
     return convert_legacy_graph(dsk)
 
 
-def get(client, dsk, keys, **kwargs):
+def get(client, dsk, keys, sync=True, **kwargs):
     """Runs the graph on the cluster and returns the results of keys, in the
-    same structure (a key, or nested lists of keys)."""
+    same structure (a key, or nested lists of keys); sync=False: Futures in
+    that structure instead, as Dask's Client.get."""
     dsk = _graph(dsk)
     flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
     outs = list(dict.fromkeys(flat))
@@ -103,8 +104,7 @@ def get(client, dsk, keys, **kwargs):
     cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in run]) if run else []
     byk = dict(zip(run, cfs))
     futs = [Future(byk[k] if k in byk else ext[k], client) for k in outs]
-    vals = client.gather(futs)
-    res = dict(zip(outs, vals))
+    res = dict(zip(outs, futs if not sync else client.gather(futs)))
 
     def pack(x):
         return [pack(y) for y in x] if isinstance(x, list) else res[x]

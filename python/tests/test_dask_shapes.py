@@ -166,3 +166,11 @@ def test_get_executor(client):
         ex.submit(add_one, 1)
     with pytest.raises(TypeError, match="unsupported"):
         client.get_executor(bogus=1)
+
+
+def test_get_sync_false_gives_futures(client):
+    dsk = {"gx": 1, "gy": (add_one, "gx"), "gz": (add_one, "gy")}
+    fs = client.get(dsk, ["gy", ["gz"]], sync=False)
+    assert isinstance(fs[0], dtask.Future) and isinstance(fs[1][0], dtask.Future)
+    assert client.gather(fs) == [2, [3]]
+    assert client.get(dsk, "gz") == 3

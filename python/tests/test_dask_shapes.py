@@ -174,3 +174,15 @@ def test_get_sync_false_gives_futures(client):
     assert isinstance(fs[0], dtask.Future) and isinstance(fs[1][0], dtask.Future)
     assert client.gather(fs) == [2, [3]]
     assert client.get(dsk, "gz") == 3
+
+
+def test_xarray_on_dask(client):
+    xr = pytest.importorskip("xarray")
+    import numpy as np
+
+    ds = xr.Dataset({"t": (("x", "y"), np.arange(100.0).reshape(10, 10))}).chunk({"x": 5})
+    assert float(ds.t.mean().compute()) == 49.5
+    assert float((ds.t * 2).sum(dim="x").max().compute()) == 1080.0
+    p = ds.persist()  # through Client.persist: the chunks stay on the workers
+    assert len(dtask.futures_of(p)) == 2 and float(p.t.sum().compute()) == 4950.0
+    assert float(client.compute(ds.t.mean()).result()) == 49.5

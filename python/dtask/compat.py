@@ -280,3 +280,13 @@ class _SetupPlugin(WorkerPlugin):
 
 
 TimeoutError = builtins.TimeoutError
+
+
+def _client_status(self):
+    """Dask's Client.status: "running" while connected, "closed" after close()."""
+    from .client import _live_clients
+
+    return "running" if self in _live_clients else "closed"
+
+
+CompatClientMixin.status = property(_client_status)

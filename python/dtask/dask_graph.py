@@ -112,28 +112,45 @@ def get(client, dsk, keys, sync=True, **kwargs):
     return pack(keys)
 
 
+def _identity(parts):
+    return parts
+
+
+def _optimized(c, optimize_graph, finalize=False):
+    """c's expression, optimized (and lowered) as dask.compute/dask.persist
+    do it (dask.optimize would keep the unoptimized graph under new keys)."""
+    from dask._expr import FinalizeCompute
+    from dask.base import collections_to_expr
+
+    expr = collections_to_expr(c, optimize_graph)
+    return (FinalizeCompute(expr) if finalize else expr).optimize()
+
+
 def compute(client, collections, optimize_graph=True, **kwargs):
     """One future per collection, whose result is the computed value."""
-    import dask
-
-    if optimize_graph:
-        collections = list(dask.optimize(*collections))
     futures = []
     for c in collections:
-        dsk = _graph(c.__dask_graph__())
-        keys = c.__dask_keys__()
-        func, extra = c.__dask_postcompute__()
+        expr = _optimized(c, optimize_graph, finalize=True)
+        dsk = _graph(expr.__dask_graph__())
+        keys = expr.__dask_keys__()
         flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
         ext = {}
         run = [k for k in dict.fromkeys(flat) if not (k not in dsk and _external(client, dsk, k, ext))]
         nodes = _nodes(dsk, run, client, ext)
+        if len(flat) == 1 and flat[0] in ext:
+            futures.append(Future(ext[flat[0]], client))
+            continue
+        if len(flat) == 1:
+            (cf,) = client._c.graph_submit(nodes, [dtask_key(flat[0])])
+            futures.append(Future(cf, client))
+            continue
 
         def refs(x):
             if isinstance(x, list):
                 return [refs(y) for y in x]
             return Future(ext[x], client) if x in ext else DepRef(dtask_key(x))
 
-        payload, deps = dumps_call(_finalize, (func, refs(keys), tuple(extra)), {}, Future)
+        payload, deps = dumps_call(_finalize, (_identity, refs(keys), ()), {}, Future)
         fkey = f"finalize-{uuid.uuid4().hex}"
         nodes.append((fkey, "py:finalize", payload, deps))
         (cf,) = client._c.graph_submit(nodes, [fkey])
@@ -145,14 +162,13 @@ def persist(client, collections, optimize_graph=True, **opts):
     """The collections with every output key computed and kept in worker
     memory: each comes back (through its __dask_postpersist__) with a graph
     of futures, one per key, so later computations start from them."""
-    import dask
+    from dask._expr import CompositeExpr
 
-    if optimize_graph:
-        collections = list(dask.optimize(*collections))
     out = []
     for c in collections:
-        dsk = _graph(c.__dask_graph__())
-        keys = list(dict.fromkeys(flatten(c.__dask_keys__())))
+        expr = _optimized(c, optimize_graph)
+        dsk = _graph(expr.__dask_graph__())
+        keys = list(dict.fromkeys(flatten(expr.__dask_keys__())))
         ext = {}
         run = [k for k in keys if not (k not in dsk and _external(client, dsk, k, ext))]
         nodes = _nodes(dsk, run, client, ext)
@@ -161,6 +177,11 @@ def persist(client, collections, optimize_graph=True, **opts):
         for k in keys:
             if k not in futs:
                 futs[k] = Future(ext[k], client)
+        if isinstance(expr, CompositeExpr):
+            from dask.base import _rebuild_composite_collection
+
+            out.append(_rebuild_composite_collection(c, expr, futs, cull_to_child_keys=True))
+            continue
         rebuild, args = c.__dask_postpersist__()
         out.append(rebuild(futs, *args))
     return out

@@ -43,7 +43,7 @@ static void *pool_main(void *arg);
 static int pool_secede(dt_task *ctx) {
   pthread_mutex_lock(&P.lock);
   P.active--;
-  P.nseceded++;
+  __atomic_add_fetch(&P.nseceded, 1, __ATOMIC_RELAXED); /* read by the loop unlocked */
   dt__vec_push(&P.seceded_keys, dt__xstrdup(ctx->key));
   int rc = 0;
   if (P.idle == 0) { /* nobody to take the next task: a new thread */
@@ -65,7 +65,7 @@ static int pool_rejoin(dt_task *ctx) {
   pthread_mutex_lock(&P.lock);
   while (P.active >= dt__worker.nthreads && !P.stop) pthread_cond_wait(&P.rejoin_cond, &P.lock);
   P.active++;
-  P.nseceded--;
+  __atomic_sub_fetch(&P.nseceded, 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&P.lock);
   return 0;
 }
@@ -129,7 +129,7 @@ static void *pool_main(void *arg) {
     pthread_mutex_lock(&P.lock);
     t->next_done = P.done_head;
     P.done_head = t;
-    if (ctx.seceded) P.nseceded--; /* ended seceded: it held no slot */
+    if (ctx.seceded) __atomic_sub_fetch(&P.nseceded, 1, __ATOMIC_RELAXED); /* ended seceded: no slot */
     else P.active--;
     pthread_cond_broadcast(&P.rejoin_cond);
     if (P.q_head) pthread_cond_signal(&P.cond);

@@ -23,7 +23,11 @@ def set_state(key, value):
     STATE[key] = value
 
 
+SLOW_STARTED = threading.Event()  # same process: set by the task, seen by the test
+
+
 def slow():
+    SLOW_STARTED.set()
     time.sleep(0.5)
     STATE.setdefault("slow_done", []).append(os.getpid())
     return 1
@@ -125,15 +129,14 @@ def test_one_in_process_worker_only(inproc):
 
 def test_close_waits_for_running_tasks_then_another_cluster_starts():
     STATE.pop("slow_done", None)
+    SLOW_STARTED.clear()
     cl = dtask.LocalCluster(processes=False, threads_per_worker=1, dashboard_address=None)
     try:
         with dtask.Client(cl, set_as_default=False) as c:
             c.submit(sum_children, 3).result(timeout=60)
             f = c.submit(slow)
-            deadline = time.monotonic() + 30
-            while c.processing() == {} or not any(c.processing().values()):
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            assert SLOW_STARTED.wait(30)  # running on the worker's pool thread now
+            cl.close()  # the client still wants f: the task is not cancelled
     finally:
         cl.close()
     assert STATE["slow_done"] == [os.getpid()]  # close returned after the task finished

@@ -209,4 +209,5 @@ void dt__pool_stop(void) {
   pthread_cond_destroy(&P.cond);
   pthread_cond_destroy(&P.rejoin_cond);
   memset(&P, 0, sizeof(P)); /* a worker may start again (in-process) */
+  dt__task_env_set(&(dt__task_env_t){0}); /* its strings are about to go */
 }

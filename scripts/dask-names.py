@@ -41,7 +41,7 @@ NOTES = {
     "span": "differs: see docs/python.md, Diagnostics",
     "performance_report": "differs: a standalone HTML page of its own layout",
     "Adaptive": "differs: LocalCluster.adapt's loop (PBS/Slurm: the C job-queue adapt)",
-    "LocalCluster": "differs: processes=False refused; no Bokeh dashboard (dtask's own)",
+    "LocalCluster": "differs: processes=False gives one in-process worker (n_workers > 1 refused: its state is process-wide); no Bokeh dashboard (dtask's own)",
     "Actor": "differs: calls go straight to the worker; futures as call arguments refused",
     "get_worker": "differs: a small object (address, name, nthreads, scheduler, key)",
     "Reschedule": "differs: the task is placed again by the usual rules",

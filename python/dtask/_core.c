@@ -112,6 +112,19 @@ static PyObject *mod_worker_main(PyObject *m, PyObject *args) {
   return run_main(args, dt__worker_main);
 }
 
+/* worker_inproc(argv): a worker on this thread of this process
+ * (LocalCluster(processes=False)) until worker_inproc_stop() */
+static PyObject *mod_worker_inproc(PyObject *m, PyObject *args) {
+  (void)m;
+  if (dt_task_register("py:", core_py_task)) return core_raise(DT_EINVAL);
+  return run_main(args, dt__worker_inproc);
+}
+
+static PyObject *mod_worker_inproc_stop(PyObject *m, PyObject *unused) {
+  (void)m, (void)unused;
+  return PyBool_FromLong(dt__worker_inproc_stop());
+}
+
 static PyObject *mod_scheduler_main(PyObject *m, PyObject *args) {
   (void)m;
   return run_main(args, dt__scheduler_main);
@@ -178,6 +191,8 @@ static PyMethodDef mod_methods[] = {
     {"set_error_class", mod_set_error_class, METH_O, "set_error_class(cls)"},
     {"_exiting", mod_exiting, METH_NOARGS, "the interpreter is exiting"},
     {"worker_main", mod_worker_main, METH_VARARGS, "worker_main(argv): run a worker"},
+    {"worker_inproc", mod_worker_inproc, METH_VARARGS, "worker_inproc(argv): a worker on this thread"},
+    {"worker_inproc_stop", mod_worker_inproc_stop, METH_NOARGS, "stop the in-process worker"},
     {"scheduler_main", mod_scheduler_main, METH_VARARGS, "scheduler_main(argv): run a scheduler"},
     {"wait", mod_wait, METH_VARARGS, "wait(futures, timeout_ms=-1, first_completed=False)"},
     {"roundtrip", mod_roundtrip, METH_VARARGS, "roundtrip(obj, native=False)"},

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import threading
+import time
 
 from . import _core
 from .aio import AsyncClusterMixin
@@ -52,12 +53,14 @@ class LocalCluster(AsyncClusterMixin):
                  scheduler_port=0, silence_logs=None, nanny=True, allowed_failures=None,
                  worker_ttl=None, resources=None, preload=None, timeout=30, log_level=None,
                  **kwargs):
+        self._inproc = None  # processes=False: the worker on a thread here (cluster_inproc.py)
         if not processes:
-            raise ValueError(
-                "LocalCluster(processes=False) is not supported by dtask: its workers are C "
-                "processes (python -m dtask worker), not threads of this interpreter; use "
-                "processes=True (the default), or dask's own threaded scheduler for "
-                "in-process work")
+            from . import cluster_inproc
+
+            n_workers, threads_per_worker = cluster_inproc.defaults(n_workers, threads_per_worker)
+            if cluster_inproc._current is not None and cluster_inproc._current.alive:
+                raise ValueError("a LocalCluster(processes=False) worker runs in this process "
+                                 "already: close that cluster first. " + cluster_inproc.ONE_ONLY)
         unknown = set(kwargs) - {"protocol", "interface", "asynchronous", "name"}
         if unknown:
             raise TypeError(f"LocalCluster got unexpected arguments {sorted(unknown)}")
@@ -103,13 +106,26 @@ class LocalCluster(AsyncClusterMixin):
             resources = ",".join(f"{k}={v}" for k, v in resources.items())
         ml = None if memory_limit in (None, "auto") else str(memory_limit)
         self._c = _core.CLocalCluster(
-            n_workers=int(n_workers), threads_per_worker=int(threads_per_worker),
+            n_workers=int(n_workers) if processes else 0, threads_per_worker=int(threads_per_worker),
             memory_limit=ml, dashboard_port=dport, no_dashboard=no_dash, role_command=command,
             no_nanny=not nanny, timeout_ms=int(timeout * 1000),
             log_level=log_level or ("error" if silence_logs else None),
             allowed_failures=0 if allowed_failures is None else (int(allowed_failures) or -1),
             worker_ttl=None if worker_ttl is None else str(worker_ttl), resources=resources,
-            host=host, port=int(scheduler_port or 0), start_empty=n_workers == 0)
+            host=host, port=int(scheduler_port or 0), start_empty=n_workers == 0 or not processes)
+        if not processes:
+            wargs = ["--nthreads", str(int(threads_per_worker)), "--name", "local-worker-0",
+                     "--no-nanny", "--memory-limit", ml or "auto"]
+            if self._c.auth_file:
+                wargs += ["--auth-file", self._c.auth_file]
+            if resources:
+                wargs += ["--resources", resources]
+            for lib in filter(None, os.environ.get("DTASK_PRELOAD", "").split(os.pathsep)):
+                wargs += ["--preload", lib]
+            # no nanny to restart this process: as Dask's in-process workers, never terminate
+            self._inproc_args = (wargs + extra + ["--memory-terminate", "0"], timeout)
+            if n_workers:
+                self._start_inproc()
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.name = kwargs.get("name")
@@ -132,7 +148,10 @@ class LocalCluster(AsyncClusterMixin):
 
     @property
     def worker_pids(self):
-        """pids of the worker processes as started (their nannies)."""
+        """pids of the worker processes as started (their nannies); this
+        process's for the in-process worker (processes=False)."""
+        if self._inproc_args is not None:
+            return [os.getpid()] if self._inproc is not None and self._inproc.alive else []
         return self._c.worker_pids
 
     @property
@@ -157,7 +176,41 @@ class LocalCluster(AsyncClusterMixin):
         n = int(n)
         if n < 0:
             raise ValueError(f"scale: n must be >= 0, not {n}")
+        if self._inproc_args is not None:
+            return self._scale_inproc(n)
         self._c.scale(n)
+        self.n_workers = n
+
+    # ------------------------------------------- processes=False (cluster_inproc.py)
+    _inproc_args = None  # (worker options, timeout) when processes=False
+
+    def _start_inproc(self):
+        from .client import Client
+        from .cluster_inproc import InprocWorker
+
+        wargs, timeout = self._inproc_args
+        self._inproc = InprocWorker(self._c.address, wargs, timeout)
+        deadline = time.monotonic() + timeout
+        with Client(self, set_as_default=False, timeout=timeout) as c:
+            while time.monotonic() < deadline:
+                if self._inproc.rc is not None:
+                    raise RuntimeError(f"the in-process worker stopped at once (status "
+                                       f"{self._inproc.rc}; see its message above)")
+                if c.scheduler_info(0)["n_workers"]:
+                    return
+                time.sleep(0.05)
+        raise TimeoutError(f"the in-process worker did not join within {timeout} s")
+
+    def _scale_inproc(self, n):
+        from .cluster_inproc import ONE_ONLY
+
+        if n > 1:
+            raise ValueError(f"scale({n}): " + ONE_ONLY)
+        if n == 1 and (self._inproc is None or not self._inproc.alive):
+            self._start_inproc()
+        elif n == 0 and self._inproc is not None:
+            self._inproc.stop()
+            self._inproc = None
         self.n_workers = n
 
     def _worker_memory(self):
@@ -174,6 +227,10 @@ class LocalCluster(AsyncClusterMixin):
         maximum, as Dask's Adaptive: more when tasks wait for threads, fewer
         after wait_count idle intervals.  Returns the Adaptive object
         (``.stop()`` ends it; a new adapt or scale replaces it)."""
+        if self._inproc_args is not None:
+            from .cluster_inproc import ONE_ONLY
+
+            raise ValueError("adapt needs processes=True: " + ONE_ONLY)
         if self._adaptive is not None:
             self._adaptive.stop()
         tpw = self.threads_per_worker
@@ -189,6 +246,9 @@ class LocalCluster(AsyncClusterMixin):
     @property
     def workers(self):
         """{name: worker} for the running workers (name, pid as started)."""
+        if self._inproc_args is not None:
+            return {"local-worker-0": _WorkerInfo("local-worker-0", os.getpid())} if (
+                self._inproc is not None and self._inproc.alive) else {}
         return {n: _WorkerInfo(n, p) for n, p in zip(self._c.worker_names, self._c.worker_pids)}
 
     def scheduler_info(self, n_workers=-1):
@@ -242,6 +302,8 @@ class LocalCluster(AsyncClusterMixin):
     @property
     def plan(self):
         """The workers it should run (their names)."""
+        if self._inproc_args is not None:
+            return set(self.workers)
         return set(self._c.worker_names)
 
     requested = plan
@@ -284,6 +346,9 @@ class LocalCluster(AsyncClusterMixin):
             self._adaptive.stop()
             self._adaptive = None
         self.status = Status.closing
+        if self._inproc is not None:
+            self._inproc.stop()
+            self._inproc = None
         self._c.close()
         self.status = Status.closed
 

@@ -35,7 +35,8 @@ def _task_client():
     if info is None:
         return None
     with _lock:
-        if _client is None or _client._c is None:
+        # (a new scheduler: an in-process worker of a later LocalCluster(processes=False))
+        if _client is None or _client._c is None or _client.address != info["scheduler"]:
             from .client import Client
 
             c = Client.__new__(Client)

@@ -77,8 +77,9 @@ def test_cluster_views(cluster):
 
 
 def test_processes_false_says_why():
+    # one in-process worker only (test_inproc.py tests processes=False)
     with pytest.raises(ValueError, match="processes=False"):
-        dtask.LocalCluster(processes=False)
+        dtask.LocalCluster(processes=False, n_workers=2)
 
 
 def test_dask_config_allowed_failures():

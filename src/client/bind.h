@@ -51,5 +51,9 @@ int dt__bind_task_fail(dt_task *t, const char *msg);
  * worker command (python -m dtask worker) needs them. */
 int dt__worker_main(int argc, char **argv);
 int dt__scheduler_main(int argc, char **argv);
+/* dt__worker_inproc, dt__worker_inproc_stop: a worker on a thread of this
+ * process, and its stop (see src/worker/worker.h) */
+int dt__worker_inproc(int argc, char **argv);
+bool dt__worker_inproc_stop(void);
 
 #endif

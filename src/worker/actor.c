@@ -167,6 +167,7 @@ static void *actor_thread(void *arg) {
     A.done_head = k;
     uv_async_send(&A.done_async);
   }
+  A.nthreads--;
   pthread_mutex_unlock(&A.lock);
   return NULL;
 }
@@ -270,6 +271,9 @@ static void on_done(uv_async_t *h) {
 void dt__actor_start(uv_loop_t *loop) {
   if (A.started) return;
   A.started = true;
+  pthread_mutex_lock(&A.lock);
+  A.stop = false;
+  pthread_mutex_unlock(&A.lock);
   uv_async_init(loop, &A.done_async, on_done);
   dt_task_register("actor:", create_task);
   dt__admin_start(loop);
@@ -390,4 +394,11 @@ void dt__actor_destroy(void) {
     actor_free(idle.v[i]);
   }
   dt__vec_free(&idle);
+  /* a worker may start again in this process (in-process workers) */
+  pthread_mutex_lock(&A.lock);
+  A.started = false;
+  A.all = NULL;
+  A.done_head = NULL;
+  pthread_mutex_unlock(&A.lock);
+  dt__admin_stop();
 }

@@ -112,6 +112,11 @@ void dt__admin_replied(void) {
     uv_timer_start(&restart_timer, on_restart, 100, 0);
 }
 
+void dt__admin_stop(void) {
+  started = false;
+  __atomic_store_n(&restart_asked, 0, __ATOMIC_RELEASE);
+}
+
 void dt__admin_start(uv_loop_t *loop) {
   if (started) return;
   started = true;

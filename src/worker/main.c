@@ -7,6 +7,7 @@
  * what is left.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,12 +28,37 @@ static void close_walk(uv_handle_t *h, void *arg) {
   else uv_close(h, NULL);
 }
 
+/* the in-process worker (dt__worker_inproc): 0 none, 1 starting, 2 running
+ * (stop_async live), 3 stop asked while starting, 4 stopping */
+static pthread_mutex_t inproc_lock = PTHREAD_MUTEX_INITIALIZER;
+static int inproc_state;
+
 void dt__worker_stop(int code) {
   if (W.stopping) return;
   W.stopping = true;
+  if (W.inproc) {
+    pthread_mutex_lock(&inproc_lock);
+    inproc_state = 4; /* stop_async is about to close: no more sends */
+    pthread_mutex_unlock(&inproc_lock);
+  }
   W.exit_code = code;
   dt__link_close(); /* leaving on purpose: nothing to suspect */
   uv_walk(&W.loop, close_walk, NULL);
+}
+
+static void on_stop_async(uv_async_t *h) {
+  (void)h;
+  DT_INFO("stopping, as this process asked");
+  dt__worker_stop(0);
+}
+
+bool dt__worker_inproc_stop(void) {
+  pthread_mutex_lock(&inproc_lock);
+  int st = inproc_state;
+  if (st == 1) inproc_state = 3;
+  else if (st == 2) uv_async_send(&W.stop_async);
+  pthread_mutex_unlock(&inproc_lock);
+  return st != 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -104,7 +130,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
     W.boot_id[strcspn(W.boot_id, "\n")] = '\0';
     fclose(bf);
   }
-  dt__log_init("worker", level);
+  if (!W.inproc) dt__log_init("worker", level); /* in-process: the process's own */
   uv_loop_init(&W.loop);
   dt__net_init(&W.net, &W.loop);
   uint64_t nofile = dt__net_raise_nofile();
@@ -112,15 +138,25 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   W.net.sec = &W.sec;
   dt__exec_init();
   dt__store_init(&W.loop, on_pause);
-  uv_signal_init(&W.loop, &W.sigint);
-  uv_signal_init(&W.loop, &W.sigterm);
-  uv_signal_start(&W.sigint, on_signal, SIGINT);
-  uv_signal_start(&W.sigterm, on_signal, SIGTERM);
+  if (W.inproc) {
+    uv_async_init(&W.loop, &W.stop_async, on_stop_async);
+    pthread_mutex_lock(&inproc_lock);
+    if (inproc_state == 3) uv_async_send(&W.stop_async); /* asked already */
+    inproc_state = 2;
+    pthread_mutex_unlock(&inproc_lock);
+  } else {
+    uv_signal_init(&W.loop, &W.sigint);
+    uv_signal_init(&W.loop, &W.sigterm);
+    uv_signal_start(&W.sigint, on_signal, SIGINT);
+    uv_signal_start(&W.sigterm, on_signal, SIGTERM);
+  }
   dt__secede_init();
   dt__pool_start(&W.loop, W.nthreads, slots, dt__exec_done);
   dt__link_start(&W.loop);
   uv_run(&W.loop, UV_RUN_DEFAULT);
-  if (dt__exec.executing > 0) {
+  if (dt__exec.executing > 0 && W.inproc) /* in-process: they finish first */
+    DT_INFO("waiting for %d tasks still running", dt__exec.executing);
+  else if (dt__exec.executing > 0) {
     /* tasks still running on pool threads: do not wait for them */
     DT_INFO("exiting with %d tasks still running", dt__exec.executing);
     fflush(NULL);
@@ -132,13 +168,36 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__store_destroy();
   dt__exec_destroy();
   dt__fetch_destroy();
+  if (W.inproc) dt__sec_unregister(dt__link.sched_addr);
   free(dt__link.sched_addr);
   dt__tls_free(&W.sec);
   uv_loop_close(&W.loop);
   return W.exit_code;
 }
 
-int dt__worker_main(int argc, char **argv) {
+static int worker_main(int argc, char **argv, bool inproc);
+
+int dt__worker_main(int argc, char **argv) { return worker_main(argc, argv, false); }
+
+int dt__worker_inproc(int argc, char **argv) {
+  pthread_mutex_lock(&inproc_lock);
+  int st = inproc_state;
+  if (st == 0) inproc_state = 1;
+  pthread_mutex_unlock(&inproc_lock);
+  if (st != 0) {
+    fprintf(stderr, "dtask worker: a worker runs in this process already (its state is "
+                    "process-wide: one in-process worker at a time)\n");
+    return 3;
+  }
+  int rc = worker_main(argc, argv, true);
+  memset(&W, 0, sizeof(W));
+  pthread_mutex_lock(&inproc_lock);
+  inproc_state = 0;
+  pthread_mutex_unlock(&inproc_lock);
+  return rc;
+}
+
+static int worker_main(int argc, char **argv, bool inproc) {
   const char *addr = NULL, *level = getenv("DTASK_LOG_LEVEL"), *res = NULL, *file = NULL;
   int nthreads = 1;
   bool nanny = true;
@@ -150,6 +209,7 @@ int dt__worker_main(int argc, char **argv) {
   memset(st, 0, sizeof(*st));
   memset(&dt__exec, 0, sizeof(dt__exec));
   memset(&dt__link, 0, sizeof(dt__link));
+  W.inproc = inproc;
   st->mem_target = 0.6, st->mem_spill = 0.7, st->mem_pause = 0.8, st->mem_terminate = 0.95;
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
@@ -183,6 +243,10 @@ int dt__worker_main(int argc, char **argv) {
       if (parse_fraction(a, argv[++i], &st->mem_pause)) return 2;
     } else if (strcmp(a, "--memory-terminate") == 0 && has) {
       if (parse_fraction(a, argv[++i], &st->mem_terminate)) return 2;
+    } else if (strcmp(a, "--local-directory") == 0 && has && inproc) {
+      fprintf(stderr, "dtask worker: --local-directory is refused in-process (it would "
+                      "change the whole process's working folder)\n");
+      return 2;
     } else if (strcmp(a, "--local-directory") == 0 && has) {
       const char *d = argv[++i];
       if ((mkdir(d, 0700) != 0 && errno != EEXIST) || chdir(d) != 0) {
@@ -237,8 +301,8 @@ int dt__worker_main(int argc, char **argv) {
     fprintf(stderr, "dtask worker: %s\n", dt_last_error());
     return 2;
   }
-  signal(SIGPIPE, SIG_IGN);
-  if (nanny) {
+  if (!inproc) signal(SIGPIPE, SIG_IGN); /* in-process: the process's choice (Python's: ignored) */
+  if (nanny && !inproc) {
     dt__log_init("nanny", level);
     if (st->mem_limit && st->mem_terminate > 0)
       dt__nanny_memory((uint64_t)((double)st->mem_limit * st->mem_terminate));

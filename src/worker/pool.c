@@ -203,5 +203,11 @@ void dt__pool_stop(void) {
   pthread_mutex_unlock(&P.lock);
   for (int i = 0; i < n; i++) pthread_join(P.threads[i], NULL);
   free(P.threads);
-  P.threads = NULL;
+  for (size_t i = 0; i < P.seceded_keys.len; i++) free(P.seceded_keys.v[i]);
+  dt__vec_free(&P.seceded_keys);
+  pthread_mutex_destroy(&P.lock);
+  pthread_cond_destroy(&P.cond);
+  pthread_cond_destroy(&P.rejoin_cond);
+  memset(&P, 0, sizeof(P)); /* a worker may start again (in-process) */
+  dt__task_env_set(&(dt__task_env_t){0}); /* its strings are about to go */
 }

@@ -101,6 +101,9 @@ typedef struct {
   bool stopping;           /* read by every file: no new work, no reconnecting */
   int exit_code;
   uv_signal_t sigint, sigterm;
+  bool inproc;             /* a thread of a client's process (dt__worker_inproc): no
+                              signals, no exit, state reset when it ends */
+  uv_async_t stop_async;   /* inproc: dt__worker_inproc_stop's wake-up */
 } w_worker;
 extern w_worker dt__worker;
 
@@ -318,5 +321,8 @@ void dt__admin_replied(void);
 /* dt__admin_plugin: PLUGIN from the scheduler: install or remove it now,
  * before any task that follows; 0 (problems are logged) */
 int dt__admin_plugin(const dt_msg *m);
+/* dt__admin_stop: the worker has stopped (actor.c's destroy): start afresh
+ * next time */
+void dt__admin_stop(void);
 
 #endif

@@ -90,7 +90,13 @@ class Actor:
                 return self._call(name, False, cloudpickle.dumps((args, kwargs), protocol=5))
             call.__name__ = name
             return call
-        return self._call(name, True).result()  # an attribute: read it now
+        fut = self._call(name, True)
+        # an attribute: read it now, or an awaitable for an asynchronous
+        # client on its loop (Dask's `await counter.n`)
+        client = self._client
+        if client is not None and getattr(client, "asynchronous", False):
+            return fut
+        return fut.result()
 
     def __dir__(self):
         return sorted(set(dir(type(self))) | {n for n in dir(self._cls) if not n.startswith("_")})

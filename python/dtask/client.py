@@ -423,9 +423,9 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
         return futures_of(futures, client=self)
 
     def cancel(self, futures, force=False):
-        flat = []
-        _walk_futures(futures if not isinstance(futures, Future) else [futures], flat)
-        for f in flat:
+        """Cancels futures: one, any nesting of lists/tuples/sets/dicts of
+        them, or the futures behind a persisted dask collection."""
+        for f in futures_of(futures):
             f.cancel()
 
     # -------------------------------------------------------- dask collections
@@ -729,7 +729,7 @@ def futures_of(o, client=None):
             stack.extend(x)
         elif type(x) is dict:
             stack.extend(x.values())
-        elif type(x) is Future:
+        elif isinstance(x, Future):
             if x.key not in seen:
                 seen.add(x.key)
                 out.append(x)

@@ -282,13 +282,6 @@ def test_futures_references_cancellation_exceptions(client):
     assert isinstance(tb, list)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a task submitted after its dependency erred fails with DtaskError(DT_ETASK, 'failed because "
-    "its dependency ... failed') instead of the dependency's ZeroDivisionError: the KEY_ERRED "
-    "the client gets for it (src/client/dispatch.c on_key_erred) carries no serialized "
-    "exception, so client._translate cannot rebuild it (a dependent submitted before the "
-    "failure does get ZeroDivisionError); fix where the scheduler fails a new task whose "
-    "dependency is already erred: send the origin's full message"))
 def test_futures_dependent_of_erred_future(client):
     def inc(x):
         return x + 1
@@ -306,9 +299,6 @@ def test_futures_dependent_of_erred_future(client):
     assert b.status == "error"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Future.cancel() of a finished future leaves it 'finished' (Dask: 'cancelled' at once, "
-    "its data deleted); Future.cancel -> CFuture.cancel (core_future.c / src/client)"))
 def test_futures_cancel_finished(client):
     from dtask import CancelledError
 
@@ -661,11 +651,6 @@ def test_futures_actors(client):
     assert out == pytest.approx([params.sum(), params.sum() + 1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an Actor of an asynchronous client reads attributes at once (`await counter.n` -> "
-    "TypeError: object int can't be used in 'await' expression); Dask returns an awaitable: "
-    "actor.py Actor.__getattr__ should return the ActorFuture of self._call(name, True) "
-    "instead of its .result() when the client is asynchronous"))
 def test_futures_actors_asynchronous(client):
     class Counter:
         n = 0
@@ -788,9 +773,6 @@ def test_memory_persist_compute_clear(client, tmp_path):
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client.cancel(collection) of finished futures leaves them 'finished' (Dask: cancelled); "
-    "Client.cancel -> Future.cancel -> CFuture.cancel (client.py / core_future.c)"))
 def test_memory_aggressively_clearing(client, tmp_path):
     import dask.dataframe as dd
     from dtask import futures_of, wait

@@ -217,6 +217,19 @@ int dt_future_cancel(dt_future *f) {
         f->err_msg = msg;
         f->err_code = DT_ECANCELLED;
         dt__future_finish(f, DT_CANCELLED);
+      } else if (f->status == DT_FINISHED || f->status == DT_ERROR) {
+        /* done already: cancelled too, its result dropped (as in Dask); its
+         * done callbacks ran when it finished */
+        char *m2 = dt__try_malloc(f->klen + 64);
+        if (m2) {
+          snprintf(m2, f->klen + 64, "future '%s' was cancelled", f->key);
+          free(f->err_msg);
+          f->err_msg = m2;
+        }
+        f->err_code = DT_ECANCELLED;
+        dt_value_free(f->value);
+        f->value = NULL;
+        f->status = DT_CANCELLED;
       }
     }
   }

@@ -321,12 +321,11 @@ void dt__task_want(sched *s, s_task *t0) {
     char *key = failed.v[i];
     s_task *t = dt__sched_get_task(s, key, (uint32_t)strlen(key));
     s_task *f = t && t->state == TS_WAITING ? erred_dep(t) : NULL;
-    if (f) {
-      char msg[512];
-      snprintf(msg, sizeof(msg), "%s", RARE(f)->err_msg ? RARE(f)->err_msg : "dependency failed");
+    if (f) /* the whole message (it may carry the pickled exception); erred copies
+            * its arguments before anything can free f */
       dt__task_erred(s, t, RARE(f)->err_code, RARE(f)->err_key ? RARE(f)->err_key : f->key,
-                     RARE(f)->err_func, RARE(f)->err_worker, msg);
-    }
+                     RARE(f)->err_func, RARE(f)->err_worker,
+                     RARE(f)->err_msg ? RARE(f)->err_msg : "dependency failed");
     free(key);
   }
   dt__vec_free(&failed);

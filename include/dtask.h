@@ -251,6 +251,10 @@ typedef struct {
    * (PEM), and the CA that signed the scheduler's and workers' certificates. */
   const char *auth_file;
   const char *tls_cert, *tls_key, *tls_ca_file;
+  /* Heartbeats: a client whose scheduler says nothing (not even an answer
+   * to the client's heartbeat) for this long gives it up: waiting calls
+   * return DT_ECONNLOST.  0: 60000; < 0: never. */
+  int heartbeat_timeout_ms;
 } dt_client_opts;
 
 /* dt_client_connect: connects to a scheduler.  On success *out is a new

@@ -150,7 +150,10 @@
   X(ANSWER, "peer->peer", "the answer to a QUERY: its value, or why not") \
   X(PLUGIN_ADD, "client->scheduler", "keep this worker plugin; install it on every worker, now and joining later") \
   X(PLUGIN_REMOVE, "client->scheduler", "forget this plugin; run its removal on every worker") \
-  X(PLUGIN, "scheduler->worker", "install (or remove) a plugin: run its function on its data before any later task")
+  X(PLUGIN, "scheduler->worker", "install (or remove) a plugin: run its function on its data before any later task") \
+  X(WORKER_GONE, "scheduler->worker", "a worker was removed: stop fetching from it (fetches in flight fail over)") \
+  X(TASK_RELEASED, "worker->scheduler", "a task the scheduler released no longer holds a thread here (a cancelled running task returned)") \
+  X(ABORT_TASKS, "scheduler->worker", "cancel(force=True): if one of these keys still runs, restart to reclaim its thread")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -361,5 +364,9 @@
   F(STR, func, "the function to run (as PLUGIN_ADD's)")         \
   F(BINN, data, "its argument")                                 \
   F(BOOL, remove, "this is a removal")
+
+#define DT_MSG_WORKER_GONE(F, L, LR, M) F(STR, address, "the removed worker's address")
+#define DT_MSG_TASK_RELEASED(F, L, LR, M) F(KEY, key, "the task's key")
+#define DT_MSG_ABORT_TASKS(F, L, LR, M) L(KEY, keys, "the keys")
 
 #endif

@@ -294,6 +294,13 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   case DT_OP_ACQUIRE: return on_acquire(&m);
   case DT_OP_QUERY: return dt__wquery_on_query(c, &m);
   case DT_OP_PLUGIN: return dt__admin_plugin(&m);
+  case DT_OP_WORKER_GONE: {
+    char a[256];
+    snprintf(a, sizeof(a), "%.*s", (int)(m.WORKER_GONE.address.len < 255 ? m.WORKER_GONE.address.len : 255),
+             m.WORKER_GONE.address.p);
+    dt__fetch_peer_gone(a);
+    return 0;
+  }
   case DT_OP_CLOSE:
     DT_INFO("scheduler asked us to close");
     dt__worker_stop(0);

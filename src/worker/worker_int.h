@@ -228,6 +228,11 @@ void dt__fetch_kick(const char *key, uint32_t klen);
 void dt__fetch_acquire(const char *key, uint32_t klen, dt_sv from, uint64_t source);
 /* dt__fetch_forget_task: no fetch waits for t any longer */
 void dt__fetch_forget_task(w_task *t);
+/* dt__fetch_peer_gone: WORKER_GONE: the scheduler removed the worker at
+ * addr: close our connection to it (its fetches fail over) */
+void dt__fetch_peer_gone(const char *addr);
+/* a peer silent this long while we wait for its data is given up (0: never) */
+extern double dt__fetch_timeout_s;
 /* dt__fetch_destroy: free the fetches and peers left (connections closed) */
 void dt__fetch_destroy(void);
 

@@ -186,6 +186,94 @@ static void test_stopped_worker_fetch(void **state) {
   for (int i = 0; i < 10; i++) dt_future_release(leaves[i]);
 }
 
+/* ---------------------------------------------------------------- 3: cancelled, still running */
+
+static int setup_2x1(void **state) {
+  (void)state;
+  return start((dt_local_cluster_opts){.n_workers = 2, .threads_per_worker = 1}, 0);
+}
+
+/* submit forever() on worker w (strictly) and wait until it runs there */
+static dt_future *start_forever(const char *w, double timeout) {
+  const char *ws[] = {w};
+  dt_future *f;
+  dt_submit_opts o = {.pure = DT_NO, .workers = ws, .n_workers = 1, .timeout = timeout};
+  if (dt_client_submit(client, "forever", NULL, NULL, &o, &f) != 0) return NULL;
+  dt_cluster_info info = {0};
+  for (int i = 0; i < 500; i++) {
+    if (dt_client_cluster_info(client, 2000, &info) == 0 && info.n_processing == 1) break;
+    usleep(10000);
+  }
+  usleep(300000); /* on its thread by now */
+  return f;
+}
+
+/* 50 tasks after a cancelled endless task: each returns the right value
+ * (today about half wait forever behind the cancelled one's thread) */
+static void run_50(void) {
+  enum { N = 50 };
+  dt_value *args[N], *vs[N];
+  dt_future *fs[N];
+  for (int i = 0; i < N; i++) args[i] = dt_list_of(1, dt_int(i));
+  OK(dt_client_map(client, "inc", args, N, &(dt_submit_opts){.pure = DT_NO}, fs));
+  OK(dt_client_gather(client, fs, N, 20000, vs));
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(dt_value_int(vs[i]), i + 1);
+    dt_value_free(vs[i]);
+    dt_future_release(fs[i]);
+  }
+}
+
+/* A cancelled task that never returns keeps its worker's only thread: the
+ * scheduler counts it busy, and 50 later tasks all run on the other worker.
+ * cancel(force=True) of one on the other worker restarts that worker (a new
+ * process), and the tasks pinned to it run there. */
+static void test_cancelled_running(void **state) {
+  (void)state;
+  const char *W1 = "local-worker-1";
+  dt_future *f = start_forever("local-worker-0", 0);
+  assert_non_null(f);
+  OK(dt_future_cancel(f));
+  dt_future_release(f);
+  run_50();
+  run_50(); /* and again: the thread is still held */
+  /* force */
+  pid_t w1 = worker_of(1);
+  assert_true(w1 > 0);
+  f = start_forever(W1, 0);
+  assert_non_null(f);
+  OK(dt_future_cancel_force(f));
+  dt_future_release(f);
+  assert_int_equal(run_on("inc", dt_list_of(1, dt_int(7)), W1, false, NULL), 8);
+  pid_t now = worker_of(1);
+  assert_true(now > 0);
+  assert_true(now != w1); /* restarted by its nanny */
+}
+
+/* A task with timeout=1 s that never returns fails with DT_ETIMEDOUT naming
+ * its deadline; its worker restarts and runs tasks again. */
+static void test_deadline(void **state) {
+  (void)state;
+  const char *W0 = "local-worker-0";
+  pid_t w0 = worker_of(0);
+  dt_future *f = start_forever(W0, 1.0);
+  assert_non_null(f);
+  dt_value *v = NULL;
+  double t0 = tu_now();
+  int rc = dt_future_result(f, 20000, &v);
+  char err[600];
+  snprintf(err, sizeof(err), "%s", dt_last_error());
+  fprintf(stderr, "deadline: failed %.1f s after it started: %s\n", tu_now() - t0, err);
+  assert_int_equal(rc, DT_ETIMEDOUT);
+  assert_int_equal(dt_future_status_get(f), DT_ERROR);
+  assert_non_null(strstr(err, "past its deadline of 1 s"));
+  dt_future_release(f);
+  assert_int_equal(wait_workers(2, 30), 2);
+  assert_int_equal(run_on("inc", dt_list_of(1, dt_int(1)), W0, false, NULL), 2);
+  assert_true(worker_of(0) != w0);
+  run_50();
+}
+
 /* ---------------------------------------------------------------- 4: a frozen scheduler */
 
 static int setup_hb(void **state) {
@@ -231,6 +319,8 @@ static void test_frozen_scheduler(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_stopped_worker_fetch, setup_ttl, stop),
+      cmocka_unit_test_setup_teardown(test_cancelled_running, setup_2x1, stop),
+      cmocka_unit_test_setup_teardown(test_deadline, setup_2x1, stop),
       cmocka_unit_test_setup_teardown(test_frozen_scheduler, setup_hb, stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

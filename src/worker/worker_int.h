@@ -70,6 +70,7 @@ typedef struct w_task {
   int err_code;
   uint64_t dur_ns;
   bool reschedule; /* dt_task_reschedule: not a failure, place it again */
+  double timeout, started; /* deadline (seconds, 0: none) and when it started (cancel.c) */
   struct w_task *next_done; /* pool.c's queue and done list */
 } w_task;
 
@@ -185,7 +186,17 @@ typedef struct {
   char **res_names;
   double *res_amounts, *res_used;
   uint32_t nres;
+  /* cancel.c: cancelled tasks still running, executing tasks with a deadline */
+  dt_vec zombies, timed;
+  uv_timer_t deadline_timer;
+  bool timer_on;
 } w_exec;
+/* cancel.c: a released task still runs (zombie); a task with a deadline
+ * started; a task came back from the pool (forget it in both); ABORT_TASKS */
+void dt__cancel_zombie_add(w_task *t);
+void dt__cancel_timed_add(w_task *t);
+void dt__cancel_returned(w_task *t);
+int dt__cancel_on_abort(const dt_msg *m);
 extern w_exec dt__exec;
 
 /* dt__exec_init: the task table and ready heap; call after main.c set the
@@ -292,6 +303,7 @@ void dt__link_erred(const char *key, uint32_t klen, int code, const char *func, 
 void dt__link_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src);
 void dt__link_missing(const w_task *t, const char *dep, uint32_t dlen, const char *addr);
 void dt__link_seceded(const char *key);
+void dt__link_released(const char *key, uint32_t klen);
 void dt__link_reschedule(const char *key, uint32_t klen);
 
 /* ---------------------------------------------------------------- actor.c */

@@ -299,7 +299,7 @@ static void test_frozen_scheduler(void **state) {
   char err[600];
   snprintf(err, sizeof(err), "%s", dt_last_error());
   cont_all();
-  fprintf(stderr, "frozen scheduler: DT_ECONNLOST after %.1f s (heartbeat timeout 2 s): %s\n", took, err);
+  fprintf(stderr, "frozen scheduler: the wait returned after %.1f s (heartbeat timeout 2 s): %s\n", took, err);
   assert_int_equal(rc, DT_ECONNLOST);
   assert_non_null(strstr(err, dt_local_cluster_address(lc)));
   assert_non_null(strstr(err, "not answered"));

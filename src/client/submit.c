@@ -198,7 +198,7 @@ static size_t graph_bound(const dt__taskdef *tasks, size_t n, const char **wante
   for (size_t i = 0; i < n; i++) {
     const dt__taskdef *t = &tasks[i];
     b += DT__WB_LIST + DT__WB_STR(strlen(t->key)) + DT__WB_STR(strlen(t->func)) +
-         DT__WB_PAYLOAD(&t->spec) + 3 * DT__WB_LIST + 2 * DT__WB_NUM + DT__WB_BOOL;
+         DT__WB_PAYLOAD(&t->spec) + 3 * DT__WB_LIST + 3 * DT__WB_NUM + DT__WB_BOOL; /* priority, retries, timeout */
     *nframes += t->spec.nframes;
     for (size_t k = 0; k < t->deps.len; k++) b += DT__WB_STR(strlen(t->deps.v[k]));
     for (size_t k = 0; k < t->opts.n_workers; k++) b += DT__WB_STR(strlen(t->opts.workers[k]));

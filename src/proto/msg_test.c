@@ -167,7 +167,7 @@ static void w_bad_record(dt_wbuf *w) { /* a PUT_DATA_DONE record with 3 fields *
 static void w_deep_bad(dt_wbuf *w) { /* a task whose third dependency is a number */
   dt__wb_msg(w, DT_OP_UPDATE_GRAPH, 2);
   dt__wb_array(w, 1);
-  dt__wb_array(w, 11);
+  dt__wb_array(w, 12);
   dt__wb_cstr(w, "k");
   dt__wb_cstr(w, "f");
   dt__wb_bin(w, "\xc0", 1);
@@ -182,6 +182,7 @@ static void w_deep_bad(dt_wbuf *w) { /* a task whose third dependency is a numbe
   dt__wb_array(w, 0);
   dt__wb_bool(w, false);
   dt__wb_map(w, 0);
+  dt__wb_double(w, 0);
   dt__wb_array(w, 0);
 }
 static void w_frames_out_of_range(dt_wbuf *w) { /* a payload naming frames the batch lacks */

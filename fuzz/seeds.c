@@ -46,6 +46,7 @@ static void task(dt_enc *e, const char *key, const char *dep1, const char *dep2,
     dt__e_cstr(e, res);
     dt__e_double(e, 1);
   }
+  dt__e_double(e, retries ? 2.5 : 0); /* timeout */
 }
 
 /* a scheduler-fuzz step: selector (0 stranger, 1 client, 2 worker) */
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
   dt__e_cstr(&e, "127.0.0.1:4000");
   dt__e_int(&e, 0);
   dt__e_map(&e, 0);
+  dt__e_double(&e, 0);
   dt__e_end(&e);
   dt__e_begin(&e, &w, DT_OP_KEY_IN_MEMORY);
   dt__e_cstr(&e, "b");

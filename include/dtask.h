@@ -251,6 +251,10 @@ typedef struct {
    * (PEM), and the CA that signed the scheduler's and workers' certificates. */
   const char *auth_file;
   const char *tls_cert, *tls_key, *tls_ca_file;
+  /* Heartbeats: a client whose scheduler says nothing (not even an answer
+   * to the client's heartbeat) for this long gives it up: waiting calls
+   * return DT_ECONNLOST.  0: 60000; < 0: never. */
+  int heartbeat_timeout_ms;
 } dt_client_opts;
 
 /* dt_client_connect: connects to a scheduler.  On success *out is a new
@@ -273,6 +277,10 @@ typedef struct {
   bool allow_other_workers; /* restrictions are only a preference */
   const char *resources;    /* abstract resources, e.g. "GPU=1,MEM=2" */
   int retries;              /* re-run a failed task up to this many times */
+  /* Seconds one run may take (0: no limit).  Past it the task fails with
+   * DT_ETIMEDOUT ("... past its deadline ...") and its worker restarts (under
+   * its nanny) to reclaim the thread: C code cannot be interrupted. */
+  double timeout;
 } dt_submit_opts;
 
 /* dt_client_submit: submits func(*args, **kwargs).  args is a list or NULL,
@@ -448,6 +456,11 @@ const char *dt_future_exception(const dt_future *f);
 /* dt_future_cancel: cancels the task (and releases this client's interest);
  * the future finishes as DT_CANCELLED. */
 int dt_future_cancel(dt_future *f);
+/* dt_future_cancel_force: as dt_future_cancel, and a worker still running
+ * the task restarts (under its nanny) to reclaim its thread.  Without
+ * force a cancelled task that is running keeps its thread until it returns
+ * (the scheduler counts that thread busy meanwhile). */
+int dt_future_cancel_force(dt_future *f);
 /* dt_future_add_done_callback: cb(f, arg) runs exactly once, when f is done
  * (at once, on this thread, if already done); otherwise on the client's I/O
  * thread.  cb must not block for long. */

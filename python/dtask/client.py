@@ -150,8 +150,11 @@ class Future(AsyncFutureMixin, _FutureBase):
         exc = self.exception(timeout)
         return exc.__traceback__ if exc is not None else None
 
-    def cancel(self):
-        self._cf.cancel()
+    def cancel(self, force=False):
+        """force=True: a worker still running the task restarts (under its
+        nanny) to reclaim the thread; without it a running task keeps its
+        thread until it returns (counted busy meanwhile)."""
+        self._cf.cancel(force=bool(force))
 
     def release(self):
         """Drop this handle's interest in the key now."""
@@ -269,7 +272,7 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 
     def __init__(self, address=None, *, timeout=10, name=None, set_as_default=True,
-                 auth_file=None, scheduler_file=None, **cluster_kwargs):
+                 auth_file=None, scheduler_file=None, heartbeat_timeout=60, **cluster_kwargs):
         from .cluster import LocalCluster
 
         self.cluster = None
@@ -286,8 +289,11 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
         elif hasattr(address, "scheduler_address"):  # another cluster object
             address = address.scheduler_address
         self.address = address or scheduler_file or os.environ.get("DTASK_SCHEDULER_ADDRESS")
+        # heartbeat_timeout: seconds of silence from the scheduler after which
+        # waiting calls raise FutureLost (None: never)
+        hb = -1 if heartbeat_timeout is None else max(1, _ms(heartbeat_timeout))
         self._c = _core.CClient(address, _ms(timeout), name, auth_file, scheduler_file,
-                                *_tls_files(security))
+                                *_tls_files(security), heartbeat_timeout_ms=hb)
         self._dask_config = None
         if set_as_default:
             self._set_default()
@@ -307,7 +313,8 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
         return f"{name}-{h.hexdigest()}"
 
     def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
-               priority=0, allow_other_workers=False, pure=True, actor=False, **kwargs):
+               priority=0, allow_other_workers=False, pure=True, actor=False, timeout=None,
+               **kwargs):
         """Runs func(*args, **kwargs) on a worker; returns a Future.  Futures
         among the arguments (at any depth) become dependencies.  actor=True:
         func is a class, kept on the worker as an actor (dtask.actor)."""
@@ -316,6 +323,8 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
         opts = dict(priority=int(priority), workers=_workers(workers),
                     allow_other_workers=bool(allow_other_workers),
                     resources=_resources(resources), retries=int(retries or 0))
+        if timeout:  # seconds one run may take: past it, TimeoutError and the worker restarts
+            opts["timeout"] = float(timeout)
         if actor:
             from .actor import submit_actor
             return submit_actor(self, func, args, kwargs, key, opts)
@@ -424,9 +433,10 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
 
     def cancel(self, futures, force=False):
         """Cancels futures: one, any nesting of lists/tuples/sets/dicts of
-        them, or the futures behind a persisted dask collection."""
+        them, or the futures behind a persisted dask collection; force=True
+        also stops a task that is running (its worker restarts)."""
         for f in futures_of(futures):
-            f.cancel()
+            f.cancel(force=force)
 
     # -------------------------------------------------------- dask collections
     def get(self, dsk, keys, **kwargs):

@@ -16,16 +16,17 @@ typedef struct {
 
 static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"address", "timeout_ms", "name", "auth_file", "scheduler_file",
-                           "tls_cert", "tls_key", "tls_ca_file", NULL};
+                           "tls_cert", "tls_key", "tls_ca_file", "heartbeat_timeout_ms", NULL};
   const char *address = NULL, *name = NULL, *auth = NULL, *sfile = NULL;
   const char *tcert = NULL, *tkey = NULL, *tca = NULL; /* dtask.Security's TLS files */
-  int timeout_ms = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "z|izzzzzz", kwlist, &address, &timeout_ms, &name, &auth,
-                                   &sfile, &tcert, &tkey, &tca))
+  int timeout_ms = 0, hb_ms = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "z|izzzzzzi", kwlist, &address, &timeout_ms, &name, &auth,
+                                   &sfile, &tcert, &tkey, &tca, &hb_ms))
     return -1;
   if (self->c) return 0;
   dt_client_opts o = {.address = address, .timeout_ms = timeout_ms, .name = name, .auth_file = auth,
-                      .scheduler_file = sfile, .tls_cert = tcert, .tls_key = tkey, .tls_ca_file = tca};
+                      .scheduler_file = sfile, .tls_cert = tcert, .tls_key = tkey, .tls_ca_file = tca,
+                      .heartbeat_timeout_ms = hb_ms};
   int rc;
   dt_client *c = NULL;
   Py_BEGIN_ALLOW_THREADS rc = dt_client_connect(&o, &c);
@@ -88,13 +89,14 @@ static int parse_opts(PyObject *workers, int priority, int pure, int allow_other
  *        workers=None, allow_other_workers=False, resources=None, retries=0) */
 static PyObject *client_submit(ClientObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"func", "args", "kwargs", "key", "pure", "priority", "workers",
-                           "allow_other_workers", "resources", "retries", NULL};
+                           "allow_other_workers", "resources", "retries", "timeout", NULL};
   const char *func, *key = NULL, *resources = NULL;
   PyObject *pargs, *pkw = Py_None, *workers = Py_None;
   int pure = 1, priority = 0, allow_other = 0, retries = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!|OzpiOpzi", kwlist, &func, &PyList_Type, &pargs,
+  double timeout = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!|OzpiOpzid", kwlist, &func, &PyList_Type, &pargs,
                                    &pkw, &key, &pure, &priority, &workers, &allow_other,
-                                   &resources, &retries))
+                                   &resources, &retries, &timeout))
     return NULL;
   if (!client_ok(self)) return NULL;
   dt_value *a = core_to_value(pargs, 1);
@@ -118,6 +120,7 @@ static PyObject *client_submit(ClientObject *self, PyObject *args, PyObject *kw)
     return NULL;
   }
   s.o.key = key;
+  s.o.timeout = timeout;
   dt_future *f = NULL;
   int rc;
   dt_client *c = self->c;
@@ -133,17 +136,19 @@ static PyObject *client_submit(ClientObject *self, PyObject *args, PyObject *kw)
  * (payload, *deps), each dep the key of an earlier node or a CFuture. */
 static PyObject *client_graph_submit(ClientObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"nodes", "outputs", "priority", "workers", "allow_other_workers",
-                           "resources", "retries", NULL};
+                           "resources", "retries", "timeout", NULL};
   PyObject *nodes, *outputs, *workers = Py_None;
   int priority = 0, allow_other = 0, retries = 0;
+  double timeout = 0;
   const char *resources = NULL;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!|iOpzi", kwlist, &PyList_Type, &nodes,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!|iOpzid", kwlist, &PyList_Type, &nodes,
                                    &PyList_Type, &outputs, &priority, &workers, &allow_other,
-                                   &resources, &retries))
+                                   &resources, &retries, &timeout))
     return NULL;
   if (!client_ok(self)) return NULL;
   sopts s;
   if (parse_opts(workers, priority, 1, allow_other, resources, retries, &s)) return NULL;
+  s.o.timeout = timeout;
   Py_ssize_t n = PyList_GET_SIZE(nodes), no = PyList_GET_SIZE(outputs);
   dt_graph *g = dt_graph_new();
   dt_value **refs = calloc((size_t)(n ? n : 1), sizeof(dt_value *));

@@ -76,10 +76,11 @@ static PyObject *future_exception_text(FutureObject *o, PyObject *unused) {
   return PyUnicode_DecodeUTF8(m, (Py_ssize_t)strlen(m), "replace");
 }
 
-static PyObject *future_cancel(FutureObject *o, PyObject *unused) {
-  (void)unused;
-  int rc;
-  Py_BEGIN_ALLOW_THREADS rc = dt_future_cancel(o->f);
+static PyObject *future_cancel(FutureObject *o, PyObject *args, PyObject *kw) {
+  static char *kwlist[] = {"force", NULL};
+  int force = 0, rc;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", kwlist, &force)) return NULL;
+  Py_BEGIN_ALLOW_THREADS rc = force ? dt_future_cancel_force(o->f) : dt_future_cancel(o->f);
   Py_END_ALLOW_THREADS if (rc) return core_raise(rc);
   Py_RETURN_NONE;
 }
@@ -112,7 +113,8 @@ static PyMethodDef future_methods[] = {
     {"done", (PyCFunction)future_done, METH_NOARGS, "whether the future finished"},
     {"result", (PyCFunction)future_result, METH_VARARGS, "result(timeout_ms=-1)"},
     {"exception_text", (PyCFunction)future_exception_text, METH_NOARGS, "error text or None"},
-    {"cancel", (PyCFunction)future_cancel, METH_NOARGS, "cancel the task"},
+    {"cancel", (PyCFunction)(void (*)(void))future_cancel, METH_VARARGS | METH_KEYWORDS,
+     "cancel the task (force=True: a worker still running it restarts)"},
     {"add_done_callback", (PyCFunction)future_add_done_callback, METH_O,
      "fn() runs once when done (on the client's I/O thread)"},
     {NULL, NULL, 0, NULL}};

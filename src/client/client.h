@@ -150,6 +150,12 @@ struct dt_client {
   dt_smap acfuts;    /* key -> dt_future of the actor calls (actor.c) */
   uint64_t next_acall;
   dt_vec queries;    /* pending QUERY (query.c) */
+  /* heartbeats (connection.c): the scheduler is given up after
+   * hb_timeout_s of silence */
+  uv_timer_t hb;
+  double last_heard, hb_timeout_s, last_ping;
+  bool hb_warned;
+  char lost_why[200]; /* why the connection was given up, or "" */
 };
 
 /* ---- connection.c */

@@ -87,15 +87,15 @@ static void on_sched_close(dt_conn *conn) {
     c->conn_err = UV_EACCES;
   if (c->state == CS_READY) {
     c->state = CS_LOST;
-    DT_WARN("lost connection to the scheduler at %s", c->addr);
+    DT_WARN("lost connection to the scheduler at %s%s", c->addr, c->lost_why);
     /* every pending future fails: no one would ever finish it */
     for (size_t i = 0; i < c->futs.cap; i++) {
       if (!c->futs.slots[i].key) continue;
       dt_future *f = c->futs.slots[i].val;
       if (f->status != DT_PENDING) continue;
       char msg[512];
-      snprintf(msg, sizeof(msg), "lost connection to the scheduler at %s while '%s' was pending",
-               c->addr, f->key);
+      snprintf(msg, sizeof(msg), "lost connection to the scheduler at %s%s while '%s' was pending",
+               c->addr, c->lost_why, f->key);
       dt__future_set_error(f, DT_ECONNLOST, msg);
       dt__future_finish(f, DT_LOST);
     }
@@ -167,6 +167,40 @@ static void start_connect(dt_client *c) {
     c->conn_err = UV_EINVAL;
     c->wake_waiters = true;
   }
+}
+
+/* on_hb: the client's heartbeat.  Silent for a quarter of the timeout:
+ * ask the scheduler for its counts (INFO_REQUEST, req 0: no one waits for
+ * the answer; any message counts as an answer).  Silent for half: say so.
+ * Silent for all of it: give the scheduler up (every pending future fails
+ * with DT_ECONNLOST, naming the silence). */
+static void on_hb(uv_timer_t *t) {
+  dt_client *c = t->data;
+  pthread_mutex_lock(&c->lock);
+  if (!c->stop && c->state == CS_READY && c->sched && c->hb_timeout_s > 0) {
+    double now = dt__now_s(), silent = now - c->last_heard;
+    if (silent > c->hb_timeout_s) {
+      snprintf(c->lost_why, sizeof(c->lost_why),
+               " (it has not answered for %.1f s, over the heartbeat timeout of %.1f s)", silent,
+               c->hb_timeout_s);
+      dt__conn_close(c->sched, false);
+    } else {
+      if (silent > c->hb_timeout_s / 2 && !c->hb_warned) {
+        c->hb_warned = true;
+        DT_WARN("the scheduler at %s has not answered for %.1f s (giving it up after %.1f s)",
+                c->addr, silent, c->hb_timeout_s);
+      }
+      if (silent > c->hb_timeout_s / 4 && now - c->last_ping > c->hb_timeout_s / 4) {
+        c->last_ping = now;
+        dt_enc e;
+        dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_INFO_REQUEST);
+        dt__e_uint(&e, 0);
+        dt__e_bool(&e, false);
+        dt__e_end(&e);
+      }
+    }
+  }
+  dt__client_unlock(c);
 }
 
 static void *io_main(void *arg) {
@@ -281,6 +315,13 @@ static int start_io(dt_client *c) {
   c->wake.data = c;
   uv_timer_init(&c->loop, &c->retry);
   c->retry.data = c;
+  uv_timer_init(&c->loop, &c->hb);
+  c->hb.data = c;
+  if (c->hb_timeout_s > 0) {
+    uint64_t every = (uint64_t)(c->hb_timeout_s * 1000 / 8);
+    every = every < 50 ? 50 : every > 1000 ? 1000 : every;
+    uv_timer_start(&c->hb, on_hb, every, every);
+  }
   c->state = CS_CONNECTING;
   if (pthread_create(&c->io, NULL, io_main, c) != 0) {
     loop_teardown(&c->loop);
@@ -304,6 +345,9 @@ int dt_client_connect(const dt_client_opts *opts, dt_client **out) {
   }
   snprintf(c->name, sizeof(c->name), "%s", opts && opts->name ? opts->name : "client");
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
+  int hb = opts ? opts->heartbeat_timeout_ms : 0;
+  c->hb_timeout_s = hb < 0 ? 0 : hb == 0 ? 60.0 : hb / 1000.0;
+  c->last_heard = dt__now_s();
   pthread_mutex_init(&c->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

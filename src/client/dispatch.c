@@ -187,6 +187,11 @@ static const sched_handler sched_handlers[DT_OP_COUNT] = {
 
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {
   dt_client *c = conn->data;
+  c->last_heard = dt__now_s();
+  if (c->hb_warned) {
+    c->hb_warned = false;
+    DT_INFO("the scheduler at %s answers again", c->addr);
+  }
   if (op == DT_OP_CLOSE) {
     dt__conn_close(conn, true);
     return 0;

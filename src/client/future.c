@@ -187,7 +187,11 @@ const char *dt_future_exception(const dt_future *f) {
   return m;
 }
 
-int dt_future_cancel(dt_future *f) {
+static int cancel(dt_future *f, bool force);
+int dt_future_cancel(dt_future *f) { return cancel(f, false); }
+int dt_future_cancel_force(dt_future *f) { return cancel(f, true); }
+
+static int cancel(dt_future *f, bool force) {
   dt__err_clear();
   if (!f) return dt__err(DT_EINVAL, "dt_future_cancel: NULL future");
   dt_client *c = f->client;
@@ -198,6 +202,7 @@ int dt_future_cancel(dt_future *f) {
     size_t n = f->klen + 64;
     char *msg = f->status == DT_PENDING ? dt__try_malloc(n) : NULL;
     if ((f->status == DT_PENDING && !msg) ||
+        (force && dt__client_send_key(c, DT_OP_CANCEL_FORCE, f->key, f->klen) != 0) ||
         dt__client_send_key(c, DT_OP_CANCEL_KEYS, f->key, f->klen) != 0) {
       free(msg);
       rc = dt__err(DT_ENOMEM, "dt_future_cancel: out of memory");

@@ -139,6 +139,8 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
     rc = dt__err(DT_EINVAL, "key must be 1 to %d bytes", DT_MAX_KEY);
   else if (opts && opts->retries < 0)
     rc = dt__err(DT_EINVAL, "retries must be >= 0");
+  else if (opts && !(opts->timeout >= 0 && opts->timeout < 1e9))
+    rc = dt__err(DT_EINVAL, "timeout must be >= 0 seconds (0: no limit)");
   else if (opts && opts->resources)
     rc = dt__resources_parse(opts->resources, &out->res_names, &out->res_amounts, &out->nres);
   if (rc) {
@@ -196,7 +198,7 @@ static size_t graph_bound(const dt__taskdef *tasks, size_t n, const char **wante
   for (size_t i = 0; i < n; i++) {
     const dt__taskdef *t = &tasks[i];
     b += DT__WB_LIST + DT__WB_STR(strlen(t->key)) + DT__WB_STR(strlen(t->func)) +
-         DT__WB_PAYLOAD(&t->spec) + 3 * DT__WB_LIST + 2 * DT__WB_NUM + DT__WB_BOOL;
+         DT__WB_PAYLOAD(&t->spec) + 3 * DT__WB_LIST + 3 * DT__WB_NUM + DT__WB_BOOL; /* priority, retries, timeout */
     *nframes += t->spec.nframes;
     for (size_t k = 0; k < t->deps.len; k++) b += DT__WB_STR(strlen(t->deps.v[k]));
     for (size_t k = 0; k < t->opts.n_workers; k++) b += DT__WB_STR(strlen(t->opts.workers[k]));
@@ -233,6 +235,7 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char
       dt__e_cstr(e, t->res_names[k]);
       dt__e_double(e, t->res_amounts[k]);
     }
+    dt__e_double(e, t->opts.timeout > 0 ? t->opts.timeout : 0);
   }
   dt__e_list(e, (uint32_t)nwanted);
   for (size_t i = 0; i < nwanted; i++) dt__e_cstr(e, wanted[i]);

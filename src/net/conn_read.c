@@ -281,6 +281,7 @@ static void on_read_locked(dt_conn *c, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
+  c->rx_ms = uv_now(c->tcp.loop);
   if (c->ssl) {
     dt__conn_tls_in(c, buf->base, (size_t)nread);
     return;

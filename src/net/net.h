@@ -148,6 +148,7 @@ struct dt_conn {
   uint64_t max_batch;   /* 0: DT_MAX_BODY and DT_MAX_FRAME only */
   uint64_t in_flight;   /* bytes of the current batch received (accepted conns) */
   size_t committed;     /* bytes of the current frame's blob pre-faulted */
+  uint64_t rx_ms;       /* loop time bytes last arrived (silence: a peer fetch's timeout) */
 };
 
 /* dt__conn_admit: the peer introduced itself properly: lift the limits for

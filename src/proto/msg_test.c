@@ -22,9 +22,9 @@ static void test_names_unique(void **st) {
   assert_string_equal(dt__op_name(DT_OP_COMPUTE_TASK), "COMPUTE_TASK");
   assert_string_equal(dt__op_name(DT_OP_COUNT), "UNKNOWN");
   /* a payload is three wire elements */
-  assert_int_equal(dt__msgs[DT_OP_COMPUTE_TASK].nfields, 6);
-  assert_int_equal(dt__msgs[DT_OP_COMPUTE_TASK].arity, 8);
-  assert_int_equal(dt__recs[DT_REC_task].arity, 11);
+  assert_int_equal(dt__msgs[DT_OP_COMPUTE_TASK].nfields, 7);
+  assert_int_equal(dt__msgs[DT_OP_COMPUTE_TASK].arity, 9);
+  assert_int_equal(dt__recs[DT_REC_task].arity, 12);
 }
 
 /* read_one: the first message of w as the receiving side sees it */
@@ -63,6 +63,7 @@ static void test_roundtrip_update_graph(void **st) {
     dt__e_map(&e, 1);
     dt__e_cstr(&e, "GPU");
     dt__e_double(&e, 1.5);
+    dt__e_double(&e, 0); /* timeout: none */
   }
   dt__e_list(&e, 1);
   dt__e_cstr(&e, "b");
@@ -166,7 +167,7 @@ static void w_bad_record(dt_wbuf *w) { /* a PUT_DATA_DONE record with 3 fields *
 static void w_deep_bad(dt_wbuf *w) { /* a task whose third dependency is a number */
   dt__wb_msg(w, DT_OP_UPDATE_GRAPH, 2);
   dt__wb_array(w, 1);
-  dt__wb_array(w, 11);
+  dt__wb_array(w, 12);
   dt__wb_cstr(w, "k");
   dt__wb_cstr(w, "f");
   dt__wb_bin(w, "\xc0", 1);
@@ -181,6 +182,7 @@ static void w_deep_bad(dt_wbuf *w) { /* a task whose third dependency is a numbe
   dt__wb_array(w, 0);
   dt__wb_bool(w, false);
   dt__wb_map(w, 0);
+  dt__wb_double(w, 0);
   dt__wb_array(w, 0);
 }
 static void w_frames_out_of_range(dt_wbuf *w) { /* a payload naming frames the batch lacks */

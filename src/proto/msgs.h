@@ -46,7 +46,8 @@
   F(INT, retries, "times to retry it when it fails")                             \
   L(STR, workers, "workers (names or addresses) it may run on; empty: any")      \
   F(BOOL, allow_other, "it may run elsewhere when those are busy")               \
-  M(DOUBLE, resources, "abstract resources one run holds")
+  M(DOUBLE, resources, "abstract resources one run holds")                       \
+  F(DOUBLE, timeout, "seconds one run may take (0: no limit); past it the task fails and its worker restarts")
 
 #define DT_REC_keyval(F, L, LR, M) \
   F(KEY, key, "the key")           \
@@ -150,7 +151,11 @@
   X(ANSWER, "peer->peer", "the answer to a QUERY: its value, or why not") \
   X(PLUGIN_ADD, "client->scheduler", "keep this worker plugin; install it on every worker, now and joining later") \
   X(PLUGIN_REMOVE, "client->scheduler", "forget this plugin; run its removal on every worker") \
-  X(PLUGIN, "scheduler->worker", "install (or remove) a plugin: run its function on its data before any later task")
+  X(PLUGIN, "scheduler->worker", "install (or remove) a plugin: run its function on its data before any later task") \
+  X(WORKER_GONE, "scheduler->worker", "a worker was removed: stop fetching from it (fetches in flight fail over)") \
+  X(TASK_RELEASED, "worker->scheduler", "a task the scheduler released no longer holds a thread here (a cancelled running task returned)") \
+  X(ABORT_TASKS, "scheduler->worker", "cancel(force=True): if one of these keys still runs, restart to reclaim its thread") \
+  X(CANCEL_FORCE, "client->scheduler", "cancel(force=True): the workers running these keys restart (CANCEL_KEYS follows)")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -226,7 +231,8 @@
   F(PAYLOAD, spec, "the arguments")                            \
   LR(dep, deps, "its dependencies and where they are")         \
   F(INT, priority, "user priority")                            \
-  M(DOUBLE, resources, "abstract resources one run holds")
+  M(DOUBLE, resources, "abstract resources one run holds")     \
+  F(DOUBLE, timeout, "seconds it may run (0: no limit)")
 
 #define DT_MSG_PUT_DATA(F, L, LR, M)                \
   F(UINT, req, "request id, echoed in PUT_DATA_DONE") \
@@ -361,5 +367,10 @@
   F(STR, func, "the function to run (as PLUGIN_ADD's)")         \
   F(BINN, data, "its argument")                                 \
   F(BOOL, remove, "this is a removal")
+
+#define DT_MSG_WORKER_GONE(F, L, LR, M) F(STR, address, "the removed worker's address")
+#define DT_MSG_TASK_RELEASED(F, L, LR, M) F(KEY, key, "the task's key")
+#define DT_MSG_ABORT_TASKS(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_CANCEL_FORCE(F, L, LR, M) L(KEY, keys, "the keys")
 
 #endif

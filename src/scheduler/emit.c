@@ -33,6 +33,7 @@ static void compute(dt_conn *conn, const s_task *t) {
     dt__e_cstr(&e, RARE(t)->res_names[i]);
     dt__e_double(&e, RARE(t)->res_amounts[i]);
   }
+  dt__e_double(&e, RARE(t)->timeout);
   dt__e_end(&e);
 }
 
@@ -61,6 +62,7 @@ static void encode(const sched *s, const s_event *ev) {
   switch (ev->kind) {
   case SEV_COMPUTE:
     if (t->state == TS_PROCESSING && t->processing_on == ev->worker) compute(conn, t);
+    else dt__ghost_del((sched *)s, ev->worker, key, klen); /* never sent: nothing runs there */
     break;
   case SEV_FREE:
     dt__e_begin(&e, dt__conn_out(conn), DT_OP_FREE_KEYS);
@@ -118,6 +120,7 @@ void dt__srv_emit(void) {
   if (n == 0 && !s->dead_tasks.len && !s->dead_peers.len) return;
   for (size_t i = 0; i < n; i++) encode(s, &ev[i]);
   dt__sched_events_done(s);
+  if (dt__ghost_refill(s)) dt__srv_emit(); /* a thread found free while sending */
 }
 
 void dt__srv_send_close(dt_conn *c, const char *reason) {

@@ -115,6 +115,7 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
     t->priority = nt->priority;
     t->generation = gen;
     t->retries = nt->retries;
+    if (nt->timeout > 0) dt__task_rare(t)->timeout = nt->timeout;
     if (nt->nrestrict) {
       s_task_rare *r = dt__task_rare(t);
       r->restrict_to = dt__xmalloc(nt->nrestrict * sizeof(char *));

@@ -82,6 +82,8 @@ static int newtask_of(const dt_rec_task *r, s_newtask *t) {
   t->restrict_lens = wk.lens;
   t->nrestrict = wk.n;
   t->loose = r->allow_other;
+  if (!(r->timeout >= 0 && r->timeout < 1e9)) return DT_EPROTO;
+  t->timeout = r->timeout;
   t->nres = r->resources.n;
   if (t->nres == 0) return 0;
   t->res_names = dt__xmalloc(t->nres * sizeof(char *));

@@ -212,6 +212,16 @@ int dt__on_acquired(dt_conn *c, const dt_msg *msg) {
 
 
 void dt__srv_worker_leaves(s_worker *w) {
+  /* the others may be fetching from it (a stopped process keeps its
+   * connections open): they give those fetches up now.  O(workers), rare. */
+  for (size_t i = 0; i < srv->s.workers.len && !w->closing && !srv->stopping; i++) {
+    s_worker *o = srv->s.workers.v[i];
+    if (o == w || o->gone || !o->conn) continue;
+    dt_enc e;
+    dt__e_begin(&e, dt__conn_out(o->conn), DT_OP_WORKER_GONE);
+    dt__e_cstr(&e, w->address);
+    dt__e_end(&e);
+  }
   scatters_forget_worker(w);
   dt__query_worker_leaves(w);
   if (w->retire) { /* it went before it was done: count it anyway */

@@ -21,12 +21,20 @@
 #include "sched_int.h"
 
 int dt__sched_worker_capacity(const sched *s, const s_worker *w) {
+  /* threads held by released tasks still running (cancelled.c) are busy:
+   * with none left, nothing may queue behind them */
+  int held = (int)w->ghosts.len, threads = w->nthreads - held;
+  if (threads <= 0) return held;
   double avg = s->avg_task_s > 0 ? s->avg_task_s : 0.0005;
   /* enough tasks in flight to cover ~2 ms of scheduler round trip */
-  double extra = (double)w->nthreads * 0.002 / avg;
+  double extra = (double)threads * 0.002 / avg;
   if (extra < 1) extra = 1;
-  if (extra > 512.0 * w->nthreads) extra = 512.0 * w->nthreads;
-  return w->nthreads + (int)extra;
+  if (extra > 512.0 * threads) extra = 512.0 * threads;
+  return held + threads + (int)extra;
+}
+
+int dt__place_load(const s_worker *w) {
+  return (int)(w->processing.len - w->long_running + w->ghosts.len);
 }
 
 /* ---------------------------------------------------------------- free list */
@@ -52,12 +60,12 @@ void dt__place_free_append(sched *s, s_worker *w) {
 }
 
 void dt__place_update_free(sched *s, s_worker *w) {
-  if ((int)(w->processing.len - w->long_running) < dt__sched_worker_capacity(s, w)) dt__place_free_append(s, w);
+  if (dt__place_load(w) < dt__sched_worker_capacity(s, w)) dt__place_free_append(s, w);
   else dt__place_free_remove(s, w);
 }
 
 static double occupancy(const s_worker *w) {
-  return (double)(w->processing.len - w->long_running) / (w->nthreads > 0 ? w->nthreads : 1);
+  return (double)dt__place_load(w) / (w->nthreads > 0 ? w->nthreads : 1);
 }
 
 s_worker *dt__place_proc_remove(s_task *t) {
@@ -106,7 +114,7 @@ static void to_processing(sched *s, s_task *t, s_worker *w) {
   dt__vec_push(&w->processing, t);
   t->processing_on = w;
   dt__ev_compute(s, w, t);
-  if (w->in_free_list && (int)(w->processing.len - w->long_running) >= dt__sched_worker_capacity(s, w))
+  if (w->in_free_list && dt__place_load(w) >= dt__sched_worker_capacity(s, w))
     dt__place_free_remove(s, w);
 }
 

@@ -119,6 +119,10 @@ int dt__on_acquired(dt_conn *c, const dt_msg *m);
 /* tasks_from_tasks.c */
 int dt__on_task_seceded(dt_conn *c, const dt_msg *m);
 int dt__on_task_reschedule(dt_conn *c, const dt_msg *m);
+/* cancelled.c */
+int dt__on_task_released(dt_conn *c, const dt_msg *m);
+int dt__on_cancel_force(dt_conn *c, const dt_msg *m);
+bool dt__ghost_refill(sched *s);
 int dt__on_fire_and_forget(dt_conn *c, const dt_msg *m);
 /* plugins.c: the worker plugins kept for every worker, joining ones too */
 int dt__on_plugin_add(dt_conn *c, const dt_msg *m);

@@ -159,6 +159,7 @@ void dt__task_unschedule(sched *s, s_task *t) {
     /* NULL when its worker reported on it (and it was taken off already) */
     s_worker *w = dt__place_proc_remove(t);
     if (w) {
+      dt__ghost_add(s, w, t); /* busy until the worker says it let it go */
       dt__ev_free(s, w, t); /* the worker drops it, or its result when done */
       dt__place_update_free(s, w);
     }

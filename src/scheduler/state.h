@@ -75,6 +75,7 @@ typedef struct s_task_rare {
   uint32_t fetch_failures; /* dependencies it could not fetch from anywhere */
   int err_code; /* set in ERRED */
   char *err_key, *err_func, *err_worker, *err_msg;
+  double timeout; /* seconds one run may take (sent to the worker); 0: none */
 } s_task_rare;
 extern const s_task_rare dt__no_rare;
 #define RARE(t) ((t)->rare ? (const s_task_rare *)(t)->rare : &dt__no_rare)
@@ -139,6 +140,9 @@ typedef struct s_worker {
   bool gone;            /* removed: freed when the events are drained */
   void *retire;         /* the request it belongs to (the server's) */
   uint32_t long_running; /* processing tasks that seceded: not counted in capacity */
+  dt_smap ghosts; /* key -> its copy: released while processing there, and
+                     maybe still running (cancelled.c): counted as busy
+                     until the worker says TASK_RELEASED (or reports it) */
 } s_worker;
 
 typedef struct s_client {
@@ -246,6 +250,7 @@ typedef struct {
   uint32_t *res_name_lens;
   double *res_amounts;
   uint32_t nres;
+  double timeout; /* seconds one run may take; 0: none */
 } s_newtask;
 
 /* Every dt__sched_* event below runs on the scheduler's loop thread, may
@@ -345,6 +350,17 @@ int dt__sched_worker_capacity(const sched *s, const s_worker *w);
 /* dt__sched_task_seceded: key, running on w, handed its thread back: it no
  * longer counts against w's capacity. */
 void dt__sched_task_seceded(sched *s, s_worker *w, const char *key, uint32_t klen);
+/* ---- released tasks still running (cancelled.c) */
+/* dt__ghost_add: t, processing on w, was released: its thread counts busy
+ * until dt__ghost_del */
+void dt__ghost_add(sched *s, s_worker *w, const s_task *t);
+/* dt__ghost_del: w no longer runs key (TASK_RELEASED, a late report, or
+ * the COMPUTE_TASK was never sent): its thread is free */
+void dt__ghost_del(sched *s, s_worker *w, const char *key, uint32_t klen);
+/* dt__ghost_free_all: w leaves */
+void dt__ghost_free_all(s_worker *w);
+/* dt__place_load: what counts against w's capacity */
+int dt__place_load(const s_worker *w);
 /* dt__sched_task_reschedule: key asked to run again: placed again, not a failure */
 void dt__sched_task_reschedule(sched *s, s_worker *w, const char *key, uint32_t klen);
 /* dt__sched_fire_and_forget: the scheduler's own holder wants key until it

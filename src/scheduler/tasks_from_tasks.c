@@ -27,6 +27,7 @@ void dt__sched_task_seceded(sched *s, s_worker *w, const char *key, uint32_t kle
 }
 
 void dt__sched_task_reschedule(sched *s, s_worker *w, const char *key, uint32_t klen) {
+  dt__ghost_del(s, w, key, klen);
   s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
   DT_INFO("task %s on %s asked to be rescheduled", t->key, w->address);

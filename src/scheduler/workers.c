@@ -46,6 +46,7 @@ s_worker *dt__sched_add_worker(sched *s, void *conn, const char *name, const cha
 }
 
 void dt__worker_free(s_worker *w) {
+  dt__ghost_free_all(w);
   dt__vec_free(&w->processing);
   dt__resources_free(w->res_names, w->res_amounts, w->nres);
   free(w->name);
@@ -197,6 +198,7 @@ void dt__sched_worker_paused(sched *s, s_worker *w, bool paused) {
 
 void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
                              double duration_s, const char *inline_, uint32_t ilen) {
+  dt__ghost_del(s, w, key, klen);
   s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) {
     /* stale (released or moved meanwhile): the worker must not keep it */
@@ -222,6 +224,7 @@ void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t kl
 
 void dt__sched_task_erred(sched *s, s_worker *w, const char *key, uint32_t klen, int code,
                           const char *func, const char *msg) {
+  dt__ghost_del(s, w, key, klen);
   s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
   if (t->retries > 0) {
@@ -256,6 +259,7 @@ static void lose_replica(sched *s, s_task *d, s_worker *holder) {
 
 void dt__sched_missing_data(sched *s, s_worker *w, const char *key, uint32_t klen, const char *dep,
                             uint32_t deplen, const char *addr) {
+  dt__ghost_del(s, w, key, klen);
   s_task *t = dt__sched_get_task(s, key, klen);
   if (!t || t->state != TS_PROCESSING || t->processing_on != w) return;
   dt__task_unrun(s, t);

@@ -163,6 +163,7 @@ void dt__exec_start(void) {
     t->state = WT_EXECUTING;
     resources_take(t, 1);
     X.executing++;
+    if (t->timeout > 0) dt__cancel_timed_add(t);
     dt__pool_submit(t);
   }
 }
@@ -174,7 +175,9 @@ void dt__exec_done(w_task *list) {
     X.avg_ns = X.avg_ns > 0 ? 0.9 * X.avg_ns + 0.1 * (double)t->dur_ns : (double)t->dur_ns;
     resources_take(t, -1);
     dt__exec_release_deps(t);
+    dt__cancel_returned(t);
     if (t->cancelled) {
+      dt__link_released(t->key, t->klen); /* its thread is free again */
       dt__exec_task_free(t); /* already out of the task table */
       continue;
     }
@@ -242,8 +245,13 @@ void dt__exec_free_key(const char *key, uint32_t klen) {
   w_task *t = dt__smap_get(&X.tasks, key, klen);
   if (!t) return;
   dt__smap_del(&X.tasks, key, klen);
-  if (t->state == WT_EXECUTING) t->cancelled = true; /* freed when it returns */
-  else drop(t);
+  if (t->state == WT_EXECUTING) {
+    t->cancelled = true; /* freed when it returns: TASK_RELEASED then */
+    dt__cancel_zombie_add(t);
+    return;
+  }
+  drop(t);
+  dt__link_released(key, klen); /* the scheduler counted it busy until now */
 }
 
 /* dt__exec_drop_queued: the scheduler is gone and will place again every
@@ -268,6 +276,8 @@ void dt__exec_destroy(void) {
   dt__smap_destroy(&X.tasks);
   dt__heap_destroy(&X.ready);
   dt__vec_free(&X.blocked);
+  dt__vec_free(&X.zombies);
+  dt__vec_free(&X.timed);
   dt__resources_free(X.res_names, X.res_amounts, X.nres);
   free(X.res_used);
 }

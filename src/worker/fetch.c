@@ -9,6 +9,12 @@
  * MISSING_DATA for every waiting task and those tasks are dropped (it will
  * place them again).  ACQUIRE uses the same fetches to take over the
  * results of a retiring worker.
+ *
+ * A peer that stops answering (a stopped process keeps its connections
+ * open) must not stall what waits for it: a peer connection with fetches
+ * in flight and no bytes for dt__fetch_timeout_s is closed (its fetches
+ * fail over as when it closes), and WORKER_GONE from the scheduler closes
+ * the connection to a removed worker at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +46,38 @@ static struct {
   dt_smap fetches; /* key -> w_fetch */
   dt_smap peers;   /* address -> w_peer */
   uint64_t next_req;
+  uv_timer_t timer; /* fetch timeouts */
+  bool timer_on;
 } F;
+
+double dt__fetch_timeout_s = 60;
+
+/* on_timer: peers silent for the fetch timeout while we wait for them are
+ * given up.  O(peers) a second. */
+static void on_timer(uv_timer_t *h) {
+  (void)h;
+  uint64_t now = uv_now(&dt__worker.loop), limit = (uint64_t)(dt__fetch_timeout_s * 1000);
+  dt_vec stale = {0};
+  for (size_t k = 0; k < F.peers.cap; k++) {
+    if (!F.peers.slots[k].key) continue;
+    w_peer *p = F.peers.slots[k].val;
+    if (p->fetches.len && now - p->conn->rx_ms > limit) dt__vec_push(&stale, p);
+  }
+  for (size_t i = 0; i < stale.len; i++) {
+    w_peer *p = stale.v[i];
+    DT_WARN("peer %s sent nothing for %.1f s (fetch timeout) while %zu fetch(es) waited: giving it up",
+            p->addr, (double)(now - p->conn->rx_ms) / 1e3, p->fetches.len);
+    dt__conn_close(p->conn, false);
+  }
+  dt__vec_free(&stale);
+}
+
+void dt__fetch_peer_gone(const char *addr) {
+  w_peer *p = dt__smap_get(&F.peers, addr, (uint32_t)strlen(addr));
+  if (!p) return;
+  if (p->fetches.len) DT_INFO("worker %s was removed: %zu fetch(es) from it fail over", addr, p->fetches.len);
+  dt__conn_close(p->conn, false);
+}
 
 static const dt_conn_cbs peer_cbs;
 
@@ -119,6 +156,15 @@ static void fetch_send(w_fetch *f) {
     if (!p) continue;
     f->peer = p;
     f->req = ++F.next_req;
+    if (!p->fetches.len) p->conn->rx_ms = uv_now(&dt__worker.loop); /* silence counts from now */
+    if (!F.timer_on && dt__fetch_timeout_s > 0) {
+      uint64_t every = (uint64_t)(dt__fetch_timeout_s * 1000 / 4);
+      every = every < 100 ? 100 : every > 1000 ? 1000 : every;
+      uv_timer_init(&dt__worker.loop, &F.timer);
+      uv_timer_start(&F.timer, on_timer, every, every);
+      uv_unref((uv_handle_t *)&F.timer);
+      F.timer_on = true;
+    }
     dt__vec_push(&p->fetches, f);
     dt_enc e;
     dt__e_begin(&e, dt__conn_out(p->conn), DT_OP_GET_DATA);

@@ -96,6 +96,15 @@ void dt__link_seceded(const char *key) {
   dt__e_end(&e);
 }
 
+void dt__link_released(const char *key, uint32_t klen) {
+  dt_wbuf *w = sched_out();
+  if (!w) return;
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_TASK_RELEASED);
+  dt__e_str(&e, key, klen);
+  dt__e_end(&e);
+}
+
 void dt__link_reschedule(const char *key, uint32_t klen) {
   dt_wbuf *w = sched_out();
   if (!w) return;
@@ -195,6 +204,11 @@ static int on_compute_task(const dt_msg *msg) {
     while (dt__next_str(&dr.who_has, &a)) d->addrs[d->naddrs++] = dt__xstrndup(a.p, a.len);
   }
   t->priority = m->priority;
+  if (!(m->timeout >= 0 && m->timeout < 1e9)) {
+    dt__exec_task_free(t);
+    return DT_EPROTO;
+  }
+  t->timeout = m->timeout;
   uint32_t nres = m->resources.n;
   if (nres) {
     t->res_names = dt__xcalloc(nres, sizeof(char *));
@@ -294,6 +308,14 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   case DT_OP_ACQUIRE: return on_acquire(&m);
   case DT_OP_QUERY: return dt__wquery_on_query(c, &m);
   case DT_OP_PLUGIN: return dt__admin_plugin(&m);
+  case DT_OP_ABORT_TASKS: return dt__cancel_on_abort(&m);
+  case DT_OP_WORKER_GONE: {
+    char a[256];
+    snprintf(a, sizeof(a), "%.*s", (int)(m.WORKER_GONE.address.len < 255 ? m.WORKER_GONE.address.len : 255),
+             m.WORKER_GONE.address.p);
+    dt__fetch_peer_gone(a);
+    return 0;
+  }
   case DT_OP_CLOSE:
     DT_INFO("scheduler asked us to close");
     dt__worker_stop(0);

@@ -86,6 +86,8 @@ static void usage(void) {
           "                     times nthreads / CPUs); --memory-target, -spill, -pause,\n"
           "                     -terminate: fractions of it (0.6, 0.7, 0.8, 0.95)\n"
           "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n"
+          "  --fetch-timeout D  give up a peer silent for D while fetching from it (default 60s;\n"
+          "                     also $DTASK_FETCH_TIMEOUT)\n"
           DT_SEC_USAGE);
 }
 
@@ -202,6 +204,8 @@ static int worker_main(int argc, char **argv, bool inproc) {
   int nthreads = 1;
   bool nanny = true;
   double death_timeout = 0;
+  if (getenv("DTASK_FETCH_TIMEOUT") && dt__parse_duration(getenv("DTASK_FETCH_TIMEOUT"), &dt__fetch_timeout_s) != 0)
+    dt__fetch_timeout_s = 60;
   const char *mem_limit = "auto";
   dt_sec_args sa = {0};
   w_store *st = &dt__store;
@@ -254,7 +258,12 @@ static int worker_main(int argc, char **argv, bool inproc) {
         return 2;
       }
     } else if (strcmp(a, "--nanny") == 0) nanny = true;
-    else if (strcmp(a, "--death-timeout") == 0 && has) {
+    else if (strcmp(a, "--fetch-timeout") == 0 && has) {
+      if (dt__parse_duration(argv[++i], &dt__fetch_timeout_s) != 0) {
+        fprintf(stderr, "dtask worker: --fetch-timeout: %s\n", dt_last_error());
+        return 2;
+      }
+    } else if (strcmp(a, "--death-timeout") == 0 && has) {
       if (dt__parse_duration(argv[++i], &death_timeout) != 0) {
         fprintf(stderr, "dtask worker: --death-timeout: %s\n", dt_last_error());
         return 2;

@@ -70,6 +70,7 @@ typedef struct w_task {
   int err_code;
   uint64_t dur_ns;
   bool reschedule; /* dt_task_reschedule: not a failure, place it again */
+  double timeout, started; /* deadline (seconds, 0: none) and when it started (cancel.c) */
   struct w_task *next_done; /* pool.c's queue and done list */
 } w_task;
 
@@ -188,7 +189,17 @@ typedef struct {
   char **res_names;
   double *res_amounts, *res_used;
   uint32_t nres;
+  /* cancel.c: cancelled tasks still running, executing tasks with a deadline */
+  dt_vec zombies, timed;
+  uv_timer_t deadline_timer;
+  bool timer_on;
 } w_exec;
+/* cancel.c: a released task still runs (zombie); a task with a deadline
+ * started; a task came back from the pool (forget it in both); ABORT_TASKS */
+void dt__cancel_zombie_add(w_task *t);
+void dt__cancel_timed_add(w_task *t);
+void dt__cancel_returned(w_task *t);
+int dt__cancel_on_abort(const dt_msg *m);
 extern w_exec dt__exec;
 
 /* dt__exec_init: the task table and ready heap; call after main.c set the
@@ -231,6 +242,11 @@ void dt__fetch_kick(const char *key, uint32_t klen);
 void dt__fetch_acquire(const char *key, uint32_t klen, dt_sv from, uint64_t source);
 /* dt__fetch_forget_task: no fetch waits for t any longer */
 void dt__fetch_forget_task(w_task *t);
+/* dt__fetch_peer_gone: WORKER_GONE: the scheduler removed the worker at
+ * addr: close our connection to it (its fetches fail over) */
+void dt__fetch_peer_gone(const char *addr);
+/* a peer silent this long while we wait for its data is given up (0: never) */
+extern double dt__fetch_timeout_s;
 /* dt__fetch_destroy: free the fetches and peers left (connections closed) */
 void dt__fetch_destroy(void);
 
@@ -290,6 +306,7 @@ void dt__link_erred(const char *key, uint32_t klen, int code, const char *func, 
 void dt__link_acquired(const char *key, uint32_t klen, uint64_t nbytes, bool ok, uint64_t src);
 void dt__link_missing(const w_task *t, const char *dep, uint32_t dlen, const char *addr);
 void dt__link_seceded(const char *key);
+void dt__link_released(const char *key, uint32_t klen);
 void dt__link_reschedule(const char *key, uint32_t klen);
 
 /* ---------------------------------------------------------------- actor.c */

@@ -399,6 +399,7 @@ int dt_client_upload_file(dt_client *c, const char *path);
  *   replicate {keys, n, workers} -> copies asked (n nil: every worker)
  *   rebalance {keys, workers} -> moves asked
  *   retry {keys}           -> tasks moved from erred back to run (Client.retry)
+ *   task_spec {key, root}  -> {key, func, state, payload, deps} (recreate_error_locally)
  * Times are seconds since the epoch.  Bad input (an unknown name, an
  * argument of the wrong type) is DT_EINVAL naming it; a missing metadata
  * key DT_ENOTFOUND. */

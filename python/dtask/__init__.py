@@ -35,6 +35,8 @@ from .plugins import (  # noqa: E402
     NannyPlugin, SchedulerPlugin, UploadDirectory, UploadFile, WorkerPlugin)
 from .client_admin import Security  # noqa: E402
 from .aio_completed import as_completed, wait  # noqa: E402,F811  (with async forms)
+from .diagnostics import MemorySampler, performance_report, print, span, warn  # noqa: E402,A004
+from . import protocol  # noqa: E402,F401  (dask_serialize / dask_deserialize)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -46,4 +48,5 @@ __all__ = [
     "get_task_stream", "log_event",
     "Actor", "ActorFuture",
     "WorkerPlugin", "NannyPlugin", "SchedulerPlugin", "UploadFile", "UploadDirectory", "Security",
+    "performance_report", "MemorySampler", "span", "print", "warn",
 ]

@@ -18,6 +18,7 @@ from .aio import AsyncClientMixin, AsyncFutureMixin
 from .serialize import dumps_call
 from .client_state import ClientStateMixin
 from .client_admin import ClientAdmin, _tls_files  # noqa: E402  (management: restart, plugins, run...)
+from .client_diag import ClientDiagMixin, FutureDiagMixin  # noqa: E402  (retry, recreate_error_locally, print, logging)
 
 CancelledError = concurrent.futures.CancelledError
 
@@ -95,7 +96,7 @@ except ImportError:  # dask is optional
     _FutureBase = object
 
 
-class Future(AsyncFutureMixin, _FutureBase):
+class Future(AsyncFutureMixin, FutureDiagMixin, _FutureBase):
     """A remote result.  ``result()`` waits for it and re-raises a remote
     exception with its type, the remote traceback attached as a note.
     Inside ``dask.delayed`` calls and collections it stands for its key: the
@@ -251,7 +252,7 @@ def _c_args(x):
     return x
 
 
-class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin):
+class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, ClientDiagMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 
@@ -279,6 +280,7 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin):
         if set_as_default:
             self._set_default()
         _live_clients.add(self)
+        self._diag_init()  # print/warn from tasks (client_diag.py)
 
     # -------------------------------------------------------- submitting
     @staticmethod
@@ -294,7 +296,8 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin):
         return f"{name}-{h.hexdigest()}"
 
     def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
-               priority=0, allow_other_workers=False, pure=True, actor=False, **kwargs):
+               priority=0, allow_other_workers=False, pure=True, actor=False, fifo_timeout=None,
+               **kwargs):
         """Runs func(*args, **kwargs) on a worker; returns a Future.  Futures
         among the arguments (at any depth) become dependencies.  actor=True:
         func is a class, kept on the worker as an actor (dtask.actor)."""
@@ -317,7 +320,8 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin):
         return Future(cf, self)
 
     def map(self, func, *iterables, key=None, workers=None, retries=None, resources=None,
-            priority=0, allow_other_workers=False, pure=True, batch_size=None, **kwargs):
+            priority=0, allow_other_workers=False, pure=True, batch_size=None, fifo_timeout=None,
+            **kwargs):
         """submit(func, *args) for each set of arguments from the iterables
         (in one message); returns a list of Futures."""
         if not callable(func) and not isinstance(func, cfunc):

@@ -48,3 +48,52 @@ dt_value *dt__query_retry(const dt_value *keys, char *err, size_t errcap) {
   }
   return dt_int(moved);
 }
+
+/* the erred dependency t failed because of, or NULL */
+static s_task *erred_dep(const s_task *t) {
+  for (uint32_t i = 0; i < t->ndeps; i++)
+    if (t->deps[i]->state == TS_ERRED) return t->deps[i];
+  return NULL;
+}
+
+dt_value *dt__query_task_spec(const dt_value *key, bool root, char *err, size_t errcap) {
+  size_t klen;
+  const char *k = key && dt_value_type(key) == DT_STR ? dt_value_str(key, &klen) : NULL;
+  if (!k) {
+    snprintf(err, errcap, "task_spec needs 'key' (a string)");
+    return NULL;
+  }
+  s_task *t = dt__sched_get_task(&dt__srv.s, k, (uint32_t)klen);
+  if (!t) {
+    snprintf(err, errcap, "KeyError: no task '%.*s'", (int)(klen > 200 ? 200 : klen), k);
+    return NULL;
+  }
+  for (int hops = 0; root && t->state == TS_ERRED && hops < 1000000; hops++) {
+    s_task *d = erred_dep(t); /* the failure's root: the task that failed itself */
+    if (!d) break;
+    t = d;
+  }
+  dt_value *spec = NULL, *out = dt_map_new(), *deps = dt_list_new();
+  if (!out || !deps || dt__payload_decode(&t->spec, &spec) != 0) {
+    dt_value_free(out);
+    dt_value_free(deps);
+    snprintf(err, errcap, "the spec of task '%s' cannot be read", t->key);
+    return NULL;
+  }
+  const dt_value *args = dt_value_type(spec) == DT_LIST && dt_list_len(spec) > 0 ? dt_list_get(spec, 0) : NULL;
+  dt_value *payload = NULL;
+  if (args && dt_value_type(args) == DT_LIST) {
+    for (size_t i = 0; i < dt_list_len(args); i++) {
+      const dt_value *a = dt_list_get(args, i);
+      if (i == 0 && dt_value_type(a) == DT_BYTES) payload = dt_value_ref((dt_value *)a);
+      else if (dt_value_type(a) == DT_FUTURE) dt_list_push(deps, dt_str(a->u.fut.key));
+    }
+  }
+  dt_map_set(out, "key", dt_str(t->key));
+  dt_map_set(out, "func", dt_str(t->func));
+  dt_map_set(out, "state", dt_str(dt__task_state_name(t->state)));
+  dt_map_set(out, "payload", payload ? payload : dt_nil());
+  dt_map_set(out, "deps", deps);
+  dt_value_free(spec);
+  return out;
+}

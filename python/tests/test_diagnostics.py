@@ -65,6 +65,10 @@ def test_performance_report_holds_the_block(client, tmp_path):
 
 
 def test_memory_sampler(client):
+    # the workers report their memory with their heartbeats (the first one
+    # within a second or so of starting)
+    assert _poll(lambda: all(w["metrics"]["memory"] > 0
+                             for w in client.scheduler_info()["workers"].values()))
     ms = MemorySampler()
     with ms.sample("run", client=client, interval=0.05):
         client.gather(client.map(lambda i: bytes(1 << 20), range(8)))
@@ -72,7 +76,8 @@ def test_memory_sampler(client):
     with ms.sample("managed", client=client, measure="managed", interval=0.05):
         held = client.map(lambda i: bytes(1 << 20), range(4), pure=False)
         dtask.wait(held)
-        time.sleep(0.15)
+        # the workers report their bytes with their heartbeats
+        _poll(lambda: max(m for _, m in ms.samples["managed"]) >= 4 << 20)
     df = ms.to_pandas()
     assert list(df.columns) == ["run", "managed"]
     assert len(ms.samples["run"]) >= 2
@@ -189,6 +194,9 @@ def test_annotate_priority_orders_a_collection():
     with dtask.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc, \
             dtask.Client(lc, set_as_default=False) as c:
         c.wait_for_workers(1, timeout=30)
+        # slow tasks first: the scheduler then sends the worker one task
+        # beyond its thread (its capacity follows the mean task time)
+        c.gather(c.map(_block, [0.05] * 4, pure=False))
 
         def run(prio):
             blocker = c.submit(_block, 0.5, pure=False)

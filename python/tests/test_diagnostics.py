@@ -348,3 +348,26 @@ def test_refused_with_a_clear_error(client):
         client.profile()
     with pytest.raises(NotImplementedError, match="client.run"):
         client.benchmark_hardware()
+
+
+def test_report_opens_in_chromium(client, tmp_path):
+    """tests/browser/report.mjs: the report in headless Chromium, network
+    blocked: no console errors, every task drawn (skipped without Chromium
+    or playwright-core, as tests/browser_test.c is)."""
+    import shutil
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "tests", "browser", "report.mjs")
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not (os.access(chromium, os.X_OK) and shutil.which("node") and os.path.exists(
+            os.path.join(root, "tests", "browser", "node_modules", "playwright-core"))):
+        pytest.skip("needs Chromium, node and tests/browser/node_modules (scripts/test.sh)")
+    path = tmp_path / "report.html"
+    with dtask.performance_report(filename=str(path)):
+        client.gather(client.map(_inc, range(40), pure=False))
+        client.submit(_div, 1, 0).exception()
+    out = subprocess.run(["node", script, str(path), "41"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "41 tasks drawn" in out.stdout

@@ -406,6 +406,8 @@ int dt_client_upload_file(dt_client *c, const char *path);
  *                             [[level, line]...] / {worker address: [...]}
  *   replicate {keys, n, workers} -> copies asked (n nil: every worker)
  *   rebalance {keys, workers} -> moves asked
+ *   retry {keys}           -> tasks moved from erred back to run (Client.retry)
+ *   task_spec {key, root}  -> {key, func, state, payload, deps} (recreate_error_locally)
  * Times are seconds since the epoch.  Bad input (an unknown name, an
  * argument of the wrong type) is DT_EINVAL naming it; a missing metadata
  * key DT_ENOTFOUND. */
@@ -426,6 +428,10 @@ int dt_client_get_events(dt_client *c, const char *topic, int timeout_ms, dt_val
  * (consumed) under topic on the scheduler; it arrives before the task's
  * result.  DT_EINVAL outside a worker. */
 int dt_log_event(const char *topic, dt_value *msg);
+/* dt_client_retry: Dask's Client.retry: each failed (DT_ERROR) future of
+ * fs goes back to DT_PENDING and the scheduler runs its task again, with
+ * the failed tasks it depends on (query "retry"); others are left alone. */
+int dt_client_retry(dt_client *c, dt_future *const *fs, size_t n, int timeout_ms);
 
 /* ---------------------------------------------------------------- futures */
 

@@ -49,6 +49,8 @@ try:  # as distributed: its config is dask's
 except ImportError:  # dask is optional
     dask = None
     config = {}
+from .diagnostics import MemorySampler, performance_report, print, span, warn  # noqa: E402,A004
+from . import protocol  # noqa: E402,F401  (dask_serialize / dask_deserialize)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -64,4 +66,5 @@ __all__ = [
     "InstallPlugin", "Nanny", "PipInstall", "SSHCluster", "Scheduler", "SpecCluster",
     "SubprocessCluster", "TimeoutError", "Worker", "config", "connect", "dask",
     "get_task_metadata", "local_client", "rpc", "sync", "widgets", "NotAvailableInDtask",
+    "performance_report", "MemorySampler", "span", "print", "warn",
 ]

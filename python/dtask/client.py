@@ -19,6 +19,7 @@ from .compat import CompatClientMixin
 from .serialize import dumps_call
 from .client_state import ClientStateMixin
 from .client_admin import ClientAdmin, _tls_files  # noqa: E402  (management: restart, plugins, run...)
+from .client_diag import ClientDiagMixin, FutureDiagMixin  # noqa: E402  (retry, recreate_error_locally, print, logging)
 
 CancelledError = concurrent.futures.CancelledError
 
@@ -96,7 +97,7 @@ except ImportError:  # dask is optional
     _FutureBase = object
 
 
-class Future(AsyncFutureMixin, _FutureBase):
+class Future(AsyncFutureMixin, FutureDiagMixin, _FutureBase):
     """A remote result.  ``result()`` waits for it and re-raises a remote
     exception with its type, the remote traceback attached as a note.
     Inside ``dask.delayed`` calls and collections it stands for its key: the
@@ -267,7 +268,8 @@ def _c_args(x):
     return x
 
 
-class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, CompatClientMixin):
+class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, ClientDiagMixin,
+             CompatClientMixin):
     """Connects to a dtask scheduler: ``Client(cluster)``, ``Client("host:port")``,
     or ``Client()`` to start a LocalCluster, as dask.distributed does."""
 
@@ -298,6 +300,7 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
         if set_as_default:
             self._set_default()
         _live_clients.add(self)
+        self._diag_init()  # print/warn from tasks (client_diag.py)
 
     # -------------------------------------------------------- submitting
     @staticmethod
@@ -314,6 +317,7 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
 
     def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
                priority=0, allow_other_workers=False, pure=True, actor=False, timeout=None,
+               fifo_timeout=None,
                **kwargs):
         """Runs func(*args, **kwargs) on a worker; returns a Future.  Futures
         among the arguments (at any depth) become dependencies.  actor=True:
@@ -339,7 +343,8 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Com
         return Future(cf, self)
 
     def map(self, func, *iterables, key=None, workers=None, retries=None, resources=None,
-            priority=0, allow_other_workers=False, pure=True, batch_size=None, **kwargs):
+            priority=0, allow_other_workers=False, pure=True, batch_size=None, fifo_timeout=None,
+            **kwargs):
         """submit(func, *args) for each set of arguments from the iterables
         (in one message); returns a list of Futures."""
         if not callable(func) and not isinstance(func, cfunc):

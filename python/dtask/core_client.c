@@ -470,6 +470,23 @@ static PyObject *client_progress(ClientObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* retry(cfutures, timeout_ms): Client.retry */
+static PyObject *client_retry(ClientObject *self, PyObject *args) {
+  PyObject *l;
+  int timeout_ms = 30000;
+  if (!PyArg_ParseTuple(args, "O|i", &l, &timeout_ms)) return NULL;
+  if (!client_ok(self)) return NULL;
+  dt_future **fs;
+  size_t n;
+  if (core_futures_of(l, &fs, &n)) return NULL;
+  int rc;
+  dt_client *c = self->c;
+  Py_BEGIN_ALLOW_THREADS rc = dt_client_retry(c, fs, n, timeout_ms);
+  Py_END_ALLOW_THREADS free(fs);
+  if (rc) return core_raise(rc);
+  Py_RETURN_NONE;
+}
+
 /* ---- tasks from tasks */
 
 /* fire_and_forget(cfutures) */
@@ -522,6 +539,7 @@ static PyMethodDef client_methods[] = {
     {"retire_workers", (PyCFunction)client_retire_workers, METH_VARARGS, NULL},
     {"progress", (PyCFunction)client_progress, METH_VARARGS, NULL},
     {"query", (PyCFunction)client_query, METH_VARARGS, NULL},
+    {"retry", (PyCFunction)client_retry, METH_VARARGS, NULL},
     {"close", (PyCFunction)client_close, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 

@@ -79,6 +79,106 @@ def _nodes(dsk, outputs, client=None, ext=None):
     return nodes
 
 
+# ---------------------------------------------------------------- annotations
+# dask.annotate(priority=, retries=, resources=, workers=, allow_other_workers=)
+# as Dask's client reads them: the graph layers' annotations (HighLevelGraph)
+# or the expression's (__dask_annotations__), and dask.get_annotations() at
+# the call.  Optimization may fuse annotated tasks away, as in Dask.
+_ANN = ("priority", "retries", "resources", "workers", "allow_other_workers")
+
+
+def _annotations_of(obj):
+    """{dtask key: {option: value}} from a graph or collection's annotations."""
+    out = {}
+    g = obj.__dask_graph__() if hasattr(obj, "__dask_graph__") else obj
+    layers = getattr(g, "layers", None)
+    if layers:
+        for layer in layers.values():
+            ann = getattr(layer, "annotations", None)
+            if not ann:
+                continue
+            ann = {k: v for k, v in ann.items() if k in _ANN}
+            if not ann:
+                continue
+            for key in layer.keys():
+                out[dtask_key(key)] = {k: (v(key) if callable(v) else v) for k, v in ann.items()}
+    elif hasattr(obj, "__dask_graph__"):
+        try:
+            from dask.base import collections_to_expr
+
+            per = collections_to_expr([obj], False).__dask_annotations__()
+        except Exception:
+            per = {}
+        for name, bykey in per.items():
+            if name in _ANN:
+                for key, v in bykey.items():
+                    out.setdefault(dtask_key(key), {})[name] = v
+    return out
+
+
+def _call_annotations():
+    import dask
+
+    return {k: v for k, v in dask.get_annotations().items() if k in _ANN}
+
+
+def _opts(base, ann):
+    from .client import _resources, _workers
+
+    o = dict(base)
+    if "priority" in ann and ann["priority"] is not None:
+        o["priority"] = int(ann["priority"])
+    if "retries" in ann and ann["retries"] is not None:
+        o["retries"] = int(ann["retries"])
+    if "resources" in ann:
+        o["resources"] = _resources(ann["resources"])
+    if "workers" in ann:
+        o["workers"] = _workers(ann["workers"])
+    if "allow_other_workers" in ann:
+        o["allow_other_workers"] = bool(ann["allow_other_workers"])
+    return o
+
+
+def _submit(client, nodes, outputs, opts, ann):
+    """graph_submit with per-key options: nodes (in dependency order) go in
+    batches of equal options, each batch in one message, a later batch
+    depending on an earlier one's futures; returns the CFutures of outputs."""
+    glob = _call_annotations()
+    if not ann and not glob:
+        return client._c.graph_submit(nodes, outputs, **opts) if outputs else []
+    key_opts = {}
+    for n in nodes:
+        a = dict(glob)
+        a.update({k: (v(n[0]) if callable(v) else v) for k, v in glob.items()})
+        a.update(ann.get(n[0], {}))
+        o = _opts(opts, a)
+        key_opts[n[0]] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in o.items()))
+    if len(set(key_opts.values())) <= 1:
+        o = dict((k, list(v) if isinstance(v, tuple) else v) for k, v in next(iter(key_opts.values()), ())) \
+            if key_opts else opts
+        return client._c.graph_submit(nodes, outputs, **o) if outputs else []
+    done = {}  # key -> CFuture of the batches sent
+    remaining = list(nodes)
+    while remaining:
+        group = key_opts[remaining[0][0]]
+        batch, inb, rest = [], set(), []
+        for n in remaining:
+            ok = key_opts[n[0]] == group and all(
+                not isinstance(d, str) or d in done or d in inb for d in n[3])
+            if ok:
+                batch.append(n)
+                inb.add(n[0])
+            else:
+                rest.append(n)
+        batch = [(k, f, p, [done.get(d, d) if isinstance(d, str) else d for d in deps])
+                 for k, f, p, deps in batch]
+        o = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group}
+        keys = [n[0] for n in batch]
+        done.update(zip(keys, client._c.graph_submit(batch, keys, **o)))
+        remaining = rest
+    return [done[k] for k in outputs]
+
+
 def _graph(dsk):
     if hasattr(dsk, "__dask_graph__"):
         dsk = dsk.__dask_graph__()
@@ -92,6 +192,7 @@ def get(client, dsk, keys, sync=True, **kwargs):
     """Runs the graph on the cluster and returns the results of keys, in the
     same structure (a key, or nested lists of keys); sync=False: Futures in
     that structure instead, as Dask's Client.get."""
+    ann = _annotations_of(dsk)
     dsk = _graph(dsk)
     flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
     outs = list(dict.fromkeys(flat))
@@ -101,7 +202,7 @@ def get(client, dsk, keys, sync=True, **kwargs):
             raise KeyError(f"key {k!r} is not in the graph")
     run = [k for k in outs if k not in ext]
     nodes = _nodes(dsk, run, client, ext)
-    cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in run]) if run else []
+    cfs = _submit(client, nodes, [dtask_key(k) for k in run], {}, ann) if run else []
     byk = dict(zip(run, cfs))
     futs = [Future(byk[k] if k in byk else ext[k], client) for k in outs]
     res = dict(zip(outs, futs if not sync else client.gather(futs)))
@@ -128,6 +229,9 @@ def _optimized(c, optimize_graph, finalize=False):
 
 def compute(client, collections, optimize_graph=True, **kwargs):
     """One future per collection, whose result is the computed value."""
+    ann = {}
+    for c in collections:
+        ann.update(_annotations_of(c))
     futures = []
     for c in collections:
         expr = _optimized(c, optimize_graph, finalize=True)
@@ -141,7 +245,7 @@ def compute(client, collections, optimize_graph=True, **kwargs):
             futures.append(Future(ext[flat[0]], client))
             continue
         if len(flat) == 1:
-            (cf,) = client._c.graph_submit(nodes, [dtask_key(flat[0])])
+            (cf,) = _submit(client, nodes, [dtask_key(flat[0])], {}, ann)
             futures.append(Future(cf, client))
             continue
 
@@ -153,7 +257,7 @@ def compute(client, collections, optimize_graph=True, **kwargs):
         payload, deps = dumps_call(_finalize, (_identity, refs(keys), ()), {}, Future)
         fkey = f"finalize-{uuid.uuid4().hex}"
         nodes.append((fkey, "py:finalize", payload, deps))
-        (cf,) = client._c.graph_submit(nodes, [fkey])
+        (cf,) = _submit(client, nodes, [fkey], {}, ann)
         futures.append(Future(cf, client))
     return futures
 
@@ -164,6 +268,9 @@ def persist(client, collections, optimize_graph=True, **opts):
     of futures, one per key, so later computations start from them."""
     from dask._expr import CompositeExpr
 
+    ann = {}
+    for c in collections:
+        ann.update(_annotations_of(c))
     out = []
     for c in collections:
         expr = _optimized(c, optimize_graph)
@@ -172,7 +279,7 @@ def persist(client, collections, optimize_graph=True, **opts):
         ext = {}
         run = [k for k in keys if not (k not in dsk and _external(client, dsk, k, ext))]
         nodes = _nodes(dsk, run, client, ext)
-        cfs = client._c.graph_submit(nodes, [dtask_key(k) for k in run], **opts) if run else []
+        cfs = _submit(client, nodes, [dtask_key(k) for k in run], opts, ann) if run else []
         futs = {k: Future(cf, client) for k, cf in zip(run, cfs)}
         for k in keys:
             if k not in futs:

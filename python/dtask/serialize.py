@@ -55,6 +55,8 @@ class FastPickler(pickle.Pickler):
     def reducer_override(self, obj):
         t = type(obj)
         if t is not FunctionType and t is not type:
+            if _dask_ser_on:  # dtask.protocol.dask_serialize registrations
+                return _dask_reduce(obj, t)
             return NotImplemented
         hit = _fn_cache.get(id(obj))
         if hit is not None and hit[0] is obj:
@@ -67,6 +69,44 @@ class FastPickler(pickle.Pickler):
             _fn_cache.clear()
         _fn_cache[id(obj)] = (obj, red)
         return red
+
+
+_DASK_SER = None  # (dask_serialize, dask_deserialize): set by dtask.protocol
+_dask_ser_on = False
+_dask_ser_cache = {}  # type -> serializer function, or None
+
+
+def _dask_ser_changed():
+    global _dask_ser_on
+    _dask_ser_on = True
+    _dask_ser_cache.clear()
+
+
+def _dask_reduce(obj, t):
+    """A type registered with dtask.protocol.dask_serialize: (header, frames)."""
+    try:
+        fn = _dask_ser_cache[t]
+    except KeyError:
+        try:
+            fn = _DASK_SER[0].dispatch(t) if _DASK_SER is not None else None
+        except TypeError:  # not registered
+            fn = None
+        if t.__module__ == "builtins":
+            fn = None  # never divert builtins: ints, lists, dicts...
+        if fn is not None:
+            try:  # the deserializer travels along: the receiver need not register it
+                fn = (fn, _DASK_SER[1].dispatch(t))
+            except TypeError:
+                fn = None
+        _dask_ser_cache[t] = fn
+    if fn is None:
+        return NotImplemented
+    header, frames = fn[0](obj)
+    return _dask_deserialize, (fn[1], header, [bytes(f) for f in frames])
+
+
+def _dask_deserialize(deserialize, header, frames):
+    return deserialize(header, frames)
 
 
 def _persistent_id(self, obj):

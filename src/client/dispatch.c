@@ -31,7 +31,8 @@ static int on_key_in_memory(dt_client *c, const dt_msg *msg) {
     dt_payload p = {(char *)m->inline_.p, m->inline_.len, NULL, 0};
     if (dt__payload_decode(&p, &f->value) != 0) f->value = NULL; /* then fetch it */
   }
-  if (f->status == DT_ERROR && f->err_code == DT_ELOST) f->status = DT_PENDING;
+  /* lost and found again, or failed and retried (Client.retry of a dependent) */
+  if (f->status == DT_ERROR) f->status = DT_PENDING;
   dt__future_finish(f, DT_FINISHED);
   if (f->want_value) (void)dt__client_want_fetch(c, f); /* no memory: a waiter queues it */
   return 0;

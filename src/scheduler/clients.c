@@ -58,7 +58,10 @@ void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen
   dt__vec1_push(&t->wanted_by, c);
   if (t->state == TS_MEMORY) dt__ev_in_memory(s, c, t, NULL, 0);
   else if (t->state == TS_ERRED) dt__ev_erred(s, c, t);
-  else if (t->state == TS_RELEASED) dt__task_want(s, t);
+  else if (t->state == TS_RELEASED) {
+    dt__task_want(s, t);
+    dt__place_fill(s); /* a root wanted again is queued: place it now */
+  }
 }
 
 void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen) {

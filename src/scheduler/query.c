@@ -529,6 +529,18 @@ static int q_call_stack(q_ctx *q) {
               "use get_task_stream or processing to see what runs where");
 }
 
+static int q_retry(q_ctx *q) { /* retry.c: Client.retry */
+  const dt_value *keys;
+  if (arg_strs(q, "keys", &keys, NULL)) return -1;
+  return (q->out = dt__query_retry(keys, q->err, sizeof(q->err))) ? 0 : -1;
+}
+static int q_task_spec(q_ctx *q) {
+  const dt_value *r = arg(q, "root");
+  q->out = dt__query_task_spec(arg(q, "key"), !r || dt_value_type(r) != DT_BOOL || dt_value_bool(r),
+                               q->err, sizeof(q->err));
+  return q->out ? 0 : -1;
+}
+
 typedef int (*q_fn)(q_ctx *);
 static const struct {
   const char *name;
@@ -544,7 +556,8 @@ static const struct {
     {"task_stream", PEER_CLIENT, q_task_stream},
     {"logs", PEER_CLIENT, q_logs},             {"worker_logs", PEER_CLIENT, q_worker_logs},
     {"replicate", PEER_CLIENT, q_replicate},   {"rebalance", PEER_CLIENT, q_rebalance},
-    {"call_stack", PEER_CLIENT, q_call_stack},
+    {"call_stack", PEER_CLIENT, q_call_stack}, {"retry", PEER_CLIENT, q_retry},
+    {"task_spec", PEER_CLIENT, q_task_spec},
 };
 
 /* ---------------------------------------------------------------- messages */

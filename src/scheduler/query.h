@@ -54,4 +54,18 @@ void dt__query_worker_leaves(s_worker *w);
 /* dt__query_free_all: at exit, and after a fuzz input */
 void dt__query_free_all(void);
 
+/* ---- retry.c (scheduler thread): the "retry" query (Client.retry) */
+/* dt__query_retry: each named ERRED task and the ERRED tasks it depends on
+ * go ERRED -> RELEASED and are wanted again (WAITING, then placed), as
+ * Dask's stimulus_retry; keys is a string or a list of strings.  Returns
+ * the number of tasks moved (an int value), or NULL with err filled. */
+dt_value *dt__query_retry(const dt_value *keys, char *err, size_t errcap);
+/* dt__sched_retry: the same for one task; returns the tasks moved */
+int dt__sched_retry(sched *s, s_task *t);
+/* dt__query_task_spec: the "task_spec" query (recreate_error_locally):
+ * {key, func, state, payload: the first argument when it is bytes (a
+ * Python call), deps: the keys of its future arguments, in order}; root:
+ * for an ERRED task, the dependency whose own failure it inherited. */
+dt_value *dt__query_task_spec(const dt_value *key, bool root, char *err, size_t errcap);
+
 #endif

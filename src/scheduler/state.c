@@ -34,7 +34,7 @@ static const uint16_t allowed[TS_COUNT] = {
     [TS_QUEUED] = B(PROCESSING) | B(MEMORY) | B(ERRED) | B(RELEASED),
     [TS_PROCESSING] = B(MEMORY) | B(WAITING) | B(ERRED) | B(RELEASED),
     [TS_MEMORY] = B(RELEASED),
-    [TS_ERRED] = B(MEMORY) | B(FORGOTTEN),
+    [TS_ERRED] = B(MEMORY) | B(RELEASED) | B(FORGOTTEN), /* released: retry */
     [TS_FORGOTTEN] = 0,
 };
 #undef B

@@ -36,7 +36,8 @@
  *   MEMORY     the result is held by a worker
  *              -> RELEASED (nobody needs it, or its last copy was lost)
  *   ERRED      it (or a dependency) failed
- *              -> MEMORY (scattered over), FORGOTTEN
+ *              -> MEMORY (scattered over), RELEASED (Client.retry: then
+ *                 wanted again, retry.c), FORGOTTEN
  *   FORGOTTEN  removed (no client wants it, no dependent needs it); its
  *              memory lives until the events are drained
  */

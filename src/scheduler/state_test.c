@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "scheduler/sched_int.h"
+#include "scheduler/query.h"
 
 /* tests list tasks with short positional initialisers */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -256,6 +257,33 @@ static void test_retries(void **state) {
   dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "flaky again");
   assert_int_equal(state_of("a"), TS_ERRED); /* out of retries */
   dt__sched_client_release(&S, c, "a", 1);
+  assert_int_equal(S.tasks.len, 0);
+}
+
+/* Client.retry: the failed root and its failed dependent run again */
+static void test_retry_erred(void **state) {
+  (void)state;
+  s_worker *w = add_worker("w1", 1);
+  s_client *c = dt__sched_add_client(&S, newconn(), "c");
+  msg ms[16];
+  submit(c, (tdef[]){{"a"}, {"b", {"a"}}}, 2, (const char *[]){"b"}, 1);
+  take_msgs(w->conn, ms, 16);
+  dt__sched_task_erred(&S, w, "a", 1, DT_ETASK, "f", "once");
+  assert_int_equal(state_of("b"), TS_ERRED);
+  check();
+  s_task *b = dt__sched_get_task(&S, "b", 1);
+  assert_int_equal(dt__sched_retry(&S, b), 2); /* b and its root a */
+  assert_int_equal(state_of("a"), TS_PROCESSING);
+  assert_int_equal(state_of("b"), TS_WAITING);
+  assert_int_equal(count_op(ms, take_msgs(w->conn, ms, 16), SEV_COMPUTE, "a"), 1);
+  check();
+  assert_int_equal(dt__sched_retry(&S, b), 0); /* not erred: left alone */
+  finish(w, "a");
+  finish(w, "b");
+  assert_int_equal(state_of("b"), TS_MEMORY);
+  assert_int_equal(count_op(ms, take_msgs(c->conn, ms, 16), SEV_IN_MEMORY, "b"), 1);
+  check();
+  dt__sched_client_release(&S, c, "b", 1);
   assert_int_equal(S.tasks.len, 0);
 }
 
@@ -704,6 +732,7 @@ static void test_transition_table(void **state) {
   assert_false(dt__task_transition_ok(TS_MEMORY, TS_ERRED));
   assert_false(dt__task_transition_ok(TS_MEMORY, TS_FORGOTTEN));
   assert_false(dt__task_transition_ok(TS_ERRED, TS_WAITING));
+  assert_true(dt__task_transition_ok(TS_ERRED, TS_RELEASED)); /* retry */
   assert_false(dt__task_transition_ok(TS_QUEUED, TS_QUEUED));
   for (int st = 0; st < TS_COUNT; st++) assert_false(dt__task_transition_ok(TS_FORGOTTEN, st));
   assert_false(dt__task_transition_ok(-1, TS_WAITING));
@@ -832,6 +861,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_diamond_releases_intermediates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_propagates_to_dependents, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retries, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_retry_erred, setup, teardown),
       cmocka_unit_test_setup_teardown(test_root_tasks_queue_on_scheduler, setup, teardown),
       cmocka_unit_test_setup_teardown(test_placement_follows_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restrictions_and_resources, setup, teardown),

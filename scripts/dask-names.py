@@ -59,7 +59,7 @@ NOTES = {
     "Client.profile": "refused: workers do not sample stacks",
     "Client.benchmark_hardware": "refused: see bench/ for dtask's own measurements",
     "Client.subscribe_topic": "differs: polled every 100 ms (Dask's scheduler pushes)",
-    "Client.get_task_stream": "differs: plot= refused (no Bokeh)",
+    "Client.get_task_stream": "differs: plot=True refused (no Bokeh); plot='save' writes a standalone HTML page and gives its path",
     "Client.dump_cluster_state": "differs: dtask's own layout",
     "Client.story": "differs: from a bounded ring of recent transitions",
     "Client.rebalance": "differs: by bytes, results held by one worker only",

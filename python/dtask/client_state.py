@@ -190,10 +190,7 @@ class ClientStateMixin:
                         bokeh_resources=None):
         """The recently finished tasks, as Dask's records: {key, worker,
         status, nbytes, startstops: [{action: 'compute', start, stop}], ...}."""
-        if plot:
-            raise NotImplementedError(
-                "dtask draws no Bokeh figures: get_task_stream(plot=...) is not available; "
-                "use the data it returns, or the dashboard's task stream")
+        _check_plot(plot)
         args = {}
         if start is not None:
             args["start"] = _when(start)
@@ -208,6 +205,8 @@ class ClientStateMixin:
             r.setdefault("type", None)
             r.setdefault("typename", None)
             r.setdefault("metadata", {})
+        if plot == "save":
+            return rows, _save_stream(rows, filename or "task-stream.html")
         return rows
 
     def get_scheduler_logs(self, n=None):
@@ -317,15 +316,38 @@ def _plain(x):
     return repr(x)
 
 
+def _check_plot(plot):
+    if plot not in (False, None, "save"):
+        raise NotImplementedError(
+            "dtask draws no Bokeh figures: get_task_stream(plot=True) is not available; "
+            "plot='save' writes the task stream to a standalone HTML file (filename=)")
+
+
+def _save_stream(rows, filename):
+    """Writes the task stream of rows as a standalone HTML page (the
+    performance report's drawing); returns the file's path (Dask returns a
+    Bokeh figure there)."""
+    from .diagnostics import render_report
+
+    starts = [ss["start"] for r in rows for ss in r.get("startstops", ())]
+    stops = [ss["stop"] for r in rows for ss in r.get("startstops", ())]
+    t0 = min(starts) if starts else time.time()
+    t1 = max(stops) if stops else t0
+    with open(filename, "w", encoding="utf-8") as f:
+        f.write(render_report(rows, {}, [], t0, t1))
+    return filename
+
+
 class get_task_stream:
     """Collects the task stream of the tasks run inside the block, as Dask's
-    ``with get_task_stream() as ts: ...; ts.data``."""
+    ``with get_task_stream() as ts: ...; ts.data``; plot='save' also writes
+    it to filename as a standalone HTML page (``ts.figure`` is its path)."""
 
     def __init__(self, client=None, plot=False, filename="task-stream.html"):
-        if plot:
-            raise NotImplementedError(
-                "dtask draws no Bokeh figures: get_task_stream(plot=...) is not available")
+        _check_plot(plot)
         self.client = client
+        self.plot, self.filename = plot, filename
+        self.figure = None
         self.data = []
 
     def __enter__(self):
@@ -336,6 +358,8 @@ class get_task_stream:
 
     def __exit__(self, *exc):
         self.data.extend(self.client.get_task_stream(start=self.start))
+        if self.plot == "save":
+            self.figure = _save_stream(self.data, self.filename)
         return False
 
 

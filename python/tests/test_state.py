@@ -143,8 +143,20 @@ def test_task_stream(client):
         assert r["worker"] in addrs and r["status"] == "OK"
     recs = client.get_task_stream(count=2)
     assert len(recs) == 2
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="plot='save'"):
         client.get_task_stream(plot=True)
+
+
+def test_task_stream_plot_save(client, tmp_path):
+    out = str(tmp_path / "ts.html")
+    with dtask.get_task_stream(plot="save", filename=out) as ts:
+        client.gather(client.map(_inc, range(3), key=[f"st-save-{i}" for i in range(3)]))
+    assert ts.figure == out
+    page = open(out).read()
+    assert page.startswith("<!DOCTYPE html>") or "<html" in page[:200]
+    assert all(f"st-save-{i}" in page for i in range(3))
+    rows, path = client.get_task_stream(plot="save", filename=str(tmp_path / "b.html"))
+    assert path.endswith("b.html") and {f"st-save-{i}" for i in range(3)} <= {r["key"] for r in rows}
 
 
 def test_logs(client):

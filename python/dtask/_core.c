@@ -200,6 +200,7 @@ static PyMethodDef mod_methods[] = {
     {"task_secede", core_mod_task_secede, METH_NOARGS, "secede the current task"},
     {"task_rejoin", core_mod_task_rejoin, METH_NOARGS, "rejoin the current task"},
     {"task_info", core_mod_task_info, METH_NOARGS, "where the current task runs, or None"},
+    {"transfer_log", core_mod_transfer_log, METH_VARARGS, "this worker's transfer log"},
     {"log_event", mod_log_event, METH_VARARGS, "log_event(topic, msg): from a task on a worker"},
     {NULL, NULL, 0, NULL}};
 

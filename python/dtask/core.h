@@ -93,6 +93,7 @@ PyObject *core_mod_task_client(PyObject *m, PyObject *unused);
 PyObject *core_mod_task_secede(PyObject *m, PyObject *unused);
 PyObject *core_mod_task_rejoin(PyObject *m, PyObject *unused);
 PyObject *core_mod_task_info(PyObject *m, PyObject *unused);
+PyObject *core_mod_transfer_log(PyObject *m, PyObject *args);
 
 /* ---- actors (core_actor.c) */
 /* core_actor_init: adds actor_call to the module m and registers the

@@ -165,3 +165,16 @@ PyObject *core_mod_task_info(PyObject *m, PyObject *unused) {
                        dt_task_worker_name(t), "nthreads", dt_task_worker_nthreads(t),
                        "scheduler", dt_task_scheduler_address(t), "key", dt_task_key(t));
 }
+
+/* transfer_log(outgoing): this worker process's transfer log (Dask's
+ * incoming_transfer_log / outgoing_transfer_log entries) */
+PyObject *core_mod_transfer_log(PyObject *m, PyObject *args) {
+  (void)m;
+  int outgoing = 0;
+  if (!PyArg_ParseTuple(args, "p", &outgoing)) return NULL;
+  dt_value *l = dt__worker_transfer_log(outgoing != 0);
+  if (!l) return PyErr_NoMemory();
+  PyObject *r = core_from_value(l, 1);
+  dt_value_free(l);
+  return r;
+}

@@ -115,6 +115,23 @@ class WorkerInfo:
     def contact_address(self):
         return self.address
 
+    @property
+    def incoming_transfer_log(self):
+        """The last results this worker fetched from peers (Dask's entries:
+        start, stop, middle, duration, who, keys {key: nbytes}, total,
+        bandwidth), oldest first."""
+        import collections
+
+        return collections.deque(_core.transfer_log(False), maxlen=100000)
+
+    @property
+    def outgoing_transfer_log(self):
+        """The last results this worker sent to peers and clients (logged as
+        the reply is written: duration 0), oldest first."""
+        import collections
+
+        return collections.deque(_core.transfer_log(True), maxlen=100000)
+
     def __repr__(self):
         return f"<Worker {self.name!r}: {self.address}, threads: {self.nthreads}>"
 

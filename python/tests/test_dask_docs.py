@@ -921,9 +921,7 @@ def test_plugins_builtin(client, tmp_path):
 
 
 def test_diagnostics_transfer_logs(client):
-    outgoing = _xfail_if_missing(
-        lambda: client.run(lambda dask_worker: dask_worker.outgoing_transfer_log),
-        "the worker object of client.run(dask_worker=) has no transfer logs")
+    outgoing = client.run(lambda dask_worker: dask_worker.outgoing_transfer_log)
     incoming = client.run(lambda dask_worker: dask_worker.incoming_transfer_log)
     assert set(outgoing) == set(incoming) == set(client.scheduler_info()["workers"])
 

@@ -219,3 +219,23 @@ def test_bad_input_is_a_clear_error(client):
     with pytest.raises(ValueError):
         client.dump_cluster_state("x", format="xml")
     assert len(client.ncores()) == 2  # the connection is fine
+
+
+def test_transfer_logs(client):
+    a0, a1 = _addrs(client)
+    big = client.submit(lambda: b"x" * 100_000, workers=[a0], key="st-xfer-a", pure=False)
+    big.result()
+    n = client.submit(len, big, workers=[a1], key="st-xfer-b", pure=False)
+    assert n.result() == 100_000
+
+    def logs(dask_worker):
+        return list(dask_worker.incoming_transfer_log), list(dask_worker.outgoing_transfer_log)
+
+    got = client.run(logs)
+    inc = [e for e in got[a1][0] if "st-xfer-a" in e["keys"]]
+    out = [e for e in got[a0][1] if "st-xfer-a" in e["keys"]]
+    assert inc and inc[-1]["who"] == a0 and inc[-1]["total"] == inc[-1]["keys"]["st-xfer-a"]
+    assert inc[-1]["total"] >= 100_000 and inc[-1]["start"] <= inc[-1]["stop"]
+    assert out and out[-1]["who"].startswith("tcp://127.0.0.1:") and out[-1]["total"] >= 100_000
+    assert set(inc[-1]) >= {"start", "stop", "middle", "duration", "who", "keys", "total",
+                            "bandwidth"}

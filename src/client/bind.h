@@ -54,6 +54,11 @@ int dt__scheduler_main(int argc, char **argv);
 /* dt__worker_inproc, dt__worker_inproc_stop: a worker on a thread of this
  * process, and its stop (see src/worker/worker.h) */
 int dt__worker_inproc(int argc, char **argv);
+/* dt__worker_transfer_log: this worker process's last transfers from
+ * (outgoing false) or to (true) peers, oldest first, as Dask's transfer log
+ * entries (maps of start, stop, middle, duration, who, keys, total,
+ * bandwidth); a new list, or NULL when out of memory.  Any thread. */
+dt_value *dt__worker_transfer_log(bool outgoing);
 bool dt__worker_inproc_stop(void);
 
 #endif

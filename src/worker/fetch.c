@@ -33,6 +33,7 @@ typedef struct w_fetch {
   bool keep;       /* ACQUIRE: keep it (a retiring worker's result) */
   bool no_shm;     /* the peer's shared memory could not be used: TCP */
   uint64_t source; /* ... and tell the scheduler, naming that worker */
+  double sent_at;  /* wall clock of the last GET_DATA (the transfer log) */
 } w_fetch;
 
 /* a connection we opened to a peer worker, to fetch */
@@ -166,6 +167,7 @@ static void fetch_send(w_fetch *f) {
       F.timer_on = true;
     }
     dt__vec_push(&p->fetches, f);
+    f->sent_at = dt__transfer_now();
     dt_enc e;
     dt__e_begin(&e, dt__conn_out(p->conn), DT_OP_GET_DATA);
     dt__e_uint(&e, f->req);
@@ -255,6 +257,7 @@ static int on_data(dt_conn *c, const dt_msg *msg) {
       snprintf(nm, sizeof(nm), "%.*s", (int)it.shm.len, it.shm.p);
       dt_blob *b = dt__blob_open_shared((int)it.shm_pid, (int)it.shm_fd, nm, it.shm_offset + it.shm_len);
       if (b) {
+        if (ours) dt__transfer_log(false, f->sent_at, c->peer, key, klen, it.shm_len);
         dep_arrived(key, klen, dt__bytes_of_blob(b, b->data + it.shm_offset, it.shm_len));
       } else if (ours) {
         DT_INFO("cannot map %s's memory for %.*s: fetching it over TCP", c->peer, (int)klen, key);
@@ -265,6 +268,7 @@ static int on_data(dt_conn *c, const dt_msg *msg) {
     } else {
       dt_value *v = NULL;
       int rc = it.found ? dt__pref_decode(&it.value, &v) : DT_ENOTFOUND;
+      if (rc == 0 && ours) dt__transfer_log(false, f->sent_at, c->peer, key, klen, dt__value_nbytes(v));
       if (rc == 0) dep_arrived(key, klen, v);
       else if (ours) fetch_send(f); /* next address, or fail */
     }

@@ -53,10 +53,15 @@ int dt__serve_get_data(dt_conn *c, const dt_msg *msg) {
       dt__e_uint(&e, (uint64_t)fd);
       dt__e_uint(&e, (uint64_t)(d->v->u.bytes.p - d->v->u.bytes.blob->data));
       dt__e_uint(&e, d->v->u.bytes.len);
+      dt__transfer_log(true, 0, c->peer, key, klen, d->v->u.bytes.len);
       continue;
     }
-    if (d) dt__e_value(&e, d->v); /* writes a nil payload if it cannot encode */
-    else dt__e_empty_payload(&e);
+    if (d) {
+      dt__e_value(&e, d->v); /* writes a nil payload if it cannot encode */
+      dt__transfer_log(true, 0, c->peer, key, klen, dt__value_nbytes(d->v));
+    } else {
+      dt__e_empty_payload(&e);
+    }
     dt__e_nil(&e);
     dt__e_uint(&e, 0);
     dt__e_uint(&e, 0);

@@ -342,4 +342,14 @@ int dt__admin_plugin(const dt_msg *m);
  * next time */
 void dt__admin_stop(void);
 
+/* ---------------------------------------------------------------- transfers.c */
+
+/* dt__transfer_now: wall-clock seconds */
+double dt__transfer_now(void);
+/* dt__transfer_log: logs a result fetched (outgoing false; start: when it
+ * was asked for) or sent (outgoing true) to or from peer who; any thread */
+void dt__transfer_log(bool outgoing, double start, const char *who, const char *key, uint32_t klen,
+                      uint64_t nbytes);
+
 #endif
+

@@ -131,6 +131,24 @@ static void nap(double s) {
   }
 }
 
+
+/* remove_spill_dir: the spill folder (and files) of worker pid, which is
+ * gone; the worker makes it in the same directory as the nanny runs in */
+static void remove_spill_dir(pid_t pid) {
+  char sd[64];
+  snprintf(sd, sizeof(sd), "dtask-spill-%d", (int)pid);
+  DIR *dd = opendir(sd);
+  if (!dd) return;
+  struct dirent *e;
+  while ((e = readdir(dd)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char fp[400];
+    snprintf(fp, sizeof(fp), "%s/%s", sd, e->d_name);
+    unlink(fp);
+  }
+  closedir(dd);
+  rmdir(sd);
+}
 int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec,
                   dt__worker_run_fn run, void *arg) {
   size_t len = (size_t)nthreads * DT__NANNY_SLOT;
@@ -194,6 +212,7 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
     }
     child = 0;
     if (stop_sig) {
+      remove_spill_dir(pid); /* stopped with us: it may not have cleaned up */
       rc = 0;
       break;
     }
@@ -215,21 +234,7 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       r.keys[r.n] = dt__xstrndup(sl + 4, kl);
       r.lens[r.n++] = kl;
     }
-    /* the dead worker's spill files go with it */
-    char sd[64];
-    snprintf(sd, sizeof(sd), "dtask-spill-%d", (int)pid);
-    DIR *dd = opendir(sd);
-    if (dd) {
-      struct dirent *e;
-      while ((e = readdir(dd)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char fp[400];
-        snprintf(fp, sizeof(fp), "%s/%s", sd, e->d_name);
-        unlink(fp);
-      }
-      closedir(dd);
-      rmdir(sd);
-    }
+    remove_spill_dir(pid); /* the dead worker's spill files go with it */
     restarts++;
     if (asked) {
       DT_INFO("worker (pid %d) restarting, as a client asked", (int)pid);

@@ -366,7 +366,7 @@ def test_report_opens_in_chromium(client, tmp_path):
     path = tmp_path / "report.html"
     with dtask.performance_report(filename=str(path)):
         client.gather(client.map(_inc, range(40), pure=False))
-        client.submit(_div, 1, 0).exception()
+        client.submit(_div, 1, 0, pure=False).exception()  # a fresh key: not an earlier test's
     out = subprocess.run(["node", script, str(path), "41"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

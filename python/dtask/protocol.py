@@ -20,9 +20,45 @@ registration, as Dask's ``Dispatch`` does.
 
 from __future__ import annotations
 
-from dask.utils import Dispatch
-
 from . import serialize as _ser
+
+try:
+    from dask.utils import Dispatch
+except ImportError:  # dask is optional: the same lookup, by the type's MRO
+
+    class Dispatch:
+        def __init__(self, name=None):
+            self._lookup, self._lazy = {}, {}
+            if name:
+                self.__name__ = name
+
+        def register(self, type, func=None):
+            def wrapper(func):
+                for t in type if isinstance(type, tuple) else (type,):
+                    self._lookup[t] = func
+                return func
+
+            return wrapper(func) if func is not None else wrapper
+
+        def register_lazy(self, toplevel, func=None):
+            def wrapper(func):
+                self._lazy[toplevel] = func
+                return func
+
+            return wrapper(func) if func is not None else wrapper
+
+        def dispatch(self, cls):
+            for c in cls.__mro__:
+                if c in self._lookup:
+                    return self._lookup[c]
+                top = c.__module__.split(".", 1)[0]
+                if top in self._lazy:
+                    self._lazy.pop(top)()
+                    return self.dispatch(cls)
+            raise TypeError(f"No dispatch for {cls}")
+
+        def __call__(self, arg, *args, **kwargs):
+            return self.dispatch(type(arg))(arg, *args, **kwargs)
 
 
 class _Dispatch(Dispatch):

@@ -51,6 +51,7 @@ except ImportError:  # dask is optional
     config = {}
 from .diagnostics import MemorySampler, performance_report, print, span, warn  # noqa: E402,A004
 from . import protocol  # noqa: E402,F401  (dask_serialize / dask_deserialize)
+from .jobqueue import PBSCluster, SLURMCluster  # noqa: E402  (dask-jobqueue's)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -67,4 +68,5 @@ __all__ = [
     "SubprocessCluster", "TimeoutError", "Worker", "config", "connect", "dask",
     "get_task_metadata", "local_client", "rpc", "sync", "widgets", "NotAvailableInDtask",
     "performance_report", "MemorySampler", "span", "print", "warn",
+    "PBSCluster", "SLURMCluster",
 ]

@@ -24,6 +24,11 @@ def main(argv=None):
 
     if role == "scheduler":
         return _core.scheduler_main(args)
+    from . import jobqueue_worker  # dask-worker's --nworkers, --lifetime, ... (batch jobs)
+
+    if jobqueue_worker.wants_wrapper(args):
+        addr = args[0] if args and not args[0].startswith("-") else None
+        return jobqueue_worker.main(addr, args[1:] if addr else args)
     for lib in filter(None, os.environ.get("DTASK_PRELOAD", "").split(os.pathsep)):
         args += ["--preload", lib]
     # extra worker options from the LocalCluster that started us (Dask's

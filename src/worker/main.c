@@ -86,6 +86,7 @@ static void usage(void) {
           "                     times nthreads / CPUs); --memory-target, -spill, -pause,\n"
           "                     -terminate: fractions of it (0.6, 0.7, 0.8, 0.95)\n"
           "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n"
+          "  --drain-file F     drain once F exists, then write \"idle\" into it (lifetime.c)\n"
           "  --fetch-timeout D  give up a peer silent for D while fetching from it (default 60s;\n"
           "                     also $DTASK_FETCH_TIMEOUT)\n"
           DT_SEC_USAGE);
@@ -122,6 +123,8 @@ static int parse_fraction(const char *opt, const char *fv, double *out) {
   return 0;
 }
 
+static const char *drain_file; /* --drain-file (lifetime.c) */
+
 /* worker_run: the worker proper (in the nanny's child, or alone) */
 static int worker_run(uint64_t token, char *slots, void *arg) {
   const char *level = arg;
@@ -155,6 +158,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__secede_init();
   dt__pool_start(&W.loop, W.nthreads, slots, dt__exec_done);
   dt__link_start(&W.loop);
+  dt__lifetime_start(&W.loop, W.inproc ? NULL : drain_file);
   uv_run(&W.loop, UV_RUN_DEFAULT);
   if (dt__exec.executing > 0 && W.inproc) /* in-process: they finish first */
     DT_INFO("waiting for %d tasks still running", dt__exec.executing);
@@ -235,6 +239,7 @@ static int worker_main(int argc, char **argv, bool inproc) {
     } else if (strcmp(a, "--resources") == 0 && has) res = argv[++i];
     else if (strcmp(a, "--log-level") == 0 && has) level = argv[++i];
     else if (strcmp(a, "--listen-host") == 0 && has) W.listen_host = argv[++i];
+    else if (strcmp(a, "--drain-file") == 0 && has) drain_file = argv[++i];
     else if (strcmp(a, "--worker-port") == 0 && has) W.listen_port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
     else if (strcmp(a, "--no-nanny") == 0) nanny = false;

@@ -214,7 +214,8 @@ void dt__store_check(bool with_rss) {
     }
     if (freed) S.rss = read_rss();
   }
-  bool pause = S.mem_pause > 0 && S.rss > (uint64_t)((double)S.mem_limit * S.mem_pause);
+  bool pause = dt__lifetime_draining ||
+               (S.mem_pause > 0 && S.rss > (uint64_t)((double)S.mem_limit * S.mem_pause));
   if (pause != S.paused) {
     S.paused = pause;
     DT_INFO("%s: memory use %llu bytes, limit %llu", pause ? "paused" : "resumed",

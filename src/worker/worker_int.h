@@ -351,5 +351,11 @@ double dt__transfer_now(void);
 void dt__transfer_log(bool outgoing, double start, const char *who, const char *key, uint32_t klen,
                       uint64_t nbytes);
 
-#endif
+/* ---------------------------------------------------------------- lifetime.c */
 
+/* dt__lifetime_start: with a file (--drain-file), drain once it exists: no
+ * new tasks (reported paused), then "idle" written into it (see lifetime.c) */
+void dt__lifetime_start(uv_loop_t *loop, const char *file);
+extern bool dt__lifetime_draining; /* read by store.c: stay paused */
+
+#endif

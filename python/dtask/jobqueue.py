@@ -1,0 +1,964 @@
+"""PBSCluster and SLURMCluster: dask-jobqueue's classes on dtask.
+
+A dtask scheduler runs in this process's machine (as LocalCluster's, with no
+workers of its own); every job runs ``processes`` workers (``python -m dtask
+worker``) that connect back to it.  The constructor options, their names,
+their defaults and the dask config keys (``jobqueue.pbs.*``,
+``jobqueue.slurm.*``, from dask-jobqueue's ``jobqueue.yaml`` or the user's
+``~/.config/dask/jobqueue.yaml``) are dask-jobqueue 0.9.0's, and
+``job_script()`` writes the same directives.
+
+Scripts are written and submitted here in Python (``sbatch``/``qsub`` and
+``scancel``/``qdel`` through subprocess), as dask-jobqueue does: a user's
+``job_extra_directives``/``job_directives_skip`` and config behave exactly as
+there.  A thread (the monitor) polls the batch system every
+``poll_interval`` seconds: it forgets jobs that ended, replaces them while the
+cluster wants them, submits the replacement of a job whose workers will
+retire (``--lifetime`` in ``worker_extra_args``) ahead of time, and reports
+jobs running whose workers never connected.
+
+Beyond dask-jobqueue: ``max_jobs`` (never more jobs queued or running than
+that, with a warning naming the limit), ``job_array=True`` (scaling up by N
+jobs is one ``sbatch --array`` / ``qsub -J`` submission), ``connect_timeout``
+(a running job whose workers have not connected after that long is reported
+with its output file) -- see docs/hpc.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+
+from .cluster import Status
+
+logger = logging.getLogger("dtask.jobqueue")
+
+# dask-jobqueue 0.9.0's jobqueue.yaml (the keys both classes read): used when
+# neither dask_jobqueue (which loads it into dask.config) nor the user's
+# config sets a key
+_YAML_DEFAULTS = {
+    "name": "dask-worker", "cores": None, "memory": None, "processes": None, "python": None,
+    "interface": None, "death-timeout": 60, "local-directory": None,
+    "shared-temp-directory": None, "extra": None,
+    "worker-command": "distributed.cli.dask_worker", "worker-extra-args": [],
+    "shebang": "#!/usr/bin/env bash", "queue": None, "account": None,
+    "walltime": "00:30:00", "env-extra": None, "job-script-prologue": [],
+    "resource-spec": None, "job-extra": None, "job-extra-directives": [],
+    "job-directives-skip": [], "log-directory": None, "scheduler-options": {},
+    "job-cpu": None, "job-mem": None,
+}
+
+_MISSING = object()
+
+
+def _cfg(config_name, key):
+    """dask.config's jobqueue.<config_name>.<key>, else jobqueue.yaml's default."""
+    try:
+        import dask.config
+
+        v = dask.config.get(f"jobqueue.{config_name}.{key}", _MISSING)
+    except ImportError:
+        v = _MISSING
+    return _YAML_DEFAULTS.get(key) if v is _MISSING else v
+
+
+def _parse_bytes(s):
+    import dask.utils
+
+    return dask.utils.parse_bytes(s)
+
+
+def _format_bytes(n):
+    import dask.utils
+
+    return dask.utils.format_bytes(n).replace(" ", "")
+
+
+def _parse_seconds(s):
+    import dask.utils
+
+    return dask.utils.parse_timedelta(s, default="seconds")
+
+
+def _walltime_seconds(w):
+    """'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS' or minutes -> seconds (None if unknown)."""
+    if w is None:
+        return None
+    s = str(w).strip()
+    days = 0
+    if "-" in s:
+        d, s = s.split("-", 1)
+        days = int(d)
+    parts = [float(p) for p in s.split(":")]
+    if len(parts) == 1:
+        return days * 86400 + parts[0] * 60
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    h, m, sec = parts
+    return days * 86400 + h * 3600 + m * 60 + sec
+
+
+def nprocesses_nthreads(n):
+    """dask's split of n cores into processes x threads (distributed.deploy.local)."""
+    if n <= 4:
+        processes = n
+    else:
+        processes = min(f for f in range(1, n + 1) if n % f == 0 and f >= math.sqrt(n))
+    return processes, n // processes
+
+
+def pbs_format_bytes_ceil(n):
+    if n >= 10 * (1024**3):
+        return "%dGB" % math.ceil(n / (1024**3))
+    if n >= 10 * (1024**2):
+        return "%dMB" % math.ceil(n / (1024**2))
+    if n >= 10 * 1024:
+        return "%dkB" % math.ceil(n / 1024)
+    return "%dB" % n
+
+
+def slurm_format_bytes_ceil(n):
+    if n >= (1024**3):
+        return "%dG" % math.ceil(n / (1024**3))
+    if n >= (1024**2):
+        return "%dM" % math.ceil(n / (1024**2))
+    if n >= 1024:
+        return "%dK" % math.ceil(n / 1024)
+    return "1K"
+
+
+class _JobOptions:
+    """dask-jobqueue's Job.__init__: the options, read from the arguments,
+    then the config, then the defaults, in its order."""
+
+    def __init__(self, config_name, cores=None, memory=None, processes=None, nanny=True,
+                 protocol=None, security=None, interface=None, death_timeout=None,
+                 local_directory=None, extra=None, worker_command=None, worker_extra_args=None,
+                 job_extra=None, job_extra_directives=None, env_extra=None,
+                 job_script_prologue=None, header_skip=None, job_directives_skip=None,
+                 log_directory=None, shebang=None, python=None, job_name=None, queue=None,
+                 project=None, account=None, walltime=None, resource_spec=None, job_cpu=None,
+                 job_mem=None, cluster_class="Cluster"):
+        c = config_name
+        cores = _cfg(c, "cores") if cores is None else cores
+        memory = _cfg(c, "memory") if memory is None else memory
+        if cores is None or memory is None:
+            raise ValueError(
+                "You must specify how much cores and memory per job you want to use, for "
+                "example:\ncluster = {}(cores={}, memory={!r})".format(
+                    cluster_class, cores or 8, memory or "24GB"))
+        if python is None:
+            python = _cfg(c, "python") or sys.executable
+        job_name = _cfg(c, "name") if job_name is None else job_name
+        if processes is None:
+            processes = _cfg(c, "processes")
+            if processes is None:
+                processes, _ = nprocesses_nthreads(cores)
+        interface = _cfg(c, "interface") if interface is None else interface
+        death_timeout = _cfg(c, "death-timeout") if death_timeout is None else death_timeout
+        if local_directory is None:
+            local_directory = _cfg(c, "local-directory")
+        extra = _cfg(c, "extra") if extra is None else extra
+        if worker_extra_args is None:
+            worker_extra_args = _cfg(c, "worker-extra-args")
+        if extra is not None:
+            warnings.warn("extra has been renamed to worker_extra_args", FutureWarning)
+            if not worker_extra_args:
+                worker_extra_args = extra
+        job_extra = _cfg(c, "job-extra") if job_extra is None else job_extra
+        if job_extra_directives is None:
+            job_extra_directives = _cfg(c, "job-extra-directives") or []
+        if job_extra is not None:
+            warnings.warn("job_extra has been renamed to job_extra_directives", FutureWarning)
+            if not job_extra_directives:
+                job_extra_directives = job_extra
+        env_extra = _cfg(c, "env-extra") if env_extra is None else env_extra
+        if job_script_prologue is None:
+            job_script_prologue = _cfg(c, "job-script-prologue")
+        if env_extra is not None:
+            warnings.warn("env_extra has been renamed to job_script_prologue", FutureWarning)
+            if not job_script_prologue:
+                job_script_prologue = env_extra
+        header_skip = _cfg(c, "header-skip") if header_skip is None else header_skip
+        if job_directives_skip is None:
+            job_directives_skip = _cfg(c, "job-directives-skip") or ()
+        if header_skip is not None:
+            warnings.warn("header_skip has been renamed to job_directives_skip", FutureWarning)
+            if not job_directives_skip:
+                job_directives_skip = header_skip
+        log_directory = _cfg(c, "log-directory") if log_directory is None else log_directory
+        shebang = _cfg(c, "shebang") if shebang is None else shebang
+        queue = _cfg(c, "queue") if queue is None else queue
+        walltime = _cfg(c, "walltime") if walltime is None else walltime
+        if account is None:
+            account = _cfg(c, "account")
+            if c == "pbs":
+                account = account or os.environ.get("PBS_ACCOUNT")
+        project = _cfg(c, "project") if project is None else project
+        if project is not None:
+            warnings.warn("project has been renamed to account", FutureWarning)
+            if not account:
+                account = project
+        if resource_spec is None and c == "pbs":
+            resource_spec = _cfg(c, "resource-spec")
+        job_cpu = _cfg(c, "job-cpu") if job_cpu is None else job_cpu
+        job_mem = _cfg(c, "job-mem") if job_mem is None else job_mem
+        if worker_command is None:
+            worker_command = _cfg(c, "worker-command")
+        # dtask's workers are `python -m dtask worker`, whatever dask's config names
+        if worker_command in (None, "distributed.cli.dask_worker", "dask_worker", "dask-worker"):
+            worker_command = "dtask worker"
+        self.__dict__.update(
+            config_name=c, cores=int(cores), memory=parse_memory(memory), processes=int(processes),
+            nanny=nanny, protocol=protocol, security=security, interface=interface,
+            death_timeout=death_timeout, local_directory=local_directory,
+            worker_command=worker_command, worker_extra_args=list(worker_extra_args or []),
+            job_extra_directives=list(job_extra_directives or []),
+            job_script_prologue=list(job_script_prologue or []),
+            job_directives_skip=set(job_directives_skip), log_directory=log_directory,
+            shebang=shebang, python=python, job_name=job_name, queue=queue, account=account,
+            walltime=walltime, resource_spec=resource_spec, job_cpu=job_cpu, job_mem=job_mem)
+        if log_directory is not None and not os.path.exists(log_directory):
+            os.makedirs(log_directory)
+
+    @property
+    def threads(self):
+        return int(self.cores / self.processes)
+
+    @property
+    def process_memory(self):
+        return _format_bytes(self.memory / self.processes)
+
+    def _skip(self, lines):
+        return [ln for ln in lines if not any(s in ln for s in self.job_directives_skip)]
+
+    def header(self):
+        if self.config_name == "pbs":
+            return self._pbs_header()
+        return self._slurm_header()
+
+    def _pbs_header(self):
+        h = []
+        if self.job_name is not None:
+            h.append("#PBS -N %s" % self.job_name)
+        if self.queue is not None:
+            h.append("#PBS -q %s" % self.queue)
+        if self.account is not None:
+            h.append("#PBS -A %s" % self.account)
+        spec = self.resource_spec
+        if spec is None:
+            spec = "select=1:ncpus=%d" % self.cores + ":mem=" + pbs_format_bytes_ceil(self.memory)
+        h.append("#PBS -l %s" % spec)
+        if self.walltime is not None:
+            h.append("#PBS -l walltime=%s" % self.walltime)
+        if self.log_directory is not None:
+            h.append("#PBS -e %s/" % self.log_directory)
+            h.append("#PBS -o %s/" % self.log_directory)
+        h = self._skip(h)
+        h.extend("#PBS %s" % a for a in self.job_extra_directives)
+        return "\n".join(h)
+
+    def _slurm_header(self):
+        h = []
+        if self.job_name is not None:
+            h.append("#SBATCH -J %s" % self.job_name)
+        if self.log_directory is not None:
+            h.append("#SBATCH -e %s/%s-%%J.err" % (self.log_directory, self.job_name or "worker"))
+            h.append("#SBATCH -o %s/%s-%%J.out" % (self.log_directory, self.job_name or "worker"))
+        if self.queue is not None:
+            h.append("#SBATCH -p %s" % self.queue)
+        if self.account is not None:
+            h.append("#SBATCH -A %s" % self.account)
+        h.append("#SBATCH -n 1")
+        h.append("#SBATCH --cpus-per-task=%d" % (self.job_cpu or self.cores))
+        mem = self.job_mem if self.job_mem is not None else slurm_format_bytes_ceil(self.memory)
+        if mem is not None:
+            h.append("#SBATCH --mem=%s" % mem)
+        if self.walltime is not None:
+            h.append("#SBATCH -t %s" % self.walltime)
+        h = self._skip(h)
+        h.extend("#SBATCH %s" % a for a in self.job_extra_directives)
+        return "\n".join(h)
+
+    def command(self, address, name, auth_file=None):
+        """the worker command line, as dask-jobqueue's (dtask's worker)."""
+        args = ["%s -m %s" % (self.python, self.worker_command), address]
+        args += ["--name", str(name), "--nthreads", self.threads,
+                 "--memory-limit", self.process_memory]
+        if self.processes > 1:
+            args += ["--nworkers", self.processes]
+        args += ["--nanny" if self.nanny else "--no-nanny"]
+        if self.death_timeout is not None:
+            args += ["--death-timeout", self.death_timeout]
+        if self.local_directory is not None:
+            args += ["--local-directory", self.local_directory]
+        args += self.worker_extra_args
+        if self.interface:
+            args += ["--interface", self.interface]
+        if auth_file:
+            args += ["--auth-file", auth_file]
+        return " ".join(map(str, args))
+
+    def script(self, address, name, auth_file=None, array=False):
+        prologue = list(self.job_script_prologue)
+        if array:  # each array element names its workers after its index
+            prologue.append('DTASK_ARRAY_INDEX=${SLURM_ARRAY_TASK_ID:-${PBS_ARRAY_INDEX:-$PBS_ARRAYID}}')
+            name = f"{name}-$DTASK_ARRAY_INDEX"
+        return "%s\n%s\n%s\n%s\n" % (self.shebang, self.header(),
+                                     "\n".join(filter(None, prologue)),
+                                     self.command(address, name, auth_file))
+
+
+def parse_memory(m):
+    return int(_parse_bytes(m)) if isinstance(m, str) else int(m)
+
+
+class _Job:
+    __slots__ = ("n", "job_id", "names", "state", "submitted", "started", "expiring",
+                 "reported", "array_of", "out_path")
+
+    def __init__(self, n, names):
+        self.n, self.names = n, names
+        self.job_id = None
+        self.state = "PENDING"
+        self.submitted = time.monotonic()
+        self.started = None
+        self.expiring = False  # its workers retire soon: a replacement is on its way
+        self.reported = False
+        self.array_of = None
+        self.out_path = None
+
+
+class JobQueueCluster:
+    """The common part of PBSCluster and SLURMCluster (dask-jobqueue's
+    JobQueueCluster): a dtask scheduler here, workers in batch jobs."""
+
+    config_name = None
+    submit_command = None
+    cancel_command = None
+    job_id_regexp = r"(?P<job_id>\d+(?:\[\])?(?:\.[\w.-]+)?)"
+
+    def __init__(self, n_workers=0, job_cls=None, loop=None, security=None,
+                 shared_temp_directory=None, silence_logs="error", name=None,
+                 asynchronous=False, dashboard_address=None, host=None, scheduler_options=None,
+                 scheduler_cls=None, interface=None, protocol=None, config_name=None,
+                 max_jobs=None, job_array=False, connect_timeout=120, poll_interval=1.0,
+                 replace_lead=None, **job_kwargs):
+        cls_name = type(self).__name__
+        if dashboard_address is not None:
+            raise ValueError(
+                "Please pass 'dashboard_address' through 'scheduler_options': use\n"
+                'cluster = {0}(..., scheduler_options={{"dashboard_address": ":12345"}}) rather than\n'
+                'cluster = {0}(..., dashboard_address="12435")'.format(cls_name))
+        if host is not None:
+            raise ValueError(
+                "Please pass 'host' through 'scheduler_options': use\n"
+                'cluster = {0}(..., scheduler_options={{"host": "your-host"}}) rather than\n'
+                'cluster = {0}(..., host="your-host")'.format(cls_name))
+        if asynchronous:
+            raise ValueError(f"{cls_name}(asynchronous=True) is not supported by dtask; "
+                             "use it synchronously")
+        self.status = Status.created
+        config_name = config_name or self.config_name
+        if interface is None:
+            interface = _cfg(config_name, "interface")
+        if scheduler_options is None:
+            scheduler_options = _cfg(config_name, "scheduler-options") or {}
+        scheduler_options = dict({"dashboard_address": ":8787"}, **scheduler_options)
+        if "host" not in scheduler_options and "interface" not in scheduler_options:
+            scheduler_options["interface"] = interface
+        self._job_kwargs = dict(job_kwargs, interface=interface, protocol=protocol,
+                                security=security)
+        self._opts = _JobOptions(config_name, cluster_class=cls_name, **self._job_kwargs)
+        self.shared_temp_directory = shared_temp_directory
+        self.max_jobs = None if max_jobs is None else int(max_jobs)
+        self.job_array = bool(job_array)
+        self.connect_timeout = _parse_seconds(connect_timeout)
+        self.poll_interval = float(poll_interval)
+        self._name = name or uuid.uuid4().hex[:8]
+        self.name = name
+        self._lifetime = self._lifetime_of(self._opts.worker_extra_args)
+        self._replace_lead = replace_lead
+        # the scheduler (LocalCluster's, without workers of its own)
+        from . import _core
+        from .cluster import _parse_port
+
+        dport, no_dash = _parse_port(scheduler_options.get("dashboard_address"))
+        shost = scheduler_options.get("host")
+        if shost is None and scheduler_options.get("interface"):
+            shost = _interface_address(scheduler_options["interface"])
+        no_auth = security is False
+        self._c = _core.CLocalCluster(
+            n_workers=0, threads_per_worker=1, dashboard_port=dport, no_dashboard=no_dash,
+            role_command=[sys.executable, "-m", "dtask"], timeout_ms=30000,
+            log_level="error" if silence_logs else None, no_auth=no_auth, host=shost,
+            port=int(scheduler_options.get("port") or 0), start_empty=True)
+        self._lock = threading.RLock()
+        self._jobs = {}  # n -> _Job
+        self._next = 0
+        self._target = 0  # jobs wanted
+        self._adaptive = None
+        self._warned_max = None
+        self.messages = []  # what the monitor reported (also logged as warnings)
+        self._tmpdir = tempfile.mkdtemp(prefix=f"dtask-jobqueue-{self._name}-")
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._run_monitor, name="dtask-jobqueue",
+                                         daemon=True)
+        self.status = Status.running
+        self._monitor.start()
+        if n_workers:
+            self.scale(n_workers)
+
+    # ------------------------------------------------------------ naming
+    @staticmethod
+    def _lifetime_of(args):
+        """(lifetime, stagger) in seconds from --lifetime/--lifetime-stagger in
+        worker_extra_args, or None."""
+        args = [str(a) for a in args]
+        vals = {}
+        for i, a in enumerate(args):
+            for opt in ("--lifetime", "--lifetime-stagger"):
+                if a == opt and i + 1 < len(args):
+                    vals[opt] = _parse_seconds(args[i + 1])
+                elif a.startswith(opt + "="):
+                    vals[opt] = _parse_seconds(a.split("=", 1)[1])
+        if "--lifetime" not in vals:
+            return None
+        return vals["--lifetime"], vals.get("--lifetime-stagger", 0)
+
+    @property
+    def scheduler_address(self):
+        return self._c.address
+
+    @property
+    def auth_file(self):
+        return self._c.auth_file
+
+    @property
+    def dashboard_link(self):
+        d = self._c.dashboard
+        return d if d else None
+
+    @property
+    def job_name(self):
+        return self._opts.job_name
+
+    @property
+    def job_header(self):
+        return self._opts.header()
+
+    def job_script(self):
+        """The script each job runs (with 'dummy-name' for the worker name, as
+        dask-jobqueue's)."""
+        return self._opts.script(self.scheduler_address, "dummy-name", self.auth_file)
+
+    def _worker_names(self, n, array_index=None):
+        base = f"{self._name}-{n}" if array_index is None else f"{self._name}-{n}-{array_index}"
+        if self._opts.processes > 1:
+            return [f"{base}-{i}" for i in range(self._opts.processes)]
+        return [base]
+
+    # ------------------------------------------------------------ the batch system
+    def _call(self, cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise RuntimeError(f"{cmd[0]} not found: is {self.config_name.upper()} installed "
+                               "here (and on PATH)?") from None
+        if p.returncode != 0:
+            raise RuntimeError("Command exited with non-zero exit code.\nExit code: {}\n"
+                               "Command:\n{}\nstdout:\n{}\nstderr:\n{}\n".format(
+                                   p.returncode, " ".join(cmd), p.stdout, p.stderr))
+        return p.stdout
+
+    def _submit(self, count):
+        """Submit `count` jobs (one array job if job_array and count > 1)."""
+        if count <= 0:
+            return
+        if self.job_array and count > 1:
+            n = self._next
+            self._next += 1
+            script = self._opts.script(self.scheduler_address, f"{self._name}-{n}",
+                                       self.auth_file, array=True)
+            path = self._write_script(n, script)
+            out = self._call(shlex.split(self.submit_command) + self._array_args(count) + [path])
+            base = self._job_id(out)
+            for i in range(count):
+                j = _Job(f"{n}-{i}", self._worker_names(n, i))
+                j.job_id = self._array_element_id(base, i)
+                j.array_of = base
+                j.out_path = self._out_path(j.job_id)
+                self._jobs[j.n] = j
+            logger.info("submitted array job %s (%d jobs)", base, count)
+            return
+        for _ in range(count):
+            n = self._next
+            self._next += 1
+            j = _Job(n, self._worker_names(n))
+            script = self._opts.script(self.scheduler_address, j.names[0] if
+                                       self._opts.processes == 1 else f"{self._name}-{n}",
+                                       self.auth_file)
+            path = self._write_script(n, script)
+            out = self._call(shlex.split(self.submit_command) + [path])
+            j.job_id = self._job_id(out)
+            j.out_path = self._out_path(j.job_id)
+            self._jobs[n] = j
+
+    def _write_script(self, n, script):
+        path = os.path.join(self._tmpdir, f"job-{n}.sh")
+        with open(path, "w") as f:
+            f.write(script)
+        return path
+
+    def _job_id(self, out):
+        m = re.search(self.job_id_regexp, out)
+        if m is None:
+            raise ValueError("Could not parse job id from submission command output.\n"
+                             f"Job id regexp is {self.job_id_regexp!r}\nSubmission command "
+                             f"output is:\n{out}")
+        return m.group("job_id")
+
+    def _cancel(self, jobs):
+        ids = sorted({j.array_of or j.job_id for j in jobs if j.job_id and j.array_of is None} |
+                     {j.job_id for j in jobs if j.array_of is not None})
+        if not ids:
+            return
+        try:
+            self._call(shlex.split(self.cancel_command) + ids)
+        except RuntimeError as e:  # already gone
+            logger.debug("cancel %s: %s", ids, e)
+
+    # ------------------------------------------------------------ scaling
+    @property
+    def _live_jobs(self):
+        return [j for j in self._jobs.values() if not j.expiring]
+
+    def _limit(self, jobs, what):
+        if self.max_jobs is not None and jobs > self.max_jobs:
+            msg = (f"{type(self).__name__}: {what} asks for {jobs} jobs but max_jobs is "
+                   f"{self.max_jobs}: running {self.max_jobs} (the queue's per-user limit)")
+            if self._warned_max != (jobs, what):
+                warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                logger.warning(msg)
+                self.messages.append(msg)
+                self._warned_max = (jobs, what)
+            return self.max_jobs
+        return jobs
+
+    def scale(self, n=None, jobs=0, memory=None, cores=None):
+        """Scale to n workers, or jobs jobs, or enough jobs for cores/memory
+        (dask-jobqueue's rounding: whole jobs)."""
+        if n is not None:
+            jobs = int(math.ceil(n / self._opts.processes))
+        elif cores is not None:
+            jobs = int(math.ceil(cores / self._opts.cores))
+        elif memory is not None:
+            jobs = int(math.ceil(parse_memory(memory) / self._opts.memory))
+        jobs = int(jobs)
+        if jobs < 0:
+            raise ValueError(f"scale: jobs must be >= 0, not {jobs}")
+        if self._adaptive is not None and not getattr(self, "_from_adaptive", False):
+            self._adaptive.stop()
+            self._adaptive = None
+        self._scale_jobs(self._limit(jobs, "scale"))
+
+    def _scale_jobs(self, jobs):
+        with self._lock:
+            self._target = jobs
+            live = self._live_jobs
+            if len(live) < jobs:
+                room = jobs - len(live)
+                if self.max_jobs is not None:  # expiring jobs count against the queue too
+                    room = min(room, self.max_jobs - len(self._jobs))
+                self._submit(max(0, room))
+            elif len(live) > jobs:
+                # pending ones go first, then the newest
+                order = sorted(live, key=lambda j: (j.state == "RUNNING", j.submitted))
+                drop = order[:len(live) - jobs]
+                self._retire_and_cancel(drop)
+
+    def _retire_and_cancel(self, drop):
+        running = [w for j in drop if j.state == "RUNNING" for w in j.names]
+        if running:
+            try:
+                from .client import Client
+
+                with Client(self, set_as_default=False, timeout=10) as c:
+                    c.retire_workers(running, timeout=30)
+            except Exception as e:  # they go anyway; their results are recomputed
+                logger.warning("retiring %s: %s", running, e)
+        for j in drop:
+            self._jobs.pop(j.n, None)
+        self._cancel(drop)
+
+    def adapt(self, minimum=0, maximum=math.inf, minimum_jobs=None, maximum_jobs=None,
+              minimum_cores=None, maximum_cores=None, minimum_memory=None, maximum_memory=None,
+              interval="1s", wait_count=3, target_duration="5s", **kwargs):
+        """Grow and shrink with the load, between the bounds (workers, or
+        jobs with minimum_jobs/maximum_jobs); max_jobs caps it."""
+        p = self._opts.processes
+        if minimum_jobs is not None:
+            minimum = minimum_jobs * p
+        if maximum_jobs is not None:
+            maximum = maximum_jobs * p
+        if minimum_cores is not None:
+            minimum = max(minimum, math.ceil(minimum_cores / self._opts.threads))
+        if maximum_cores is not None:
+            maximum = min(maximum, maximum_cores // self._opts.threads)
+        if minimum_memory is not None:
+            minimum = max(minimum, math.ceil(parse_memory(minimum_memory) * p / self._opts.memory))
+        if maximum_memory is not None:
+            maximum = min(maximum, parse_memory(maximum_memory) * p // self._opts.memory)
+        if minimum > maximum:
+            raise ValueError(f"adapt: minimum {minimum} is over maximum {maximum}")
+        if self.max_jobs is not None and maximum > self.max_jobs * p:
+            self._limit(math.ceil(maximum / p) if maximum != math.inf else math.inf, "adapt")
+            maximum = self.max_jobs * p
+        if self._adaptive is not None:
+            self._adaptive.stop()
+        self._adaptive = _JobAdaptive(self, minimum, maximum, interval, wait_count)
+        return self._adaptive
+
+    # ------------------------------------------------------------ the monitor
+    def _states(self, jobs):
+        """{job_id: state} (PENDING, RUNNING, or absent when gone)."""
+        raise NotImplementedError
+
+    def _run_monitor(self):
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self._check()
+            except Exception as e:  # the batch system hiccupped: next time
+                logger.debug("monitor: %s", e)
+
+    def _connected(self):
+        from .client import Client
+
+        if not hasattr(self, "_mon_client"):
+            self._mon_client = Client(self, set_as_default=False, timeout=10)
+        info = self._mon_client.scheduler_info()
+        return {w.get("name") for w in info["workers"].values()}
+
+    def _check(self):
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.job_id]
+        if not jobs:
+            return
+        states = self._states(jobs)
+        now = time.monotonic()
+        connected = None
+        with self._lock:
+            for j in jobs:
+                st = states.get(j.job_id)
+                if st is None or st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "C",
+                                        "E", "F", "X", "NODE_FAIL", "OUT_OF_MEMORY"):
+                    self._jobs.pop(j.n, None)  # ended: replaced below while wanted
+                    continue
+                if st in ("RUNNING", "R", "COMPLETING"):
+                    if j.state != "RUNNING":
+                        j.state, j.started = "RUNNING", now
+                else:
+                    j.state = "PENDING"
+            # workers that never connected back
+            for j in self._jobs.values():
+                if j.state == "RUNNING" and not j.reported and \
+                        now - j.started > self.connect_timeout:
+                    if connected is None:
+                        connected = self._connected()
+                    if not any(w in connected for w in j.names):
+                        msg = (f"job {j.job_id} has been running for {now - j.started:.0f} s "
+                               f"but none of its workers ({', '.join(j.names)}) connected to the "
+                               f"scheduler at {self.scheduler_address}; see its output file "
+                               f"{j.out_path}")
+                        logger.warning(msg)
+                        warnings.warn(msg, RuntimeWarning)
+                        self.messages.append(msg)
+                    j.reported = True
+            # lifetime: a job whose workers will retire soon gets its replacement now
+            if self._lifetime is not None:
+                life, stagger = self._lifetime
+                lead = self._replace_lead
+                if lead is None:
+                    lead = max(10.0, 2 * self._start_delay())
+                for j in self._jobs.values():
+                    if j.state == "RUNNING" and not j.expiring and \
+                            now - j.started > life - stagger - lead:
+                        j.expiring = True
+                        logger.info("job %s: its workers retire within %.0f s: replacing it",
+                                    j.job_id, life - stagger - (now - j.started) + 2 * stagger)
+            want = self._target
+            live = len(self._live_jobs)
+            if live < want and self.status == Status.running:
+                room = want - live
+                if self.max_jobs is not None:
+                    room = min(room, self.max_jobs - len(self._jobs))
+                if room > 0:
+                    self._submit(room)
+
+    def _start_delay(self):
+        return getattr(self, "_observed_start", 5.0)
+
+    # ------------------------------------------------------------ introspection
+    @property
+    def jobs(self):
+        """{job id: state} of this cluster's jobs (queued or running)."""
+        with self._lock:
+            return {j.job_id: j.state for j in self._jobs.values()}
+
+    @property
+    def workers(self):
+        with self._lock:
+            return {w: j.job_id for j in self._jobs.values() for w in j.names}
+
+    @property
+    def plan(self):
+        with self._lock:
+            return {w for j in self._live_jobs for w in j.names}
+
+    requested = plan
+
+    @property
+    def observed(self):
+        from .client import Client
+
+        with Client(self, set_as_default=False) as c:
+            return {w["name"] for w in c.scheduler_info()["workers"].values()}
+
+    def scheduler_info(self, n_workers=-1):
+        from .client import Client
+
+        with Client(self, set_as_default=False) as c:
+            return c.scheduler_info(n_workers)
+
+    def wait_for_workers(self, n_workers=1, timeout=None):
+        from .client import Client
+
+        with Client(self, set_as_default=False) as c:
+            c.wait_for_workers(n_workers, timeout)
+
+    def get_client(self):
+        from .client import Client
+
+        return Client(self)
+
+    def close(self, timeout=None):
+        if self.status == Status.closed:
+            return
+        self.status = Status.closing
+        if self._adaptive is not None:
+            self._adaptive.stop()
+            self._adaptive = None
+        self._stop.set()
+        if self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=30)
+        with self._lock:
+            jobs = list(self._jobs.values())
+            self._jobs.clear()
+        self._cancel(jobs)
+        mc = getattr(self, "_mon_client", None)
+        if mc is not None:
+            try:
+                mc.close()
+            except Exception:
+                pass
+        self._c.close()
+        self.status = Status.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self.status == Status.running:
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.scheduler_address!r}, jobs={len(self._jobs)}, "
+                f"workers={sum(len(j.names) for j in self._jobs.values())})")
+
+    # array ids
+    def _array_args(self, count):
+        raise NotImplementedError
+
+    def _array_element_id(self, base, i):
+        raise NotImplementedError
+
+    def _out_path(self, job_id):
+        raise NotImplementedError
+
+
+class SLURMCluster(JobQueueCluster):
+    """dask_jobqueue.SLURMCluster on dtask: workers in sbatch jobs.
+
+    >>> cluster = SLURMCluster(cores=24, memory="100GB", queue="regular",
+    ...                        walltime="02:00:00")
+    >>> cluster.scale(jobs=10)
+    >>> client = Client(cluster)
+    """
+
+    config_name = "slurm"
+    submit_command = "sbatch"
+    cancel_command = "scancel"
+
+    def _states(self, jobs):
+        ids = sorted({j.array_of or j.job_id for j in jobs})
+        out = self._call(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)]) if ids else ""
+        st = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                st[parts[0]] = parts[1]
+        # an array's pending elements show as BASE_[0-3]
+        for j in jobs:
+            if j.job_id not in st and j.array_of:
+                for k, v in st.items():
+                    if k.startswith(j.array_of + "_[") and v == "PENDING":
+                        st[j.job_id] = "PENDING"
+        return st
+
+    def _array_args(self, count):
+        return [f"--array=0-{count - 1}"]
+
+    def _array_element_id(self, base, i):
+        return f"{base}_{i}"
+
+    def _out_path(self, job_id):
+        d = self._opts.log_directory
+        if d is not None:
+            return os.path.join(d, f"{self._opts.job_name or 'worker'}-{job_id.split('_')[0]}.out")
+        base, _, idx = job_id.partition("_")
+        return os.path.join(os.getcwd(), f"slurm-{base}_{idx}.out" if idx else
+                            f"slurm-{base}.out")
+
+
+class PBSCluster(JobQueueCluster):
+    """dask_jobqueue.PBSCluster on dtask: workers in qsub jobs.
+
+    >>> cluster = PBSCluster(cores=24, memory="100GB", queue="regular",
+    ...                      walltime="02:00:00")
+    >>> cluster.scale(jobs=10)
+    >>> client = Client(cluster)
+    """
+
+    config_name = "pbs"
+    submit_command = "qsub"
+    cancel_command = "qdel"
+
+    def _states(self, jobs):
+        st = {}
+        ids = sorted({j.job_id for j in jobs})
+        try:
+            out = self._call(["qstat"] + ids)
+        except RuntimeError as e:  # qstat fails on an id it no longer knows
+            out = str(e)
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 6 and parts[0] in ids:
+                st[parts[0]] = {"Q": "PENDING", "H": "PENDING", "W": "PENDING",
+                                "R": "RUNNING"}.get(parts[4], parts[4])
+        return st
+
+    def _array_args(self, count):
+        return ["-J", f"0-{count - 1}"]
+
+    def _array_element_id(self, base, i):
+        if "[]" in base:  # PBS Pro: 123[].server -> 123[4].server
+            return base.replace("[]", f"[{i}]")
+        return f"{base}_{i}"
+
+    def _out_path(self, job_id):
+        d = self._opts.log_directory or os.getcwd()
+        if "_" in job_id and self._slurm_behind():
+            base, _, idx = job_id.partition("_")
+            return os.path.join(d, f"{self._opts.job_name}.o{base}.{idx}")
+        return os.path.join(d, f"{self._opts.job_name}.o{job_id.split('.')[0]}")
+
+    @staticmethod
+    def _slurm_behind():
+        return False
+
+
+class _JobAdaptive:
+    """adapt's loop: scales (in whole jobs) toward the work waiting, within
+    [minimum, maximum] workers; down only after wait_count quiet intervals."""
+
+    def __init__(self, cluster, minimum, maximum, interval, wait_count):
+        self.cluster, self.minimum, self.maximum = cluster, minimum, maximum
+        self.interval = _parse_seconds(interval)
+        self.wait_count = wait_count
+        self._stop = threading.Event()
+        self._down = 0
+        self._thread = threading.Thread(target=self._run, name="dtask-jobqueue-adapt",
+                                        daemon=True)
+        self._thread.start()
+
+    def target(self, info):
+        work = info["processing"] + info["queued"] + info["no_worker"]
+        want = math.ceil(work / max(1, self.cluster._opts.threads))
+        return int(max(self.minimum, min(self.maximum, want)))
+
+    def _run(self):
+        from .client import Client
+
+        try:
+            c = Client(self.cluster, set_as_default=False)
+        except Exception:
+            return
+        p = self.cluster._opts.processes
+        try:
+            while not self._stop.is_set():
+                try:
+                    want = math.ceil(self.target(c.scheduler_info(0)) / p)
+                except Exception:
+                    break
+                have = self.cluster._target
+                if want > have or (want < have and self._down + 1 >= self.wait_count):
+                    self._down = 0
+                    self.cluster._scale_jobs(want)
+                elif want < have:
+                    self._down += 1
+                else:
+                    self._down = 0
+                self._stop.wait(self.interval)
+        finally:
+            c.close()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+
+
+def _interface_address(interface):
+    """The IPv4 address of a network interface ('eth0', 'ib0')."""
+    import fcntl
+    import socket
+    import struct
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", interface[:15].encode()))
+    except OSError as e:
+        raise ValueError(f"network interface {interface!r}: {e.strerror}; the interfaces here "
+                         f"are {[n for _, n in socket.if_nameindex()]}") from None
+    finally:
+        s.close()
+    return socket.inet_ntoa(packed[20:24])
+
+
+__all__ = ["PBSCluster", "SLURMCluster", "JobQueueCluster"]

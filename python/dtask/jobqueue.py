@@ -389,6 +389,10 @@ class JobQueueCluster:
         self.name = name
         self._lifetime = self._lifetime_of(self._opts.worker_extra_args)
         self._replace_lead = replace_lead
+        self._worker_address = None  # tests: the address the jobs are told (else the scheduler's)
+        # the workers find the modules this interpreter imports, as LocalCluster's
+        # (sbatch and qsub pass the environment on; a job's own setup comes first)
+        os.environ["DTASK_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
         # the scheduler (LocalCluster's, without workers of its own)
         from . import _core
         from .cluster import _parse_port
@@ -397,12 +401,28 @@ class JobQueueCluster:
         shost = scheduler_options.get("host")
         if shost is None and scheduler_options.get("interface"):
             shost = _interface_address(scheduler_options["interface"])
+        if shost is None:  # as Dask's scheduler: the address other machines reach
+            shost = _default_host()
         no_auth = security is False
         self._c = _core.CLocalCluster(
             n_workers=0, threads_per_worker=1, dashboard_port=dport, no_dashboard=no_dash,
             role_command=[sys.executable, "-m", "dtask"], timeout_ms=30000,
             log_level="error" if silence_logs else None, no_auth=no_auth, host=shost,
             port=int(scheduler_options.get("port") or 0), start_empty=True)
+        # the shared secret, where compute nodes read it (shared_temp_directory,
+        # else ~/.dtask: home folders are shared on most clusters)
+        self._auth_copy = None
+        if self._c.auth_file:
+            d = os.path.expanduser(os.path.expandvars(shared_temp_directory or
+                                                      _cfg(config_name, "shared-temp-directory")
+                                                      or "~/.dtask"))
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            self._auth_copy = os.path.join(d, f"jobqueue-{self._name}-{os.getpid()}.auth")
+            with open(self._c.auth_file, "rb") as f:
+                secret = f.read()
+            fd = os.open(self._auth_copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secret)
         self._lock = threading.RLock()
         self._jobs = {}  # n -> _Job
         self._next = 0
@@ -442,7 +462,7 @@ class JobQueueCluster:
 
     @property
     def auth_file(self):
-        return self._c.auth_file
+        return self._auth_copy or self._c.auth_file
 
     @property
     def dashboard_link(self):
@@ -488,7 +508,7 @@ class JobQueueCluster:
         if self.job_array and count > 1:
             n = self._next
             self._next += 1
-            script = self._opts.script(self.scheduler_address, f"{self._name}-{n}",
+            script = self._opts.script(self._worker_address or self.scheduler_address, f"{self._name}-{n}",
                                        self.auth_file, array=True)
             path = self._write_script(n, script)
             out = self._call(shlex.split(self.submit_command) + self._array_args(count) + [path])
@@ -505,7 +525,7 @@ class JobQueueCluster:
             n = self._next
             self._next += 1
             j = _Job(n, self._worker_names(n))
-            script = self._opts.script(self.scheduler_address, j.names[0] if
+            script = self._opts.script(self._worker_address or self.scheduler_address, j.names[0] if
                                        self._opts.processes == 1 else f"{self._name}-{n}",
                                        self.auth_file)
             path = self._write_script(n, script)
@@ -689,7 +709,7 @@ class JobQueueCluster:
                 life, stagger = self._lifetime
                 lead = self._replace_lead
                 if lead is None:
-                    lead = max(10.0, 2 * self._start_delay())
+                    lead = min(max(10.0, 2 * self._start_delay()), (life - stagger) / 2)
                 for j in self._jobs.values():
                     if j.state == "RUNNING" and not j.expiring and \
                             now - j.started > life - stagger - lead:
@@ -772,6 +792,11 @@ class JobQueueCluster:
             except Exception:
                 pass
         self._c.close()
+        if self._auth_copy:
+            try:
+                os.unlink(self._auth_copy)
+            except OSError:
+                pass
         self.status = Status.closed
 
     def __enter__(self):
@@ -942,6 +967,21 @@ class _JobAdaptive:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
+
+
+def _default_host():
+    """This machine's address toward the outside (as dask's get_ip), or loopback."""
+    import socket
+
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect(("8.8.8.8", 80))
+            return s.getsockname()[0]
+        finally:
+            s.close()
+    except OSError:
+        return "127.0.0.1"
 
 
 def _interface_address(interface):

@@ -1,0 +1,362 @@
+"""PBSCluster / SLURMCluster (dtask.jobqueue): job_script() against
+dask-jobqueue's directive by directive, and, on the local Slurm that
+scripts/start-slurm.sh starts (with its PBS qsub wrappers), the seed-shaped
+program, scale/adapt counted in squeue, arrays, max_jobs, worker lifetime
+with replacement, and a job whose worker cannot reach the scheduler."""
+
+import glob
+import os
+import shutil
+import subprocess
+import time
+import uuid
+import warnings
+
+import pytest
+
+import dtask
+from dtask import Client, PBSCluster, SLURMCluster
+from dtask.jobqueue import JobQueueCluster
+
+dask = pytest.importorskip("dask")
+
+
+def _slurm_up():
+    if not shutil.which("sbatch") or not shutil.which("squeue"):
+        return "sbatch/squeue not on PATH (run scripts/start-slurm.sh as root)"
+    try:
+        p = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=10)
+    except Exception as e:
+        return f"squeue: {e}"
+    if p.returncode != 0:
+        return "no Slurm controller (run scripts/start-slurm.sh as root): " + p.stderr.strip()
+    return None
+
+
+SLURM_DOWN = _slurm_up()
+needs_slurm = pytest.mark.skipif(SLURM_DOWN is not None, reason=f"no Slurm: {SLURM_DOWN}")
+
+
+# ---------------------------------------------------------------- job_script vs dask-jobqueue
+
+def _split_script(script):
+    lines = script.rstrip("\n").split("\n")
+    directives = [ln for ln in lines if ln.startswith(("#SBATCH", "#PBS"))]
+    command = lines[-1]
+    prologue = [ln for ln in lines[1:-1] if ln and not ln.startswith("#")]
+    return lines[0], directives, prologue, command
+
+
+def _cmd_options(command):
+    """the worker command's options after the address, without the program
+    and the pieces only one side has (dtask's auth file)."""
+    parts = command.split()
+    i = parts.index("-m")
+    rest = parts[i + 2:]
+    if rest and rest[0] == "worker":  # `-m dtask worker`
+        rest = rest[1:]
+    rest = rest[1:]  # the address
+    out, j = [], 0
+    while j < len(rest):
+        if rest[j] == "--auth-file":
+            j += 2
+            continue
+        out.append(rest[j])
+        j += 1
+    return out
+
+
+CASES = [
+    dict(cores=1, memory="1GB", queue="batch", walltime="00:10:00"),
+    dict(cores=8, memory="16GB", processes=2, queue="regular", account="proj42",
+         walltime="02:00:00", job_script_prologue=["module load gcc", "export A=1"],
+         job_extra_directives=["--exclusive" if True else ""], local_directory="/scratch",
+         death_timeout=30, worker_extra_args=["--lifetime", "55m", "--lifetime-stagger", "4m"],
+         job_name="myjob"),
+    dict(cores=24, memory="100GB", queue="regular", walltime="01:00:00", job_directives_skip=["-n 1", "walltime"],
+         log_directory="/tmp/dtask-jq-logs", shebang="#!/bin/bash", python="/opt/py/bin/python3"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("kind", ["slurm", "pbs"])
+def test_job_script_matches_dask_jobqueue(kind, case):
+    dj = pytest.importorskip("dask_jobqueue")
+    opts = dict(CASES[case])
+    if kind == "pbs":
+        opts["resource_spec"] = "select=1:ncpus=8" if case == 1 else None
+        theirs_cls, ours_cls = dj.PBSCluster, PBSCluster
+    else:
+        if case == 1:
+            opts.update(job_cpu=16, job_mem="20G")
+        theirs_cls, ours_cls = dj.SLURMCluster, SLURMCluster
+    with theirs_cls(**opts) as theirs:
+        t = theirs.job_script()
+    with ours_cls(**opts, scheduler_options={"host": "127.0.0.1"}) as ours:
+        o = ours.job_script()
+    t_shebang, t_dir, t_pro, t_cmd = _split_script(t)
+    o_shebang, o_dir, o_pro, o_cmd = _split_script(o)
+    assert o_shebang == t_shebang
+    assert o_dir == t_dir  # directive by directive, in order
+    assert o_pro == t_pro
+    assert _cmd_options(o_cmd) == _cmd_options(t_cmd)
+    assert o_cmd.split()[0] == t_cmd.split()[0]  # the same python
+    assert " -m dtask worker " in o_cmd
+
+
+def test_config_read_as_dask_jobqueue():
+    dj = pytest.importorskip("dask_jobqueue")
+    cfg = {"jobqueue.slurm.cores": 4, "jobqueue.slurm.memory": "8GB",
+           "jobqueue.slurm.queue": "debug", "jobqueue.slurm.walltime": "00:20:00",
+           "jobqueue.slurm.job-extra-directives": ["--qos=low"],
+           "jobqueue.slurm.job-script-prologue": ["source env.sh"],
+           "jobqueue.pbs.cores": 2, "jobqueue.pbs.memory": "2GB",
+           "jobqueue.pbs.resource-spec": "select=1:ncpus=2", "jobqueue.pbs.name": "cfgname"}
+    with dask.config.set(cfg):
+        for theirs_cls, ours_cls in ((dj.SLURMCluster, SLURMCluster), (dj.PBSCluster, PBSCluster)):
+            with theirs_cls() as theirs:
+                t = theirs.job_script()
+            with ours_cls(scheduler_options={"host": "127.0.0.1"}) as ours:
+                o = ours.job_script()
+            assert _split_script(o)[1] == _split_script(t)[1]
+            assert _split_script(o)[2] == _split_script(t)[2]
+            assert _cmd_options(o.split("\n")[-2]) == _cmd_options(t.split("\n")[-2])
+
+
+def test_cores_and_memory_required():
+    with pytest.raises(ValueError, match="cores and memory"):
+        SLURMCluster(scheduler_options={"host": "127.0.0.1"})
+    with pytest.raises(ValueError, match="scheduler_options"):
+        PBSCluster(cores=1, memory="1GB", host="x")
+
+
+# ---------------------------------------------------------------- on the local Slurm
+
+def _queue_ids():
+    p = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    return set(p.stdout.split())
+
+
+def _ours_in_queue(ids):
+    """how many of these job ids squeue lists (array elements: BASE_i and BASE_[..])"""
+    q = _queue_ids()
+    n = 0
+    for i in ids:
+        if i in q:
+            n += 1
+        elif "_" in i and any(x.startswith(i.split("_")[0] + "_[") for x in q):
+            n += 1
+    return n
+
+
+@pytest.fixture
+def jq(tmp_path):
+    """make(cls, **opts): a cluster on the local Slurm, loopback only; every
+    job any of them submitted is cancelled at the end, even on failure."""
+    made, seen = [], set()
+
+    def make(cls, **opts):
+        opts.setdefault("scheduler_options", {"host": "127.0.0.1", "dashboard_address": ":0"})
+        opts.setdefault("log_directory", str(tmp_path / "logs"))
+        opts.setdefault("queue", "batch")
+        opts.setdefault("walltime", "00:10:00")
+        c = cls(**opts)
+        orig = c._submit
+
+        def tracked(count):
+            try:
+                return orig(count)
+            finally:
+                seen.update(j.array_of or j.job_id for j in c._jobs.values() if j.job_id)
+
+        c._submit = tracked
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.close()
+        except Exception:
+            pass
+    if seen:
+        subprocess.run(["scancel"] + sorted(seen), capture_output=True, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _ours_in_queue(seen):
+            time.sleep(0.5)
+        assert not _ours_in_queue(seen), "jobs left in the queue"
+
+
+def _wait(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _square(x):
+    return x * x
+
+
+@needs_slurm
+@pytest.mark.parametrize("cls", [PBSCluster, SLURMCluster])
+def test_seed_program(jq, cls):
+    cluster = jq(cls, cores=1, memory="1GB", queue="batch", walltime="00:10:00")
+    cluster.scale(jobs=2)
+    ids = list(cluster.jobs)
+    assert len(ids) == 2
+    assert _ours_in_queue(ids) == 2
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(2, timeout=60)
+        futs = client.map(_square, range(200))
+        total = client.submit(sum, futs)
+        assert total.result(timeout=60) == sum(i * i for i in range(200))
+        import dask.array as da
+
+        x = da.ones((400, 400), chunks=(100, 100))
+        assert float((x + x.T).sum().compute()) == 2 * 400 * 400
+        names = set(client.scheduler_info()["workers"][w]["name"]
+                    for w in client.scheduler_info()["workers"])
+        assert names == set(cluster.workers)
+    finally:
+        client.close()
+    assert cluster.dashboard_link is None or cluster.dashboard_link.startswith("http")
+    cluster.close()
+    _wait(lambda: _ours_in_queue(ids) == 0, 30, "the jobs to leave the queue after close")
+
+
+def _slow(x, t=0.5):
+    time.sleep(t)
+    return x
+
+
+@needs_slurm
+def test_scale_and_adapt_counted_in_squeue(jq):
+    cluster = jq(SLURMCluster, cores=1, memory="512MB", processes=1)
+    cluster.scale(3)  # workers: 3 jobs of one
+    ids = list(cluster.jobs)
+    assert len(ids) == 3 and _ours_in_queue(ids) == 3
+    cluster.wait_for_workers(3, timeout=60)
+    cluster.scale(jobs=1)
+    _wait(lambda: _ours_in_queue(ids) == 1, 30, "scale down to one job")
+    cluster.scale(cores=2)
+    assert len(cluster.jobs) == 2
+    cluster.scale(memory="1.5GB")  # 3 jobs of 512MB
+    assert len(cluster.jobs) == 3
+    cluster.scale(0)
+    _wait(lambda: _queue_ids().isdisjoint(cluster.jobs) and not cluster.jobs, 30, "scale(0)")
+    # adapt: up from zero while work waits, back to zero when idle
+    ad = cluster.adapt(minimum_jobs=0, maximum_jobs=2, interval="0.5s", wait_count=2)
+    with Client(cluster) as c:
+        futs = c.map(_slow, range(12))
+        _wait(lambda: len(cluster.jobs) == 2, 30, "adapt to go up to maximum_jobs=2")
+        assert c.gather(futs) == list(range(12))
+        up = list(cluster.jobs)
+        assert _ours_in_queue(up) == 2
+        _wait(lambda: not cluster.jobs, 40, "adapt to go back to zero jobs")
+        _wait(lambda: _ours_in_queue(up) == 0, 30, "the adapted jobs to leave the queue")
+    ad.stop()
+
+
+@needs_slurm
+def test_max_jobs_honoured(jq):
+    cluster = jq(SLURMCluster, cores=1, memory="512MB", max_jobs=2)
+    with pytest.warns(RuntimeWarning, match="max_jobs is 2"):
+        cluster.scale(jobs=5)
+    assert len(cluster.jobs) == 2
+    assert _ours_in_queue(cluster.jobs) == 2
+    with pytest.warns(RuntimeWarning, match="max_jobs is 2"):
+        cluster.adapt(minimum=0, maximum_jobs=6, interval="0.3s")
+    with Client(cluster) as c:
+        futs = c.map(_slow, range(20), t=0.2)
+        seen = 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            seen = max(seen, len(cluster.jobs))
+            assert len(cluster.jobs) <= 2
+            time.sleep(0.2)
+        assert c.gather(futs) == list(range(20))
+    assert any("max_jobs is 2" in m for m in cluster.messages)
+
+
+@needs_slurm
+def test_array_submission(jq, monkeypatch):
+    cluster = jq(SLURMCluster, cores=1, memory="512MB", job_array=True)
+    calls = []
+    orig = cluster._call
+
+    def spy(cmd):
+        calls.append(cmd)
+        return orig(cmd)
+
+    monkeypatch.setattr(cluster, "_call", spy)
+    cluster.scale(jobs=3)
+    subs = [c for c in calls if c[0] == "sbatch"]
+    assert len(subs) == 1 and subs[0][1] == "--array=0-2"
+    ids = list(cluster.jobs)
+    assert len({i.split("_")[0] for i in ids}) == 1 and len(ids) == 3
+    with Client(cluster) as c:
+        c.wait_for_workers(3, timeout=60)
+        assert sum(c.gather(c.map(_square, range(50)))) == sum(i * i for i in range(50))
+        names = {w["name"] for w in c.scheduler_info()["workers"].values()}
+    assert names == set(cluster.workers) and len(names) == 3
+
+
+@needs_slurm
+def test_unreachable_scheduler_reported(jq, tmp_path):
+    cluster = jq(SLURMCluster, cores=1, memory="512MB", connect_timeout=3, death_timeout=20)
+    cluster._worker_address = "127.0.0.1:9"  # nothing listens there
+    cluster.scale(jobs=1)
+    (jid,) = cluster.jobs
+    msg = _wait(lambda: [m for m in cluster.messages if jid in m], 60,
+                "the cluster to report the job whose worker never connected")[0]
+    assert "never" not in msg or True
+    assert "none of its workers" in msg and "127.0.0.1:9" not in msg
+    path = msg.rsplit("output file ", 1)[1]
+    out = _wait(lambda: os.path.exists(path) and "cannot connect" in open(path).read()
+                and open(path).read(), 30, f"the worker's diagnostic in {path}")
+    assert "127.0.0.1:9" in out and "Connection refused" in out and "local address" in out
+
+
+def _record(i, d, t):
+    """a task that leaves one file per execution"""
+    time.sleep(t)
+    with open(os.path.join(d, f"{i}-{uuid.uuid4().hex}"), "w") as f:
+        f.write(os.environ.get("SLURM_JOB_ID", "?"))
+    return i
+
+
+def _add(*xs):
+    return sum(xs)
+
+
+@needs_slurm
+def test_lifetime_retires_and_replaces_without_recompute(jq, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    cluster = jq(SLURMCluster, cores=1, memory="512MB",
+                 worker_extra_args=["--lifetime", "8s", "--lifetime-stagger", "2s"],
+                 replace_lead=4)
+    cluster.scale(jobs=2)
+    first = set(cluster.jobs)
+    with Client(cluster) as c:
+        c.wait_for_workers(2, timeout=60)
+        # a graph that runs ~25 s on two workers: leaves, then sums of them
+        leaves = [c.submit(_record, i, str(runs), 0.6, pure=False) for i in range(80)]
+        sums = [c.submit(_add, *leaves[k:k + 10]) for k in range(0, 80, 10)]
+        total = c.submit(_add, *sums)
+        assert total.result(timeout=120) == sum(range(80))
+    files = os.listdir(runs)
+    counts = {}
+    for f in files:
+        counts[int(f.split("-")[0])] = counts.get(int(f.split("-")[0]), 0) + 1
+    assert sorted(counts) == list(range(80))
+    assert all(v == 1 for v in counts.values()), {k: v for k, v in counts.items() if v > 1}
+    jobs_used = {open(runs / f).read() for f in files}
+    assert len(jobs_used) > 2  # replacements ran tasks
+    # every first job retired (its worker left, so the job ended)
+    _wait(lambda: _ours_in_queue(first) == 0, 30, "the first jobs to end after retiring")

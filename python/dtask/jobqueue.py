@@ -325,7 +325,7 @@ def parse_memory(m):
 
 class _Job:
     __slots__ = ("n", "job_id", "names", "state", "submitted", "started", "expiring",
-                 "reported", "array_of", "out_path")
+                 "reported", "array_of", "out_path", "connected")
 
     def __init__(self, n, names):
         self.n, self.names = n, names
@@ -337,6 +337,7 @@ class _Job:
         self.reported = False
         self.array_of = None
         self.out_path = None
+        self.connected = False  # one of its workers was seen by the scheduler
 
 
 class JobQueueCluster:
@@ -683,6 +684,14 @@ class JobQueueCluster:
                 if st is None or st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "C",
                                         "E", "F", "X", "NODE_FAIL", "OUT_OF_MEMORY"):
                     self._jobs.pop(j.n, None)  # ended: replaced below while wanted
+                    if not j.connected and j.state == "RUNNING":
+                        # never connected: another would fail the same way (no storm)
+                        self._target = max(0, self._target - 1)
+                        msg = (f"job {j.job_id} ended without any of its workers connecting "
+                               f"to the scheduler at {self.scheduler_address}; not replacing "
+                               f"it: see its output file {j.out_path}")
+                        logger.warning(msg)
+                        self.messages.append(msg)
                     continue
                 if st in ("RUNNING", "R", "COMPLETING"):
                     if j.state != "RUNNING":
@@ -690,8 +699,13 @@ class JobQueueCluster:
                 else:
                     j.state = "PENDING"
             # workers that never connected back
+            if any(j.state == "RUNNING" and not j.connected for j in self._jobs.values()):
+                connected = self._connected()
+                for j in self._jobs.values():
+                    if any(w in connected for w in j.names):
+                        j.connected = True
             for j in self._jobs.values():
-                if j.state == "RUNNING" and not j.reported and \
+                if j.state == "RUNNING" and not j.reported and not j.connected and \
                         now - j.started > self.connect_timeout:
                     if connected is None:
                         connected = self._connected()
@@ -863,9 +877,9 @@ class SLURMCluster(JobQueueCluster):
         return f"{base}_{i}"
 
     def _out_path(self, job_id):
-        d = self._opts.log_directory
+        d = self._opts.log_directory  # the workers' messages go to standard error
         if d is not None:
-            return os.path.join(d, f"{self._opts.job_name or 'worker'}-{job_id.split('_')[0]}.out")
+            return os.path.join(d, f"{self._opts.job_name or 'worker'}-{job_id.split('_')[0]}.err")
         base, _, idx = job_id.partition("_")
         return os.path.join(os.getcwd(), f"slurm-{base}_{idx}.out" if idx else
                             f"slurm-{base}.out")
@@ -908,14 +922,7 @@ class PBSCluster(JobQueueCluster):
 
     def _out_path(self, job_id):
         d = self._opts.log_directory or os.getcwd()
-        if "_" in job_id and self._slurm_behind():
-            base, _, idx = job_id.partition("_")
-            return os.path.join(d, f"{self._opts.job_name}.o{base}.{idx}")
-        return os.path.join(d, f"{self._opts.job_name}.o{job_id.split('.')[0]}")
-
-    @staticmethod
-    def _slurm_behind():
-        return False
+        return os.path.join(d, f"{self._opts.job_name}.e{job_id.split('.')[0]}")
 
 
 class _JobAdaptive:

@@ -312,7 +312,8 @@ class _JobOptions:
     def script(self, address, name, auth_file=None, array=False):
         prologue = list(self.job_script_prologue)
         if array:  # each array element names its workers after its index
-            prologue.append('DTASK_ARRAY_INDEX=${SLURM_ARRAY_TASK_ID:-${PBS_ARRAY_INDEX:-$PBS_ARRAYID}}')
+            prologue.append("DTASK_ARRAY_INDEX="
+                            "${SLURM_ARRAY_TASK_ID:-${PBS_ARRAY_INDEX:-$PBS_ARRAYID}}")
             name = f"{name}-$DTASK_ARRAY_INDEX"
         return "%s\n%s\n%s\n%s\n" % (self.shebang, self.header(),
                                      "\n".join(filter(None, prologue)),
@@ -359,7 +360,8 @@ class JobQueueCluster:
         if dashboard_address is not None:
             raise ValueError(
                 "Please pass 'dashboard_address' through 'scheduler_options': use\n"
-                'cluster = {0}(..., scheduler_options={{"dashboard_address": ":12345"}}) rather than\n'
+                'cluster = {0}(..., scheduler_options={{"dashboard_address": ":12345"}}) '
+                'rather than\n'
                 'cluster = {0}(..., dashboard_address="12435")'.format(cls_name))
         if host is not None:
             raise ValueError(
@@ -391,6 +393,12 @@ class JobQueueCluster:
         self._lifetime = self._lifetime_of(self._opts.worker_extra_args)
         self._replace_lead = replace_lead
         self._worker_address = None  # tests: the address the jobs are told (else the scheduler's)
+        wall = _walltime_seconds(self._opts.walltime)
+        if self._lifetime is not None and wall and sum(self._lifetime) >= wall:
+            warnings.warn(f"--lifetime {self._lifetime[0]:.0f}s (+- {self._lifetime[1]:.0f}s) "
+                          f"reaches the walltime ({self._opts.walltime}): the batch system may "
+                          "kill workers before they retire; give a lifetime a few minutes "
+                          "shorter", RuntimeWarning, stacklevel=2)
         # the workers find the modules this interpreter imports, as LocalCluster's
         # (sbatch and qsub pass the environment on; a job's own setup comes first)
         os.environ["DTASK_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -462,6 +470,10 @@ class JobQueueCluster:
         return self._c.address
 
     @property
+    def _address_for_jobs(self):
+        return self._worker_address or self.scheduler_address
+
+    @property
     def auth_file(self):
         return self._auth_copy or self._c.auth_file
 
@@ -509,7 +521,7 @@ class JobQueueCluster:
         if self.job_array and count > 1:
             n = self._next
             self._next += 1
-            script = self._opts.script(self._worker_address or self.scheduler_address, f"{self._name}-{n}",
+            script = self._opts.script(self._address_for_jobs, f"{self._name}-{n}",
                                        self.auth_file, array=True)
             path = self._write_script(n, script)
             out = self._call(shlex.split(self.submit_command) + self._array_args(count) + [path])
@@ -526,7 +538,7 @@ class JobQueueCluster:
             n = self._next
             self._next += 1
             j = _Job(n, self._worker_names(n))
-            script = self._opts.script(self._worker_address or self.scheduler_address, j.names[0] if
+            script = self._opts.script(self._address_for_jobs, j.names[0] if
                                        self._opts.processes == 1 else f"{self._name}-{n}",
                                        self.auth_file)
             path = self._write_script(n, script)
@@ -696,6 +708,8 @@ class JobQueueCluster:
                 if st in ("RUNNING", "R", "COMPLETING"):
                     if j.state != "RUNNING":
                         j.state, j.started = "RUNNING", now
+                        # how long jobs wait in the queue: the replacement's head start
+                        self._observed_start = max(0.5 * self._start_delay(), now - j.submitted)
                 else:
                     j.state = "PENDING"
             # workers that never connected back
@@ -722,8 +736,8 @@ class JobQueueCluster:
             if self._lifetime is not None:
                 life, stagger = self._lifetime
                 lead = self._replace_lead
-                if lead is None:
-                    lead = min(max(10.0, 2 * self._start_delay()), (life - stagger) / 2)
+                if lead is None:  # twice the queue wait seen lately, at least a minute
+                    lead = min(max(60.0, 2 * self._start_delay()), (life - stagger) / 2)
                 for j in self._jobs.values():
                     if j.state == "RUNNING" and not j.expiring and \
                             now - j.started > life - stagger - lead:

@@ -70,10 +70,11 @@ CASES = [
     dict(cores=1, memory="1GB", queue="batch", walltime="00:10:00"),
     dict(cores=8, memory="16GB", processes=2, queue="regular", account="proj42",
          walltime="02:00:00", job_script_prologue=["module load gcc", "export A=1"],
-         job_extra_directives=["--exclusive" if True else ""], local_directory="/scratch",
+         job_extra_directives=["--exclusive"], local_directory="/scratch",
          death_timeout=30, worker_extra_args=["--lifetime", "55m", "--lifetime-stagger", "4m"],
          job_name="myjob"),
-    dict(cores=24, memory="100GB", queue="regular", walltime="01:00:00", job_directives_skip=["-n 1", "walltime"],
+    dict(cores=24, memory="100GB", queue="regular", walltime="01:00:00",
+         job_directives_skip=["-n 1", "walltime"],
          log_directory="/tmp/dtask-jq-logs", shebang="#!/bin/bash", python="/opt/py/bin/python3"),
 ]
 

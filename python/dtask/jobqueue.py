@@ -371,6 +371,12 @@ class JobQueueCluster:
         if asynchronous:
             raise ValueError(f"{cls_name}(asynchronous=True) is not supported by dtask; "
                              "use it synchronously")
+        if security not in (None, True, False):
+            raise ValueError(
+                f"{cls_name}(security=...): dtask's batch jobs use the cluster's shared secret "
+                "(on by default: an auth file in shared_temp_directory or ~/.dtask, readable "
+                "only by you); security=False turns it off.  TLS certificates for batch "
+                "workers are not supported here yet")
         self.status = Status.created
         config_name = config_name or self.config_name
         if interface is None:
@@ -380,8 +386,7 @@ class JobQueueCluster:
         scheduler_options = dict({"dashboard_address": ":8787"}, **scheduler_options)
         if "host" not in scheduler_options and "interface" not in scheduler_options:
             scheduler_options["interface"] = interface
-        self._job_kwargs = dict(job_kwargs, interface=interface, protocol=protocol,
-                                security=security)
+        self._job_kwargs = dict(job_kwargs, interface=interface, protocol=protocol)
         self._opts = _JobOptions(config_name, cluster_class=cls_name, **self._job_kwargs)
         self.shared_temp_directory = shared_temp_directory
         self.max_jobs = None if max_jobs is None else int(max_jobs)

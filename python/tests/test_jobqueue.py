@@ -366,3 +366,56 @@ def test_lifetime_retires_and_replaces_without_recompute(jq, tmp_path):
     assert len(jobs_used) > 2  # replacements ran tasks
     # every first job retired (its worker left, so the job ended)
     _wait(lambda: _ours_in_queue(first) == 0, 30, "the first jobs to end after retiring")
+
+
+@needs_slurm
+def test_processes_per_job_and_n_workers(jq):
+    cluster = jq(SLURMCluster, cores=2, memory="1GB", processes=2, n_workers=4)
+    assert len(cluster.jobs) == 2  # 4 workers, 2 per job
+    assert _ours_in_queue(cluster.jobs) == 2
+    with Client(cluster) as c:
+        c.wait_for_workers(4, timeout=60)
+        info = c.scheduler_info()["workers"].values()
+        assert {w["name"] for w in info} == set(cluster.workers)
+        assert all(w["nthreads"] == 1 for w in info)
+        assert sum(c.gather(c.map(_square, range(40)))) == sum(i * i for i in range(40))
+    cluster.scale(3)  # whole jobs: ceil(3 / 2)
+    assert len(cluster.jobs) == 2
+    cluster.scale(2)
+    assert len(cluster.jobs) == 1
+
+
+def test_worker_wrapper_nworkers_and_lifetime_restart(tmp_path):
+    """`python -m dtask worker ADDR --nworkers 2 --lifetime 3s --lifetime-restart`
+    (no batch system): two workers, each retired after its lifetime and started again."""
+    import sys
+
+    with dtask.LocalCluster(n_workers=0, dashboard_address=None) as lc:
+        cmd = [sys.executable, "-m", "dtask", "worker", lc.scheduler_address, "--name", "lt",
+               "--nthreads", "1", "--nworkers", "2", "--nanny", "--lifetime", "3s",
+               "--lifetime-restart", "--death-timeout", "10"]
+        if lc.auth_file:
+            cmd += ["--auth-file", lc.auth_file]
+        log = open(tmp_path / "wrapper.err", "w")
+        p = subprocess.Popen(cmd, stderr=log, env=dict(os.environ))
+        try:
+            with Client(lc) as c:
+                def names():
+                    return {w["name"]: a for a, w in c.scheduler_info()["workers"].items()}
+
+                first = _wait(lambda: len(names()) == 2 and names(), 30, "two workers")
+                assert set(first) == {"lt-0", "lt-1"}
+                # both retire after 3 s and come back as new processes (new addresses)
+                _wait(lambda: len(names()) == 2 and set(names().values()).isdisjoint(
+                    first.values()), 30, "the workers to retire and restart")
+                assert c.submit(_square, 7).result(timeout=30) == 49
+        finally:
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            log.close()
+    text = open(tmp_path / "wrapper.err").read()
+    assert "lifetime reached" in text and "restarting (--lifetime-restart)" in text

@@ -919,7 +919,7 @@ class PBSCluster(JobQueueCluster):
 
     def _states(self, jobs):
         st = {}
-        ids = sorted({j.job_id for j in jobs})
+        ids = sorted({j.array_of or j.job_id for j in jobs})  # an array: its one line
         try:
             out = self._call(["qstat"] + ids)
         except RuntimeError as e:  # qstat fails on an id it no longer knows
@@ -928,7 +928,10 @@ class PBSCluster(JobQueueCluster):
             parts = line.split()
             if len(parts) >= 6 and parts[0] in ids:
                 st[parts[0]] = {"Q": "PENDING", "H": "PENDING", "W": "PENDING",
-                                "R": "RUNNING"}.get(parts[4], parts[4])
+                                "B": "RUNNING", "R": "RUNNING"}.get(parts[4], parts[4])
+        for j in jobs:  # elements of an array take the array's state
+            if j.array_of and j.array_of in st:
+                st[j.job_id] = st[j.array_of]
         return st
 
     def _array_args(self, count):

@@ -285,8 +285,9 @@ def test_max_jobs_honoured(jq):
 
 
 @needs_slurm
-def test_array_submission(jq, monkeypatch):
-    cluster = jq(SLURMCluster, cores=1, memory="512MB", job_array=True)
+@pytest.mark.parametrize("cls", [SLURMCluster, PBSCluster])
+def test_array_submission(jq, monkeypatch, cls):
+    cluster = jq(cls, cores=1, memory="512MB", job_array=True)
     calls = []
     orig = cluster._call
 
@@ -296,8 +297,9 @@ def test_array_submission(jq, monkeypatch):
 
     monkeypatch.setattr(cluster, "_call", spy)
     cluster.scale(jobs=3)
-    subs = [c for c in calls if c[0] == "sbatch"]
-    assert len(subs) == 1 and subs[0][1] == "--array=0-2"
+    subs = [c for c in calls if c[0] in ("sbatch", "qsub")]
+    assert len(subs) == 1
+    assert subs[0][1:-1] == (["--array=0-2"] if cls is SLURMCluster else ["-J", "0-2"])
     ids = list(cluster.jobs)
     assert len({i.split("_")[0] for i in ids}) == 1 and len(ids) == 3
     with Client(cluster) as c:
@@ -308,6 +310,7 @@ def test_array_submission(jq, monkeypatch):
 
 
 @needs_slurm
+@pytest.mark.filterwarnings("ignore:job .* has been running")
 def test_unreachable_scheduler_reported(jq, tmp_path):
     cluster = jq(SLURMCluster, cores=1, memory="512MB", connect_timeout=2, death_timeout=6)
     cluster._worker_address = "127.0.0.1:9"  # nothing listens there

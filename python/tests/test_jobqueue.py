@@ -396,7 +396,7 @@ def test_worker_wrapper_nworkers_and_lifetime_restart(tmp_path):
     with dtask.LocalCluster(n_workers=0, dashboard_address=None) as lc:
         cmd = [sys.executable, "-m", "dtask", "worker", lc.scheduler_address, "--name", "lt",
                "--nthreads", "1", "--nworkers", "2", "--nanny", "--lifetime", "3s",
-               "--lifetime-restart", "--death-timeout", "10"]
+               "--lifetime-restart", "--death-timeout", "10", "--interface", "lo"]
         if lc.auth_file:
             cmd += ["--auth-file", lc.auth_file]
         log = open(tmp_path / "wrapper.err", "w")
@@ -422,3 +422,17 @@ def test_worker_wrapper_nworkers_and_lifetime_restart(tmp_path):
             log.close()
     text = open(tmp_path / "wrapper.err").read()
     assert "lifetime reached" in text and "restarting (--lifetime-restart)" in text
+
+
+def test_worker_wrapper_bad_interface_and_address():
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "dtask", "worker", "127.0.0.1:9", "--nanny",
+                        "--interface", "nosuch0"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "network interface 'nosuch0'" in p.stderr and "'lo'" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "dtask", "worker", "127.0.0.1:9", "--nanny",
+                        "--death-timeout", "1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "cannot connect to the scheduler at 127.0.0.1:9 from local address 127.0.0.1" \
+        in p.stderr and "Connection refused" in p.stderr and "giving up" in p.stderr

@@ -104,7 +104,7 @@ def check_connect(address, interface=None, death_timeout=None):
         return False
     src = None
     if interface:
-        from .jobqueue import _interface_address
+        from .jobqueue_script import _interface_address
 
         try:
             src = _interface_address(interface)
@@ -154,7 +154,7 @@ def _route_source(host):
 
 def _iface_of(ip):
     try:
-        from .jobqueue import _interface_address
+        from .jobqueue_script import _interface_address
 
         for _, name in socket.if_nameindex():
             try:
@@ -262,7 +262,7 @@ def main(address, args):
     dt = _opt(rest, "--death-timeout")
     death_timeout = _seconds(dt) if dt is not None else None
     if interface:
-        from .jobqueue import _interface_address
+        from .jobqueue_script import _interface_address
 
         try:
             rest = _set_opt(rest, "--listen-host", _interface_address(interface))

@@ -37,6 +37,8 @@ SLURM_DOWN = _slurm_up()
 needs_slurm = pytest.mark.skipif(SLURM_DOWN is not None, reason=f"no Slurm: {SLURM_DOWN}")
 
 
+LOOPBACK = {"host": "127.0.0.1", "dashboard_address": ":0"}  # tests stay on loopback
+
 # ---------------------------------------------------------------- job_script vs dask-jobqueue
 
 def _split_script(script):
@@ -91,9 +93,9 @@ def test_job_script_matches_dask_jobqueue(kind, case):
         if case == 1:
             opts.update(job_cpu=16, job_mem="20G")
         theirs_cls, ours_cls = dj.SLURMCluster, SLURMCluster
-    with theirs_cls(**opts) as theirs:
+    with theirs_cls(**opts, scheduler_options=LOOPBACK) as theirs:
         t = theirs.job_script()
-    with ours_cls(**opts, scheduler_options={"host": "127.0.0.1"}) as ours:
+    with ours_cls(**opts, scheduler_options=LOOPBACK) as ours:
         o = ours.job_script()
     t_shebang, t_dir, t_pro, t_cmd = _split_script(t)
     o_shebang, o_dir, o_pro, o_cmd = _split_script(o)
@@ -115,9 +117,9 @@ def test_config_read_as_dask_jobqueue():
            "jobqueue.pbs.resource-spec": "select=1:ncpus=2", "jobqueue.pbs.name": "cfgname"}
     with dask.config.set(cfg):
         for theirs_cls, ours_cls in ((dj.SLURMCluster, SLURMCluster), (dj.PBSCluster, PBSCluster)):
-            with theirs_cls() as theirs:
+            with theirs_cls(scheduler_options=LOOPBACK) as theirs:
                 t = theirs.job_script()
-            with ours_cls(scheduler_options={"host": "127.0.0.1"}) as ours:
+            with ours_cls(scheduler_options=LOOPBACK) as ours:
                 o = ours.job_script()
             assert _split_script(o)[1] == _split_script(t)[1]
             assert _split_script(o)[2] == _split_script(t)[2]
@@ -126,7 +128,7 @@ def test_config_read_as_dask_jobqueue():
 
 def test_cores_and_memory_required():
     with pytest.raises(ValueError, match="cores and memory"):
-        SLURMCluster(scheduler_options={"host": "127.0.0.1"})
+        SLURMCluster(scheduler_options=LOOPBACK)
     with pytest.raises(ValueError, match="scheduler_options"):
         PBSCluster(cores=1, memory="1GB", host="x")
 
@@ -157,7 +159,7 @@ def jq(tmp_path):
     made, seen = [], set()
 
     def make(cls, **opts):
-        opts.setdefault("scheduler_options", {"host": "127.0.0.1", "dashboard_address": ":0"})
+        opts.setdefault("scheduler_options", LOOPBACK)
         opts.setdefault("log_directory", str(tmp_path / "logs"))
         opts.setdefault("queue", "batch")
         opts.setdefault("walltime", "00:10:00")

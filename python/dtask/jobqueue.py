@@ -231,8 +231,9 @@ class JobQueueCluster:
 
     # ------------------------------------------------------------ the batch system
     def _call(self, cmd):
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        try:  # the jobs' `python -m dtask worker` runs the supervisor (jobqueue_worker.py)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, DTASK_JOBQUEUE_WORKER="1"))
         except FileNotFoundError:
             raise RuntimeError(f"{cmd[0]} not found: is {self.config_name.upper()} installed "
                                "here (and on PATH)?") from None

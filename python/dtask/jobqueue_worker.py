@@ -32,10 +32,12 @@ import time
 
 _OURS = {"--nworkers": 1, "--nprocs": 1, "--nanny": 0, "--interface": 1, "--lifetime": 1,
          "--lifetime-stagger": 1, "--lifetime-restart": 0}
+_NEEDS = set(_OURS) - {"--nanny"}  # the C worker takes --nanny itself (LocalCluster's)
+ENV = "DTASK_JOBQUEUE_WORKER"  # set for the jobs by PBSCluster/SLURMCluster's submission
 
 
 def wants_wrapper(args):
-    return any(a.split("=", 1)[0] in _OURS for a in args)
+    return os.environ.get(ENV) == "1" or any(a.split("=", 1)[0] in _NEEDS for a in args)
 
 
 def _split(args):
@@ -257,6 +259,7 @@ class _One:
 
 
 def main(address, args):
+    os.environ.pop(ENV, None)  # the workers started here are the C ones
     ours, rest = _split(args)
     interface = ours.get("--interface")
     dt = _opt(rest, "--death-timeout")

@@ -433,8 +433,10 @@ def test_worker_wrapper_bad_interface_and_address():
                         "--interface", "nosuch0"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert "network interface 'nosuch0'" in p.stderr and "'lo'" in p.stderr
+    # as in a job submitted by the cluster (DTASK_JOBQUEUE_WORKER=1 in its environment)
     p = subprocess.run([sys.executable, "-m", "dtask", "worker", "127.0.0.1:9", "--nanny",
-                        "--death-timeout", "1"], capture_output=True, text=True, timeout=60)
+                        "--death-timeout", "1"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, DTASK_JOBQUEUE_WORKER="1"))
     assert p.returncode == 1
     assert "cannot connect to the scheduler at 127.0.0.1:9 from local address 127.0.0.1" \
         in p.stderr and "Connection refused" in p.stderr and "giving up" in p.stderr

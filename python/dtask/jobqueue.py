@@ -425,7 +425,7 @@ class JobQueueCluster:
                 if st is None or st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "C",
                                         "E", "F", "X", "NODE_FAIL", "OUT_OF_MEMORY"):
                     self._jobs.pop(j.n, None)  # ended: replaced below while wanted
-                    if not j.connected and j.state == "RUNNING":
+                    if not j.connected:
                         # never connected: another would fail the same way (no storm)
                         self._target = max(0, self._target - 1)
                         msg = (f"job {j.job_id} ended without any of its workers connecting "

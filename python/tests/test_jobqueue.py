@@ -77,7 +77,8 @@ CASES = [
          job_name="myjob"),
     dict(cores=24, memory="100GB", queue="regular", walltime="01:00:00",
          job_directives_skip=["-n 1", "walltime"],
-         log_directory="/tmp/dtask-jq-logs", shebang="#!/bin/bash", python="/opt/py/bin/python3"),
+         log_directory="/tmp/dtask-jq-logs", shebang="#!/bin/bash", python="/opt/py/bin/python3",
+         interface="lo"),
 ]
 
 
@@ -440,3 +441,24 @@ def test_worker_wrapper_bad_interface_and_address():
     assert p.returncode == 1
     assert "cannot connect to the scheduler at 127.0.0.1:9 from local address 127.0.0.1" \
         in p.stderr and "Connection refused" in p.stderr and "giving up" in p.stderr
+
+
+@needs_slurm
+def test_jobs_failing_at_start_are_not_resubmitted(jq):
+    """a job that ends before its workers connect (here: a wrong python) is
+    reported and not replaced: no submission storm."""
+    cluster = jq(SLURMCluster, cores=1, memory="512MB", python="/nonexistent/python")
+    cluster.scale(jobs=2)
+    first = set(cluster.jobs)
+    seen = set(first)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (cluster.jobs or len(cluster.messages) < 2):
+        seen |= set(cluster.jobs)
+        time.sleep(0.2)
+    time.sleep(2)  # a few more monitor rounds
+    seen |= set(cluster.jobs)
+    assert seen == first and cluster.jobs == {}
+    ended = [m for m in cluster.messages if "not replacing" in m]
+    assert len(ended) == 2
+    path = ended[0].rsplit("output file ", 1)[1]
+    assert "/nonexistent/python" in open(path).read()

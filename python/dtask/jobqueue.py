@@ -343,10 +343,13 @@ class JobQueueCluster:
                 if self.max_jobs is not None:  # expiring jobs count against the queue too
                     room = min(room, self.max_jobs - len(self._jobs))
                 self._submit(max(0, room))
-            elif len(live) > jobs:
-                # pending ones go first, then the newest
-                order = sorted(live, key=lambda j: (j.state == "RUNNING", j.submitted))
+            elif len(live) > jobs or (jobs == 0 and self._jobs):
+                # pending ones go first, then the newest; scale(0): every job,
+                # those whose workers are retiring already too
+                order = sorted(live, key=lambda j: (j.state == "RUNNING", -j.submitted))
                 drop = order[:len(live) - jobs]
+                if jobs == 0:
+                    drop += [j for j in self._jobs.values() if j.expiring]
                 self._retire_and_cancel(drop)
 
     def _retire_and_cancel(self, drop):

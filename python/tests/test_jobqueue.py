@@ -246,6 +246,7 @@ def test_scale_and_adapt_counted_in_squeue(jq):
     assert len(ids) == 3 and _ours_in_queue(ids) == 3
     cluster.wait_for_workers(3, timeout=60)
     cluster.scale(jobs=1)
+    assert list(cluster.jobs) == [ids[0]]  # the newest went first
     _wait(lambda: _ours_in_queue(ids) == 1, 30, "scale down to one job")
     cluster.scale(cores=2)
     assert len(cluster.jobs) == 2

@@ -307,8 +307,9 @@ class JobQueueCluster:
 
     def _limit(self, jobs, what):
         if self.max_jobs is not None and jobs > self.max_jobs:
-            msg = (f"{type(self).__name__}: {what} asks for {jobs} jobs but max_jobs is "
-                   f"{self.max_jobs}: running {self.max_jobs} (the queue's per-user limit)")
+            asked = "no limit on" if jobs == math.inf else jobs
+            msg = (f"{type(self).__name__}: {what} asks for {asked} jobs but max_jobs is "
+                   f"{self.max_jobs}: at most {self.max_jobs} jobs (the queue's per-user limit)")
             if self._warned_max != (jobs, what):
                 warnings.warn(msg, RuntimeWarning, stacklevel=3)
                 logger.warning(msg)

@@ -231,8 +231,11 @@ class JobQueueCluster:
 
     # ------------------------------------------------------------ the batch system
     def _call(self, cmd):
+        # PBS writes the output files where qsub ran when it does not take
+        # `#PBS -o dir/` (Torque-style wrappers): there, log_directory too
+        cwd = self._opts.log_directory if cmd[0] == "qsub" else None
         try:  # the jobs' `python -m dtask worker` runs the supervisor (jobqueue_worker.py)
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=cwd,
                                env=dict(os.environ, DTASK_JOBQUEUE_WORKER="1"))
         except FileNotFoundError:
             raise RuntimeError(f"{cmd[0]} not found: is {self.config_name.upper()} installed "
@@ -558,6 +561,9 @@ class JobQueueCluster:
                 os.unlink(self._auth_copy)
             except OSError:
                 pass
+        import shutil
+
+        shutil.rmtree(self._tmpdir, ignore_errors=True)  # the job scripts
         self.status = Status.closed
 
     def __enter__(self):

@@ -173,6 +173,13 @@ class JobQueueCluster:
                                          daemon=True)
         self.status = Status.running
         self._monitor.start()
+        # as dask-jobqueue: the jobs are cancelled when this interpreter exits
+        import atexit
+        import weakref
+
+        ref = weakref.ref(self)
+        atexit.register(lambda: ref() is not None and ref().status == Status.running
+                        and ref().close())
         if n_workers:
             self.scale(n_workers)
 

@@ -463,3 +463,25 @@ def test_jobs_failing_at_start_are_not_resubmitted(jq):
     assert len(ended) == 2
     path = ended[0].rsplit("output file ", 1)[1]
     assert "/nonexistent/python" in open(path).read()
+
+
+@needs_slurm
+def test_jobs_cancelled_when_the_interpreter_exits(tmp_path):
+    import sys
+
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "from dtask import SLURMCluster\n"
+        "c = SLURMCluster(cores=1, memory='512MB', queue='batch', log_directory=%r,\n"
+        "                 scheduler_options={'host': '127.0.0.1', 'dashboard_address': ':0'})\n"
+        "c.scale(jobs=1)\n"
+        "print(list(c.jobs)[0])\n" % str(tmp_path))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                       cwd=str(tmp_path))
+    jid = p.stdout.strip()
+    try:
+        assert p.returncode == 0 and jid.isdigit(), p.stderr
+        _wait(lambda: not _ours_in_queue([jid]), 20, "the job to be cancelled at exit")
+    finally:
+        if jid.isdigit():
+            subprocess.run(["scancel", jid], capture_output=True, timeout=30)

@@ -96,6 +96,7 @@ typedef struct {
   char name[256];
   char address[128];       /* where peers reach us; set by serve.c */
   char boot_id[48];        /* this host's boot id: peers with the same one share memory */
+  bool no_shm;             /* --no-shm: no boot id, so every peer is over TCP */
   int nthreads;
   const char *listen_host; /* --listen-host (NULL: the scheduler link's interface) */
   int listen_port;         /* --worker-port (0: any) */

@@ -448,11 +448,21 @@ int main(int argc, char **argv) {
     CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = 2, .threads_per_worker = threads,
                                                            .no_shm = true}, &lc));
     CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
+    /* three rounds of each, interleaved (this machine is noisy): the best */
     int64_t tb = scaled(256.0 * 1048576, scale, 1 << 20);
-    bench_transfer_read(c, tb, "transfer_tcp");
-    double tcp = dt_bench_phys_tcp_mbs((size_t)tb, 3);
+    double tcp = 0, best = 0;
+    FILE *j = json;
+    json = NULL; /* the rounds are reported once, below */
+    for (int k = 0; k < 3; k++) {
+      bench_transfer_read(c, tb, "transfer_tcp_round");
+      if (last_transfer_mbs > best) best = last_transfer_mbs;
+      double t = dt_bench_phys_tcp_mbs((size_t)tb, 1);
+      if (t > tcp) tcp = t;
+    }
+    json = j;
+    report("transfer_tcp", best, "MB/s", "the same over TCP (workers --no-shm), best of 3");
     report("phys_tcp", tcp, "MB/s", "loopback TCP between two processes, same size (best of 3)");
-    if (tcp > 0) report("transfer_tcp_pct", 100 * last_transfer_mbs / tcp, "%", "transfer_tcp as % of phys_tcp");
+    if (tcp > 0) report("transfer_tcp_pct", 100 * best / tcp, "%", "transfer_tcp as % of phys_tcp");
     dt_client_close(c);
     dt_local_cluster_close(lc);
   }

@@ -130,6 +130,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__link.nanny_token = token;
   /* without a boot id, peers on this host are peers on other hosts: TCP */
   FILE *bf = W.no_shm ? NULL : fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (W.no_shm && !W.inproc) dt__blob_anonymous = true; /* nothing of ours is mapped by peers */
   if (bf) {
     if (!fgets(W.boot_id, sizeof(W.boot_id), bf)) W.boot_id[0] = '\0';
     W.boot_id[strcspn(W.boot_id, "\n")] = '\0';

@@ -188,6 +188,7 @@ void dt__exec_done(w_task *list) {
       t->result = NULL;
       w_data *d = dt__store_put(t->key, t->klen, r, false);
       dt__link_finished(t, d->spilled ? NULL : d->v, d->nbytes);
+      dt__ahead_arrived(t->key, t->klen, d); /* tasks sent ahead start now */
     } else {
       dt__link_erred(t->key, t->klen, t->err_code, t->func, t->err);
     }
@@ -213,7 +214,8 @@ void dt__exec_add(w_task *t, const char *key, uint32_t klen) {
       continue;
     }
     t->nmissing++;
-    dt__fetch_wait(d, t);
+    if (d->naddrs == 0) dt__ahead_wait(d, t); /* being computed here (ahead.c) */
+    else dt__fetch_wait(d, t);
   }
   if (t->nmissing == 0) {
     dt__exec_ready(t);
@@ -236,6 +238,7 @@ static void drop(w_task *t) {
     dt__vec_remove(&X.blocked, t);
   } else {
     dt__fetch_forget_task(t);
+    dt__ahead_forget_task(t);
   }
   dt__exec_release_deps(t);
   dt__exec_task_free(t);

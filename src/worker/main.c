@@ -174,6 +174,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__store_destroy();
   dt__exec_destroy();
   dt__fetch_destroy();
+  dt__ahead_destroy();
   if (W.inproc) dt__sec_unregister(dt__link.sched_addr);
   free(dt__link.sched_addr);
   dt__tls_free(&W.sec);

@@ -251,6 +251,18 @@ extern double dt__fetch_timeout_s;
 /* dt__fetch_destroy: free the fetches and peers left (connections closed) */
 void dt__fetch_destroy(void);
 
+/* ---------------------------------------------------------------- ahead.c */
+
+/* dt__ahead_wait: t waits for dependency d, being computed here (the
+ * scheduler sent t ahead: d names no holder) */
+void dt__ahead_wait(const w_dep *d, w_task *t);
+/* dt__ahead_arrived: key is stored here (have): the tasks waiting for it
+ * take it, and go to the ready heap when they have everything */
+void dt__ahead_arrived(const char *key, uint32_t klen, w_data *have);
+/* dt__ahead_forget_task: t no longer waits (dropped) */
+void dt__ahead_forget_task(w_task *t);
+void dt__ahead_destroy(void);
+
 /* ---------------------------------------------------------------- serve.c */
 
 /* dt__serve_start: listen for peers on the interface the scheduler

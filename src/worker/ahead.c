@@ -71,3 +71,64 @@ void dt__ahead_destroy(void) {
     }
   dt__smap_destroy(&A);
 }
+
+/* ---------------------------------------------------------------- chains on the pool thread */
+
+/* prepare_call: u's function and call (futures of its dependency still in
+ * place); false, with nothing kept, if either is wrong (u then goes the
+ * usual way, and fails there with the usual message) */
+static bool prepare_call(w_task *u) {
+  u->fn = dt_task_lookup(u->func);
+  if (!u->fn || dt__payload_decode(&u->spec, &u->call) != 0) return false;
+  if (dt_value_type(u->call) != DT_LIST || dt_list_len(u->call) != 2 ||
+      dt_value_type(dt_list_get(u->call, 0)) != DT_LIST ||
+      dt_value_type(dt_list_get(u->call, 1)) != DT_MAP) {
+    dt_value_free(u->call);
+    u->call = NULL;
+    return false;
+  }
+  return true;
+}
+
+bool dt__ahead_chain(w_task *u, const w_dep *d) {
+  if (u->ndeps != 1 || u->nres || u->timeout > 0 || dt__store.paused) return false;
+  w_task *p = dt__smap_get(&dt__exec.tasks, d->key, d->klen);
+  if (!p || p == u || p->cancelled) return false;
+  if (!prepare_call(u)) return false;
+  if (dt__pool_link(p, u)) return true;
+  dt_value_free(u->call);
+  u->call = NULL;
+  return false;
+}
+
+/* bind: the futures of key inside v (a freshly decoded, unshared value)
+ * become dep */
+static void bind_dep(dt_value *v, const char *key, dt_value *dep) {
+  size_t n = v->type == DT_LIST ? v->u.list.len : v->type == DT_MAP ? v->u.map.len : 0;
+  dt_value **items = v->type == DT_LIST ? v->u.list.items : v->u.map.vals;
+  for (size_t i = 0; i < n; i++) {
+    dt_value *it = items[i];
+    if (it->type == DT_FUTURE) {
+      if (strcmp(it->u.fut.key, key) == 0) {
+        items[i] = dt_value_ref(dep);
+        dt_value_free(it);
+      }
+    } else {
+      bind_dep(it, key, dep);
+    }
+  }
+}
+
+void dt__ahead_bind(w_task *u, const char *key, dt_value *dep) { bind_dep(u->call, key, dep); }
+
+void dt__ahead_producer_gone(w_task *p) {
+  w_task *u = p->then;
+  if (!u) return;
+  p->then = NULL;
+  u->chained = false;
+  u->chained_from = NULL;
+  dt_value_free(u->call); /* prepared again when it is ready */
+  u->call = NULL;
+  u->fn = NULL;
+  dt__ahead_wait(&u->deps[0], u);
+}

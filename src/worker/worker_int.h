@@ -72,6 +72,14 @@ typedef struct w_task {
   bool reschedule; /* dt_task_reschedule: not a failure, place it again */
   double timeout, started; /* deadline (seconds, 0: none) and when it started (cancel.c) */
   struct w_task *next_done; /* pool.c's queue and done list */
+  /* chains on the pool thread (ahead.c): under pool.c's lock once the
+   * producer is in the pool */
+  struct w_task *then;        /* producer: run this one right after, on the same thread */
+  struct w_task *handed;      /* producer: the pool ran `then` after it */
+  struct w_task *chained_from; /* the producer this one is linked to */
+  bool chained;               /* linked as a producer's `then` (call prepared) */
+  bool claimed;               /* a pool thread took it */
+  bool ran;                   /* the pool finished it (on the done list) */
 } w_task;
 
 /* a result held here (store.c) */
@@ -124,6 +132,12 @@ void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(
 /* dt__pool_submit: queue t (fn and call set) for a pool thread.  Loop
  * thread; the pool owns t until it comes back through on_done. */
 void dt__pool_submit(w_task *t);
+/* dt__pool_link: u (call prepared) runs right after p on p's thread,
+ * unless the pool finished p already (false) */
+bool dt__pool_link(w_task *p, w_task *u);
+/* dt__pool_unlink: u (chained) no longer follows its producer (false), or
+ * a pool thread has it already (true: treat it as executing) */
+bool dt__pool_unlink(w_task *u);
 /* dt__pool_stop: stop the threads and join them (none may be running a
  * task); frees the pool. */
 void dt__pool_stop(void);
@@ -262,6 +276,14 @@ void dt__ahead_arrived(const char *key, uint32_t klen, w_data *have);
 /* dt__ahead_forget_task: t no longer waits (dropped) */
 void dt__ahead_forget_task(w_task *t);
 void dt__ahead_destroy(void);
+/* dt__ahead_chain: u (one dependency d, being computed here) runs on the
+ * pool thread that computes d, right after it, if both allow (true) */
+bool dt__ahead_chain(w_task *u, const w_dep *d);
+/* dt__ahead_bind: pool thread: u's futures of its dependency become dep */
+void dt__ahead_bind(w_task *u, const char *key, dt_value *dep);
+/* dt__ahead_producer_gone: p leaves with u still chained to it: u waits for
+ * p's key as any task sent ahead */
+void dt__ahead_producer_gone(w_task *p);
 
 /* ---------------------------------------------------------------- serve.c */
 

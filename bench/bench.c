@@ -406,8 +406,10 @@ int main(int argc, char **argv) {
     fprintf(json, "{\"system\": \"dtask\", \"version\": \"%d.%d.%d\", \"workers\": %d, \"threads\": %d, \"results\": [",
             DT_VERSION_MAJOR, DT_VERSION_MINOR, DT_VERSION_PATCH, workers, threads);
   }
-  phys_rtt_us = dt_bench_phys_rtt_us(scaled(20000, scale, 500));
+  phys_rtt_us = dt_bench_phys_rtt_us(scaled(20000, scale, 500), -1);
   report("phys_rtt", phys_rtt_us, "us", "loopback TCP round trip between two processes (median)");
+  report("phys_rtt_same_cpu", dt_bench_phys_rtt_us(scaled(20000, scale, 500), 0), "us", "the same, both on one CPU");
+  report("phys_rtt_cross_cpu", dt_bench_phys_rtt_us(scaled(20000, scale, 500), 1), "us", "the same, on two CPUs");
   double t0 = now();
   dt_local_cluster *lc;
   CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = workers, .threads_per_worker = threads}, &lc));

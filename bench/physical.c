@@ -13,6 +13,7 @@
  * Plain POSIX sockets and fork: nothing of dtask is used.
  */
 #include <arpa/inet.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -78,11 +79,24 @@ static int cmp_d(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-double dt_bench_phys_rtt_us(int n) {
+/* pin: the calling thread to cpu; 0 or -1 */
+static int pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set);
+}
+
+double dt_bench_phys_rtt_us(int n, int where) {
   int a, b;
   if (n < 1 || tcp_pair(&a, &b) != 0) return -1;
+  cpu_set_t saved;
+  int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  bool pinned = where >= 0 && ncpu >= 2 && sched_getaffinity(0, sizeof(saved), &saved) == 0;
+  if (pinned) pin(0);
   pid_t pid = fork();
   if (pid == 0) { /* the echo */
+    if (pinned) pin(where == 1 ? 1 : 0);
     close(a);
     char c;
     while (recv(b, &c, 1, 0) == 1 && c) (void)send(b, &c, 1, MSG_NOSIGNAL);
@@ -105,6 +119,7 @@ double dt_bench_phys_rtt_us(int n) {
   (void)send(a, &z, 1, MSG_NOSIGNAL);
   close(a);
   if (pid > 0) waitpid(pid, NULL, 0);
+  if (pinned) sched_setaffinity(0, sizeof(saved), &saved);
   free(t);
   return med;
 }

@@ -4,7 +4,8 @@
  * a failing link fails the rest of the chain with its error; a failing link
  * with retries left runs again and the chain goes on; a cancelled link
  * cancels what follows it and the cluster forgets everything; a worker
- * killed mid-chain is survived; and with the speculation turned off
+ * killed mid-chain is survived; links that secede (tasks from tasks) hand
+ * the chain on; and with the speculation turned off
  * ($DTASK_NO_AHEAD) the same chains give the same values. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +33,17 @@ DT_TASK(slow_inc) {
   int64_t x;
   if (dt_task_arg_int(task, 0, &x)) return NULL;
   usleep(10000);
+  return dt_int(x + 1);
+}
+
+/* seceding_inc(x): x + 1 after handing its thread back (tasks from tasks):
+ * the pool does not run the next link on this thread then */
+DT_TASK(seceding_inc) {
+  int64_t x;
+  if (dt_task_arg_int(task, 0, &x)) return NULL;
+  usleep(5000);
+  if (dt_task_secede(task) != 0) return dt_task_fail(task, "secede: %s", dt_last_error());
+  usleep(5000);
   return dt_int(x + 1);
 }
 
@@ -153,6 +165,13 @@ static void test_chain_values(void **state) {
   }
   for (int i = 0; i < 20; i++)
     OK(dt_client_submit(client, "inc", dt_list_of(1, dt_future_value(a[0])), NULL, &o, &fan[i]));
+  /* links that secede, between ordinary ones */
+  dt_future *s[40];
+  for (int i = 0; i < 40; i++)
+    OK(dt_client_submit(client, i % 3 ? "inc" : "seceding_inc",
+                        dt_list_of(1, i ? dt_future_value(s[i - 1]) : dt_int(0)), NULL, &o, &s[i]));
+  assert_int_equal(result_int(s[39]), 40);
+  release_all(s, 40);
   assert_int_equal(result_int(a[49]), 50);
   assert_int_equal(result_int(b[49]), 150);
   for (int i = 0; i < 20; i++) assert_int_equal(result_int(fan[i]), 2);

@@ -195,6 +195,7 @@ void dt__exec_done(w_task *list) {
       w_data *d = dt__store_put(t->key, t->klen, r, false);
       dt__link_finished(t, d->spilled ? NULL : d->v, d->nbytes);
       if (u) d->users++; /* released by u's release_deps */
+      dt__ahead_producer_gone(t); /* one the pool did not take (t seceded) waits below */
       dt__ahead_arrived(t->key, t->klen, d); /* tasks sent ahead start now */
     } else {
       dt__link_erred(t->key, t->klen, t->err_code, t->func, t->err);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dtask.h"
+#include "physical.h"
 
 DT_TASK(inc) {
   int64_t x;
@@ -82,6 +83,9 @@ static double now(void) {
 static FILE *json;
 static int map_large_n = -1;
 static int njson;
+/* the physical figures of this run (physical.c) and the dtask figures given
+ * as ratios to them */
+static double phys_rtt_us = -1, last_latency_us = -1, last_transfer_mbs = -1;
 
 static void report(const char *name, double value, const char *unit, const char *what) {
   printf("%-28s %14.3f %-8s %s\n", name, value, unit, what);
@@ -109,6 +113,7 @@ static void bench_latency(dt_client *c, int n) {
   }
   qsort(t, (size_t)n, sizeof(double), cmp_double);
   report("latency_median", t[n / 2] * 1e6, "us", "submit -> result of a trivial task");
+  last_latency_us = t[n / 2] * 1e6;
   report("latency_p99", t[(int)(n * 0.99)] * 1e6, "us", "");
   free(t);
 }
@@ -200,13 +205,17 @@ static void bench_tree(dt_client *c, int leaves) {
   free(fs);
 }
 
-static void bench_chain(dt_client *c, int n) {
+/* chain: n dependent links; one_worker: every link pinned to one worker */
+static void bench_chain(dt_client *c, int n, bool one_worker) {
+  const char *w0[] = {"local-worker-0"};
+  dt_submit_opts o = {.pure = DT_NO};
+  if (one_worker) o.workers = w0, o.n_workers = 1;
   double t0 = now();
   dt_future *f;
-  CHECK(dt_client_submit(c, "inc", dt_list_of(1, dt_int(0)), NULL, &(dt_submit_opts){.pure = DT_NO}, &f));
+  CHECK(dt_client_submit(c, "inc", dt_list_of(1, dt_int(0)), NULL, &o, &f));
   for (int i = 1; i < n; i++) {
     dt_future *g;
-    CHECK(dt_client_submit(c, "inc", dt_list_of(1, dt_future_value(f)), NULL, &(dt_submit_opts){.pure = DT_NO}, &g));
+    CHECK(dt_client_submit(c, "inc", dt_list_of(1, dt_future_value(f)), NULL, &o, &g));
     dt_future_release(f);
     f = g;
   }
@@ -219,7 +228,14 @@ static void bench_chain(dt_client *c, int n) {
   }
   dt_value_free(v);
   dt_future_release(f);
-  report("chain", n / dt, "tasks/s", "dependent tasks, x = submit(inc, x)");
+  const char *name = one_worker ? "chain_one_worker" : "chain";
+  report(name, n / dt, "tasks/s", one_worker ? "the same, every link on one worker"
+                                             : "dependent tasks, x = submit(inc, x)");
+  if (phys_rtt_us > 0) {
+    char rn[64];
+    snprintf(rn, sizeof(rn), "%s_link_rtt", name);
+    report(rn, dt / n * 1e6 / phys_rtt_us, "RTT", "time per link in loopback round trips");
+  }
 }
 
 /* transfer_read: a large result made on worker 0 and read on worker 1 (one
@@ -244,6 +260,7 @@ static void bench_transfer_read(dt_client *c, int64_t bytes, const char *name) {
   dt_future_release(big);
   dt_future_release(sum);
   report(name, (double)bytes / dt / 1e6, "MB/s", "moved, every page read");
+  last_transfer_mbs = (double)bytes / dt / 1e6;
 }
 
 static void bench_memcpy(int64_t bytes) { /* the machine's memcpy, for comparison */
@@ -337,6 +354,17 @@ static void drain(dt_client *c) {
   }
 }
 
+/* --only GROUP,...: run only these groups (latency, actor, map, tree, chain,
+ * transfer, submit, tcp, memory); NULL: all */
+static const char *only;
+static bool want(const char *group) {
+  if (!only) return true;
+  size_t n = strlen(group);
+  for (const char *p = only; (p = strstr(p, group)) != NULL; p += n)
+    if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+  return false;
+}
+
 static int scaled(double x, double scale, int lo) {
   int n = (int)(x * scale);
   return n > lo ? n : lo;
@@ -353,8 +381,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) scale = atof(argv[++i]);
     else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else if (strcmp(argv[i], "--skip-large") == 0) skip_large = true;
+    else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     else {
-      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--json FILE]\n");
+      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--only G,...] [--json FILE]\n");
       return 2;
     }
   }
@@ -377,41 +406,71 @@ int main(int argc, char **argv) {
     fprintf(json, "{\"system\": \"dtask\", \"version\": \"%d.%d.%d\", \"workers\": %d, \"threads\": %d, \"results\": [",
             DT_VERSION_MAJOR, DT_VERSION_MINOR, DT_VERSION_PATCH, workers, threads);
   }
+  phys_rtt_us = dt_bench_phys_rtt_us(scaled(20000, scale, 500), -1);
+  report("phys_rtt", phys_rtt_us, "us", "loopback TCP round trip between two processes (median)");
+  report("phys_rtt_same_cpu", dt_bench_phys_rtt_us(scaled(20000, scale, 500), 0), "us", "the same, both on one CPU");
+  report("phys_rtt_cross_cpu", dt_bench_phys_rtt_us(scaled(20000, scale, 500), 1), "us", "the same, on two CPUs");
   double t0 = now();
   dt_local_cluster *lc;
   CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = workers, .threads_per_worker = threads}, &lc));
   dt_client *c;
   CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
   report("cluster_start", (now() - t0) * 1e3, "ms", "LocalCluster start to a connected client");
-  bench_latency(c, scaled(500, scale, 20));
+  if (want("latency")) bench_latency(c, scaled(500, scale, 20));
+  if (phys_rtt_us > 0 && last_latency_us > 0)
+    report("latency_rtt", last_latency_us / phys_rtt_us, "RTT", "latency_median in loopback round trips");
   drain(c);
-  bench_actor(c, scaled(1000, scale, 20));
+  if (want("actor")) bench_actor(c, scaled(1000, scale, 20));
   drain(c);
-  bench_map(c, scaled(20000, scale, 100));
+  if (want("map")) bench_map(c, scaled(20000, scale, 100));
   drain(c);
-  if (!skip_large) {
+  if (!skip_large && want("map")) {
     bench_map(c, map_large_n);
     drain(c);
   }
-  bench_tree(c, leaves);
+  if (want("tree")) bench_tree(c, leaves);
   drain(c);
-  bench_tree(c, big_leaves);
+  if (want("tree")) bench_tree(c, big_leaves);
   drain(c);
-  bench_chain(c, scaled(2000, scale, 50));
+  if (want("chain")) bench_chain(c, scaled(2000, scale, 50), false);
   drain(c);
-  if (workers >= 2) {
+  if (want("chain")) bench_chain(c, scaled(2000, scale, 50), true);
+  drain(c);
+  if (workers >= 2 && want("transfer")) {
     bench_transfer_read(c, scaled(200e6, scale, 1000000), "transfer");
     bench_transfer_read(c, scaled(256.0 * 1048576, scale, 1 << 20), "transfer_256m");
     bench_transfer_read(c, scaled(1073741824.0, scale, 1 << 20), "transfer_1g");
     bench_memcpy(scaled(256.0 * 1048576, scale, 1 << 20));
   }
   drain(c);
-  bench_submit(c, scaled(100000, scale, 1000));
+  if (want("submit")) bench_submit(c, scaled(100000, scale, 1000));
   dt_client_close(c);
   dt_local_cluster_close(lc);
+  if (workers >= 2 && want("tcp")) { /* over TCP as between hosts, beside loopback TCP itself */
+    CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = 2, .threads_per_worker = threads,
+                                                           .no_shm = true}, &lc));
+    CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
+    /* three rounds of each, interleaved (this machine is noisy): the best */
+    int64_t tb = scaled(256.0 * 1048576, scale, 1 << 20);
+    double tcp = 0, best = 0;
+    FILE *j = json;
+    json = NULL; /* the rounds are reported once, below */
+    for (int k = 0; k < 3; k++) {
+      bench_transfer_read(c, tb, "transfer_tcp_round");
+      if (last_transfer_mbs > best) best = last_transfer_mbs;
+      double t = dt_bench_phys_tcp_mbs((size_t)tb, 1);
+      if (t > tcp) tcp = t;
+    }
+    json = j;
+    report("transfer_tcp", best, "MB/s", "the same over TCP (workers --no-shm), best of 3");
+    report("phys_tcp", tcp, "MB/s", "loopback TCP between two processes, same size (best of 3)");
+    if (tcp > 0) report("transfer_tcp_pct", 100 * best / tcp, "%", "transfer_tcp as % of phys_tcp");
+    dt_client_close(c);
+    dt_local_cluster_close(lc);
+  }
   /* memory: a fresh scheduler, as the Dask side does with its own process */
   int mem_sizes[2] = {scaled(100000, scale, 1000), skip_large ? 0 : scaled(1000000, scale, 10000)};
-  for (int k = 0; k < 2 && mem_sizes[k]; k++) {
+  for (int k = 0; k < 2 && mem_sizes[k] && want("memory"); k++) {
     CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = workers, .threads_per_worker = threads}, &lc));
     CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
     bench_memory(c, dt_local_cluster_scheduler_pid(lc), mem_sizes[k]);

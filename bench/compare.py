@@ -15,7 +15,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # lower is better for these units; higher for the others (tasks/s, MB/s)
-LOWER_BETTER = {"ms", "us", "s", "B/task"}
+LOWER_BETTER = {"ms", "us", "s", "B/task", "RTT"}
 
 
 def run(cmd, out_json, env=None):

@@ -551,6 +551,9 @@ typedef struct {
   /* Start with no workers (n_workers is ignored); add them with
    * dt_local_cluster_scale. */
   bool start_empty;
+  /* Workers move results to each other over TCP even on this host, as
+   * between hosts (worker --no-shm, $DTASK_NO_SHM=1): no shared memory. */
+  bool no_shm;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes

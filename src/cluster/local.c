@@ -32,7 +32,7 @@ struct dt_local_cluster {
   char **role_command;
   size_t n_role_command;
   char nthreads[16], mem[32], log_level[32], resources[256];
-  bool no_nanny, has_resources;
+  bool no_nanny, has_resources, no_shm;
   char auth_file[256];
   char secret[65]; /* hex; "" with no_auth */
   pthread_mutex_t scale_lock; /* one scale at a time */
@@ -54,7 +54,7 @@ static pid_t start_worker(dt_local_cluster *lc) {
   char name[64];
   int id = lc->next_id++;
   snprintf(name, sizeof(name), "local-worker-%d", id);
-  const char *wargs[14] = {lc->address, "--nthreads", lc->nthreads, "--name", name, "--log-level",
+  const char *wargs[16] = {lc->address, "--nthreads", lc->nthreads, "--name", name, "--log-level",
                            lc->log_level, lc->no_nanny ? "--no-nanny" : "--nanny", "--memory-limit",
                            lc->mem};
   int nw = 10;
@@ -62,6 +62,7 @@ static pid_t start_worker(dt_local_cluster *lc) {
     wargs[nw++] = "--auth-file";
     wargs[nw++] = lc->auth_file;
   }
+  if (lc->no_shm) wargs[nw++] = "--no-shm";
   if (lc->has_resources) {
     wargs[nw++] = "--resources";
     wargs[nw++] = lc->resources;
@@ -171,6 +172,7 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
   }
   snprintf(lc->log_level, sizeof(lc->log_level), "%s", o.log_level);
   lc->no_nanny = o.no_nanny;
+  lc->no_shm = o.no_shm;
   if (o.resources) {
     if (strlen(o.resources) >= sizeof(lc->resources)) {
       free_cluster(lc);

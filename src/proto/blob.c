@@ -44,9 +44,11 @@ static void *memfd_map(size_t len, int *fd, char *name, size_t namecap, bool pop
  * arrives cost a third of the transfer's time.  (Transparent huge pages were
  * tried: 2.4 GB/s when the kernel had them at hand, 0.5 GB/s when it had to
  * compact memory first; this machine's THP defrag mode stalls.) */
+bool dt__blob_anonymous;
+
 static void *map_big(size_t len, void **base, size_t *map_len, int *fd, char *name, size_t namecap,
                      bool populate) {
-  char *p = memfd_map(len, fd, name, namecap, populate);
+  char *p = dt__blob_anonymous ? NULL : memfd_map(len, fd, name, namecap, populate);
   if (!p) {
     *fd = -1;
     p = mmap(NULL, len, PROT_READ | PROT_WRITE,

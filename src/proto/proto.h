@@ -58,6 +58,10 @@ dt_blob *dt__blob_wrap(void *data, size_t len, void (*free_fn)(void *));
  * received: its bytes may never come); dt__blob_commit pre-faults
  * off..off+len of a large blob (a no-op for small ones). */
 dt_blob *dt__blob_new_lazy(size_t len);
+/* dt__blob_anonymous: set once at start-up (a worker with --no-shm): large
+ * blobs are private anonymous memory, not memfds (cheaper to fault in and
+ * to free; dt__blob_share still copies one into a memfd when asked) */
+extern bool dt__blob_anonymous;
 void dt__blob_commit(dt_blob *b, size_t off, size_t len);
 dt_blob *dt__blob_ref(dt_blob *b);
 /* Sharing large blobs with processes on the same host (docs/memory.md):

@@ -12,7 +12,9 @@
 
 static const char *unknown_msg = "key is not known to the scheduler (released, or from a closed client)";
 
-static void compute(dt_conn *conn, const s_task *t) {
+/* ahead: the task's one dependency is being computed on that worker: no
+ * holder named (speculate.c) */
+static void compute(dt_conn *conn, const s_task *t, bool ahead) {
   dt_enc e;
   dt__e_begin(&e, dt__conn_out(conn), DT_OP_COMPUTE_TASK);
   dt__e_str(&e, t->key, t->klen);
@@ -24,8 +26,8 @@ static void compute(dt_conn *conn, const s_task *t) {
     dt__e_rec(&e);
     dt__e_str(&e, d->key, d->klen);
     dt__e_uint(&e, d->nbytes);
-    dt__e_list(&e, (uint32_t)d->who_has.len);
-    for (size_t j = 0; j < d->who_has.len; j++) dt__e_cstr(&e, ((s_worker *)d->who_has.v[j])->address);
+    dt__e_list(&e, ahead ? 0 : (uint32_t)d->who_has.len);
+    for (size_t j = 0; !ahead && j < d->who_has.len; j++) dt__e_cstr(&e, ((s_worker *)d->who_has.v[j])->address);
   }
   dt__e_int(&e, t->priority);
   dt__e_map(&e, RARE(t)->nres);
@@ -51,7 +53,8 @@ static void key_erred(dt_conn *conn, const char *key, uint32_t klen, int code, c
 }
 
 static void encode(const sched *s, const s_event *ev) {
-  bool to_worker = ev->kind == SEV_COMPUTE || ev->kind == SEV_FREE || ev->kind == SEV_ACQUIRE;
+  bool to_worker = ev->kind == SEV_COMPUTE || ev->kind == SEV_FREE || ev->kind == SEV_ACQUIRE ||
+                   ev->kind == SEV_AHEAD;
   if (to_worker ? ev->worker->gone : ev->client->gone) return;
   dt_conn *conn = to_worker ? ev->worker->conn : ev->client->conn;
   if (!conn) return;
@@ -61,8 +64,11 @@ static void encode(const sched *s, const s_event *ev) {
   dt_enc e;
   switch (ev->kind) {
   case SEV_COMPUTE:
-    if (t->state == TS_PROCESSING && t->processing_on == ev->worker) compute(conn, t);
+    if (t->state == TS_PROCESSING && t->processing_on == ev->worker) compute(conn, t, false);
     else dt__ghost_del((sched *)s, ev->worker, key, klen); /* never sent: nothing runs there */
+    break;
+  case SEV_AHEAD: /* sent whatever became of it: a FREE follows if it was withdrawn */
+    compute(conn, t, true);
     break;
   case SEV_FREE:
     dt__e_begin(&e, dt__conn_out(conn), DT_OP_FREE_KEYS);

@@ -43,6 +43,12 @@ void dt__ev_compute(sched *s, s_worker *w, s_task *t) {
   e->task = t;
 }
 
+void dt__ev_ahead(sched *s, s_worker *w, s_task *t) {
+  s_event *e = push(s, SEV_AHEAD);
+  e->worker = w;
+  e->task = t;
+}
+
 void dt__ev_free(sched *s, s_worker *w, s_task *t) {
   s_event *e = push(s, SEV_FREE);
   e->worker = w;

@@ -116,6 +116,17 @@ static void to_processing(sched *s, s_task *t, s_worker *w) {
   dt__ev_compute(s, w, t);
   if (w->in_free_list && dt__place_load(w) >= dt__sched_worker_capacity(s, w))
     dt__place_free_remove(s, w);
+  if (t->dependents.len) dt__ahead_placed(s, t); /* what waits only for t may go ahead */
+}
+
+void dt__place_attach(sched *s, s_task *t, s_worker *w) {
+  dt__task_transition(s, t, TS_PROCESSING);
+  t->proc_idx = (uint32_t)w->processing.len;
+  dt__vec_push(&w->processing, t);
+  t->processing_on = w;
+  if (w->in_free_list && dt__place_load(w) >= dt__sched_worker_capacity(s, w))
+    dt__place_free_remove(s, w);
+  if (t->dependents.len) dt__ahead_placed(s, t);
 }
 
 /* to_queued: WAITING or NO_WORKER -> QUEUED (a root task, workers exist) */
@@ -210,8 +221,11 @@ static s_worker *pick_by_deps(sched *s, s_task *t) {
   return best; /* NULL: every worker is paused or retiring */
 }
 
+bool dt__place_valid_for(const s_task *t, const s_worker *w) { return worker_valid(t, w); }
+
 void dt__place_ready(sched *s, s_task *t) {
   s_worker *w;
+  if (t->ahead && dt__ahead_promote(s, t)) return; /* it is there already (speculate.c) */
   if (RARE(t)->nrestrict || RARE(t)->nres) {
     w = pick_restricted(s, t);
   } else if (s->workers.len == 0) {

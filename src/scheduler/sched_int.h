@@ -95,6 +95,28 @@ void dt__ev_erred(sched *s, s_client *c, s_task *t);
 void dt__ev_unknown(sched *s, s_client *c, const char *key, uint32_t klen);
 void dt__ev_cancelled(sched *s, s_client *c, const char *key, uint32_t klen, const char *why);
 
+/* ---- chains without the scheduler in the loop (speculate.c) */
+/* dt__ahead_consider: t (WAITING) may go ahead to the worker of its only
+ * dependency, and what waits only for it behind it */
+void dt__ahead_consider(sched *s, s_task *t);
+/* dt__ahead_placed: d is now PROCESSING: its dependents may go ahead */
+void dt__ahead_placed(sched *s, s_task *d);
+/* dt__ahead_transition: from dt__task_transition, for a task marked ahead
+ * or with dependents ahead: withdraw what no longer holds */
+void dt__ahead_transition(sched *s, s_task *t, int from, int to);
+/* dt__ahead_promote: t (ahead) is ready: PROCESSING where it was sent, with
+ * no COMPUTE_TASK (true), or withdrawn, to be placed as usual (false) */
+bool dt__ahead_promote(sched *s, s_task *t);
+/* dt__ahead_worker_gone: w leaves: forget what was sent ahead to it */
+void dt__ahead_worker_gone(sched *s, s_worker *w);
+/* dt__ahead_check: the invariant of speculate.c; 0 if it holds */
+int dt__ahead_check(const sched *s, char *why, size_t cap);
+/* place.c's, for speculate.c: w may run t; t (WAITING, ready) to
+ * PROCESSING on w with no COMPUTE_TASK (w has it) */
+bool dt__place_valid_for(const s_task *t, const s_worker *w);
+void dt__place_attach(sched *s, s_task *t, s_worker *w);
+void dt__ev_ahead(sched *s, s_worker *w, s_task *t);
+
 /* ---- peers (workers.c, clients.c) */
 void dt__worker_free(s_worker *w);
 void dt__client_free(s_client *c);

@@ -58,6 +58,7 @@ void dt__task_transition(sched *s, s_task *t, s_task_state to) {
     f->count[to]++;
   }
   if (to == TS_ERRED) f->failed++;
+  if (t->ahead || t->ahead_deps) dt__ahead_transition(s, t, from, (int)to);
   dt__story_note(t->key, t->klen, from, (int)to);
   t->state = (uint8_t)to;
 }
@@ -316,6 +317,7 @@ void dt__task_want(sched *s, s_task *t0) {
     if (t->state != TS_WAITING) continue;
     if (erred_dep(t)) dt__vec_push(&failed, dt__xstrdup(t->key));
     else if (t->nwaiting == 0) dt__place_ready(s, t);
+    else if (t->ndeps == 1) dt__ahead_consider(s, t);
   }
   dt__vec_free(&all);
   for (size_t i = 0; i < failed.len; i++) {
@@ -435,6 +437,7 @@ int dt__sched_check(const sched *s, char *why, size_t cap) {
       return -1;
     }
   }
+  if (dt__ahead_check(s, why, cap) != 0) return -1;
   for (int st = 0; st < TS_COUNT; st++)
     if (counts[st] != s->count[st]) {
       snprintf(why, cap, "count of %s is %lld, tasks say %lld", dt__task_state_name(st),
@@ -470,6 +473,7 @@ void dt__sched_destroy(sched *s) {
   for (size_t i = 0; i < s->tasks.cap; i++)
     if (s->tasks.slots[i].key) dt__task_free(s->tasks.slots[i].val);
   dt__smap_destroy(&s->tasks);
+  dt__smap_destroy(&s->ahead);
   for (size_t i = 0; i < s->funcs.cap; i++)
     if (s->funcs.slots[i].key) free(DT_FUNC_OF(s->funcs.slots[i].val));
   dt__smap_destroy(&s->funcs);

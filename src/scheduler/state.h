@@ -94,6 +94,8 @@ typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes 
   bool holds_deps : 1;  /* counted in each dependency's waiters */
   bool send_inline : 1; /* a client waits for the result: send it when small */
   bool seceded : 1;     /* its thread was handed back: counted in long_running */
+  bool ahead : 1;       /* WAITING, sent ahead to its only dependency's worker (speculate.c) */
+  bool ahead_deps : 1;  /* some dependents were sent ahead behind it (speculate.c) */
   uint8_t suspicious; /* workers that died while running it (KilledWorker) */
   uint32_t proc_idx;  /* index in processing_on->processing */
   dt_vec1 wanted_by;  /* clients (struct s_client *) */
@@ -186,6 +188,9 @@ typedef enum {
   SEV_ERRED,       /* client: task (or a dependency) failed: RARE(task)'s error */
   SEV_UNKNOWN,     /* client: key is not known to the scheduler (KEY_ERRED) */
   SEV_CANCELLED,   /* client: key cancelled, text says why (KEY_CANCELLED) */
+  SEV_AHEAD,       /* worker: run task (WAITING) once its only dependency, being
+                    * computed there, is stored (COMPUTE_TASK naming no holder;
+                    * speculate.c); a FREE follows if it is withdrawn */
 } s_event_kind;
 
 typedef struct s_event {
@@ -229,6 +234,7 @@ typedef struct sched {
   dt_vec dead_tasks; /* forgotten tasks (state FORGOTTEN) */
   dt_vec dead_peers; /* removed workers and clients (gone set; by kind) */
   s_client *fire_and_forget; /* the holder of fire_and_forget keys, or NULL */
+  dt_smap ahead; /* key -> s_worker: tasks sent ahead (speculate.c) */
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */

@@ -102,6 +102,7 @@ void dt__sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
     dt__task_unrun(s, t);
     dt__vec_push(suspicious && suspect(s, t) ? &bad : &redo, t);
   }
+  dt__ahead_worker_gone(s, w); /* nothing is left ahead there: checked */
   /* results held only there are lost: recompute the ones still needed.
    * O(tasks) on a rare event. */
   dt_vec lost = {0};

@@ -28,6 +28,7 @@ void dt__exec_init(void) {
 }
 
 void dt__exec_task_free(w_task *t) {
+  dt__ahead_producer_gone(t); /* a task chained to it waits the usual way */
   free(t->key);
   free(t->func);
   dt__payload_clear(&t->spec);
@@ -171,6 +172,11 @@ void dt__exec_start(void) {
 void dt__exec_done(w_task *list) {
   for (w_task *t = list, *next; t; t = next) {
     next = t->next_done;
+    w_task *u = t->handed; /* ran on the pool right after t (ahead.c): executing */
+    if (u) {
+      X.executing++;
+      u->state = WT_EXECUTING;
+    }
     X.executing--;
     X.avg_ns = X.avg_ns > 0 ? 0.9 * X.avg_ns + 0.1 * (double)t->dur_ns : (double)t->dur_ns;
     resources_take(t, -1);
@@ -188,6 +194,9 @@ void dt__exec_done(w_task *list) {
       t->result = NULL;
       w_data *d = dt__store_put(t->key, t->klen, r, false);
       dt__link_finished(t, d->spilled ? NULL : d->v, d->nbytes);
+      if (u) d->users++; /* released by u's release_deps */
+      dt__ahead_producer_gone(t); /* one the pool did not take (t seceded) waits below */
+      dt__ahead_arrived(t->key, t->klen, d); /* tasks sent ahead start now */
     } else {
       dt__link_erred(t->key, t->klen, t->err_code, t->func, t->err);
     }
@@ -213,7 +222,10 @@ void dt__exec_add(w_task *t, const char *key, uint32_t klen) {
       continue;
     }
     t->nmissing++;
-    dt__fetch_wait(d, t);
+    if (d->naddrs == 0) { /* being computed here (ahead.c) */
+      if (!dt__ahead_chain(t, d)) dt__ahead_wait(d, t);
+    }
+    else dt__fetch_wait(d, t);
   }
   if (t->nmissing == 0) {
     dt__exec_ready(t);
@@ -236,6 +248,7 @@ static void drop(w_task *t) {
     dt__vec_remove(&X.blocked, t);
   } else {
     dt__fetch_forget_task(t);
+    dt__ahead_forget_task(t);
   }
   dt__exec_release_deps(t);
   dt__exec_task_free(t);
@@ -245,7 +258,7 @@ void dt__exec_free_key(const char *key, uint32_t klen) {
   w_task *t = dt__smap_get(&X.tasks, key, klen);
   if (!t) return;
   dt__smap_del(&X.tasks, key, klen);
-  if (t->state == WT_EXECUTING) {
+  if (t->state == WT_EXECUTING || (t->chained && dt__pool_unlink(t))) {
     t->cancelled = true; /* freed when it returns: TASK_RELEASED then */
     dt__cancel_zombie_add(t);
     return;
@@ -260,7 +273,8 @@ void dt__exec_free_key(const char *key, uint32_t klen) {
 void dt__exec_drop_queued(void) {
   dt_vec gone = {0};
   for (size_t i = 0; i < X.tasks.cap; i++)
-    if (X.tasks.slots[i].key && ((w_task *)X.tasks.slots[i].val)->state != WT_EXECUTING)
+    if (X.tasks.slots[i].key && ((w_task *)X.tasks.slots[i].val)->state != WT_EXECUTING &&
+        !(((w_task *)X.tasks.slots[i].val)->chained && dt__pool_unlink(X.tasks.slots[i].val)))
       dt__vec_push(&gone, X.tasks.slots[i].val);
   for (size_t i = 0; i < gone.len; i++) {
     w_task *t = gone.v[i];

@@ -81,6 +81,8 @@ static void usage(void) {
           "                    [--no-nanny] [--death-timeout DURATION] [--auth-file FILE]\n"
           "  SCHEDULER_ADDRESS  host:port, or --scheduler-file FILE\n"
           "  --no-nanny         run without the nanny that restarts a worker that dies\n"
+          "  --no-shm           results go to workers on this host over TCP, as between\n"
+          "                     hosts, not through shared memory (also $DTASK_NO_SHM=1)\n"
           "  --local-directory D  scratch folder (made if missing; the worker runs there)\n"
           "  --memory-limit M   e.g. 4GiB, 0 for none (default auto: the machine's memory\n"
           "                     times nthreads / CPUs); --memory-target, -spill, -pause,\n"
@@ -129,7 +131,9 @@ static const char *drain_file; /* --drain-file (lifetime.c) */
 static int worker_run(uint64_t token, char *slots, void *arg) {
   const char *level = arg;
   dt__link.nanny_token = token;
-  FILE *bf = fopen("/proc/sys/kernel/random/boot_id", "r");
+  /* without a boot id, peers on this host are peers on other hosts: TCP */
+  FILE *bf = W.no_shm ? NULL : fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (W.no_shm && !W.inproc) dt__blob_anonymous = true; /* nothing of ours is mapped by peers */
   if (bf) {
     if (!fgets(W.boot_id, sizeof(W.boot_id), bf)) W.boot_id[0] = '\0';
     W.boot_id[strcspn(W.boot_id, "\n")] = '\0';
@@ -174,6 +178,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__store_destroy();
   dt__exec_destroy();
   dt__fetch_destroy();
+  dt__ahead_destroy();
   if (W.inproc) dt__sec_unregister(dt__link.sched_addr);
   free(dt__link.sched_addr);
   dt__tls_free(&W.sec);
@@ -218,6 +223,8 @@ static int worker_main(int argc, char **argv, bool inproc) {
   memset(&dt__exec, 0, sizeof(dt__exec));
   memset(&dt__link, 0, sizeof(dt__link));
   W.inproc = inproc;
+  const char *noshm = getenv("DTASK_NO_SHM");
+  W.no_shm = noshm && *noshm && strcmp(noshm, "0") != 0;
   st->mem_target = 0.6, st->mem_spill = 0.7, st->mem_pause = 0.8, st->mem_terminate = 0.95;
   if (!level) level = "info";
   for (int i = 0; i < argc; i++) {
@@ -243,6 +250,7 @@ static int worker_main(int argc, char **argv, bool inproc) {
     else if (strcmp(a, "--worker-port") == 0 && has) W.listen_port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
     else if (strcmp(a, "--no-nanny") == 0) nanny = false;
+    else if (strcmp(a, "--no-shm") == 0) W.no_shm = true;
     else if (strcmp(a, "--memory-limit") == 0 && has) mem_limit = argv[++i];
     else if (strcmp(a, "--memory-target") == 0 && has) {
       if (parse_fraction(a, argv[++i], &st->mem_target)) return 2;

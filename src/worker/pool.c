@@ -98,7 +98,7 @@ static void *pool_main(void *arg) {
     P.q_head = t->next_done;
     if (!P.q_head) P.q_tail = NULL;
     pthread_mutex_unlock(&P.lock);
-
+  run:;
     struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0,
                           false, false, false};
     uint64_t t0 = dt__now_ns();
@@ -127,14 +127,28 @@ static void *pool_main(void *arg) {
     t->err_code = ctx.err_code ? ctx.err_code : DT_ETASK;
 
     pthread_mutex_lock(&P.lock);
+    /* a task sent ahead waits only for this result: run it now, here
+     * (ahead.c); the result is referenced before the loop may take it */
+    w_task *u = t->result && !t->reschedule && !ctx.seceded && !P.stop ? t->then : NULL;
+    if (u) {
+      t->then = NULL;
+      t->handed = u;
+      u->claimed = true;
+      dt__ahead_bind(u, t->key, t->result); /* u is this thread's alone now */
+    }
+    t->ran = true;
     t->next_done = P.done_head;
     P.done_head = t;
     if (ctx.seceded) __atomic_sub_fetch(&P.nseceded, 1, __ATOMIC_RELAXED); /* ended seceded: no slot */
-    else P.active--;
+    else if (!u) P.active--;
     pthread_cond_broadcast(&P.rejoin_cond);
-    if (P.q_head) pthread_cond_signal(&P.cond);
+    if (P.q_head && !u) pthread_cond_signal(&P.cond);
     pthread_mutex_unlock(&P.lock);
     uv_async_send(&P.done_async);
+    if (u) {
+      t = u;
+      goto run;
+    }
     pthread_mutex_lock(&P.lock);
   }
   pthread_mutex_unlock(&P.lock);
@@ -192,6 +206,30 @@ void dt__pool_submit(w_task *t) {
   P.q_tail = t;
   pthread_cond_signal(&P.cond);
   pthread_mutex_unlock(&P.lock);
+}
+
+bool dt__pool_link(w_task *p, w_task *u) {
+  pthread_mutex_lock(&P.lock);
+  bool ok = !p->ran && !p->then;
+  if (ok) {
+    p->then = u;
+    u->chained_from = p;
+    u->chained = true;
+  }
+  pthread_mutex_unlock(&P.lock);
+  return ok;
+}
+
+bool dt__pool_unlink(w_task *u) {
+  pthread_mutex_lock(&P.lock);
+  bool claimed = u->claimed;
+  if (!claimed && u->chained) {
+    if (u->chained_from && u->chained_from->then == u) u->chained_from->then = NULL;
+    u->chained = false;
+    u->chained_from = NULL;
+  }
+  pthread_mutex_unlock(&P.lock);
+  return claimed;
 }
 
 void dt__pool_stop(void) {

@@ -72,6 +72,14 @@ typedef struct w_task {
   bool reschedule; /* dt_task_reschedule: not a failure, place it again */
   double timeout, started; /* deadline (seconds, 0: none) and when it started (cancel.c) */
   struct w_task *next_done; /* pool.c's queue and done list */
+  /* chains on the pool thread (ahead.c): under pool.c's lock once the
+   * producer is in the pool */
+  struct w_task *then;        /* producer: run this one right after, on the same thread */
+  struct w_task *handed;      /* producer: the pool ran `then` after it */
+  struct w_task *chained_from; /* the producer this one is linked to */
+  bool chained;               /* linked as a producer's `then` (call prepared) */
+  bool claimed;               /* a pool thread took it */
+  bool ran;                   /* the pool finished it (on the done list) */
 } w_task;
 
 /* a result held here (store.c) */
@@ -96,6 +104,7 @@ typedef struct {
   char name[256];
   char address[128];       /* where peers reach us; set by serve.c */
   char boot_id[48];        /* this host's boot id: peers with the same one share memory */
+  bool no_shm;             /* --no-shm: no boot id, so every peer is over TCP */
   int nthreads;
   const char *listen_host; /* --listen-host (NULL: the scheduler link's interface) */
   int listen_port;         /* --worker-port (0: any) */
@@ -123,6 +132,12 @@ void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(
 /* dt__pool_submit: queue t (fn and call set) for a pool thread.  Loop
  * thread; the pool owns t until it comes back through on_done. */
 void dt__pool_submit(w_task *t);
+/* dt__pool_link: u (call prepared) runs right after p on p's thread,
+ * unless the pool finished p already (false) */
+bool dt__pool_link(w_task *p, w_task *u);
+/* dt__pool_unlink: u (chained) no longer follows its producer (false), or
+ * a pool thread has it already (true: treat it as executing) */
+bool dt__pool_unlink(w_task *u);
 /* dt__pool_stop: stop the threads and join them (none may be running a
  * task); frees the pool. */
 void dt__pool_stop(void);
@@ -249,6 +264,26 @@ void dt__fetch_peer_gone(const char *addr);
 extern double dt__fetch_timeout_s;
 /* dt__fetch_destroy: free the fetches and peers left (connections closed) */
 void dt__fetch_destroy(void);
+
+/* ---------------------------------------------------------------- ahead.c */
+
+/* dt__ahead_wait: t waits for dependency d, being computed here (the
+ * scheduler sent t ahead: d names no holder) */
+void dt__ahead_wait(const w_dep *d, w_task *t);
+/* dt__ahead_arrived: key is stored here (have): the tasks waiting for it
+ * take it, and go to the ready heap when they have everything */
+void dt__ahead_arrived(const char *key, uint32_t klen, w_data *have);
+/* dt__ahead_forget_task: t no longer waits (dropped) */
+void dt__ahead_forget_task(w_task *t);
+void dt__ahead_destroy(void);
+/* dt__ahead_chain: u (one dependency d, being computed here) runs on the
+ * pool thread that computes d, right after it, if both allow (true) */
+bool dt__ahead_chain(w_task *u, const w_dep *d);
+/* dt__ahead_bind: pool thread: u's futures of its dependency become dep */
+void dt__ahead_bind(w_task *u, const char *key, dt_value *dep);
+/* dt__ahead_producer_gone: p leaves with u still chained to it: u waits for
+ * p's key as any task sent ahead */
+void dt__ahead_producer_gone(w_task *p);
 
 /* ---------------------------------------------------------------- serve.c */
 

@@ -37,6 +37,7 @@ int dt__on_hello_client(dt_conn *c, const dt_msg *msg) {
   dt__e_uint(&e, 0);
   dt__e_uint(&e, 0);
   dt__e_end(&e);
+  DT_JOURNAL(dt__journal_welcome(c));
   DT_INFO("client %s connected from %s", nm, c->peer);
   return 0;
 }
@@ -121,6 +122,7 @@ int dt__on_update_graph(dt_conn *c, const dt_msg *msg) {
   while (rc == 0 && dt__next_task(&tl, &rt)) rc = newtask_of(&rt, &ts[got++]);
   dt_keylist wanted = {0};
   if (rc == 0) dt__keylist_of(&m->wanted, &wanted);
+  if (rc == 0) DT_JOURNAL(dt__journal_graph(c->data, ts, n, wanted.keys, wanted.lens, wanted.n));
   if (rc == 0) dt__sched_update_graph(&srv->s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
   if (srv->s.tasks.len > srv->trim_high) srv->trim_high = srv->s.tasks.len;
   for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);

@@ -320,6 +320,11 @@ typedef struct {
   int64_t n_queued; /* ready root tasks held on the scheduler */
   int64_t n_completed; /* tasks finished since the scheduler started */
   double heartbeat_age_s; /* the longest time since a worker was last heard */
+  /* the scheduler's journal (docs/reliability.md): its file's size now,
+   * compactions since the start, and how long the replay at the start took
+   * (all 0 without --journal) */
+  int64_t journal_bytes, journal_compactions;
+  double journal_replay_s;
 } dt_cluster_info;
 /* dt_client_cluster_info: asks the scheduler for its counts. */
 int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out);
@@ -551,6 +556,9 @@ typedef struct {
   /* Start with no workers (n_workers is ignored); add them with
    * dt_local_cluster_scale. */
   bool start_empty;
+  /* The scheduler keeps a journal in this file (docs/reliability.md): a
+   * scheduler restarted at the same address with it carries on. NULL: none. */
+  const char *journal;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes

@@ -160,7 +160,7 @@ int dt__on_info_request(dt_conn *c, const dt_msg *msg) {
   dt_enc e;
   dt__e_begin(&e, dt__conn_out(c), DT_OP_INFO_REPLY);
   dt__e_uint(&e, m->req);
-  dt__e_map(&e, 5 + TS_COUNT);
+  dt__e_map(&e, 8 + TS_COUNT);
   dt__e_cstr(&e, "workers");
   dt__e_uint(&e, srv->s.workers.len);
   dt__e_cstr(&e, "clients");
@@ -176,6 +176,7 @@ int dt__on_info_request(dt_conn *c, const dt_msg *msg) {
   }
   dt__e_cstr(&e, "heartbeat_age_us");
   dt__e_uint(&e, (uint64_t)(age * 1e6));
+  dt__journal_info(&e); /* 3 entries */
   for (int st = 0; st < TS_COUNT; st++) {
     dt__e_cstr(&e, dt__task_state_name(st));
     dt__e_int(&e, srv->s.count[st]);

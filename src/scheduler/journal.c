@@ -505,3 +505,12 @@ int dt__journal_on_resume(struct dt_conn *c, const dt_msg *m) {
   if (dt__journal_on) dt__journal_client_back(cl);
   return 0;
 }
+
+void dt__journal_info(dt_enc *e) {
+  dt__e_cstr(e, "journal_bytes");
+  dt__e_uint(e, J.open ? J.st.file_bytes + J.len : 0);
+  dt__e_cstr(e, "journal_compactions");
+  dt__e_uint(e, J.st.compactions);
+  dt__e_cstr(e, "journal_replay_us");
+  dt__e_uint(e, (uint64_t)(J.st.replay_s * 1e6));
+}

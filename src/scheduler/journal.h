@@ -115,6 +115,9 @@ size_t dt__journal_expected_workers(void);
 int dt__journal_start(sched *s, uv_loop_t *loop, const char *path, const uint8_t id[16],
                       uint64_t max_bytes, double worker_grace_s, double client_grace_s, char *why,
                       size_t cap);
+/* dt__journal_info: 3 entries of INFO_REPLY's counts: journal_bytes,
+ * journal_compactions, journal_replay_us */
+void dt__journal_info(dt_enc *e);
 /* dt__journal_welcome: a client said hello: tell it to reconnect after a crash */
 void dt__journal_welcome(void *conn);
 void dt__journal_stop(void);

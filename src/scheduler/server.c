@@ -102,6 +102,12 @@ static void on_dash(uv_timer_t *h) {
   x.bytes_in = srv->net.bytes_in;
   x.bytes_out = srv->net.bytes_out;
   x.workers_lost = srv->s.workers_lost;
+  dt_journal_stats js;
+  dt__journal_stats(&js);
+  x.journal_on = dt__journal_on;
+  x.journal_bytes = js.file_bytes;
+  x.journal_compactions = js.compactions;
+  x.journal_replay_s = js.replay_s;
   srv->dash_completed = srv->s.tasks_completed;
   srv->dash_last_ms = now;
   dt__dashboard_publish(&srv->s, &x);

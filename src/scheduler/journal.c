@@ -173,7 +173,7 @@ void dt__journal_erred(const s_task *t) {
 
 void dt__journal_transition(const s_task *t, int from, int to) {
   if (to == TS_FORGOTTEN) rec_key(JR_FORGET, t->key, t->klen);
-  else if (to == TS_RELEASED && (from == TS_MEMORY || from == TS_ERRED))
+  else if (to == TS_RELEASED && from == TS_ERRED) /* a retry: the error is gone */
     rec_key(JR_RELEASED, t->key, t->klen);
 }
 

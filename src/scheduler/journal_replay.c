@@ -31,9 +31,30 @@ static void crc_init(void) {
   }
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* the SSE4.2 instruction: 8 bytes a step (the CPU checked once) */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *b, size_t n) {
+  uint64_t c = crc;
+  for (; n >= 8; n -= 8, b += 8) {
+    uint64_t v;
+    memcpy(&v, b, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  uint32_t c32 = (uint32_t)c;
+  while (n--) c32 = __builtin_ia32_crc32qi(c32, *b++);
+  return c32;
+}
+#define DT_CRC_HW 1
+#endif
+
 uint32_t dt__crc32c(uint32_t crc, const void *p, size_t n) {
-  if (!crc_table[1]) crc_init();
   const uint8_t *b = p;
+#ifdef DT_CRC_HW
+  static int hw = -1;
+  if (hw < 0) hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+  if (hw) return ~crc_hw(~crc, b, n);
+#endif
+  if (!crc_table[1]) crc_init();
   crc = ~crc;
   while (n--) crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
   return ~crc;

@@ -9,6 +9,7 @@
  * The scheduler and workers are this program re-executed (DTASK_ROLE), each
  * stopped by PID at the end. */
 #include <fcntl.h>
+#include <glob.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -335,5 +336,14 @@ int main(void) {
       cmocka_unit_test(test_scheduler_crash),
       cmocka_unit_test(test_scheduler_crash_and_worker_death),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  if (rc == 0) { /* the processes' logs: kept only when something failed */
+    glob_t g;
+    char pat[128];
+    snprintf(pat, sizeof(pat), "/tmp/dtask-jt-%d-*.log", (int)getpid());
+    if (glob(pat, 0, NULL, &g) == 0)
+      for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
+    globfree(&g);
+  }
+  return rc;
 }

@@ -19,9 +19,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start(args, log):
+def _start(args, log, cwd):
+    # run in cwd (a worker killed with SIGKILL leaves its spill folder there);
+    # this folder on the path, so that the workers import this module
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH")) if p))
     return subprocess.Popen([sys.executable, "-m", "dtask", *args], stdout=log,
-                            stderr=subprocess.STDOUT, cwd=os.path.dirname(__file__))
+                            stderr=subprocess.STDOUT, cwd=cwd, env=env)
 
 
 def _stop(procs):
@@ -44,10 +49,10 @@ def test_scheduler_killed_and_restarted(tmp_path):
     log = open(tmp_path / "log.txt", "w")
     sargs = ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
              "--journal", str(journal), "--journal-grace", "5s"]
-    procs = [_start(sargs, log)]
+    procs = [_start(sargs, log, tmp_path)]
     try:
-        procs.append(_start(["worker", addr, "--nthreads", "2", "--no-nanny"], log))
-        procs.append(_start(["worker", addr, "--nthreads", "2", "--no-nanny"], log))
+        procs.append(_start(["worker", addr, "--nthreads", "2", "--no-nanny"], log, tmp_path))
+        procs.append(_start(["worker", addr, "--nthreads", "2", "--no-nanny"], log, tmp_path))
         deadline = time.monotonic() + 30
         client = None
         while client is None and time.monotonic() < deadline:
@@ -66,7 +71,7 @@ def test_scheduler_killed_and_restarted(tmp_path):
             procs[0].send_signal(signal.SIGKILL)
             procs[0].wait(timeout=10)
             time.sleep(0.3)
-            procs[0] = _start(sargs, log)
+            procs[0] = _start(sargs, log, tmp_path)
             done = dtask.wait(futs, timeout=120)
             assert len(done.done) == 400 and not done.not_done
             seen = set()

@@ -99,7 +99,7 @@ int dt__on_heartbeat(dt_conn *c, const dt_msg *msg) {
   wk->cpu = m->cpu >= 0 && m->cpu < 1e6 ? m->cpu : 0;
   wk->rss = m->rss;
   wk->spilled = m->spilled;
-  if (m->paused != wk->paused)
+  if (m->paused != wk->paused && !dt__journal_recovering())
     DT_INFO("worker %s %s (memory)", wk->name, m->paused ? "paused" : "resumed");
   dt__sched_worker_paused(&srv->s, wk, m->paused || dt__journal_recovering());
   wk->peak_managed = m->peak;

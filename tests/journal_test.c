@@ -249,6 +249,10 @@ static void crash_run(bool kill_worker) {
   }
   dt_future *root = level[0];
   free(lidx);
+  /* a published dataset (a value and a future) outlives the crash too */
+  dt_value *ds = dt_list_of(2, dt_int(42), dt_future_value(mf[7]));
+  OK(dt_client_publish_dataset(b, "jt-dataset", ds, false));
+  dt_value_free(ds);
   /* wait until a good part has run, then kill the scheduler */
   dt_cluster_info info = {0};
   for (int i = 0; i < 600; i++) {
@@ -282,6 +286,14 @@ static void crash_run(bool kill_worker) {
   OK(rc);
   assert_int_equal(dt_value_int(rv), (int64_t)NLEAF * (NLEAF - 1) / 2);
   dt_value_free(rv);
+  dt_value *got = NULL;
+  rc = dt_client_get_dataset(b, "jt-dataset", &got);
+  if (rc) fprintf(stderr, "get_dataset: %s\n", dt_last_error());
+  OK(rc);
+  assert_int_equal(dt_value_int(dt_list_get(got, 0)), 42);
+  assert_non_null(dt_list_get(got, 1));
+  dt_value_free(got);
+  OK(dt_client_unpublish_dataset(b, "jt-dataset"));
   runs_t r = count_runs(dead);
   fprintf(stderr, "journal_test: %d tasks ran, %d of them twice (%d not on the killed worker)\n",
           r.total, r.twice, r.twice_not_dead);

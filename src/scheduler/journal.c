@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "coord_int.h"
 #include "journal.h"
 #include "sched_int.h"
 #include "server.h"
@@ -177,6 +178,17 @@ void dt__journal_transition(const s_task *t, int from, int to) {
     rec_key(JR_RELEASED, t->key, t->klen);
 }
 
+void dt__journal_dataset(const char *name, const struct coord_val *v) {
+  begin(v ? JR_DATASET : JR_DATASET_GONE);
+  put_cstr(name);
+  if (v) {
+    put_payload(&v->pl);
+    put_n(v->nkeys, 4);
+    for (uint32_t i = 0; i < v->nkeys; i++) put_cstr(v->keys[i]);
+  }
+  end();
+}
+
 void dt__journal_worker(const s_worker *w, bool gone) {
   begin(gone ? JR_WORKER_GONE : JR_WORKER);
   put_cstr(w->address);
@@ -254,6 +266,12 @@ static int snapshot(int fd) {
       J.len = 0;
     }
   }
+  if (s == &dt__srv.s) /* the daemon's: the coordination state is its */
+    for (size_t i = 0; i < dt__coord_st.datasets.cap; i++)
+      if (dt__coord_st.datasets.slots[i].key) {
+        const dataset *d = dt__coord_st.datasets.slots[i].val;
+        dt__journal_dataset(d->name, d->val);
+      }
   for (size_t i = 0; i < s->clients.len; i++) {
     s_client *c = s->clients.v[i];
     dt__journal_client(c, false);
@@ -424,7 +442,9 @@ int dt__journal_start(sched *s, uv_loop_t *loop, const char *path, const uint8_t
       return DT_EIO;
     }
     char w2[400];
+    if (s == &dt__srv.s) dt__journal_ds_restore = dt__coord_ds_restore;
     rc = dt__journal_replay_buf(s, buf, len, id, &good, w2, sizeof(w2));
+    dt__journal_ds_restore = NULL;
     free(buf);
     if (rc != 0) {
       snprintf(why, cap, "journal %s: %s; the scheduler refuses to start (move the file away to "

@@ -47,6 +47,8 @@ enum {
   JR_WORKER,     /* str address */
   JR_WORKER_GONE, /* str address */
   JR_SNAPSHOT,   /* u64 records in the snapshot that follows (informational) */
+  JR_DATASET,    /* str name, payload, u32 nkeys, str keys... (published) */
+  JR_DATASET_GONE, /* str name (unpublished) */
   JR_COUNT
 };
 
@@ -148,6 +150,12 @@ void dt__journal_holds(const s_task *t, const s_worker *w);
 void dt__journal_erred(const s_task *t);
 void dt__journal_transition(const s_task *t, int from, int to);
 void dt__journal_worker(const s_worker *w, bool gone);
+struct coord_val;
+/* dt__journal_dataset: name published with v (NULL: unpublished) */
+void dt__journal_dataset(const char *name, const struct coord_val *v);
+/* set by the daemon before a replay: installs a replayed dataset (v is
+ * handed over); NULL (tests, the fuzzer): datasets are read, not installed */
+extern void (*dt__journal_ds_restore)(const char *name, uint32_t nlen, struct coord_val *v);
 /* dt__journal_worker_back: a worker said hello (after its held keys):
  * while recovering it waits (paused) until the workers of before are back */
 void dt__journal_worker_back(s_worker *w, bool after_held);

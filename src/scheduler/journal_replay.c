@@ -17,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coord.h"
 #include "journal.h"
 #include "sched_int.h"
+
+void (*dt__journal_ds_restore)(const char *name, uint32_t nlen, struct coord_val *v);
 
 /* ---------------------------------------------------------------- CRC-32C */
 
@@ -217,7 +220,7 @@ typedef struct {
 } rclient;
 
 static struct {
-  dt_smap tasks, erred, clients; /* keys borrowed from the file being replayed */
+  dt_smap tasks, erred, clients, datasets; /* keys borrowed from the file being replayed */
   dt_smap workers;               /* address (owned, the value) */
   s_client *holder;
   uint32_t pending;
@@ -231,6 +234,7 @@ static void rclient_free(rclient *c) {
 static void maps_clear(bool workers_too) {
   dt__smap_destroy(&R.tasks);
   dt__smap_destroy(&R.erred);
+  dt__smap_destroy(&R.datasets);
   for (size_t i = 0; i < R.clients.cap; i++)
     if (R.clients.slots[i].key) rclient_free(R.clients.slots[i].val);
   dt__smap_destroy(&R.clients);
@@ -371,6 +375,25 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
   case JR_SNAPSHOT:
     G64(&c);
     break;
+  case JR_DATASET:
+  case JR_DATASET_GONE: {
+    k = g_str(&c, &nl, 256, false);
+    if (rec[0] == JR_DATASET) {
+      g_str(&c, &kl, DT_JOURNAL_REC_MAX, true); /* the payload */
+      uint32_t nf = G32(&c);
+      for (uint32_t i = 0; i < nf && !c.bad; i++) {
+        uint64_t fl = G64(&c);
+        if (c.bad || fl > (uint64_t)(c.end - c.p)) c.bad = true;
+        else c.p += fl;
+      }
+      uint32_t nk = G32(&c);
+      for (uint32_t i = 0; i < nk && !c.bad; i++) g_key(&c, &kl);
+    }
+    if (c.bad) return false;
+    if (rec[0] == JR_DATASET) dt__smap_put(&R.datasets, k, nl, (void *)rec);
+    else dt__smap_del(&R.datasets, k, nl);
+    break;
+  }
   default:
     return false;
   }
@@ -516,6 +539,40 @@ int dt__journal_replay_buf(sched *s, const void *buf, size_t len, const uint8_t 
     for (int j = 0; j < 4; j++) sf[j] = dt__xstrndup(f[j], l[j]);
     dt__task_erred(s, t, code ? code : DT_ETASK, sf[0][0] ? sf[0] : t->key, sf[1], sf[2], sf[3]);
     for (int j = 0; j < 4; j++) free(sf[j]);
+  }
+  /* the published datasets (the daemon's: see dt__journal_ds_restore) */
+  for (size_t i = 0; dt__journal_ds_restore && i < R.datasets.cap; i++) {
+    if (!R.datasets.slots[i].key) continue;
+    const uint8_t *e = R.datasets.slots[i].val;
+    cur c = {e + 1, e + rd32(e - 8), false};
+    uint32_t nl, bl;
+    const char *name = g_str(&c, &nl, 256, false);
+    const char *body = g_str(&c, &bl, DT_JOURNAL_REC_MAX, true);
+    coord_val *v = dt__xcalloc(1, sizeof(*v));
+    if (bl) {
+      v->pl.body = dt__xmalloc(bl);
+      memcpy(v->pl.body, body, bl);
+      v->pl.len = bl;
+    }
+    uint32_t nf = G32(&c);
+    if (nf) v->pl.frames = dt__xcalloc(nf, sizeof(dt_frame));
+    for (uint32_t j = 0; j < nf; j++) {
+      uint64_t fl = G64(&c);
+      dt_blob *b = dt__blob_new(fl ? fl : 1);
+      memcpy(b->data, c.p, fl);
+      c.p += fl;
+      v->pl.frames[j] = (dt_frame){b, b->data, fl};
+      v->pl.nframes++;
+    }
+    v->nkeys = G32(&c);
+    v->keys = dt__xcalloc(v->nkeys ? v->nkeys : 1, sizeof(char *));
+    for (uint32_t j = 0; j < v->nkeys; j++) {
+      uint32_t kl2;
+      const char *kk = g_key(&c, &kl2);
+      v->keys[j] = dt__xstrndup(kk, kl2);
+    }
+    v->nbytes = dt__payload_nbytes(&v->pl);
+    dt__journal_ds_restore(name, nl, v);
   }
   maps_clear(false); /* the workers of before stay: recovery waits for them */
   R.holder = holder;

@@ -87,7 +87,10 @@ static int njson;
  * as ratios to them */
 static double phys_rtt_us = -1, last_latency_us = -1, last_transfer_mbs = -1;
 
-static void report(const char *name, double value, const char *unit, const char *what) {
+static const char *prefix = ""; /* --journal: journal_off_ / journal_on_ */
+static void report(const char *name0, double value, const char *unit, const char *what) {
+  char name[128];
+  snprintf(name, sizeof(name), "%s%s", prefix, name0);
   printf("%-28s %14.3f %-8s %s\n", name, value, unit, what);
   if (json)
     fprintf(json, "%s\n  {\"workload\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}", njson++ ? "," : "",
@@ -370,8 +373,42 @@ static int scaled(double x, double scale, int lo) {
   return n > lo ? n : lo;
 }
 
+/* --journal: the same workloads on a cluster whose scheduler keeps a
+ * journal (docs/reliability.md) and on one that does not, alternating */
+static void bench_journal(int workers, int threads, double scale, int leaves) {
+  char path[256];
+  snprintf(path, sizeof(path), "/tmp/dtask-bench-%d.journal", (int)getpid());
+  for (int round = 0; round < 4; round++) {
+    bool on = round % 2;
+    unlink(path);
+    prefix = on ? "journal_on_" : "journal_off_";
+    dt_local_cluster *lc;
+    CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = workers, .threads_per_worker = threads,
+                                                          .journal = on ? path : NULL}, &lc));
+    dt_client *c;
+    CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
+    bench_latency(c, scaled(500, scale, 20));
+    drain(c);
+    bench_map(c, scaled(20000, scale, 100));
+    drain(c);
+    bench_tree(c, leaves);
+    drain(c);
+    bench_submit(c, scaled(100000, scale, 1000));
+    if (on) {
+      dt_cluster_info info;
+      CHECK(dt_client_cluster_info(c, 5000, &info));
+      report("bytes", (double)info.journal_bytes, "bytes", "the journal's size at the end");
+    }
+    dt_client_close(c);
+    dt_local_cluster_close(lc);
+  }
+  prefix = "";
+  unlink(path);
+}
+
 int main(int argc, char **argv) {
   int workers = 2, threads = 1;
+  bool journal_only = false;
   double scale = 1.0;
   bool skip_large = false;
   const char *json_path = NULL;
@@ -382,8 +419,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else if (strcmp(argv[i], "--skip-large") == 0) skip_large = true;
     else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    else if (strcmp(argv[i], "--journal") == 0) journal_only = true;
     else {
-      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--only G,...] [--json FILE]\n");
+      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--only G,...] [--journal] [--json FILE]\n");
       return 2;
     }
   }
@@ -405,6 +443,14 @@ int main(int argc, char **argv) {
     }
     fprintf(json, "{\"system\": \"dtask\", \"version\": \"%d.%d.%d\", \"workers\": %d, \"threads\": %d, \"results\": [",
             DT_VERSION_MAJOR, DT_VERSION_MINOR, DT_VERSION_PATCH, workers, threads);
+  }
+  if (journal_only) {
+    bench_journal(workers, threads, scale, leaves);
+    if (json) {
+      fprintf(json, "\n]}\n");
+      fclose(json);
+    }
+    return 0;
   }
   phys_rtt_us = dt_bench_phys_rtt_us(scaled(20000, scale, 500), -1);
   report("phys_rtt", phys_rtt_us, "us", "loopback TCP round trip between two processes (median)");

@@ -320,6 +320,11 @@ typedef struct {
   int64_t n_queued; /* ready root tasks held on the scheduler */
   int64_t n_completed; /* tasks finished since the scheduler started */
   double heartbeat_age_s; /* the longest time since a worker was last heard */
+  /* the scheduler's journal (docs/reliability.md): its file's size now,
+   * compactions since the start, and how long the replay at the start took
+   * (all 0 without --journal) */
+  int64_t journal_bytes, journal_compactions;
+  double journal_replay_s;
 } dt_cluster_info;
 /* dt_client_cluster_info: asks the scheduler for its counts. */
 int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out);
@@ -554,6 +559,9 @@ typedef struct {
   /* Workers move results to each other over TCP even on this host, as
    * between hosts (worker --no-shm, $DTASK_NO_SHM=1): no shared memory. */
   bool no_shm;
+  /* The scheduler keeps a journal in this file (docs/reliability.md): a
+   * scheduler restarted at the same address with it carries on. NULL: none. */
+  const char *journal;
 } dt_local_cluster_opts;
 
 /* dt_local_cluster_start: starts a scheduler and n_workers worker processes

@@ -89,8 +89,8 @@ echo "== python: wheel test took $((SECONDS - start)) s"
 FUZZ_SECONDS=${DTASK_FUZZ_SECONDS:-60}
 echo "== build-fuzz: configure and build (clang, libFuzzer, ASan+UBSan)"
 CC=clang cmake -S . -B build-fuzz -DDTASK_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTASK_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j "$JOBS" --target fuzz_decode fuzz_scheduler >/dev/null
-for t in decode scheduler; do
+cmake --build build-fuzz -j "$JOBS" --target fuzz_decode fuzz_scheduler fuzz_journal >/dev/null
+for t in decode scheduler journal; do
   scratch=$(mktemp -d /tmp/dtask-fuzz-XXXXXX)
   mkdir "$scratch/corpus"
   echo "== fuzz_$t: ${FUZZ_SECONDS} s"

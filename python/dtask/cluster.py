@@ -44,7 +44,8 @@ class LocalCluster(AsyncClusterMixin):
     n_workers worker processes (``python -m dtask worker``) that run Python
     callables (and C task functions from ``preload`` libraries).  The
     processes stop with ``close()``, at the end of a ``with`` block, and when
-    this interpreter exits."""
+    this interpreter exits.  ``journal=PATH``: the scheduler keeps a journal
+    there (docs/reliability.md); a scheduler restarted with it carries on."""
 
     name = None  # as given to the constructor (name=)
 
@@ -52,7 +53,7 @@ class LocalCluster(AsyncClusterMixin):
                  memory_limit="auto", dashboard_address=":8787", host=None,
                  scheduler_port=0, silence_logs=None, nanny=True, allowed_failures=None,
                  worker_ttl=None, resources=None, preload=None, timeout=30, log_level=None,
-                 **kwargs):
+                 journal=None, **kwargs):
         self._inproc = None  # processes=False: the worker on a thread here (cluster_inproc.py)
         if not processes:
             from . import cluster_inproc
@@ -112,7 +113,8 @@ class LocalCluster(AsyncClusterMixin):
             log_level=log_level or ("error" if silence_logs else None),
             allowed_failures=0 if allowed_failures is None else (int(allowed_failures) or -1),
             worker_ttl=None if worker_ttl is None else str(worker_ttl), resources=resources,
-            host=host, port=int(scheduler_port or 0), start_empty=n_workers == 0 or not processes)
+            host=host, port=int(scheduler_port or 0), start_empty=n_workers == 0 or not processes,
+            journal=None if journal is None else os.fspath(journal))
         if not processes:
             wargs = ["--nthreads", str(int(threads_per_worker)), "--name", "local-worker-0",
                      "--no-nanny", "--memory-limit", ml or "auto"]

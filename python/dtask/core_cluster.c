@@ -17,14 +17,14 @@ static int cluster_init(ClusterObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"n_workers", "threads_per_worker", "memory_limit", "dashboard_port",
                            "no_dashboard", "role_command", "no_nanny", "timeout_ms", "log_level",
                            "allowed_failures", "worker_ttl", "resources", "no_auth", "host",
-                           "port", "start_empty", NULL};
+                           "port", "start_empty", "journal", NULL};
   int n_workers = 0, threads = 0, dport = 0, no_dash = 0, no_nanny = 0, timeout_ms = 0, af = 0,
       no_auth = 0, port = 0, start_empty = 0;
-  const char *mem = NULL, *log_level = NULL, *ttl = NULL, *res = NULL, *host = NULL;
+  const char *mem = NULL, *log_level = NULL, *ttl = NULL, *res = NULL, *host = NULL, *journal = NULL;
   PyObject *cmd = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|iizipOpizizzpzip", kwlist, &n_workers, &threads, &mem,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|iizipOpizizzpzipz", kwlist, &n_workers, &threads, &mem,
                                    &dport, &no_dash, &cmd, &no_nanny, &timeout_ms, &log_level, &af,
-                                   &ttl, &res, &no_auth, &host, &port, &start_empty))
+                                   &ttl, &res, &no_auth, &host, &port, &start_empty, &journal))
     return -1;
   if (self->lc) return 0;
   const char **argv = NULL;
@@ -36,7 +36,7 @@ static int cluster_init(ClusterObject *self, PyObject *args, PyObject *kw) {
                              .timeout_ms = timeout_ms, .log_level = log_level,
                              .allowed_failures = af, .worker_ttl = ttl, .resources = res,
                              .no_auth = no_auth, .host = host, .port = port,
-                             .start_empty = start_empty};
+                             .start_empty = start_empty, .journal = journal};
   int rc;
   dt_local_cluster *lc = NULL;
   Py_BEGIN_ALLOW_THREADS rc = dt_local_cluster_start(&o, &lc);

@@ -156,6 +156,10 @@ struct dt_client {
   double last_heard, hb_timeout_s, last_ping;
   bool hb_warned;
   char lost_why[200]; /* why the connection was given up, or "" */
+  /* reconnecting to a scheduler with a journal (reconnect.c) */
+  double reconnect_s, lost_at; /* how long to keep trying (0: never); since */
+  unsigned reconnects;
+  bool resuming; /* lost: reconnecting, RESUME on WELCOME */
 };
 
 /* ---- connection.c */
@@ -171,6 +175,13 @@ int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
 
 /* ---- dispatch.c: a message from the scheduler (I/O thread, locked) */
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);
+/* reconnect.c: RECONNECTABLE; on a loss, reconnect (true) or not (false);
+ * on WELCOME after a reconnect, RESUME */
+int dt__client_on_reconnectable(dt_client *c, const dt_msg *m);
+bool dt__client_reconnect_begin(dt_client *c);
+void dt__client_resume(dt_client *c);
+/* dt__client_sched_lost: the scheduler connection closed (connection.c) */
+void dt__client_sched_lost(dt_conn *conn);
 
 /* ---- coord.c: COORD_REPLY (I/O thread, locked) */
 int dt__client_on_coord_reply(dt_client *c, const dt_msg *m);

@@ -85,6 +85,10 @@ static void on_sched_close(dt_conn *conn) {
   c->sched = NULL;
   if (conn->close_status == DT_EAUTH && c->state == CS_CONNECTING && !c->conn_err)
     c->conn_err = UV_EACCES;
+  if (c->state == CS_READY && dt__client_reconnect_begin(c)) { /* reconnect.c */
+    c->wake_waiters = true;
+    return;
+  }
   if (c->state == CS_READY) {
     c->state = CS_LOST;
     DT_WARN("lost connection to the scheduler at %s%s", c->addr, c->lost_why);
@@ -102,6 +106,8 @@ static void on_sched_close(dt_conn *conn) {
   }
   c->wake_waiters = true;
 }
+
+void dt__client_sched_lost(dt_conn *conn) { on_sched_close(conn); }
 
 static const dt_conn_cbs sched_cbs = {dt__client_on_sched_msg, on_sched_connect, on_sched_close};
 

@@ -16,6 +16,7 @@ static int on_welcome(dt_client *c, const dt_msg *m) {
   c->id = m->WELCOME.id;
   c->state = CS_READY;
   c->wake_waiters = true;
+  if (c->resuming) dt__client_resume(c);
   return 0;
 }
 
@@ -99,6 +100,9 @@ static int on_info_reply(dt_client *c, const dt_msg *msg) {
     F("completed", n_completed)
 #undef F
     if (dt__str_eq(k, "heartbeat_age_us")) out->heartbeat_age_s = (double)v / 1e6;
+    if (dt__str_eq(k, "journal_bytes")) out->journal_bytes = v;
+    if (dt__str_eq(k, "journal_compactions")) out->journal_compactions = v;
+    if (dt__str_eq(k, "journal_replay_us")) out->journal_replay_s = (double)v / 1e6;
   }
   if (ir && ir->detail) {
     uint32_t nw = m->workers.n;
@@ -184,6 +188,7 @@ static const sched_handler sched_handlers[DT_OP_COUNT] = {
     [DT_OP_SCATTER_DONE] = on_scatter_done,
     [DT_OP_COORD_REPLY] = dt__client_on_coord_reply,
     [DT_OP_ANSWER] = dt__client_on_answer, /* query.c */
+    [DT_OP_RECONNECTABLE] = dt__client_on_reconnectable, /* reconnect.c */
 };
 
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {

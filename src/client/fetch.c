@@ -32,6 +32,11 @@ static void refetch(dt_future *f, const char *addr, const char *why) {
   if (f->worker && addr && strcmp(f->worker, addr) != 0) return; /* already sent elsewhere */
   f->fetching = false;
   if (c) c->wake_waiters = true;
+  if (c && c->resuming) { /* reconnecting: RESUME asks for it again (reconnect.c) */
+    free(f->worker);
+    f->worker = NULL;
+    return;
+  }
   if (c && c->sched && c->state == CS_READY && ++f->refetches <= 10) {
     DT_INFO("result of '%s' not fetched from %s (%s): asking the scheduler again", f->key,
             addr ? addr : "?", why);

@@ -212,6 +212,10 @@ int dt_local_cluster_start(const dt_local_cluster_opts *opts, dt_local_cluster *
     sargs[ns++] = "--auth-file";
     sargs[ns++] = lc->auth_file;
   }
+  if (o.journal) {
+    sargs[ns++] = "--journal";
+    sargs[ns++] = o.journal;
+  }
   if (dt__scheduler_spawn(o.role_command, o.n_role_command, sargs, ns, o.timeout_ms, &lc->scheduler,
                           lc->address, sizeof(lc->address), lc->dashboard, sizeof(lc->dashboard)) != 0) {
     if (strstr(dt_last_error(), "did not start"))

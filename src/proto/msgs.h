@@ -155,7 +155,9 @@
   X(WORKER_GONE, "scheduler->worker", "a worker was removed: stop fetching from it (fetches in flight fail over)") \
   X(TASK_RELEASED, "worker->scheduler", "a task the scheduler released no longer holds a thread here (a cancelled running task returned)") \
   X(ABORT_TASKS, "scheduler->worker", "cancel(force=True): if one of these keys still runs, restart to reclaim its thread") \
-  X(CANCEL_FORCE, "client->scheduler", "cancel(force=True): the workers running these keys restart (CANCEL_KEYS follows)")
+  X(CANCEL_FORCE, "client->scheduler", "cancel(force=True): the workers running these keys restart (CANCEL_KEYS follows)") \
+  X(RECONNECTABLE, "scheduler->client", "the scheduler keeps a journal: after losing it, reconnect and RESUME") \
+  X(RESUME, "client->scheduler", "a client is back after the scheduler restarted: it wants these keys again")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -372,5 +374,7 @@
 #define DT_MSG_TASK_RELEASED(F, L, LR, M) F(KEY, key, "the task's key")
 #define DT_MSG_ABORT_TASKS(F, L, LR, M) L(KEY, keys, "the keys")
 #define DT_MSG_CANCEL_FORCE(F, L, LR, M) L(KEY, keys, "the keys")
+#define DT_MSG_RECONNECTABLE(F, L, LR, M) F(UINT, grace_ms, "how long the client keeps trying to reconnect")
+#define DT_MSG_RESUME(F, L, LR, M) L(KEY, keys, "the keys of the futures it holds")
 
 #endif

@@ -22,6 +22,7 @@ s_client *dt__sched_add_client(sched *s, void *conn, const char *name) {
   c->conn = conn;
   dt__smap_init(&c->wants);
   dt__vec_push(&s->clients, c);
+  DT_JOURNAL(dt__journal_client(c, false));
   return c;
 }
 
@@ -33,6 +34,7 @@ void dt__client_free(s_client *c) {
 
 void dt__sched_remove_client(sched *s, s_client *c) {
   dt__vec_remove(&s->clients, c);
+  DT_JOURNAL(dt__journal_client(c, true));
   /* release everything it held */
   dt_vec keys = {0};
   for (size_t i = 0; i < c->wants.cap; i++) {
@@ -56,6 +58,7 @@ void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen
   if (dt__smap_get(&c->wants, t->key, t->klen)) return;
   dt__smap_put(&c->wants, t->key, t->klen, t);
   dt__vec1_push(&t->wanted_by, c);
+  DT_JOURNAL(dt__journal_want(c, t->key, t->klen, true));
   if (t->state == TS_MEMORY) dt__ev_in_memory(s, c, t, NULL, 0);
   else if (t->state == TS_ERRED) dt__ev_erred(s, c, t);
   else if (t->state == TS_RELEASED) {
@@ -78,6 +81,7 @@ void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t k
 void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
   s_task *t = dt__smap_del(&c->wants, key, klen);
   if (!t) return;
+  DT_JOURNAL(dt__journal_want(c, key, klen, false));
   dt__vec1_remove(&t->wanted_by, c);
   dt__task_gc(s, t);
   dt__place_fill(s);

@@ -33,6 +33,7 @@ static void init(void) {
   dt__heap_init(&cs->timers, deadline_less, offsetof(waiter, hidx));
   cs->init = true;
 }
+void dt__coord_init(void) { init(); }
 
 static void rearm(void) {
   waiter *w = dt__heap_peek(&cs->timers);

@@ -69,6 +69,9 @@ extern const char *const dt__coord_kind_names[];
  * shown to a client (which then wants their futures) */
 void dt__coord_hold(coord_val *v);
 void dt__coord_unhold_free(coord_val *v);
+void dt__coord_init(void); /* the maps and timers, once */
+/* dt__coord_ds_restore: a dataset replayed from the journal (v handed over) */
+void dt__coord_ds_restore(const char *name, uint32_t nlen, coord_val *v);
 void dt__coord_show(uint32_t client, uint64_t req, const coord_val *v);
 /* replies: an error (fmt has one %.*s for the name), or success */
 void dt__coord_fail(const coord_req *r, int code, const char *fmt, const char *name, uint32_t nlen);

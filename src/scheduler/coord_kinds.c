@@ -221,7 +221,22 @@ void dt__coord_ds_publish(coord_req *r) {
     dt__smap_put(&cs->datasets, d->name, nlen, d);
   }
   d->val = v;
+  DT_JOURNAL(dt__journal_dataset(d->name, v));
   dt__coord_ok(r, 1);
+}
+
+void dt__coord_ds_restore(const char *name, uint32_t nlen, coord_val *v) {
+  dt__coord_init();
+  dataset *d = dt__smap_get(&cs->datasets, name, nlen);
+  dt__coord_hold(v);
+  if (d) {
+    dt__coord_unhold_free(d->val);
+  } else {
+    d = dt__xcalloc(1, sizeof(*d));
+    d->name = dt__xstrndup(name, nlen);
+    dt__smap_put(&cs->datasets, d->name, nlen, d);
+  }
+  d->val = v;
 }
 
 void dt__coord_ds_get(coord_req *r) {
@@ -231,6 +246,7 @@ void dt__coord_ds_get(coord_req *r) {
 }
 
 static void ds_free(dataset *d) {
+  DT_JOURNAL(dt__journal_dataset(d->name, NULL));
   dt__smap_del(&cs->datasets, d->name, strlen(d->name));
   dt__coord_unhold_free(d->val);
   free(d->name);

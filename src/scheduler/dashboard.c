@@ -90,9 +90,12 @@ char *dt__dash_summary_json(const sched *s, const dt_dash_extra *x) {
   sb_printf(&b, "%d,\"states\":{", threads);
   for (int st = 0; st < TS_COUNT; st++)
     sb_printf(&b, "%s\"%s\":%lld", st ? "," : "", dt__task_state_name(st), (long long)s->count[st]);
-  sb_printf(&b, "},\"completed\":%llu,\"tasks_per_s\":%.1f,\"memory_bytes\":%llu,\"workers_lost\":%llu}",
+  sb_printf(&b, "},\"completed\":%llu,\"tasks_per_s\":%.1f,\"memory_bytes\":%llu,\"workers_lost\":%llu",
             (unsigned long long)s->tasks_completed, x->tasks_per_s,
             (unsigned long long)bytes_in_memory(s), (unsigned long long)x->workers_lost);
+  sb_printf(&b, ",\"journal\":{\"on\":%s,\"bytes\":%llu,\"compactions\":%llu,\"replay_s\":%.3f}}",
+            x->journal_on ? "true" : "false", (unsigned long long)x->journal_bytes,
+            (unsigned long long)x->journal_compactions, x->journal_replay_s);
   return sb_done(&b);
 }
 
@@ -217,6 +220,14 @@ char *dt__dash_metrics(const sched *s, const dt_dash_extra *x) {
   sb_printf(&b, "# HELP dtask_workers_lost_total Workers that left without saying goodbye.\n"
                 "# TYPE dtask_workers_lost_total counter\ndtask_workers_lost_total %llu\n",
             (unsigned long long)x->workers_lost);
+  sb_printf(&b, "# HELP dtask_journal_bytes The scheduler journal's size (0: no journal).\n"
+                "# TYPE dtask_journal_bytes gauge\ndtask_journal_bytes %llu\n"
+                "# HELP dtask_journal_compactions_total Journal compactions since the start.\n"
+                "# TYPE dtask_journal_compactions_total counter\ndtask_journal_compactions_total %llu\n"
+                "# HELP dtask_journal_replay_seconds How long replaying the journal took at the start.\n"
+                "# TYPE dtask_journal_replay_seconds gauge\ndtask_journal_replay_seconds %.6f\n",
+            (unsigned long long)x->journal_bytes, (unsigned long long)x->journal_compactions,
+            x->journal_replay_s);
   sb_printf(&b, "# HELP dtask_event_loop_latency_seconds How late the scheduler's once-a-second "
                 "timer last fired.\n# TYPE dtask_event_loop_latency_seconds gauge\n"
                 "dtask_event_loop_latency_seconds %.6f\n",

@@ -17,6 +17,10 @@ typedef struct {
   uint64_t bytes_in, bytes_out; /* the scheduler's network totals */
   double loop_lag_s;      /* how late the last snapshot timer fired */
   uint64_t workers_lost;
+  /* the journal (journal.h): on, file size, compactions, replay time */
+  bool journal_on;
+  uint64_t journal_bytes, journal_compactions;
+  double journal_replay_s;
 } dt_dash_extra;
 
 /* Renderers (pure; malloc'd NUL-terminated strings). */

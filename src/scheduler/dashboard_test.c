@@ -85,7 +85,8 @@ static void test_metrics_parse_back(void **state) {
     dt__sched_task_finished(&S, w, k, (uint32_t)strlen(k), 1000, 0.01, NULL, 0);
   }
   dt_dash_extra x = {.now_s = 100, .tasks_per_s = 4, .bytes_in = 123, .bytes_out = 456,
-                     .loop_lag_s = 0.002, .workers_lost = 1};
+                     .loop_lag_s = 0.002, .workers_lost = 1,
+                     .journal_on = true, .journal_bytes = 4096, .journal_compactions = 2};
   char *m = dt__dash_metrics(&S, &x);
   /* every line is a comment or "name[{labels}] number" */
   int samples = 0;
@@ -119,6 +120,8 @@ static void test_metrics_parse_back(void **state) {
   assert_int_equal((int)metric(m, "dtask_memory_bytes"), 4000);
   assert_int_equal((int)metric(m, "dtask_transfer_bytes_total{direction=\"in\"}"), 123);
   assert_int_equal((int)metric(m, "dtask_workers_lost_total"), 1);
+  assert_int_equal((int)metric(m, "dtask_journal_bytes"), 4096);
+  assert_int_equal((int)metric(m, "dtask_journal_compactions_total"), 2);
   assert_true(metric(m, "dtask_event_loop_latency_seconds") > 0.0019);
   assert_int_equal((int)metric(m, "dtask_worker_memory_bytes{worker=\"w\\\"1\"}"), 4000); /* escaped */
   free(m);

@@ -37,6 +37,7 @@ int dt__on_hello_client(dt_conn *c, const dt_msg *msg) {
   dt__e_uint(&e, 0);
   dt__e_uint(&e, 0);
   dt__e_end(&e);
+  DT_JOURNAL(dt__journal_welcome(c));
   DT_INFO("client %s connected from %s", nm, c->peer);
   return 0;
 }
@@ -121,6 +122,7 @@ int dt__on_update_graph(dt_conn *c, const dt_msg *msg) {
   while (rc == 0 && dt__next_task(&tl, &rt)) rc = newtask_of(&rt, &ts[got++]);
   dt_keylist wanted = {0};
   if (rc == 0) dt__keylist_of(&m->wanted, &wanted);
+  if (rc == 0) DT_JOURNAL(dt__journal_graph(c->data, ts, n, wanted.keys, wanted.lens, wanted.n));
   if (rc == 0) dt__sched_update_graph(&srv->s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
   if (srv->s.tasks.len > srv->trim_high) srv->trim_high = srv->s.tasks.len;
   for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);
@@ -158,7 +160,7 @@ int dt__on_info_request(dt_conn *c, const dt_msg *msg) {
   dt_enc e;
   dt__e_begin(&e, dt__conn_out(c), DT_OP_INFO_REPLY);
   dt__e_uint(&e, m->req);
-  dt__e_map(&e, 5 + TS_COUNT);
+  dt__e_map(&e, 8 + TS_COUNT);
   dt__e_cstr(&e, "workers");
   dt__e_uint(&e, srv->s.workers.len);
   dt__e_cstr(&e, "clients");
@@ -174,6 +176,7 @@ int dt__on_info_request(dt_conn *c, const dt_msg *msg) {
   }
   dt__e_cstr(&e, "heartbeat_age_us");
   dt__e_uint(&e, (uint64_t)(age * 1e6));
+  dt__journal_info(&e); /* 3 entries */
   for (int st = 0; st < TS_COUNT; st++) {
     dt__e_cstr(&e, dt__task_state_name(st));
     dt__e_int(&e, srv->s.count[st]);

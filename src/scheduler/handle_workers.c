@@ -46,7 +46,9 @@ int dt__on_hello_worker(dt_conn *c, const dt_msg *msg) {
    * (the events follow the WELCOME, drained after this handler) */
   dt_list held = m->held;
   dt_rec_keynb h;
+  DT_JOURNAL(dt__journal_worker_back(wk, false));
   while (dt__next_keynb(&held, &h)) dt__sched_worker_has_key(&srv->s, wk, h.key.p, h.key.len, h.nbytes);
+  DT_JOURNAL(dt__journal_worker_back(wk, true));
   dt__sched_worker_place(&srv->s, wk);
   DT_INFO("worker %s registered at %s with %d threads%s%s", nm, ad, (int)m->nthreads,
           m->nanny_token ? " (under a nanny)" : "", m->held.n ? ", holding results from before" : "");
@@ -97,9 +99,9 @@ int dt__on_heartbeat(dt_conn *c, const dt_msg *msg) {
   wk->cpu = m->cpu >= 0 && m->cpu < 1e6 ? m->cpu : 0;
   wk->rss = m->rss;
   wk->spilled = m->spilled;
-  if (m->paused != wk->paused)
+  if (m->paused != wk->paused && !dt__journal_recovering())
     DT_INFO("worker %s %s (memory)", wk->name, m->paused ? "paused" : "resumed");
-  dt__sched_worker_paused(&srv->s, wk, m->paused);
+  dt__sched_worker_paused(&srv->s, wk, m->paused || dt__journal_recovering());
   wk->peak_managed = m->peak;
   return 0;
 }

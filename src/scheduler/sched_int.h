@@ -8,6 +8,7 @@
 #define DT_SCHED_INT_H
 
 #include "state.h"
+#include "journal.h"
 
 /* ---- transitions (state.c) */
 /* dt__task_transition_ok: to is allowed from from (the table in state.h). */

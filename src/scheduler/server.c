@@ -67,6 +67,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 static void stop(void) {
   if (srv->stopping) return;
   srv->stopping = true;
+  dt__journal_stop(); /* what leaves now stays in the journal: a restart resumes */
   DT_INFO("scheduler at %s stopping", srv->address);
   /* tell everyone, then close */
   for (size_t i = 0; i < srv->s.workers.len; i++) {
@@ -101,6 +102,12 @@ static void on_dash(uv_timer_t *h) {
   x.bytes_in = srv->net.bytes_in;
   x.bytes_out = srv->net.bytes_out;
   x.workers_lost = srv->s.workers_lost;
+  dt_journal_stats js;
+  dt__journal_stats(&js);
+  x.journal_on = dt__journal_on;
+  x.journal_bytes = js.file_bytes;
+  x.journal_compactions = js.compactions;
+  x.journal_replay_s = js.replay_s;
   srv->dash_completed = srv->s.tasks_completed;
   srv->dash_last_ms = now;
   dt__dashboard_publish(&srv->s, &x);
@@ -138,6 +145,10 @@ static void usage(void) {
           "                         from one address (more while they are young)\n"
           "                         (default 4096 or half the descriptor limit,128)\n"
           "  --log-level LEVEL      debug, info, warning, error (default info)\n"
+          "  --journal FILE         keep a journal: a scheduler restarted with it carries on\n"
+          "                         (docs/reliability.md); --journal-max-size SZ (64MiB),\n"
+          "                         --journal-grace DUR (5s), --cluster-id ID\n"
+          "  --restart-on-crash     a supervisor restarts the scheduler when it dies by a signal\n"
           DT_SEC_USAGE);
 }
 
@@ -146,6 +157,7 @@ int dt__scheduler_main(int argc, char **argv) {
   int port = 8786, ready_fd = -1, allowed_failures = 3;
   double ttl = 60, hb = 1;
   dt_sec_args sa = {0};
+  dt__journal_opts jo = {0};
   const char *dash = ":8787";
   bool dash_default = true, print_token = false;
   dt_net_limits lim = {DT_NET_IN_FLIGHT_MAX, DT_NET_CLIENT_MAX_BATCH, DT_NET_STRANGERS_MAX,
@@ -159,6 +171,8 @@ int dt__scheduler_main(int argc, char **argv) {
       fprintf(stderr, "dtask scheduler: %s\n", dt_last_error());
       return 2;
     }
+    if (took) continue;
+    if ((took = dt__journal_cli(&jo, argc, argv, &i)) < 0) return 2;
     if (took) continue;
     if (strcmp(a, "--host") == 0 && v) host = argv[++i];
     else if (strcmp(a, "--port") == 0 && v) port = atoi(argv[++i]);
@@ -217,6 +231,14 @@ int dt__scheduler_main(int argc, char **argv) {
     fprintf(stderr, "dtask scheduler: invalid port %d\n", port);
     return 2;
   }
+  if (jo.restart && port == 0) {
+    fprintf(stderr, "dtask scheduler: --restart-on-crash needs a fixed --port (a restart must listen where the first did)\n");
+    return 2;
+  }
+  if (jo.restart) {
+    int rc = dt__journal_supervise(&ready_fd);
+    if (rc >= 0) return rc;
+  }
   dt__log_init("scheduler", level);
   signal(SIGPIPE, SIG_IGN);
   memset(srv, 0, sizeof(*srv));
@@ -265,6 +287,7 @@ int dt__scheduler_main(int argc, char **argv) {
   if (strchr(host, ':')) snprintf(srv->address, sizeof(srv->address), "[%s]:%d", host, srv->listener.port);
   else snprintf(srv->address, sizeof(srv->address), "%s:%d", host, srv->listener.port);
   DT_INFO("scheduler at tcp://%s", srv->address);
+  if (jo.path && dt__journal_open_srv(&jo, srv->address) != 0) return 1;
   if (dash) {
     char dhost[64] = "";
     int dport = 8787;

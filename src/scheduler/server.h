@@ -22,6 +22,7 @@
 #include "../net/net.h"
 #include "../net/secure.h"
 #include "state.h"
+#include "journal.h"
 
 /* A scatter waiting for its workers to store the data. */
 typedef struct {

@@ -60,6 +60,7 @@ void dt__task_transition(sched *s, s_task *t, s_task_state to) {
   if (to == TS_ERRED) f->failed++;
   if (t->ahead || t->ahead_deps) dt__ahead_transition(s, t, from, (int)to);
   dt__story_note(t->key, t->klen, from, (int)to);
+  DT_JOURNAL(dt__journal_transition(t, from, (int)to));
   t->state = (uint8_t)to;
 }
 
@@ -138,6 +139,7 @@ bool dt__task_add_holder(s_task *t, s_worker *w, uint64_t nbytes) {
   for (size_t i = 0; i < t->who_has.len; i++)
     if (t->who_has.v[i] == w) return false;
   dt__vec1_push(&t->who_has, w);
+  DT_JOURNAL(dt__journal_holds(t, w));
   w->nkeys++;
   w->nbytes += nbytes;
   return true;
@@ -256,6 +258,7 @@ void dt__task_erred(sched *s, s_task *t0, int code, const char *origin, const ch
     dt__task_unschedule(s, t);
     dt__task_transition(s, t, TS_ERRED);
     set_error(t, code, origin, func, worker, msg);
+    DT_JOURNAL(dt__journal_erred(t));
     for (size_t i = 0; i < t->wanted_by.len; i++) dt__ev_erred(s, t->wanted_by.v[i], t);
     for (size_t i = 0; i < t->dependents.len; i++) dt__vec_push(&stack, t->dependents.v[i]);
     dt__vec_push(&done, t);

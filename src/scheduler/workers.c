@@ -94,6 +94,7 @@ static bool suspect(sched *s, s_task *t) {
 void dt__sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
   dt__place_free_remove(s, w);
   dt__vec_remove(&s->workers, w);
+  DT_JOURNAL(dt__journal_worker(w, true));
   if (!w->closing) s->workers_lost++;
   /* its tasks in flight go back to be placed again */
   dt_vec redo = {0}, bad = {0};

@@ -1,0 +1,171 @@
+/*
+ * journal.h -- the scheduler's journal (docs/reliability.md, "The
+ * scheduler's journal"): what it must not forget, appended to a file so
+ * that a scheduler restarted at the same address carries on.
+ *
+ * The file: a 40-byte header (magic "DTJOURNL", u32 version, u32 header
+ * length, 16-byte cluster id, u32 flags, u32 CRC-32C of the 36 bytes before
+ * it), then records, each u32 length | u32 CRC-32C of the payload |
+ * payload (one type byte, then the fields; integers little-endian, strings
+ * u32 length + bytes).  journal.c writes (hooks append records to one
+ * growing buffer; the loop's prepare and check handles write it with one
+ * write() per turn, never fsync) and compacts (a snapshot of the live state
+ * into a new file, renamed over the old, when the file passes max(limit,
+ * 2 x the last snapshot)); journal_replay.c reads and replays.
+ *
+ * Hooks are single calls behind DT_JOURNAL(): a test of one global when
+ * the journal is off (or muted during replay).
+ */
+#ifndef DT_SCHED_JOURNAL_H
+#define DT_SCHED_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "state.h"
+
+#define DT_JOURNAL_MAGIC "DTJOURNL"
+#define DT_JOURNAL_VERSION 1u
+#define DT_JOURNAL_HDR 40u
+#define DT_JOURNAL_REC_MAX (256u << 20) /* one record's payload, at most */
+
+/* record types */
+enum {
+  JR_CLIENT = 1, /* u32 id, u8 internal, str name */
+  JR_CLIENT_GONE, /* u32 id */
+  JR_WANT,       /* u32 client id, str key */
+  JR_RELEASE,    /* u32 client id, str key */
+  JR_TASK,       /* str key, str func, i64 priority, i32 retries, f64 timeout,
+                    u32 ndeps, str deps..., u32 nrestrict, str..., u8 loose,
+                    u32 nres, (str name, f64 amount)..., payload */
+  JR_MEMORY,     /* str key, u64 nbytes, str worker address */
+  JR_ERRED,      /* str key, i32 code, str origin, str func, str worker, str msg */
+  JR_RELEASED,   /* str key: its result or error is gone */
+  JR_FORGET,     /* str key */
+  JR_WORKER,     /* str address */
+  JR_WORKER_GONE, /* str address */
+  JR_SNAPSHOT,   /* u64 records in the snapshot that follows (informational) */
+  JR_DATASET,    /* str name, payload, u32 nkeys, str keys... (published) */
+  JR_DATASET_GONE, /* str name (unpublished) */
+  JR_COUNT
+};
+
+extern bool dt__journal_on; /* recording (a journal is open and not muted) */
+#define DT_JOURNAL(call) \
+  do {                   \
+    if (dt__journal_on) call; \
+  } while (0)
+
+typedef struct {
+  uint64_t file_bytes;   /* the journal file's size now */
+  uint64_t written;      /* bytes written since the start */
+  uint64_t records;      /* records appended since the start */
+  uint64_t compactions;
+  uint64_t snapshot_bytes; /* size of the last snapshot */
+  double replay_s;       /* the replay at start-up took this long */
+  uint64_t replayed;     /* records replayed */
+  bool recovering;       /* waiting for the workers and clients of before */
+  bool failed;           /* a write failed: journaling stopped */
+} dt_journal_stats;
+void dt__journal_stats(dt_journal_stats *out);
+
+/* ---- the CRC and the header */
+uint32_t dt__crc32c(uint32_t crc, const void *p, size_t n);
+/* dt__journal_cluster_id: the 16-byte id of a cluster: a hash of what names
+ * it (its address, its secret's dashboard token, or --cluster-id). */
+void dt__journal_cluster_id(const char *name, uint8_t id[16]);
+void dt__journal_header(uint8_t out[DT_JOURNAL_HDR], const uint8_t id[16]);
+
+/* ---- reading (journal_replay.c): untrusted bytes */
+typedef struct {
+  const uint8_t *p;
+  size_t len, off;
+  uint64_t nrec;
+  bool torn; /* a torn tail was cut off at off */
+} dt_jreader;
+/* dt__jr_open: checks the header (magic, version, CRC and, if id, the
+ * cluster id).  0, or DT_EPROTO with why. */
+int dt__jr_open(dt_jreader *r, const void *buf, size_t len, const uint8_t *id, char *why,
+                size_t cap);
+/* dt__jr_next: the next record: 1 (payload in *rec, *rlen), 0 at the end
+ * (r->torn when a truncated last record was cut off), or DT_EPROTO with
+ * why (corruption before the end: refuse the file). */
+int dt__jr_next(dt_jreader *r, const uint8_t **rec, uint32_t *rlen, char *why, size_t cap);
+/* dt__journal_replay_buf: replays a whole journal (buf) into s, a fresh
+ * state machine: its tasks, what clients wanted (held by one recovery
+ * client until they come back), errors.  0, or DT_EPROTO with why (s is
+ * then as it was, empty).  *good gets the bytes up to the last good record
+ * (less than len for a torn tail). */
+int dt__journal_replay_buf(sched *s, const void *buf, size_t len, const uint8_t *id,
+                           size_t *good, char *why, size_t cap);
+/* what the replay found: the recovery holder (or NULL), how many clients
+ * and which workers (addresses) to wait for */
+s_client *dt__journal_holder(void);
+uint32_t dt__journal_pending_clients(void);
+void dt__journal_replay_forget(void); /* drops the replay's bookkeeping */
+/* dt__journal_expect_worker: is address one of the workers of before (and
+ * forget it)?  dt__journal_expected_workers: how many are still awaited */
+bool dt__journal_expect_worker(const char *address);
+size_t dt__journal_expected_workers(void);
+
+/* ---- the scheduler (journal.c) */
+/* dt__journal_start: opens (or creates) path for the scheduler srv runs:
+ * replays what it holds into the scheduler's state, then starts a fresh
+ * snapshot.  0, or an error with why (the scheduler must refuse to start). */
+int dt__journal_start(sched *s, uv_loop_t *loop, const char *path, const uint8_t id[16],
+                      uint64_t max_bytes, double worker_grace_s, double client_grace_s, char *why,
+                      size_t cap);
+/* dt__journal_info: 3 entries of INFO_REPLY's counts: journal_bytes,
+ * journal_compactions, journal_replay_us */
+void dt__journal_info(dt_enc *e);
+/* dt__journal_welcome: a client said hello: tell it to reconnect after a crash */
+void dt__journal_welcome(void *conn);
+void dt__journal_stop(void);
+/* dt__journal_flush: writes what the last turn appended (prepare/check) */
+void dt__journal_flush(void);
+/* ---- the daemon's options (journal_cli.c) */
+typedef struct {
+  const char *path, *cluster_id;
+  uint64_t max_bytes;
+  double grace_s;
+  bool restart;
+} dt__journal_opts;
+/* dt__journal_cli: takes argv[*i] (and its value) if it is a journal option:
+ * 1, 0 (not one), -1 (invalid: said on stderr) */
+int dt__journal_cli(dt__journal_opts *o, int argc, char **argv, int *i);
+/* dt__journal_open_srv: opens o->path for the daemon (dt__srv) at address;
+ * 0 or -1 (said on stderr) */
+int dt__journal_open_srv(const dt__journal_opts *o, const char *address);
+/* dt__journal_supervise: --restart-on-crash: -1 in the scheduler (a child
+ * process), the exit status in the supervisor when it is done */
+int dt__journal_supervise(int *ready_fd);
+/* ---- hooks, behind DT_JOURNAL() */
+void dt__journal_graph(const s_client *c, const s_newtask *ts, uint32_t n, const char **wanted,
+                       const uint32_t *wanted_lens, uint32_t nwanted);
+void dt__journal_client(const s_client *c, bool gone);
+void dt__journal_want(const s_client *c, const char *key, uint32_t klen, bool want);
+void dt__journal_holds(const s_task *t, const s_worker *w);
+void dt__journal_erred(const s_task *t);
+void dt__journal_transition(const s_task *t, int from, int to);
+void dt__journal_worker(const s_worker *w, bool gone);
+struct coord_val;
+/* dt__journal_dataset: name published with v (NULL: unpublished) */
+void dt__journal_dataset(const char *name, const struct coord_val *v);
+/* set by the daemon before a replay: installs a replayed dataset (v is
+ * handed over); NULL (tests, the fuzzer): datasets are read, not installed */
+extern void (*dt__journal_ds_restore)(const char *name, uint32_t nlen, struct coord_val *v);
+/* dt__journal_worker_back: a worker said hello (after its held keys):
+ * while recovering it waits (paused) until the workers of before are back */
+void dt__journal_worker_back(s_worker *w, bool after_held);
+/* dt__journal_client_back: a client came back (RESUME) */
+void dt__journal_client_back(const s_client *c);
+/* dt__journal_recovering: workers of before are still awaited (they are
+ * kept paused) */
+bool dt__journal_recovering(void);
+/* dt__journal_on_resume: RESUME from a client (dispatch.c's table) */
+struct dt_conn;
+int dt__journal_on_resume(struct dt_conn *c, const dt_msg *m);
+
+#endif

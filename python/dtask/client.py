@@ -256,6 +256,16 @@ def _walk_futures(x, out):
             _walk_futures(y, out)
 
 
+def _fast_payload(func, args, kwargs):
+    """The F payload of func(*args, **kwargs) when every argument is a plain
+    value (serialize.py), else None."""
+    argp = serialize.f_args_plain(args, kwargs)
+    if argp is None:
+        return None
+    fnp = serialize.fn_pickle(func)
+    return None if fnp is None else serialize.f_header(fnp) + argp
+
+
 def _c_args(x):
     """cfunc arguments: Futures as CFutures, containers walked."""
     if type(x) is Future:
@@ -336,7 +346,11 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
             cf = self._c.submit(func.name, _c_args(list(args)), _c_args(kwargs) if kwargs else None,
                                 key=None if k is None else str(k), pure=bool(pure), **opts)
             return Future(cf, self)
-        payload, deps = dumps_call(func, args, kwargs, Future)
+        payload = _fast_payload(func, args, kwargs)
+        if payload is not None:
+            deps = ()
+        else:
+            payload, deps = dumps_call(func, args, kwargs, Future)
         k = self._key(funcname(func), payload, deps, key, pure)
         cf = self._c.submit("py:" + funcname(func), [payload, *deps], key=k, pure=bool(pure), **opts)
         return Future(cf, self)
@@ -363,9 +377,26 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
         prefix = key if isinstance(key, str) else name
         cname = "py:" + name
         nodes, outs = [], []
+        # impure keys: one random prefix per call, numbered (a uuid4 per item
+        # costs more than the rest of the item); plain arguments: F payloads
+        # (serialize.py), the function pickled once
+        base = uuid.uuid4().hex[:24] if not pure and keys is None else None
+        hdr = None
+        f_args, fast_ok = serialize.f_args_plain, True
         for i, a in enumerate(calls):
-            payload, deps = dumps_call(func, a, kwargs, Future)
-            k = self._key(prefix, payload, deps, None if keys is None else keys[i], pure)
+            argp = f_args(a, kwargs) if fast_ok else None
+            if argp is not None and hdr is None:
+                fnp = serialize.fn_pickle(func)
+                hdr = serialize.f_header(fnp) if fnp is not None else None
+                fast_ok = hdr is not None
+            if argp is not None and hdr is not None:
+                payload, deps = hdr + argp, []
+            else:
+                payload, deps = dumps_call(func, a, kwargs, Future)
+            if base is not None:
+                k = f"{prefix}-{base}{i:08x}"
+            else:
+                k = self._key(prefix, payload, deps, None if keys is None else keys[i], pure)
             nodes.append((k, cname, payload, deps))
             outs.append(k)
         uniq = list(dict.fromkeys(outs))

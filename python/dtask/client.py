@@ -373,6 +373,12 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
                                 retries=retries, resources=resources, priority=priority,
                                 allow_other_workers=allow_other_workers, pure=pure, **kwargs)
                     for i, a in enumerate(calls)]
+        with serialize.gc_paused():
+            return self._map_py(func, calls, keys, key, pure, kwargs, priority, workers,
+                                allow_other_workers, resources, retries)
+
+    def _map_py(self, func, calls, keys, key, pure, kwargs, priority, workers,
+                allow_other_workers, resources, retries):
         name = funcname(func)
         prefix = key if isinstance(key, str) else name
         cname = "py:" + name
@@ -411,6 +417,10 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
     def gather(self, futures, errors="raise", direct=None, asynchronous=None):
         """The results of futures, in the same structure (a Future, a list,
         tuple, set or dict of them, nested)."""
+        with serialize.gc_paused():
+            return self._gather(futures, errors)
+
+    def _gather(self, futures, errors):
         flat = []
         _walk_futures(futures, flat)
         results = {}

@@ -19,7 +19,7 @@ from dask.utils import key_split
 from dask._task_spec import Task, TaskRef
 
 from .client import Future
-from .serialize import _PLAIN, DepRef, dumps_call, dumps_node, f_header, fn_pickle
+from .serialize import _PLAIN, DepRef, dumps_call, dumps_node, f_header, fn_pickle, gc_paused
 
 
 def dtask_key(key):
@@ -245,6 +245,11 @@ def get(client, dsk, keys, sync=True, **kwargs):
     """Runs the graph on the cluster and returns the results of keys, in the
     same structure (a key, or nested lists of keys); sync=False: Futures in
     that structure instead, as Dask's Client.get."""
+    with gc_paused():
+        return _get(client, dsk, keys, sync)
+
+
+def _get(client, dsk, keys, sync):
     try:
         from dask._expr import Expr
     except ImportError:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import pickle
 import traceback
@@ -264,6 +265,22 @@ def format_failure(exc):
     text = f"{type(exc).__name__}: {exc}\nRemote traceback:\n{tb.rstrip()}"
     return f"{text}{EXC_MARKER}{type(exc).__module__}.{type(exc).__qualname__}:{enc}]"
 
+
+
+class gc_paused:
+    """Python's cyclic collector paused while a bulk call (map, a graph's
+    lowering, gather) makes 100,000s of objects that are not garbage: its
+    collections would scan them again and again (a third of map's time)."""
+
+    __slots__ = ("was",)
+
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was:
+            gc.enable()
 
 
 # ---------------------------------------------------------------- the F payload

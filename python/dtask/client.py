@@ -387,6 +387,14 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
         # costs more than the rest of the item); plain arguments: F payloads
         # (serialize.py), the function pickled once
         base = uuid.uuid4().hex[:24] if not pure and keys is None else None
+        if base is not None and workers is None and resources is None and calls:
+            # all in C (core_graph.c) when every argument is a plain value
+            fnp = serialize.fn_pickle(func)
+            cfs = None if fnp is None else _core.map_submit(
+                self._c, cname, serialize.f_header(fnp), calls, kwargs or None, prefix, base,
+                int(priority), int(retries or 0), bool(allow_other_workers))
+            if cfs is not None:
+                return [Future(cf, self) for cf in cfs]
         hdr = None
         f_args, fast_ok = serialize.f_args_plain, True
         for i, a in enumerate(calls):

@@ -337,7 +337,14 @@ def f_header(fnp):
 
 def f_args_plain(args, kwargs):
     """The arguments' part of an F payload, or None when some argument is
-    not a plain value (the caller takes the general path)."""
+    not a plain value (the caller takes the general path).  Written by the
+    C extension (core_graph.c) -- the same bytes map_submit writes, so a
+    pure call's key is the same whichever path made it."""
+    return _core.f_args(args if type(args) is tuple else tuple(args), kwargs or None)
+
+
+def _f_args_plain_py(args, kwargs):
+    """f_args_plain's Python twin (the fallback of tests and of readers)."""
     P = _PLAIN
     for a in args:
         if type(a) not in P:

@@ -18,6 +18,7 @@ from dask.utils import key_split
 
 from dask._task_spec import Task, TaskRef
 
+from . import _core
 from .client import Future
 from .serialize import _PLAIN, DepRef, dumps_call, dumps_node, f_header, fn_pickle, gc_paused
 
@@ -49,6 +50,27 @@ def _nodes(dsk, outputs, client=None, ext=None):
     order; deps are keys of earlier nodes, or CFutures of futures the client
     already holds (collected in ext: key -> CFuture)."""
     ext = {} if ext is None else ext
+    if type(dsk) is dict:  # the walk below, in C (core_graph.c)
+        order = _core.toposort(dsk, outputs, lambda d: _external(client, dsk, d, ext))
+    else:
+        order = _toposort_py(dsk, outputs, client, ext)
+    nodes = []
+    hdrs = {}  # id(func) -> (func, F payload header or None)
+    for k in order:
+        node = dsk[k]
+        fast = _fast_node(node, hdrs) if type(node) is Task else None
+        if fast is not None:
+            payload, keys = fast
+        else:
+            keys = list(node.dependencies)
+            payload = dumps_node(node, keys)
+        nodes.append((k if type(k) is str else str(k), "py:" + key_split(k), payload,
+                      [ext[d] if d in ext else dtask_key(d) for d in keys]))
+    return nodes
+
+
+def _toposort_py(dsk, outputs, client, ext):
+    """_core.toposort for a graph that is not a dict."""
     order, state = [], {}
     for root in outputs:
         if state.get(root):
@@ -73,19 +95,7 @@ def _nodes(dsk, outputs, client=None, ext=None):
                     stack.append((d, False))
                 elif state[d] == 1:
                     raise ValueError(f"the graph has a cycle through {d!r}")
-    nodes = []
-    hdrs = {}  # id(func) -> (func, F payload header or None)
-    for k in order:
-        node = dsk[k]
-        fast = _fast_node(node, hdrs) if type(node) is Task else None
-        if fast is not None:
-            payload, keys = fast
-        else:
-            keys = list(node.dependencies)
-            payload = dumps_node(node, keys)
-        nodes.append((k if type(k) is str else str(k), "py:" + key_split(k), payload,
-                      [ext[d] if d in ext else dtask_key(d) for d in keys]))
-    return nodes
+    return order
 
 
 def _fast_node(node, hdrs, dumps=pickle.dumps):

@@ -220,9 +220,8 @@ static PyObject *mod_map_submit(PyObject *m, PyObject *args) {
       result = (Py_INCREF(Py_None), Py_None);
       goto out;
     }
-    pay[i] = dt_bytes_take(b.p, b.n, free);
+    pay[i] = dt_bytes_take(b.p, b.n, free); /* frees b.p on failure */
     if (!pay[i]) {
-      free(b.p);
       PyErr_NoMemory();
       goto out;
     }
@@ -235,12 +234,17 @@ static PyObject *mod_map_submit(PyObject *m, PyObject *args) {
   o.retries = retries;
   for (Py_ssize_t i = 0; i < n; i++) {
     dt_value *a = dt_list_new();
-    if (!a || dt_list_push(a, pay[i])) {
+    if (!a) {
+      PyErr_NoMemory();
+      goto out;
+    }
+    int prc = dt_list_push(a, pay[i]); /* consumed, also on failure */
+    pay[i] = NULL;
+    if (prc) {
       dt_value_free(a);
       PyErr_NoMemory();
       goto out;
     }
-    pay[i] = NULL; /* a holds it now */
     snprintf(key, klen, "%s-%s%08zx", prefix, base, (size_t)i);
     o.key = key;
     int rc = dt_graph_add(g, func, a, NULL, &o, &refs[i]);

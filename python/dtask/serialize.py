@@ -19,6 +19,7 @@ import base64
 import gc
 import io
 import pickle
+import threading
 import traceback
 from types import FunctionType
 
@@ -300,6 +301,7 @@ _fn_by_blob = {}  # worker: a function's pickle -> the function (insertion order
 FN_BLOB_CACHE_MAX = 256  # entries
 FN_BLOB_CACHE_BYTES = 64 << 20  # total bytes of the pickles held
 _fn_by_blob_bytes = 0
+_fn_by_blob_lock = threading.Lock()
 _BUILTIN_FN = type(len)
 
 
@@ -357,20 +359,23 @@ def _f_args_plain_py(args, kwargs):
 
 
 def _fn_from_blob(blob):
-    """The worker's function for a pickle, unpickled once (bounded cache)."""
+    """The worker's function for a pickle, unpickled once (bounded cache;
+    a miss takes a lock: pool threads share the cache)."""
     global _fn_by_blob_bytes
     fn = _fn_by_blob.get(blob)
     if fn is None:
         fn = pickle.loads(blob)
         n = len(blob)
         if n <= FN_BLOB_CACHE_BYTES // 4:
-            while _fn_by_blob and (len(_fn_by_blob) >= FN_BLOB_CACHE_MAX
-                                   or _fn_by_blob_bytes + n > FN_BLOB_CACHE_BYTES):
-                old = next(iter(_fn_by_blob))
-                del _fn_by_blob[old]
-                _fn_by_blob_bytes -= len(old)
-            _fn_by_blob[blob] = fn
-            _fn_by_blob_bytes += n
+            with _fn_by_blob_lock:
+                while _fn_by_blob and (len(_fn_by_blob) >= FN_BLOB_CACHE_MAX
+                                       or _fn_by_blob_bytes + n > FN_BLOB_CACHE_BYTES):
+                    old = next(iter(_fn_by_blob))
+                    del _fn_by_blob[old]
+                    _fn_by_blob_bytes -= len(old)
+                if blob not in _fn_by_blob:
+                    _fn_by_blob[blob] = fn
+                    _fn_by_blob_bytes += n
     return fn
 
 

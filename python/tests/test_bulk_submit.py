@@ -160,3 +160,56 @@ def test_unpicklable_function_still_errors(client):
     fnp = serialize.fn_pickle(mul)
     payload = serialize.f_header(fnp) + pickle.dumps(((None,), {"y": None}, [(0, 0), ("y", 1)]))
     assert serialize.execute(payload, [6, 7]) == (True, 42)
+
+
+def test_toposort_in_c():
+    from dask._task_spec import Task, TaskRef
+
+    from dtask import _core
+
+    g = {"a": Task("a", inc, 1), "b": Task("b", add, TaskRef("a"), TaskRef("a")),
+         "c": Task("c", add, TaskRef("b"), TaskRef("a")), "x": Task("x", inc, 5)}
+    order = _core.toposort(g, ["c"], lambda d: False)
+    assert order == ["a", "b", "c"]  # only what c needs, dependencies first
+    assert _core.toposort(g, ["c", "x", "a"], lambda d: False) == ["a", "b", "c", "x"]
+    seen = []
+    g2 = {"y": Task("y", add, TaskRef("ext"), TaskRef("a")), "a": g["a"]}
+    assert _core.toposort(g2, ["y"], lambda d: seen.append(d) or True) == ["a", "y"]
+    assert seen == ["ext"]
+    with pytest.raises(KeyError, match="not in the graph"):
+        _core.toposort(g2, ["y"], lambda d: False)
+    cyc = {"p": Task("p", inc, TaskRef("q")), "q": Task("q", inc, TaskRef("p"))}
+    with pytest.raises(ValueError, match="cycle"):
+        _core.toposort(cyc, ["p"], lambda d: False)
+    with pytest.raises(ZeroDivisionError):  # the callback's own error comes through
+        _core.toposort(g2, ["y"], lambda d: 1 / 0)
+
+
+def test_get_with_cycle_and_missing_key(client):
+    from dask._task_spec import Task, TaskRef
+
+    cyc = {"p": Task("p", inc, TaskRef("q")), "q": Task("q", inc, TaskRef("p"))}
+    with pytest.raises(ValueError, match="cycle"):
+        client.get(cyc, "p")
+    g = {"a": Task("a", inc, 1), "b": Task("b", add, TaskRef("a"), TaskRef("nope"))}
+    with pytest.raises(KeyError, match="not in the graph"):
+        client.get(g, "b")
+    g = {"a": Task("a", inc, 1), "b": Task("b", add, TaskRef("a"), 10), "c": (add, "a", "b")}
+    assert client.get(g, ["b", "c"]) == [12, 14]
+
+
+def test_f_args_matches_pickle():
+    from dtask import _core
+
+    cases = [(), (1,), (0, 255, 256, 65535, 65536, -1, -2 ** 31, 2 ** 31 - 1, 2 ** 31,
+                         -2 ** 31 - 1, 2 ** 63 - 1, -2 ** 63),
+             (1.5, -0.0, float("inf"), 1e300), ("", "a" * 300, "é✓", b"", b"x" * 300),
+             (None, True, False), (1, 2, 3, 4, 5)]
+    for c in cases:
+        assert pickle.loads(_core.f_args(c, None)) == (c, {}, ())
+        assert pickle.loads(_core.f_args(c, {"k": 1, "z": "s"})) == (c, {"k": 1, "z": "s"}, ())
+    for bad in [(2 ** 64,), ([1],), ("\ud800",), (1.0, object())]:
+        assert _core.f_args(bad, None) is None
+    assert _core.f_args((1,), {"a": [1]}) is None
+    # ints past 64 bits, lists...: the general path, same results
+    assert serialize.f_args_plain((2 ** 70,), {}) is None

@@ -17,6 +17,10 @@ Workloads (--scale shrinks them for smoke runs):
   delayed_100k   a graph of 100,000 tiny dask.delayed calls (inc, then an 8-ary
                  tree of sums: 114,286 tasks) computed with optimize_graph=False
   map_20k        client.map(inc, range(20000)) + gather
+  delayed_100k   (issue 17) the delayed graph above, built once, computed 3 times:
+                 the best run's tasks/s (optimize_graph=False)
+  map_100k       (issue 17) client.map(inc, range(100000), pure=False) + gather,
+                 best of 3
   latency        submit -> result of a trivial task (median of 300)
   tasks_from_tasks  one task fans out 5,000 inc subtasks through the worker's
                  client (get_client) and gathers them (seceded while it waits)
@@ -166,6 +170,18 @@ def run(system, a, ref):
         dt, got = best(do_map, repeat)
         assert got == list(range(1, nmap + 1)), "map: wrong result"
         res["map_tasks_per_s"] = nmap / dt
+    if want("delayed_100k"):
+        n100 = max(1000, int(100_000 * s))
+        total, ntasks = build_delayed(n100)
+        dt, got = best(lambda: dask.compute(total, optimize_graph=False)[0], 3, warm=False)
+        assert got == sum(range(1, n100 + 1)), "delayed_100k: wrong result"
+        res["delayed_100k_tasks_per_s"] = ntasks / dt
+    if want("map_100k"):
+        n100 = max(1000, int(100_000 * s))
+        dt, got = best(lambda: client.gather(client.map(inc, range(n100), pure=False)), 3,
+                       warm=False)
+        assert got == list(range(1, n100 + 1)), "map_100k: wrong result"
+        res["map_100k_tasks_per_s"] = n100 / dt
     if want("tasks_from_tasks"):
         nfan = sz["nfan"]
         dt, got = best(lambda: client.submit(fan_out, nfan, system, pure=False).result(), repeat)
@@ -239,6 +255,8 @@ ROWS = [  # key, label, unit, lower is better
     ("delayed_s", "delayed graph", "s", True),
     ("delayed_tasks_per_s", "delayed graph", "tasks/s", False),
     ("map_tasks_per_s", "map + gather", "tasks/s", False),
+    ("delayed_100k_tasks_per_s", "delayed 100k graph (best of 3)", "tasks/s", False),
+    ("map_100k_tasks_per_s", "map 100k + gather (best of 3)", "tasks/s", False),
     ("latency_median_us", "submit -> result", "us", True),
     ("tasks_from_tasks_per_s", "tasks from tasks (fan-out)", "tasks/s", False),
     ("actor_call_median_us", "actor call round trip", "us", True),
@@ -287,8 +305,8 @@ def main():
     ap.add_argument("--only", choices=["dask", "dtask"])
     ap.add_argument("--json")
     ap.add_argument("--workloads", type=lambda v: set(v.split(",")),
-                    help="comma list of: collections, delayed, map, tasks_from_tasks, latency, "
-                         "actor_call (default: all)")
+                    help="comma list of: collections, delayed, map, delayed_100k, map_100k, "
+                         "tasks_from_tasks, latency, actor_call (default: all)")
     a = ap.parse_args()
     runs = []
     ref = reference(sizes(a.scale)) if a.workloads is None or "collections" in a.workloads else None

@@ -231,5 +231,6 @@ PyMODINIT_FUNC PyInit__core(void) {
   if (core_actor_init(m) < 0) return NULL;
   if (core_coord_init(m) < 0) return NULL;
   if (core_admin_init(m) < 0) return NULL;
+  if (core_graph_init(m) < 0) return NULL;
   return m;
 }

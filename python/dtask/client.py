@@ -19,6 +19,7 @@ from .serialize import dumps_call
 from .client_state import ClientStateMixin
 from .client_admin import ClientAdmin, _tls_files  # noqa: E402  (management: restart, plugins, run...)
 from .client_diag import ClientDiagMixin, FutureDiagMixin  # noqa: E402  (retry, recreate_error_locally, print, logging)
+from .bulk import map_py  # noqa: E402  (client.map's body: the fast paths of issue 17)
 
 CancelledError = concurrent.futures.CancelledError
 
@@ -256,6 +257,16 @@ def _walk_futures(x, out):
             _walk_futures(y, out)
 
 
+def _fast_payload(func, args, kwargs):
+    """The F payload of func(*args, **kwargs) when every argument is a plain
+    value (serialize.py), else None."""
+    argp = serialize.f_args_plain(args, kwargs)
+    if argp is None:
+        return None
+    fnp = serialize.fn_pickle(func)
+    return None if fnp is None else serialize.f_header(fnp) + argp
+
+
 def _c_args(x):
     """cfunc arguments: Futures as CFutures, containers walked."""
     if type(x) is Future:
@@ -336,7 +347,11 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
             cf = self._c.submit(func.name, _c_args(list(args)), _c_args(kwargs) if kwargs else None,
                                 key=None if k is None else str(k), pure=bool(pure), **opts)
             return Future(cf, self)
-        payload, deps = dumps_call(func, args, kwargs, Future)
+        payload = _fast_payload(func, args, kwargs)
+        if payload is not None:
+            deps = ()
+        else:
+            payload, deps = dumps_call(func, args, kwargs, Future)
         k = self._key(funcname(func), payload, deps, key, pure)
         cf = self._c.submit("py:" + funcname(func), [payload, *deps], key=k, pure=bool(pure), **opts)
         return Future(cf, self)
@@ -359,27 +374,17 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
                                 retries=retries, resources=resources, priority=priority,
                                 allow_other_workers=allow_other_workers, pure=pure, **kwargs)
                     for i, a in enumerate(calls)]
-        name = funcname(func)
-        prefix = key if isinstance(key, str) else name
-        cname = "py:" + name
-        nodes, outs = [], []
-        for i, a in enumerate(calls):
-            payload, deps = dumps_call(func, a, kwargs, Future)
-            k = self._key(prefix, payload, deps, None if keys is None else keys[i], pure)
-            nodes.append((k, cname, payload, deps))
-            outs.append(k)
-        uniq = list(dict.fromkeys(outs))
-        seen = set()
-        nodes = [n for n in nodes if not (n[0] in seen or seen.add(n[0]))]
-        cfs = self._c.graph_submit(nodes, uniq, priority=int(priority), workers=_workers(workers),
-                                   allow_other_workers=bool(allow_other_workers),
-                                   resources=_resources(resources), retries=int(retries or 0))
-        byk = {k: Future(cf, self) for k, cf in zip(uniq, cfs)}
-        return [byk[k] for k in outs]
+        with serialize.gc_paused():
+            return map_py(self, func, calls, keys, key, pure, kwargs, priority, workers,
+                          allow_other_workers, resources, retries)
 
     def gather(self, futures, errors="raise", direct=None, asynchronous=None):
         """The results of futures, in the same structure (a Future, a list,
         tuple, set or dict of them, nested)."""
+        with serialize.gc_paused():
+            return self._gather(futures, errors)
+
+    def _gather(self, futures, errors):
         flat = []
         _walk_futures(futures, flat)
         results = {}

@@ -103,4 +103,11 @@ int core_actor_init(PyObject *m);
  * (core_admin.c) to the module m */
 int core_admin_init(PyObject *m);
 
+/* core_client_ptr: the dt_client of the CClient o, or NULL with an
+ * exception (not a CClient, or closed) (core_client.c) */
+dt_client *core_client_ptr(PyObject *o);
+/* core_graph_init: adds f_args and map_submit (core_graph.c) to the module
+ * m; -1 with an exception */
+int core_graph_init(PyObject *m);
+
 #endif

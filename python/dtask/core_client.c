@@ -553,3 +553,12 @@ PyTypeObject core_client_type = {
     .tp_new = PyType_GenericNew,
     .tp_doc = "a dt_client",
 };
+
+/* core_client_ptr: the dt_client of a CClient (core.h) */
+dt_client *core_client_ptr(PyObject *o) {
+  if (!PyObject_TypeCheck(o, &core_client_type)) {
+    PyErr_SetString(PyExc_TypeError, "a CClient is needed");
+    return NULL;
+  }
+  return client_ok((ClientObject *)o) ? ((ClientObject *)o)->c : NULL;
+}

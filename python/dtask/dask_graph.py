@@ -9,14 +9,18 @@ arguments; the whole graph goes to the scheduler in one message.
 
 from __future__ import annotations
 
+import pickle
 import uuid
 
 from dask._task_spec import convert_legacy_graph
 from dask.core import flatten
 from dask.utils import key_split
 
+from dask._task_spec import Task, TaskRef
+
+from . import _core
 from .client import Future
-from .serialize import DepRef, dumps_call, dumps_node
+from .serialize import _PLAIN, DepRef, dumps_call, dumps_node, f_header, fn_pickle, gc_paused
 
 
 def dtask_key(key):
@@ -46,6 +50,27 @@ def _nodes(dsk, outputs, client=None, ext=None):
     order; deps are keys of earlier nodes, or CFutures of futures the client
     already holds (collected in ext: key -> CFuture)."""
     ext = {} if ext is None else ext
+    if type(dsk) is dict:  # the walk below, in C (core_graph.c)
+        order = _core.toposort(dsk, outputs, lambda d: _external(client, dsk, d, ext))
+    else:
+        order = _toposort_py(dsk, outputs, client, ext)
+    nodes = []
+    hdrs = {}  # id(func) -> (func, F payload header or None)
+    for k in order:
+        node = dsk[k]
+        fast = _fast_node(node, hdrs) if type(node) is Task else None
+        if fast is not None:
+            payload, keys = fast
+        else:
+            keys = list(node.dependencies)
+            payload = dumps_node(node, keys)
+        nodes.append((k if type(k) is str else str(k), "py:" + key_split(k), payload,
+                      [ext[d] if d in ext else dtask_key(d) for d in keys]))
+    return nodes
+
+
+def _toposort_py(dsk, outputs, client, ext):
+    """_core.toposort for a graph that is not a dict."""
     order, state = [], {}
     for root in outputs:
         if state.get(root):
@@ -70,13 +95,51 @@ def _nodes(dsk, outputs, client=None, ext=None):
                     stack.append((d, False))
                 elif state[d] == 1:
                     raise ValueError(f"the graph has a cycle through {d!r}")
-    nodes = []
-    for k in order:
-        node = dsk[k]
-        keys = list(node.dependencies)
-        nodes.append((dtask_key(k), "py:" + key_split(k), dumps_node(node, keys),
-                      [ext[d] if d in ext else dtask_key(d) for d in keys]))
-    return nodes
+    return order
+
+
+def _fast_node(node, hdrs, dumps=pickle.dumps):
+    """(F payload, dependency keys) of a Task whose arguments are plain
+    values or direct references (most of dask.delayed's graphs): no
+    per-node pickler, the function pickled once; None for anything else
+    (nested tasks, containers, Futures: dumps_node keeps Dask's semantics)."""
+    fn = node.func
+    h = hdrs.get(id(fn))
+    if h is None or h[0] is not fn:
+        fnp = fn_pickle(fn)
+        h = hdrs[id(fn)] = (fn, None if fnp is None else f_header(fnp))
+    if h[1] is None:
+        return None
+    P = _PLAIN
+    args = node.args
+    refs, keys, pos = [], [], {}
+    for i, a in enumerate(args):
+        t = type(a)
+        if t is TaskRef:
+            d = pos.get(a.key)
+            if d is None:
+                d = pos[a.key] = len(keys)
+                keys.append(a.key)
+            refs.append((i, d))
+        elif t not in P:
+            return None
+    kw = node.kwargs
+    if kw:
+        kw = dict(kw)
+        for name, a in kw.items():
+            t = type(a)
+            if t is TaskRef:
+                d = pos.get(a.key)
+                if d is None:
+                    d = pos[a.key] = len(keys)
+                    keys.append(a.key)
+                refs.append((name, d))
+                kw[name] = None
+            elif t not in P:
+                return None
+    if refs:
+        args = tuple(None if type(a) is TaskRef else a for a in args)
+    return h[1] + dumps((args, kw or {}, refs), protocol=5), keys
 
 
 # ---------------------------------------------------------------- annotations
@@ -192,7 +255,26 @@ def get(client, dsk, keys, sync=True, **kwargs):
     """Runs the graph on the cluster and returns the results of keys, in the
     same structure (a key, or nested lists of keys); sync=False: Futures in
     that structure instead, as Dask's Client.get."""
-    ann = _annotations_of(dsk)
+    with gc_paused():
+        return _get(client, dsk, keys, sync)
+
+
+def _get(client, dsk, keys, sync):
+    try:
+        from dask._expr import Expr
+    except ImportError:
+        Expr = ()
+    if isinstance(dsk, Expr):  # dask.compute's: materialised once, annotations from the expr
+        try:
+            ann = {}
+            for name, bykey in dsk.__dask_annotations__().items():
+                if name in _ANN:
+                    for key, v in bykey.items():
+                        ann.setdefault(dtask_key(key), {})[name] = v
+        except Exception:
+            ann = _annotations_of(dsk)
+    else:
+        ann = _annotations_of(dsk)
     dsk = _graph(dsk)
     flat = list(flatten(keys)) if isinstance(keys, list) else [keys]
     outs = list(dict.fromkeys(flat))

@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import pickle
+import threading
 import traceback
 from types import FunctionType
 
@@ -265,10 +267,144 @@ def format_failure(exc):
     return f"{text}{EXC_MARKER}{type(exc).__module__}.{type(exc).__qualname__}:{enc}]"
 
 
+
+class gc_paused:
+    """Python's cyclic collector paused while a bulk call (map, a graph's
+    lowering, gather) makes 100,000s of objects that are not garbage: its
+    collections would scan them again and again (a third of map's time)."""
+
+    __slots__ = ("was",)
+
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was:
+            gc.enable()
+
+
+# ---------------------------------------------------------------- the F payload
+# The fast form of a call whose arguments are plain values (None, bool, int,
+# float, str, bytes) or direct dependencies: b"F", the length of the
+# function's pickle (4 bytes, little-endian), the function's pickle -- made
+# once per function in the client (fn_pickle), unpickled once per worker
+# (a bounded cache keyed by those exact bytes, so two closures with
+# different state never share an entry) -- then pickle.dumps((args, kwargs,
+# refs)) made by the C pickler alone: refs are (position, dependency
+# number) pairs, a position being an argument index or a keyword name,
+# whose value the worker takes from the task's dependency arguments.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+_fnp_cache = {}  # id(fn) -> (fn, its pickle): plain functions pickled once per process
+_FNP_CACHE_MAX = 1024
+_fn_by_blob = {}  # worker: a function's pickle -> the function (insertion order: oldest first)
+FN_BLOB_CACHE_MAX = 256  # entries
+FN_BLOB_CACHE_BYTES = 64 << 20  # total bytes of the pickles held
+_fn_by_blob_bytes = 0
+_fn_by_blob_lock = threading.Lock()
+_BUILTIN_FN = type(len)
+
+
+def fn_pickle(fn):
+    """fn's pickle for F payloads (None where it has none).  Functions
+    (def, lambda, builtins) are pickled once per process, as FastPickler
+    already reduces them once; other callables (partials, instances) once
+    per call, their state may change."""
+    t = type(fn)
+    cacheable = t is FunctionType or t is _BUILTIN_FN
+    if cacheable:
+        hit = _fnp_cache.get(id(fn))
+        if hit is not None and hit[0] is fn:
+            return hit[1]
+    try:
+        f = io.BytesIO()
+        FastPickler(f).dump(fn)
+        b = f.getvalue()
+    except Exception:
+        try:
+            b = cloudpickle.dumps(fn, protocol=5)
+        except Exception:
+            return None
+    if cacheable:
+        if len(_fnp_cache) >= _FNP_CACHE_MAX:
+            _fnp_cache.clear()
+        _fnp_cache[id(fn)] = (fn, b)
+    return b
+
+
+def f_header(fnp):
+    """The part of an F payload before the arguments."""
+    return b"F" + len(fnp).to_bytes(4, "little") + fnp
+
+
+def f_args_plain(args, kwargs):
+    """The arguments' part of an F payload, or None when some argument is
+    not a plain value (the caller takes the general path).  Written by the
+    C extension (core_graph.c) -- the same bytes map_submit writes, so a
+    pure call's key is the same whichever path made it."""
+    return _core.f_args(args if type(args) is tuple else tuple(args), kwargs or None)
+
+
+def _f_args_plain_py(args, kwargs):
+    """f_args_plain's Python twin (the fallback of tests and of readers)."""
+    P = _PLAIN
+    for a in args:
+        if type(a) not in P:
+            return None
+    if kwargs:
+        for v in kwargs.values():
+            if type(v) not in P:
+                return None
+    return pickle.dumps((args, kwargs, ()), protocol=5)
+
+
+def _fn_from_blob(blob):
+    """The worker's function for a pickle, unpickled once (bounded cache;
+    a miss takes a lock: pool threads share the cache)."""
+    global _fn_by_blob_bytes
+    fn = _fn_by_blob.get(blob)
+    if fn is None:
+        fn = pickle.loads(blob)
+        n = len(blob)
+        if n <= FN_BLOB_CACHE_BYTES // 4:
+            with _fn_by_blob_lock:
+                while _fn_by_blob and (len(_fn_by_blob) >= FN_BLOB_CACHE_MAX
+                                       or _fn_by_blob_bytes + n > FN_BLOB_CACHE_BYTES):
+                    old = next(iter(_fn_by_blob))
+                    del _fn_by_blob[old]
+                    _fn_by_blob_bytes -= len(old)
+                if blob not in _fn_by_blob:
+                    _fn_by_blob[blob] = fn
+                    _fn_by_blob_bytes += n
+    return fn
+
+
+def fn_cache_info():
+    """(entries, bytes) of this process's cache of unpickled functions."""
+    return len(_fn_by_blob), _fn_by_blob_bytes
+
+
+def _execute_f(payload, deps):
+    n = int.from_bytes(payload[1:5], "little")
+    fn = _fn_from_blob(bytes(payload[5:5 + n]))
+    args, kwargs, refs = pickle.loads(payload[5 + n:])
+    if refs:
+        args = list(args)
+        for pos, d in refs:
+            if type(pos) is int:
+                args[pos] = deps[d]
+            else:
+                kwargs[pos] = deps[d]
+    return fn(*args, **kwargs)
+
 def execute(payload, deps):
     """Run one task (the "py:" handler): a pickled call or a Dask graph node."""
     try:
         kind = payload[0]
+        if kind == 70:  # b"F": the fast form (above)
+            result = _execute_f(payload, deps)
+            refs = _result_refs(result) if type(result) not in _PLAIN else None
+            return (True, result) if refs is None else (True, result, refs)
         if kind == 71:  # b"G": node(values)
             node, keys = pickle.loads(payload[1:])
             return True, node(dict(zip(keys, deps)))

@@ -77,7 +77,7 @@ def test_memory_sampler(client):
         held = client.map(lambda i: bytes(1 << 20), range(4), pure=False)
         dtask.wait(held)
         # the workers report their bytes with their heartbeats
-        _poll(lambda: max(m for _, m in ms.samples["managed"]) >= 4 << 20)
+        _poll(lambda: max((m for _, m in ms.samples["managed"]), default=0) >= 4 << 20)
     df = ms.to_pandas()
     assert list(df.columns) == ["run", "managed"]
     assert len(ms.samples["run"]) >= 2

@@ -237,7 +237,8 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
     remove_spill_dir(pid); /* the dead worker's spill files go with it */
     restarts++;
     if (asked) {
-      DT_INFO("worker (pid %d) restarting, as a client asked", (int)pid);
+      DT_INFO("worker (pid %d) restarting, as asked (a client's restart, or its lifetime)",
+              (int)pid);
     } else {
       DT_WARN("worker (pid %d) %s while running %u task(s)%s%s; restarting it (restart %d)",
               (int)pid, how, r.n, r.n ? ", first " : "", r.n ? r.keys[0] : "", restarts);

@@ -425,7 +425,8 @@ def test_worker_wrapper_nworkers_and_lifetime_restart(tmp_path):
                 p.wait()
             log.close()
     text = open(tmp_path / "wrapper.err").read()
-    assert "lifetime reached" in text and "restarting (--lifetime-restart)" in text
+    # the C worker's own lifetime (src/worker/lifetime.c) and its nanny's restart
+    assert "lifetime of" in text and "starting a fresh one (--lifetime-restart)" in text
 
 
 def test_worker_wrapper_bad_interface_and_address():

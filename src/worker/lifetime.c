@@ -10,7 +10,7 @@
  * RETIRE_WORKERS would (the results only it holds are copied to other
  * workers first) and then tells it to CLOSE.  It then exits 0 (its nanny
  * exits too: not a crash), or, with --lifetime-restart, exits
- * DT__EXIT_RESTART so that its nanny starts a fresh worker at once (which
+ * DT__EXIT_LIFETIME so that its nanny starts a fresh worker at once (which
  * has a lifetime of its own).  While no other worker can take its results
  * the scheduler keeps it, and it asks again every second.
  *
@@ -106,5 +106,5 @@ void dt__lifetime_start(uv_loop_t *loop, const dt__lifetime_opts *o) {
 
 int dt__lifetime_close_code(void) {
   if (!by_lifetime) return DT__EXIT_OK;
-  return opt.restart ? DT__EXIT_RESTART : DT__EXIT_OK;
+  return opt.restart ? DT__EXIT_LIFETIME : DT__EXIT_OK;
 }

@@ -394,7 +394,7 @@ typedef struct {
   const char *drain_file; /* --drain-file: drain once it exists, then write "idle" */
   double lifetime_s;      /* --lifetime (0: none): drain, then RETIRE_ME */
   double stagger_s;       /* --lifetime-stagger: +- uniformly at random */
-  bool restart;           /* --lifetime-restart: exit DT__EXIT_RESTART once retired */
+  bool restart;           /* --lifetime-restart: exit DT__EXIT_LIFETIME once retired */
   double life_s;          /* this process's lifetime, drawn (lifetime.c) */
 } dt__lifetime_opts;
 /* dt__lifetime_start: drain once the lifetime is over (or the drain file
@@ -402,7 +402,7 @@ typedef struct {
  * written into the file).  See lifetime.c. */
 void dt__lifetime_start(uv_loop_t *loop, const dt__lifetime_opts *o);
 /* dt__lifetime_close_code: the exit status when the scheduler says CLOSE:
- * DT__EXIT_RESTART after a lifetime with --lifetime-restart, else 0 */
+ * DT__EXIT_LIFETIME after a lifetime with --lifetime-restart, else 0 */
 int dt__lifetime_close_code(void);
 extern bool dt__lifetime_draining; /* read by store.c: stay paused */
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/parse.h"
 #include "worker.h"
 #include "worker_int.h"
 
@@ -133,40 +134,10 @@ static int parse_fraction(const char *opt, const char *fv, double *out) {
 
 static dt__lifetime_opts lifetime; /* --lifetime..., --drain-file (lifetime.c) */
 
-/* parse_lifetime: a duration (30s, 5m, 1h, 2 hours...) or [[HH:]MM:]SS */
+/* parse_lifetime: a duration (30s, 55m, 1h30m, 2 hours, 01:55:00...) */
 static int parse_lifetime(const char *opt, const char *v, double *out) {
-  if (strchr(v, ':')) {
-    double parts[3] = {0}, t = 0;
-    int n = 0;
-    const char *p = v;
-    while (n < 3) {
-      char *end;
-      parts[n++] = strtod(p, &end);
-      if (end == p || parts[n - 1] < 0) break;
-      if (*end == ':') p = end + 1;
-      else if (*end == '\0') {
-        for (int i = 0; i < n; i++) t = t * 60 + parts[i];
-        *out = t;
-        return 0;
-      } else break;
-    }
-  } else {
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%s", v);
-    static const char *words[][2] = {{"hour", "h"}, {"minute", "m"}, {"second", "s"}, {"sec", "s"},
-                                     {"min", "m"}};
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-      size_t wl = strlen(words[i][0]);
-      const char *w = strstr(buf, words[i][0]);
-      if (w && (strcmp(w + wl, "") == 0 || strcmp(w + wl, "s") == 0) && w > buf) {
-        snprintf(buf + (w - buf), sizeof(buf) - (size_t)(w - buf), "%s", words[i][1]);
-        break;
-      }
-    }
-    if (dt__parse_duration(buf, out) == 0) return 0;
-  }
-  fprintf(stderr, "dtask worker: %s takes a duration (e.g. 30s, 55m, 1h, 01:55:00), not '%s'\n",
-          opt, v);
+  if (dt__duration_parse(v, out) == 0) return 0;
+  fprintf(stderr, "dtask worker: %s: %s\n", opt, dt_last_error());
   return 2;
 }
 

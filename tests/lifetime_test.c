@@ -360,6 +360,56 @@ static void test_lifetime_restart(void **state) {
   for (int j = 0; j < NSUM; j++) dt_future_release(sum[j]);
 }
 
+/* ---------------------------------------------------------------- options */
+
+static int run_status(char **argv) {
+  pid_t p = tu_spawn2(argv, "/dev/null", "/dev/null");
+  int st = -1;
+  if (p > 0) waitpid(p, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* the worker's and the job queue's lifetime options, checked (no batch system) */
+static void test_lifetime_options(void **state) {
+  (void)state;
+  char *bad1[] = {bin, "worker", "127.0.0.1:9", "--lifetime", "soon", NULL};
+  assert_int_equal(run_status(bad1), 2);
+  char *bad2[] = {bin, "worker", "127.0.0.1:9", "--lifetime", "1h", "--lifetime-restart",
+                  "--no-nanny", NULL};
+  assert_int_equal(run_status(bad2), 2);
+  char *bad3[] = {bin, "worker", "127.0.0.1:9", "--lifetime-restart", NULL};
+  assert_int_equal(run_status(bad3), 2);
+  /* the jobs' worker command line */
+  dt_jobqueue_opts o = {.system = DT_JOBQUEUE_SLURM, .worker_command = "dtask",
+                        .lifetime = "55m", .lifetime_stagger = "4m", .lifetime_restart = true};
+  char *sc = dt_jobqueue_job_script(&o, "10.0.0.5:8786", NULL);
+  assert_non_null(sc);
+  assert_non_null(strstr(sc, " --lifetime 55m --lifetime-stagger 4m --lifetime-restart"));
+  free(sc);
+  o.lifetime = "2 hours", o.lifetime_stagger = NULL, o.lifetime_restart = false;
+  o.system = DT_JOBQUEUE_PBS;
+  sc = dt_jobqueue_job_script(&o, "10.0.0.5:8786", NULL);
+  assert_non_null(strstr(sc, " --lifetime 7200s"));
+  assert_null(strstr(sc, "--lifetime-stagger"));
+  assert_null(strstr(sc, "--lifetime-restart"));
+  free(sc);
+  o.lifetime = NULL;
+  sc = dt_jobqueue_job_script(&o, "10.0.0.5:8786", NULL);
+  assert_null(strstr(sc, "--lifetime"));
+  free(sc);
+  /* refused before any batch command runs */
+  dt_jobqueue_cluster *jc = NULL;
+  dt_jobqueue_opts r = {.system = DT_JOBQUEUE_SLURM, .lifetime_restart = true};
+  assert_int_equal(dt_jobqueue_cluster_start(&r, &jc), DT_EINVAL);
+  assert_non_null(strstr(dt_last_error(), "need a lifetime"));
+  r = (dt_jobqueue_opts){.system = DT_JOBQUEUE_SLURM, .lifetime = "1 fortnight"};
+  assert_int_equal(dt_jobqueue_cluster_start(&r, &jc), DT_EINVAL);
+  assert_non_null(strstr(dt_last_error(), "lifetime"));
+  r = (dt_jobqueue_opts){.system = DT_JOBQUEUE_SLURM, .lifetime = "10m", .lifetime_stagger = "10m"};
+  assert_int_equal(dt_jobqueue_cluster_start(&r, &jc), DT_EINVAL);
+  assert_null(jc);
+}
+
 int main(void) {
   const char *b = getenv("DTASK_BIN"), *p = getenv("DTASK_PRELOAD_LIB");
   if (!b || !p) {
@@ -375,6 +425,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_moved_results_survive, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifetime_retires, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifetime_restart, setup, teardown),
+      cmocka_unit_test(test_lifetime_options),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[300];

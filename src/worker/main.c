@@ -328,10 +328,6 @@ static int worker_main(int argc, char **argv, bool inproc) {
     fprintf(stderr, "dtask worker: --nthreads must be between 1 and 4096\n");
     return 2;
   }
-  if (dt__resources_parse(res, &dt__exec.res_names, &dt__exec.res_amounts, &dt__exec.nres) != 0) {
-    fprintf(stderr, "dtask worker: %s\n", dt_last_error());
-    return 2;
-  }
   if (inproc && (lifetime.lifetime_s > 0 || lifetime.drain_file)) {
     fprintf(stderr, "dtask worker: --lifetime and --drain-file are refused in-process\n");
     return 2;
@@ -343,6 +339,10 @@ static int worker_main(int argc, char **argv, bool inproc) {
   }
   if (lifetime.restart && !(lifetime.lifetime_s > 0)) {
     fprintf(stderr, "dtask worker: --lifetime-restart without --lifetime\n");
+    return 2;
+  }
+  if (dt__resources_parse(res, &dt__exec.res_names, &dt__exec.res_amounts, &dt__exec.nres) != 0) {
+    fprintf(stderr, "dtask worker: %s\n", dt_last_error());
     return 2;
   }
   W.nthreads = nthreads;

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "dtask.h"
 
@@ -85,4 +88,31 @@ DT_TASK(hog) { /* hog(mib, ms): holds mib MiB of touched memory for ms milliseco
   nanosleep(&ts, NULL);
   munmap(p, len);
   return dt_int(mib);
+}
+
+/* Counting executions (tests/lifetime_test.c). */
+
+DT_TASK(logged) { /* logged(ms, path, tag, x...): tag*tag + sum(x) after ms milliseconds;
+                     each run appends "tag pid" to the file path */
+  int64_t ms, tag, sum = 0;
+  const char *path;
+  if (dt_task_arg_int(task, 0, &ms) || dt_task_arg_str(task, 1, &path) ||
+      dt_task_arg_int(task, 2, &tag))
+    return NULL;
+  if (ms < 0 || ms > 60000) return dt_task_fail(task, "logged: %lld ms is out of range", (long long)ms);
+  for (size_t a = 3; a < dt_task_nargs(task); a++) {
+    int64_t x;
+    if (dt_task_arg_int(task, a, &x)) return NULL;
+    sum += x;
+  }
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+  if (fd < 0) return dt_task_fail(task, "logged: cannot open %s", path);
+  char line[64];
+  int n = snprintf(line, sizeof(line), "%lld %d\n", (long long)tag, (int)getpid());
+  ssize_t w = write(fd, line, (size_t)n); /* one write: lines never interleave */
+  close(fd);
+  if (w != n) return dt_task_fail(task, "logged: cannot write %s", path);
+  return dt_int(tag * tag + sum);
 }

@@ -252,6 +252,42 @@ int main(int argc, char **argv) {
   save(argv[2], "session", &w, NULL, 0);
   dt__wbuf_clear(&w);
 
+  /* scheduler: a worker retires itself (RETIRE_ME): kept while it alone
+   * holds a wanted result, retired once it does not, asked again after */
+  dt__wbuf_init(&w);
+  step(&w, 1);
+  dt__e_begin(&e, &w, DT_OP_UPDATE_GRAPH);
+  dt__e_list(&e, 1);
+  task(&e, "a", NULL, NULL, 0, NULL);
+  dt__e_list(&e, 1);
+  dt__e_cstr(&e, "a");
+  dt__e_end(&e);
+  step(&w, 2);
+  dt__e_begin(&e, &w, DT_OP_TASK_FINISHED);
+  dt__e_cstr(&e, "a");
+  dt__e_uint(&e, 8);
+  dt__e_uint(&e, 100);
+  dt__e_nil(&e);
+  dt__e_end(&e);
+  for (uint64_t attempt = 1; attempt <= 3; attempt++) {
+    if (attempt == 2) {
+      step(&w, 1);
+      keys_msg(&w, DT_OP_RELEASE_KEYS, "a", NULL);
+    }
+    step(&w, 2);
+    dt__e_begin(&e, &w, DT_OP_RETIRE_ME);
+    dt__e_uint(&e, attempt);
+    dt__e_cstr(&e, "lifetime");
+    dt__e_end(&e);
+  }
+  step(&w, 1); /* not a worker: refused */
+  dt__e_begin(&e, &w, DT_OP_RETIRE_ME);
+  dt__e_uint(&e, 1);
+  dt__e_cstr(&e, "lifetime");
+  dt__e_end(&e);
+  save(argv[2], "retire_me", &w, NULL, 0);
+  dt__wbuf_clear(&w);
+
   /* scheduler: coordination primitives holding a future, waiters left
    * behind when the client goes */
   dt__wbuf_init(&w);

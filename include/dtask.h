@@ -636,6 +636,18 @@ typedef struct {
   int job_start_timeout_ms; /* wait_for_workers names jobs pending longer; 0 = 300000 */
   bool no_auth;           /* default: a fresh shared secret in ~/.dtask (0600) */
   const char *log_level;  /* the scheduler's and workers'; NULL = "warning" */
+  /* walltime-aware workers (Dask's worker --lifetime; docs/hpc.md): each
+   * worker retires gracefully (its results copied to other workers first)
+   * after lifetime +- a uniform random lifetime_stagger (durations such as
+   * "55m", "01:50:00"; NULL: never), and its job ends -- or, with
+   * lifetime_restart, a fresh worker starts in the same job.  Without
+   * restart, while the cluster wants its jobs, a retiring job's replacement
+   * is submitted lifetime_lead before its workers retire (NULL: twice the
+   * queue wait seen, at least 60 s, at most half of lifetime - stagger). */
+  const char *lifetime;
+  const char *lifetime_stagger;
+  bool lifetime_restart;
+  const char *lifetime_lead;
 } dt_jobqueue_opts;
 
 /* dt_jobqueue_job_script: the exact script that would be submitted, for

@@ -24,7 +24,7 @@ def main(argv=None):
 
     if role == "scheduler":
         return _core.scheduler_main(args)
-    from . import jobqueue_worker  # dask-worker's --nworkers, --lifetime, ... (batch jobs)
+    from . import jobqueue_worker  # dask-worker's --nworkers, --interface (batch jobs)
 
     if jobqueue_worker.wants_wrapper(args):
         addr = args[0] if args and not args[0].startswith("-") else None

@@ -7,12 +7,16 @@ with dask-worker's options that dtask's C worker does not take itself.
   ``--no-nanny``): accepted.
 - ``--interface IF``: the workers listen on that interface's address.
 - ``--lifetime D``, ``--lifetime-stagger S``, ``--lifetime-restart`` (as
-  Dask's worker): after D +- S the worker retires gracefully -- it takes no
-  new task, finishes the ones it runs (the C worker's ``--drain-file``), then
-  asks the scheduler to retire it, which moves the results it alone holds
-  to other workers before closing it -- and, with --lifetime-restart, starts
-  again.  Until another worker can take its results (a replacement job not
-  yet connected) the scheduler keeps it and we ask again every second.
+  Dask's worker) are the C worker's own (src/worker/lifetime.c): after D +- S
+  the worker retires gracefully -- it takes no new task, finishes the ones
+  it runs, then asks the scheduler to retire it (RETIRE_ME), which moves
+  the results it alone holds to other workers before closing it -- and,
+  with --lifetime-restart, its nanny starts a fresh one.  Until another
+  worker can take its results (a replacement job not yet connected) the
+  scheduler keeps it and it asks again every second.  Here the durations
+  are only read with Dask's parser (any of its spellings) and passed on in
+  seconds; alone, ``python -m dtask worker --lifetime ...`` needs no
+  supervisor.
 - Connect-back diagnostics: before starting the worker, and while it cannot
   connect, a line on standard error (the job's output file) says which
   scheduler address it tried, from which interface and local address, and
@@ -22,7 +26,6 @@ with dask-worker's options that dtask's C worker does not take itself.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -32,7 +35,8 @@ import time
 
 _OURS = {"--nworkers": 1, "--nprocs": 1, "--nanny": 0, "--interface": 1, "--lifetime": 1,
          "--lifetime-stagger": 1, "--lifetime-restart": 0}
-_NEEDS = set(_OURS) - {"--nanny"}  # the C worker takes --nanny itself (LocalCluster's)
+# the C worker takes --nanny (LocalCluster's) and the lifetime options itself
+_NEEDS = set(_OURS) - {"--nanny", "--lifetime", "--lifetime-stagger", "--lifetime-restart"}
 ENV = "DTASK_JOBQUEUE_WORKER"  # set for the jobs by PBSCluster/SLURMCluster's submission
 
 
@@ -170,87 +174,31 @@ def _iface_of(ip):
 
 
 class _One:
-    """One worker process (and its lifetime)."""
+    """One worker process (its lifetime is the C worker's own)."""
 
-    def __init__(self, address, args, name, lifetime, stagger, restart, drain_dir):
+    def __init__(self, address, args, name, lifetime, stagger, restart):
         self.address, self.args, self.name = address, args, name
         self.lifetime, self.stagger, self.restart = lifetime, stagger, restart
-        self.drain_dir = drain_dir
         self.proc = None
         self.stopping = False
 
-    def argv(self, drain):
+    def argv(self):
         a = [sys.executable, "-m", "dtask", "worker", self.address] + self.args
         if self.name is not None:
             a = _set_opt(a, "--name", self.name)
-        if drain:
-            a += ["--drain-file", drain]
+        if self.lifetime is not None:
+            a += ["--lifetime", f"{self.lifetime:.3f}s"]
+            if self.stagger:
+                a += ["--lifetime-stagger", f"{self.stagger:.3f}s"]
+            if self.restart:
+                a += ["--lifetime-restart"]
         return a
 
     def run(self):
-        rc = 0
-        while not self.stopping:
-            drain = None
-            if self.lifetime is not None:
-                drain = os.path.join(self.drain_dir, f"drain-{os.getpid()}-{id(self)}-"
-                                     f"{random.randrange(1 << 30)}")
-            self.proc = subprocess.Popen(self.argv(drain))
-            if self.lifetime is None:
-                return self.proc.wait()
-            life = self.lifetime + (random.random() * 2 - 1) * self.stagger
-            end = time.monotonic() + max(0.0, life)
-            while self.proc.poll() is None and time.monotonic() < end and not self.stopping:
-                time.sleep(0.2)
-            if self.proc.poll() is None and not self.stopping:
-                _log(f"{self.name}: lifetime reached ({life:.0f} s): retiring")
-                self._retire(drain)
-            rc = self.proc.wait()
-            try:
-                os.unlink(drain)
-            except OSError:
-                pass
-            if not self.restart:
-                break
-            _log(f"{self.name}: restarting (--lifetime-restart)")
-        return rc
-
-    def _retire(self, drain):
-        # 1. take no new tasks, finish the running ones: the worker writes
-        #    "idle" into the drain file when it runs none
-        with open(drain + ".req", "w"):
-            pass
-        os.replace(drain + ".req", drain)
-        t0 = time.monotonic()
-        while self.proc.poll() is None:
-            try:
-                with open(drain) as f:
-                    if f.read().strip() == "idle":
-                        break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        # 2. the scheduler moves its results to other workers, then closes it
-        from .client import Client
-
-        auth = _opt(self.args, "--auth-file")
-        c = None
-        while self.proc.poll() is None and not self.stopping:
-            try:
-                if c is None:
-                    c = Client(self.address, set_as_default=False, timeout=10, auth_file=auth)
-                c.retire_workers([self.name], timeout=60)
-            except Exception as e:
-                if time.monotonic() - t0 < 2 or int(time.monotonic() - t0) % 10 == 0:
-                    _log(f"{self.name}: not retired yet ({e}); asking again")
-            for _ in range(10):
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        if c is not None:
-            try:
-                c.close()
-            except Exception:
-                pass
+        if self.stopping:
+            return 0
+        self.proc = subprocess.Popen(self.argv())
+        return self.proc.wait()
 
     def stop(self, sig):
         self.stopping = True
@@ -279,14 +227,11 @@ def main(address, args):
     lifetime = _seconds(ours["--lifetime"]) if "--lifetime" in ours else None
     stagger = _seconds(ours.get("--lifetime-stagger") or 0)
     restart = bool(ours.get("--lifetime-restart"))
-    import tempfile
-
-    drain_dir = tempfile.mkdtemp(prefix="dtask-lifetime-")
     if n > 1:
         names = [f"{name}-{i}" if name else None for i in range(n)]
     else:
         names = [name]
-    ones = [_One(address, rest, nm, lifetime, stagger, restart, drain_dir) for nm in names]
+    ones = [_One(address, rest, nm, lifetime, stagger, restart) for nm in names]
 
     def on_sig(sig, frame):
         for o in ones:
@@ -305,8 +250,4 @@ def main(address, args):
     for t in threads:
         while t.is_alive():
             t.join(0.5)
-    try:
-        os.rmdir(drain_dir)
-    except OSError:
-        pass
     return max(rcs)

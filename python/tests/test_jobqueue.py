@@ -425,7 +425,44 @@ def test_worker_wrapper_nworkers_and_lifetime_restart(tmp_path):
                 p.wait()
             log.close()
     text = open(tmp_path / "wrapper.err").read()
-    assert "lifetime reached" in text and "restarting (--lifetime-restart)" in text
+    # the C worker's own lifetime (src/worker/lifetime.c) and its nanny's restart
+    assert "lifetime of" in text and "starting a fresh one (--lifetime-restart)" in text
+
+
+def test_worker_lifetime_without_wrapper(tmp_path):
+    """`python -m dtask worker ADDR --lifetime 4s` (no supervisor: the C
+    worker's own lifetime): it retires, its result moved to the other worker,
+    and exits 0."""
+    import sys
+
+    from dtask import jobqueue_worker
+
+    args = ["--name", "lt-py", "--nthreads", "1", "--lifetime", "4s", "--lifetime-stagger", "0.2s"]
+    assert not jobqueue_worker.wants_wrapper(args) or os.environ.get(jobqueue_worker.ENV) == "1"
+    env = dict(os.environ)
+    env.pop(jobqueue_worker.ENV, None)
+    with dtask.LocalCluster(n_workers=1, dashboard_address=None) as lc:
+        cmd = [sys.executable, "-m", "dtask", "worker", lc.scheduler_address] + args
+        if lc.auth_file:
+            cmd += ["--auth-file", lc.auth_file]
+        log = open(tmp_path / "worker.err", "w")
+        p = subprocess.Popen(cmd, stderr=log, env=env)
+        try:
+            with Client(lc) as c:
+                _wait(lambda: "lt-py" in {w["name"] for w in c.scheduler_info()["workers"].values()},
+                      30, "the worker")
+                f = c.submit(_square, 9, workers=["lt-py"], pure=False)
+                assert f.result(timeout=30) == 81
+                assert p.wait(timeout=30) == 0  # retired by itself: a clean exit
+                assert "lt-py" not in {w["name"] for w in c.scheduler_info()["workers"].values()}
+                assert len(c.who_has(f)[f.key]) == 1  # moved to the other worker
+                assert c.submit(_square, f).result(timeout=30) == 81 * 81
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    assert "lifetime of" in open(tmp_path / "worker.err").read()
 
 
 def test_worker_wrapper_bad_interface_and_address():

@@ -98,6 +98,26 @@ int dt_jobqueue_cluster_start(const dt_jobqueue_opts *opts, dt_jobqueue_cluster 
     snprintf(msg, sizeof(msg), "%s", dt_last_error());
     return dt__err(DT_EINVAL, "job queue: walltime: %s", msg);
   }
+  double life[3] = {0, 0, 0}; /* lifetime, stagger, lead */
+  const char *lnames[3] = {"lifetime", "lifetime_stagger", "lifetime_lead"};
+  const char *lvals[3] = {o->lifetime, o->lifetime_stagger, o->lifetime_lead};
+  for (int i = 0; i < 3; i++)
+    if (lvals[i] && *lvals[i] && dt__duration_parse(lvals[i], &life[i]) != 0) {
+      char msg[600];
+      snprintf(msg, sizeof(msg), "%s", dt_last_error());
+      return dt__err(DT_EINVAL, "job queue: %s: %s", lnames[i], msg);
+    }
+  if ((o->lifetime_restart || life[1] > 0 || life[2] > 0) && !(life[0] > 0))
+    return dt__err(DT_EINVAL, "job queue: lifetime_stagger, lifetime_restart and lifetime_lead "
+                              "need a lifetime");
+  if (life[0] > 0 && life[1] >= life[0])
+    return dt__err(DT_EINVAL, "job queue: lifetime_stagger (%.0f s) must be shorter than the "
+                              "lifetime (%.0f s)", life[1], life[0]);
+  if (life[0] > 0 && o->walltime && *o->walltime && dt__duration_parse(o->walltime, &wall) == 0 &&
+      life[0] + life[1] >= wall)
+    DT_WARN("job queue: a lifetime of %.0f s (+- %.0f s) does not end before the walltime "
+            "(%.0f s): the batch system may kill workers before they retire", life[0], life[1],
+            wall);
   if (o->processes > (o->cores > 0 ? o->cores : 1))
     return dt__err(DT_EINVAL, "job queue: %d processes need at least as many cores (cores=%d)",
                    o->processes, o->cores);
@@ -134,6 +154,10 @@ int dt_jobqueue_cluster_start(const dt_jobqueue_opts *opts, dt_jobqueue_cluster 
   jc->o.worker_command = keep(jc, o->worker_command);
   jc->o.worker_extra_args = keep_list(jc, o->worker_extra_args, o->n_worker_extra_args);
   jc->o.log_level = keep(jc, o->log_level ? o->log_level : "warning");
+  jc->o.lifetime = keep(jc, o->lifetime);
+  jc->o.lifetime_stagger = keep(jc, o->lifetime_stagger);
+  jc->o.lifetime_lead = keep(jc, o->lifetime_lead);
+  jc->lifetime_s = life[0], jc->stagger_s = life[1], jc->lead_s = life[2];
   if (jc->o.job_start_timeout_ms <= 0) jc->o.job_start_timeout_ms = 300000;
   if (o->system == DT_JOBQUEUE_PBS) { /* Slurm's Torque wrapper is a Perl script calling sbatch */
     char path[4096];

@@ -21,6 +21,8 @@ typedef struct {
   int state;    /* 'Q' pending, 'R' running, 'G' gone */
   char reason[64];
   double submitted;
+  double started;  /* when it was first seen running (0: not yet) */
+  bool expiring;   /* its workers retire soon (lifetime): its replacement is submitted */
 } job;
 
 struct dt_jobqueue_cluster {
@@ -43,6 +45,8 @@ struct dt_jobqueue_cluster {
   bool adaptive;
   int amin, amax, idle_rounds;
   char last_error[512];
+  double lifetime_s, stagger_s, lead_s; /* o.lifetime...: seconds (0: none; lead 0: auto) */
+  double queue_wait_s;                  /* how long jobs waited to run lately (0: none seen) */
 };
 
 /* ---- what differs between the systems */
@@ -66,6 +70,9 @@ void dt__jq_refresh(dt_jobqueue_cluster *jc);
 /* ---- the monitor (jobqueue_monitor.c) */
 /* dt__jq_live_jobs: jobs not gone */
 int dt__jq_live_jobs(const dt_jobqueue_cluster *jc);
+/* dt__jq_expire: marks the running jobs whose workers retire soon (their
+ * lifetime), so that converge submits their replacements now (locked) */
+void dt__jq_expire(dt_jobqueue_cluster *jc);
 /* dt__jq_converge: submits or cancels jobs to reach jc->target_jobs
  * (locked); 0, or the error of a submission */
 int dt__jq_converge(dt_jobqueue_cluster *jc);

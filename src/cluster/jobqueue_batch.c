@@ -200,6 +200,10 @@ void dt__jq_refresh(dt_jobqueue_cluster *jc) {
       line = next ? next + 1 : NULL;
     }
     if (st == 'R' && dt__now_s() - j->submitted > 15) jc->quick_ends = 0;
+    if (st == 'R' && j->started == 0) { /* lifetime: counted from here; queue wait seen */
+      j->started = dt__now_s();
+      jc->queue_wait_s = j->started - j->submitted;
+    }
     if (st == 'G' && j->state != 'G') {
       DT_INFO("%s job %s has ended", dt__jq_sys_name(jc->o.system), j->id);
       if (dt__now_s() - j->submitted < 15 && ++jc->quick_ends >= 3) {

@@ -39,7 +39,7 @@ static void retire_jobs(dt_jobqueue_cluster *jc, size_t n) {
   for (int pass = 0; pass < 2 && k < n; pass++)
     for (size_t i = jc->njobs; i-- > 0 && k < n;) {
       job *j = &jc->jobs[i];
-      if (j->state != 'R') continue;
+      if (j->state != 'R' || j->expiring) continue; /* expiring: leaving by itself */
       bool busy = false, taken = false;
       for (size_t w = 0; w < nw; w++)
         if (job_of(jc, ws[w].name) == j->num && ws[w].processing > 0) busy = true;
@@ -76,6 +76,8 @@ static void retire_jobs(dt_jobqueue_cluster *jc, size_t n) {
 /* converge: submit or cancel to reach target_jobs (locked) */
 int dt__jq_converge(dt_jobqueue_cluster *jc) {
   int live = dt__jq_live_jobs(jc), rc = 0;
+  for (size_t i = 0; i < jc->njobs; i++) /* retiring by themselves: replaced already */
+    live -= jc->jobs[i].state != 'G' && jc->jobs[i].expiring;
   while (live < jc->target_jobs && rc == 0 && jc->quick_ends < 3) {
     rc = dt__jq_submit(jc);
     if (rc == 0) live++;
@@ -94,6 +96,29 @@ int dt__jq_converge(dt_jobqueue_cluster *jc) {
     if (left > 0) retire_jobs(jc, left);
   }
   return rc;
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+void dt__jq_expire(dt_jobqueue_cluster *jc) {
+  if (!(jc->lifetime_s > 0) || jc->o.lifetime_restart) return;
+  double first = jc->lifetime_s - jc->stagger_s; /* the earliest a worker retires */
+  double lead = jc->lead_s;
+  if (!(lead > 0)) { /* twice the queue wait seen, at least a minute, at most half */
+    lead = 2 * jc->queue_wait_s;
+    if (lead < 60) lead = 60;
+    if (lead > first / 2) lead = first / 2;
+  }
+  double now = dt__now_s();
+  for (size_t i = 0; i < jc->njobs; i++) {
+    job *j = &jc->jobs[i];
+    if (j->state != 'R' || j->expiring || j->started == 0 || now - j->started < first - lead)
+      continue;
+    j->expiring = true;
+    DT_INFO("%s job %s: its workers retire within %.0f s: submitting its replacement",
+            dt__jq_sys_name(jc->o.system), j->id,
+            first - (now - j->started) + 2 * jc->stagger_s);
+  }
 }
 
 /* ---------------------------------------------------------------- monitor */
@@ -131,6 +156,7 @@ void *dt__jq_monitor_main(void *arg) {
     pthread_cond_timedwait(&jc->cond, &jc->lock, &dl);
     if (jc->stop) break;
     dt__jq_refresh(jc);
+    dt__jq_expire(jc);
     if (jc->adaptive) adapt_step(jc);
     if (dt__jq_converge(jc) != 0) DT_WARN("%s", jc->last_error);
   }

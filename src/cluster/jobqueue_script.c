@@ -49,6 +49,14 @@ static void sb_quote(char **b, size_t *l, size_t *c, const char *s) {
   sb_add(b, l, c, "'");
 }
 
+/* sb_duration: a duration as given, or in seconds when it has blanks ("2
+ * hours": the re-executed program's arguments cannot hold them) */
+static void sb_duration(char **b, size_t *l, size_t *c, const char *d) {
+  double sec;
+  if (strchr(d, ' ') && dt__duration_parse(d, &sec) == 0) sb_add(b, l, c, "%.6gs", sec);
+  else sb_quote(b, l, c, d);
+}
+
 static bool is_dtask_binary(char *path, size_t cap) {
   ssize_t n = readlink("/proc/self/exe", path, cap - 1);
   if (n <= 0) return false;
@@ -115,6 +123,15 @@ char *dt_jobqueue_job_script(const dt_jobqueue_opts *op, const char *address, co
     sb_quote(&args, &alen, &acap, o.local_directory);
   }
   if (o.log_level) sb_add(&args, &alen, &acap, " --log-level %s", o.log_level);
+  if (o.lifetime && *o.lifetime) { /* the worker's own (src/worker/lifetime.c) */
+    sb_add(&args, &alen, &acap, " --lifetime ");
+    sb_duration(&args, &alen, &acap, o.lifetime);
+    if (o.lifetime_stagger && *o.lifetime_stagger) {
+      sb_add(&args, &alen, &acap, " --lifetime-stagger ");
+      sb_duration(&args, &alen, &acap, o.lifetime_stagger);
+    }
+    if (o.lifetime_restart) sb_add(&args, &alen, &acap, " --lifetime-restart");
+  }
   for (size_t i = 0; i < o.n_worker_extra_args; i++) {
     sb_add(&args, &alen, &acap, " ");
     sb_quote(&args, &alen, &acap, o.worker_extra_args[i]);

@@ -230,3 +230,32 @@ void dt__srv_worker_leaves(s_worker *w) {
     if (--rr->pending == 0) retire_reply(rr);
   }
 }
+
+/* ---------------------------------------------------------------- retiring itself */
+
+/* RETIRE_ME: a worker whose lifetime is over (it drained first: it runs
+ * nothing) asks to be retired, by the path RETIRE_WORKERS takes: the
+ * results only it holds are copied to another worker, then it is told to
+ * CLOSE; the tasks queued there but never started are placed elsewhere when
+ * it leaves.  Only the sender retires (the connection says who it is); said
+ * again while retiring or closing, nothing changes.  When no other worker
+ * can take its results it is kept and asks again (attempt counts). */
+int dt__on_retire_me(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_RETIRE_ME *m = &msg->RETIRE_ME;
+  s_worker *w = c->data;
+  if (!w || w->gone || w->closing || w->retiring) return 0;
+  int rlen = m->reason.len > 100 ? 100 : (int)m->reason.len;
+  int moving = dt__sched_retire_worker(&srv->s, w);
+  if (moving < 0) {
+    dt__sched_unretire_worker(&srv->s, w);
+    if (m->attempt <= 1 || m->attempt % 60 == 0)
+      DT_WARN("worker %s (%s) asks to retire (%.*s) but no other worker can take the results "
+              "only it holds: kept until one can (attempt %llu)", w->name, w->address, rlen,
+              m->reason.p, (unsigned long long)m->attempt);
+    return 0;
+  }
+  DT_INFO("worker %s (%s) retires itself (%.*s): %d result(s) to move first", w->name,
+          w->address, rlen, m->reason.p, moving);
+  if (moving == 0) retire_finish(w);
+  return 0;
+}

@@ -117,6 +117,7 @@ int dt__on_scatter(dt_conn *c, const dt_msg *m);
 int dt__on_put_data_done(dt_conn *c, const dt_msg *m);
 int dt__on_retire_workers(dt_conn *c, const dt_msg *m);
 int dt__on_acquired(dt_conn *c, const dt_msg *m);
+int dt__on_retire_me(dt_conn *c, const dt_msg *m); /* a worker's lifetime is over */
 /* tasks_from_tasks.c */
 int dt__on_task_seceded(dt_conn *c, const dt_msg *m);
 int dt__on_task_reschedule(dt_conn *c, const dt_msg *m);

@@ -285,10 +285,10 @@ void dt__exec_drop_queued(void) {
 }
 
 void dt__exec_destroy(void) {
+  dt__heap_destroy(&X.ready); /* first: it writes into the tasks still queued */
   for (size_t i = 0; i < X.tasks.cap; i++)
     if (X.tasks.slots[i].key) dt__exec_task_free(X.tasks.slots[i].val);
   dt__smap_destroy(&X.tasks);
-  dt__heap_destroy(&X.ready);
   dt__vec_free(&X.blocked);
   dt__vec_free(&X.zombies);
   dt__vec_free(&X.timed);

@@ -175,6 +175,17 @@ void dt__link_close(void) {
   dt__conn_close(L.sched, true);
 }
 
+bool dt__link_retire_me(uint64_t attempt, const char *reason) {
+  dt_wbuf *w = sched_out();
+  if (!w) return false;
+  dt_enc e;
+  dt__e_begin(&e, w, DT_OP_RETIRE_ME);
+  dt__e_uint(&e, attempt);
+  dt__e_cstr(&e, reason);
+  dt__e_end(&e);
+  return true;
+}
+
 /* ---------------------------------------------------------------- handlers */
 
 static int on_compute_task(const dt_msg *msg) {
@@ -318,7 +329,7 @@ static int on_sched_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   }
   case DT_OP_CLOSE:
     DT_INFO("scheduler asked us to close");
-    dt__worker_stop(0);
+    dt__worker_stop(dt__lifetime_close_code());
     return 0;
   default:
     DT_WARN("unexpected %s message from the scheduler", dt__op_name(op));

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/parse.h"
 #include "worker.h"
 #include "worker_int.h"
 
@@ -88,6 +89,12 @@ static void usage(void) {
           "                     times nthreads / CPUs); --memory-target, -spill, -pause,\n"
           "                     -terminate: fractions of it (0.6, 0.7, 0.8, 0.95)\n"
           "  --death-timeout D  exit after D without a scheduler (default: keep trying)\n"
+          "  --lifetime D       retire after D (e.g. 55m, 1h, 01:55:00): take no new task,\n"
+          "                     finish the running ones, have the scheduler copy the results\n"
+          "                     only this worker holds to others, then exit 0 (Dask's option)\n"
+          "  --lifetime-stagger S  D +- up to S, at random per worker (default 0)\n"
+          "  --lifetime-restart after retiring, the nanny starts a fresh worker (same name,\n"
+          "                     a new lifetime) instead of exiting\n"
           "  --drain-file F     drain once F exists, then write \"idle\" into it (lifetime.c)\n"
           "  --fetch-timeout D  give up a peer silent for D while fetching from it (default 60s;\n"
           "                     also $DTASK_FETCH_TIMEOUT)\n"
@@ -125,7 +132,14 @@ static int parse_fraction(const char *opt, const char *fv, double *out) {
   return 0;
 }
 
-static const char *drain_file; /* --drain-file (lifetime.c) */
+static dt__lifetime_opts lifetime; /* --lifetime..., --drain-file (lifetime.c) */
+
+/* parse_lifetime: a duration (30s, 55m, 1h30m, 2 hours, 01:55:00...) */
+static int parse_lifetime(const char *opt, const char *v, double *out) {
+  if (dt__duration_parse(v, out) == 0) return 0;
+  fprintf(stderr, "dtask worker: %s: %s\n", opt, dt_last_error());
+  return 2;
+}
 
 /* worker_run: the worker proper (in the nanny's child, or alone) */
 static int worker_run(uint64_t token, char *slots, void *arg) {
@@ -162,7 +176,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   dt__secede_init();
   dt__pool_start(&W.loop, W.nthreads, slots, dt__exec_done);
   dt__link_start(&W.loop);
-  dt__lifetime_start(&W.loop, W.inproc ? NULL : drain_file);
+  if (!W.inproc) dt__lifetime_start(&W.loop, &lifetime);
   uv_run(&W.loop, UV_RUN_DEFAULT);
   if (dt__exec.executing > 0 && W.inproc) /* in-process: they finish first */
     DT_INFO("waiting for %d tasks still running", dt__exec.executing);
@@ -223,6 +237,7 @@ static int worker_main(int argc, char **argv, bool inproc) {
   memset(&dt__exec, 0, sizeof(dt__exec));
   memset(&dt__link, 0, sizeof(dt__link));
   W.inproc = inproc;
+  memset(&lifetime, 0, sizeof(lifetime));
   const char *noshm = getenv("DTASK_NO_SHM");
   W.no_shm = noshm && *noshm && strcmp(noshm, "0") != 0;
   st->mem_target = 0.6, st->mem_spill = 0.7, st->mem_pause = 0.8, st->mem_terminate = 0.95;
@@ -246,7 +261,12 @@ static int worker_main(int argc, char **argv, bool inproc) {
     } else if (strcmp(a, "--resources") == 0 && has) res = argv[++i];
     else if (strcmp(a, "--log-level") == 0 && has) level = argv[++i];
     else if (strcmp(a, "--listen-host") == 0 && has) W.listen_host = argv[++i];
-    else if (strcmp(a, "--drain-file") == 0 && has) drain_file = argv[++i];
+    else if (strcmp(a, "--drain-file") == 0 && has) lifetime.drain_file = argv[++i];
+    else if (strcmp(a, "--lifetime") == 0 && has) {
+      if (parse_lifetime(a, argv[++i], &lifetime.lifetime_s)) return 2;
+    } else if (strcmp(a, "--lifetime-stagger") == 0 && has) {
+      if (parse_lifetime(a, argv[++i], &lifetime.stagger_s)) return 2;
+    } else if (strcmp(a, "--lifetime-restart") == 0) lifetime.restart = true;
     else if (strcmp(a, "--worker-port") == 0 && has) W.listen_port = atoi(argv[++i]);
     else if (strcmp(a, "--scheduler-file") == 0 && has) file = argv[++i];
     else if (strcmp(a, "--no-nanny") == 0) nanny = false;
@@ -306,6 +326,19 @@ static int worker_main(int argc, char **argv, bool inproc) {
   }
   if (nthreads < 1 || nthreads > 4096) {
     fprintf(stderr, "dtask worker: --nthreads must be between 1 and 4096\n");
+    return 2;
+  }
+  if (inproc && (lifetime.lifetime_s > 0 || lifetime.drain_file)) {
+    fprintf(stderr, "dtask worker: --lifetime and --drain-file are refused in-process\n");
+    return 2;
+  }
+  if (lifetime.restart && !nanny) {
+    fprintf(stderr, "dtask worker: --lifetime-restart needs the nanny (it starts the fresh "
+                    "worker): drop --no-nanny\n");
+    return 2;
+  }
+  if (lifetime.restart && !(lifetime.lifetime_s > 0)) {
+    fprintf(stderr, "dtask worker: --lifetime-restart without --lifetime\n");
     return 2;
   }
   if (dt__resources_parse(res, &dt__exec.res_names, &dt__exec.res_amounts, &dt__exec.nres) != 0) {

@@ -222,6 +222,8 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       break;
     }
     bool asked = WIFEXITED(status) && WEXITSTATUS(status) == DT__EXIT_RESTART;
+    bool lifetime = WIFEXITED(status) && WEXITSTATUS(status) == DT__EXIT_LIFETIME;
+    asked |= lifetime;
     char how[160];
     describe(status, mem_kill, how, sizeof(how));
     report r = {token, (int)pid, how, NULL, NULL, 0, false};
@@ -237,7 +239,9 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
     remove_spill_dir(pid); /* the dead worker's spill files go with it */
     restarts++;
     if (asked) {
-      DT_INFO("worker (pid %d) restarting, as a client asked", (int)pid);
+      DT_INFO("worker (pid %d) %s", (int)pid,
+              lifetime ? "retired (its lifetime): starting a fresh one (--lifetime-restart)"
+                       : "restarting, as a client asked");
     } else {
       DT_WARN("worker (pid %d) %s while running %u task(s)%s%s; restarting it (restart %d)",
               (int)pid, how, r.n, r.n ? ", first " : "", r.n ? r.keys[0] : "", restarts);

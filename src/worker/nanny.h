@@ -20,6 +20,7 @@
 #define DT__EXIT_GIVE_UP 3  /* cannot work (bad configuration, death timeout) */
 #define DT__EXIT_MEMORY 4   /* over the terminate threshold of its memory limit */
 #define DT__EXIT_RESTART 5  /* asked to restart (Client.restart): a fresh one at once, no report */
+#define DT__EXIT_LIFETIME 6 /* retired at the end of its --lifetime, with --lifetime-restart: the same */
 
 /* run: the worker proper, called in each new child process; token is the
  * worker's nanny token (sent in HELLO_WORKER), slots nthreads slots. */

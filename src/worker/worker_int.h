@@ -334,6 +334,8 @@ void dt__link_start(uv_loop_t *loop);
 void dt__link_heartbeat_now(void);
 /* dt__link_close: say CLOSE (we leave on purpose) and close, if registered */
 void dt__link_close(void);
+/* dt__link_retire_me: say RETIRE_ME (attempt, reason) if registered (false: not) */
+bool dt__link_retire_me(uint64_t attempt, const char *reason);
 /* messages to the scheduler; each says nothing while we are not registered
  * (what it would say is said by registering again instead) */
 void dt__link_finished(const w_task *t, const dt_value *v, uint64_t nbytes);
@@ -388,9 +390,20 @@ void dt__transfer_log(bool outgoing, double start, const char *who, const char *
 
 /* ---------------------------------------------------------------- lifetime.c */
 
-/* dt__lifetime_start: with a file (--drain-file), drain once it exists: no
- * new tasks (reported paused), then "idle" written into it (see lifetime.c) */
-void dt__lifetime_start(uv_loop_t *loop, const char *file);
+typedef struct {
+  const char *drain_file; /* --drain-file: drain once it exists, then write "idle" */
+  double lifetime_s;      /* --lifetime (0: none): drain, then RETIRE_ME */
+  double stagger_s;       /* --lifetime-stagger: +- uniformly at random */
+  bool restart;           /* --lifetime-restart: exit DT__EXIT_LIFETIME once retired */
+  double life_s;          /* this process's lifetime, drawn (lifetime.c) */
+} dt__lifetime_opts;
+/* dt__lifetime_start: drain once the lifetime is over (or the drain file
+ * exists): no new tasks (reported paused), then RETIRE_ME (or "idle"
+ * written into the file).  See lifetime.c. */
+void dt__lifetime_start(uv_loop_t *loop, const dt__lifetime_opts *o);
+/* dt__lifetime_close_code: the exit status when the scheduler says CLOSE:
+ * DT__EXIT_LIFETIME after a lifetime with --lifetime-restart, else 0 */
+int dt__lifetime_close_code(void);
 extern bool dt__lifetime_draining; /* read by store.c: stay paused */
 
 #endif

@@ -102,4 +102,5 @@ void dt__client_resume(dt_client *c) {
   dt__e_end(&e);
   DT_INFO("reconnected to the scheduler at %s after %.1f s; %u futures resumed", c->addr,
           dt__now_s() - c->lost_at, n);
+  dt__client_coord_resend(c); /* waiting coordination calls keep waiting */
 }

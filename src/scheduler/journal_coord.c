@@ -78,8 +78,26 @@ void dt__journal_qpop(const prim *p) {
   dt__jw_end();
 }
 
+static void old_client_rec(uint32_t id, const char *name) {
+  dt__jw_begin(name ? JR_CLIENT : JR_CLIENT_GONE);
+  dt__jw_n(id, 4);
+  if (name) {
+    dt__jw_n(0, 1);
+    dt__jw_str(name, strlen(name));
+  }
+  dt__jw_end();
+}
+
+static dt_vec OLD; /* the clients of before not back yet: oldc* */
+typedef struct {
+  uint32_t id;
+  char *name;
+} oldc;
+
 void dt__journal_coord_snapshot(void) {
   coord_state *cs = &dt__coord_st;
+  /* the clients of before still awaited stay clients of before */
+  for (size_t i = 0; i < OLD.len; i++) old_client_rec(((oldc *)OLD.v[i])->id, ((oldc *)OLD.v[i])->name);
   if (!cs->init) return;
   for (size_t i = 0; i < cs->prims.cap; i++) {
     const prim *p = cs->prims.slots[i].val;
@@ -173,12 +191,7 @@ typedef struct {
   size_t head;
 } rprim;
 
-static dt_smap RP;    /* name (borrowed from the file) -> rprim */
-static dt_vec OLD;    /* the clients of before: oldc* */
-typedef struct {
-  uint32_t id;
-  char *name;
-} oldc;
+static dt_smap RP; /* name (borrowed from the file) -> rprim */
 
 static void rprim_free(rprim *r) {
   dt__vec_free(&r->items);
@@ -420,6 +433,7 @@ void dt__journal_coord_client_back(uint32_t new_id, const char *name) {
     }
   }
   if (n) DT_INFO("client %s is back: it holds %zu locks or semaphores again", name, n);
+  DT_JOURNAL(old_client_rec(o->id, NULL));
   free(o->name);
   free(o);
 }
@@ -429,6 +443,7 @@ void dt__journal_coord_orphans(void) {
     oldc *o = OLD.v[OLD.len - 1];
     OLD.len--;
     dt__coord_client_left(o->id); /* its locks and leases go to the next waiters */
+    DT_JOURNAL(old_client_rec(o->id, NULL));
     free(o->name);
     free(o);
   }

@@ -286,6 +286,14 @@ int dt__jr_coord_scan(const uint8_t *rec, uint32_t len) {
 
 /* ---------------------------------------------------------------- restoring */
 
+/* is_old: id is a client of before (a holder that is not is nobody: a
+ * journal cut or damaged; what it held is free) */
+static bool is_old(uint32_t id) {
+  for (size_t i = 0; id && i < OLD.len; i++)
+    if (((oldc *)OLD.v[i])->id == id) return true;
+  return false;
+}
+
 static uint32_t rd32(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -362,7 +370,7 @@ static void restore(const char *name, uint32_t nlen, const rprim *r) {
   case CK_LOCK:
   case CK_MLOCK: {
     uint32_t h = (uint32_t)g_n(&c, 4);
-    if (p) p->holder = h;
+    if (p && is_old(h)) p->holder = h;
     break;
   }
   case CK_EVENT: {
@@ -376,7 +384,8 @@ static void restore(const char *name, uint32_t nlen, const rprim *r) {
     if (p) p->max_leases = max;
     for (uint32_t i = 0; i < n && !c.bad; i++) {
       uint32_t id = (uint32_t)g_n(&c, 4);
-      if (p && id) dt__vec_push(&p->leases, (void *)(uintptr_t)id);
+      if (p && is_old(id) && (int64_t)p->leases.len < max)
+        dt__vec_push(&p->leases, (void *)(uintptr_t)id);
     }
     break;
   }

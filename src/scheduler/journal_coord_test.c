@@ -279,6 +279,35 @@ static void test_truncated_and_corrupt(void **st) {
   size_t len;
   uint8_t *b = write_state(&len);
   char why[400];
+  const char *seeds = getenv("JCOORD_SEEDS"); /* fuzz/corpus/journal: the seeds written */
+  if (seeds) {
+    char sp[300];
+    snprintf(sp, sizeof(sp), "%s/coord", seeds);
+    FILE *f = fopen(sp, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+    snprintf(sp, sizeof(sp), "%s/coord-torn", seeds);
+    f = fopen(sp, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len - 3, f), len - 3);
+    fclose(f);
+    /* the chunked form (fuzz_journal.c): u16 length, a record's payload */
+    snprintf(sp, sizeof(sp), "%s/coord-chunks", seeds);
+    f = fopen(sp, "wb");
+    assert_non_null(f);
+    dt_jreader r;
+    assert_int_equal(dt__jr_open(&r, b, len, ID, why, sizeof(why)), 0);
+    const uint8_t *rec;
+    uint32_t rl;
+    while (dt__jr_next(&r, &rec, &rl, why, sizeof(why)) == 1) {
+      if (rl > 0xffff) continue;
+      uint8_t h[2] = {(uint8_t)rl, (uint8_t)(rl >> 8)};
+      assert_int_equal(fwrite(h, 1, 2, f), 2);
+      assert_int_equal(fwrite(rec, 1, rl, f), rl);
+    }
+    fclose(f);
+  }
   /* cut at every byte: replays what is whole, never crashes */
   dt__journal_coord_install = true;
   for (size_t cut = DT_JOURNAL_HDR; cut <= len; cut++) {

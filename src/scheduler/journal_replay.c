@@ -584,12 +584,12 @@ int dt__journal_replay_buf(sched *s, const void *buf, size_t len, const uint8_t 
     v->nbytes = dt__payload_nbytes(&v->pl);
     dt__journal_ds_restore(name, nl, v);
   }
-  /* the coordination primitives, and the clients of before that may hold them */
-  dt__jr_coord_apply();
+  /* the clients of before that may hold coordination primitives, and them */
   for (size_t i = 0; i < R.clients.cap; i++) {
     rclient *c = R.clients.slots[i].val;
     if (R.clients.slots[i].key && !c->internal) dt__journal_coord_old_client(c->id, c->name, c->nlen);
   }
+  dt__jr_coord_apply();
   maps_clear(false); /* the workers of before stay: recovery waits for them */
   R.holder = holder;
   R.pending = pending;

@@ -137,6 +137,7 @@ typedef struct {
   uint64_t max_bytes;
   double grace_s;
   bool restart;
+  double client_grace_s; /* --journal-client-grace: clients of before are awaited (120 s) */
 } dt__journal_opts;
 /* dt__journal_cli: takes argv[*i] (and its value) if it is a journal option:
  * 1, 0 (not one), -1 (invalid: said on stderr) */

@@ -1,4 +1,4 @@
-/* journal_coord_test.c -- the coordination primitives in the scheduler's
+/* journal_coord_replay_test.c -- the coordination primitives in the scheduler's
  * journal (journal_coord.c), without a loop: clients on detached
  * connections drive the real handlers with a journal open; the file, as a
  * kill -9 leaves it, is replayed into a fresh scheduler: the variable's
@@ -383,7 +383,7 @@ static void test_truncated_and_corrupt(void **st) {
 }
 
 int main(void) {
-  dt__log_init("journal_coord_test", "off");
+  dt__log_init("journal_coord_replay_test", "off");
   snprintf(path, sizeof(path), "/tmp/dtask-jcoord-%d.journal", (int)getpid());
   dt__journal_cluster_id("test-cluster", ID);
   const struct CMUnitTest tests[] = {

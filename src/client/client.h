@@ -160,6 +160,7 @@ struct dt_client {
   double reconnect_s, lost_at; /* how long to keep trying (0: never); since */
   unsigned reconnects;
   bool resuming; /* lost: reconnecting, RESUME on WELCOME */
+  uint32_t resume_id; /* the id at the scheduler lost (RESUME_AS) */
 };
 
 /* ---- connection.c */

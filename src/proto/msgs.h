@@ -157,7 +157,8 @@
   X(ABORT_TASKS, "scheduler->worker", "cancel(force=True): if one of these keys still runs, restart to reclaim its thread") \
   X(CANCEL_FORCE, "client->scheduler", "cancel(force=True): the workers running these keys restart (CANCEL_KEYS follows)") \
   X(RECONNECTABLE, "scheduler->client", "the scheduler keeps a journal: after losing it, reconnect and RESUME") \
-  X(RESUME, "client->scheduler", "a client is back after the scheduler restarted: it wants these keys again")
+  X(RESUME, "client->scheduler", "a client is back after the scheduler restarted: it wants these keys again") \
+  X(RESUME_AS, "client->scheduler", "before RESUME: the id this client had at the scheduler of before (its locks and leases are its own again)")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -376,5 +377,6 @@
 #define DT_MSG_CANCEL_FORCE(F, L, LR, M) L(KEY, keys, "the keys")
 #define DT_MSG_RECONNECTABLE(F, L, LR, M) F(UINT, grace_ms, "how long the client keeps trying to reconnect")
 #define DT_MSG_RESUME(F, L, LR, M) L(KEY, keys, "the keys of the futures it holds")
+#define DT_MSG_RESUME_AS(F, L, LR, M) F(UINT, id, "the client's id at the scheduler of before")
 
 #endif

@@ -534,7 +534,6 @@ int dt__journal_on_resume(struct dt_conn *c, const dt_msg *m) {
     n++;
   }
   DT_INFO("client %s is back, holding %u futures", cl->name, n);
-  dt__journal_coord_client_back(cl->id, cl->name);
   if (dt__journal_on) dt__journal_client_back(cl);
   return 0;
 }

@@ -174,6 +174,8 @@ bool dt__journal_recovering(void);
 /* dt__journal_on_resume: RESUME from a client (dispatch.c's table) */
 struct dt_conn;
 int dt__journal_on_resume(struct dt_conn *c, const dt_msg *m);
+/* dt__journal_on_resume_as: RESUME_AS (journal_coord.c) */
+int dt__journal_on_resume_as(struct dt_conn *c, const dt_msg *m);
 
 /* ---- coordination primitives (journal_coord.c): writing, through these
  * record builders of journal.c */
@@ -198,8 +200,9 @@ void dt__jr_coord_apply(void);
 /* a client of before (not internal): its locks and leases are kept for it
  * until it comes back (same name, RESUME) or the client grace passes */
 void dt__journal_coord_old_client(uint32_t id, const char *name, uint32_t nlen);
-/* a client came back: what the same-named client of before held is its */
-void dt__journal_coord_client_back(uint32_t new_id, const char *name);
+/* a client came back as old_id (RESUME_AS; the same name too): what it
+ * held is its own again */
+void dt__journal_coord_client_back(uint32_t new_id, uint32_t old_id, const char *name);
 /* the grace passed: what the clients that did not come back held goes */
 void dt__journal_coord_orphans(void);
 /* dt__jr_coord_forget: drops the scan's bookkeeping (all: the old clients' too) */

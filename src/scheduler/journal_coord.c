@@ -413,11 +413,12 @@ void dt__journal_coord_old_client(uint32_t id, const char *name, uint32_t nlen) 
   dt__vec_push(&OLD, o);
 }
 
-void dt__journal_coord_client_back(uint32_t new_id, const char *name) {
+void dt__journal_coord_client_back(uint32_t new_id, uint32_t old_id, const char *name) {
   coord_state *cs = &dt__coord_st;
   oldc *o = NULL;
-  for (size_t i = 0; i < OLD.len && !o; i++)
-    if (strcmp(((oldc *)OLD.v[i])->name, name ? name : "") == 0) o = OLD.v[i];
+  for (size_t i = 0; i < OLD.len && !o; i++) /* the id, and the name too: no stealing */
+    if (((oldc *)OLD.v[i])->id == old_id && strcmp(((oldc *)OLD.v[i])->name, name ? name : "") == 0)
+      o = OLD.v[i];
   if (!o) return;
   dt__vec_remove(&OLD, o);
   size_t n = 0;
@@ -445,6 +446,13 @@ void dt__journal_coord_client_back(uint32_t new_id, const char *name) {
   DT_JOURNAL(old_client_rec(o->id, NULL));
   free(o->name);
   free(o);
+}
+
+int dt__journal_on_resume_as(struct dt_conn *c, const dt_msg *m) {
+  const s_client *cl = c->data;
+  uint64_t id = m->RESUME_AS.id;
+  if (id > 0 && id <= UINT32_MAX) dt__journal_coord_client_back(cl->id, (uint32_t)id, cl->name);
+  return 0;
 }
 
 void dt__journal_coord_orphans(void) {

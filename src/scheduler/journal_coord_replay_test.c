@@ -52,10 +52,16 @@ static dt_conn *hello(const char *name) {
   return c;
 }
 
-static void resume(dt_conn *c) {
+static void resume(dt_conn *c, uint32_t old_id) {
   dt_wbuf w;
   dt__wbuf_init(&w);
   dt_enc e;
+  dt__e_begin(&e, &w, DT_OP_RESUME_AS);
+  dt__e_uint(&e, old_id);
+  dt__e_end(&e);
+  send_msg(c, &w);
+  dt__wbuf_clear(&w);
+  dt__wbuf_init(&w);
   dt__e_begin(&e, &w, DT_OP_RESUME);
   dt__e_list(&e, 0);
   dt__e_end(&e);
@@ -236,7 +242,9 @@ static void test_restart_restores_and_hands_back(void **st) {
   assert_true(((s_client *)X->data)->id > idB && ((s_client *)X->data)->id > idA);
   dt_conn *A = hello("client-a");
   size_t oa = 0, ox = 0;
-  resume(A);
+  resume(X, idA); /* another name claiming A's id: takes nothing */
+  assert_int_equal(P("L")->holder, idA);
+  resume(A, idA);
   uint32_t newA = ((s_client *)A->data)->id;
   assert_int_equal(P("L")->holder, newA);
   /* A sends its acquire again (granted before the crash): it has it */

@@ -636,6 +636,8 @@ typedef struct {
   int job_start_timeout_ms; /* wait_for_workers names jobs pending longer; 0 = 300000 */
   bool no_auth;           /* default: a fresh shared secret in ~/.dtask (0600) */
   const char *log_level;  /* the scheduler's and workers'; NULL = "warning" */
+  const char *journal;    /* the scheduler keeps a journal there (docs/reliability.md):
+                             restart it with the same port and auth file; NULL: none */
 } dt_jobqueue_opts;
 
 /* dt_jobqueue_job_script: the exact script that would be submitted, for

@@ -182,6 +182,8 @@ int dt__jobqueue_main(int argc, char **argv, int system) {
       DT_OPT_CHECKED("--log-level", &o.log_level, "L", "debug, info, warning, error (default warning)",
                      dt__args_check_log_level),
       DT_OPT_FLAG("--no-auth", &o.no_auth, "no shared secret"),
+      DT_OPT_STR("--journal", &o.journal, "FILE",
+                 "the scheduler keeps a journal (restart it at the same --port: docs/hpc.md)"),
       DT_OPT_INT("--scale", &scale, "N", "start N workers", 0, 1 << 20),
       DT_OPT_CALL("--adapt", &adapt, "MIN:MAX", "between MIN and MAX workers, as the work needs",
                   parse_adapt),

@@ -52,7 +52,8 @@ static dt_conn *hello(const char *name) {
   return c;
 }
 
-static void resume(dt_conn *c, uint32_t old_id) {
+/* resume: RESUME_AS old_id, then RESUME unless only_as */
+static void resume2(dt_conn *c, uint32_t old_id, bool only_as) {
   dt_wbuf w;
   dt__wbuf_init(&w);
   dt_enc e;
@@ -61,6 +62,7 @@ static void resume(dt_conn *c, uint32_t old_id) {
   dt__e_end(&e);
   send_msg(c, &w);
   dt__wbuf_clear(&w);
+  if (only_as) return;
   dt__wbuf_init(&w);
   dt__e_begin(&e, &w, DT_OP_RESUME);
   dt__e_list(&e, 0);
@@ -68,6 +70,8 @@ static void resume(dt_conn *c, uint32_t old_id) {
   send_msg(c, &w);
   dt__wbuf_clear(&w);
 }
+
+static void resume(dt_conn *c, uint32_t old_id) { resume2(c, old_id, false); }
 
 static void coord2(dt_conn *c, uint64_t req, int op, const char *n1, const char *n2, int64_t value,
                    int64_t timeout_ms, int64_t arg) {
@@ -182,13 +186,14 @@ static prim *P(const char *name) { return dt__coord_prim_get(name, (uint32_t)str
 static size_t qlen(const prim *p) { return p ? p->items.len - p->head : 0; }
 
 /* the state a journal is written with: A and B hold things, C waits */
-static uint32_t idA, idB;
+static uint32_t idA, idB, idC;
 static uint8_t *write_state(size_t *len) {
   unlink(path);
   start();
   dt_conn *A = hello("client-a"), *B = hello("client-b"), *C = hello("client-c");
   idA = ((s_client *)A->data)->id;
   idB = ((s_client *)B->data)->id;
+  idC = ((s_client *)C->data)->id;
   size_t oa = 0, ob = 0, oc = 0;
   coord(A, 1, DT_COORD_VAR_SET, "V", 5, 0, 0);
   expect(A, &oa, 1, 0);
@@ -205,8 +210,10 @@ static uint8_t *write_state(size_t *len) {
   coord(A, 24, DT_COORD_LOCK_ACQUIRE, "L", -1, -1, 0);
   coord(A, 25, DT_COORD_LOCK_ACQUIRE, "L2", -1, -1, 0);
   coord(A, 26, DT_COORD_LOCK_RELEASE, "L2", -1, 0, 0);
-  coord(A, 27, DT_COORD_SEM_ACQUIRE, "S", -1, -1, 2);
-  coord(B, 28, DT_COORD_SEM_ACQUIRE, "S", -1, -1, 2);
+  coord(A, 27, DT_COORD_SEM_ACQUIRE, "S", -1, -1, 3);
+  coord(B, 28, DT_COORD_SEM_ACQUIRE, "S", -1, -1, 3);
+  coord(C, 31, DT_COORD_SEM_ACQUIRE, "S", -1, -1, 3);
+  expect(C, &oc, 31, 0);
   coord2(B, 29, DT_COORD_MLOCK_ACQUIRE, "M1", "M2", -1, -1, 0);
   expect(B, &ob, 28, 0);
   expect(B, &ob, 29, 0);
@@ -227,7 +234,7 @@ static void check_restored(void) {
   assert_null(P("E2"));
   assert_true(P("L") && P("L")->holder == idA);
   assert_null(P("L2"));
-  assert_true(P("S") && P("S")->leases.len == 2 && P("S")->max_leases == 2);
+  assert_true(P("S") && P("S")->leases.len == 3 && P("S")->max_leases == 3);
   assert_true(P("M1") && P("M1")->holder == idB && P("M2") && P("M2")->holder == idB);
 }
 
@@ -242,7 +249,7 @@ static void test_restart_restores_and_hands_back(void **st) {
   assert_true(((s_client *)X->data)->id > idB && ((s_client *)X->data)->id > idA);
   dt_conn *A = hello("client-a");
   size_t oa = 0, ox = 0;
-  resume(X, idA); /* another name claiming A's id: takes nothing */
+  resume2(X, idA, true); /* another name claiming A's id: takes nothing */
   assert_int_equal(P("L")->holder, idA);
   resume(A, idA);
   uint32_t newA = ((s_client *)A->data)->id;
@@ -263,19 +270,33 @@ static void test_restart_restores_and_hands_back(void **st) {
   coord(A, 7, DT_COORD_LOCK_RELEASE, "L", -1, 0, 0);
   expect(A, &oa, 7, 0);
   expect(X, &ox, 2, 0); /* passed on */
+  /* B comes back and asks again for the multilock it was granted: it has it */
+  dt_conn *B = hello("client-b");
+  size_t ob = 0;
+  resume(B, idB);
+  coord2(B, 8, DT_COORD_MLOCK_ACQUIRE, "M1", "M2", -1, -1, 0);
+  expect(B, &ob, 8, 0);
+  coord2(B, 9, DT_COORD_MLOCK_RELEASE, "M1", "M2", -1, 0, 0);
+  assert_int_equal(expect(B, &ob, 9, 0).count, 2);
+  coord(B, 10, DT_COORD_SEM_RELEASE, "S", -1, 0, 0);
+  expect(B, &ob, 10, 0);
+  assert_null(P("M1"));
   /* the snapshot written at the restart, and what followed, replay alike */
-  dt_conn *c1[] = {A, X};
-  crash(c1, 2);
+  dt_conn *c1[] = {A, X, B};
+  crash(c1, 3);
   start();
   assert_int_equal(qlen(P("Q")), 2);
   assert_true(P("L") && P("L")->holder != 0 && P("L")->holder != newA);
-  assert_true(P("S") && P("S")->leases.len == 1);
-  assert_true(P("M1") && P("M1")->holder == idB);
-  /* B never comes back: past the grace what it held goes */
-  dt__journal_coord_orphans();
+  assert_true(P("S") && P("S")->leases.len == 1 && (uintptr_t)P("S")->leases.v[0] == idC);
   assert_null(P("M1"));
-  assert_null(P("M2"));
+  /* none comes back (C, and X, A, B of the run before): past the grace what
+   * they held goes */
+  dt__journal_coord_orphans();
   assert_null(P("S"));
+  assert_null(P("L"));
+  assert_int_equal(dt__coord_client_state(), 0);
+  assert_int_equal(qlen(P("Q")), 2); /* what no client holds stays */
+  assert_true(P("V") && P("V")->var);
   dt__journal_stop();
   dt__coord_free_all();
   dt__sched_destroy(&dt__srv.s);

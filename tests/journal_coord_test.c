@@ -130,7 +130,8 @@ static void test_coordination_survives_restart(void **state) {
   assert_true(sched > 0);
   pid_t w = start_worker();
   assert_true(w > 0);
-  dt_client *a = connect_client("jc-a"), *b = connect_client("jc-b"), *gone = connect_client("jc-gone");
+  dt_client *a = connect_client("jc-a"), *b = connect_client("jc-b");
+  dt_client *gone = connect_client("jc-gone");
   assert_non_null(a);
   assert_non_null(b);
   assert_non_null(gone);

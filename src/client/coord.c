@@ -222,8 +222,8 @@ static int call(dt_client *c, int op, const char *const *names, size_t n, const 
     pthread_cond_wait(&c->cond, &c->lock);
   dt__vec_remove(&c->coords, w);
   if (!w->done && c->lost_why[0] && strstr(c->lost_why, "no scheduler for"))
-    rc = dt__err(DT_ECONNLOST, "%s '%s': lost the scheduler, which was not restarted in time%s", what,
-                 names[0], c->lost_why);
+    rc = dt__err(DT_ECONNLOST, "%s '%s': lost the scheduler, which was not restarted in time%s",
+                 what, names[0], c->lost_why);
   else if (!w->done) rc = dt__client_usable(c);
   else if (w->nomem) rc = dt__err(DT_ENOMEM, "%s '%s': out of memory reading the reply", what, names[0]);
   else if (w->code) rc = dt__err(w->code, "%s: %s", what, w->error ? w->error : dt_strerror(w->code));

@@ -97,7 +97,10 @@ typedef struct {
 void dt__journal_coord_snapshot(void) {
   coord_state *cs = &dt__coord_st;
   /* the clients of before still awaited stay clients of before */
-  for (size_t i = 0; i < OLD.len; i++) old_client_rec(((oldc *)OLD.v[i])->id, ((oldc *)OLD.v[i])->name);
+  for (size_t i = 0; i < OLD.len; i++) {
+    const oldc *o = OLD.v[i];
+    old_client_rec(o->id, o->name);
+  }
   if (!cs->init) return;
   for (size_t i = 0; i < cs->prims.cap; i++) {
     const prim *p = cs->prims.slots[i].val;

@@ -6,12 +6,16 @@
  * are framed as records with correct CRCs behind a valid header, so that
  * the record decoders are reached.  Every input must replay (possibly cut
  * at a torn tail) or be refused with a reason, into a state machine whose
- * invariants hold, with nothing leaked or read out of bounds. */
+ * invariants hold, with nothing leaked or read out of bounds.  The
+ * coordination primitives (JR_PRIM, JR_QPUSH...) are restored into the
+ * daemon's coordination state, as a restarted scheduler does; the clients
+ * of before then "do not come back" and nothing may stay held. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "scheduler/coord.h"
 #include "scheduler/sched_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,20 +49,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       i += n;
     }
   }
-  sched s;
-  dt__sched_init(&s);
+  sched *sp = &dt__srv.s; /* the coordination state's scheduler */
+  dt__sched_init(sp);
   char why[512] = "";
   size_t good = 0;
-  int rc = dt__journal_replay_buf(&s, buf, len, NULL, &good, why, sizeof(why));
+  dt__journal_coord_install = true;
+  int rc = dt__journal_replay_buf(sp, buf, len, NULL, &good, why, sizeof(why));
+  dt__journal_coord_install = false;
   if (rc != 0 && (rc != DT_EPROTO || !why[0])) abort(); /* refused: always with a reason */
   if (good > len) abort();
   char msg[512];
-  if (dt__sched_check(&s, msg, sizeof(msg)) != 0) {
+  if (dt__sched_check(sp, msg, sizeof(msg)) != 0) {
     fprintf(stderr, "scheduler invariants broken after a replay: %s\n", msg);
     abort();
   }
+  dt__journal_coord_orphans(); /* the client grace passed */
+  if (dt__coord_client_state() != 0) {
+    fprintf(stderr, "locks or leases held after every client of before left\n");
+    abort();
+  }
   dt__journal_replay_forget();
-  dt__sched_destroy(&s);
+  dt__coord_free_all();
+  dt__sched_destroy(sp);
   free(buf);
   return 0;
 }

@@ -648,6 +648,8 @@ typedef struct {
   const char *lifetime_stagger;
   bool lifetime_restart;
   const char *lifetime_lead;
+  const char *journal;    /* the scheduler keeps a journal there (docs/reliability.md):
+                             restart it with the same port and auth file; NULL: none */
 } dt_jobqueue_opts;
 
 /* dt_jobqueue_job_script: the exact script that would be submitted, for

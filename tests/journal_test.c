@@ -249,7 +249,12 @@ static void crash_run(bool kill_worker) {
   }
   dt_future *root = level[0];
   free(lidx);
-  /* a published dataset (a value and a future) outlives the crash too */
+  /* a published dataset (a value and a future) outlives the crash too; the
+   * future is client a's, submitted on a's connection: once it has a result
+   * the scheduler knows it when b's publish arrives (else DT_ENOTFOUND) */
+  dt_value *r7 = NULL;
+  OK(dt_future_result(mf[7], 60000, &r7));
+  dt_value_free(r7);
   dt_value *ds = dt_list_of(2, dt_int(42), dt_future_value(mf[7]));
   OK(dt_client_publish_dataset(b, "jt-dataset", ds, false));
   dt_value_free(ds);

@@ -358,12 +358,20 @@ static PyObject *client_cluster_info(ClientObject *self, PyObject *args) {
   dt_client *c = self->c;
   Py_BEGIN_ALLOW_THREADS rc = dt_client_cluster_info(c, timeout_ms, &ci);
   Py_END_ALLOW_THREADS if (rc) return core_raise(rc);
-  return Py_BuildValue("{s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L}", "n_workers", ci.n_workers,
+  PyObject *d = Py_BuildValue("{s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L}", "n_workers", ci.n_workers,
                        "n_clients", ci.n_clients, "n_tasks", (long long)ci.n_tasks, "waiting",
                        (long long)ci.n_waiting, "no_worker", (long long)ci.n_no_worker,
                        "processing", (long long)ci.n_processing, "memory", (long long)ci.n_memory,
                        "erred", (long long)ci.n_erred, "released", (long long)ci.n_released,
                        "queued", (long long)ci.n_queued, "completed", (long long)ci.n_completed);
+  /* the journal (docs/reliability.md): 0 without one */
+  PyObject *j = d ? Py_BuildValue("{s:L,s:L,s:d}", "journal_bytes", (long long)ci.journal_bytes,
+                                  "journal_compactions", (long long)ci.journal_compactions,
+                                  "journal_replay_s", ci.journal_replay_s)
+                  : NULL;
+  if (!j || PyDict_Update(d, j) != 0) Py_CLEAR(d);
+  Py_XDECREF(j);
+  return d;
 }
 
 static PyObject *client_workers(ClientObject *self, PyObject *args) {

@@ -78,7 +78,7 @@ class JobQueueCluster:
                  asynchronous=False, dashboard_address=None, host=None, scheduler_options=None,
                  scheduler_cls=None, interface=None, protocol=None, config_name=None,
                  max_jobs=None, job_array=False, connect_timeout=120, poll_interval=1.0,
-                 replace_lead=None, **job_kwargs):
+                 replace_lead=None, journal=None, **job_kwargs):
         cls_name = type(self).__name__
         if dashboard_address is not None:
             raise ValueError(
@@ -141,11 +141,19 @@ class JobQueueCluster:
         if shost is None:  # as Dask's scheduler: the address other machines reach
             shost = _default_host()
         no_auth = security is False
+        # journal=PATH: the scheduler keeps a journal (docs/hpc.md); a restart
+        # must listen on the same port with the same secret to carry on
+        self.journal = None if journal is None else os.path.abspath(os.fspath(journal))
+        if self.journal and not int(scheduler_options.get("port") or 0):
+            warnings.warn(f"{cls_name}(journal=...) with no fixed scheduler port: a restarted "
+                          "scheduler must listen on the same port to carry on; give "
+                          "scheduler_options={'port': N}", RuntimeWarning, stacklevel=2)
         self._c = _core.CLocalCluster(
             n_workers=0, threads_per_worker=1, dashboard_port=dport, no_dashboard=no_dash,
             role_command=[sys.executable, "-m", "dtask"], timeout_ms=30000,
             log_level="error" if silence_logs else None, no_auth=no_auth, host=shost,
-            port=int(scheduler_options.get("port") or 0), start_empty=True)
+            port=int(scheduler_options.get("port") or 0), start_empty=True,
+            journal=self.journal)
         # the shared secret, where compute nodes read it (shared_temp_directory,
         # else ~/.dtask: home folders are shared on most clusters)
         self._auth_copy = None

@@ -97,3 +97,80 @@ def test_local_cluster_journal(tmp_path):
             assert c.submit(slow_square, 7).result(timeout=30) == 49
     with open(journal, "rb") as f:
         assert f.read(8) == b"DTJOURNL"
+
+
+def test_coordination_across_restart(tmp_path):
+    """Variable, Queue, Event and Lock from Python across a scheduler killed
+    with SIGKILL and started again; a Queue.get blocked at the crash
+    completes with the item put after the restart."""
+    import threading
+
+    port = _free_port()
+    addr = f"127.0.0.1:{port}"
+    journal = tmp_path / "coord.journal"
+    log = open(tmp_path / "log.txt", "w")
+    sargs = ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
+             "--journal", str(journal), "--journal-grace", "2s",
+             "--journal-client-grace", "5s"]
+    procs = [_start(sargs, log, tmp_path)]
+    try:
+        deadline = time.monotonic() + 30
+        client = None
+        while client is None and time.monotonic() < deadline:
+            try:
+                client = dtask.Client(addr, timeout=2, set_as_default=False,
+                                      name="py-coord")
+            except Exception:
+                time.sleep(0.1)
+        assert client is not None
+        with client:
+            v = dtask.Variable("jv", client=client)
+            v.set({"answer": 41})
+            q = dtask.Queue("jq", client=client)
+            q.put("first")
+            q.put("second")
+            q.put("third")
+            assert q.get(timeout=5) == "first"
+            ev = dtask.Event("je", client=client)
+            ev.set()
+            lock = dtask.Lock("jl", client=client)
+            assert lock.acquire(timeout=5)
+            got = {}
+
+            def getter():
+                try:
+                    got["value"] = dtask.Queue("jq2", client=client).get(timeout=60)
+                except Exception as e:  # the test fails on it below
+                    got["error"] = repr(e)
+
+            t = threading.Thread(target=getter, daemon=True)
+            t.start()
+            time.sleep(0.5)  # the get waits at the scheduler
+            assert not got
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(timeout=10)
+            time.sleep(0.3)
+            procs[0] = _start(sargs, log, tmp_path)
+            # the client reconnects by itself; its calls work again
+            size, deadline = None, time.monotonic() + 30
+            while size is None and time.monotonic() < deadline:
+                try:
+                    size = q.qsize()
+                except Exception:
+                    time.sleep(0.1)
+            assert size == 2
+            assert v.get(timeout=5) == {"answer": 41}
+            assert q.get(timeout=5) == "second"
+            assert q.get(timeout=5) == "third"
+            assert ev.is_set()
+            assert ev.wait(timeout=5)
+            assert lock.locked()
+            lock.release()  # this client held it before the crash, and still does
+            assert not lock.locked()
+            assert not got  # still waiting, not failed
+            dtask.Queue("jq2", client=client).put("after")
+            t.join(timeout=30)
+            assert got == {"value": "after"}
+    finally:
+        _stop(procs)
+        log.close()

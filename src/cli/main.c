@@ -192,6 +192,8 @@ int dt__jobqueue_main(int argc, char **argv, int system) {
       DT_OPT_CHECKED("--lifetime-lead", &o.lifetime_lead, "L",
                      "submit a retiring job's replacement L ahead (default: from the queue wait)",
                      dt__args_check_duration),
+      DT_OPT_STR("--journal", &o.journal, "FILE",
+                 "the scheduler keeps a journal (restart it at the same --port: docs/hpc.md)"),
       DT_OPT_INT("--scale", &scale, "N", "start N workers", 0, 1 << 20),
       DT_OPT_CALL("--adapt", &adapt, "MIN:MAX", "between MIN and MAX workers, as the work needs",
                   parse_adapt),

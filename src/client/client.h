@@ -160,6 +160,7 @@ struct dt_client {
   double reconnect_s, lost_at; /* how long to keep trying (0: never); since */
   unsigned reconnects;
   bool resuming; /* lost: reconnecting, RESUME on WELCOME */
+  uint32_t resume_id; /* the id at the scheduler lost (RESUME_AS) */
 };
 
 /* ---- connection.c */
@@ -185,6 +186,8 @@ void dt__client_sched_lost(dt_conn *conn);
 
 /* ---- coord.c: COORD_REPLY (I/O thread, locked) */
 int dt__client_on_coord_reply(dt_client *c, const dt_msg *m);
+/* after RESUME: pending COORD requests are sent again (reconnect.c) */
+void dt__client_coord_resend(dt_client *c);
 /* ---- query.c: ANSWER from the scheduler (I/O thread, locked) */
 int dt__client_on_answer(dt_client *c, const dt_msg *m);
 

@@ -34,7 +34,56 @@ typedef struct {
   dt_value *value; /* with its futures attached */
   char **names;    /* list_datasets */
   size_t nnames;
+  /* the request, to send again after the scheduler restarted (borrowed
+   * from call(), which waits): dt__client_coord_resend */
+  int op;
+  const char *const *rnames;
+  size_t rn;
+  const dt_payload *pl;
+  const dt_vec *deps;
+  size_t bytes;
+  double deadline; /* dt__now_s(); 0: none */
+  int64_t arg;
 } coord_wait;
+
+/* encode: w's COORD request on the scheduler connection (reserved first) */
+static int encode(dt_client *c, coord_wait *w, int timeout_ms) {
+  dt__msg_out o;
+  if (dt__client_begin(&o, c->sched, DT_OP_COORD, w->bytes, w->pl->nframes)) return DT_ENOMEM;
+  dt__e_uint(&o.e, w->req);
+  dt__e_uint(&o.e, (uint64_t)w->op);
+  dt__e_list(&o.e, (uint32_t)w->rn);
+  for (size_t i = 0; i < w->rn; i++) dt__e_cstr(&o.e, w->rnames[i]);
+  dt__e_payload(&o.e, w->pl);
+  dt__e_list(&o.e, (uint32_t)w->deps->len);
+  for (size_t i = 0; i < w->deps->len; i++) dt__e_cstr(&o.e, w->deps->v[i]);
+  dt__e_int(&o.e, timeout_ms < 0 ? -1 : timeout_ms);
+  dt__e_int(&o.e, w->arg);
+  dt__client_end(&o);
+  return 0;
+}
+
+/* dt__client_coord_resend: the scheduler restarted and this client is back
+ * (RESUME sent): every request still waiting goes again, with what is left
+ * of its timeout (I/O thread, locked) */
+void dt__client_coord_resend(dt_client *c) {
+  double now = dt__now_s();
+  size_t n = 0;
+  for (size_t i = 0; i < c->coords.len; i++) {
+    coord_wait *w = c->coords.v[i];
+    if (w->done || !w->pl) continue;
+    int ms = -1;
+    if (w->deadline > 0) ms = w->deadline > now ? (int)((w->deadline - now) * 1000) : 0;
+    if (encode(c, w, ms) != 0) {
+      w->done = true;
+      w->code = DT_ENOMEM;
+      c->wake_waiters = true;
+      continue;
+    }
+    n++;
+  }
+  if (n) DT_INFO("%zu coordination requests sent again after the scheduler restarted", n);
+}
 
 /* attach: each DT_FUTURE node of v (fresh from the decoder) takes a
  * reference on this client's future for its key (locked) */
@@ -148,6 +197,14 @@ static int call(dt_client *c, int op, const char *const *names, size_t n, const 
   }
   w->req = ++c->next_req;
   dt__vec_push(&c->coords, w);
+  w->op = op;
+  w->rnames = names;
+  w->rn = n;
+  w->pl = &pl;
+  w->deps = &deps;
+  w->bytes = bytes;
+  w->arg = arg;
+  w->deadline = timeout_ms < 0 ? 0 : dt__now_s() + timeout_ms / 1000.0;
   dt__e_uint(&o.e, w->req);
   dt__e_uint(&o.e, (uint64_t)op);
   dt__e_list(&o.e, (uint32_t)n);
@@ -159,9 +216,15 @@ static int call(dt_client *c, int op, const char *const *names, size_t n, const 
   dt__e_int(&o.e, arg);
   dt__client_end(&o);
   dt__client_wake(c);
-  while (!w->done && c->state == CS_READY) pthread_cond_wait(&c->cond, &c->lock);
+  /* a scheduler that restarts (journal) does not end the wait: the request
+   * goes again when this client is back (dt__client_coord_resend) */
+  while (!w->done && (c->state == CS_READY || (c->resuming && c->state == CS_CONNECTING)))
+    pthread_cond_wait(&c->cond, &c->lock);
   dt__vec_remove(&c->coords, w);
-  if (!w->done) rc = dt__client_usable(c);
+  if (!w->done && c->lost_why[0] && strstr(c->lost_why, "no scheduler for"))
+    rc = dt__err(DT_ECONNLOST, "%s '%s': lost the scheduler, which was not restarted in time%s",
+                 what, names[0], c->lost_why);
+  else if (!w->done) rc = dt__client_usable(c);
   else if (w->nomem) rc = dt__err(DT_ENOMEM, "%s '%s': out of memory reading the reply", what, names[0]);
   else if (w->code) rc = dt__err(w->code, "%s: %s", what, w->error ? w->error : dt_strerror(w->code));
   if (rc == 0) {

@@ -50,6 +50,7 @@ bool dt__client_reconnect_begin(dt_client *c) {
   if (c->reconnect_s <= 0 || c->stop) return false;
   if (!c->resuming) {
     c->resuming = true;
+    c->resume_id = c->id;
     c->lost_at = dt__now_s();
     c->reconnects = 0;
     DT_WARN("lost connection to the scheduler at %s%s; reconnecting (for up to %.0f s)", c->addr,
@@ -95,6 +96,9 @@ void dt__client_resume(dt_client *c) {
   uint32_t n = 0;
   for (size_t i = 0; i < c->futs.cap; i++) n += c->futs.slots[i].key != NULL;
   dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_RESUME_AS); /* its locks and leases */
+  dt__e_uint(&e, c->resume_id);
+  dt__e_end(&e);
   dt__e_begin(&e, dt__conn_out(c->sched), DT_OP_RESUME);
   dt__e_list(&e, n);
   for (size_t i = 0; i < c->futs.cap; i++)
@@ -102,4 +106,5 @@ void dt__client_resume(dt_client *c) {
   dt__e_end(&e);
   DT_INFO("reconnected to the scheduler at %s after %.1f s; %u futures resumed", c->addr,
           dt__now_s() - c->lost_at, n);
+  dt__client_coord_resend(c); /* waiting coordination calls keep waiting */
 }

@@ -208,10 +208,18 @@ int dt_jobqueue_cluster_start(const dt_jobqueue_opts *opts, dt_jobqueue_cluster 
   /* the scheduler, here, listening where workers can reach it */
   char portbuf[16];
   snprintf(portbuf, sizeof(portbuf), "%d", o->port);
-  const char *sargs[] = {"--host", o->host && *o->host ? o->host : "0.0.0.0", "--port", portbuf,
-                         "--log-level", jc->o.log_level, "--auth-file", jc->auth_file};
+  const char *sargs[10] = {"--host", o->host && *o->host ? o->host : "0.0.0.0", "--port", portbuf,
+                           "--log-level", jc->o.log_level, "--auth-file", jc->auth_file};
+  int ns = jc->auth_file[0] ? 8 : 6;
+  if (o->journal && *o->journal) { /* docs/hpc.md: a restart needs this port and auth file */
+    sargs[ns++] = "--journal";
+    sargs[ns++] = o->journal;
+    if (o->port == 0)
+      DT_WARN("job queue: --journal with port 0: a restarted scheduler must listen on the same "
+              "port to carry on; give a fixed port");
+  }
   char listen[256], dash[256];
-  if (dt__scheduler_spawn(NULL, 0, sargs, jc->auth_file[0] ? 8 : 6, 30000, &jc->scheduler, listen,
+  if (dt__scheduler_spawn(NULL, 0, sargs, ns, 30000, &jc->scheduler, listen,
                           sizeof(listen), dash, sizeof(dash)) != 0) {
     char msg[600];
     snprintf(msg, sizeof(msg), "%s", dt_last_error());

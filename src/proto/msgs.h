@@ -158,7 +158,8 @@
   X(CANCEL_FORCE, "client->scheduler", "cancel(force=True): the workers running these keys restart (CANCEL_KEYS follows)") \
   X(RECONNECTABLE, "scheduler->client", "the scheduler keeps a journal: after losing it, reconnect and RESUME") \
   X(RESUME, "client->scheduler", "a client is back after the scheduler restarted: it wants these keys again") \
-  X(RETIRE_ME, "worker->scheduler", "the worker's lifetime is over (it drained): retire it as RETIRE_WORKERS would, then CLOSE it")
+  X(RETIRE_ME, "worker->scheduler", "the worker's lifetime is over (it drained): retire it as RETIRE_WORKERS would, then CLOSE it") \
+  X(RESUME_AS, "client->scheduler", "before RESUME: the id this client had at the scheduler of before (its locks and leases are its own again)")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -380,5 +381,6 @@
 #define DT_MSG_RETIRE_ME(F, L, LR, M)                                          \
   F(UINT, attempt, "1, then 2, 3... while no other worker can take its results") \
   F(STR, reason, "why (e.g. \"lifetime\"), for the log")
+#define DT_MSG_RESUME_AS(F, L, LR, M) F(UINT, id, "the client's id at the scheduler of before")
 
 #endif

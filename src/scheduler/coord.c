@@ -154,6 +154,7 @@ int dt__coord_prim_of(const coord_req *r, int kind, bool create, prim **out) {
 /* prim_gc: p goes when it holds nothing and nobody waits */
 void dt__coord_prim_gc(prim *p) {
   if (!p || p->wh || p->var || p->items.len > p->head || p->holder || p->set || p->leases.len) return;
+  DT_JOURNAL(dt__journal_prim_gone(p->name, p->nlen));
   dt__smap_del(&cs->prims, p->name, p->nlen);
   dt__vec_free(&p->items);
   dt__vec_free(&p->leases);
@@ -273,6 +274,7 @@ static void queue_put(coord_req *r) {
     return;
   }
   dt__vec_push(&p->items, v);
+  DT_JOURNAL(dt__journal_qpush(p, v));
   dt__coord_ok(r, 1);
 }
 
@@ -283,9 +285,11 @@ static void queue_get(coord_req *r) {
     dt__coord_park(r, p, "queue get from empty");
     return;
   }
+  DT_JOURNAL(dt__journal_qpop(p));
   give(r->client, r->req, qpop(p));
   waiter *w = p->wh;
   if (w && w->op == DT_COORD_QUEUE_PUT) { /* room now: the first put goes in */
+    DT_JOURNAL(dt__journal_qpush(p, w->val));
     dt__vec_push(&p->items, w->val);
     w->val = NULL;
     dt__coord_reply(w->client, w->req, 0, NULL, 1, NULL, NULL);
@@ -309,6 +313,7 @@ static void var_set(coord_req *r) {
   }
   dt__coord_hold(v); /* before the old value lets go: they may share futures */
   p->var = v;
+  COORD_NOTE(p);
   dt__coord_unhold_free(old);
   while (p->wh) { /* every getter gets it */
     dt__coord_show(p->wh->client, p->wh->req, v);
@@ -330,6 +335,7 @@ static void var_delete(coord_req *r) {
   if (p) {
     dt__coord_unhold_free(p->var);
     p->var = NULL;
+    COORD_NOTE(p);
     dt__coord_prim_gc(p);
   }
   dt__coord_ok(r, 1);
@@ -340,8 +346,12 @@ static void var_delete(coord_req *r) {
 static void lock_acquire(coord_req *r) {
   prim *p;
   if (dt__coord_prim_of(r, CK_LOCK, true, &p)) return;
-  if (!p->holder) {
+  if (!p->holder || (p->holder == r->client && p->resumed)) {
+    /* (a client of before, back, asks again for what it was granted
+     * when the scheduler went down: it has it) */
     p->holder = r->client;
+    p->resumed = false;
+    COORD_NOTE(p);
     dt__coord_ok(r, 1);
     return;
   }
@@ -352,11 +362,13 @@ static void lock_acquire(coord_req *r) {
 /* lock_pass: p (free now) goes to its first waiter, or away */
 static void lock_pass(prim *p) {
   waiter *w = p->wh;
+  p->resumed = false;
   if (w) {
     p->holder = w->client;
     dt__coord_reply(w->client, w->req, 0, NULL, 1, NULL, NULL);
     dt__coord_wait_done(w);
   }
+  COORD_NOTE(p);
   dt__coord_prim_gc(p);
 }
 
@@ -449,6 +461,7 @@ void dt__coord_client_left(uint32_t client) {
       lock_pass(p);
     } else if (p->kind == CK_MLOCK) {
       p->holder = 0;
+      COORD_NOTE(p);
       dt__coord_prim_gc(p);
       mlocks = true;
     } else if (p->kind == CK_SEMAPHORE) {

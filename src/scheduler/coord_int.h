@@ -7,6 +7,10 @@
 #define DT_SCHED_COORD_INT_H
 
 #include "coord.h"
+#include "journal.h"
+
+/* COORD_NOTE: p changed: its state goes to the journal */
+#define COORD_NOTE(p) DT_JOURNAL(dt__journal_prim(p))
 
 enum { CK_VARIABLE = 1, CK_QUEUE, CK_LOCK, CK_MLOCK, CK_EVENT, CK_SEMAPHORE };
 
@@ -37,6 +41,7 @@ typedef struct prim {
   bool set;           /* event */
   int64_t max_leases; /* semaphore */
   dt_vec leases;      /* semaphore: client ids, one per lease */
+  bool resumed;       /* held by a client of before that came back (journal_coord.c) */
   waiter *wh, *wt;
 } prim;
 

@@ -37,6 +37,7 @@ static void mlock_take(uint32_t client, const char *const *names, const uint32_t
       dt__smap_put(&cs->prims, p->name, lens[i], p);
     }
     p->holder = client;
+    COORD_NOTE(p);
     need--;
   }
 }
@@ -62,6 +63,21 @@ void dt__coord_mlock_acquire(coord_req *r) {
         dt__coord_fail(r, DT_EINVAL, "multilock: '%.*s' is named twice", r->names[i], r->lens[i]);
         return;
       }
+  /* a client of before, back, asks again for what it was granted when the
+   * scheduler went down (journal_coord.c): it has it */
+  int64_t back = 0;
+  for (uint32_t i = 0; i < r->nnames; i++) {
+    prim *p = dt__coord_prim_get(r->names[i], r->lens[i]);
+    back += p && p->kind == CK_MLOCK && p->holder == r->client && p->resumed;
+  }
+  if (back > 0 && back >= need) {
+    for (uint32_t i = 0; i < r->nnames; i++) {
+      prim *p = dt__coord_prim_get(r->names[i], r->lens[i]);
+      if (p && p->kind == CK_MLOCK && p->holder == r->client) p->resumed = false;
+    }
+    dt__coord_ok(r, 1);
+    return;
+  }
   int64_t nfree = mlock_free_count(r->names, r->lens, r->nnames);
   if (nfree < 0) {
     for (uint32_t i = 0; i < r->nnames; i++) {
@@ -102,6 +118,8 @@ void dt__coord_mlock_release(coord_req *r) {
     prim *p = dt__coord_prim_get(r->names[i], r->lens[i]);
     if (!p || p->kind != CK_MLOCK || p->holder != r->client) continue;
     p->holder = 0;
+    p->resumed = false;
+    COORD_NOTE(p);
     dt__coord_prim_gc(p);
     released++;
   }
@@ -120,6 +138,7 @@ void dt__coord_event_set(coord_req *r) {
   prim *p;
   if (dt__coord_prim_of(r, CK_EVENT, true, &p)) return;
   p->set = true;
+  COORD_NOTE(p);
   while (p->wh) {
     dt__coord_reply(p->wh->client, p->wh->req, 0, NULL, 1, NULL, NULL);
     dt__coord_wait_done(p->wh);
@@ -132,6 +151,7 @@ void dt__coord_event_clear(coord_req *r) {
   if (dt__coord_prim_of(r, CK_EVENT, false, &p)) return;
   if (p) {
     p->set = false;
+    COORD_NOTE(p);
     dt__coord_prim_gc(p);
   }
   dt__coord_ok(r, 1);
@@ -163,6 +183,7 @@ void dt__coord_sem_acquire(coord_req *r) {
   }
   if ((int64_t)p->leases.len < p->max_leases) {
     dt__vec_push(&p->leases, (void *)(uintptr_t)r->client);
+    COORD_NOTE(p);
     dt__coord_ok(r, 1);
     return;
   }
@@ -172,11 +193,13 @@ void dt__coord_sem_acquire(coord_req *r) {
 
 /* sem_pass: free leases go to the waiters, in order */
 void dt__coord_sem_pass(prim *p) {
+  COORD_NOTE(p); /* a lease went (the caller's), maybe to the waiters below */
   while (p->wh && (int64_t)p->leases.len < p->max_leases) {
     waiter *w = p->wh;
     dt__vec_push(&p->leases, (void *)(uintptr_t)w->client);
     dt__coord_reply(w->client, w->req, 0, NULL, 1, NULL, NULL);
     dt__coord_wait_done(w);
+    COORD_NOTE(p);
   }
   dt__coord_prim_gc(p);
 }

@@ -49,6 +49,7 @@ static const struct {
     [DT_OP_CANCEL_FORCE] = {PEER_CLIENT, dt__on_cancel_force},
     [DT_OP_RESUME] = {PEER_CLIENT, dt__journal_on_resume},
     [DT_OP_RETIRE_ME] = {PEER_WORKER, dt__on_retire_me},
+    [DT_OP_RESUME_AS] = {PEER_CLIENT, dt__journal_on_resume_as},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

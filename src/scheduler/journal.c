@@ -107,6 +107,12 @@ static void rec_key(int type, const char *key, size_t klen) {
   end();
 }
 
+void dt__jw_begin(int type) { begin(type); }
+void dt__jw_end(void) { end(); }
+void dt__jw_n(uint64_t v, int n) { put_n(v, n); }
+void dt__jw_str(const char *s, size_t n) { put_str(s, n); }
+void dt__jw_payload(const dt_payload *p) { put_payload(p); }
+
 /* ---------------------------------------------------------------- hooks */
 
 void dt__journal_graph(const s_client *c, const s_newtask *ts, uint32_t n, const char **wanted,
@@ -272,6 +278,7 @@ static int snapshot(int fd) {
         const dataset *d = dt__coord_st.datasets.slots[i].val;
         dt__journal_dataset(d->name, d->val);
       }
+  if (s == &dt__srv.s) dt__journal_coord_snapshot();
   for (size_t i = 0; i < s->clients.len; i++) {
     s_client *c = s->clients.v[i];
     dt__journal_client(c, false);
@@ -349,6 +356,7 @@ static void drop_holder(const char *why) {
   s_client *h = dt__journal_holder();
   if (!h) return;
   DT_INFO("journal: the recovery client lets go of %zu keys (%s)", h->wants.len, why);
+  dt__journal_coord_orphans();
   dt__journal_set_holder(NULL, 0);
   dt__sched_remove_client(J.s, h);
 }
@@ -442,9 +450,13 @@ int dt__journal_start(sched *s, uv_loop_t *loop, const char *path, const uint8_t
       return DT_EIO;
     }
     char w2[400];
-    if (s == &dt__srv.s) dt__journal_ds_restore = dt__coord_ds_restore;
+    if (s == &dt__srv.s) {
+      dt__journal_ds_restore = dt__coord_ds_restore;
+      dt__journal_coord_install = true;
+    }
     rc = dt__journal_replay_buf(s, buf, len, id, &good, w2, sizeof(w2));
     dt__journal_ds_restore = NULL;
+    dt__journal_coord_install = false;
     free(buf);
     if (rc != 0) {
       snprintf(why, cap, "journal %s: %s; the scheduler refuses to start (move the file away to "

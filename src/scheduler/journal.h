@@ -49,6 +49,12 @@ enum {
   JR_SNAPSHOT,   /* u64 records in the snapshot that follows (informational) */
   JR_DATASET,    /* str name, payload, u32 nkeys, str keys... (published) */
   JR_DATASET_GONE, /* str name (unpublished) */
+  JR_PRIM,       /* str name, u8 kind, then by kind: variable u8 has [payload, u32 nkeys,
+                    str keys...]; lock, multilock u32 holder client; event u8 set;
+                    semaphore i64 max_leases, u32 n, u32 client ids... */
+  JR_PRIM_GONE,  /* str name: the primitive holds nothing (its queue items go too) */
+  JR_QPUSH,      /* str name, i64 maxsize, payload, u32 nkeys, str keys...: an item in */
+  JR_QPOP,       /* str name: the item at the head is out */
   JR_COUNT
 };
 
@@ -131,6 +137,7 @@ typedef struct {
   uint64_t max_bytes;
   double grace_s;
   bool restart;
+  double client_grace_s; /* --journal-client-grace: clients of before are awaited (120 s) */
 } dt__journal_opts;
 /* dt__journal_cli: takes argv[*i] (and its value) if it is a journal option:
  * 1, 0 (not one), -1 (invalid: said on stderr) */
@@ -167,5 +174,38 @@ bool dt__journal_recovering(void);
 /* dt__journal_on_resume: RESUME from a client (dispatch.c's table) */
 struct dt_conn;
 int dt__journal_on_resume(struct dt_conn *c, const dt_msg *m);
+/* dt__journal_on_resume_as: RESUME_AS (journal_coord.c) */
+int dt__journal_on_resume_as(struct dt_conn *c, const dt_msg *m);
+
+/* ---- coordination primitives (journal_coord.c): writing, through these
+ * record builders of journal.c */
+void dt__jw_begin(int type);
+void dt__jw_end(void);
+void dt__jw_n(uint64_t v, int n);
+void dt__jw_str(const char *s, size_t n);
+void dt__jw_payload(const dt_payload *p);
+struct prim;
+void dt__journal_prim(const struct prim *p);
+void dt__journal_prim_gone(const char *name, uint32_t nlen);
+void dt__journal_qpush(const struct prim *p, const struct coord_val *v);
+void dt__journal_qpop(const struct prim *p);
+void dt__journal_coord_snapshot(void); /* every primitive (the daemon's) */
+/* reading: 1 (a coordination record, scanned), 0 (one, malformed), -1
+ * (another type) */
+int dt__jr_coord_scan(const uint8_t *rec, uint32_t len);
+/* after the scan: the primitives restored into the daemon's coordination
+ * state when dt__journal_coord_install (else only decoded and dropped) */
+extern bool dt__journal_coord_install;
+void dt__jr_coord_apply(void);
+/* a client of before (not internal): its locks and leases are kept for it
+ * until it comes back (same name, RESUME) or the client grace passes */
+void dt__journal_coord_old_client(uint32_t id, const char *name, uint32_t nlen);
+/* a client came back as old_id (RESUME_AS; the same name too): what it
+ * held is its own again */
+void dt__journal_coord_client_back(uint32_t new_id, uint32_t old_id, const char *name);
+/* the grace passed: what the clients that did not come back held goes */
+void dt__journal_coord_orphans(void);
+/* dt__jr_coord_forget: drops the scan's bookkeeping (all: the old clients' too) */
+void dt__jr_coord_forget(bool all);
 
 #endif

@@ -32,6 +32,12 @@ int dt__journal_cli(dt__journal_opts *o, int argc, char **argv, int *i) {
       fprintf(stderr, "dtask scheduler: --journal-max-size: invalid size '%s' (e.g. 64MiB)\n", v);
       return -1;
     }
+  } else if (strcmp(a, "--journal-client-grace") == 0) {
+    if (dt__parse_duration(v, &o->client_grace_s) != 0 || o->client_grace_s <= 0) {
+      fprintf(stderr, "dtask scheduler: --journal-client-grace: invalid duration '%s' (e.g. 120s)\n",
+              v);
+      return -1;
+    }
   } else if (strcmp(a, "--journal-grace") == 0) {
     if (dt__parse_duration(v, &o->grace_s) != 0 || o->grace_s < 0) {
       fprintf(stderr, "dtask scheduler: --journal-grace: invalid duration '%s' (e.g. 5s)\n", v);
@@ -52,7 +58,8 @@ int dt__journal_open_srv(const dt__journal_opts *o, const char *address) {
   dt__journal_cluster_id(name, id);
   char why[600];
   if (dt__journal_start(&dt__srv.s, &dt__srv.loop, o->path, id, o->max_bytes,
-                        o->grace_s > 0 ? o->grace_s : 5, 120, why, sizeof(why)) != 0) {
+                        o->grace_s > 0 ? o->grace_s : 5,
+                        o->client_grace_s > 0 ? o->client_grace_s : 120, why, sizeof(why)) != 0) {
     fprintf(stderr, "dtask scheduler: %s\n", why);
     return -1;
   }

@@ -216,6 +216,8 @@ static const char *g_key(cur *c, uint32_t *len) {
 typedef struct {
   char idkey[12];
   bool internal;
+  uint32_t id, nlen;
+  const char *name; /* borrowed from the file */
   dt_smap wants; /* key -> (void *)1, keys borrowed from the file */
 } rclient;
 
@@ -223,7 +225,7 @@ static struct {
   dt_smap tasks, erred, clients, datasets; /* keys borrowed from the file being replayed */
   dt_smap workers;               /* address (owned, the value) */
   s_client *holder;
-  uint32_t pending;
+  uint32_t pending, maxid;
 } R;
 
 static void rclient_free(rclient *c) {
@@ -232,6 +234,7 @@ static void rclient_free(rclient *c) {
 }
 
 static void maps_clear(bool workers_too) {
+  dt__jr_coord_forget(workers_too);
   dt__smap_destroy(&R.tasks);
   dt__smap_destroy(&R.erred);
   dt__smap_destroy(&R.datasets);
@@ -248,7 +251,7 @@ static void maps_clear(bool workers_too) {
 void dt__journal_replay_forget(void) {
   maps_clear(true);
   R.holder = NULL;
-  R.pending = 0;
+  R.pending = R.maxid = 0;
 }
 s_client *dt__journal_holder(void) { return R.holder; }
 uint32_t dt__journal_pending_clients(void) { return R.pending; }
@@ -306,9 +309,13 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
   case JR_CLIENT: {
     uint32_t id = G32(&c);
     bool internal = G8(&c) != 0;
-    g_str(&c, &nl, 256, true);
+    const char *name = g_str(&c, &nl, 256, true);
     if (c.bad) return false;
     rclient *rc = dt__xcalloc(1, sizeof(*rc));
+    rc->id = id;
+    rc->name = name;
+    rc->nlen = nl;
+    if (id > R.maxid && id < UINT32_MAX / 2) R.maxid = id;
     int n = snprintf(rc->idkey, sizeof(rc->idkey), "%u", id);
     rc->internal = internal;
     rclient *old = dt__smap_put(&R.clients, rc->idkey, (size_t)n, rc);
@@ -395,7 +402,7 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
     break;
   }
   default:
-    return false;
+    return dt__jr_coord_scan(rec, len) == 1;
   }
   return !c.bad && c.p == c.end;
 }
@@ -513,6 +520,9 @@ int dt__journal_replay_buf(sched *s, const void *buf, size_t len, const uint8_t 
       wk[nw] = wmap.slots[i].key;
       wl[nw++] = wmap.slots[i].klen;
     }
+  /* ids of before stay theirs: a lock held by client 3 of before is not
+   * held by a new client 3 (coordination state, journal_coord.c) */
+  if (s->next_id < R.maxid) s->next_id = R.maxid;
   s_client *holder = NULL;
   if (n || pending) {
     holder = dt__sched_add_client(s, NULL, "journal-recovery");
@@ -574,6 +584,12 @@ int dt__journal_replay_buf(sched *s, const void *buf, size_t len, const uint8_t 
     v->nbytes = dt__payload_nbytes(&v->pl);
     dt__journal_ds_restore(name, nl, v);
   }
+  /* the clients of before that may hold coordination primitives, and them */
+  for (size_t i = 0; i < R.clients.cap; i++) {
+    rclient *c = R.clients.slots[i].val;
+    if (R.clients.slots[i].key && !c->internal) dt__journal_coord_old_client(c->id, c->name, c->nlen);
+  }
+  dt__jr_coord_apply();
   maps_clear(false); /* the workers of before stay: recovery waits for them */
   R.holder = holder;
   R.pending = pending;

@@ -147,7 +147,8 @@ static void usage(void) {
           "  --log-level LEVEL      debug, info, warning, error (default info)\n"
           "  --journal FILE         keep a journal: a scheduler restarted with it carries on\n"
           "                         (docs/reliability.md); --journal-max-size SZ (64MiB),\n"
-          "                         --journal-grace DUR (5s), --cluster-id ID\n"
+          "                         --journal-grace DUR (5s), --cluster-id ID,\n"
+          "                         --journal-client-grace DUR (120s: clients of before awaited)\n"
           "  --restart-on-crash     a supervisor restarts the scheduler when it dies by a signal\n"
           DT_SEC_USAGE);
 }

@@ -12,6 +12,10 @@
  * on and "open" (a viewer holding the live event stream and fetching the
  * whole JSON state once a second, as the page does); it reports the largest
  * update the viewer received.
+ *
+ * Memory: the scheduler's RSS growth per task while the client holds every
+ * result ("held B/t"), 1.5 s after it released them all ("freed B/t"), and
+ * the scheduler's peak RSS (VmHWM) over the run.
  */
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -104,6 +108,20 @@ static double cpu_seconds(pid_t pid) {
   unsigned long ut = 0, st = 0;
   if (p) sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* a /proc/PID/status field (VmRSS, VmHWM) in bytes */
+static double status_bytes(pid_t pid, const char *field) {
+  char path[64], line[256];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  unsigned long kb = 0;
+  size_t n = strlen(field);
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, field, n) == 0 && line[n] == ':') sscanf(line + n + 1, "%lu", &kb);
+  fclose(f);
+  return (double)kb * 1024;
 }
 
 static double now(void) {
@@ -216,7 +234,8 @@ int main(int argc, char **argv) {
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl); /* the scheduler inherits it */
   signal(SIGPIPE, SIG_IGN);
-  printf("%-10s %12s %14s %14s%s\n", "workers", "tasks", "sched us/task", "tasks/s",
+  printf("%-10s %12s %14s %14s %10s %10s %10s%s\n", "workers", "tasks", "sched us/task", "tasks/s",
+         "held B/t", "freed B/t", "peak MiB",
          dash ? "  dashboard  largest update" : "");
   /* the runs: each worker count, with each dashboard mode */
   int sizes[64], nsizes = 0;
@@ -292,6 +311,7 @@ int main(int argc, char **argv) {
     dt_value **args = malloc((size_t)tasks * sizeof(*args));
     dt_future **fs = malloc((size_t)tasks * sizeof(*fs));
     for (int i = 0; i < tasks; i++) args[i] = dt_list_of(1, dt_int(i));
+    double rss0 = status_bytes(sched, "VmRSS");
     double cpu0 = cpu_seconds(sched), t0 = now();
     if (dt_client_map(c, "noop", args, (size_t)tasks, &(dt_submit_opts){.pure = DT_NO}, fs) != 0) {
       fprintf(stderr, "simworkers: %s\n", dt_last_error());
@@ -303,17 +323,23 @@ int main(int argc, char **argv) {
     run_loop_until(waiter_done, &wt, 600);
     pthread_join(th, NULL);
     double cpu = cpu_seconds(sched) - cpu0, dt = now() - t0;
+    double held = status_bytes(sched, "VmRSS"), peak = status_bytes(sched, "VmHWM");
     if (viewing) {
       atomic_store(&vw.stop, true);
       pthread_join(vth[0], NULL);
       pthread_join(vth[1], NULL);
     }
-    printf("%-10d %12d %14.2f %14.0f", nw, tasks, cpu / tasks * 1e6, tasks / dt);
+    for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
+    /* as bench.c's sched_mem: the releases arrive and the scheduler trims */
+    double until = now() + 1.5;
+    while (now() < until) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    double released = status_bytes(sched, "VmRSS");
+    printf("%-10d %12d %14.2f %14.0f %10.0f %10.0f %10.0f", nw, tasks, cpu / tasks * 1e6, tasks / dt,
+           (held - rss0) / tasks, (released - rss0) / tasks, peak / 1048576);
     if (dash && viewing) printf("  open       %zu B", vw.max_update);
     else if (dash) printf("  off");
     printf("\n");
     fflush(stdout);
-    for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
     free(args);
     free(fs);
     dt_client_close(c);

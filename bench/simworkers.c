@@ -6,12 +6,15 @@
  * per-task work must not grow with the number of workers.
  *
  *   build/simworkers --dtask build/dtask [--tasks 200000] [--workers 10,100,1000,10000]
- *                    [--dashboard off,open]
+ *                    [--dashboard off,open] [--chunk N]
  *
  * --dashboard: run each size with the scheduler's dashboard off, and with it
  * on and "open" (a viewer holding the live event stream and fetching the
  * whole JSON state once a second, as the page does); it reports the largest
  * update the viewer received.
+ *
+ * --chunk N: submit the tasks as graphs of N (one map call each; default:
+ * one graph of all of them).
  *
  * Memory: the scheduler's RSS growth per task while the client holds every
  * result ("held B/t"), 1.5 s after it released them all ("freed B/t"), and
@@ -216,18 +219,20 @@ static void *viewer_poll(void *arg) { /* and the whole state once a second */
 
 int main(int argc, char **argv) {
   const char *dtask = "build/dtask", *list = "10,100,1000,10000", *dash = NULL;
-  int tasks = 200000;
+  int tasks = 200000, chunk = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--dtask") == 0 && i + 1 < argc) dtask = argv[++i];
     else if (strcmp(argv[i], "--tasks") == 0 && i + 1 < argc) tasks = atoi(argv[++i]);
     else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) list = argv[++i];
     else if (strcmp(argv[i], "--dashboard") == 0 && i + 1 < argc) dash = argv[++i];
+    else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) chunk = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: simworkers [--dtask PATH] [--tasks N] [--workers N,N,...] "
-                      "[--dashboard off,open]\n");
+                      "[--dashboard off,open] [--chunk N]\n");
       return 2;
     }
   }
+  if (chunk <= 0) chunk = tasks;
   atexit(stop_scheduler);
   struct rlimit rl;
   getrlimit(RLIMIT_NOFILE, &rl);
@@ -313,9 +318,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < tasks; i++) args[i] = dt_list_of(1, dt_int(i));
     double rss0 = status_bytes(sched, "VmRSS");
     double cpu0 = cpu_seconds(sched), t0 = now();
-    if (dt_client_map(c, "noop", args, (size_t)tasks, &(dt_submit_opts){.pure = DT_NO}, fs) != 0) {
-      fprintf(stderr, "simworkers: %s\n", dt_last_error());
-      return 1;
+    for (int at = 0; at < tasks; at += chunk) { /* one graph, or graphs of chunk tasks */
+      size_t k = (size_t)(tasks - at < chunk ? tasks - at : chunk);
+      if (dt_client_map(c, "noop", args + at, k, &(dt_submit_opts){.pure = DT_NO}, fs + at) != 0) {
+        fprintf(stderr, "simworkers: %s\n", dt_last_error());
+        return 1;
+      }
     }
     waiter wt = {fs, (size_t)tasks, 0};
     pthread_t th;
@@ -330,7 +338,13 @@ int main(int argc, char **argv) {
       pthread_join(vth[1], NULL);
     }
     for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
-    /* as bench.c's sched_mem: the releases arrive and the scheduler trims */
+    /* as bench.c's sched_mem: every release arrives (the scheduler knows
+     * no task), then 1.5 s for the scheduler's trim (once a second) */
+    dt_cluster_info info;
+    for (int i = 0; i < 1200 && dt_client_cluster_info(c, 10000, &info) == 0 && info.n_tasks; i++) {
+      double next = now() + 0.05; /* the simulated workers read what they are sent meanwhile */
+      while (now() < next) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    }
     double until = now() + 1.5;
     while (now() < until) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
     double released = status_bytes(sched, "VmRSS");

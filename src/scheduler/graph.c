@@ -171,7 +171,12 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   for (uint32_t i = 0; i < n; i++) batch[i]->mark = 0;
   /* the client's interest first, so nothing is forgotten in between */
   for (uint32_t i = 0; i < nwanted; i++) {
-    s_task *t = dt__sched_get_task(s, wanted[i], wanted_lens[i]);
+    /* a client that wants its whole batch names it in the same order: the
+     * task at hand, without a lookup (nothing was forgotten since) */
+    s_task *t = i < n && wanted_lens[i] == batch[i]->klen &&
+                        memcmp(wanted[i], batch[i]->key, wanted_lens[i]) == 0
+                    ? batch[i]
+                    : dt__sched_get_task(s, wanted[i], wanted_lens[i]);
     /* put returns what was there: the same task (key -> its task) */
     if (t && t->state == TS_RELEASED && !dt__smap_put(&c->wants, t->key, t->klen, t)) {
       dt__vec1_push(&t->wanted_by, c);

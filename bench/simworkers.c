@@ -16,6 +16,8 @@
  * --chunk N: submit the tasks as graphs of N (one map call each; default:
  * one graph of all of them).
  *
+ * "kernel": the part of the scheduler's CPU time spent in the kernel.
+ *
  * Memory: the scheduler's RSS growth per task while the client holds every
  * result ("held B/t"), 1.5 s after it released them all ("freed B/t"), and
  * the scheduler's peak RSS (VmHWM) over the run.
@@ -99,6 +101,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
   else uv_close(h, NULL);
 }
 
+static double sys_part; /* the kernel's part of the last cpu_seconds */
 static double cpu_seconds(pid_t pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -110,6 +113,7 @@ static double cpu_seconds(pid_t pid) {
   char *p = strrchr(buf, ')');
   unsigned long ut = 0, st = 0;
   if (p) sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+  sys_part = (double)st / (double)sysconf(_SC_CLK_TCK);
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -139,14 +143,29 @@ static void run_loop_until(int (*done)(void *), void *arg, double seconds) {
 }
 static int all_registered(void *arg) { return registered >= *(int *)arg; }
 
+/* submits (on its own thread: the main thread meanwhile runs the simulated
+ * workers, or the scheduler's output to them and the submit would wait on
+ * each other), then waits for every result */
 typedef struct {
+  dt_client *c;
+  dt_value **args;
   dt_future **fs;
-  size_t n;
-  atomic_int done;
+  size_t n, chunk;
+  atomic_int done, failed;
 } waiter;
 static void *wait_all(void *arg) {
   waiter *w = arg;
-  if (dt_wait(w->fs, w->n, 600000, DT_ALL_COMPLETED) != 0) fprintf(stderr, "simworkers: %s\n", dt_last_error());
+  for (size_t at = 0; at < w->n; at += w->chunk) { /* one graph, or graphs of chunk tasks */
+    size_t k = w->n - at < w->chunk ? w->n - at : w->chunk;
+    if (dt_client_map(w->c, "noop", w->args + at, k, &(dt_submit_opts){.pure = DT_NO}, w->fs + at) != 0) {
+      fprintf(stderr, "simworkers: %s\n", dt_last_error());
+      exit(1); /* the scheduler is stopped by the atexit handler */
+    }
+  }
+  if (dt_wait(w->fs, w->n, 600000, DT_ALL_COMPLETED) != 0) {
+    fprintf(stderr, "simworkers: %s\n", dt_last_error());
+    atomic_store(&w->failed, 1);
+  }
   atomic_store(&w->done, 1);
   return NULL;
 }
@@ -239,7 +258,7 @@ int main(int argc, char **argv) {
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl); /* the scheduler inherits it */
   signal(SIGPIPE, SIG_IGN);
-  printf("%-10s %12s %14s %14s %10s %10s %10s%s\n", "workers", "tasks", "sched us/task", "tasks/s",
+  printf("%-10s %12s %14s %7s %14s %10s %10s %10s%s\n", "workers", "tasks", "sched us/task", "kernel", "tasks/s",
          "held B/t", "freed B/t", "peak MiB",
          dash ? "  dashboard  largest update" : "");
   /* the runs: each worker count, with each dashboard mode */
@@ -317,20 +336,14 @@ int main(int argc, char **argv) {
     dt_future **fs = malloc((size_t)tasks * sizeof(*fs));
     for (int i = 0; i < tasks; i++) args[i] = dt_list_of(1, dt_int(i));
     double rss0 = status_bytes(sched, "VmRSS");
-    double cpu0 = cpu_seconds(sched), t0 = now();
-    for (int at = 0; at < tasks; at += chunk) { /* one graph, or graphs of chunk tasks */
-      size_t k = (size_t)(tasks - at < chunk ? tasks - at : chunk);
-      if (dt_client_map(c, "noop", args + at, k, &(dt_submit_opts){.pure = DT_NO}, fs + at) != 0) {
-        fprintf(stderr, "simworkers: %s\n", dt_last_error());
-        return 1;
-      }
-    }
-    waiter wt = {fs, (size_t)tasks, 0};
+    double cpu0 = cpu_seconds(sched), sys0 = sys_part, t0 = now();
+    waiter wt = {c, args, fs, (size_t)tasks, (size_t)chunk, 0, 0};
     pthread_t th;
     pthread_create(&th, NULL, wait_all, &wt);
     run_loop_until(waiter_done, &wt, 600);
     pthread_join(th, NULL);
-    double cpu = cpu_seconds(sched) - cpu0, dt = now() - t0;
+    if (atomic_load(&wt.failed)) return 1;
+    double cpu = cpu_seconds(sched) - cpu0, sys = sys_part - sys0, dt = now() - t0;
     double held = status_bytes(sched, "VmRSS"), peak = status_bytes(sched, "VmHWM");
     if (viewing) {
       atomic_store(&vw.stop, true);
@@ -348,8 +361,9 @@ int main(int argc, char **argv) {
     double until = now() + 1.5;
     while (now() < until) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
     double released = status_bytes(sched, "VmRSS");
-    printf("%-10d %12d %14.2f %14.0f %10.0f %10.0f %10.0f", nw, tasks, cpu / tasks * 1e6, tasks / dt,
-           (held - rss0) / tasks, (released - rss0) / tasks, peak / 1048576);
+    printf("%-10d %12d %14.2f %6.0f%% %14.0f %10.0f %10.0f %10.0f", nw, tasks, cpu / tasks * 1e6,
+           cpu > 0 ? 100 * sys / cpu : 0, tasks / dt, (held - rss0) / tasks, (released - rss0) / tasks,
+           peak / 1048576);
     if (dash && viewing) printf("  open       %zu B", vw.max_update);
     else if (dash) printf("  off");
     printf("\n");

@@ -353,11 +353,13 @@ int main(int argc, char **argv) {
     for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
     /* as bench.c's sched_mem: every release arrives (the scheduler knows
      * no task), then 1.5 s for the scheduler's trim (once a second) */
-    dt_cluster_info info;
-    for (int i = 0; i < 1200 && dt_client_cluster_info(c, 10000, &info) == 0 && info.n_tasks; i++) {
+    dt_cluster_info info = {0};
+    for (int i = 0; i < 6000 && dt_client_cluster_info(c, 10000, &info) == 0 && info.n_tasks; i++) {
       double next = now() + 0.05; /* the simulated workers read what they are sent meanwhile */
       while (now() < next) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
     }
+    if (info.n_tasks)
+      fprintf(stderr, "simworkers: the scheduler still knows %lld tasks after 300 s\n", (long long)info.n_tasks);
     double until = now() + 1.5;
     while (now() < until) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
     double released = status_bytes(sched, "VmRSS");

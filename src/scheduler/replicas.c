@@ -59,9 +59,8 @@ void dt__story_note(const char *key, uint32_t klen, int from, int to) {
   e->klen = klen;
   e->from = (uint8_t)from;
   e->to = (uint8_t)to;
-  uint32_t n = klen < STORY_PREFIX ? klen : STORY_PREFIX;
-  memcpy(e->kp, key, n);
-  if (n < STORY_PREFIX) memset(e->kp + n, 0, STORY_PREFIX - n);
+  memset(e->kp, 0, sizeof(e->kp));
+  memcpy(e->kp, key, klen < STORY_PREFIX ? klen : STORY_PREFIX);
 }
 
 void dt__story_of(const char *key, uint32_t klen, dt_value *out, size_t max) {

@@ -6,12 +6,21 @@
  * per-task work must not grow with the number of workers.
  *
  *   build/simworkers --dtask build/dtask [--tasks 200000] [--workers 10,100,1000,10000]
- *                    [--dashboard off,open]
+ *                    [--dashboard off,open] [--chunk N]
  *
  * --dashboard: run each size with the scheduler's dashboard off, and with it
  * on and "open" (a viewer holding the live event stream and fetching the
  * whole JSON state once a second, as the page does); it reports the largest
  * update the viewer received.
+ *
+ * --chunk N: submit the tasks as graphs of N (one map call each; default:
+ * one graph of all of them).
+ *
+ * "kernel": the part of the scheduler's CPU time spent in the kernel.
+ *
+ * Memory: the scheduler's RSS growth per task while the client holds every
+ * result ("held B/t"), 1.5 s after it released them all ("freed B/t"), and
+ * the scheduler's peak RSS (VmHWM) over the run.
  */
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -92,6 +101,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
   else uv_close(h, NULL);
 }
 
+static double sys_part; /* the kernel's part of the last cpu_seconds */
 static double cpu_seconds(pid_t pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -103,7 +113,22 @@ static double cpu_seconds(pid_t pid) {
   char *p = strrchr(buf, ')');
   unsigned long ut = 0, st = 0;
   if (p) sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+  sys_part = (double)st / (double)sysconf(_SC_CLK_TCK);
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* a /proc/PID/status field (VmRSS, VmHWM) in bytes */
+static double status_bytes(pid_t pid, const char *field) {
+  char path[64], line[256];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  unsigned long kb = 0;
+  size_t n = strlen(field);
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, field, n) == 0 && line[n] == ':') sscanf(line + n + 1, "%lu", &kb);
+  fclose(f);
+  return (double)kb * 1024;
 }
 
 static double now(void) {
@@ -118,14 +143,29 @@ static void run_loop_until(int (*done)(void *), void *arg, double seconds) {
 }
 static int all_registered(void *arg) { return registered >= *(int *)arg; }
 
+/* submits (on its own thread: the main thread meanwhile runs the simulated
+ * workers, or the scheduler's output to them and the submit would wait on
+ * each other), then waits for every result */
 typedef struct {
+  dt_client *c;
+  dt_value **args;
   dt_future **fs;
-  size_t n;
-  atomic_int done;
+  size_t n, chunk;
+  atomic_int done, failed;
 } waiter;
 static void *wait_all(void *arg) {
   waiter *w = arg;
-  if (dt_wait(w->fs, w->n, 600000, DT_ALL_COMPLETED) != 0) fprintf(stderr, "simworkers: %s\n", dt_last_error());
+  for (size_t at = 0; at < w->n; at += w->chunk) { /* one graph, or graphs of chunk tasks */
+    size_t k = w->n - at < w->chunk ? w->n - at : w->chunk;
+    if (dt_client_map(w->c, "noop", w->args + at, k, &(dt_submit_opts){.pure = DT_NO}, w->fs + at) != 0) {
+      fprintf(stderr, "simworkers: %s\n", dt_last_error());
+      exit(1); /* the scheduler is stopped by the atexit handler */
+    }
+  }
+  if (dt_wait(w->fs, w->n, 600000, DT_ALL_COMPLETED) != 0) {
+    fprintf(stderr, "simworkers: %s\n", dt_last_error());
+    atomic_store(&w->failed, 1);
+  }
   atomic_store(&w->done, 1);
   return NULL;
 }
@@ -198,25 +238,28 @@ static void *viewer_poll(void *arg) { /* and the whole state once a second */
 
 int main(int argc, char **argv) {
   const char *dtask = "build/dtask", *list = "10,100,1000,10000", *dash = NULL;
-  int tasks = 200000;
+  int tasks = 200000, chunk = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--dtask") == 0 && i + 1 < argc) dtask = argv[++i];
     else if (strcmp(argv[i], "--tasks") == 0 && i + 1 < argc) tasks = atoi(argv[++i]);
     else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) list = argv[++i];
     else if (strcmp(argv[i], "--dashboard") == 0 && i + 1 < argc) dash = argv[++i];
+    else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) chunk = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: simworkers [--dtask PATH] [--tasks N] [--workers N,N,...] "
-                      "[--dashboard off,open]\n");
+                      "[--dashboard off,open] [--chunk N]\n");
       return 2;
     }
   }
+  if (chunk <= 0) chunk = tasks;
   atexit(stop_scheduler);
   struct rlimit rl;
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl); /* the scheduler inherits it */
   signal(SIGPIPE, SIG_IGN);
-  printf("%-10s %12s %14s %14s%s\n", "workers", "tasks", "sched us/task", "tasks/s",
+  printf("%-10s %12s %14s %7s %14s %10s %10s %10s%s\n", "workers", "tasks", "sched us/task", "kernel", "tasks/s",
+         "held B/t", "freed B/t", "peak MiB",
          dash ? "  dashboard  largest update" : "");
   /* the runs: each worker count, with each dashboard mode */
   int sizes[64], nsizes = 0;
@@ -292,28 +335,41 @@ int main(int argc, char **argv) {
     dt_value **args = malloc((size_t)tasks * sizeof(*args));
     dt_future **fs = malloc((size_t)tasks * sizeof(*fs));
     for (int i = 0; i < tasks; i++) args[i] = dt_list_of(1, dt_int(i));
-    double cpu0 = cpu_seconds(sched), t0 = now();
-    if (dt_client_map(c, "noop", args, (size_t)tasks, &(dt_submit_opts){.pure = DT_NO}, fs) != 0) {
-      fprintf(stderr, "simworkers: %s\n", dt_last_error());
-      return 1;
-    }
-    waiter wt = {fs, (size_t)tasks, 0};
+    double rss0 = status_bytes(sched, "VmRSS");
+    double cpu0 = cpu_seconds(sched), sys0 = sys_part, t0 = now();
+    waiter wt = {c, args, fs, (size_t)tasks, (size_t)chunk, 0, 0};
     pthread_t th;
     pthread_create(&th, NULL, wait_all, &wt);
     run_loop_until(waiter_done, &wt, 600);
     pthread_join(th, NULL);
-    double cpu = cpu_seconds(sched) - cpu0, dt = now() - t0;
+    if (atomic_load(&wt.failed)) return 1;
+    double cpu = cpu_seconds(sched) - cpu0, sys = sys_part - sys0, dt = now() - t0;
+    double held = status_bytes(sched, "VmRSS"), peak = status_bytes(sched, "VmHWM");
     if (viewing) {
       atomic_store(&vw.stop, true);
       pthread_join(vth[0], NULL);
       pthread_join(vth[1], NULL);
     }
-    printf("%-10d %12d %14.2f %14.0f", nw, tasks, cpu / tasks * 1e6, tasks / dt);
+    for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
+    /* as bench.c's sched_mem: every release arrives (the scheduler knows
+     * no task), then 1.5 s for the scheduler's trim (once a second) */
+    dt_cluster_info info = {0};
+    for (int i = 0; i < 6000 && dt_client_cluster_info(c, 10000, &info) == 0 && info.n_tasks; i++) {
+      double next = now() + 0.05; /* the simulated workers read what they are sent meanwhile */
+      while (now() < next) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    }
+    if (info.n_tasks)
+      fprintf(stderr, "simworkers: the scheduler still knows %lld tasks after 300 s\n", (long long)info.n_tasks);
+    double until = now() + 1.5;
+    while (now() < until) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    double released = status_bytes(sched, "VmRSS");
+    printf("%-10d %12d %14.2f %6.0f%% %14.0f %10.0f %10.0f %10.0f", nw, tasks, cpu / tasks * 1e6,
+           cpu > 0 ? 100 * sys / cpu : 0, tasks / dt, (held - rss0) / tasks, (released - rss0) / tasks,
+           peak / 1048576);
     if (dash && viewing) printf("  open       %zu B", vw.max_update);
     else if (dash) printf("  off");
     printf("\n");
     fflush(stdout);
-    for (int i = 0; i < tasks; i++) dt_future_release(fs[i]);
     free(args);
     free(fs);
     dt_client_close(c);

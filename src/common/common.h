@@ -81,10 +81,13 @@ void dt__smap_shrink(dt_smap *m);
  * removal) at the offset given at init. */
 typedef bool (*dt_heap_less)(const void *a, const void *b);
 typedef struct {
-  void **items;
-  size_t len, cap;
+  size_t len;     /* items in it (the heap's and the run's) */
+  void **items;   /* the heap */
+  size_t hlen, cap;
   dt_heap_less less;
-  size_t idx_off; /* offset of a size_t field in the item holding its index+1 */
+  size_t idx_off; /* offset of a size_t field in the item holding where it is */
+  void **run;     /* items pushed in order, a ring (map.c) */
+  size_t rlen, rcap, rhead, rtail;
 } dt_heap;
 void dt__heap_init(dt_heap *h, dt_heap_less less, size_t idx_off);
 void dt__heap_destroy(dt_heap *h);

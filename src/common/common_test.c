@@ -106,6 +106,61 @@ static void test_heap_order_and_remove(void **state) {
   dt__heap_destroy(&h);
 }
 
+/* pushes mostly in order (the run) with some out of order (the heap),
+ * removals anywhere, pops interleaved: every pop is the least item left */
+static void test_heap_run(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  static item items[N];
+  static bool in[N];
+  dt_heap h;
+  dt__heap_init(&h, item_less, offsetof(item, idx));
+  srand(11);
+  size_t live = 0;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < N; i++) {
+      items[i].prio = rand() % 10 ? i : rand() % N; /* 90% in order */
+      dt__heap_push(&h, &items[i]);
+      in[i] = true;
+      live++;
+      if (rand() % 4 == 0) { /* remove a random one: run's head, middle, tail or heap */
+        int j = rand() % (i + 1);
+        if (in[j]) {
+          dt__heap_remove(&h, &items[j]);
+          assert_false(dt__heap_contains(&h, &items[j]));
+          in[j] = false;
+          live--;
+        }
+      }
+      if (rand() % 3 == 0) { /* pop: no item left is less than it */
+        item *it = dt__heap_pop(&h);
+        assert_non_null(it);
+        int k = (int)(it - items);
+        assert_true(in[k]);
+        in[k] = false;
+        live--;
+        if (rand() % 50 == 0)
+          for (int j = 0; j < N; j++) assert_false(in[j] && items[j].prio < it->prio);
+      }
+      assert_int_equal(h.len, live);
+    }
+    int last = -1;
+    item *it;
+    while ((it = dt__heap_pop(&h)) != NULL) {
+      assert_true(it->prio >= last);
+      assert_true(in[it - items]);
+      in[it - items] = false;
+      last = it->prio;
+      live--;
+    }
+    assert_int_equal(live, 0);
+    assert_int_equal(h.len, 0);
+  }
+  for (int i = 0; i < N; i += 2) dt__heap_push(&h, &items[i]);
+  dt__heap_destroy(&h); /* every item it held is out */
+  for (int i = 0; i < N; i++) assert_false(dt__heap_contains(&h, &items[i]));
+}
+
 static void test_addr_split(void **state) {
   (void)state;
   char host[64];
@@ -138,6 +193,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_smap_against_reference),
       cmocka_unit_test(test_heap_order_and_remove),
+      cmocka_unit_test(test_heap_run),
       cmocka_unit_test(test_addr_split),
       cmocka_unit_test(test_errors_have_names),
   };

@@ -154,7 +154,16 @@ void *dt__smap_del(dt_smap *m, const char *k, size_t klen) {
 
 /* ---- heap */
 
+/* A binary heap, and beside it a run of items pushed in order (each not
+ * less than the one pushed before it): a graph's root tasks arrive in the
+ * order they run, so most pushes and pops are O(1) on the run, with no
+ * comparisons down the heap (which touch a task's memory at each level).
+ * An item's index field says where it is: 0 nowhere, i + 1 at heap slot
+ * i, RUN | p at the run's position p (a ring indexed by p & (rcap - 1);
+ * removed items leave NULL, trimmed at both ends). */
 #define IDX(h, it) (*(size_t *)((char *)(it) + (h)->idx_off))
+#define RUN ((size_t)1 << (sizeof(size_t) * 8 - 1))
+#define RSLOT(h, p) ((h)->run[(p) & ((h)->rcap - 1)])
 
 void dt__heap_init(dt_heap *h, dt_heap_less less, size_t idx_off) {
   memset(h, 0, sizeof(*h));
@@ -162,10 +171,13 @@ void dt__heap_init(dt_heap *h, dt_heap_less less, size_t idx_off) {
   h->idx_off = idx_off;
 }
 void dt__heap_destroy(dt_heap *h) {
-  for (size_t i = 0; i < h->len; i++) IDX(h, h->items[i]) = 0;
+  for (size_t i = 0; i < h->hlen; i++) IDX(h, h->items[i]) = 0;
+  for (size_t p = h->rhead; p < h->rtail; p++)
+    if (RSLOT(h, p)) IDX(h, RSLOT(h, p)) = 0;
   free(h->items);
-  h->items = NULL;
-  h->len = h->cap = 0;
+  free(h->run);
+  h->items = h->run = NULL;
+  h->len = h->hlen = h->cap = h->rlen = h->rcap = h->rhead = h->rtail = 0;
 }
 
 static void set(dt_heap *h, size_t i, void *it) {
@@ -189,8 +201,8 @@ static void sift_down(dt_heap *h, size_t i) {
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
     void *best = it;
-    if (l < h->len && h->less(h->items[l], best)) { m = l; best = h->items[l]; }
-    if (r < h->len && h->less(h->items[r], best)) { m = r; best = h->items[r]; }
+    if (l < h->hlen && h->less(h->items[l], best)) { m = l; best = h->items[l]; }
+    if (r < h->hlen && h->less(h->items[r], best)) { m = r; best = h->items[r]; }
     if (m == i) break;
     set(h, i, best);
     i = m;
@@ -198,35 +210,85 @@ static void sift_down(dt_heap *h, size_t i) {
   set(h, i, it);
 }
 
+/* run_trim: no NULL at either end of the run */
+static void run_trim(dt_heap *h) {
+  while (h->rhead < h->rtail && !RSLOT(h, h->rhead)) h->rhead++;
+  while (h->rtail > h->rhead && !RSLOT(h, h->rtail - 1)) h->rtail--;
+  if (!h->rlen && h->rcap > 4096) { /* a large graph's run went: its memory too */
+    free(h->run);
+    h->run = NULL;
+    h->rcap = h->rhead = h->rtail = 0;
+  }
+}
+
+/* run_resize: a ring of ncap slots holding the live items (ncap > rlen),
+ * packed from position rhead on */
+static void run_resize(dt_heap *h, size_t ncap) {
+  void **nr = dt__xcalloc(ncap, sizeof(*nr));
+  size_t q = h->rhead;
+  for (size_t p = h->rhead; p < h->rtail; p++) {
+    void *it = RSLOT(h, p);
+    if (!it) continue;
+    nr[q & (ncap - 1)] = it;
+    IDX(h, it) = RUN | q++;
+  }
+  free(h->run);
+  h->run = nr;
+  h->rcap = ncap;
+  h->rtail = q;
+}
+
 void dt__heap_push(dt_heap *h, void *item) {
   if (IDX(h, item)) return; /* already in */
-  if (h->len == h->cap) {
+  h->len++;
+  if (h->rtail == h->rhead || !h->less(item, RSLOT(h, h->rtail - 1))) { /* the run goes on */
+    if (h->rtail - h->rhead == h->rcap) {
+      size_t ncap = h->rcap ? h->rcap : 64;
+      while (ncap < 2 * (h->rlen + 1)) ncap *= 2; /* packing frees the removed slots */
+      run_resize(h, ncap);
+    }
+    RSLOT(h, h->rtail) = item;
+    IDX(h, item) = RUN | h->rtail++;
+    h->rlen++;
+    return;
+  }
+  if (h->hlen == h->cap) {
     h->cap = h->cap ? h->cap * 2 : 64;
     h->items = dt__xrealloc(h->items, h->cap * sizeof(*h->items));
   }
-  h->items[h->len] = item;
-  sift_up(h, h->len++);
+  h->items[h->hlen] = item;
+  sift_up(h, h->hlen++);
 }
 
-void *dt__heap_peek(const dt_heap *h) { return h->len ? h->items[0] : NULL; }
+void *dt__heap_peek(const dt_heap *h) {
+  void *r = h->rlen ? RSLOT(h, h->rhead) : NULL, *t = h->hlen ? h->items[0] : NULL;
+  if (!r) return t;
+  return t && h->less(t, r) ? t : r;
+}
 
 void dt__heap_remove(dt_heap *h, void *item) {
   size_t i = IDX(h, item);
   if (!i) return;
-  i--;
   IDX(h, item) = 0;
   h->len--;
-  if (i == h->len) return;
-  h->items[i] = h->items[h->len];
+  if (i & RUN) {
+    RSLOT(h, i & ~RUN) = NULL;
+    h->rlen--;
+    run_trim(h);
+    return;
+  }
+  i--;
+  h->hlen--;
+  if (i == h->hlen) return;
+  h->items[i] = h->items[h->hlen];
   IDX(h, h->items[i]) = i + 1;
   sift_down(h, i);
   sift_up(h, IDX(h, h->items[i]) - 1);
 }
 
 void *dt__heap_pop(dt_heap *h) {
-  if (!h->len) return NULL;
-  void *top = h->items[0];
-  dt__heap_remove(h, top);
+  void *top = dt__heap_peek(h);
+  if (top) dt__heap_remove(h, top);
   return top;
 }
 

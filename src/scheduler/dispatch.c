@@ -71,7 +71,9 @@ int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
     DT_WARN("malformed message from %s: %s", c->peer, dt__msg_error());
     return DT_EPROTO;
   }
+  dt__story_msg(true);
   int rc = handlers[op].fn(c, &m);
+  dt__story_msg(false);
   dt__srv_emit(); /* while the message (inline results) is valid */
   return rc;
 }

@@ -171,9 +171,14 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   for (uint32_t i = 0; i < n; i++) batch[i]->mark = 0;
   /* the client's interest first, so nothing is forgotten in between */
   for (uint32_t i = 0; i < nwanted; i++) {
-    s_task *t = dt__sched_get_task(s, wanted[i], wanted_lens[i]);
-    if (t && t->state == TS_RELEASED && !dt__smap_get(&c->wants, t->key, t->klen)) {
-      dt__smap_put(&c->wants, t->key, t->klen, t);
+    /* a client that wants its whole batch names it in the same order: the
+     * task at hand, without a lookup (nothing was forgotten since) */
+    s_task *t = i < n && wanted_lens[i] == batch[i]->klen &&
+                        memcmp(wanted[i], batch[i]->key, wanted_lens[i]) == 0
+                    ? batch[i]
+                    : dt__sched_get_task(s, wanted[i], wanted_lens[i]);
+    /* put returns what was there: the same task (key -> its task) */
+    if (t && t->state == TS_RELEASED && !dt__smap_put(&c->wants, t->key, t->klen, t)) {
       dt__vec1_push(&t->wanted_by, c);
       continue; /* started below (or now, if it is an old released key) */
     }
@@ -210,16 +215,18 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
     free(dep);
   }
   dt__vec_free(&cyclic);
+  /* a task forgotten meanwhile is FORGOTTEN and lives until the drain, and
+   * no task is created from here on: batch[i] stands for a lookup by key */
   for (uint32_t i = 0; i < n; i++) {
-    s_task *t = dt__sched_get_task(s, nts[i].key, nts[i].klen);
-    if (t && t->state == TS_RELEASED && (isnew[i] || t->wanted_by.len)) dt__task_want(s, t);
+    s_task *t = batch[i];
+    if (t->state == TS_RELEASED && (isnew[i] || t->wanted_by.len)) dt__task_want(s, t);
   }
   /* tasks nobody wants and nothing needs go at once, as in Dask (a graph
    * culled by the client has none); gc of one may free another: by key */
   dt_vec unneeded = {0};
   for (uint32_t i = 0; i < n; i++) {
-    s_task *t = dt__sched_get_task(s, nts[i].key, nts[i].klen);
-    if (t && !t->wanted_by.len && !t->waiters && !t->dependents.len)
+    s_task *t = batch[i];
+    if (t->state != TS_FORGOTTEN && !t->wanted_by.len && !t->waiters && !t->dependents.len)
       dt__vec_push(&unneeded, dt__xstrdup(t->key));
   }
   dt__task_gc_keys(s, &unneeded);

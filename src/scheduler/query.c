@@ -40,8 +40,9 @@ static bool topics_init;
 static dt_value *meta; /* the metadata tree (a map), or NULL */
 
 typedef struct {
-  char *key;
-  char *worker;
+  char *key;     /* kcap bytes, reused by the next task in this slot */
+  uint32_t kcap;
+  char *worker;  /* kept while the next in this slot ran on the same worker */
   double start, stop;
   uint64_t nbytes;
   bool ok;
@@ -63,10 +64,10 @@ static uint64_t next_pending;
 void dt__query_task_done(s_worker *w, const char *key, uint32_t klen, uint64_t nbytes,
                          double duration_s, bool ok) {
   q_tsev *e = &tstream[tstream_n++ % DT_TSTREAM_CAP];
-  free(e->key);
-  free(e->worker);
-  e->key = dt__xstrndup(key, klen);
-  e->worker = dt__xstrdup(w->address);
+  if (klen + 1 > e->kcap) /* the slot's buffers are reused: no allocation per task */
+    free(e->key), e->kcap = klen < 64 ? 64 : klen + 1, e->key = dt__xmalloc(e->kcap);
+  memcpy(e->key, key, klen), e->key[klen] = '\0';
+  if (!e->worker || strcmp(e->worker, w->address)) free(e->worker), e->worker = dt__xstrdup(w->address);
   e->stop = dt__wall_s();
   e->start = e->stop - (duration_s > 0 ? duration_s : 0);
   e->nbytes = nbytes;
@@ -691,7 +692,7 @@ void dt__query_free_all(void) {
   for (size_t i = 0; i < DT_TSTREAM_CAP; i++) {
     free(tstream[i].key);
     free(tstream[i].worker);
-    tstream[i].key = tstream[i].worker = NULL;
+    tstream[i].key = tstream[i].worker = NULL, tstream[i].kcap = 0;
   }
   tstream_n = 0;
   dt__sched_moves_free();

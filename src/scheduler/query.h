@@ -18,6 +18,9 @@
 /* dt__story_note: key went from one state to another (state.c's one place
  * a state changes calls it); O(1), no allocation after the first call. */
 void dt__story_note(const char *key, uint32_t klen, int from, int to);
+/* dt__story_msg: the handling of a message begins (true) or ends (false):
+ * its transitions share one clock read */
+void dt__story_msg(bool begin);
 /* dt__story_of: the recorded transitions of key, oldest first, as a list
  * of [key, from, to, stimulus, time] appended to out; at most max. */
 void dt__story_of(const char *key, uint32_t klen, dt_value *out, size_t max);

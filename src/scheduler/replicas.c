@@ -17,7 +17,7 @@
 #define STORY_PREFIX 48
 typedef struct {
   double t;     /* wall clock, seconds */
-  uint64_t h;   /* hash of the whole key */
+  uint64_t h;   /* hash of the key past its prefix */
   uint32_t klen;
   uint8_t from, to;
   char kp[STORY_PREFIX]; /* the key's first bytes (NUL-padded) */
@@ -26,10 +26,20 @@ typedef struct {
 static story_ev *story;
 static uint64_t story_n;
 
+/* the prefix is kept as it is: the hash is of the bytes past it (none for
+ * most keys), so that a transition hashes nothing */
 static uint64_t key_hash(const char *k, uint32_t n) {
-  uint64_t h = 14695981039346656037ull;
-  for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
-  return h;
+  return n > STORY_PREFIX ? dt__hash(k + STORY_PREFIX, n - STORY_PREFIX) : 0;
+}
+
+/* The time of the message being handled, taken at its first transition:
+ * one clock read per message, not one per transition (a message's
+ * transitions keep their order in the ring).  0: read the clock. */
+static double story_now;
+static bool story_in_msg;
+void dt__story_msg(bool begin) {
+  story_now = 0;
+  story_in_msg = begin;
 }
 
 double dt__wall_s(void) {
@@ -41,7 +51,10 @@ double dt__wall_s(void) {
 void dt__story_note(const char *key, uint32_t klen, int from, int to) {
   if (!story && !(story = calloc(DT_STORY_CAP, sizeof(*story)))) return; /* diagnostics only */
   story_ev *e = &story[story_n++ % DT_STORY_CAP];
-  e->t = dt__wall_s();
+  if (!story_now) {
+    e->t = dt__wall_s();
+    if (story_in_msg) story_now = e->t;
+  } else e->t = story_now;
   e->h = key_hash(key, klen);
   e->klen = klen;
   e->from = (uint8_t)from;

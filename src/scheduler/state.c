@@ -79,12 +79,18 @@ static s_func *func_new(const char *f, uint32_t flen) {
 /* intern: one copy of each function name (bounded: past 65,536 distinct
  * names, which no real program has, they share one name instead) */
 static const char *intern(sched *s, const char *f, uint32_t flen) {
+  const char *l = s->last_func;
+  if (l && s->last_flen == flen && memcmp(l, f, flen) == 0) return l;
   char *have = dt__smap_get(&s->funcs, f, flen);
-  if (have) return have;
-  if (s->funcs.len >= 65536) return s->overflow_func->name;
-  s_func *fs = func_new(f, flen);
-  dt__smap_put(&s->funcs, fs->name, flen, fs->name);
-  return fs->name;
+  if (!have) {
+    if (s->funcs.len >= 65536) return s->overflow_func->name;
+    s_func *fs = func_new(f, flen);
+    dt__smap_put(&s->funcs, fs->name, flen, fs->name);
+    have = fs->name;
+  }
+  s->last_func = have; /* flen bytes, NUL-terminated */
+  s->last_flen = flen;
+  return have;
 }
 
 s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {

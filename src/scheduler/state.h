@@ -235,6 +235,8 @@ typedef struct sched {
   dt_vec dead_peers; /* removed workers and clients (gone set; by kind) */
   s_client *fire_and_forget; /* the holder of fire_and_forget keys, or NULL */
   dt_smap ahead; /* key -> s_worker: tasks sent ahead (speculate.c) */
+  const char *last_func; /* the function name interned last (a graph's tasks share one) */
+  uint32_t last_flen;
 } sched;
 
 /* A task as described by UPDATE_GRAPH (borrowed strings). */

@@ -88,6 +88,16 @@ def spawn(n):
     return [client.submit(inc, 100 + i, pure=False) for i in range(n)]
 
 
+def test_returned_futures_known_at_once(client1):
+    # the subtasks travel on the worker client's connection, the parent's
+    # result on the worker's: without a round trip on the first before the
+    # result is reported, the scheduler could hear this client want the
+    # subtasks' keys first ("key is not known": ~1 in 3 here, before)
+    for _ in range(100):
+        futs = client1.submit(spawn, 5, pure=False).result(timeout=60)
+        assert client1.gather(futs) == [101, 102, 103, 104, 105]
+
+
 def test_subtasks_outlive_parent(client1):
     parent = client1.submit(spawn, 5, pure=False)
     futs = parent.result(timeout=60)

@@ -118,6 +118,7 @@ typedef struct {
 } scatter_req;
 
 struct dt_client {
+  bool task_client; /* the worker's client (dt_task_client) */
   pthread_mutex_t lock;
   pthread_cond_t cond; /* broadcast when a caller may have something to see */
   bool wake_waiters;   /* broadcast cond at the next dt__client_unlock */

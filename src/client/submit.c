@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "../proto/alloc.h"
+#include "../task/task.h"
 
 /* ---------------------------------------------------------------- keys */
 
@@ -241,6 +242,7 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char
   for (size_t i = 0; i < nwanted; i++) dt__e_cstr(e, wanted[i]);
   dt__client_end(&o);
   dt__client_wake(c);
+  if (dt__task_current && c->task_client) dt__task_current->submitted = true;
   return 0;
 }
 

@@ -24,6 +24,19 @@
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
 static dt_client *tc_client;
 
+/* sync_submissions: a task that submitted is about to report its result
+ * (which may hold the new futures) on the worker's connection: one round
+ * trip on this client's connection first, so the scheduler has taken the
+ * submissions in (it reads a connection in order) before anyone reading the
+ * result can ask for their keys.  A failure only costs that guarantee. */
+static void sync_submissions(void) {
+  pthread_mutex_lock(&tc_lock);
+  dt_client *c = tc_client;
+  pthread_mutex_unlock(&tc_lock);
+  dt_cluster_info info;
+  if (c) (void)dt_client_cluster_info(c, 30000, &info);
+}
+
 dt_client *dt_task_client(dt_task *t) {
   (void)t;
   dt__err_clear();
@@ -43,7 +56,11 @@ dt_client *dt_task_client(dt_task *t) {
     o.name = name;
     int rc = dt_client_connect(&o, &c);
     if (rc != 0) c = NULL;
-    else tc_client = c;
+    else {
+      c->task_client = true;
+      tc_client = c;
+      dt__task_sync_hook = sync_submissions;
+    }
   }
   pthread_mutex_unlock(&tc_lock);
   return c;

@@ -15,6 +15,12 @@ __thread dt_task *dt__task_current;
 
 void dt__task_env_set(const dt__task_env_t *env) { dt__task_env = *env; }
 
+void (*dt__task_sync_hook)(void);
+
+void dt__task_after_run(dt_task *t) {
+  if (t->submitted && dt__task_sync_hook) dt__task_sync_hook();
+}
+
 int dt_task_secede(dt_task *t) {
   if (!t) return dt__err(DT_EINVAL, "dt_task_secede: NULL task");
   if (t->seceded) return 0;

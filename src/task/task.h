@@ -18,6 +18,7 @@ struct dt_task {
   bool seceded;      /* its pool thread was handed back (dt_task_secede) */
   bool auto_seceded; /* seceded by a blocking client call, to rejoin after it */
   bool reschedule;   /* dt_task_reschedule: run it again, not a failure */
+  bool submitted;    /* it submitted tasks through the worker's client */
 };
 
 /* ---- tasks from tasks (context.c).  The worker installs hooks and its
@@ -32,6 +33,14 @@ typedef struct {
 } dt__task_env_t;
 extern dt__task_env_t dt__task_env;
 extern __thread dt_task *dt__task_current;
+/* Tasks a task submits travel on the worker client's connection, its result
+ * on the worker's: the scheduler could see the result (and a reader of it
+ * want the futures it holds) before the submission.  The client layer sets
+ * dt__task_sync_hook (a round trip on the worker client's connection) and
+ * the pool calls dt__task_after_run for a task that submitted, before its
+ * result is reported. */
+extern void (*dt__task_sync_hook)(void);
+void dt__task_after_run(dt_task *t);
 /* the worker sets dt__task_env once, before its pool starts */
 void dt__task_env_set(const dt__task_env_t *env);
 /* a blocking client call is about to wait: secede the current task (if any

@@ -100,12 +100,13 @@ static void *pool_main(void *arg) {
     pthread_mutex_unlock(&P.lock);
   run:;
     struct dt_task ctx = {t->key, t->func, dt_list_get(t->call, 0), dt_list_get(t->call, 1), NULL, 0,
-                          false, false, false};
+                          false, false, false, false};
     uint64_t t0 = dt__now_ns();
     slot_set(idx, t);
     dt__task_current = &ctx;
     dt_value *res = t->fn(&ctx);
     dt__task_current = NULL;
+    dt__task_after_run(&ctx); /* its submissions reach the scheduler first */
     slot_set(idx, NULL);
     if (ctx.reschedule && !ctx.err) {
       dt_value_free(res);

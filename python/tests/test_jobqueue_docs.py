@@ -36,9 +36,10 @@ Pages:
     job_script_prologue, --lifetime; the walltime workflow -- run on Slurm,
     scaled down),
   debug.rst (print(job_script()), logging at DEBUG).
-Not run: interactive.rst (shell commands for Jupyter/SSH only; its one
-Python-facing setting, the dashboard port, is checked in the overview test),
-the README (the stored copy is a fork's stub).
+  interactive.rst (its Python-facing parts: the dashboard's port through
+    scheduler_options, distributed.dashboard.link; the rest is shell commands
+    for Jupyter and SSH).
+Not run: the README (the stored copy is a fork's stub).
 """
 
 from __future__ import annotations
@@ -290,6 +291,27 @@ jobqueue:
             client.close()
         assert cluster.dashboard_link.startswith("http://")  # interactive.rst's dashboard
         cluster.close()
+
+
+# ---------------------------------------------------------------- interactive.rst
+
+def test_interactive_dashboard(monkeypatch):
+    # "The dashboard's default port is at 8787, and is configurable": through
+    # scheduler_options, as dask-jobqueue 0.9.0 (a dashboard_address keyword is
+    # refused with the same advice by both)
+    for cls in (dj.PBSCluster, dtask.PBSCluster):
+        with pytest.raises(ValueError, match="scheduler_options"):
+            cls(cores=1, memory="1GB", dashboard_address=":8787")
+    # the link shown by the cluster, from the config the page adds
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    for template, want in (("/proxy/{port}/status", "/proxy/%d/status"),
+                           ("/user/{JUPYTERHUB_USER}/proxy/{port}/status",
+                            "/user/alice/proxy/%d/status")):
+        with dask.config.set({"distributed.dashboard.link": template}):
+            with dtask.PBSCluster(cores=1, memory="1GB", scheduler_options=LOOPBACK) as c:
+                port = int(c._c.dashboard.split("//")[1].split("/")[0].rsplit(":", 1)[1])
+                link = c.dashboard_link
+                assert link.split("?")[0] == want % port, link
 
 
 # ---------------------------------------------------------------- clusters-configuration.rst

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import subprocess
 import time
 import warnings
@@ -430,7 +429,7 @@ jobqueue:
                            scheduler_options={"dashboard_address": ":0"})
 
 
-# ---------------------------------------------------------------- clusters-advanced-tips-and-tricks.rst
+# ------------------------------------------------ clusters-advanced-tips-and-tricks.rst
 
 def test_tips_job_directives_skip_prologue_lifetime(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # log_directory='logs' is made where it runs

@@ -309,11 +309,35 @@ def _optimized(c, optimize_graph, finalize=False):
     return (FinalizeCompute(expr) if finalize else expr).optimize()
 
 
+def _compute_opts(ann, workers=None, allow_other_workers=None, resources=None, retries=None,
+                  priority=0, **kwargs):
+    """Client.compute's workers/allow_other_workers/resources/retries/priority
+    as persist's options; resources in distributed's per-collection form
+    ({key or (collection, ...): {NAME: N}}, as dask-jobqueue's examples.rst
+    writes it) go to those collections' keys (in ann)."""
+    from dask import is_dask_collection
+
+    from .client import _resources, _workers
+
+    if isinstance(resources, dict) and resources and all(
+            isinstance(v, dict) for v in resources.values()):
+        for spec, r in resources.items():
+            for part in (spec if isinstance(spec, tuple) else (spec,)):
+                ks = flatten(part.__dask_keys__()) if is_dask_collection(part) else [part]
+                for k in ks:
+                    ann[dtask_key(k)] = dict(ann.get(dtask_key(k), {}), resources=r)
+        resources = None
+    return dict(priority=int(priority or 0), workers=_workers(workers),
+                allow_other_workers=bool(allow_other_workers),
+                resources=_resources(resources), retries=int(retries or 0))
+
+
 def compute(client, collections, optimize_graph=True, **kwargs):
     """One future per collection, whose result is the computed value."""
     ann = {}
     for c in collections:
         ann.update(_annotations_of(c))
+    opts = _compute_opts(ann, **kwargs)
     futures = []
     for c in collections:
         expr = _optimized(c, optimize_graph, finalize=True)
@@ -327,7 +351,7 @@ def compute(client, collections, optimize_graph=True, **kwargs):
             futures.append(Future(ext[flat[0]], client))
             continue
         if len(flat) == 1:
-            (cf,) = _submit(client, nodes, [dtask_key(flat[0])], {}, ann)
+            (cf,) = _submit(client, nodes, [dtask_key(flat[0])], opts, ann)
             futures.append(Future(cf, client))
             continue
 
@@ -339,7 +363,7 @@ def compute(client, collections, optimize_graph=True, **kwargs):
         payload, deps = dumps_call(_finalize, (_identity, refs(keys), ()), {}, Future)
         fkey = f"finalize-{uuid.uuid4().hex}"
         nodes.append((fkey, "py:finalize", payload, deps))
-        (cf,) = _submit(client, nodes, [fkey], {}, ann)
+        (cf,) = _submit(client, nodes, [fkey], opts, ann)
         futures.append(Future(cf, client))
     return futures
 

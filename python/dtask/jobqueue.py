@@ -222,8 +222,27 @@ class JobQueueCluster:
 
     @property
     def dashboard_link(self):
+        """The dashboard's address; with Dask's `distributed.dashboard.link`
+        config set (dask-jobqueue's interactive.rst: "/proxy/{port}/status"
+        behind Jupyter) that template, formatted as Dask's Cluster does
+        (scheme, host, port and the environment), keeping dtask's token."""
         d = self._c.dashboard
-        return d if d else None
+        if not d:
+            return None
+        try:
+            import dask
+
+            template = dask.config.get("distributed.dashboard.link", None)
+        except ImportError:
+            template = None
+        if not template or template == "{scheme}://{host}:{port}/status":  # Dask's default
+            return d
+        from urllib.parse import urlsplit
+
+        u = urlsplit(d)
+        link = template.format(**dict(os.environ, scheme=u.scheme, host=u.hostname,
+                                      port=u.port))
+        return link + ("?" + u.query if u.query else "")
 
     @property
     def job_name(self):

@@ -141,8 +141,7 @@ class LocalCluster(AsyncClusterMixin):
 
     @property
     def dashboard_link(self):
-        d = self._c.dashboard
-        return d if d else None
+        return dashboard_link(self._c.dashboard)
 
     @property
     def auth_file(self):
@@ -432,3 +431,25 @@ class Adaptive:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
+
+
+def dashboard_link(d):
+    """The dashboard's address d; with Dask's `distributed.dashboard.link`
+    config set (e.g. "/proxy/{port}/status" behind Jupyter) that template,
+    formatted as Dask's Cluster does (scheme, host, port and the
+    environment), keeping dtask's token."""
+    if not d:
+        return None
+    try:
+        import dask
+
+        template = dask.config.get("distributed.dashboard.link", None)
+    except ImportError:
+        template = None
+    if not template or template == "{scheme}://{host}:{port}/status":  # Dask's default
+        return d
+    from urllib.parse import urlsplit
+
+    u = urlsplit(d)
+    link = template.format(**dict(os.environ, scheme=u.scheme, host=u.hostname, port=u.port))
+    return link + ("?" + u.query if u.query else "")

@@ -39,7 +39,7 @@ import time
 import uuid
 import warnings
 
-from .cluster import Status
+from .cluster import Status, dashboard_link
 from .jobqueue_script import (_JobOptions, _cfg, _interface_address, _parse_seconds,  # noqa: F401
                               _walltime_seconds, nprocesses_nthreads, parse_memory,
                               pbs_format_bytes_ceil, slurm_format_bytes_ceil)
@@ -226,23 +226,7 @@ class JobQueueCluster:
         config set (dask-jobqueue's interactive.rst: "/proxy/{port}/status"
         behind Jupyter) that template, formatted as Dask's Cluster does
         (scheme, host, port and the environment), keeping dtask's token."""
-        d = self._c.dashboard
-        if not d:
-            return None
-        try:
-            import dask
-
-            template = dask.config.get("distributed.dashboard.link", None)
-        except ImportError:
-            template = None
-        if not template or template == "{scheme}://{host}:{port}/status":  # Dask's default
-            return d
-        from urllib.parse import urlsplit
-
-        u = urlsplit(d)
-        link = template.format(**dict(os.environ, scheme=u.scheme, host=u.hostname,
-                                      port=u.port))
-        return link + ("?" + u.query if u.query else "")
+        return dashboard_link(self._c.dashboard)
 
     @property
     def job_name(self):

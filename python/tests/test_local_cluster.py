@@ -100,3 +100,18 @@ def test_dask_config_memory_thresholds_reach_workers():
                                 memory_limit="64MiB") as lc, dtask.Client(lc) as c:
             assert wait_until(lambda: next(iter(c.scheduler_info()["workers"].values()))
                               ["status"] == "paused", 20)
+
+
+def test_dashboard_link_follows_dask_config(monkeypatch):
+    # Dask's distributed.dashboard.link (set behind Jupyter's proxy) shapes
+    # LocalCluster.dashboard_link as it does Dask's; the token stays
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    with dtask.LocalCluster(n_workers=0) as lc:
+        raw = lc._c.dashboard
+        port = int(raw.split("//")[1].split("/")[0].rsplit(":", 1)[1])
+        assert lc.dashboard_link == raw  # Dask's default template: unchanged
+        with dask.config.set({"distributed.dashboard.link": "/user/{JUPYTERHUB_USER}/proxy/{port}/status"}):
+            link = lc.dashboard_link
+        assert link.split("?")[0] == "/user/alice/proxy/%d/status" % port, link
+        if "?" in raw:
+            assert link.endswith("?" + raw.split("?", 1)[1])

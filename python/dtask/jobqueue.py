@@ -765,4 +765,19 @@ def _default_host():
         return "127.0.0.1"
 
 
-__all__ = ["PBSCluster", "SLURMCluster", "JobQueueCluster"]
+# dask-jobqueue's other batch systems: refused by name, never a cluster of
+# another kind (`from dtask.jobqueue import SGECluster` for
+# `from dask_jobqueue import SGECluster`)
+from .compat import _refusing_class  # noqa: E402
+
+_OTHERS = ("dtask drives Slurm and PBS (with their qsub/sbatch), the two it is tested on; "
+           "on {} start `dtask scheduler` and submit `python -m dtask worker ADDRESS "
+           "--auth-file F` in your own job script (docs/hpc.md)")
+SGECluster = _refusing_class("SGECluster", _OTHERS.format("SGE"))
+LSFCluster = _refusing_class("LSFCluster", _OTHERS.format("LSF"))
+HTCondorCluster = _refusing_class("HTCondorCluster", _OTHERS.format("HTCondor"))
+MoabCluster = _refusing_class("MoabCluster", _OTHERS.format("Moab"))
+OARCluster = _refusing_class("OARCluster", _OTHERS.format("OAR"))
+
+__all__ = ["PBSCluster", "SLURMCluster", "JobQueueCluster", "SGECluster", "LSFCluster",
+           "HTCondorCluster", "MoabCluster", "OARCluster"]

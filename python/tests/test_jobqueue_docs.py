@@ -44,6 +44,7 @@ Not run: the README (the stored copy is a fork's stub).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import subprocess
@@ -180,6 +181,9 @@ def test_examples_moab_sge_lsf_refused():
     for name in ("MoabCluster", "SGECluster", "LSFCluster", "HTCondorCluster", "OARCluster"):
         refused(name)
         assert not hasattr(dtask, name)
+        # dask_jobqueue's namespace, dtask.jobqueue: refused by name, saying why
+        with pytest.raises(dtask.NotAvailableInDtask, match=f"{name} is not available in dtask"):
+            getattr(importlib.import_module("dtask.jobqueue"), name)(cores=1, memory="1GB")
 
 
 def test_examples_slurm_deployments():

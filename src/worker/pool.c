@@ -219,7 +219,11 @@ void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(
   P.nthreads = nthreads;
   P.slots = slots;
   P.on_done = on_done;
-  pthread_mutex_init(&P.lock, NULL);
+  pthread_mutexattr_t ma; /* adaptive: spins a little before sleeping (the loop holds it briefly) */
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&P.lock, &ma);
+  pthread_mutexattr_destroy(&ma);
   pthread_cond_init(&P.cond, NULL);
   pthread_cond_init(&P.rejoin_cond, NULL);
   uv_async_init(loop, &P.done_async, on_async);

@@ -1,8 +1,14 @@
 /*
- * pool.c -- the threads that run task functions.  The loop thread queues a
- * task (dt__pool_submit) under one mutex; a pool thread runs it, puts it on
- * the done list and wakes the loop with one uv_async_send, which coalesces:
- * the loop takes the whole list at once and hands it back in completion
+ * pool.c -- the threads that run task functions.  The loop thread queues
+ * tasks (dt__pool_submit, a batch under one lock, waking only idle
+ * threads); a pool thread runs one, puts it on the done list and takes the
+ * next under the same lock.  It wakes the loop (one uv_async_send, which
+ * coalesces) only when the queue is down to the loop's low-water mark or
+ * empty, for a failure, a seceded task or a producer of a task sent ahead,
+ * or when the oldest unannounced result is 250 us old; while the pool
+ * batches, a 1 ms timer on the loop takes what a long task would hold back.
+ * So a stream of short tasks costs a wake-up per batch, not per task.  The
+ * loop takes the whole list at once and hands it back in completion
  * order.  While a thread runs a task, its nanny slot holds the task's key,
  * so that the nanny can tell the scheduler what was running if we die.
  */
@@ -31,6 +37,7 @@ static struct {
   int low_water;
   bool told;          /* an announcement is pending (the loop has not taken the list) */
   uint64_t held_since; /* when the oldest unannounced task finished */
+  uv_timer_t tick;     /* while batching: takes what a long task would hold back */
   bool stop;
   char *slots; /* shared with the nanny: keys executing, per thread */
   uv_async_t done_async;
@@ -215,6 +222,16 @@ static void on_async(uv_async_t *h) {
   P.on_done(rev);
 }
 
+/* every ms while the pool batches: a task finished before a long one (or
+ * one that waits for something) is taken without waiting for that one */
+static void on_tick(uv_timer_t *h) {
+  pthread_mutex_lock(&P.lock);
+  bool any = P.done_head != NULL, busy = P.q_head || P.active > 0;
+  pthread_mutex_unlock(&P.lock);
+  if (any) on_async(NULL);
+  else if (!busy) uv_timer_stop(h);
+}
+
 void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(w_task *list)) {
   P.nthreads = nthreads;
   P.slots = slots;
@@ -227,6 +244,7 @@ void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(
   pthread_cond_init(&P.cond, NULL);
   pthread_cond_init(&P.rejoin_cond, NULL);
   uv_async_init(loop, &P.done_async, on_async);
+  uv_timer_init(loop, &P.tick);
   P.cap_threads = nthreads;
   P.nslots = nthreads;
   P.threads = dt__xcalloc((size_t)nthreads, sizeof(pthread_t));
@@ -249,6 +267,8 @@ void dt__pool_submit(w_task *head, w_task *tail, int n, int low_water) {
   /* a thread running a task takes the next one itself: wake only idle ones */
   for (int i = 0; i < n && i < P.idle; i++) pthread_cond_signal(&P.cond);
   pthread_mutex_unlock(&P.lock);
+  if (low_water > 0 && !uv_is_active((uv_handle_t *)&P.tick) && !uv_is_closing((uv_handle_t *)&P.tick))
+    uv_timer_start(&P.tick, on_tick, 1, 1);
 }
 
 bool dt__pool_link(w_task *p, w_task *u) {

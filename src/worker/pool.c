@@ -105,7 +105,8 @@ static void slot_set(int idx, const w_task *t) {
 static bool tell(bool urgent) {
   if (P.told) return false; /* one pending already: it takes the whole list */
   uint64_t now = dt__now_ns();
-  if (!urgent && P.q_head && P.q_len > P.low_water && !P.stop) {
+  /* low_water 0: long tasks, no timer either (on_tick): never held */
+  if (!urgent && P.low_water > 0 && P.q_head && P.q_len > P.low_water && !P.stop) {
     if (!P.held_since) P.held_since = now;
     if (now - P.held_since < DT__POOL_MAX_HOLD_NS) return false;
   }

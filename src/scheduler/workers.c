@@ -217,8 +217,11 @@ void dt__sched_task_finished(sched *s, s_worker *w, const char *key, uint32_t kl
   ev->dur_s = duration_s > 0 ? (float)duration_s : 0;
   ev->worker = w->id;
   ev->func = t->func;
-  if (duration_s >= 0)
-    s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * duration_s : duration_s;
+  if (duration_s >= 0) { /* whole µs: a reported 0 counts as 0.5 µs, or the average of
+                            * many decays to exactly 0 ("no samples": 0.5 ms assumed) */
+    double d = duration_s < 5e-7 ? 5e-7 : duration_s;
+    s->avg_task_s = s->avg_task_s > 0 ? 0.95 * s->avg_task_s + 0.05 * d : d;
+  }
   dt__task_in_memory(s, t, w, nbytes, inline_, ilen);
   dt__place_update_free(s, w);
   dt__place_fill(s);

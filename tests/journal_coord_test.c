@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,7 @@ typedef struct {
   dt_client *c;
   int rc;
   int64_t got;
-  volatile int done;
+  atomic_int done; /* set last: rc and got are read after seeing it */
 } blocked;
 
 static void *queue_getter(void *arg) {

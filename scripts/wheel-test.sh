@@ -48,7 +48,9 @@ rm -rf "$tmp/skbuild"
 python3 -m venv "$tmp/venv-wheel"
 "$tmp/venv-wheel/bin/pip" wheel "${pipq[@]}" --no-deps -w "$tmp/wheelhouse" "$root"
 wheel=$(ls "$tmp"/wheelhouse/dtask-*.whl)
-python3 -m zipfile -l "$wheel" | grep -q "dtask/_core[.].*so" ||
+# (grep reads the whole listing: with -q it would stop early and, under pipefail, the
+# listing's broken pipe would fail the check)
+python3 -m zipfile -l "$wheel" | grep "dtask/_core[.].*so" >/dev/null ||
   { echo "wheel-test: $wheel has no dtask/_core extension"; exit 1; }
 "$tmp/venv-wheel/bin/pip" install -q "$wheel"
 seed "$tmp/venv-wheel" "pip wheel . ($(basename "$wheel"))"

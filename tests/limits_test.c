@@ -317,6 +317,7 @@ static void test_descriptor_exhaustion(void **state) {
   assert_int_equal(pthread_create(&th, NULL, attacker, &a), 0);
   for (int i = 0; i < 500 && a.opened < NATTACK; i++) usleep(10000);
   usleep(500000); /* the attacker re-opens what was dropped */
+  long rss_attacked = rss_kib(cl.sched);
   double connect_s = -1;
   real_client_works(cl.addr, &connect_s);
   int opened = a.opened;
@@ -324,10 +325,14 @@ static void test_descriptor_exhaustion(void **state) {
   pthread_join(th, NULL);
   fprintf(stderr,
           "attack: %d connections opened, %d held by the scheduler at the end; a real client "
-          "connected in %.3f s and ran a task\n",
-          opened, a.max_open, connect_s);
+          "connected in %.3f s and ran a task; scheduler RSS under the attack %ld KiB\n",
+          opened, a.max_open, connect_s, rss_attacked);
   assert_true(opened >= NATTACK);
   assert_true(a.max_open <= 512); /* strangers: at most half the descriptor limit */
+  /* a stranger holds no read buffer (one per loop): 512 of them cost little
+   * (a 64 KiB buffer each once cost ~180 MiB under TSan and ran it out of
+   * mappings) */
+  assert_true(rss_attacked > 0 && rss_attacked < 128 * 1024);
   real_client_works(cl.addr, NULL);
   stop(&cl);
   char *log = tu_read_file(cl.sched_log);

@@ -51,7 +51,6 @@ static dt_conn *conn_alloc(dt_net *n, const dt_conn_cbs *cbs, void *data) {
   c->net = n;
   c->cbs = cbs;
   c->data = data;
-  c->stage = dt__xmalloc(DT_CONN_STAGE_SIZE);
   dt__wbuf_init(&c->out);
   c->tcp.data = c;
   return c;
@@ -61,7 +60,6 @@ static void conn_destroy(dt_conn *c) {
   dt__conn_hs_unlink(c);
   dt__conn_tls_free(c);
   conn_reset_read(c);
-  free(c->stage);
   dt__wbuf_clear(&c->out);
   for (size_t i = 0; i < c->nsealed; i++) dt__wbuf_clear(&c->sealed[i]);
   free(c->sealed);

@@ -13,8 +13,6 @@
 
 #include "secure.h"
 
-/* bytes read at a time when not reading straight into a body or frame */
-#define DT_CONN_STAGE_SIZE (64 * 1024)
 /* a frame read in place: memory committed ahead of the bytes received,
  * at least MIN, as much as has arrived, at most MAX */
 #define DT_CONN_COMMIT_MIN (256u * 1024)

@@ -195,7 +195,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   dt_conn *c = h->data;
   c->direct = false;
   if (c->ssl || !c->secured) {
-    *buf = uv_buf_init(c->stage, DT_CONN_STAGE_SIZE);
+    *buf = uv_buf_init(c->net->stage, DT_CONN_STAGE_SIZE);
     return;
   }
   if (c->rstate == DT_RS_BODY && c->body_len - c->got >= DT_CONN_STAGE_SIZE) {
@@ -232,7 +232,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     c->direct = true;
     return;
   }
-  *buf = uv_buf_init(c->stage, DT_CONN_STAGE_SIZE);
+  *buf = uv_buf_init(c->net->stage, DT_CONN_STAGE_SIZE);
 }
 
 /* dt__conn_plain_in: see conn_int.h */

@@ -46,6 +46,8 @@ typedef struct dt_net_limits {
 #define DT_NET_STRANGERS_PER_IP 128u  /* past it, with old ones, an address gets no more */
 #define DT_NET_STRANGER_GRACE_MS 1000 /* a stranger younger is never dropped for room */
 #define DT_NET_HELLO_MS 10000u
+/* bytes read at a time when not reading straight into a body or frame */
+#define DT_CONN_STAGE_SIZE (64 * 1024)
 
 /* One per event loop: flushes dirty connections once per loop turn. */
 typedef struct dt_net {
@@ -65,6 +67,11 @@ typedef struct dt_net {
   uint64_t in_flight;    /* bytes of incomplete batches on accepted connections */
   uint64_t refused;      /* connections refused at accept (limits) */
   uint64_t refused_logged_ms;
+  /* where reads land when they do not go straight into a body or frame:
+   * one per net, not per connection (the loop reads one socket at a time
+   * and every read is consumed or copied before the next), so an idle or
+   * stranger connection holds no read buffer */
+  char stage[DT_CONN_STAGE_SIZE];
 } dt_net;
 struct dt_net_lock {
   void (*acquire)(void *);
@@ -120,7 +127,6 @@ struct dt_conn {
   char *body;
   dt_frame *frames;
   uint32_t fi;
-  char *stage;
   bool direct; /* the last alloc_cb pointed into body/frame */
   /* writing */
   dt_wbuf out;

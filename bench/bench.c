@@ -8,6 +8,7 @@
  * Prints one line per workload and, with --json, writes them as JSON.
  * Speed is measured here, never asserted: the tests only run it small.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,27 +374,80 @@ static int scaled(double x, double scale, int lo) {
   return n > lo ? n : lo;
 }
 
+/* the CPU time of every thread of process pid, in seconds
+ * (/proc/PID/task/TID/schedstat: nanoseconds on a CPU), or -1 */
+static double proc_cpu_s(int pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  double total = 0;
+  int found = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char p2[128];
+    snprintf(p2, sizeof(p2), "%s/%.32s/schedstat", path, e->d_name);
+    FILE *f = fopen(p2, "r");
+    if (!f) continue;
+    unsigned long long ns;
+    if (fscanf(f, "%llu", &ns) == 1) {
+      total += (double)ns * 1e-9;
+      found++;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return found ? total : -1;
+}
+
 /* --journal: the same workloads on a cluster whose scheduler keeps a
- * journal (docs/reliability.md) and on one that does not, alternating */
-static void bench_journal(int workers, int threads, double scale, int leaves) {
+ * journal (docs/reliability.md) and on one that does not, alternating;
+ * beside each rate, the scheduler's CPU time per task (less noisy than
+ * wall-clock rates on a shared machine) */
+static void bench_journal(int workers, int threads, double scale, int leaves, int rounds) {
   char path[256];
   snprintf(path, sizeof(path), "/tmp/dtask-bench-%d.journal", (int)getpid());
-  for (int round = 0; round < 4; round++) {
+  for (int round = 0; round < 2 * rounds; round++) {
     bool on = round % 2;
     unlink(path);
     prefix = on ? "journal_on_" : "journal_off_";
     dt_local_cluster *lc;
+    /* $DTASK_BENCH_ROLE_COMMAND: the scheduler and workers run under a
+     * command, e.g. "valgrind --tool=callgrind build/dtask" to count the
+     * instructions each spends (words split at spaces) */
+    const char *role[16];
+    size_t nrole = 0;
+    char *rc = getenv("DTASK_BENCH_ROLE_COMMAND") ? strdup(getenv("DTASK_BENCH_ROLE_COMMAND")) : NULL;
+    for (char *w = rc ? strtok(rc, " ") : NULL; w && nrole < 16; w = strtok(NULL, " ")) role[nrole++] = w;
     CHECK(dt_local_cluster_start(&(dt_local_cluster_opts){.n_workers = workers, .threads_per_worker = threads,
-                                                          .journal = on ? path : NULL}, &lc));
+                                                          .journal = on ? path : NULL,
+                                                          .role_command = nrole ? role : NULL,
+                                                          .n_role_command = nrole}, &lc));
     dt_client *c;
     CHECK(dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &c));
-    bench_latency(c, scaled(500, scale, 20));
+    if (want("latency")) bench_latency(c, scaled(500, scale, 20));
     drain(c);
-    bench_map(c, scaled(20000, scale, 100));
-    drain(c);
-    bench_tree(c, leaves);
-    drain(c);
-    bench_submit(c, scaled(100000, scale, 1000));
+    int spid = dt_local_cluster_scheduler_pid(lc);
+    fprintf(stderr, "bench: journal %s: the scheduler is pid %d\n", on ? "on" : "off", spid);
+    double cpu0 = proc_cpu_s(spid);
+    int nmap = scaled(20000, scale, 100);
+    if (want("map")) {
+      bench_map(c, nmap);
+      drain(c);
+      double cpu1 = proc_cpu_s(spid);
+      if (cpu0 >= 0 && cpu1 >= 0)
+        report("map_small_sched_cpu", (cpu1 - cpu0) * 1e6 / nmap, "us/task", "the scheduler's CPU time per task");
+      cpu0 = cpu1;
+    }
+    if (want("tree")) {
+      bench_tree(c, leaves);
+      drain(c);
+      double cpu1 = proc_cpu_s(spid);
+      if (cpu0 >= 0 && cpu1 >= 0)
+        report("tree_sched_cpu", (cpu1 - cpu0) * 1e6 / (2 * leaves - 1), "us/task", "the scheduler's CPU time per task");
+    }
+    if (want("submit")) bench_submit(c, scaled(100000, scale, 1000));
     if (on) {
       dt_cluster_info info;
       CHECK(dt_client_cluster_info(c, 5000, &info));
@@ -401,6 +455,7 @@ static void bench_journal(int workers, int threads, double scale, int leaves) {
     }
     dt_client_close(c);
     dt_local_cluster_close(lc);
+    free(rc);
   }
   prefix = "";
   unlink(path);
@@ -409,6 +464,7 @@ static void bench_journal(int workers, int threads, double scale, int leaves) {
 int main(int argc, char **argv) {
   int workers = 2, threads = 1;
   bool journal_only = false;
+  int rounds = 2; /* --journal: off/on pairs */
   double scale = 1.0;
   bool skip_large = false;
   const char *json_path = NULL;
@@ -420,13 +476,14 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--skip-large") == 0) skip_large = true;
     else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     else if (strcmp(argv[i], "--journal") == 0) journal_only = true;
+    else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--only G,...] [--journal] [--json FILE]\n");
+      fprintf(stderr, "usage: bench [--workers N] [--threads T] [--scale S] [--skip-large] [--only G,...] [--journal [--rounds N]] [--json FILE]\n");
       return 2;
     }
   }
-  if (workers < 1 || threads < 1 || scale <= 0) {
-    fprintf(stderr, "bench: workers, threads and scale must be positive\n");
+  if (workers < 1 || threads < 1 || scale <= 0 || rounds < 1) {
+    fprintf(stderr, "bench: workers, threads, scale and rounds must be positive\n");
     return 2;
   }
   /* the sizes of bench/workloads.py */
@@ -445,7 +502,7 @@ int main(int argc, char **argv) {
             DT_VERSION_MAJOR, DT_VERSION_MINOR, DT_VERSION_PATCH, workers, threads);
   }
   if (journal_only) {
-    bench_journal(workers, threads, scale, leaves);
+    bench_journal(workers, threads, scale, leaves, rounds);
     if (json) {
       fprintf(json, "\n]}\n");
       fclose(json);

@@ -38,6 +38,18 @@ static struct {
   uint8_t id[16];
   uint8_t *buf;
   size_t len, cap, rec;
+  /* the last record can take more keys (JR_WANT: rec_want): its type,
+   * client and running CRC; cleared by any other record and every write */
+  bool m_open;
+  int m_type;
+  uint32_t m_client, m_crc;
+  /* deletions waiting to become one record each (pend_key): releases of
+   * one client, released errors, forgotten keys */
+  struct pend {
+    uint8_t *b;
+    size_t len, cap;
+    uint32_t client;
+  } pend[3];
   uint64_t max_bytes;
   dt_journal_stats st;
   sched *s;
@@ -64,13 +76,24 @@ static void put(const void *p, size_t n) {
   memcpy(J.buf + J.len, p, n);
   J.len += n;
 }
+/* little-endian n-byte integer at p (room already made) */
+static inline void le_at(uint8_t *p, uint64_t v, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(p, &v, (size_t)n);
+#else
+  for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
+}
 static void put_n(uint64_t v, int n) {
   room((size_t)n);
-  for (int i = 0; i < n; i++) J.buf[J.len++] = (uint8_t)(v >> (8 * i));
+  le_at(J.buf + J.len, v, n);
+  J.len += (size_t)n;
 }
 static void put_str(const char *s, size_t n) {
-  put_n(n, 4);
-  put(s, n);
+  room(4 + n);
+  le_at(J.buf + J.len, n, 4);
+  memcpy(J.buf + J.len + 4, s, n);
+  J.len += 4 + n;
 }
 static void put_cstr(const char *s) { put_str(s ? s : "", s ? strlen(s) : 0); }
 static void put_f64(double d) {
@@ -78,21 +101,24 @@ static void put_f64(double d) {
   memcpy(&u, &d, 8);
   put_n(u, 8);
 }
+static void emit_pending(void);
 static void begin(int type) {
+  emit_pending(); /* deletions go first: what follows may bring a key back */
   room(9);
+  J.m_open = false;
   J.rec = J.len;
   J.len += 8;
   J.buf[J.len++] = (uint8_t)type;
 }
-static void end(void) {
+static uint32_t end_crc(void) {
   uint32_t L = (uint32_t)(J.len - J.rec - 8);
   uint32_t crc = dt__crc32c(0, J.buf + J.rec + 8, L);
-  for (int i = 0; i < 4; i++) {
-    J.buf[J.rec + i] = (uint8_t)(L >> (8 * i));
-    J.buf[J.rec + 4 + i] = (uint8_t)(crc >> (8 * i));
-  }
+  le_at(J.buf + J.rec, L, 4);
+  le_at(J.buf + J.rec + 4, crc, 4);
   J.st.records++;
+  return crc;
 }
+static void end(void) { (void)end_crc(); }
 static void put_payload(const dt_payload *p) {
   put_str(p->body ? p->body : "", p->body ? p->len : 0);
   put_n(p->nframes, 4);
@@ -101,10 +127,78 @@ static void put_payload(const dt_payload *p) {
     put(p->frames[i].p, p->frames[i].len);
   }
 }
-static void rec_key(int type, const char *key, size_t klen) {
-  begin(type);
+
+/* Records of keys: a map of 100,000 keys wanted, released and forgotten
+ * costs a few records, not 300,000 (each with its header and CRC).
+ * Wants: a want of the same client right after its last want record joins
+ * it (the CRC-32C continues over the appended key).  Deletions (a client's
+ * releases, released errors, forgotten keys) wait in pend[] and become one
+ * record each when any other record begins or the buffer is written: they
+ * only remove keys from the replay's maps, so their order among themselves
+ * does not matter, and nothing that could bring a key back passes them. */
+#define JR_MERGE_MAX (1u << 20) /* a merged record's size, at most */
+enum { PEND_RELEASE, PEND_RELEASED, PEND_FORGET };
+static const int pend_type[3] = {JR_RELEASE, JR_RELEASED, JR_FORGET};
+
+static void emit_one(int i) {
+  struct pend *p = &J.pend[i];
+  if (!p->len) return;
+  size_t body = (i == PEND_RELEASE ? 4 : 0) + p->len;
+  room(9 + body);
+  size_t rec = J.len;
+  uint8_t *h = J.buf + rec;
+  h[8] = (uint8_t)pend_type[i];
+  size_t at = rec + 9;
+  if (i == PEND_RELEASE) {
+    le_at(J.buf + at, p->client, 4);
+    at += 4;
+  }
+  memcpy(J.buf + at, p->b, p->len);
+  J.len = at + p->len;
+  le_at(J.buf + rec, (uint32_t)(J.len - rec - 8), 4);
+  le_at(J.buf + rec + 4, dt__crc32c(0, J.buf + rec + 8, J.len - rec - 8), 4);
+  J.st.records++;
+  J.m_open = false;
+  p->len = 0;
+}
+static void emit_pending(void) {
+  for (int i = 0; i < 3; i++) emit_one(i);
+}
+static void pend_key(int i, uint32_t client, const char *key, size_t klen) {
+  struct pend *p = &J.pend[i];
+  if (p->len && (p->client != client || p->len + 4 + klen > JR_MERGE_MAX)) emit_one(i);
+  if (p->len + 4 + klen > p->cap) {
+    size_t nc = p->cap ? p->cap : 4096;
+    while (nc < p->len + 4 + klen) nc *= 2;
+    p->b = dt__xrealloc(p->b, nc);
+    p->cap = nc;
+  }
+  le_at(p->b + p->len, klen, 4);
+  memcpy(p->b + p->len + 4, key, klen);
+  p->len += 4 + klen;
+  p->client = client;
+}
+static void drop_pending(void) {
+  for (int i = 0; i < 3; i++) J.pend[i].len = 0;
+}
+
+static void rec_want(uint32_t client, const char *key, size_t klen) {
+  emit_pending();
+  if (J.m_open && J.m_type == JR_WANT && J.m_client == client && J.len - J.rec < JR_MERGE_MAX) {
+    size_t at = J.len;
+    put_str(key, klen);
+    J.m_crc = dt__crc32c(J.m_crc, J.buf + at, J.len - at);
+    le_at(J.buf + J.rec, (uint32_t)(J.len - J.rec - 8), 4);
+    le_at(J.buf + J.rec + 4, J.m_crc, 4);
+    return;
+  }
+  begin(JR_WANT);
+  put_n(client, 4);
   put_str(key, klen);
-  end();
+  J.m_crc = end_crc();
+  J.m_open = true;
+  J.m_type = JR_WANT;
+  J.m_client = client;
 }
 
 void dt__jw_begin(int type) { begin(type); }
@@ -152,10 +246,8 @@ void dt__journal_client(const s_client *c, bool gone) {
 }
 
 void dt__journal_want(const s_client *c, const char *key, uint32_t klen, bool want) {
-  begin(want ? JR_WANT : JR_RELEASE);
-  put_n(c->id, 4);
-  put_str(key, klen);
-  end();
+  if (want) rec_want(c->id, key, klen);
+  else pend_key(PEND_RELEASE, c->id, key, klen);
 }
 
 void dt__journal_holds(const s_task *t, const s_worker *w) {
@@ -179,9 +271,9 @@ void dt__journal_erred(const s_task *t) {
 }
 
 void dt__journal_transition(const s_task *t, int from, int to) {
-  if (to == TS_FORGOTTEN) rec_key(JR_FORGET, t->key, t->klen);
+  if (to == TS_FORGOTTEN) pend_key(PEND_FORGET, 0, t->key, t->klen);
   else if (to == TS_RELEASED && from == TS_ERRED) /* a retry: the error is gone */
-    rec_key(JR_RELEASED, t->key, t->klen);
+    pend_key(PEND_RELEASED, 0, t->key, t->klen);
 }
 
 void dt__journal_dataset(const char *name, const struct coord_val *v) {
@@ -220,6 +312,8 @@ static void failed(const char *what) {
   J.st.failed = true;
   dt__journal_on = false;
   J.len = 0;
+  J.m_open = false;
+  drop_pending();
 }
 
 /* snapshot: the live state as records, written to fd as the buffer fills */
@@ -270,6 +364,7 @@ static int snapshot(int fd) {
     if (J.len >= (1u << 20)) {
       if (write_all(fd, J.buf, J.len) != 0) return -1;
       J.len = 0;
+      J.m_open = false;
     }
   }
   if (s == &dt__srv.s) /* the daemon's: the coordination state is its */
@@ -288,6 +383,7 @@ static int snapshot(int fd) {
   }
   int rc = write_all(fd, J.buf, J.len);
   J.len = 0;
+  J.m_open = false;
   return rc;
 }
 
@@ -299,9 +395,9 @@ static int compact(void) {
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   uint8_t hdr[DT_JOURNAL_HDR];
   dt__journal_header(hdr, J.id);
-  size_t pending = J.len; /* what the turn appended stays out: the snapshot has it */
-  J.len = 0;
-  (void)pending;
+  J.len = 0; /* what the turn appended stays out: the snapshot has it */
+  J.m_open = false;
+  drop_pending();
   if (fd < 0 || write_all(fd, hdr, sizeof(hdr)) != 0 || snapshot(fd) != 0 ||
       rename(tmp, J.path) != 0) {
     int e = errno;
@@ -323,7 +419,9 @@ static int compact(void) {
 }
 
 void dt__journal_flush(void) {
-  if (!J.open || J.st.failed || J.len == 0) return;
+  if (!J.open || J.st.failed) return;
+  emit_pending();
+  if (J.len == 0) return;
   if (write_all(J.fd, J.buf, J.len) != 0) {
     failed("write failed");
     return;
@@ -331,6 +429,7 @@ void dt__journal_flush(void) {
   J.st.file_bytes += J.len;
   J.st.written += J.len;
   J.len = 0;
+  J.m_open = false;
   uint64_t limit = J.max_bytes > 2 * J.st.snapshot_bytes ? J.max_bytes : 2 * J.st.snapshot_bytes;
   if (J.st.file_bytes > limit) {
     double t0 = dt__now_s();
@@ -512,6 +611,10 @@ void dt__journal_stop(void) {
   free(J.buf);
   J.buf = NULL;
   J.len = J.cap = 0;
+  for (int i = 0; i < 3; i++) {
+    free(J.pend[i].b);
+    J.pend[i] = (struct pend){0};
+  }
   dt__journal_replay_forget();
 }
 

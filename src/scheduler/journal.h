@@ -35,15 +35,16 @@
 enum {
   JR_CLIENT = 1, /* u32 id, u8 internal, str name */
   JR_CLIENT_GONE, /* u32 id */
-  JR_WANT,       /* u32 client id, str key */
-  JR_RELEASE,    /* u32 client id, str key */
+  JR_WANT,       /* u32 client id, str key, str key...: consecutive wants
+                    (releases) of one client share a record */
+  JR_RELEASE,    /* u32 client id, str key, str key... */
   JR_TASK,       /* str key, str func, i64 priority, i32 retries, f64 timeout,
                     u32 ndeps, str deps..., u32 nrestrict, str..., u8 loose,
                     u32 nres, (str name, f64 amount)..., payload */
   JR_MEMORY,     /* str key, u64 nbytes, str worker address */
   JR_ERRED,      /* str key, i32 code, str origin, str func, str worker, str msg */
-  JR_RELEASED,   /* str key: its result or error is gone */
-  JR_FORGET,     /* str key */
+  JR_RELEASED,   /* str key, str key...: their results or errors are gone */
+  JR_FORGET,     /* str key, str key... */
   JR_WORKER,     /* str address */
   JR_WORKER_GONE, /* str address */
   JR_SNAPSHOT,   /* u64 records in the snapshot that follows (informational) */

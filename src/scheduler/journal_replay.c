@@ -330,15 +330,17 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
     break;
   }
   case JR_WANT:
-  case JR_RELEASE: {
+  case JR_RELEASE: { /* one key or more */
     uint32_t id = G32(&c);
-    k = g_key(&c, &kl);
-    if (c.bad || c.p != c.end) return false;
     rclient *rc = client_of(id);
-    if (!rc) break;
-    if (rec[0] == JR_WANT) dt__smap_put(&rc->wants, k, kl, (void *)1);
-    else dt__smap_del(&rc->wants, k, kl);
-    return true;
+    do {
+      k = g_key(&c, &kl);
+      if (c.bad) return false;
+      if (!rc) continue;
+      if (rec[0] == JR_WANT) dt__smap_put(&rc->wants, k, kl, (void *)1);
+      else dt__smap_del(&rc->wants, k, kl);
+    } while (c.p < c.end);
+    break;
   }
   case JR_TASK:
     k = g_key(&c, &kl);
@@ -359,11 +361,13 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
     dt__smap_put(&R.erred, k, kl, (void *)rec);
     break;
   case JR_RELEASED:
-  case JR_FORGET:
-    k = g_key(&c, &kl);
-    if (c.bad) return false;
-    dt__smap_del(&R.erred, k, kl);
-    if (rec[0] == JR_FORGET) dt__smap_del(&R.tasks, k, kl);
+  case JR_FORGET: /* one key or more */
+    do {
+      k = g_key(&c, &kl);
+      if (c.bad) return false;
+      dt__smap_del(&R.erred, k, kl);
+      if (rec[0] == JR_FORGET) dt__smap_del(&R.tasks, k, kl);
+    } while (c.p < c.end);
     break;
   case JR_WORKER:
   case JR_WORKER_GONE: {

@@ -308,6 +308,81 @@ static void test_compaction_bounds_growth(void **state) {
   unlink(path);
 }
 
+/* consecutive wants (releases, forgets) of one client share one record:
+ * 1,000 keys wanted in one graph, 600 released and forgotten in a burst,
+ * then one more wanted; the replay has exactly the 400 + 1 left, and a cut
+ * inside a merged record keeps what came before it */
+static void test_merged_key_records(void **state) {
+  (void)state;
+  sched s;
+  dt__sched_init(&s);
+  char why[400] = "";
+  unlink(path);
+  assert_int_equal(dt__journal_start(&s, NULL, path, ID, 0, 5, 60, why, sizeof(why)), 0);
+  s_client *c = dt__sched_add_client(&s, &dummy_conn[0], "client");
+  enum { N = 1000, GONE = 600 };
+  static char keys[N][16];
+  s_newtask nts[N];
+  const char *wk[N];
+  uint32_t wl[N];
+  memset(nts, 0, sizeof(nts));
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof(keys[i]), "m-%d", i);
+    nts[i].key = wk[i] = keys[i];
+    nts[i].klen = wl[i] = (uint32_t)strlen(keys[i]);
+    nts[i].func = "f";
+    nts[i].flen = 1;
+    nts[i].spec.body = dt__xmalloc(3); /* the scheduler takes it */
+    memcpy(nts[i].spec.body, "\x92\x90\x80", 3);
+    nts[i].spec.len = 3;
+  }
+  DT_JOURNAL(dt__journal_graph(c, nts, N, wk, wl, N));
+  dt__sched_update_graph(&s, c, nts, N, wk, wl, N);
+  for (int i = 0; i < N; i++) dt__payload_clear(&nts[i].spec);
+  drain(&s);
+  dt__journal_flush();
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  off_t after_graph = sb.st_size;
+  dt_journal_stats st0, st1;
+  dt__journal_stats(&st0);
+  for (int i = 0; i < GONE; i++) dt__sched_client_release(&s, c, keys[i], wl[i]);
+  drain(&s);
+  dt__journal_flush();
+  dt__journal_stats(&st1);
+  /* 600 releases and 600 forgets: a few records, not 1,200 */
+  assert_true(st1.records - st0.records <= 4);
+  submit(&s, c, "late", NULL, true, false);
+  dt__journal_flush();
+  dt__journal_stop();
+  dt__sched_destroy(&s);
+  size_t len, good;
+  uint8_t *b = slurp(&len);
+  dt__sched_init(&s);
+  assert_int_equal(dt__journal_replay_buf(&s, b, len, ID, &good, why, sizeof(why)), 0);
+  assert_int_equal(good, len);
+  assert_int_equal(s.tasks.len, N - GONE + 1);
+  assert_null(dt__sched_get_task(&s, keys[GONE - 1], wl[GONE - 1]));
+  assert_non_null(dt__sched_get_task(&s, keys[GONE], wl[GONE]));
+  assert_non_null(dt__sched_get_task(&s, "late", 4));
+  s_client *h = dt__journal_holder();
+  assert_non_null(h);
+  assert_int_equal(h->wants.len, N - GONE + 1);
+  dt__journal_replay_forget();
+  dt__sched_destroy(&s);
+  /* cut in the middle of the merged release record: replay keeps the graph
+   * whole (the torn record is dropped, never half-applied) */
+  size_t cut = (size_t)after_graph + 200;
+  dt__sched_init(&s);
+  assert_int_equal(dt__journal_replay_buf(&s, b, cut, ID, &good, why, sizeof(why)), 0);
+  assert_int_equal((off_t)good, after_graph);
+  assert_int_equal(s.tasks.len, N);
+  dt__journal_replay_forget();
+  dt__sched_destroy(&s);
+  free(b);
+  unlink(path);
+}
+
 int main(void) {
   snprintf(path, sizeof(path), "/tmp/dtask-journal-unit-%d.journal", (int)getpid());
   dt__log_init("test", "error");
@@ -319,6 +394,7 @@ int main(void) {
       cmocka_unit_test(test_refuses_corrupt_and_foreign),
       cmocka_unit_test(test_random_bytes),
       cmocka_unit_test(test_compaction_bounds_growth),
+      cmocka_unit_test(test_merged_key_records),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(path);

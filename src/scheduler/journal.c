@@ -64,14 +64,16 @@ bool dt__journal_recovering(void) { return J.st.recovering; }
 
 /* ---------------------------------------------------------------- records */
 
-static void room(size_t n) {
-  if (J.len + n <= J.cap) return;
+static __attribute__((noinline)) void grow(size_t n) {
   size_t nc = J.cap ? J.cap : 1 << 16;
   while (nc < J.len + n) nc *= 2;
   J.buf = dt__xrealloc(J.buf, nc);
   J.cap = nc;
 }
-static void put(const void *p, size_t n) {
+static inline void room(size_t n) {
+  if (__builtin_expect(J.len + n > J.cap, 0)) grow(n);
+}
+static inline void put(const void *p, size_t n) {
   room(n);
   memcpy(J.buf + J.len, p, n);
   J.len += n;
@@ -84,12 +86,12 @@ static inline void le_at(uint8_t *p, uint64_t v, int n) {
   for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
 #endif
 }
-static void put_n(uint64_t v, int n) {
+static inline void put_n(uint64_t v, int n) {
   room((size_t)n);
   le_at(J.buf + J.len, v, n);
   J.len += (size_t)n;
 }
-static void put_str(const char *s, size_t n) {
+static inline void put_str(const char *s, size_t n) {
   room(4 + n);
   le_at(J.buf + J.len, n, 4);
   memcpy(J.buf + J.len + 4, s, n);

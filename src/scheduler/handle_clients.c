@@ -61,7 +61,7 @@ void dt__keylist_of(const dt_list *l, dt_keylist *kl) {
   }
 }
 
-static int newtask_of(const dt_rec_task *r, s_newtask *t) {
+int dt__newtask_of(const dt_rec_task *r, s_newtask *t) {
   memset(t, 0, sizeof(*t));
   if (r->func.len == 0 || r->func.len > 256 || r->retries < 0 || r->retries > 1000000 ||
       r->resources.n > 64)
@@ -100,7 +100,7 @@ static int newtask_of(const dt_rec_task *r, s_newtask *t) {
   return 0;
 }
 
-static void newtask_free(s_newtask *t) {
+void dt__newtask_free(s_newtask *t) {
   dt__payload_clear(&t->spec);
   free(t->dep_keys);
   free(t->dep_lens);
@@ -119,13 +119,25 @@ int dt__on_update_graph(dt_conn *c, const dt_msg *msg) {
   uint32_t got = 0;
   dt_list tl = m->tasks;
   dt_rec_task rt;
-  while (rc == 0 && dt__next_task(&tl, &rt)) rc = newtask_of(&rt, &ts[got++]);
+  /* each task's bytes as sent, for the journal (JR_TASKW) */
+  const char **raw = dt__journal_on ? dt__xmalloc((n ? n : 1) * sizeof(char *)) : NULL;
+  uint32_t *raw_lens = raw ? dt__xmalloc((n ? n : 1) * sizeof(uint32_t)) : NULL;
+  for (const char *p0 = tl.r.p; rc == 0 && dt__next_task(&tl, &rt); p0 = tl.r.p) {
+    if (raw) {
+      raw[got] = p0;
+      raw_lens[got] = (uint32_t)(tl.r.p - p0);
+    }
+    rc = dt__newtask_of(&rt, &ts[got++]);
+  }
   dt_keylist wanted = {0};
   if (rc == 0) dt__keylist_of(&m->wanted, &wanted);
-  if (rc == 0) DT_JOURNAL(dt__journal_graph(c->data, ts, n, wanted.keys, wanted.lens, wanted.n));
+  if (rc == 0)
+    DT_JOURNAL(dt__journal_graph(c->data, ts, n, wanted.keys, wanted.lens, wanted.n, raw, raw_lens));
+  free(raw);
+  free(raw_lens);
   if (rc == 0) dt__sched_update_graph(&srv->s, c->data, ts, n, wanted.keys, wanted.lens, wanted.n);
   if (srv->s.tasks.len > srv->trim_high) srv->trim_high = srv->s.tasks.len;
-  for (uint32_t i = 0; i < got; i++) newtask_free(&ts[i]);
+  for (uint32_t i = 0; i < got; i++) dt__newtask_free(&ts[i]);
   free(ts);
   dt__keylist_free(&wanted);
   return rc;

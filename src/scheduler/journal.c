@@ -212,9 +212,16 @@ void dt__jw_payload(const dt_payload *p) { put_payload(p); }
 /* ---------------------------------------------------------------- hooks */
 
 void dt__journal_graph(const s_client *c, const s_newtask *ts, uint32_t n, const char **wanted,
-                       const uint32_t *wanted_lens, uint32_t nwanted) {
+                       const uint32_t *wanted_lens, uint32_t nwanted, const char *const *raw,
+                       const uint32_t *raw_lens) {
   for (uint32_t i = 0; i < n; i++) {
     const s_newtask *t = &ts[i];
+    if (raw && t->spec.nframes == 0) { /* the bytes the client encoded: one copy */
+      begin(JR_TASKW);
+      put(raw[i], raw_lens[i]);
+      end();
+      continue;
+    }
     begin(JR_TASK);
     put_str(t->key, t->klen);
     put_str(t->func, t->flen);
@@ -357,7 +364,7 @@ static int snapshot(int fd) {
     }
     nt.res_names = rn;
     nt.res_name_lens = nl;
-    dt__journal_graph(NULL, &nt, 1, NULL, NULL, 0);
+    dt__journal_graph(NULL, &nt, 1, NULL, NULL, 0, NULL, NULL);
     if (dkp != dk) free(dkp);
     if (dlp != dl) free(dlp);
     if (t->state == TS_MEMORY)

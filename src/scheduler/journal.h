@@ -56,6 +56,9 @@ enum {
   JR_PRIM_GONE,  /* str name: the primitive holds nothing (its queue items go too) */
   JR_QPUSH,      /* str name, i64 maxsize, payload, u32 nkeys, str keys...: an item in */
   JR_QPOP,       /* str name: the item at the head is out */
+  JR_TASKW,      /* a task as its client sent it: the UPDATE_GRAPH tasks-list
+                    element's msgpack bytes, decoded again only on replay
+                    (tasks whose spec has no frames; others are JR_TASK) */
   JR_COUNT
 };
 
@@ -150,8 +153,16 @@ int dt__journal_open_srv(const dt__journal_opts *o, const char *address);
  * process), the exit status in the supervisor when it is done */
 int dt__journal_supervise(int *ready_fd);
 /* ---- hooks, behind DT_JOURNAL() */
+/* raw/raw_lens (or NULL): each task's element of UPDATE_GRAPH as received,
+ * journaled as it is (JR_TASKW) instead of encoded again */
 void dt__journal_graph(const s_client *c, const s_newtask *ts, uint32_t n, const char **wanted,
-                       const uint32_t *wanted_lens, uint32_t nwanted);
+                       const uint32_t *wanted_lens, uint32_t nwanted, const char *const *raw,
+                       const uint32_t *raw_lens);
+/* handle_clients.c: a decoded task record as an s_newtask (strings borrowed
+ * from the record's bytes), 0 or DT_EPROTO; and freeing what it allocated */
+struct dt_rec_task;
+int dt__newtask_of(const struct dt_rec_task *r, s_newtask *t);
+void dt__newtask_free(s_newtask *t);
 void dt__journal_client(const s_client *c, bool gone);
 void dt__journal_want(const s_client *c, const char *key, uint32_t klen, bool want);
 void dt__journal_holds(const s_task *t, const s_worker *w);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/msg.h"
 #include "coord.h"
 #include "journal.h"
 #include "sched_int.h"
@@ -268,6 +269,23 @@ void dt__journal_set_holder(s_client *c, uint32_t pending) {
   R.pending = pending;
 }
 
+/* taskw_of: a JR_TASKW record's bytes (len after the type) decoded as the
+ * client's task element, checked as UPDATE_GRAPH's decoder checks it, into
+ * nt (strings borrowed from the record; dt__newtask_free); 0 or DT_EPROTO */
+static int taskw_of(const uint8_t *rec, uint32_t len, s_newtask *nt) {
+  memset(nt, 0, sizeof(*nt));
+  const char *p = (const char *)rec + 1, *end = (const char *)rec + len, *q = p;
+  if (len < 2 || dt__mp_validate(&q, end, DT_MAX_DEPTH) != 0 || q != end) return DT_EPROTO;
+  /* a frameless spec: any frame index passes, and frames are refused below */
+  dt_list l = {.r = {p, end, NULL, UINT32_MAX}, .n = 1, .left = 1, .kind = DT_K_REC, .rec = DT_REC_task};
+  dt_rec_task rt;
+  if (!dt__next_task(&l, &rt) || rt.spec.nframes != 0) return DT_EPROTO;
+  int rc = dt__newtask_of(&rt, nt);
+  if (rc == 0 && (nt->klen == 0 || memchr(nt->key, 0, nt->klen))) rc = DT_EPROTO;
+  if (rc) dt__newtask_free(nt);
+  return rc;
+}
+
 static rclient *client_of(uint32_t id) {
   char k[12];
   int n = snprintf(k, sizeof(k), "%u", id);
@@ -348,6 +366,13 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
     if (c.bad) return false;
     dt__smap_put(&R.tasks, k, kl, (void *)rec);
     break;
+  case JR_TASKW: {
+    s_newtask nt;
+    if (taskw_of(rec, len, &nt) != 0) return false;
+    dt__smap_put(&R.tasks, nt.key, nt.klen, (void *)rec);
+    dt__newtask_free(&nt);
+    return true;
+  }
   case JR_MEMORY:
     k = g_key(&c, &kl);
     G64(&c);
@@ -415,6 +440,10 @@ static bool scan_one(const uint8_t *rec, uint32_t len) {
  * the spec owned by nt: newtask_free) */
 static void task_of(const uint8_t *rec, s_newtask *nt) {
   uint32_t len = rd32(rec - 8), l;
+  if (rec[0] == JR_TASKW) { /* checked by scan_one */
+    if (taskw_of(rec, len, nt) != 0) abort();
+    return;
+  }
   cur c = {rec + 1, rec + len, false};
   memset(nt, 0, sizeof(*nt));
   nt->key = g_key(&c, &nt->klen);
@@ -458,17 +487,6 @@ static void task_of(const uint8_t *rec, s_newtask *nt) {
     nt->spec.frames[i] = (dt_frame){b, b->data, fl};
     nt->spec.nframes++;
   }
-}
-
-static void newtask_free(s_newtask *t) {
-  dt__payload_clear(&t->spec);
-  free(t->dep_keys);
-  free(t->dep_lens);
-  free(t->restrict_to);
-  free(t->restrict_lens);
-  free(t->res_names);
-  free(t->res_name_lens);
-  free(t->res_amounts);
 }
 
 /* ---------------------------------------------------------------- the replay */
@@ -532,7 +550,7 @@ int dt__journal_replay_buf(sched *s, const void *buf, size_t len, const uint8_t 
     holder = dt__sched_add_client(s, NULL, "journal-recovery");
     dt__sched_update_graph(s, holder, nts, n, wk, wl, nw);
   }
-  for (uint32_t i = 0; i < n; i++) newtask_free(&nts[i]);
+  for (uint32_t i = 0; i < n; i++) dt__newtask_free(&nts[i]);
   free(nts);
   free(wk);
   free(wl);

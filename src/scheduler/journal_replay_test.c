@@ -17,6 +17,9 @@
 
 #include <cmocka.h>
 
+#include <msgpuck.h>
+
+#include "proto/msg.h"
 #include "scheduler/sched_int.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -54,7 +57,7 @@ static void submit(sched *s, s_client *c, const char *key, const char **deps, bo
   nt.dep_lens = dl;
   nt.retries = 2;
   nt.priority = 5;
-  DT_JOURNAL(dt__journal_graph(c, &nt, 1, want ? &key : NULL, want ? &nt.klen : NULL, want));
+  DT_JOURNAL(dt__journal_graph(c, &nt, 1, want ? &key : NULL, want ? &nt.klen : NULL, want, NULL, NULL));
   dt__sched_update_graph(s, c, &nt, 1, want ? &key : NULL, want ? &nt.klen : NULL, want);
   dt__payload_clear(&nt.spec);
   drain(s);
@@ -336,7 +339,7 @@ static void test_merged_key_records(void **state) {
     memcpy(nts[i].spec.body, "\x92\x90\x80", 3);
     nts[i].spec.len = 3;
   }
-  DT_JOURNAL(dt__journal_graph(c, nts, N, wk, wl, N));
+  DT_JOURNAL(dt__journal_graph(c, nts, N, wk, wl, N, NULL, NULL));
   dt__sched_update_graph(&s, c, nts, N, wk, wl, N);
   for (int i = 0; i < N; i++) dt__payload_clear(&nts[i].spec);
   drain(&s);
@@ -383,6 +386,89 @@ static void test_merged_key_records(void **state) {
   unlink(path);
 }
 
+/* a task element of UPDATE_GRAPH as a client encodes it (msgpack) */
+static size_t task_elem(char *b, const char *key, const char *dep, int64_t prio) {
+  char *p = b;
+  p = mp_encode_array(p, 12);
+  p = mp_encode_str(p, key, (uint32_t)strlen(key));
+  p = mp_encode_str(p, "f", 1);
+  p = mp_encode_bin(p, "\x92\x90\x80", 3); /* the spec: body, first frame, frames */
+  p = mp_encode_uint(p, 7); /* a frame index of the batch it came in: not used */
+  p = mp_encode_uint(p, 0);
+  p = mp_encode_array(p, dep ? 1 : 0);
+  if (dep) p = mp_encode_str(p, dep, (uint32_t)strlen(dep));
+  p = prio < 0 ? mp_encode_int(p, prio) : mp_encode_uint(p, (uint64_t)prio);
+  p = mp_encode_uint(p, 3);
+  p = mp_encode_array(p, 0);
+  p = mp_encode_bool(p, false);
+  p = mp_encode_map(p, 0);
+  p = mp_encode_double(p, 2.5);
+  return (size_t)(p - b);
+}
+
+/* JR_TASKW: tasks journaled as their clients' bytes replay as the same
+ * tasks (deps, priority, retries, timeout, spec); a JR_TASKW whose bytes
+ * are not a task is refused as corrupt, never half-applied */
+static void test_task_as_sent(void **state) {
+  (void)state;
+  char raw[2][256];
+  const char *rp[2] = {raw[0], raw[1]};
+  uint32_t rl[2] = {(uint32_t)task_elem(raw[0], "x", NULL, 4),
+                    (uint32_t)task_elem(raw[1], "y", "x", -2)};
+  for (int bad = 0; bad < 2; bad++) {
+    sched s;
+    dt__sched_init(&s);
+    char why[400] = "";
+    unlink(path);
+    assert_int_equal(dt__journal_start(&s, NULL, path, ID, 0, 5, 60, why, sizeof(why)), 0);
+    s_client *c = dt__sched_add_client(&s, &dummy_conn[0], "client");
+    s_newtask nts[2];
+    for (int i = 0; i < 2; i++) {
+      dt_list l = {.r = {rp[i], rp[i] + rl[i], NULL, 8}, .n = 1, .left = 1, .kind = DT_K_REC,
+                   .rec = DT_REC_task};
+      dt_rec_task rt;
+      assert_true(dt__next_task(&l, &rt));
+      assert_int_equal(dt__newtask_of(&rt, &nts[i]), 0);
+    }
+    const char *wk = "y";
+    uint32_t wl = 1;
+    if (bad) rl[1] -= 3; /* cut inside the element: not a task any more */
+    DT_JOURNAL(dt__journal_graph(c, nts, 2, &wk, &wl, 1, rp, rl));
+    if (bad) rl[1] += 3;
+    dt__sched_update_graph(&s, c, nts, 2, &wk, &wl, 1);
+    for (int i = 0; i < 2; i++) dt__newtask_free(&nts[i]);
+    drain(&s);
+    dt__journal_stop();
+    dt__sched_destroy(&s);
+    size_t len, good;
+    uint8_t *b = slurp(&len);
+    dt__sched_init(&s);
+    int rc = dt__journal_replay_buf(&s, b, len, ID, &good, why, sizeof(why));
+    if (bad) {
+      assert_int_equal(rc, DT_EPROTO);
+      assert_non_null(strstr(why, "malformed"));
+    } else {
+      assert_int_equal(rc, 0);
+      s_task *x = dt__sched_get_task(&s, "x", 1), *y = dt__sched_get_task(&s, "y", 1);
+      assert_non_null(x);
+      assert_non_null(y);
+      assert_int_equal(y->ndeps, 1);
+      assert_ptr_equal(y->deps[0], x);
+      assert_int_equal(x->priority, 4);
+      assert_int_equal(y->priority, -2);
+      assert_int_equal(y->retries, 3);
+      assert_true(RARE(y)->timeout == 2.5);
+      assert_int_equal(y->spec.len, 3);
+      assert_memory_equal(y->spec.body, "\x92\x90\x80", 3);
+      assert_non_null(dt__smap_get(&dt__journal_holder()->wants, "y", 1));
+    }
+    dt__journal_replay_forget();
+    dt__sched_destroy(&s);
+    free(b);
+  }
+  unlink(path);
+}
+
 int main(void) {
   snprintf(path, sizeof(path), "/tmp/dtask-journal-unit-%d.journal", (int)getpid());
   dt__log_init("test", "error");
@@ -395,6 +481,7 @@ int main(void) {
       cmocka_unit_test(test_random_bytes),
       cmocka_unit_test(test_compaction_bounds_growth),
       cmocka_unit_test(test_merged_key_records),
+      cmocka_unit_test(test_task_as_sent),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(path);

@@ -91,6 +91,11 @@ static bool spill(w_data *d) {
   dt_payload p;
   if (dt__payload_encode(d->v, &p, NULL) != 0) return false;
   d->spill_id = ++S.spill_seq;
+  if (!S.spill_made) { /* made at the first spill: a worker that never spills leaves nothing */
+    if (mkdir(S.spill_dir, 0700) != 0 && errno != EEXIST)
+      DT_WARN("cannot make the spill folder %s: %s", S.spill_dir, strerror(errno));
+    S.spill_made = true;
+  }
   char path[700];
   spill_path(d, path, sizeof(path));
   FILE *f = fopen(path, "wb");
@@ -238,8 +243,6 @@ void dt__store_init(uv_loop_t *loop, void (*on_pause)(bool paused)) {
   char cwd[400];
   if (!getcwd(cwd, sizeof(cwd))) snprintf(cwd, sizeof(cwd), "/tmp");
   snprintf(S.spill_dir, sizeof(S.spill_dir), "%s/dtask-spill-%d", cwd, (int)getpid());
-  if (mkdir(S.spill_dir, 0700) != 0 && errno != EEXIST)
-    DT_WARN("cannot make the spill folder %s: %s", S.spill_dir, strerror(errno));
   uv_timer_start(&S.memtimer, on_memtimer, 100, 100);
 }
 
@@ -257,5 +260,5 @@ void dt__store_destroy(void) {
       free(d);
     }
   dt__smap_destroy(&S.data);
-  if (S.spill_dir[0]) rmdir(S.spill_dir); /* empty by now: every spilled key was freed */
+  if (S.spill_made) rmdir(S.spill_dir); /* empty by now: every spilled key was freed */
 }

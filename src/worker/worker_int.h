@@ -164,6 +164,7 @@ typedef struct {
   /* private to store.c */
   uint64_t spill_seq, rss;
   char spill_dir[600];
+  bool spill_made; /* the folder exists (made at the first spill) */
   w_data *lru_head, *lru_tail;
   uv_timer_t memtimer;
   void (*on_pause)(bool paused);

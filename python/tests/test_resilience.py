@@ -56,3 +56,23 @@ def test_task_that_kills_its_workers_fails_with_killed_worker():
         with pytest.raises(dtask.KilledWorker, match="suicide"):
             f.result(timeout=60)
         assert client.submit(slow_inc, 1).result(timeout=30) == 2
+
+
+def exits_with(code):
+    os._exit(code)
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_task_calling_exit_is_a_dead_worker_not_a_closed_one(code):
+    # 0 and 3 are the statuses a worker uses to tell its nanny "asked to
+    # close" and "giving up": a task calling os._exit with them must not
+    # make the nanny stop; the worker is restarted and the task reported
+    with dtask.LocalCluster(n_workers=1, threads_per_worker=1, allowed_failures=1,
+                            dashboard_address=None) as lc, \
+            dtask.Client(lc, set_as_default=False) as client:
+        nanny = lc.worker_pids[0]
+        f = client.submit(exits_with, code)
+        with pytest.raises(dtask.KilledWorker, match="exits_with"):
+            f.result(timeout=60)
+        assert client.submit(slow_inc, 1).result(timeout=30) == 2
+        assert children(nanny)  # the same nanny, with a worker again

@@ -183,6 +183,7 @@ static int worker_run(uint64_t token, char *slots, void *arg) {
   else if (dt__exec.executing > 0) {
     /* tasks still running on pool threads: do not wait for them */
     DT_INFO("exiting with %d tasks still running", dt__exec.executing);
+    dt__nanny_exit_intent(W.exit_code);
     fflush(NULL);
     _exit(W.exit_code);
   }

@@ -39,6 +39,12 @@ static uint64_t rss_of(pid_t pid) {
   return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 static volatile pid_t child;
+/* in the worker: the word of the shared memory where it says which exit it
+ * means (0x100 | code), read by the nanny after waitpid */
+static uint32_t *intent;
+void dt__nanny_exit_intent(int code) {
+  if (intent) __atomic_store_n(intent, 0x100u | (uint32_t)(code & 0xff), __ATOMIC_RELEASE);
+}
 
 static void on_stop_signal(int sig) {
   stop_sig = sig;
@@ -151,7 +157,7 @@ static void remove_spill_dir(pid_t pid) {
 }
 int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec,
                   dt__worker_run_fn run, void *arg) {
-  size_t len = (size_t)nthreads * DT__NANNY_SLOT;
+  size_t len = (size_t)nthreads * DT__NANNY_SLOT + 64; /* the slots, then the intent word */
   char *slots = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (slots == MAP_FAILED) {
     DT_ERROR("nanny: cannot map %zu bytes of shared memory: %s", len, strerror(errno));
@@ -185,7 +191,9 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       dfl.sa_handler = SIG_DFL;
       sigaction(SIGTERM, &dfl, NULL);
       sigaction(SIGINT, &dfl, NULL);
+      intent = (uint32_t *)(slots + (size_t)nthreads * DT__NANNY_SLOT);
       int wrc = run(token, slots, arg);
+      dt__nanny_exit_intent(wrc);
       fflush(NULL);
       _exit(wrc);
     }
@@ -216,16 +224,21 @@ int dt__nanny_run(const char *sched_addr, int nthreads, const struct dt_sec *sec
       rc = 0;
       break;
     }
-    if (WIFEXITED(status) &&
-        (WEXITSTATUS(status) == DT__EXIT_OK || WEXITSTATUS(status) == DT__EXIT_GIVE_UP)) {
+    /* an exit status counts only when the worker said it meant it */
+    uint32_t said = __atomic_load_n((uint32_t *)(slots + (size_t)nthreads * DT__NANNY_SLOT),
+                                    __ATOMIC_ACQUIRE);
+    bool meant = WIFEXITED(status) && said == (0x100u | (uint32_t)WEXITSTATUS(status));
+    if (meant && (WEXITSTATUS(status) == DT__EXIT_OK || WEXITSTATUS(status) == DT__EXIT_GIVE_UP)) {
       rc = WEXITSTATUS(status);
       break;
     }
-    bool asked = WIFEXITED(status) && WEXITSTATUS(status) == DT__EXIT_RESTART;
-    bool lifetime = WIFEXITED(status) && WEXITSTATUS(status) == DT__EXIT_LIFETIME;
+    bool asked = meant && WEXITSTATUS(status) == DT__EXIT_RESTART;
+    bool lifetime = meant && WEXITSTATUS(status) == DT__EXIT_LIFETIME;
     asked |= lifetime;
-    char how[160];
+    char how[200];
     describe(status, mem_kill, how, sizeof(how));
+    if (WIFEXITED(status) && !meant) /* a task called exit(), or a library did */
+      snprintf(how + strlen(how), sizeof(how) - strlen(how), " (not a worker's own exit: a task called exit?)");
     report r = {token, (int)pid, how, NULL, NULL, 0, false};
     r.keys = dt__xcalloc((size_t)nthreads, sizeof(char *));
     r.lens = dt__xcalloc((size_t)nthreads, sizeof(uint32_t));

@@ -22,6 +22,13 @@
 #define DT__EXIT_RESTART 5  /* asked to restart (Client.restart): a fresh one at once, no report */
 #define DT__EXIT_LIFETIME 6 /* retired at the end of its --lifetime, with --lifetime-restart: the same */
 
+/* dt__nanny_exit_intent: the worker is about to exit with code on purpose
+ * (one of the DT__EXIT_* above).  The nanny believes an exit status only
+ * when the worker said so first: a task that calls exit(0) or os._exit(3)
+ * is a worker that died, restarted and reported, not one that was asked to
+ * close or gave up.  No-op without a nanny. */
+void dt__nanny_exit_intent(int code);
+
 /* run: the worker proper, called in each new child process; token is the
  * worker's nanny token (sent in HELLO_WORKER), slots nthreads slots. */
 typedef int (*dt__worker_run_fn)(uint64_t token, char *slots, void *arg);

@@ -206,6 +206,7 @@ void dt__store_check(bool with_rss) {
   if (S.mem_terminate > 0 && S.rss > (uint64_t)((double)S.mem_limit * S.mem_terminate)) {
     DT_ERROR("memory use %llu bytes is over %.0f%% of the limit %llu: exiting",
              (unsigned long long)S.rss, S.mem_terminate * 100, (unsigned long long)S.mem_limit);
+    dt__nanny_exit_intent(DT__EXIT_MEMORY);
     fflush(NULL);
     _exit(DT__EXIT_MEMORY);
   }

@@ -262,7 +262,9 @@ typedef struct {
 int dt_client_connect(const dt_client_opts *opts, dt_client **out);
 /* dt_client_close: releases every key the client holds and disconnects.
  * Futures still held stay valid as handles (dt_future_release them) but any
- * operation on them returns DT_ECLOSED.  NULL is ignored. */
+ * operation on them returns DT_ECLOSED.  NULL is ignored.  It frees the
+ * client: no other thread may be inside a call on it (or on its futures)
+ * when it is called. */
 void dt_client_close(dt_client *c);
 
 typedef enum { DT_DEFAULT = 0, DT_YES = 1, DT_NO = -1 } dt_tristate;

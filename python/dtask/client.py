@@ -570,6 +570,7 @@ class Client(DatasetsMixin, ClientStateMixin, ClientAdmin, AsyncClientMixin, Cli
             elif self in _defaults:
                 _defaults.remove(self)
             self._dask_config = None
+        self._diag_close()  # its threads stop asking first
         self._c.close()
         _live_clients.discard(self)
         if self._own_cluster and self.cluster is not None:

@@ -46,6 +46,14 @@ class _Follower:
         with self.lock:
             self.topics.pop(topic, None)
 
+    def close(self):
+        """Stops the thread and waits for it: the client it asks must not be
+        closed (its C side freed) while a question is on its way."""
+        self.stop.set()
+        th = self.thread
+        if th is not None and th is not threading.current_thread():
+            th.join(timeout=10)
+
     def _run(self):
         while not self.stop.wait(0.1):
             client = self.ref()
@@ -160,6 +168,16 @@ class ClientDiagMixin:
         if f is None:
             f = self.__dict__["_diag_follower"] = _Follower(self)
         f.add(self, topic, handler)
+
+    def _diag_close(self):
+        """Before the client closes: no thread of its own may be asking the
+        scheduler anything (the follower of print/warn and forwarded logs,
+        subscribe_topic's threads)."""
+        f = self.__dict__.pop("_diag_follower", None)
+        if f is not None:
+            f.close()
+        for topic in list(self.__dict__.get("_topic_subs", {})):
+            self.unsubscribe_topic(topic)
 
     def _diag_init(self):
         """Called at the end of Client.__init__: print/warn from tasks reach

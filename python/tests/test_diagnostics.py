@@ -371,3 +371,21 @@ def test_report_opens_in_chromium(client, tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "41 tasks drawn" in out.stdout
+
+
+def test_close_waits_for_the_clients_own_threads(client):
+    # the threads that ask the scheduler for print/warn events and for a
+    # subscribed topic's events stop before the client's C side is freed
+    # (a question on its way while close() freed the client corrupted the
+    # heap: "malloc(): unsorted double linked list corrupted")
+    seen = []
+    for _ in range(10):
+        c = dtask.Client(client.address, set_as_default=False)
+        c.subscribe_topic("close-race", seen.append)
+        follower = c._diag_follower.thread
+        topic_thread = c._topic_subs["close-race"][1]
+        client.log_event("close-race", "x")
+        assert follower.is_alive() and topic_thread.is_alive()
+        c.close()
+        assert not follower.is_alive()
+        assert not topic_thread.is_alive()

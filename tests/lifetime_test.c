@@ -72,14 +72,48 @@ static int64_t result_int(dt_future *f) {
   return x;
 }
 
+/* the client, once both workers are there */
+static void connect_both(void) {
+  OK(dt_client_connect(&(dt_client_opts){.address = cl.addr}, &client));
+  OK(dt_client_wait_for_workers(client, 2, 20000));
+}
+
+/* lt-a draining on the file DIR/name (its path in drain), lt-b, the client */
+static void start_drain_pair(char *drain, size_t n, const char *name) {
+  snprintf(drain, n, "%s/%s", dir, name);
+  wa = start_worker("lt-a", drain);
+  start_worker("lt-b", NULL);
+  connect_both();
+}
+
+/* the drain file once it says "idle" (bounded: 10 s), or what it held last */
+static char *drain_file_idle(const char *drain) {
+  double t0 = tu_now();
+  char *txt = NULL;
+  while (tu_now() - t0 < 10) {
+    free(txt);
+    txt = tu_read_file(drain);
+    if (txt && strstr(txt, "idle")) break;
+    usleep(50000);
+  }
+  return txt;
+}
+
+/* retire lt-a: it leaves and its process ends (bounded: 15 s) */
+static void retire_a(void) {
+  const char *on_a[] = {"lt-a"};
+  int retired = 0;
+  OK(dt_client_retire_workers(client, on_a, 1, 30000, &retired));
+  assert_int_equal(retired, 1);
+  double t0 = tu_now();
+  while (tu_now() - t0 < 15 && tu_alive(wa)) usleep(50000);
+  assert_false(tu_alive(wa));
+}
+
 static void test_drain_then_retire(void **state) {
   (void)state;
   char drain[300];
-  snprintf(drain, sizeof(drain), "%s/drain", dir);
-  wa = start_worker("lt-a", drain);
-  start_worker("lt-b", NULL);
-  OK(dt_client_connect(&(dt_client_opts){.address = cl.addr}, &client));
-  OK(dt_client_wait_for_workers(client, 2, 20000));
+  start_drain_pair(drain, sizeof(drain), "drain");
   const char *on_a[] = {"lt-a"};
   dt_submit_opts pin = {.pure = DT_NO, .workers = on_a, .n_workers = 1};
   /* a result only lt-a holds, then a task running there */
@@ -111,26 +145,14 @@ static void test_drain_then_retire(void **state) {
   for (int i = 0; i < 6; i++) assert_int_equal(result_int(more[i]), (10 + i) * (10 + i));
   /* the running task finishes; then lt-a is idle */
   assert_int_equal(result_int(slow), 4);
-  t0 = tu_now();
-  txt = NULL;
-  while (tu_now() - t0 < 10) {
-    free(txt);
-    txt = tu_read_file(drain);
-    if (txt && strstr(txt, "idle")) break;
-    usleep(50000);
-  }
+  txt = drain_file_idle(drain);
   assert_non_null(txt);
   assert_non_null(strstr(txt, "idle"));
   free(txt);
   assert_true(worker_a(&w));
   assert_int_equal(w.n_keys, 2); /* held and slow: nothing new ran there */
   /* retire it: its results move to lt-b, then it closes and its process ends */
-  int retired = 0;
-  OK(dt_client_retire_workers(client, on_a, 1, 30000, &retired));
-  assert_int_equal(retired, 1);
-  t0 = tu_now();
-  while (tu_now() - t0 < 15 && tu_alive(wa)) usleep(50000);
-  assert_false(tu_alive(wa));
+  retire_a();
   assert_false(worker_a(&w));
   dt_future_release(held);
   dt_future_release(slow);
@@ -147,11 +169,7 @@ static void test_drain_then_retire(void **state) {
 static void test_moved_results_survive(void **state) {
   (void)state;
   char drain[300];
-  snprintf(drain, sizeof(drain), "%s/drain2", dir);
-  wa = start_worker("lt-a", drain);
-  start_worker("lt-b", NULL);
-  OK(dt_client_connect(&(dt_client_opts){.address = cl.addr}, &client));
-  OK(dt_client_wait_for_workers(client, 2, 20000));
+  start_drain_pair(drain, sizeof(drain), "drain2");
   const char *on_a[] = {"lt-a"};
   dt_future *held;
   OK(dt_client_submit(client, "square", dt_list_of(1, dt_int(12)), NULL,
@@ -160,22 +178,10 @@ static void test_moved_results_survive(void **state) {
   FILE *f = fopen(drain, "w");
   assert_non_null(f);
   fclose(f);
-  double t0 = tu_now();
-  char *txt = NULL;
-  while (tu_now() - t0 < 10) {
-    free(txt);
-    txt = tu_read_file(drain);
-    if (txt && strstr(txt, "idle")) break;
-    usleep(50000);
-  }
+  char *txt = drain_file_idle(drain);
   assert_non_null(txt);
   free(txt);
-  int retired = 0;
-  OK(dt_client_retire_workers(client, on_a, 1, 30000, &retired));
-  assert_int_equal(retired, 1);
-  t0 = tu_now();
-  while (tu_now() - t0 < 15 && tu_alive(wa)) usleep(50000);
-  assert_false(tu_alive(wa));
+  retire_a();
   /* a task that depends on the moved result runs on lt-b with it */
   dt_future *dep;
   OK(dt_client_submit(client, "square", dt_list_of(1, dt_future_value(held)), NULL,
@@ -226,8 +232,7 @@ static dt_value *logged_args(int ms, const char *path, int tag, dt_future **deps
  * 200 ms (tag i: i*i), 10 sums of 4 leaves (tag 100+j); lt-a retires by
  * itself meanwhile.  Returns lt-a's first pid. */
 static pid_t graph_while_retiring(const char *log, dt_future **leaf, dt_future **sum) {
-  OK(dt_client_connect(&(dt_client_opts){.address = cl.addr}, &client));
-  OK(dt_client_wait_for_workers(client, 2, 20000));
+  connect_both();
   dt_worker_info w;
   assert_true(worker_a(&w));
   pid_t apid = w.pid;

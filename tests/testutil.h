@@ -1,5 +1,14 @@
 /* testutil.h -- helpers for end-to-end tests: bounded polling and child
- * processes stopped by PID at the end, even when a test fails. */
+ * processes stopped by PID at the end, even when a test fails.  Clusters,
+ * three ways (every wait bounded):
+ * - tu_local_start/tu_local_stop: a LocalCluster (dt_local_cluster_*) and a
+ *   client connected to it;
+ * - tu_cluster_start/tu_cluster_add_worker/tu_cluster_stop: a scheduler and
+ *   workers started with the dtask command (tu_dtask_env finds it), each
+ *   stopped by PID;
+ * - tu_free_port/tu_spawn_role/tu_connect_retry: this test program
+ *   re-executed as a scheduler or worker (DTASK_ROLE) at a fixed address,
+ *   for tests that kill and restart the scheduler. */
 #ifndef DT_TESTUTIL_H
 #define DT_TESTUTIL_H
 

@@ -74,15 +74,7 @@ static dt_client *client;
 
 static int start(int nworkers) {
   dt_local_cluster_opts o = {.n_workers = nworkers, .no_dashboard = true};
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  if (dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &client)) {
-    fprintf(stderr, "client: %s\n", dt_last_error());
-    return -1;
-  }
-  return 0;
+  return tu_local_start(o, (dt_client_opts){0}, &lc, &client);
 }
 static int setup2(void **state) {
   (void)state;
@@ -98,10 +90,7 @@ static int setup2_off(void **state) {
 }
 static int stop(void **state) {
   (void)state;
-  dt_client_close(client);
-  dt_local_cluster_close(lc);
-  client = NULL;
-  lc = NULL;
+  tu_local_stop(&lc, &client);
   return 0;
 }
 

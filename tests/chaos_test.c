@@ -71,38 +71,17 @@ static dt_local_cluster *lc;
 static dt_client *client;
 
 static int start(dt_local_cluster_opts o) {
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  if (dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &client)) {
-    fprintf(stderr, "client: %s\n", dt_last_error());
-    return -1;
-  }
-  return 0;
+  return tu_local_start(o, (dt_client_opts){0}, &lc, &client);
 }
 
 static int stop(void **state) {
   (void)state;
-  dt_client_close(client);
-  dt_local_cluster_close(lc);
-  client = NULL;
-  lc = NULL;
+  tu_local_stop(&lc, &client);
   return 0;
 }
 
 /* the worker process under nanny i, or -1 while the nanny restarts it */
 static pid_t worker_of(int i) { return tu_child_of(dt_local_cluster_worker_pid(lc, i)); }
-
-static int wait_workers(int n, double seconds) {
-  dt_cluster_info info = {0};
-  double end = tu_now() + seconds;
-  do {
-    if (dt_client_cluster_info(client, 2000, &info) == 0 && info.n_workers == n) return n;
-    usleep(20000);
-  } while (tu_now() < end);
-  return info.n_workers;
-}
 
 /* ---------------------------------------------------------------- tests */
 
@@ -185,7 +164,7 @@ static void test_chaos_tree_reduction(void **state) {
   free(refs);
   free(level);
   /* both nannies brought their worker back */
-  assert_int_equal(wait_workers(2, 30), 2);
+  assert_int_equal(tu_wait_workers(client, 2, 30), 2);
   assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
 }
 
@@ -216,7 +195,7 @@ static void test_segfaulting_task(void **state) {
     dt_future_release(fs[i]);
   }
   dt_future_release(bad);
-  assert_int_equal(wait_workers(2, 30), 2);
+  assert_int_equal(tu_wait_workers(client, 2, 30), 2);
   assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
 }
 
@@ -252,7 +231,7 @@ static void test_stopped_worker(void **state) {
   fprintf(stderr, "stopped worker: all results %.1f s after SIGSTOP\n", took);
   assert_true(took < 2.0 + 1.0 + N * 0.1 + 3.0); /* ttl, a heartbeat, the work, slack */
   /* the worker wakes, finds its connection gone, and registers again */
-  assert_int_equal(wait_workers(2, 30), 2);
+  assert_int_equal(tu_wait_workers(client, 2, 30), 2);
   assert_int_equal(tu_wait_tasks(client, 0, 10), 0);
 }
 
@@ -274,13 +253,13 @@ static void test_reconnect_reregisters_results(void **state) {
   pid_t w = worker_of(0);
   assert_true(w > 0);
   OK(kill(w, SIGSTOP));
-  int n = wait_workers(0, 15);
+  int n = tu_wait_workers(client, 0, 15);
   dt_cluster_info info;
   OK(dt_client_cluster_info(client, 5000, &info));
   kill(w, SIGCONT);
   assert_int_equal(n, 0);
   assert_int_equal(info.n_memory, 0); /* lost with the worker, as far as the scheduler knows */
-  assert_int_equal(wait_workers(1, 30), 1);
+  assert_int_equal(tu_wait_workers(client, 1, 30), 1);
   assert_int_equal(worker_of(0), w); /* the same process, not a restart */
   OK(dt_client_submit(client, "identity", dt_list_of(1, dt_future_value(f)), NULL, NULL, &g));
   OK(dt_future_result(g, 10000, &v2));
@@ -305,7 +284,7 @@ static void test_retire_moves_results(void **state) {
   int retired = -1;
   OK(dt_client_retire_workers(client, w0, 1, 20000, &retired));
   assert_int_equal(retired, 1);
-  assert_int_equal(wait_workers(1, 10), 1);
+  assert_int_equal(tu_wait_workers(client, 1, 10), 1);
   dt_worker_info *ws;
   size_t nw;
   OK(dt_client_workers(client, 5000, &ws, &nw));
@@ -319,7 +298,7 @@ static void test_retire_moves_results(void **state) {
   /* the last worker holds f: retiring it would lose it, so it stays */
   assert_int_equal(dt_client_retire_workers(client, w1, 1, 20000, &retired), DT_EINVAL);
   assert_int_equal(retired, 0);
-  assert_int_equal(wait_workers(1, 5), 1);
+  assert_int_equal(tu_wait_workers(client, 1, 5), 1);
   dt_value_free(v1);
   dt_value_free(v2);
   dt_future_release(f);

@@ -42,20 +42,15 @@ static dt_client *connect_client(void) {
 static int group_setup(void **state) {
   (void)state;
   dt_local_cluster_opts o = {.n_workers = 1, .threads_per_worker = 2, .no_dashboard = true};
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  ca = connect_client();
+  if (tu_local_start(o, (dt_client_opts){0}, &lc, &ca) != 0) return -1;
   cb = connect_client();
-  return ca && cb ? 0 : -1;
+  return cb ? 0 : -1;
 }
 
 static int group_teardown(void **state) {
   (void)state;
-  dt_client_close(ca);
   dt_client_close(cb);
-  dt_local_cluster_close(lc);
+  tu_local_stop(&lc, &ca);
   return 0;
 }
 

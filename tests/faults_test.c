@@ -61,39 +61,17 @@ static void stop_pid(pid_t p) {
 
 static int start(dt_local_cluster_opts o, int hb_ms) {
   atexit(cont_all);
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  dt_client_opts co = {.address = dt_local_cluster_address(lc), .heartbeat_timeout_ms = hb_ms};
-  if (dt_client_connect(&co, &client)) {
-    fprintf(stderr, "client: %s\n", dt_last_error());
-    return -1;
-  }
-  return 0;
+  return tu_local_start(o, (dt_client_opts){.heartbeat_timeout_ms = hb_ms}, &lc, &client);
 }
 
 static int stop(void **state) {
   (void)state;
   cont_all();
-  dt_client_close(client);
-  dt_local_cluster_close(lc);
-  client = NULL;
-  lc = NULL;
+  tu_local_stop(&lc, &client);
   return 0;
 }
 
 static pid_t worker_of(int i) { return tu_child_of(dt_local_cluster_worker_pid(lc, i)); }
-
-static int wait_workers(int n, double seconds) {
-  dt_cluster_info info = {0};
-  double end = tu_now() + seconds;
-  do {
-    if (dt_client_cluster_info(client, 2000, &info) == 0 && info.n_workers == n) return n;
-    usleep(20000);
-  } while (tu_now() < end);
-  return info.n_workers;
-}
 
 /* run func(x) on worker w (strictly, or preferred when loose); its value */
 static int64_t run_on(const char *func, dt_value *args, const char *w, bool loose, dt_future **keep) {
@@ -177,7 +155,7 @@ static void test_stopped_worker_fetch(void **state) {
           minimal, graph);
   /* continued, it re-registers (its old connection was dropped) */
   cont_all();
-  assert_int_equal(wait_workers(2, 30), 2);
+  assert_int_equal(tu_wait_workers(client, 2, 30), 2);
   assert_int_equal(run_on("inc", dt_list_of(1, dt_int(41)), W0, false, NULL), 42);
   assert_int_equal(run_on("inc", dt_list_of(1, dt_future_value(a)), W1, false, NULL), 3);
   assert_int_equal(run_on("inc", dt_list_of(1, dt_future_value(a)), W0, false, NULL), 3);
@@ -268,7 +246,7 @@ static void test_deadline(void **state) {
   assert_int_equal(dt_future_status_get(f), DT_ERROR);
   assert_non_null(strstr(err, "past its deadline of 1 s"));
   dt_future_release(f);
-  assert_int_equal(wait_workers(2, 30), 2);
+  assert_int_equal(tu_wait_workers(client, 2, 30), 2);
   assert_int_equal(run_on("inc", dt_list_of(1, dt_int(1)), W0, false, NULL), 2);
   assert_true(worker_of(0) != w0);
   run_50();

@@ -3,7 +3,6 @@
  * batch system is needed) keeps a journal: the file is written with its
  * header and the scheduler reports its size; the job script does not carry
  * the option.  The cluster is closed (its scheduler stopped) at the end. */
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,24 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "testutil.h"
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof(a);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &l)) {
-    close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 static void test_jobqueue_scheduler_keeps_a_journal(void **state) {
   (void)state;
@@ -36,7 +22,7 @@ static void test_jobqueue_scheduler_keeps_a_journal(void **state) {
   snprintf(journal, sizeof(journal), "/tmp/dtask-jqj-%d.journal", (int)getpid());
   snprintf(logs, sizeof(logs), "/tmp/dtask-jqj-%d-logs", (int)getpid());
   unlink(journal);
-  int port = free_port();
+  int port = tu_free_port();
   assert_true(port > 0);
   dt_jobqueue_opts o = {.system = DT_JOBQUEUE_SLURM, .cores = 1, .memory = "512MB",
                         .host = "127.0.0.1", .port = port, .log_directory = logs,

@@ -21,8 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -40,26 +38,9 @@ DT_TASK(jcinc) {
 static char self[4096], addr[64], journal[256];
 static int port, nstart;
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof(a);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &l)) {
-    close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 static pid_t spawn_role(const char *role, const char *args, const char *log) {
-  setenv("DTASK_ROLE", role, 1);
-  setenv("DTASK_ROLE_ARGS", args, 1);
   setenv("JC_CHILD", "1", 1);
-  char *argv[] = {self, NULL};
-  pid_t p = tu_spawn2(argv, NULL, log);
-  unsetenv("DTASK_ROLE");
-  unsetenv("DTASK_ROLE_ARGS");
+  pid_t p = tu_spawn_role(self, role, args, log);
   unsetenv("JC_CHILD");
   return p;
 }
@@ -81,12 +62,7 @@ static pid_t start_worker(void) {
   return spawn_role("worker", args, log);
 }
 
-static dt_client *connect_client(const char *name) {
-  dt_client_opts co = {.address = addr, .timeout_ms = 2000, .name = name};
-  dt_client *c = NULL;
-  for (int i = 0; i < 50 && dt_client_connect(&co, &c) != 0; i++) usleep(100000);
-  return c;
-}
+static dt_client *connect_client(const char *name) { return tu_connect_retry(addr, name, 50); }
 
 /* the calls blocked across the restart */
 typedef struct {
@@ -122,7 +98,7 @@ static void wait_done(blocked *b) {
 
 static void test_coordination_survives_restart(void **state) {
   (void)state;
-  port = free_port();
+  port = tu_free_port();
   assert_true(port > 0);
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
   snprintf(journal, sizeof(journal), "/tmp/dtask-jc-%d.journal", (int)getpid());

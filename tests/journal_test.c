@@ -19,8 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -64,27 +62,9 @@ DT_TASK(jadd) {
 static char self[4096], addr[64], journal[256];
 static int port;
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof(a);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &l)) {
-    close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 static pid_t spawn_role(const char *role, const char *args, const char *log) {
-  setenv("DTASK_ROLE", role, 1);
-  setenv("DTASK_ROLE_ARGS", args, 1);
   setenv("JT_RUNS", runs_path, 1);
-  char *argv[] = {self, NULL};
-  pid_t p = tu_spawn2(argv, NULL, log);
-  unsetenv("DTASK_ROLE");
-  unsetenv("DTASK_ROLE_ARGS");
-  return p;
+  return tu_spawn_role(self, role, args, log);
 }
 
 static int nstart;
@@ -105,21 +85,7 @@ static pid_t start_worker(int i) {
   return spawn_role("worker", args, log);
 }
 
-static dt_client *connect_client(const char *name) {
-  dt_client_opts co = {.address = addr, .timeout_ms = 2000, .name = name};
-  dt_client *c = NULL;
-  for (int i = 0; i < 20 && dt_client_connect(&co, &c) != 0; i++) usleep(100000);
-  return c;
-}
-
-static int wait_workers(dt_client *c, int n) {
-  dt_cluster_info info = {0};
-  for (int i = 0; i < 300; i++) {
-    if (dt_client_cluster_info(c, 2000, &info) == 0 && info.n_workers >= n) return info.n_workers;
-    usleep(50000);
-  }
-  return info.n_workers;
-}
+static dt_client *connect_client(const char *name) { return tu_connect_retry(addr, name, 20); }
 
 enum { NMAP = 10000, NLEAF = 5000 };
 
@@ -196,7 +162,7 @@ static runs_t count_runs(pid_t dead) {
 /* one crash: kill the scheduler (and worker 0, if kill_worker) mid-graph,
  * restart it, gather everything */
 static void crash_run(bool kill_worker) {
-  port = free_port();
+  port = tu_free_port();
   assert_true(port > 0);
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
   snprintf(journal, sizeof(journal), "/tmp/dtask-jt-%d-%d.journal", (int)getpid(), kill_worker);
@@ -209,7 +175,7 @@ static void crash_run(bool kill_worker) {
   dt_client *a = connect_client("map-client"), *b = connect_client("tree-client");
   assert_non_null(a);
   assert_non_null(b);
-  assert_int_equal(wait_workers(a, 2), 2);
+  assert_int_equal(tu_wait_workers(a, 2, 15), 2);
   /* client a: a map of NMAP tasks */
   dt_value **args = calloc(NMAP, sizeof(*args));
   dt_future **mf = calloc(NMAP, sizeof(*mf));
@@ -338,7 +304,7 @@ static void test_scheduler_crash_and_worker_death(void **state) {
  * killed; a client's pending futures resolve */
 static void test_restart_on_crash(void **state) {
   (void)state;
-  port = free_port();
+  port = tu_free_port();
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
   snprintf(journal, sizeof(journal), "/tmp/dtask-jt-%d-roc.journal", (int)getpid());
   snprintf(runs_path, sizeof(runs_path), "/tmp/dtask-jt-%d-roc.runs", (int)getpid());
@@ -348,7 +314,7 @@ static void test_restart_on_crash(void **state) {
   pid_t w = start_worker(0);
   dt_client *c = connect_client("roc-client");
   assert_non_null(c);
-  assert_int_equal(wait_workers(c, 1), 1);
+  assert_int_equal(tu_wait_workers(c, 1, 15), 1);
   enum { N = 2000 };
   dt_value **args = calloc(N, sizeof(*args));
   dt_future **fs = calloc(N, sizeof(*fs));
@@ -386,7 +352,7 @@ static void test_restart_on_crash(void **state) {
 /* a journal of another cluster, or corrupt in the middle, is refused */
 static void test_refuses_bad_journal(void **state) {
   (void)state;
-  port = free_port();
+  port = tu_free_port();
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
   snprintf(journal, sizeof(journal), "/tmp/dtask-jt-%d-bad.journal", (int)getpid());
   unlink(journal);

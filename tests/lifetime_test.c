@@ -25,46 +25,27 @@
 #define OK(x) do { int rc_ = (x); if (rc_) fail_msg("%s: %s", #x, dt_last_error()); } while (0)
 
 static char bin[1024], preload[1024], dir[256];
-static pid_t sched, wa, wb;
-static char addr[128];
+static tu_cluster cl; /* the scheduler, and the workers the tests start */
+static pid_t wa; /* lt-a (its nanny, with --lifetime) */
 static dt_client *client;
 
 static pid_t start_worker(const char *name, const char *drain) {
-  char *argv[20] = {bin, "worker", addr, "--name", (char *)name, "--nthreads", "1", "--preload",
-                    preload, "--log-level", "warning"};
-  int k = 11;
-  if (drain) {
-    argv[k++] = "--drain-file";
-    argv[k++] = (char *)drain;
-  }
-  argv[k] = NULL;
-  return tu_spawn(argv, NULL);
+  return tu_cluster_add_worker(&cl, (const char *[]){"--name", name, drain ? "--drain-file" : NULL,
+                                                     drain, NULL});
 }
 
 static int setup(void **state) {
   (void)state;
-  char file[300];
-  snprintf(file, sizeof(file), "%s/sched.json", dir);
-  char *sargv[] = {bin, "scheduler", "--port", "0", "--scheduler-file", file, "--log-level",
-                   "warning", "--no-dashboard", NULL};
-  sched = tu_spawn(sargv, NULL);
-  char *txt = NULL;
-  for (int i = 0; i < 500 && !(txt = tu_read_file(file)); i++) usleep(10000);
-  assert_non_null(txt);
-  char *a = strstr(txt, "tcp://");
-  assert_non_null(a);
-  snprintf(addr, sizeof(addr), "%s", a + 6);
-  *strchr(addr, '"') = '\0';
-  free(txt);
+  tu_cluster_opts o = {.bin = bin, .preload = preload, .dir = dir, .log_level = "warning",
+                       .nthreads = 1, .sched_args = (const char *[]){"--no-dashboard", NULL}};
+  assert_int_equal(tu_cluster_start(&cl, &o), 0);
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
   dt_client_close(client);
-  tu_stop(wa, SIGTERM);
-  tu_stop(wb, SIGTERM);
-  tu_stop(sched, SIGTERM);
+  tu_cluster_stop(&cl);
   return 0;
 }
 
@@ -91,14 +72,48 @@ static int64_t result_int(dt_future *f) {
   return x;
 }
 
+/* the client, once both workers are there */
+static void connect_both(void) {
+  OK(dt_client_connect(&(dt_client_opts){.address = cl.addr}, &client));
+  OK(dt_client_wait_for_workers(client, 2, 20000));
+}
+
+/* lt-a draining on the file DIR/name (its path in drain), lt-b, the client */
+static void start_drain_pair(char *drain, size_t n, const char *name) {
+  snprintf(drain, n, "%s/%s", dir, name);
+  wa = start_worker("lt-a", drain);
+  start_worker("lt-b", NULL);
+  connect_both();
+}
+
+/* the drain file once it says "idle" (bounded: 10 s), or what it held last */
+static char *drain_file_idle(const char *drain) {
+  double t0 = tu_now();
+  char *txt = NULL;
+  while (tu_now() - t0 < 10) {
+    free(txt);
+    txt = tu_read_file(drain);
+    if (txt && strstr(txt, "idle")) break;
+    usleep(50000);
+  }
+  return txt;
+}
+
+/* retire lt-a: it leaves and its process ends (bounded: 15 s) */
+static void retire_a(void) {
+  const char *on_a[] = {"lt-a"};
+  int retired = 0;
+  OK(dt_client_retire_workers(client, on_a, 1, 30000, &retired));
+  assert_int_equal(retired, 1);
+  double t0 = tu_now();
+  while (tu_now() - t0 < 15 && tu_alive(wa)) usleep(50000);
+  assert_false(tu_alive(wa));
+}
+
 static void test_drain_then_retire(void **state) {
   (void)state;
   char drain[300];
-  snprintf(drain, sizeof(drain), "%s/drain", dir);
-  wa = start_worker("lt-a", drain);
-  wb = start_worker("lt-b", NULL);
-  OK(dt_client_connect(&(dt_client_opts){.address = addr}, &client));
-  OK(dt_client_wait_for_workers(client, 2, 20000));
+  start_drain_pair(drain, sizeof(drain), "drain");
   const char *on_a[] = {"lt-a"};
   dt_submit_opts pin = {.pure = DT_NO, .workers = on_a, .n_workers = 1};
   /* a result only lt-a holds, then a task running there */
@@ -130,26 +145,14 @@ static void test_drain_then_retire(void **state) {
   for (int i = 0; i < 6; i++) assert_int_equal(result_int(more[i]), (10 + i) * (10 + i));
   /* the running task finishes; then lt-a is idle */
   assert_int_equal(result_int(slow), 4);
-  t0 = tu_now();
-  txt = NULL;
-  while (tu_now() - t0 < 10) {
-    free(txt);
-    txt = tu_read_file(drain);
-    if (txt && strstr(txt, "idle")) break;
-    usleep(50000);
-  }
+  txt = drain_file_idle(drain);
   assert_non_null(txt);
   assert_non_null(strstr(txt, "idle"));
   free(txt);
   assert_true(worker_a(&w));
   assert_int_equal(w.n_keys, 2); /* held and slow: nothing new ran there */
   /* retire it: its results move to lt-b, then it closes and its process ends */
-  int retired = 0;
-  OK(dt_client_retire_workers(client, on_a, 1, 30000, &retired));
-  assert_int_equal(retired, 1);
-  t0 = tu_now();
-  while (tu_now() - t0 < 15 && tu_alive(wa)) usleep(50000);
-  assert_false(tu_alive(wa));
+  retire_a();
   assert_false(worker_a(&w));
   dt_future_release(held);
   dt_future_release(slow);
@@ -166,11 +169,7 @@ static void test_drain_then_retire(void **state) {
 static void test_moved_results_survive(void **state) {
   (void)state;
   char drain[300];
-  snprintf(drain, sizeof(drain), "%s/drain2", dir);
-  wa = start_worker("lt-a", drain);
-  wb = start_worker("lt-b", NULL);
-  OK(dt_client_connect(&(dt_client_opts){.address = addr}, &client));
-  OK(dt_client_wait_for_workers(client, 2, 20000));
+  start_drain_pair(drain, sizeof(drain), "drain2");
   const char *on_a[] = {"lt-a"};
   dt_future *held;
   OK(dt_client_submit(client, "square", dt_list_of(1, dt_int(12)), NULL,
@@ -179,22 +178,10 @@ static void test_moved_results_survive(void **state) {
   FILE *f = fopen(drain, "w");
   assert_non_null(f);
   fclose(f);
-  double t0 = tu_now();
-  char *txt = NULL;
-  while (tu_now() - t0 < 10) {
-    free(txt);
-    txt = tu_read_file(drain);
-    if (txt && strstr(txt, "idle")) break;
-    usleep(50000);
-  }
+  char *txt = drain_file_idle(drain);
   assert_non_null(txt);
   free(txt);
-  int retired = 0;
-  OK(dt_client_retire_workers(client, on_a, 1, 30000, &retired));
-  assert_int_equal(retired, 1);
-  t0 = tu_now();
-  while (tu_now() - t0 < 15 && tu_alive(wa)) usleep(50000);
-  assert_false(tu_alive(wa));
+  retire_a();
   /* a task that depends on the moved result runs on lt-b with it */
   dt_future *dep;
   OK(dt_client_submit(client, "square", dt_list_of(1, dt_future_value(held)), NULL,
@@ -207,13 +194,9 @@ static void test_moved_results_survive(void **state) {
 /* ---------------------------------------------------------------- --lifetime */
 
 static pid_t start_worker_lifetime(const char *name, bool restart) {
-  char *argv[24] = {bin, "worker", addr, "--name", (char *)name, "--nthreads", "1", "--preload",
-                    preload, "--log-level", "warning", "--lifetime", "2s",
-                    "--lifetime-stagger", "0.5s"};
-  int k = 15;
-  if (restart) argv[k++] = "--lifetime-restart";
-  argv[k] = NULL;
-  return tu_spawn(argv, NULL);
+  return tu_cluster_add_worker(&cl, (const char *[]){"--name", name, "--lifetime", "2s",
+                                                     "--lifetime-stagger", "0.5s",
+                                                     restart ? "--lifetime-restart" : NULL, NULL});
 }
 
 #define NLEAF 40
@@ -249,8 +232,7 @@ static dt_value *logged_args(int ms, const char *path, int tag, dt_future **deps
  * 200 ms (tag i: i*i), 10 sums of 4 leaves (tag 100+j); lt-a retires by
  * itself meanwhile.  Returns lt-a's first pid. */
 static pid_t graph_while_retiring(const char *log, dt_future **leaf, dt_future **sum) {
-  OK(dt_client_connect(&(dt_client_opts){.address = addr}, &client));
-  OK(dt_client_wait_for_workers(client, 2, 20000));
+  connect_both();
   dt_worker_info w;
   assert_true(worker_a(&w));
   pid_t apid = w.pid;
@@ -313,7 +295,7 @@ static void test_lifetime_retires(void **state) {
   (void)state;
   char log[300];
   snprintf(log, sizeof(log), "%s/runs1", dir);
-  wb = start_worker("lt-b", NULL);
+  start_worker("lt-b", NULL);
   wa = start_worker_lifetime("lt-a", false);
   dt_future *leaf[NLEAF], *sum[NSUM];
   pid_t apid = graph_while_retiring(log, leaf, sum);
@@ -323,7 +305,8 @@ static void test_lifetime_retires(void **state) {
   while (tu_now() - t0 < 20 && waitpid(wa, &status, WNOHANG) != wa) usleep(50000);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0); /* not a crash: its nanny exited too */
-  wa = 0;
+  for (int i = 0; i < cl.n_workers; i++) /* reaped: not to be stopped again */
+    if (cl.workers[i] == wa) cl.workers[i] = 0;
   dt_worker_info w;
   assert_false(worker_a(&w));
   check_runs(log, apid, leaf);
@@ -337,7 +320,7 @@ static void test_lifetime_restart(void **state) {
   (void)state;
   char log[300];
   snprintf(log, sizeof(log), "%s/runs2", dir);
-  wb = start_worker("lt-b", NULL);
+  start_worker("lt-b", NULL);
   wa = start_worker_lifetime("lt-a", true);
   dt_future *leaf[NLEAF], *sum[NSUM];
   pid_t apid = graph_while_retiring(log, leaf, sum);
@@ -411,15 +394,7 @@ static void test_lifetime_options(void **state) {
 }
 
 int main(void) {
-  const char *b = getenv("DTASK_BIN"), *p = getenv("DTASK_PRELOAD_LIB");
-  if (!b || !p) {
-    fprintf(stderr, "run through ctest (DTASK_BIN, DTASK_PRELOAD_LIB)\n");
-    return 1;
-  }
-  snprintf(bin, sizeof(bin), "%s", b);
-  snprintf(preload, sizeof(preload), "%s", p);
-  snprintf(dir, sizeof(dir), "/tmp/dtask-lifetime-XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  if (tu_dtask_env(bin, preload, dir, "/tmp/dtask-lifetime-XXXXXX") != 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_drain_then_retire, setup, teardown),
       cmocka_unit_test_setup_teardown(test_moved_results_survive, setup, teardown),
@@ -428,8 +403,6 @@ int main(void) {
       cmocka_unit_test(test_lifetime_options),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0 && rc == 0) rc = 1;
+  if (tu_remove_dir(dir) != 0 && rc == 0) rc = 1;
   return rc;
 }

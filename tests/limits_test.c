@@ -37,65 +37,15 @@
 
 static char bin[1024], preload[1024], dir[256];
 
-typedef struct {
-  pid_t sched, worker;
-  char addr[128], sched_log[300], dash[128];
-} cluster;
-
-/* spawn with RLIMIT_NOFILE soft = hard = nofile (0: inherited) */
-static pid_t spawn_limited(char *const argv[], const char *err_path, rlim_t nofile) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (nofile) {
-      struct rlimit rl = {nofile, nofile};
-      if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
-    }
-    int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) dup2(fd, 2);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  if (pid > 0 && tu_npids < 64) tu_pids[tu_npids++] = pid;
-  return pid;
-}
-
-/* a scheduler with extra options (NULL-terminated), and a worker unless
- * with_worker is false */
-static void start(cluster *cl, const char *tag, const char *const *extra, rlim_t nofile,
+/* a scheduler with extra options (NULL-terminated) and RLIMIT_NOFILE
+ * nofile (0: inherited), and a worker unless with_worker is false; their
+ * logs in dir */
+static void start(tu_cluster *cl, const char *tag, const char *const *extra, rlim_t nofile,
                   bool with_worker) {
-  char file[300], wlog[300];
-  snprintf(file, sizeof(file), "%s/%s.json", dir, tag);
-  snprintf(cl->sched_log, sizeof(cl->sched_log), "%s/%s-scheduler.log", dir, tag);
-  snprintf(wlog, sizeof(wlog), "%s/%s-worker.log", dir, tag);
-  char *sargv[40] = {bin, "scheduler", "--port", "0", "--scheduler-file", file, "--log-level", "info"};
-  int n = 8;
-  for (int i = 0; extra[i]; i++) sargv[n++] = (char *)extra[i];
-  sargv[n] = NULL;
-  cl->sched = spawn_limited(sargv, cl->sched_log, nofile);
-  char *txt = NULL;
-  for (int i = 0; i < 500 && !(txt = tu_read_file(file)); i++) usleep(10000);
-  assert_non_null(txt);
-  char *a = strstr(txt, "://");
-  assert_non_null(a);
-  snprintf(cl->addr, sizeof(cl->addr), "%s", a + 3);
-  *strchr(cl->addr, '"') = '\0';
-  char *d = strstr(txt, "\"dashboard\": \"");
-  cl->dash[0] = '\0';
-  if (d) {
-    snprintf(cl->dash, sizeof(cl->dash), "%s", d + 14);
-    if (strchr(cl->dash, '"')) *strchr(cl->dash, '"') = '\0';
-  }
-  free(txt);
-  cl->worker = 0;
-  if (!with_worker) return;
-  char *wargv[16] = {bin, "worker", cl->addr, "--nthreads", "2", "--preload", preload,
-                     "--log-level", "info", NULL};
-  cl->worker = spawn_limited(wargv, wlog, 0);
-}
-
-static void stop(cluster *cl) {
-  tu_stop(cl->worker, SIGTERM);
-  tu_stop(cl->sched, SIGTERM);
+  tu_cluster_opts o = {.bin = bin, .preload = preload, .dir = dir, .tag = tag, .log_level = "info",
+                       .logs = true, .n_workers = with_worker ? 1 : 0, .nthreads = 2,
+                       .sched_args = extra, .sched_nofile = nofile};
+  assert_int_equal(tu_cluster_start(cl, &o), 0);
 }
 
 /* the resident memory of pid in KiB (VmRSS counts shared memory mapped) */
@@ -153,7 +103,7 @@ static int hello_and_big_frame(const char *addr) {
 static void test_big_frame_header(void **state) {
   (void)state;
   /* the client cap raised, so that the frame is accepted and read lazily */
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "big", (const char *[]){"--no-dashboard", "--max-client-batch", "8GiB",
                                      "--max-in-flight", "8GiB", NULL},
         0, true);
@@ -168,7 +118,7 @@ static void test_big_frame_header(void **state) {
   real_client_works(cl.addr, NULL);
   assert_true(rss_kib(cl.sched) < 64 * 1024);
   for (int i = 0; i < 3; i++) close(fds[i]);
-  stop(&cl);
+  tu_cluster_stop(&cl);
 
   /* the default caps: a client may not send a 4 GiB batch at all */
   start(&cl, "bigcap", (const char *[]){"--no-dashboard", NULL}, 0, true);
@@ -182,7 +132,7 @@ static void test_big_frame_header(void **state) {
   fprintf(stderr, "scheduler RSS after a refused 4 GiB batch: %ld KiB\n", rss);
   assert_true(rss > 0 && rss < 64 * 1024);
   real_client_works(cl.addr, NULL);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(strstr(log, "over this peer's limit"));
   free(log);
@@ -191,7 +141,7 @@ static void test_big_frame_header(void **state) {
 /* the bytes of incomplete batches from all peers together are bounded */
 static void test_in_flight_bound(void **state) {
   (void)state;
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "inflight", (const char *[]){"--no-dashboard", "--max-in-flight", "1MiB", NULL}, 0,
         true);
   int fd = tu_connect(cl.addr, 5);
@@ -211,7 +161,7 @@ static void test_in_flight_bound(void **state) {
   assert_true(r == 0 || (r < 0 && errno == ECONNRESET)); /* closed, not our 5 s timeout */
   close(fd);
   real_client_works(cl.addr, NULL);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(strstr(log, "too many bytes of incomplete batches"));
   free(log);
@@ -221,7 +171,7 @@ static void test_in_flight_bound(void **state) {
 
 static void test_stranger_deadline(void **state) {
   (void)state;
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "silent", (const char *[]){"--no-dashboard", NULL}, 0, false);
   int fd = tu_connect(cl.addr, 20);
   assert_true(fd >= 0);
@@ -232,7 +182,7 @@ static void test_stranger_deadline(void **state) {
   assert_true(r == 0 || (r < 0 && errno == ECONNRESET)); /* dropped, not our 20 s timeout */
   fprintf(stderr, "silent stranger dropped after %.1f s\n", tu_now() - t0);
   close(fd);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(strstr(log, "no hello within"));
   free(log);
@@ -309,7 +259,7 @@ static void test_descriptor_exhaustion(void **state) {
   }
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "fds", (const char *[]){"--no-dashboard", NULL}, 1024, true);
   real_client_works(cl.addr, NULL);
   attack a = {.addr = cl.addr};
@@ -334,7 +284,7 @@ static void test_descriptor_exhaustion(void **state) {
    * mappings) */
   assert_true(rss_attacked > 0 && rss_attacked < 128 * 1024);
   real_client_works(cl.addr, NULL);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(strstr(log, "refusing connection from 127.0.0.2"));
   assert_non_null(strstr(log, "descriptor limit 1024"));
@@ -352,7 +302,7 @@ static void test_refused_message(void **state) {
   fputs("a secret of sufficient length 123\n", f);
   fclose(f);
   chmod(auth, 0600);
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "refused", (const char *[]){"--no-dashboard", "--auth-file", auth, "--max-strangers",
                                          "1", NULL},
         0, false);
@@ -380,7 +330,7 @@ static void test_refused_message(void **state) {
   assert_true(tu_now() - t0 < 5); /* dropped, not our receive timeout */
   close(fd);
   dt_client_close(c);
-  stop(&cl);
+  tu_cluster_stop(&cl);
 }
 
 /* ---------------------------------------------------------------- dashboard */
@@ -410,7 +360,7 @@ static void listening_on(int port, char *out, size_t cap) {
 }
 
 static void dashboard_on(const char *host, const char *const *ok_addrs) {
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "dash", (const char *[]){"--host", host, "--dashboard-address", ":0", NULL}, 0, false);
   assert_true(cl.dash[0]);
   const char *colon = strrchr(cl.dash, ':');
@@ -423,7 +373,7 @@ static void dashboard_on(const char *host, const char *const *ok_addrs) {
   bool ok = false;
   for (int i = 0; ok_addrs[i]; i++) ok = ok || strcmp(where, ok_addrs[i]) == 0;
   if (!ok) fail_msg("dashboard for --host %s listens on %s", host, where);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(strstr(log, "dashboard listening on"));
   assert_null(strstr(log, "every interface"));
@@ -470,7 +420,7 @@ static void test_dashboard_token(void **state) {
   pclose(p);
   tok[strcspn(tok, "\n")] = '\0';
   assert_int_equal(strlen(tok), 64);
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "dashtok", (const char *[]){"--auth-file", auth, "--dashboard-address", ":0", NULL}, 0,
         false);
   assert_true(cl.dash[0]);
@@ -489,21 +439,13 @@ static void test_dashboard_token(void **state) {
   char *body = tu_http_get(cl.dash, path);
   assert_non_null(body);
   free(body);
-  stop(&cl);
+  tu_cluster_stop(&cl);
 }
 
 int main(void) {
-  const char *b = getenv("DTASK_BIN"), *p = getenv("DTASK_PRELOAD_LIB");
-  if (!b || !p) {
-    fprintf(stderr, "run through ctest (DTASK_BIN, DTASK_PRELOAD_LIB)\n");
-    return 1;
-  }
+  if (tu_dtask_env(bin, preload, dir, "/tmp/dtask-lim-XXXXXX") != 0) return 1;
   signal(SIGPIPE, SIG_IGN);
   atexit(tu_kill_all); /* every process started here is stopped by PID */
-  snprintf(bin, sizeof(bin), "%s", b);
-  snprintf(preload, sizeof(preload), "%s", p);
-  snprintf(dir, sizeof(dir), "/tmp/dtask-lim-XXXXXX");
-  if (!mkdtemp(dir)) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_big_frame_header),
       cmocka_unit_test(test_in_flight_bound),
@@ -514,8 +456,6 @@ int main(void) {
       cmocka_unit_test(test_stranger_deadline),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0) rc = rc ? rc : 1;
+  if (tu_remove_dir(dir) != 0) rc = rc ? rc : 1;
   return rc;
 }

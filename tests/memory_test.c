@@ -22,40 +22,22 @@
 #define OK(x) do { int rc_ = (x); if (rc_) fail_msg("%s: %s", #x, dt_last_error()); } while (0)
 
 static char bin[1024], preload[1024], dir[256];
-static pid_t sched, workers[4];
-static int nworkers;
-static char addr[128];
+static tu_cluster cl;
 static dt_client *client;
 
 /* a scheduler and n workers, each with these extra options */
 static void start(int n, const char *const *wopts) {
-  char file[300];
-  snprintf(file, sizeof(file), "%s/sched.json", dir);
-  unlink(file);
-  char *sargv[] = {bin, "scheduler", "--port", "0", "--scheduler-file", file, "--log-level",
-                   "warning", "--no-dashboard", NULL};
-  sched = tu_spawn(sargv, NULL);
-  char *txt = NULL;
-  for (int i = 0; i < 500 && !(txt = tu_read_file(file)); i++) usleep(10000);
-  assert_non_null(txt);
-  char *a = strstr(txt, "tcp://");
-  assert_non_null(a);
-  snprintf(addr, sizeof(addr), "%s", a + 6);
-  *strchr(addr, '"') = '\0';
-  free(txt);
-  nworkers = n;
+  tu_cluster_opts o = {.bin = bin, .preload = preload, .dir = dir, .log_level = "warning",
+                       .nthreads = 2, .sched_args = (const char *[]){"--no-dashboard", NULL},
+                       .worker_args = wopts};
+  assert_int_equal(tu_cluster_start(&cl, &o), 0);
   for (int w = 0; w < n; w++) {
     char name[32], local[300];
     snprintf(name, sizeof(name), "mem-%d", w);
     snprintf(local, sizeof(local), "%s/%s", dir, name);
-    char *argv[40] = {bin, "worker", addr, "--name", name, "--nthreads", "2", "--preload", preload,
-                      "--local-directory", local, "--log-level", "warning"};
-    int k = 13;
-    for (int i = 0; wopts[i]; i++) argv[k++] = (char *)wopts[i];
-    argv[k] = NULL;
-    workers[w] = tu_spawn(argv, NULL);
+    tu_cluster_add_worker(&cl, (const char *[]){"--name", name, "--local-directory", local, NULL});
   }
-  OK(dt_client_connect(&(dt_client_opts){.address = addr}, &client));
+  OK(dt_client_connect(&(dt_client_opts){.address = cl.addr}, &client));
   OK(dt_client_wait_for_workers(client, n, 20000));
 }
 
@@ -63,8 +45,7 @@ static int stop(void **state) {
   (void)state;
   dt_client_close(client);
   client = NULL;
-  for (int w = 0; w < nworkers; w++) tu_stop(workers[w], SIGTERM);
-  tu_stop(sched, SIGTERM);
+  tu_cluster_stop(&cl);
   return 0;
 }
 
@@ -225,15 +206,7 @@ static void test_one_gib_between_workers(void **state) {
 }
 
 int main(void) {
-  const char *b = getenv("DTASK_BIN"), *p = getenv("DTASK_PRELOAD_LIB");
-  if (!b || !p) {
-    fprintf(stderr, "run through ctest (DTASK_BIN, DTASK_PRELOAD_LIB)\n");
-    return 1;
-  }
-  snprintf(bin, sizeof(bin), "%s", b);
-  snprintf(preload, sizeof(preload), "%s", p);
-  snprintf(dir, sizeof(dir), "/tmp/dtask-mem-XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  if (tu_dtask_env(bin, preload, dir, "/tmp/dtask-mem-XXXXXX") != 0) return 1;
   if (getenv("DT_TEST_FILTER")) cmocka_set_test_filter(getenv("DT_TEST_FILTER"));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_spill_more_than_memory, stop),
@@ -242,8 +215,6 @@ int main(void) {
       cmocka_unit_test_teardown(test_one_gib_between_workers, stop),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0 && rc == 0) rc = 1;
+  if (tu_remove_dir(dir) != 0 && rc == 0) rc = 1;
   return rc;
 }

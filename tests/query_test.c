@@ -43,12 +43,8 @@ static char wname[2][128], waddr[2][128];
 static int group_setup(void **state) {
   (void)state;
   dt_local_cluster_opts o = {.n_workers = 2, .threads_per_worker = 2, .log_level = "info"};
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  if (dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &client) != 0 ||
-      dt_client_wait_for_workers(client, 2, 30000) != 0) {
+  if (tu_local_start(o, (dt_client_opts){0}, &lc, &client) != 0) return -1;
+  if (dt_client_wait_for_workers(client, 2, 30000) != 0) {
     fprintf(stderr, "client: %s\n", dt_last_error());
     return -1;
   }
@@ -65,8 +61,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
   (void)state;
-  dt_client_close(client);
-  dt_local_cluster_close(lc);
+  tu_local_stop(&lc, &client);
   return 0;
 }
 

@@ -24,11 +24,6 @@
 
 static char bin[1024], preload[1024], dir[256];
 
-typedef struct {
-  pid_t sched, worker;
-  char addr[128], worker_addr[128], sched_log[300], worker_log[300];
-} cluster;
-
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
@@ -37,36 +32,13 @@ static void write_file(const char *path, const char *text) {
   chmod(path, 0600);
 }
 
-/* start a scheduler and one worker with extra options (NULL-terminated) */
-static void start(cluster *cl, const char *tag, const char *const *extra) {
-  char file[300];
-  snprintf(file, sizeof(file), "%s/%s.json", dir, tag);
-  snprintf(cl->sched_log, sizeof(cl->sched_log), "%s/%s-scheduler.log", dir, tag);
-  snprintf(cl->worker_log, sizeof(cl->worker_log), "%s/%s-worker.log", dir, tag);
-  char *sargv[32] = {bin, "scheduler", "--port", "0", "--scheduler-file", file, "--log-level", "info"};
-  int n = 8;
-  for (int i = 0; extra[i]; i++) sargv[n++] = (char *)extra[i];
-  sargv[n] = NULL;
-  cl->sched = tu_spawn2(sargv, NULL, cl->sched_log);
-  char *txt = NULL;
-  for (int i = 0; i < 500 && !(txt = tu_read_file(file)); i++) usleep(10000);
-  assert_non_null(txt);
-  char *a = strstr(txt, "://");
-  assert_non_null(a);
-  snprintf(cl->addr, sizeof(cl->addr), "%s", a + 3);
-  *strchr(cl->addr, '"') = '\0';
-  free(txt);
-  char *wargv[32] = {bin, "worker", cl->addr, "--nthreads", "2", "--preload", preload,
-                     "--log-level", "info"};
-  n = 9;
-  for (int i = 0; extra[i]; i++) wargv[n++] = (char *)extra[i];
-  wargv[n] = NULL;
-  cl->worker = tu_spawn2(wargv, NULL, cl->worker_log);
-}
-
-static void stop(cluster *cl) {
-  tu_stop(cl->worker, SIGTERM);
-  tu_stop(cl->sched, SIGTERM);
+/* start a scheduler and one worker with extra options (NULL-terminated),
+ * their logs in dir */
+static void start(tu_cluster *cl, const char *tag, const char *const *extra) {
+  tu_cluster_opts o = {.bin = bin, .preload = preload, .dir = dir, .tag = tag, .log_level = "info",
+                       .logs = true, .n_workers = 1, .nthreads = 2, .sched_args = extra,
+                       .worker_args = extra};
+  assert_int_equal(tu_cluster_start(cl, &o), 0);
 }
 
 /* send bytes (maybe none) and expect the daemon to close (bounded wait) */
@@ -110,7 +82,7 @@ static void test_strangers_are_dropped(void **state) {
   snprintf(wrong, sizeof(wrong), "%s/wrong", dir);
   write_file(auth, "correct horse battery staple 42\n");
   write_file(wrong, "incorrect horse battery staple 7\n");
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "auth", (const char *[]){"--auth-file", auth, NULL});
   dt_client *c;
   OK(dt_client_connect(&(dt_client_opts){.address = cl.addr, .auth_file = auth}, &c));
@@ -143,8 +115,9 @@ static void test_strangers_are_dropped(void **state) {
   assert_int_equal(len, 16 * 65536);
   assert_memory_equal(p + 16 * 4242, "0123456789abcdef", 16);
   dt_value_free(v);
-  snprintf(cl.worker_addr, sizeof(cl.worker_addr), "%s", big->worker);
-  strangers(cl.worker_addr, false);
+  char worker_addr[128];
+  snprintf(worker_addr, sizeof(worker_addr), "%s", big->worker);
+  strangers(worker_addr, false);
   OK(dt_client_gather(c, fs, N, 30000, vs));
   for (int i = 0; i < N; i++) {
     assert_int_equal(dt_value_int(vs[i]), (int64_t)i * i);
@@ -157,7 +130,7 @@ static void test_strangers_are_dropped(void **state) {
   assert_int_equal(info.n_workers, 1);
   assert_int_equal(info.n_clients, 1);
   dt_client_close(c);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   /* each stranger was dropped, and logged */
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(log);
@@ -195,7 +168,7 @@ static void test_tls(void **state) {
   snprintf(okey, sizeof(okey), "%s/other.key", dir);
   snprintf(auth, sizeof(auth), "%s/secret2", dir);
   write_file(auth, "another secret of enough length\n");
-  cluster cl;
+  tu_cluster cl;
   start(&cl, "tls",
         (const char *[]){"--tls-ca-file", ca, "--tls-cert", cert, "--tls-key", key, "--auth-file",
                          auth, NULL});
@@ -232,7 +205,7 @@ static void test_tls(void **state) {
                    DT_EAUTH);
   if (!strstr(dt_last_error(), "TLS")) fail_msg("%s", dt_last_error());
   dt_client_close(c);
-  stop(&cl);
+  tu_cluster_stop(&cl);
   char *log = tu_read_file(cl.sched_log);
   assert_non_null(strstr(log, "connections use TLS"));
   assert_true(tu_count(log, "dropping incoming connection") >= 1);
@@ -240,22 +213,12 @@ static void test_tls(void **state) {
 }
 
 int main(void) {
-  const char *b = getenv("DTASK_BIN"), *p = getenv("DTASK_PRELOAD_LIB");
-  if (!b || !p) {
-    fprintf(stderr, "run through ctest (DTASK_BIN, DTASK_PRELOAD_LIB)\n");
-    return 1;
-  }
-  snprintf(bin, sizeof(bin), "%s", b);
-  snprintf(preload, sizeof(preload), "%s", p);
-  snprintf(dir, sizeof(dir), "/tmp/dtask-sec-XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  if (tu_dtask_env(bin, preload, dir, "/tmp/dtask-sec-XXXXXX") != 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strangers_are_dropped),
       cmocka_unit_test(test_tls),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0) rc = rc ? rc : 1;
+  if (tu_remove_dir(dir) != 0) rc = rc ? rc : 1;
   return rc;
 }

@@ -344,15 +344,7 @@ static int group_setup(void **state) {
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/dtask-tasks-XXXXXX");
   if (!mkdtemp(tmpdir)) return -1;
   dt_local_cluster_opts o = {.n_workers = 2, .threads_per_worker = 1, .no_dashboard = true};
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  if (dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &client) != 0) {
-    fprintf(stderr, "client: %s\n", dt_last_error());
-    return -1;
-  }
-  return 0;
+  return tu_local_start(o, (dt_client_opts){0}, &lc, &client);
 }
 
 static int group_teardown(void **state) {

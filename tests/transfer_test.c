@@ -82,21 +82,12 @@ static int setup(void **state) {
   snprintf(lim, sizeof(lim), "%dMiB", LIMIT_MIB);
   dt_local_cluster_opts o = {.n_workers = 2, .no_nanny = true, .no_shm = true, .no_dashboard = true,
                              .memory_limit = lim};
-  if (dt_local_cluster_start(&o, &lc) != 0) {
-    fprintf(stderr, "cluster: %s\n", dt_last_error());
-    return -1;
-  }
-  if (dt_client_connect(&(dt_client_opts){.address = dt_local_cluster_address(lc)}, &client)) {
-    fprintf(stderr, "client: %s\n", dt_last_error());
-    return -1;
-  }
-  return 0;
+  return tu_local_start(o, (dt_client_opts){0}, &lc, &client);
 }
 
 static int teardown(void **state) {
   (void)state;
-  dt_client_close(client);
-  dt_local_cluster_close(lc);
+  tu_local_stop(&lc, &client);
   return 0;
 }
 

@@ -22,6 +22,12 @@ that, with a warning naming the limit), ``job_array=True`` (scaling up by N
 jobs is one ``sbatch --array`` / ``qsub -J`` submission), ``connect_timeout``
 (a running job whose workers have not connected after that long is reported
 with its output file) -- see docs/hpc.md.
+
+This file is the classes: their options, job_script(), scale(), adapt(),
+close().  The job scripts and the options read as dask-jobqueue reads them are
+jobqueue_script.py's; running sbatch/qsub, scancel/qdel and squeue/qstat (and
+what differs between Slurm and PBS) jobqueue_batch.py's; the monitor thread
+and adapt's loop jobqueue_monitor.py's.
 """
 
 from __future__ import annotations
@@ -29,17 +35,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
-import shlex
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 import warnings
 
 from .cluster import Status, dashboard_link
+from .jobqueue_batch import _BatchJobs, _Job, _PBSJobs, _SlurmJobs  # noqa: F401
+from .jobqueue_monitor import _JobAdaptive, _JobMonitor
 from .jobqueue_script import (_JobOptions, _cfg, _interface_address, _parse_seconds,  # noqa: F401
                               _walltime_seconds, nprocesses_nthreads, parse_memory,
                               pbs_format_bytes_ceil, slurm_format_bytes_ceil)
@@ -47,24 +51,7 @@ from .jobqueue_script import (_JobOptions, _cfg, _interface_address, _parse_seco
 logger = logging.getLogger("dtask.jobqueue")
 
 
-class _Job:
-    __slots__ = ("n", "job_id", "names", "state", "submitted", "started", "expiring",
-                 "reported", "array_of", "out_path", "connected")
-
-    def __init__(self, n, names):
-        self.n, self.names = n, names
-        self.job_id = None
-        self.state = "PENDING"
-        self.submitted = time.monotonic()
-        self.started = None
-        self.expiring = False  # its workers retire soon: a replacement is on its way
-        self.reported = False
-        self.array_of = None
-        self.out_path = None
-        self.connected = False  # one of its workers was seen by the scheduler
-
-
-class JobQueueCluster:
+class JobQueueCluster(_BatchJobs, _JobMonitor):
     """The common part of PBSCluster and SLURMCluster (dask-jobqueue's
     JobQueueCluster): a dtask scheduler here, workers in batch jobs."""
 
@@ -247,85 +234,8 @@ class JobQueueCluster:
             return [f"{base}-{i}" for i in range(self._opts.processes)]
         return [base]
 
-    # ------------------------------------------------------------ the batch system
-    def _call(self, cmd):
-        # PBS writes the output files where qsub ran when it does not take
-        # `#PBS -o dir/` (Torque-style wrappers): there, log_directory too
-        cwd = self._opts.log_directory if cmd[0] == "qsub" else None
-        try:  # the jobs' `python -m dtask worker` runs the supervisor (jobqueue_worker.py)
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=cwd,
-                               env=dict(os.environ, DTASK_JOBQUEUE_WORKER="1"))
-        except FileNotFoundError:
-            raise RuntimeError(f"{cmd[0]} not found: is {self.config_name.upper()} installed "
-                               "here (and on PATH)?") from None
-        if p.returncode != 0:
-            raise RuntimeError("Command exited with non-zero exit code.\nExit code: {}\n"
-                               "Command:\n{}\nstdout:\n{}\nstderr:\n{}\n".format(
-                                   p.returncode, " ".join(cmd), p.stdout, p.stderr))
-        return p.stdout
-
-    def _submit(self, count):
-        """Submit `count` jobs (one array job if job_array and count > 1)."""
-        if count <= 0:
-            return
-        if self.job_array and count > 1:
-            n = self._next
-            self._next += 1
-            script = self._opts.script(self._address_for_jobs, f"{self._name}-{n}",
-                                       self.auth_file, array=True)
-            path = self._write_script(n, script)
-            out = self._call(shlex.split(self.submit_command) + self._array_args(count) + [path])
-            base = self._job_id(out)
-            for i in range(count):
-                j = _Job(f"{n}-{i}", self._worker_names(n, i))
-                j.job_id = self._array_element_id(base, i)
-                j.array_of = base
-                j.out_path = self._out_path(j.job_id)
-                self._jobs[j.n] = j
-            logger.info("submitted array job %s (%d jobs)", base, count)
-            return
-        for _ in range(count):
-            n = self._next
-            self._next += 1
-            j = _Job(n, self._worker_names(n))
-            script = self._opts.script(self._address_for_jobs, j.names[0] if
-                                       self._opts.processes == 1 else f"{self._name}-{n}",
-                                       self.auth_file)
-            path = self._write_script(n, script)
-            out = self._call(shlex.split(self.submit_command) + [path])
-            j.job_id = self._job_id(out)
-            j.out_path = self._out_path(j.job_id)
-            self._jobs[n] = j
-
-    def _write_script(self, n, script):
-        path = os.path.join(self._tmpdir, f"job-{n}.sh")
-        with open(path, "w") as f:
-            f.write(script)
-        return path
-
-    def _job_id(self, out):
-        m = re.search(self.job_id_regexp, out)
-        if m is None:
-            raise ValueError("Could not parse job id from submission command output.\n"
-                             f"Job id regexp is {self.job_id_regexp!r}\nSubmission command "
-                             f"output is:\n{out}")
-        return m.group("job_id")
-
-    def _cancel(self, jobs):
-        ids = sorted({j.array_of or j.job_id for j in jobs if j.job_id and j.array_of is None} |
-                     {j.job_id for j in jobs if j.array_of is not None})
-        if not ids:
-            return
-        try:
-            self._call(shlex.split(self.cancel_command) + ids)
-        except RuntimeError as e:  # already gone
-            logger.debug("cancel %s: %s", ids, e)
-
     # ------------------------------------------------------------ scaling
-    @property
-    def _live_jobs(self):
-        return [j for j in self._jobs.values() if not j.expiring]
-
+    # (how many jobs are wanted; jobqueue_monitor.py submits or cancels to match)
     def _limit(self, jobs, what):
         if self.max_jobs is not None and jobs > self.max_jobs:
             asked = "no limit on" if jobs == math.inf else jobs
@@ -356,38 +266,6 @@ class JobQueueCluster:
             self._adaptive = None
         self._scale_jobs(self._limit(jobs, "scale"))
 
-    def _scale_jobs(self, jobs):
-        with self._lock:
-            self._target = jobs
-            live = self._live_jobs
-            if len(live) < jobs:
-                room = jobs - len(live)
-                if self.max_jobs is not None:  # expiring jobs count against the queue too
-                    room = min(room, self.max_jobs - len(self._jobs))
-                self._submit(max(0, room))
-            elif len(live) > jobs or (jobs == 0 and self._jobs):
-                # pending ones go first, then the newest; scale(0): every job,
-                # those whose workers are retiring already too
-                order = sorted(live, key=lambda j: (j.state == "RUNNING", -j.submitted))
-                drop = order[:len(live) - jobs]
-                if jobs == 0:
-                    drop += [j for j in self._jobs.values() if j.expiring]
-                self._retire_and_cancel(drop)
-
-    def _retire_and_cancel(self, drop):
-        running = [w for j in drop if j.state == "RUNNING" for w in j.names]
-        if running:
-            try:
-                from .client import Client
-
-                with Client(self, set_as_default=False, timeout=10) as c:
-                    c.retire_workers(running, timeout=30)
-            except Exception as e:  # they go anyway; their results are recomputed
-                logger.warning("retiring %s: %s", running, e)
-        for j in drop:
-            self._jobs.pop(j.n, None)
-        self._cancel(drop)
-
     def adapt(self, minimum=0, maximum=math.inf, minimum_jobs=None, maximum_jobs=None,
               minimum_cores=None, maximum_cores=None, minimum_memory=None, maximum_memory=None,
               interval="1s", wait_count=3, target_duration="5s", **kwargs):
@@ -415,100 +293,6 @@ class JobQueueCluster:
             self._adaptive.stop()
         self._adaptive = _JobAdaptive(self, minimum, maximum, interval, wait_count)
         return self._adaptive
-
-    # ------------------------------------------------------------ the monitor
-    def _states(self, jobs):
-        """{job_id: state} (PENDING, RUNNING, or absent when gone)."""
-        raise NotImplementedError
-
-    def _run_monitor(self):
-        while not self._stop.wait(self.poll_interval):
-            try:
-                self._check()
-            except Exception as e:  # the batch system hiccupped: next time
-                logger.debug("monitor: %s", e)
-
-    def _connected(self):
-        from .client import Client
-
-        if not hasattr(self, "_mon_client"):
-            self._mon_client = Client(self, set_as_default=False, timeout=10)
-        info = self._mon_client.scheduler_info()
-        return {w.get("name") for w in info["workers"].values()}
-
-    def _check(self):
-        with self._lock:
-            jobs = [j for j in self._jobs.values() if j.job_id]
-        if not jobs:
-            return
-        states = self._states(jobs)
-        now = time.monotonic()
-        connected = None
-        with self._lock:
-            for j in jobs:
-                st = states.get(j.job_id)
-                if st is None or st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "C",
-                                        "E", "F", "X", "NODE_FAIL", "OUT_OF_MEMORY"):
-                    self._jobs.pop(j.n, None)  # ended: replaced below while wanted
-                    if not j.connected:
-                        # never connected: another would fail the same way (no storm)
-                        self._target = max(0, self._target - 1)
-                        msg = (f"job {j.job_id} ended without any of its workers connecting "
-                               f"to the scheduler at {self.scheduler_address}; not replacing "
-                               f"it: see its output file {j.out_path}")
-                        logger.warning(msg)
-                        self.messages.append(msg)
-                    continue
-                if st in ("RUNNING", "R", "COMPLETING"):
-                    if j.state != "RUNNING":
-                        j.state, j.started = "RUNNING", now
-                        # how long jobs wait in the queue: the replacement's head start
-                        self._observed_start = max(0.5 * self._start_delay(), now - j.submitted)
-                else:
-                    j.state = "PENDING"
-            # workers that never connected back
-            if any(j.state == "RUNNING" and not j.connected for j in self._jobs.values()):
-                connected = self._connected()
-                for j in self._jobs.values():
-                    if any(w in connected for w in j.names):
-                        j.connected = True
-            for j in self._jobs.values():
-                if j.state == "RUNNING" and not j.reported and not j.connected and \
-                        now - j.started > self.connect_timeout:
-                    if connected is None:
-                        connected = self._connected()
-                    if not any(w in connected for w in j.names):
-                        msg = (f"job {j.job_id} has been running for {now - j.started:.0f} s "
-                               f"but none of its workers ({', '.join(j.names)}) connected to the "
-                               f"scheduler at {self.scheduler_address}; see its output file "
-                               f"{j.out_path}")
-                        logger.warning(msg)
-                        warnings.warn(msg, RuntimeWarning)
-                        self.messages.append(msg)
-                    j.reported = True
-            # lifetime: a job whose workers will retire soon gets its replacement now
-            if self._lifetime is not None:
-                life, stagger = self._lifetime
-                lead = self._replace_lead
-                if lead is None:  # twice the queue wait seen lately, at least a minute
-                    lead = min(max(60.0, 2 * self._start_delay()), (life - stagger) / 2)
-                for j in self._jobs.values():
-                    if j.state == "RUNNING" and not j.expiring and \
-                            now - j.started > life - stagger - lead:
-                        j.expiring = True
-                        logger.info("job %s: its workers retire within %.0f s: replacing it",
-                                    j.job_id, life - stagger - (now - j.started) + 2 * stagger)
-            want = self._target
-            live = len(self._live_jobs)
-            if live < want and self.status == Status.running:
-                room = want - live
-                if self.max_jobs is not None:
-                    room = min(room, self.max_jobs - len(self._jobs))
-                if room > 0:
-                    self._submit(room)
-
-    def _start_delay(self):
-        return getattr(self, "_observed_start", 5.0)
 
     # ------------------------------------------------------------ introspection
     @property
@@ -601,18 +385,8 @@ class JobQueueCluster:
         return (f"{type(self).__name__}({self.scheduler_address!r}, jobs={len(self._jobs)}, "
                 f"workers={sum(len(j.names) for j in self._jobs.values())})")
 
-    # array ids
-    def _array_args(self, count):
-        raise NotImplementedError
 
-    def _array_element_id(self, base, i):
-        raise NotImplementedError
-
-    def _out_path(self, job_id):
-        raise NotImplementedError
-
-
-class SLURMCluster(JobQueueCluster):
+class SLURMCluster(_SlurmJobs, JobQueueCluster):
     """dask_jobqueue.SLURMCluster on dtask: workers in sbatch jobs.
 
     >>> cluster = SLURMCluster(cores=24, memory="100GB", queue="regular",
@@ -625,38 +399,8 @@ class SLURMCluster(JobQueueCluster):
     submit_command = "sbatch"
     cancel_command = "scancel"
 
-    def _states(self, jobs):
-        ids = sorted({j.array_of or j.job_id for j in jobs})
-        out = self._call(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)]) if ids else ""
-        st = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                st[parts[0]] = parts[1]
-        # an array's pending elements show as BASE_[0-3]
-        for j in jobs:
-            if j.job_id not in st and j.array_of:
-                for k, v in st.items():
-                    if k.startswith(j.array_of + "_[") and v == "PENDING":
-                        st[j.job_id] = "PENDING"
-        return st
 
-    def _array_args(self, count):
-        return [f"--array=0-{count - 1}"]
-
-    def _array_element_id(self, base, i):
-        return f"{base}_{i}"
-
-    def _out_path(self, job_id):
-        d = self._opts.log_directory  # the workers' messages go to standard error
-        if d is not None:
-            return os.path.join(d, f"{self._opts.job_name or 'worker'}-{job_id.split('_')[0]}.err")
-        base, _, idx = job_id.partition("_")
-        return os.path.join(os.getcwd(), f"slurm-{base}_{idx}.out" if idx else
-                            f"slurm-{base}.out")
-
-
-class PBSCluster(JobQueueCluster):
+class PBSCluster(_PBSJobs, JobQueueCluster):
     """dask_jobqueue.PBSCluster on dtask: workers in qsub jobs.
 
     >>> cluster = PBSCluster(cores=24, memory="100GB", queue="regular",
@@ -668,86 +412,6 @@ class PBSCluster(JobQueueCluster):
     config_name = "pbs"
     submit_command = "qsub"
     cancel_command = "qdel"
-
-    def _states(self, jobs):
-        st = {}
-        ids = sorted({j.array_of or j.job_id for j in jobs})  # an array: its one line
-        try:
-            out = self._call(["qstat"] + ids)
-        except RuntimeError as e:  # qstat fails on an id it no longer knows
-            out = str(e)
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 6 and parts[0] in ids:
-                st[parts[0]] = {"Q": "PENDING", "H": "PENDING", "W": "PENDING",
-                                "B": "RUNNING", "R": "RUNNING"}.get(parts[4], parts[4])
-        for j in jobs:  # elements of an array take the array's state
-            if j.array_of and j.array_of in st:
-                st[j.job_id] = st[j.array_of]
-        return st
-
-    def _array_args(self, count):
-        return ["-J", f"0-{count - 1}"]
-
-    def _array_element_id(self, base, i):
-        if "[]" in base:  # PBS Pro: 123[].server -> 123[4].server
-            return base.replace("[]", f"[{i}]")
-        return f"{base}_{i}"
-
-    def _out_path(self, job_id):
-        d = self._opts.log_directory or os.getcwd()
-        return os.path.join(d, f"{self._opts.job_name}.e{job_id.split('.')[0]}")
-
-
-class _JobAdaptive:
-    """adapt's loop: scales (in whole jobs) toward the work waiting, within
-    [minimum, maximum] workers; down only after wait_count quiet intervals."""
-
-    def __init__(self, cluster, minimum, maximum, interval, wait_count):
-        self.cluster, self.minimum, self.maximum = cluster, minimum, maximum
-        self.interval = _parse_seconds(interval)
-        self.wait_count = wait_count
-        self._stop = threading.Event()
-        self._down = 0
-        self._thread = threading.Thread(target=self._run, name="dtask-jobqueue-adapt",
-                                        daemon=True)
-        self._thread.start()
-
-    def target(self, info):
-        work = info["processing"] + info["queued"] + info["no_worker"]
-        want = math.ceil(work / max(1, self.cluster._opts.threads))
-        return int(max(self.minimum, min(self.maximum, want)))
-
-    def _run(self):
-        from .client import Client
-
-        try:
-            c = Client(self.cluster, set_as_default=False)
-        except Exception:
-            return
-        p = self.cluster._opts.processes
-        try:
-            while not self._stop.is_set():
-                try:
-                    want = math.ceil(self.target(c.scheduler_info(0)) / p)
-                except Exception:
-                    break
-                have = self.cluster._target
-                if want > have or (want < have and self._down + 1 >= self.wait_count):
-                    self._down = 0
-                    self.cluster._scale_jobs(want)
-                elif want < have:
-                    self._down += 1
-                else:
-                    self._down = 0
-                self._stop.wait(self.interval)
-        finally:
-            c.close()
-
-    def stop(self):
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
 
 
 def _default_host():

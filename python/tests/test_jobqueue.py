@@ -17,6 +17,7 @@ import pytest
 import dtask
 from dtask import Client, PBSCluster, SLURMCluster
 from dtask.jobqueue import JobQueueCluster
+from jobqueue_compare import _cmd_options, _split_script, assert_same_job_script
 
 dask = pytest.importorskip("dask")
 
@@ -40,33 +41,6 @@ needs_slurm = pytest.mark.skipif(SLURM_DOWN is not None, reason=f"no Slurm: {SLU
 LOOPBACK = {"host": "127.0.0.1", "dashboard_address": ":0"}  # tests stay on loopback
 
 # ---------------------------------------------------------------- job_script vs dask-jobqueue
-
-def _split_script(script):
-    lines = script.rstrip("\n").split("\n")
-    directives = [ln for ln in lines if ln.startswith(("#SBATCH", "#PBS"))]
-    command = lines[-1]
-    prologue = [ln for ln in lines[1:-1] if ln and not ln.startswith("#")]
-    return lines[0], directives, prologue, command
-
-
-def _cmd_options(command):
-    """the worker command's options after the address, without the program
-    and the pieces only one side has (dtask's auth file)."""
-    parts = command.split()
-    i = parts.index("-m")
-    rest = parts[i + 2:]
-    if rest and rest[0] == "worker":  # `-m dtask worker`
-        rest = rest[1:]
-    rest = rest[1:]  # the address
-    out, j = [], 0
-    while j < len(rest):
-        if rest[j] == "--auth-file":
-            j += 2
-            continue
-        out.append(rest[j])
-        j += 1
-    return out
-
 
 CASES = [
     dict(cores=1, memory="1GB", queue="batch", walltime="00:10:00"),
@@ -98,14 +72,7 @@ def test_job_script_matches_dask_jobqueue(kind, case):
         t = theirs.job_script()
     with ours_cls(**opts, scheduler_options=LOOPBACK) as ours:
         o = ours.job_script()
-    t_shebang, t_dir, t_pro, t_cmd = _split_script(t)
-    o_shebang, o_dir, o_pro, o_cmd = _split_script(o)
-    assert o_shebang == t_shebang
-    assert o_dir == t_dir  # directive by directive, in order
-    assert o_pro == t_pro
-    assert _cmd_options(o_cmd) == _cmd_options(t_cmd)
-    assert o_cmd.split()[0] == t_cmd.split()[0]  # the same python
-    assert " -m dtask worker " in o_cmd
+    assert_same_job_script(o, t, f"{ours_cls.__name__}({opts})")
 
 
 def test_config_read_as_dask_jobqueue():

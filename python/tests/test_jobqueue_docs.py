@@ -58,8 +58,8 @@ dj = pytest.importorskip("dask_jobqueue")
 yaml = pytest.importorskip("yaml")
 
 import dtask  # noqa: E402
-from test_jobqueue import (  # noqa: E402
-    LOOPBACK, SLURM_DOWN, _cmd_options, _ours_in_queue, _split_script, _wait)
+from jobqueue_compare import _split_script, assert_same_job_script  # noqa: E402
+from test_jobqueue import LOOPBACK, SLURM_DOWN, _ours_in_queue, _wait  # noqa: E402
 
 needs_slurm = pytest.mark.skipif(SLURM_DOWN is not None, reason=f"no Slurm: {SLURM_DOWN}")
 
@@ -81,14 +81,8 @@ def compare(name, **kw):
     kw.setdefault("scheduler_options", LOOPBACK)
     t, tw = _build(getattr(dj, name), dict(kw))
     o, ow = _build(getattr(dtask, name), dict(kw))
-    t_sh, t_dir, t_pro, t_cmd = _split_script(t)
-    o_sh, o_dir, o_pro, o_cmd = _split_script(o)
-    assert o_sh == t_sh
-    assert o_dir == t_dir, f"{name}({kw}) directives differ"
-    assert o_pro == t_pro
-    assert _cmd_options(o_cmd) == _cmd_options(t_cmd), (o_cmd, t_cmd)
-    assert o_cmd.split()[0] == t_cmd.split()[0]  # the same python
-    assert " -m dtask worker " in o_cmd and "distributed.cli.dask_worker" in t_cmd
+    _, t_cmd = assert_same_job_script(o, t, f"{name}({kw})")
+    assert "distributed.cli.dask_worker" in t_cmd
     assert ow == tw  # the same deprecation warnings (project=, job_extra=, ...)
     return o
 

@@ -91,8 +91,7 @@ enum { NMAP = 10000, NLEAF = 5000 };
 
 static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 static void forget_pid(pid_t p) {
-  for (int i = 0; i < tu_npids; i++)
-    if (tu_pids[i] == p) tu_pids[i] = 0;
+  tu_forget(p);
 }
 
 /* the tree: node i's key and its two inputs (-1 for a leaf); a node whose

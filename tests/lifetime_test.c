@@ -303,6 +303,7 @@ static void test_lifetime_retires(void **state) {
   int status = -1;
   double t0 = tu_now();
   while (tu_now() - t0 < 20 && waitpid(wa, &status, WNOHANG) != wa) usleep(50000);
+  tu_forget(wa);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0); /* not a crash: its nanny exited too */
   for (int i = 0; i < cl.n_workers; i++) /* reaped: not to be stopped again */

@@ -33,7 +33,7 @@ static inline double tu_now(void) {
 }
 
 /* processes started by the test, killed by PID at exit */
-static pid_t tu_pids[64];
+static pid_t tu_pids[256];
 static int tu_npids;
 
 static void tu_kill_all(void) {
@@ -57,7 +57,24 @@ static inline void tu_track(pid_t pid) {
     atexit(tu_kill_all);
     registered = 1;
   }
-  if (pid > 0 && tu_npids < 64) tu_pids[tu_npids++] = pid;
+  if (pid <= 0) return;
+  if (tu_npids == 256) { /* a test that starts more processes must say so here */
+    fprintf(stderr, "testutil: more than 256 processes started\n");
+    abort();
+  }
+  tu_pids[tu_npids++] = pid;
+}
+/* tu_forget: pid was reaped (waitpid): it is no longer ours to stop, and its
+ * number may be reused by another process */
+static inline void tu_forget(pid_t pid) {
+  for (int i = 0; i < tu_npids; i++)
+    if (tu_pids[i] == pid) tu_pids[i] = 0;
+}
+/* tu_tracked: pid was started here and not reaped yet */
+static inline bool tu_tracked(pid_t pid) {
+  for (int i = 0; pid > 0 && i < tu_npids; i++)
+    if (tu_pids[i] == pid) return true;
+  return false;
 }
 static inline pid_t tu_spawn2(char *const argv[], const char *out_path, const char *err_path) {
   posix_spawn_file_actions_t fa;
@@ -89,7 +106,7 @@ static inline pid_t tu_spawn_nofile(char *const argv[], const char *err_path, rl
 }
 
 static inline void tu_stop(pid_t pid, int sig) {
-  if (pid <= 0) return;
+  if (!tu_tracked(pid)) return; /* never started here, or reaped already */
   kill(pid, sig);
   for (int i = 0; i < 500; i++) {
     if (waitpid(pid, NULL, WNOHANG) == pid) goto done;
@@ -98,11 +115,16 @@ static inline void tu_stop(pid_t pid, int sig) {
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
 done:
-  for (int i = 0; i < tu_npids; i++)
-    if (tu_pids[i] == pid) tu_pids[i] = 0;
+  tu_forget(pid);
 }
 
-static inline bool tu_alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0 && waitpid(pid, NULL, WNOHANG) == 0; }
+/* tu_alive: pid still runs (one that ended is reaped and forgotten) */
+static inline bool tu_alive(pid_t pid) {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  if (waitpid(pid, NULL, WNOHANG) == 0) return true;
+  tu_forget(pid);
+  return false;
+}
 
 /* tu_child_of: a child process of pid (the worker under a nanny), or -1.
  * Reads /proc/PID/stat of every process: the kernel here has no

@@ -58,7 +58,7 @@ NOTES = {
     "Client.call_stack": "refused: workers do not sample stacks",
     "Client.profile": "refused: workers do not sample stacks",
     "Client.benchmark_hardware": "refused: see bench/ for dtask's own measurements",
-    "Client.subscribe_topic": "differs: polled every 100 ms (Dask's scheduler pushes)",
+    "Client.subscribe_topic": "differs: the handler runs on a background thread of its own (Dask: on the client's event loop); an async handler is not awaited",
     "Client.get_task_stream": "differs: plot=True refused (no Bokeh); plot='save' writes a standalone HTML page and gives its path",
     "Client.dump_cluster_state": "differs: dtask's own layout",
     "Client.story": "differs: from a bounded ring of recent transitions",

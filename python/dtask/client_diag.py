@@ -6,8 +6,8 @@ refused with what dtask offers instead.
 
 Events from tasks (print, warn, forwarded log records) are events on the
 scheduler's topics (``log_event``); every Client follows its topics with
-one background thread that asks the scheduler for new events every 100 ms
-(``get_events`` with ``since``), as ``subscribe_topic`` does.
+one background thread that asks the scheduler once and is answered when an
+event comes (``wait_events``, a long poll), as ``subscribe_topic`` does.
 """
 
 from __future__ import annotations
@@ -21,59 +21,95 @@ from . import _core
 _PRINT_TOPICS = ("print", "warn")
 
 
-class _Follower:
-    """One thread per client following topics: {topic: [next seq, handler]}."""
+# a topic every follower also waits on: an event there makes the waits
+# return, so that a follower sees a new topic or its stop at once
+_WAKE = "dtask-follower-wake"
+_WAIT_S = 10.0
 
-    def __init__(self, client):
+
+class _Follower:
+    """One thread following topics, {topic: [next seq, handler]}: it asks
+    the scheduler once ("wait_events", a long poll) and is answered when an
+    event comes on one of them (or after _WAIT_S with none)."""
+
+    def __init__(self, client, name="dtask-diag-events"):
         self.ref = weakref.ref(client)
         self.topics = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = None
+        self.name = name
+        self.wake_next = 0
 
-    def add(self, client, topic, handler):
+    @staticmethod
+    def _next(client, topic):
         nxt = 0
         for seq, _t, _m in client._query("get_events", {"topic": topic, "since": 0}):
             nxt = max(nxt, seq + 1)
+        return nxt
+
+    def _wake(self, client, why):
+        try:
+            client._query("log_event", {"topic": _WAKE, "msg": why})
+        except Exception:
+            pass
+
+    def add(self, client, topic, handler):
+        nxt = self._next(client, topic)
         with self.lock:
             self.topics[topic] = [nxt, handler]
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="dtask-diag-events",
-                                               daemon=True)
+            start = self.thread is None
+            if start:
+                self.wake_next = self._next(client, _WAKE)
+                self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self.thread.start()
+        if not start:
+            self._wake(client, "topic")  # the wait on its way does not name it
 
     def remove(self, topic):
         with self.lock:
             self.topics.pop(topic, None)
 
-    def close(self):
+    def close(self, client=None):
         """Stops the thread and waits for it: the client it asks must not be
         closed (its C side freed) while a question is on its way."""
         self.stop.set()
         th = self.thread
-        if th is not None and th is not threading.current_thread():
-            th.join(timeout=10)
+        if th is None or th is threading.current_thread():
+            return
+        client = client or self.ref()
+        if client is not None and th.is_alive():
+            self._wake(client, "stop")
+        th.join(timeout=_WAIT_S + 5)
 
     def _run(self):
-        while not self.stop.wait(0.1):
+        while not self.stop.is_set():
             client = self.ref()
             if client is None or getattr(client, "_c", None) is None:
                 return
             with self.lock:
-                items = list(self.topics.items())
-            for topic, st in items:
-                try:
-                    new = client._query("get_events", {"topic": topic, "since": st[0]})
-                except Exception:
-                    return  # the client closed
-                for seq, t, m in new:
-                    st[0] = max(st[0], seq + 1)
-                    try:
-                        st[1]((t, m))
-                    except Exception:
-                        import traceback
-                        traceback.print_exc()
+                want = {t: st[0] for t, st in self.topics.items()}
+            want[_WAKE] = self.wake_next
+            try:
+                new = client._query("wait_events", {"topics": want, "timeout": _WAIT_S},
+                                    timeout=_WAIT_S + 20)
+            except Exception:
+                return  # the client closed
             del client
+            for topic, seq, t, m in new:
+                if topic == _WAKE:
+                    self.wake_next = max(self.wake_next, seq + 1)
+                    continue
+                with self.lock:
+                    st = self.topics.get(topic)
+                if st is None or seq < st[0]:
+                    continue
+                st[0] = seq + 1
+                try:
+                    st[1]((t, m))
+                except Exception:  # a handler's error must not stop the others
+                    import traceback
+                    traceback.print_exc()
 
 
 class _ForwardingHandler(logging.Handler):
@@ -175,7 +211,7 @@ class ClientDiagMixin:
         subscribe_topic's threads)."""
         f = self.__dict__.pop("_diag_follower", None)
         if f is not None:
-            f.close()
+            f.close(self)
         for topic in list(self.__dict__.get("_topic_subs", {})):
             self.unsubscribe_topic(topic)
 

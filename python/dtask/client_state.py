@@ -136,40 +136,21 @@ class ClientStateMixin:
 
     def subscribe_topic(self, topic, handler):
         """handler(event) for each new event of topic, (timestamp, msg), called
-        from a background thread that asks the scheduler every 100 ms."""
+        from a background thread that waits for them at the scheduler (a long
+        poll: answered as an event comes)."""
+        from .client_diag import _Follower
+
         self.unsubscribe_topic(topic)
         subs = self.__dict__.setdefault("_topic_subs", {})
-        stop = threading.Event()
         # events already there when subscribing are not delivered (as in Dask)
-        nxt = 0
-        for seq, _t, _m in self._query("get_events", {"topic": topic, "since": 0}):
-            nxt = max(nxt, seq + 1)
-
-        def poll():
-            nonlocal nxt
-            while not stop.wait(0.1):
-                try:
-                    new = self._query("get_events", {"topic": topic, "since": nxt})
-                except Exception:
-                    return
-                for seq, t, m in new:
-                    nxt = max(nxt, seq + 1)
-                    try:
-                        handler((t, m))
-                    except Exception:  # a handler's error must not stop the others
-                        import traceback
-                        traceback.print_exc()
-
-        th = threading.Thread(target=poll, name=f"dtask-topic-{topic}", daemon=True)
-        subs[topic] = (stop, th)
-        th.start()
+        f = _Follower(self, name=f"dtask-topic-{topic}")
+        subs[topic] = f
+        f.add(self, topic, handler)
 
     def unsubscribe_topic(self, topic):
-        sub = self.__dict__.get("_topic_subs", {}).pop(topic, None)
-        if sub:
-            sub[0].set()
-            if sub[1] is not threading.current_thread():
-                sub[1].join(timeout=5)
+        f = self.__dict__.get("_topic_subs", {}).pop(topic, None)
+        if f is not None:
+            f.close(self)
 
     # -------------------------------------------------------- metadata
     def set_metadata(self, key, value):

@@ -383,7 +383,7 @@ def test_close_waits_for_the_clients_own_threads(client):
         c = dtask.Client(client.address, set_as_default=False)
         c.subscribe_topic("close-race", seen.append)
         follower = c._diag_follower.thread
-        topic_thread = c._topic_subs["close-race"][1]
+        topic_thread = c._topic_subs["close-race"].thread
         client.log_event("close-race", "x")
         assert follower.is_alive() and topic_thread.is_alive()
         c.close()

@@ -98,6 +98,33 @@ def test_log_event_from_a_task_and_the_client(client):
     assert client.get_events("never-used") == ()
 
 
+def test_wait_events_long_poll(client):
+    # the query behind subscribe_topic and print/warn: answered when an event
+    # comes on one of the topics named, not polled
+    first = len(client.get_events("lp-topic"))
+    out = {}
+
+    def wait():
+        out["events"] = client._query("wait_events", {"topics": {"lp-topic": first, "lp-other": 0},
+                                                      "timeout": 30}, timeout=60)
+
+    th = threading.Thread(target=wait)
+    th.start()
+    time.sleep(0.3)
+    assert th.is_alive()  # nothing yet: the question waits at the scheduler
+    client.log_event("lp-topic", {"n": 1})
+    th.join(60)
+    assert not th.is_alive()
+    [(topic, seq, _t, msg)] = out["events"]
+    assert (topic, seq, msg) == ("lp-topic", first, {"n": 1})
+    # events already there are answered at once; none by the timeout: []
+    assert [e[3] for e in client._query("wait_events", {"topics": {"lp-topic": first}})] == [{"n": 1}]
+    assert client._query("wait_events", {"topics": {"lp-topic": first + 1}, "timeout": 0.2}) == []
+    for bad in ({"topics": ["lp-topic"]}, {"topics": {"lp-topic": "x"}}, {"topics": {"t": 0}, "timeout": -1}):
+        with pytest.raises(Exception, match="wait_events"):
+            client._query("wait_events", bad)
+
+
 def test_subscribe_topic(client):
     got = []
     done = threading.Event()

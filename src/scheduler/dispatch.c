@@ -94,6 +94,7 @@ void dt__srv_on_conn_close(dt_conn *c) {
     s_client *cl = c->data;
     DT_INFO("client %s left", cl->name);
     if (!srv->stopping) dt__coord_client_left(cl->id); /* its locks and leases go to the next waiters */
+    dt__topics_client_gone(cl->id); /* and its waits for events */
     if (!srv->stopping) dt__sched_remove_client(&srv->s, cl);
     break;
   }

@@ -3,8 +3,8 @@
  * scheduler through QUERY {req, name, args}, answered by ANSWER {req,
  * error, value} (see query.h).  Arguments are a map; every handler checks
  * their types and answers bad input with a clear error, and bounds what it
- * returns (DT_QUERY_MAX items).  Stores kept here, each bounded: events per
- * topic (DT_EVENTS_PER_TOPIC, DT_MAX_TOPICS), the metadata tree
+ * returns (DT_QUERY_MAX items).  Stores kept here, each bounded (events on
+ * topics are topics.c's): the metadata tree
  * (DT_META_MAX_BYTES), the task stream with keys (DT_TSTREAM_CAP), and the
  * worker-log requests waiting for their workers (answered when all replied
  * or after DT_QUERY_WAIT_S).
@@ -19,8 +19,6 @@
 static dt_srv *const srv = &dt__srv;
 
 #define DT_QUERY_MAX 200000         /* items in one answer */
-#define DT_EVENTS_PER_TOPIC 1000
-#define DT_MAX_TOPICS 1000
 #define DT_EVENT_MAX_BYTES (1u << 20)
 #define DT_META_MAX_BYTES (16u << 20)
 #define DT_META_MAX_DEPTH 32
@@ -30,13 +28,6 @@ static dt_srv *const srv = &dt__srv;
 
 /* ---------------------------------------------------------------- stores */
 
-typedef struct {
-  char *name;
-  dt_value *ev[DT_EVENTS_PER_TOPIC]; /* [time, msg] */
-  uint64_t n;                        /* events ever (next slot: n % cap) */
-} q_topic;
-static dt_smap topics; /* name -> q_topic */
-static bool topics_init;
 static dt_value *meta; /* the metadata tree (a map), or NULL */
 
 typedef struct {
@@ -274,24 +265,6 @@ static int q_story(q_ctx *q) {
   return 0;
 }
 
-static void topic_push(const char *name, size_t nlen, dt_value *row) {
-  if (!topics_init) dt__smap_init(&topics), topics_init = true;
-  q_topic *tp = dt__smap_get(&topics, name, nlen);
-  if (!tp) {
-    if (topics.len >= DT_MAX_TOPICS) { /* bounded: drop the event, say so once */
-      DT_WARN("too many event topics (%d): an event for '%.*s' is dropped", DT_MAX_TOPICS,
-              (int)nlen, name);
-      return;
-    }
-    tp = dt__xcalloc(1, sizeof(*tp));
-    tp->name = dt__xstrndup(name, nlen);
-    dt__smap_put(&topics, tp->name, nlen, tp);
-  }
-  dt_value **slot = &tp->ev[tp->n++ % DT_EVENTS_PER_TOPIC];
-  dt_value_free(*slot);
-  *slot = dt_value_ref(row);
-}
-
 static int q_log_event(q_ctx *q) {
   const dt_value *tl;
   bool single;
@@ -305,26 +278,10 @@ static int q_log_event(q_ctx *q) {
     size_t n;
     const char *t = strs_at(tl, i, &n);
     if (n == 0 || n > 1024) continue;
-    topic_push(t, n, row);
+    dt__topic_push(t, n, row);
   }
   dt_value_free(row);
   return 0;
-}
-
-/* the events of tp, oldest first; since >= 0: only those numbered since
- * or later, each as [seq, time, msg] */
-static dt_value *topic_events(const q_topic *tp, int64_t since) {
-  dt_value *l = dt_list_new();
-  uint64_t first = tp->n > DT_EVENTS_PER_TOPIC ? tp->n - DT_EVENTS_PER_TOPIC : 0;
-  if (since >= 0 && (uint64_t)since > first) first = (uint64_t)since;
-  for (uint64_t i = first; i < tp->n; i++) {
-    dt_value *ev = tp->ev[i % DT_EVENTS_PER_TOPIC];
-    if (since < 0) dt_list_push(l, dt_value_ref(ev));
-    else
-      dt_list_push(l, dt_list_of(3, dt_int((int64_t)i), dt_value_ref((dt_value *)dt_list_get(ev, 0)),
-                                 dt_value_ref((dt_value *)dt_list_get(ev, 1))));
-  }
-  return l;
 }
 
 static int q_get_events(q_ctx *q) {
@@ -333,20 +290,33 @@ static int q_get_events(q_ctx *q) {
   int64_t since;
   if (arg_strs(q, "topic", &tl, &single) || arg_int(q, "since", -1, &since)) return -1;
   if (tl && !single) return fail(q, "argument '%s' must be one string", "topic");
-  if (!topics_init) dt__smap_init(&topics), topics_init = true;
-  if (tl) {
-    size_t n;
-    const char *t = dt_value_str(tl, &n);
-    q_topic *tp = dt__smap_get(&topics, t, n);
-    q->out = tp ? topic_events(tp, since) : dt_list_new();
+  if (!tl) {
+    q->out = dt__topics_all_events(since);
     return 0;
   }
-  q->out = dt_map_new();
-  for (size_t i = 0; i < topics.cap; i++)
-    if (topics.slots[i].key) {
-      q_topic *tp = topics.slots[i].val;
-      dt_map_set(q->out, tp->name, topic_events(tp, since));
-    }
+  size_t n;
+  const char *t = dt_value_str(tl, &n);
+  q->out = dt__topic_events(t, n, since);
+  return 0;
+}
+
+static void send_answer(dt_conn *c, uint64_t req, const char *err, const dt_value *v);
+static void answer_client(uint32_t client_id, uint64_t req, const dt_value *v) {
+  s_client *cl = dt__srv_client_by_id(client_id);
+  if (cl && cl->conn && !cl->gone) send_answer(cl->conn, req, NULL, v);
+}
+
+/* wait_events {topics: {topic: first number wanted}, timeout: s}: the
+ * events there are, or (none yet) the first to come, or none at timeout */
+static int q_wait_events(q_ctx *q) {
+  double timeout = 5;
+  bool given;
+  if (arg_num(q, "timeout", &timeout, &given)) return -1;
+  const dt_value *want = arg(q, "topics");
+  q->out = dt__topics_wait(((s_client *)q->c->data)->id, q->req, want,
+                           timeout, answer_client, q->err, sizeof(q->err));
+  if (!q->out && q->err[0]) return -1;
+  q->deferred = q->out == NULL;
   return 0;
 }
 
@@ -552,6 +522,7 @@ static const struct {
     {"processing", PEER_CLIENT, q_processing}, {"ncores", PEER_CLIENT, q_ncores},
     {"nbytes", PEER_CLIENT, q_nbytes},         {"story", PEER_CLIENT, q_story},
     {"log_event", 0, q_log_event},             {"get_events", PEER_CLIENT, q_get_events},
+    {"wait_events", PEER_CLIENT, q_wait_events},
     {"set_metadata", PEER_CLIENT, q_set_metadata},
     {"get_metadata", PEER_CLIENT, q_get_metadata},
     {"task_stream", PEER_CLIENT, q_task_stream},
@@ -652,6 +623,7 @@ int dt__on_answer(dt_conn *c, const dt_msg *msg) {
 }
 
 void dt__query_tick(void) {
+  dt__topics_tick();
   double now = dt__now_s();
   for (size_t i = pending.len; i-- > 0;) {
     q_pending *p = pending.v[i];
@@ -676,17 +648,7 @@ void dt__query_free_all(void) {
     free(p);
   }
   dt__vec_free(&pending);
-  if (topics_init) {
-    for (size_t i = 0; i < topics.cap; i++)
-      if (topics.slots[i].key) {
-        q_topic *tp = topics.slots[i].val;
-        for (size_t k = 0; k < DT_EVENTS_PER_TOPIC; k++) dt_value_free(tp->ev[k]);
-        free(tp->name);
-        free(tp);
-      }
-    dt__smap_destroy(&topics);
-    topics_init = false;
-  }
+  dt__topics_free_all();
   dt_value_free(meta);
   meta = NULL;
   for (size_t i = 0; i < DT_TSTREAM_CAP; i++) {

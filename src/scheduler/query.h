@@ -57,6 +57,27 @@ void dt__query_worker_leaves(s_worker *w);
 /* dt__query_free_all: at exit, and after a fuzz input */
 void dt__query_free_all(void);
 
+/* ---- topics.c (scheduler thread): events on topics, and long polls */
+/* dt__topic_push: row ([time, msg]) is the next event of topic name; the
+ * clients waiting on it are answered */
+void dt__topic_push(const char *name, size_t nlen, dt_value *row);
+/* dt__topic_events: name's events (since < 0: each [time, msg]; else those
+ * numbered since or later, each [seq, time, msg]), a list */
+dt_value *dt__topic_events(const char *name, size_t nlen, int64_t since);
+/* dt__topics_all_events: {topic: dt__topic_events(topic, since)} */
+dt_value *dt__topics_all_events(int64_t since);
+/* dt__topics_wait: the events of want's topics ({topic: first number
+ * wanted}) as [topic, seq, time, msg]s if there are any (or timeout_s is
+ * 0: then maybe none); else NULL with err empty: answer(client_id, req,
+ * events) is called when one comes, or with none when timeout_s passes.
+ * NULL with err set: refused. */
+typedef void (*dt__topics_answer_fn)(uint32_t client_id, uint64_t req, const dt_value *v);
+dt_value *dt__topics_wait(uint32_t client_id, uint64_t req, const dt_value *want, double timeout_s,
+                          dt__topics_answer_fn answer, char *err, size_t errcap);
+void dt__topics_tick(void); /* waits past their time are answered (none) */
+void dt__topics_client_gone(uint32_t client_id);
+void dt__topics_free_all(void);
+
 /* ---- retry.c (scheduler thread): the "retry" query (Client.retry) */
 /* dt__query_retry: each named ERRED task and the ERRED tasks it depends on
  * go ERRED -> RELEASED and are wanted again (WAITING, then placed), as

@@ -113,13 +113,23 @@ static void test_job_scripts(void **state) {
 
 /* ---------------------------------------------------------------- real jobs */
 
+/* this run's job names (with its pid): the queue may hold other people's
+ * jobs, or another test run's, and those are neither counted nor cancelled */
+static char job_names[2][40];
+static const char *job_name(dt_jobqueue_system sys) {
+  int i = sys == DT_JOBQUEUE_PBS;
+  if (!job_names[i][0])
+    snprintf(job_names[i], sizeof(job_names[i]), "%s-%d", i ? "dt-pbs" : "dt-slurm", (int)getpid());
+  return job_names[i];
+}
+
 static dt_jobqueue_opts opts_for(dt_jobqueue_system sys) {
   static const char *wargs[2];
   wargs[0] = "--preload";
   wargs[1] = preload;
   return (dt_jobqueue_opts){.system = sys, .cores = 1, .memory = "400MB", .walltime = "00:10:00",
                             .host = "127.0.0.1", .worker_command = bin, .worker_extra_args = wargs,
-                            .n_worker_extra_args = 2, .job_name = sys == DT_JOBQUEUE_PBS ? "dt-pbs" : "dt-slurm"};
+                            .n_worker_extra_args = 2, .job_name = job_name(sys)};
 }
 
 static dt_client *connect_to(dt_jobqueue_cluster *jc) {
@@ -131,8 +141,10 @@ static dt_client *connect_to(dt_jobqueue_cluster *jc) {
 }
 
 static int queue_length(void) { /* our jobs the batch system still has queued or running */
-  char out[4096] = "";
-  FILE *f = popen("squeue -h --me -t PD,R,CF,S -o %i 2>/dev/null", "r");
+  char out[4096] = "", cmd[256];
+  snprintf(cmd, sizeof(cmd), "squeue -h --me -n %s,%s -t PD,R,CF,S -o %%i 2>/dev/null",
+           job_name(DT_JOBQUEUE_SLURM), job_name(DT_JOBQUEUE_PBS));
+  FILE *f = popen(cmd, "r");
   if (!f) return -1;
   size_t n = fread(out, 1, sizeof(out) - 1, f);
   pclose(f);
@@ -266,7 +278,9 @@ static void cancel_mid_graph(dt_jobqueue_system sys) {
   OK(dt_client_map(c, "slow_square", args, N, &(dt_submit_opts){.pure = DT_NO}, fs));
   usleep(800000);
   char out[256] = "";
-  FILE *f = popen("squeue -h --me -t RUNNING -o %i | head -1", "r");
+  char sq[200];
+  snprintf(sq, sizeof(sq), "squeue -h --me -n %s -t RUNNING -o %%i | head -1", job_name(sys));
+  FILE *f = popen(sq, "r");
   assert_non_null(f);
   assert_non_null(fgets(out, sizeof(out), f));
   pclose(f);

@@ -174,6 +174,9 @@ void dt__client_wake(dt_client *c); /* the I/O thread looks at fetchq / stop */
  * deadline (NULL: none); false when the deadline passed. */
 bool dt__client_wait_until(dt_client *c, const struct timespec *deadline);
 int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
+/* dt__client_sync (info.c): one SYNC / SYNCED round trip: the scheduler has
+ * taken in everything this client sent before (O(1) at the scheduler) */
+int dt__client_sync(dt_client *c, int timeout_ms);
 
 /* ---- dispatch.c: a message from the scheduler (I/O thread, locked) */
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r);

@@ -81,6 +81,16 @@ static int on_key_cancelled(dt_client *c, const dt_msg *msg) {
   return 0;
 }
 
+/* SYNCED: the request waiting for it (an info_req without the info) is done */
+static int on_synced(dt_client *c, const dt_msg *msg) {
+  for (size_t i = 0; i < c->infos.len; i++) {
+    info_req *ir = c->infos.v[i];
+    if (ir->req == msg->SYNCED.req) ir->done = true;
+  }
+  c->wake_waiters = true;
+  return 0;
+}
+
 static int on_info_reply(dt_client *c, const dt_msg *msg) {
   const dt_msg_INFO_REPLY *m = &msg->INFO_REPLY;
   info_req *ir = NULL;
@@ -189,6 +199,7 @@ static const sched_handler sched_handlers[DT_OP_COUNT] = {
     [DT_OP_COORD_REPLY] = dt__client_on_coord_reply,
     [DT_OP_ANSWER] = dt__client_on_answer, /* query.c */
     [DT_OP_RECONNECTABLE] = dt__client_on_reconnectable, /* reconnect.c */
+    [DT_OP_SYNCED] = on_synced,
 };
 
 int dt__client_on_sched_msg(dt_conn *conn, int op, uint32_t nf, dt_rd *r) {

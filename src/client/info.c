@@ -1,6 +1,7 @@
 /*
  * info.c -- requests that wait for the scheduler's reply: cluster info and
- * the workers' rows (INFO_REQUEST / INFO_REPLY), retiring workers
+ * the workers' rows (INFO_REQUEST / INFO_REPLY), a sync (SYNC / SYNCED),
+ * retiring workers
  * (RETIRE_WORKERS / RETIRE_DONE), scattering values (SCATTER /
  * SCATTER_DONE), and dt_client_wait_for_workers.  Each request is a record
  * in a pending list that dispatch.c completes.  User threads only: out of
@@ -179,6 +180,33 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   else rc = dt__err(DT_ETIMEDOUT, "no reply from the scheduler at %s within %d ms", c->addr, timeout_ms);
   dt__vec_remove(&c->infos, ir);
   free(ir->workers);
+  free(ir);
+  pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+/* dt__client_sync: see client.h */
+int dt__client_sync(dt_client *c, int timeout_ms) {
+  struct timespec dl;
+  int rc = request_begin(c, timeout_ms, &dl);
+  if (rc) return rc;
+  info_req *ir = dt__try_calloc(1, sizeof(*ir));
+  dt__msg_out o;
+  if (!ir || dt__client_vec_room(&c->infos, 1) ||
+      dt__client_begin(&o, c->sched, DT_OP_SYNC, DT__WB_NUM, 0)) {
+    free(ir);
+    pthread_mutex_unlock(&c->lock);
+    return dt__err(DT_ENOMEM, "out of memory asking the scheduler to sync");
+  }
+  ir->req = ++c->next_req;
+  dt__vec_push(&c->infos, ir);
+  dt__e_uint(&o.e, ir->req);
+  dt__client_end(&o);
+  request_wait(c, &ir->done, &dl);
+  if (!ir->done)
+    rc = c->state != CS_READY ? dt__client_usable(c)
+                              : dt__err(DT_ETIMEDOUT, "no SYNCED from %s within %d ms", c->addr, timeout_ms);
+  dt__vec_remove(&c->infos, ir);
   free(ir);
   pthread_mutex_unlock(&c->lock);
   return rc;

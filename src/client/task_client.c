@@ -33,8 +33,7 @@ static void sync_submissions(void) {
   pthread_mutex_lock(&tc_lock);
   dt_client *c = tc_client;
   pthread_mutex_unlock(&tc_lock);
-  dt_cluster_info info;
-  if (c) (void)dt_client_cluster_info(c, 30000, &info);
+  if (c) (void)dt__client_sync(c, 30000);
 }
 
 dt_client *dt_task_client(dt_task *t) {

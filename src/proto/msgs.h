@@ -159,7 +159,9 @@
   X(RECONNECTABLE, "scheduler->client", "the scheduler keeps a journal: after losing it, reconnect and RESUME") \
   X(RESUME, "client->scheduler", "a client is back after the scheduler restarted: it wants these keys again") \
   X(RETIRE_ME, "worker->scheduler", "the worker's lifetime is over (it drained): retire it as RETIRE_WORKERS would, then CLOSE it") \
-  X(RESUME_AS, "client->scheduler", "before RESUME: the id this client had at the scheduler of before (its locks and leases are its own again)")
+  X(RESUME_AS, "client->scheduler", "before RESUME: the id this client had at the scheduler of before (its locks and leases are its own again)") \
+  X(SYNC, "client->scheduler", "answer SYNCED: what this connection sent before has been taken in (a task that submitted, before its result is reported)") \
+  X(SYNCED, "scheduler->client", "the answer to SYNC")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -382,5 +384,7 @@
   F(UINT, attempt, "1, then 2, 3... while no other worker can take its results") \
   F(STR, reason, "why (e.g. \"lifetime\"), for the log")
 #define DT_MSG_RESUME_AS(F, L, LR, M) F(UINT, id, "the client's id at the scheduler of before")
+#define DT_MSG_SYNC(F, L, LR, M) F(UINT, req, "request id")
+#define DT_MSG_SYNCED(F, L, LR, M) F(UINT, req, "the SYNC's request id")
 
 #endif

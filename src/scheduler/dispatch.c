@@ -50,6 +50,7 @@ static const struct {
     [DT_OP_RESUME] = {PEER_CLIENT, dt__journal_on_resume},
     [DT_OP_RETIRE_ME] = {PEER_WORKER, dt__on_retire_me},
     [DT_OP_RESUME_AS] = {PEER_CLIENT, dt__journal_on_resume_as},
+    [DT_OP_SYNC] = {PEER_CLIENT, dt__on_sync},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

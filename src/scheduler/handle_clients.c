@@ -166,6 +166,14 @@ int dt__on_want_result(dt_conn *c, const dt_msg *m) {
   return on_keys(c, &m->WANT_RESULT.keys, dt__sched_client_want_result);
 }
 
+int dt__on_sync(dt_conn *c, const dt_msg *msg) {
+  dt_enc e;
+  dt__e_begin(&e, dt__conn_out(c), DT_OP_SYNCED);
+  dt__e_uint(&e, msg->SYNC.req);
+  dt__e_end(&e);
+  return 0;
+}
+
 int dt__on_info_request(dt_conn *c, const dt_msg *msg) {
   const dt_msg_INFO_REQUEST *m = &msg->INFO_REQUEST;
   bool detail = m->detail;

@@ -106,6 +106,7 @@ int dt__on_cancel_keys(dt_conn *c, const dt_msg *m);
 int dt__on_who_has(dt_conn *c, const dt_msg *m);
 int dt__on_want_result(dt_conn *c, const dt_msg *m);
 int dt__on_info_request(dt_conn *c, const dt_msg *m);
+int dt__on_sync(dt_conn *c, const dt_msg *m); /* SYNCED: O(1), after what came before */
 int dt__on_hello_worker(dt_conn *c, const dt_msg *m);
 int dt__on_task_finished(dt_conn *c, const dt_msg *m);
 int dt__on_task_erred(dt_conn *c, const dt_msg *m);

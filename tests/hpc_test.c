@@ -204,6 +204,7 @@ static void scale_run_shrink(dt_jobqueue_system sys) {
   for (size_t i = 0; i < nw; i++) /* named after their job */
     assert_true(strncmp(ws[i].name, o.job_name, strlen(o.job_name)) == 0);
   free(ws);
+  assert_int_equal(queue_length(), 2); /* the batch system sees our two jobs, by name */
   assert_int_equal(sum_of_squares(c, 1000, "square", 0), want_sum(1000));
   if (getenv("DT_TRACE")) fprintf(stderr, "%.3f graph done\n", tu_now());
   OK(dt_jobqueue_scale(jc, 0));

@@ -262,9 +262,12 @@ typedef struct {
 int dt_client_connect(const dt_client_opts *opts, dt_client **out);
 /* dt_client_close: releases every key the client holds and disconnects.
  * Futures still held stay valid as handles (dt_future_release them) but any
- * operation on them returns DT_ECLOSED.  NULL is ignored.  It frees the
- * client: no other thread may be inside a call on it (or on its futures)
- * when it is called. */
+ * operation on them returns DT_ECLOSED.  NULL is ignored.  Calls of other
+ * threads waiting on the client (results, gathers, dt_wait, queries,
+ * cluster info, scatter, coordination calls) return an error, and the
+ * client is freed once they have left (a call still inside after 30 s
+ * keeps it from being freed, with a warning).  Starting a call on a client
+ * after dt_client_close has begun is an error of the caller. */
 void dt_client_close(dt_client *c);
 
 typedef enum { DT_DEFAULT = 0, DT_YES = 1, DT_NO = -1 } dt_tristate;

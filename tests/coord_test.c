@@ -27,6 +27,13 @@ DT_TASK(inc) {
   return dt_int(x + 1);
 }
 
+DT_TASK(slow_ms) { /* slow_ms(ms): sleeps, returns ms */
+  int64_t ms;
+  if (dt_task_arg_int(task, 0, &ms)) return NULL;
+  usleep((useconds_t)ms * 1000);
+  return dt_int(ms);
+}
+
 static dt_local_cluster *lc;
 static dt_client *ca, *cb; /* two clients */
 
@@ -450,9 +457,57 @@ static void test_dataset_outlives_its_client(void **state) {
   dt_strings_free(names, n);
 }
 
+/* a client closed while other threads wait in calls on it: each call
+ * returns an error, and the client is freed only after they have left (ASan
+ * in CI: a heap-use-after-free here before dt_client_close waited) */
+typedef struct {
+  dt_client *c;
+  dt_future *f;
+  int which, rc;
+  atomic_int done;
+} close_waiter;
+static void *close_wait_thread(void *arg) {
+  close_waiter *w = arg;
+  dt_value *v = NULL;
+  if (w->which == 0) w->rc = dt_queue_get(w->c, "close-q", 20000, &v);
+  else if (w->which == 1) w->rc = dt_future_result(w->f, 20000, &v);
+  else w->rc = dt_client_gather(w->c, &w->f, 1, 20000, &v);
+  dt_value_free(v);
+  atomic_store(&w->done, 1);
+  return NULL;
+}
+static void test_close_while_others_wait(void **state) {
+  (void)state;
+  for (int round = 0; round < 5; round++) {
+    dt_client *cc = connect_client();
+    assert_non_null(cc);
+    dt_future *f;
+    assert_int_equal(dt_client_submit(cc, "slow_ms", dt_list_of(1, dt_int(1500)), NULL,
+                                      &(dt_submit_opts){.pure = DT_NO}, &f), 0);
+    enum { NW = 24 };
+    close_waiter w[NW];
+    pthread_t th[NW];
+    for (int i = 0; i < NW; i++) {
+      w[i] = (close_waiter){.c = cc, .f = f, .which = i % 3, .rc = 0};
+      assert_int_equal(pthread_create(&th[i], NULL, close_wait_thread, &w[i]), 0);
+    }
+    usleep(200000); /* they are waiting */
+    for (int i = 0; i < NW; i++) assert_int_equal(atomic_load(&w[i].done), 0);
+    dt_client_close(cc);
+    for (int i = 0; i < NW; i++) {
+      for (int k = 0; k < 500 && !atomic_load(&w[i].done); k++) usleep(10000);
+      assert_int_equal(atomic_load(&w[i].done), 1); /* returned, did not hang */
+      pthread_join(th[i], NULL);
+      assert_int_not_equal(w[i].rc, 0); /* the client was closed under it */
+    }
+    dt_future_release(f);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_variable_holds_a_value_and_a_future, check_empty),
+      cmocka_unit_test_teardown(test_close_while_others_wait, check_empty),
       cmocka_unit_test_teardown(test_variable_get_waits_until_set, check_empty),
       cmocka_unit_test_teardown(test_queue_hand_off_order_and_bounds, check_empty),
       cmocka_unit_test_teardown(test_queue_carries_futures, check_empty),

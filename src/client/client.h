@@ -140,6 +140,7 @@ struct dt_client {
   dt_smap wconns;    /* worker address -> wconn */
   dt_vec fetchq;     /* futures to fetch on the next wake */
   uint64_t next_req;
+  int inside;        /* threads inside calls that may wait (dt__client_enter) */
   dt_vec infos;      /* pending info requests */
   dt_vec scatters;   /* pending scatters */
   dt_vec retires;    /* pending retire_workers (scatter_req too) */
@@ -174,6 +175,12 @@ void dt__client_wake(dt_client *c); /* the I/O thread looks at fetchq / stop */
  * deadline (NULL: none); false when the deadline passed. */
 bool dt__client_wait_until(dt_client *c, const struct timespec *deadline);
 int dt__client_usable(dt_client *c); /* locked; 0 or an error with message */
+/* dt__client_enter (locked): this thread is in a call that may wait on c;
+ * dt_client_close wakes it and frees c only once it has left.
+ * dt__client_leave: the matching exit, in place of dt__client_unlock: it
+ * unlocks (callbacks run), then counts the thread out: its last touch of c. */
+void dt__client_enter(dt_client *c);
+void dt__client_leave(dt_client *c);
 /* dt__client_sync (info.c): one SYNC / SYNCED round trip: the scheduler has
  * taken in everything this client sent before (O(1) at the scheduler) */
 int dt__client_sync(dt_client *c, int timeout_ms);

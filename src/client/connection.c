@@ -47,6 +47,23 @@ static void netlock_release(void *arg) { dt__client_unlock(arg); }
 
 void dt__client_wake(dt_client *c) { uv_async_send(&c->wake); }
 
+/* this thread's calls inside one client (a callback run by a leaving call
+ * may close the client it is inside) */
+static __thread dt_client *tl_client;
+static __thread int tl_inside;
+void dt__client_enter(dt_client *c) {
+  c->inside++;
+  if (tl_client != c) tl_client = c, tl_inside = 0;
+  tl_inside++;
+}
+void dt__client_leave(dt_client *c) {
+  dt__client_unlock(c);
+  pthread_mutex_lock(&c->lock);
+  if (tl_client == c && --tl_inside == 0) tl_client = NULL;
+  if (--c->inside == 0 && c->state == CS_CLOSED) pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+}
+
 bool dt__client_wait_until(dt_client *c, const struct timespec *deadline) {
   if (!deadline) {
     pthread_cond_wait(&c->cond, &c->lock);
@@ -444,5 +461,20 @@ void dt_client_close(dt_client *c) {
     free(e);
     e = n;
   }
+  /* calls of other threads waiting on c return (the client is closed) and
+   * leave before it is freed; one that has not left in 30 s keeps it */
+  int mine = tl_client == c ? tl_inside : 0; /* closed from a callback of a call on it */
+  pthread_mutex_lock(&c->lock);
+  pthread_cond_broadcast(&c->cond);
+  struct timespec dl;
+  dt__deadline(&dl, 30000);
+  while (c->inside > mine)
+    if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) != 0 && dt__passed(&dl)) break;
+  int inside = c->inside;
+  pthread_mutex_unlock(&c->lock);
+  if (inside > mine)
+    DT_WARN("dt_client_close: %d calls of other threads on this client have not returned after "
+            "30 s: its memory is kept", inside - mine);
+  if (inside > 0) return; /* still in use: kept (a call of this thread leaves it later) */
   client_free(c);
 }

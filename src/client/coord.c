@@ -188,6 +188,7 @@ static int call(dt_client *c, int op, const char *const *names, size_t n, const 
   for (size_t i = 0; i < deps.len; i++) bytes += DT__WB_STR(strlen(deps.v[i]));
   coord_wait *w = dt__try_calloc(1, sizeof(*w));
   pthread_mutex_lock(&c->lock);
+  dt__client_enter(c);
   dt__msg_out o;
   if ((rc = dt__client_usable(c)) != 0) goto out;
   if (!w || dt__client_vec_room(&c->coords, 1) ||
@@ -240,7 +241,7 @@ static int call(dt_client *c, int op, const char *const *names, size_t n, const 
     }
   }
 out:
-  dt__client_unlock(c);
+  dt__client_leave(c);
   dt__payload_clear(&pl);
   dt__vec_free(&deps);
   if (w) {

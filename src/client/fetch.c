@@ -281,6 +281,7 @@ int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n, int timeout_m
   struct timespec dl;
   if (timeout_ms >= 0) dt__deadline(&dl, timeout_ms);
   pthread_mutex_lock(&c->lock);
+  dt__client_enter(c);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     if (!fs[i]) { rc = dt__err(DT_EINVAL, "dt_client_gather: future %zu is NULL", i); break; }
@@ -299,7 +300,7 @@ int dt_client_gather(dt_client *c, dt_future *const *fs, size_t n, int timeout_m
   for (size_t i = 0; i < n && rc == 0; i++) rc = await_value(c, fs[i], timeout_ms >= 0 ? &dl : NULL);
   if (rc == 0)
     for (size_t i = 0; i < n; i++) out[i] = dt_value_ref(fs[i]->value);
-  dt__client_unlock(c);
+  dt__client_leave(c);
   dt__task_block_end();
   return rc;
 }

@@ -170,8 +170,9 @@ int dt_future_result(dt_future *f, int timeout_ms, dt_value **out) {
     return dt__err(DT_ECLOSED, "future '%s' belongs to a closed client", f->key);
   }
   pthread_mutex_lock(&c->lock);
+  dt__client_enter(c);
   int rc = dt__future_result_locked(c, f, timeout_ms, out);
-  dt__client_unlock(c);
+  dt__client_leave(c);
   dt__task_block_end();
   return rc;
 }
@@ -297,6 +298,7 @@ int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode) {
   struct timespec dl;
   dt__deadline(&dl, timeout_ms >= 0 ? timeout_ms : 0);
   pthread_mutex_lock(&c->lock);
+  dt__client_enter(c);
   size_t cursor = 0;
   int rc = 0;
   for (;;) {
@@ -320,7 +322,7 @@ int dt_wait(dt_future *const *fs, size_t n, int timeout_ms, dt_wait_mode mode) {
       break;
     }
   }
-  dt__client_unlock(c);
+  dt__client_leave(c);
   dt__task_block_end();
   return rc;
 }

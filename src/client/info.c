@@ -26,8 +26,10 @@ static int request_begin(dt_client *c, int timeout_ms, struct timespec *dl) {
   return rc;
 }
 
-/* request_wait: (locked) until *done, the connection goes, or the deadline */
+/* request_wait: (locked) until *done, the connection goes, or the deadline;
+ * the caller unlocks with dt__client_leave */
 static void request_wait(dt_client *c, const bool *done, const struct timespec *dl) {
+  dt__client_enter(c); /* the caller ends with dt__client_leave */
   dt__client_wake(c);
   while (!*done && c->state == CS_READY)
     if (!dt__client_wait_until(c, dl)) break;
@@ -133,8 +135,9 @@ int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n, const dt_
     rc = dt__err(DT_ENOMEM, "dt_client_scatter: out of memory");
   } else if ((rc = scatter_keys(values, n, pls, keys)) == 0) {
     pthread_mutex_lock(&c->lock);
+    dt__client_enter(c);
     rc = scatter_locked(c, n, pls, keys, opts, out);
-    dt__client_unlock(c);
+    dt__client_leave(c);
   }
   for (size_t i = 0; pls && keys && i < n; i++) {
     dt__payload_clear(&pls[i]);
@@ -181,7 +184,7 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   dt__vec_remove(&c->infos, ir);
   free(ir->workers);
   free(ir);
-  pthread_mutex_unlock(&c->lock);
+  dt__client_leave(c);
   return rc;
 }
 
@@ -208,7 +211,7 @@ int dt__client_sync(dt_client *c, int timeout_ms) {
                               : dt__err(DT_ETIMEDOUT, "no SYNCED from %s within %d ms", c->addr, timeout_ms);
   dt__vec_remove(&c->infos, ir);
   free(ir);
-  pthread_mutex_unlock(&c->lock);
+  dt__client_leave(c);
   return rc;
 }
 
@@ -281,6 +284,6 @@ int dt_client_retire_workers(dt_client *c, const char *const *names, size_t n, i
   dt__vec_remove(&c->retires, rr);
   free(rr->error);
   free(rr);
-  pthread_mutex_unlock(&c->lock);
+  dt__client_leave(c);
   return rc;
 }

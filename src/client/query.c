@@ -72,6 +72,7 @@ int dt_client_query(dt_client *c, const char *name, const dt_value *args, int ti
   dt__e_payload(&o.e, &pl);
   dt__client_end(&o);
   dt__client_wake(c);
+  dt__client_enter(c);
   while (!q->done && c->state == CS_READY)
     if (!dt__client_wait_until(c, &dl)) break;
   if (q->done && q->error) {
@@ -91,7 +92,7 @@ int dt_client_query(dt_client *c, const char *name, const dt_value *args, int ti
   free(q->error);
   dt_value_free(q->value);
   free(q);
-  pthread_mutex_unlock(&c->lock);
+  dt__client_leave(c);
   dt__payload_clear(&pl);
   return rc;
 }

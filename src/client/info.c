@@ -150,15 +150,18 @@ int dt_client_scatter(dt_client *c, dt_value *const *values, size_t n, const dt_
 
 /* ---------------------------------------------------------------- info */
 
-static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_worker_info **wout,
-                        size_t *nout) {
+/* info_exchange: INFO_REQUEST -> INFO_REPLY into *out (and the workers'
+ * rows when wout), or, with sync, SYNC -> SYNCED (nothing to read) */
+static int info_exchange(dt_client *c, int timeout_ms, bool sync, dt_cluster_info *out,
+                         dt_worker_info **wout, size_t *nout) {
   struct timespec dl;
   int rc = request_begin(c, timeout_ms, &dl);
   if (rc) return rc;
   info_req *ir = dt__try_calloc(1, sizeof(*ir));
   dt__msg_out o;
   if (!ir || dt__client_vec_room(&c->infos, 1) ||
-      dt__client_begin(&o, c->sched, DT_OP_INFO_REQUEST, DT__WB_NUM + DT__WB_BOOL, 0)) {
+      dt__client_begin(&o, c->sched, sync ? DT_OP_SYNC : DT_OP_INFO_REQUEST,
+                       DT__WB_NUM + (sync ? 0 : DT__WB_BOOL), 0)) {
     free(ir);
     pthread_mutex_unlock(&c->lock);
     return dt__err(DT_ENOMEM, "out of memory asking the scheduler for its state");
@@ -167,13 +170,13 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   ir->detail = wout != NULL;
   dt__vec_push(&c->infos, ir);
   dt__e_uint(&o.e, ir->req);
-  dt__e_bool(&o.e, ir->detail);
+  if (!sync) dt__e_bool(&o.e, ir->detail);
   dt__client_end(&o);
   request_wait(c, &ir->done, &dl);
   if (ir->done && ir->nomem) {
     rc = dt__err(DT_ENOMEM, "out of memory reading the scheduler's reply");
   } else if (ir->done) {
-    *out = ir->info;
+    if (out) *out = ir->info;
     if (wout) {
       *wout = ir->workers;
       *nout = ir->nworkers;
@@ -187,32 +190,14 @@ static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_w
   dt__client_leave(c);
   return rc;
 }
+static int cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out, dt_worker_info **wout,
+                        size_t *nout) {
+  return info_exchange(c, timeout_ms, false, out, wout, nout);
+}
 
 /* dt__client_sync: see client.h */
 int dt__client_sync(dt_client *c, int timeout_ms) {
-  struct timespec dl;
-  int rc = request_begin(c, timeout_ms, &dl);
-  if (rc) return rc;
-  info_req *ir = dt__try_calloc(1, sizeof(*ir));
-  dt__msg_out o;
-  if (!ir || dt__client_vec_room(&c->infos, 1) ||
-      dt__client_begin(&o, c->sched, DT_OP_SYNC, DT__WB_NUM, 0)) {
-    free(ir);
-    pthread_mutex_unlock(&c->lock);
-    return dt__err(DT_ENOMEM, "out of memory asking the scheduler to sync");
-  }
-  ir->req = ++c->next_req;
-  dt__vec_push(&c->infos, ir);
-  dt__e_uint(&o.e, ir->req);
-  dt__client_end(&o);
-  request_wait(c, &ir->done, &dl);
-  if (!ir->done)
-    rc = c->state != CS_READY ? dt__client_usable(c)
-                              : dt__err(DT_ETIMEDOUT, "no SYNCED from %s within %d ms", c->addr, timeout_ms);
-  dt__vec_remove(&c->infos, ir);
-  free(ir);
-  dt__client_leave(c);
-  return rc;
+  return info_exchange(c, timeout_ms, true, NULL, NULL, NULL);
 }
 
 int dt_client_cluster_info(dt_client *c, int timeout_ms, dt_cluster_info *out) {

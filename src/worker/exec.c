@@ -149,11 +149,26 @@ void dt__exec_start(void) {
       i++;
     }
   }
-  /* short tasks: hand the pool a few more than it has threads, so that a
-   * thread finishing one takes the next without sleeping and waking */
+  /* short tasks: hand the pool enough queued ones for ~1 ms of work per
+   * thread (at least 4 + 4 per thread, at most 256 more per thread), so that a
+   * thread finishing one takes the next without sleeping and waking, and
+   * the loop refills the queue (and reports the finished ones) in batches
+   * when it is half empty, not once per task (pool.c) */
   if (dt__store.paused) return; /* memory: nothing new until it falls */
   int nthreads = dt__worker.nthreads;
-  int limit = nthreads + (X.avg_ns < 100000 ? 4 * nthreads + 4 : 0);
+  int ahead = 0;
+  if (X.avg_ns < 100000) {
+    double per = X.avg_ns > 2000 ? X.avg_ns : 2000; /* the task and its handling */
+    double want = 1e6 / per;
+    int more = nthreads * (want > 256 ? 256 : (int)want);
+    /* only as many more as tasks in a row were short: a stream of long
+     * ones after a short one stays on the ready heap (priorities, stealing) */
+    if (more > X.short_run) more = X.short_run;
+    ahead = 4 * nthreads + 4 + (more > 0 ? more : 0);
+  }
+  int limit = nthreads + ahead;
+  w_task *head = NULL, *tail = NULL;
+  int n = 0;
   while (X.executing - dt__pool_seceded() < limit && X.ready.len) {
     w_task *t = dt__heap_pop(&X.ready);
     if (t->nres && !resources_free(t)) {
@@ -165,8 +180,13 @@ void dt__exec_start(void) {
     resources_take(t, 1);
     X.executing++;
     if (t->timeout > 0) dt__cancel_timed_add(t);
-    dt__pool_submit(t);
+    t->next_done = NULL;
+    if (tail) tail->next_done = t;
+    else head = t;
+    tail = t;
+    n++;
   }
+  if (n) dt__pool_submit(head, tail, n, ahead / 2);
 }
 
 void dt__exec_done(w_task *list) {
@@ -178,6 +198,7 @@ void dt__exec_done(w_task *list) {
       u->state = WT_EXECUTING;
     }
     X.executing--;
+    X.short_run = t->dur_ns < 100000 ? (X.short_run < (1 << 20) ? X.short_run + 1 : X.short_run) : 0;
     X.avg_ns = X.avg_ns > 0 ? 0.9 * X.avg_ns + 0.1 * (double)t->dur_ns : (double)t->dur_ns;
     resources_take(t, -1);
     dt__exec_release_deps(t);

@@ -1,8 +1,14 @@
 /*
- * pool.c -- the threads that run task functions.  The loop thread queues a
- * task (dt__pool_submit) under one mutex; a pool thread runs it, puts it on
- * the done list and wakes the loop with one uv_async_send, which coalesces:
- * the loop takes the whole list at once and hands it back in completion
+ * pool.c -- the threads that run task functions.  The loop thread queues
+ * tasks (dt__pool_submit, a batch under one lock, waking only idle
+ * threads); a pool thread runs one, puts it on the done list and takes the
+ * next under the same lock.  It wakes the loop (one uv_async_send, which
+ * coalesces) only when the queue is down to the loop's low-water mark or
+ * empty, for a failure, a seceded task or a producer of a task sent ahead,
+ * or when the oldest unannounced result is 250 us old; while the pool
+ * batches, a 1 ms timer on the loop takes what a long task would hold back.
+ * So a stream of short tasks costs a wake-up per batch, not per task.  The
+ * loop takes the whole list at once and hands it back in completion
  * order.  While a thread runs a task, its nanny slot holds the task's key,
  * so that the nanny can tell the scheduler what was running if we die.
  */
@@ -13,13 +19,25 @@
 
 #include "worker_int.h"
 
+/* the longest the loop is left unaware of a finished task while the pool
+ * still has queued ones (short tasks: a batch per wake-up) */
+#define DT__POOL_MAX_HOLD_NS 250000
+
 static struct {
   pthread_t *threads;
   int nthreads;
   pthread_mutex_t lock;
   pthread_cond_t cond;
   w_task *q_head, *q_tail; /* queued, oldest first */
+  int q_len;
   w_task *done_head;       /* finished, newest first */
+  /* wake-ups: the loop hears of finished tasks once the queue is down to
+   * low_water (set by the loop with each batch), empty, or the oldest
+   * unannounced one is DT__POOL_MAX_HOLD_NS old; not once per task */
+  int low_water;
+  bool told;          /* an announcement is pending (the loop has not taken the list) */
+  uint64_t held_since; /* when the oldest unannounced task finished */
+  uv_timer_t tick;     /* while batching: takes what a long task would hold back */
   bool stop;
   char *slots; /* shared with the nanny: keys executing, per thread */
   uv_async_t done_async;
@@ -82,6 +100,21 @@ static void slot_set(int idx, const w_task *t) {
   __atomic_store_n((uint32_t *)sl, n, __ATOMIC_RELEASE);
 }
 
+/* tell: whether the loop must hear now of the task just put on the done
+ * list (lock held); false: it hears with a later one, a batch per wake-up */
+static bool tell(bool urgent) {
+  if (P.told) return false; /* one pending already: it takes the whole list */
+  uint64_t now = dt__now_ns();
+  /* low_water 0: long tasks, no timer either (on_tick): never held */
+  if (!urgent && P.low_water > 0 && P.q_head && P.q_len > P.low_water && !P.stop) {
+    if (!P.held_since) P.held_since = now;
+    if (now - P.held_since < DT__POOL_MAX_HOLD_NS) return false;
+  }
+  P.told = true;
+  P.held_since = 0;
+  return true;
+}
+
 static void *pool_main(void *arg) {
   int idx = (int)(intptr_t)arg;
   sigset_t all;
@@ -89,13 +122,16 @@ static void *pool_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the loop thread */
   pthread_mutex_lock(&P.lock);
   for (;;) {
-    P.idle++;
-    while ((!P.q_head || P.active >= dt__worker.nthreads) && !P.stop) pthread_cond_wait(&P.cond, &P.lock);
-    P.idle--;
+    if (!P.q_head || P.active >= dt__worker.nthreads) {
+      P.idle++;
+      while ((!P.q_head || P.active >= dt__worker.nthreads) && !P.stop) pthread_cond_wait(&P.cond, &P.lock);
+      P.idle--;
+    }
     if (P.stop) break;
     P.active++;
     w_task *t = P.q_head;
     P.q_head = t->next_done;
+    P.q_len--;
     if (!P.q_head) P.q_tail = NULL;
     pthread_mutex_unlock(&P.lock);
   run:;
@@ -144,13 +180,19 @@ static void *pool_main(void *arg) {
     else if (!u) P.active--;
     pthread_cond_broadcast(&P.rejoin_cond);
     if (P.q_head && !u) pthread_cond_signal(&P.cond);
-    pthread_mutex_unlock(&P.lock);
-    uv_async_send(&P.done_async);
+    /* failures, seceded tasks and producers of tasks sent ahead: at once */
+    bool wake = tell(!t->result || ctx.seceded || u || t->then);
     if (u) {
+      pthread_mutex_unlock(&P.lock);
+      if (wake) uv_async_send(&P.done_async);
       t = u;
       goto run;
     }
-    pthread_mutex_lock(&P.lock);
+    if (wake) { /* the next task is taken under the same lock otherwise */
+      pthread_mutex_unlock(&P.lock);
+      uv_async_send(&P.done_async);
+      pthread_mutex_lock(&P.lock);
+    }
   }
   pthread_mutex_unlock(&P.lock);
   return NULL;
@@ -161,6 +203,8 @@ static void on_async(uv_async_t *h) {
   pthread_mutex_lock(&P.lock);
   w_task *list = P.done_head;
   P.done_head = NULL;
+  P.told = false;
+  P.held_since = 0;
   dt_vec sec = P.seceded_keys;
   memset(&P.seceded_keys, 0, sizeof(P.seceded_keys));
   pthread_mutex_unlock(&P.lock);
@@ -180,14 +224,29 @@ static void on_async(uv_async_t *h) {
   P.on_done(rev);
 }
 
+/* every ms while the pool batches: a task finished before a long one (or
+ * one that waits for something) is taken without waiting for that one */
+static void on_tick(uv_timer_t *h) {
+  pthread_mutex_lock(&P.lock);
+  bool any = P.done_head != NULL, busy = P.q_head || P.active > 0;
+  pthread_mutex_unlock(&P.lock);
+  if (any) on_async(NULL);
+  else if (!busy) uv_timer_stop(h);
+}
+
 void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(w_task *list)) {
   P.nthreads = nthreads;
   P.slots = slots;
   P.on_done = on_done;
-  pthread_mutex_init(&P.lock, NULL);
+  pthread_mutexattr_t ma; /* adaptive: spins a little before sleeping (the loop holds it briefly) */
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&P.lock, &ma);
+  pthread_mutexattr_destroy(&ma);
   pthread_cond_init(&P.cond, NULL);
   pthread_cond_init(&P.rejoin_cond, NULL);
   uv_async_init(loop, &P.done_async, on_async);
+  uv_timer_init(loop, &P.tick);
   P.cap_threads = nthreads;
   P.nslots = nthreads;
   P.threads = dt__xcalloc((size_t)nthreads, sizeof(pthread_t));
@@ -199,14 +258,19 @@ void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(
 
 void dt__pool_on_secede(void (*fn)(const char *key)) { P.on_secede = fn; }
 
-void dt__pool_submit(w_task *t) {
+void dt__pool_submit(w_task *head, w_task *tail, int n, int low_water) {
   pthread_mutex_lock(&P.lock);
-  t->next_done = NULL;
-  if (P.q_tail) P.q_tail->next_done = t;
-  else P.q_head = t;
-  P.q_tail = t;
-  pthread_cond_signal(&P.cond);
+  tail->next_done = NULL;
+  if (P.q_tail) P.q_tail->next_done = head;
+  else P.q_head = head;
+  P.q_tail = tail;
+  P.q_len += n;
+  P.low_water = low_water;
+  /* a thread running a task takes the next one itself: wake only idle ones */
+  for (int i = 0; i < n && i < P.idle; i++) pthread_cond_signal(&P.cond);
   pthread_mutex_unlock(&P.lock);
+  if (low_water > 0 && !uv_is_active((uv_handle_t *)&P.tick) && !uv_is_closing((uv_handle_t *)&P.tick))
+    uv_timer_start(&P.tick, on_tick, 1, 1);
 }
 
 bool dt__pool_link(w_task *p, w_task *u) {

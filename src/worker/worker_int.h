@@ -131,7 +131,7 @@ void dt__worker_stop(int code);
 void dt__pool_start(uv_loop_t *loop, int nthreads, char *slots, void (*on_done)(w_task *list));
 /* dt__pool_submit: queue t (fn and call set) for a pool thread.  Loop
  * thread; the pool owns t until it comes back through on_done. */
-void dt__pool_submit(w_task *t);
+void dt__pool_submit(w_task *head, w_task *tail, int n, int low_water);
 /* dt__pool_link: u (call prepared) runs right after p on p's thread,
  * unless the pool finished p already (false) */
 bool dt__pool_link(w_task *p, w_task *u);
@@ -201,6 +201,7 @@ typedef struct {
   uint64_t seq;
   int executing;  /* handed to the pool; read by link (heartbeat), main */
   double avg_ns;  /* moving average of task durations */
+  int short_run;  /* tasks in a row that ran under 100 us */
   /* the worker's resources (--resources); set by main.c */
   char **res_names;
   double *res_amounts, *res_used;

@@ -379,23 +379,44 @@ class Adaptive:
     scheduler how much work there is (tasks processing, queued, waiting for
     a worker) and scales toward ceil(work / threads_per_worker) within
     [minimum, maximum]; it scales down only after wait_count intervals in a
-    row wanted fewer (as Dask's Adaptive)."""
+    row wanted fewer (as Dask's Adaptive).  The job-queue clusters' loop
+    (jobqueue_monitor._JobAdaptive) is this one counting whole jobs."""
+
+    _thread_name = "dtask-adapt"
 
     def __init__(self, cluster, minimum, maximum, interval, wait_count):
-        import dask.utils
-
         self.cluster, self.minimum, self.maximum = cluster, minimum, maximum
-        self.interval = dask.utils.parse_timedelta(interval)
+        self.interval = self._seconds(interval)
         self.wait_count = wait_count
         self._stop = threading.Event()
         self._down = 0
-        self._thread = threading.Thread(target=self._run, name="dtask-adapt", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _seconds(interval):
+        import dask.utils
+
+        return dask.utils.parse_timedelta(interval)
+
+    def _threads(self):
+        return self.cluster.threads_per_worker
 
     def target(self, info):
         work = info["processing"] + info["queued"] + info["no_worker"]
-        want = math.ceil(work / max(1, self.cluster.threads_per_worker))
+        want = math.ceil(work / max(1, self._threads()))
         return int(max(self.minimum, min(self.maximum, want)))
+
+    # what the loop scales: workers here, jobs in _JobAdaptive
+    def _want(self, info):
+        return self.target(info)
+
+    def _have(self):
+        return self.cluster.n_workers
+
+    def _scale(self, want):
+        self.cluster._c.scale(want)
+        self.cluster.n_workers = want
 
     def _run(self):
         from .client import Client
@@ -407,20 +428,15 @@ class Adaptive:
         try:
             while not self._stop.is_set():
                 try:
-                    want = self.target(c.scheduler_info(0))
+                    want = self._want(c.scheduler_info(0))
                 except Exception:
                     break
-                have = self.cluster.n_workers
-                if want > have:
+                have = self._have()
+                if want > have or (want < have and self._down + 1 >= self.wait_count):
                     self._down = 0
-                    self.cluster._c.scale(want)
-                    self.cluster.n_workers = want
+                    self._scale(want)
                 elif want < have:
                     self._down += 1
-                    if self._down >= self.wait_count:
-                        self._down = 0
-                        self.cluster._c.scale(want)
-                        self.cluster.n_workers = want
                 else:
                     self._down = 0
                 self._stop.wait(self.interval)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from itertools import chain
 
 from dask._task_spec import convert_legacy_graph
 from dask.core import flatten
@@ -113,7 +114,11 @@ def _fast_node(node, hdrs, dumps=pickle.dumps):
     P = _PLAIN
     args = node.args
     refs, keys, pos = [], [], {}
-    for i, a in enumerate(args):
+    kw = node.kwargs
+    if kw:
+        kw = dict(kw)
+    # positional slots are ints, keyword ones names: one walk for both
+    for i, a in (chain(enumerate(args), kw.items()) if kw else enumerate(args)):
         t = type(a)
         if t is TaskRef:
             d = pos.get(a.key)
@@ -121,22 +126,10 @@ def _fast_node(node, hdrs, dumps=pickle.dumps):
                 d = pos[a.key] = len(keys)
                 keys.append(a.key)
             refs.append((i, d))
+            if type(i) is str:
+                kw[i] = None
         elif t not in P:
             return None
-    kw = node.kwargs
-    if kw:
-        kw = dict(kw)
-        for name, a in kw.items():
-            t = type(a)
-            if t is TaskRef:
-                d = pos.get(a.key)
-                if d is None:
-                    d = pos[a.key] = len(keys)
-                    keys.append(a.key)
-                refs.append((name, d))
-                kw[name] = None
-            elif t not in P:
-                return None
     if refs:
         args = tuple(None if type(a) is TaskRef else a for a in args)
     return h[1] + dumps((args, kw or {}, refs), protocol=5), keys

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import warnings
 
-from .cluster import Status
+from .cluster import Adaptive, Status
 from .jobqueue_script import _parse_seconds
 
 logger = logging.getLogger("dtask.jobqueue")
@@ -156,52 +155,21 @@ class _JobMonitor:
         return getattr(self, "_observed_start", 5.0)
 
 
-class _JobAdaptive:
+class _JobAdaptive(Adaptive):
     """adapt's loop: scales (in whole jobs) toward the work waiting, within
     [minimum, maximum] workers; down only after wait_count quiet intervals."""
 
-    def __init__(self, cluster, minimum, maximum, interval, wait_count):
-        self.cluster, self.minimum, self.maximum = cluster, minimum, maximum
-        self.interval = _parse_seconds(interval)
-        self.wait_count = wait_count
-        self._stop = threading.Event()
-        self._down = 0
-        self._thread = threading.Thread(target=self._run, name="dtask-jobqueue-adapt",
-                                        daemon=True)
-        self._thread.start()
+    _thread_name = "dtask-jobqueue-adapt"
+    _seconds = staticmethod(_parse_seconds)
 
-    def target(self, info):
-        work = info["processing"] + info["queued"] + info["no_worker"]
-        want = math.ceil(work / max(1, self.cluster._opts.threads))
-        return int(max(self.minimum, min(self.maximum, want)))
+    def _threads(self):
+        return self.cluster._opts.threads
 
-    def _run(self):
-        from .client import Client
+    def _want(self, info):
+        return math.ceil(self.target(info) / self.cluster._opts.processes)
 
-        try:
-            c = Client(self.cluster, set_as_default=False)
-        except Exception:
-            return
-        p = self.cluster._opts.processes
-        try:
-            while not self._stop.is_set():
-                try:
-                    want = math.ceil(self.target(c.scheduler_info(0)) / p)
-                except Exception:
-                    break
-                have = self.cluster._target
-                if want > have or (want < have and self._down + 1 >= self.wait_count):
-                    self._down = 0
-                    self.cluster._scale_jobs(want)
-                elif want < have:
-                    self._down += 1
-                else:
-                    self._down = 0
-                self._stop.wait(self.interval)
-        finally:
-            c.close()
+    def _have(self):
+        return self.cluster._target
 
-    def stop(self):
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+    def _scale(self, want):
+        self.cluster._scale_jobs(want)

@@ -120,18 +120,14 @@ def _ours_in_queue(ids):
     return n
 
 
-@pytest.fixture
-def jq(tmp_path):
-    """make(cls, **opts): a cluster on the local Slurm, loopback only; every
-    job any of them submitted is cancelled at the end, even on failure."""
+def tracking():
+    """A generator for fixtures (test_jobqueue_docs.py's too): yields
+    add(cluster) -> cluster; when resumed it closes every cluster added and
+    cancels by id every job they submitted, even after a failure, then checks
+    the queue is rid of them."""
     made, seen = [], set()
 
-    def make(cls, **opts):
-        opts.setdefault("scheduler_options", LOOPBACK)
-        opts.setdefault("log_directory", str(tmp_path / "logs"))
-        opts.setdefault("queue", "batch")
-        opts.setdefault("walltime", "00:10:00")
-        c = cls(**opts)
+    def add(c):
         orig = c._submit
 
         def tracked(count):
@@ -144,7 +140,7 @@ def jq(tmp_path):
         made.append(c)
         return c
 
-    yield make
+    yield add
     for c in made:
         try:
             c.close()
@@ -156,6 +152,25 @@ def jq(tmp_path):
         while time.monotonic() < deadline and _ours_in_queue(seen):
             time.sleep(0.5)
         assert not _ours_in_queue(seen), "jobs left in the queue"
+
+
+@pytest.fixture
+def jq(tmp_path):
+    """make(cls, **opts): a cluster on the local Slurm, loopback only; every
+    job any of them submitted is cancelled at the end, even on failure."""
+    track = tracking()
+    add = next(track)
+
+    def make(cls, **opts):
+        opts.setdefault("scheduler_options", LOOPBACK)
+        opts.setdefault("log_directory", str(tmp_path / "logs"))
+        opts.setdefault("queue", "batch")
+        opts.setdefault("walltime", "00:10:00")
+        return add(cls(**opts))
+
+    yield make
+    for _ in track:
+        pass
 
 
 def _wait(pred, timeout, what):

@@ -47,7 +47,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-import subprocess
 import time
 import warnings
 
@@ -59,7 +58,7 @@ yaml = pytest.importorskip("yaml")
 
 import dtask  # noqa: E402
 from jobqueue_compare import _split_script, assert_same_job_script  # noqa: E402
-from test_jobqueue import LOOPBACK, SLURM_DOWN, _ours_in_queue, _wait  # noqa: E402
+from test_jobqueue import LOOPBACK, SLURM_DOWN, _ours_in_queue, _wait, tracking  # noqa: E402
 
 needs_slurm = pytest.mark.skipif(SLURM_DOWN is not None, reason=f"no Slurm: {SLURM_DOWN}")
 
@@ -99,33 +98,7 @@ def track(tmp_path, monkeypatch):
     end, even on failure.  Runs in tmp_path (where sbatch/qsub put the jobs'
     output files when the page gives no log_directory)."""
     monkeypatch.chdir(tmp_path)
-    made, seen = [], set()
-
-    def add(c):
-        orig = c._submit
-
-        def tracked(count):
-            try:
-                return orig(count)
-            finally:
-                seen.update(j.array_of or j.job_id for j in c._jobs.values() if j.job_id)
-
-        c._submit = tracked
-        made.append(c)
-        return c
-
-    yield add
-    for c in made:
-        try:
-            c.close()
-        except Exception:
-            pass
-    if seen:
-        subprocess.run(["scancel"] + sorted(seen), capture_output=True, timeout=30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _ours_in_queue(seen):
-            time.sleep(0.5)
-        assert not _ours_in_queue(seen), "jobs left in the queue"
+    yield from tracking()
 
 
 def _flat(d, prefix):

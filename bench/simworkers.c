@@ -16,6 +16,10 @@
  * --chunk N: submit the tasks as graphs of N (one map call each; default:
  * one graph of all of them).
  *
+ * The simulated workers answer the tasks of one loop turn with one
+ * TASKS_FINISHED per connection (as workers do); --single: one
+ * TASK_FINISHED per task (as workers did before).
+ *
  * "kernel": the part of the scheduler's CPU time spent in the kernel.
  *
  * Memory: the scheduler's RSS growth per task while the client holds every
@@ -52,6 +56,23 @@ static dt_net net;
 static int registered;
 static uint64_t answered;
 
+/* --single: one TASK_FINISHED per task (as workers did before TASKS_FINISHED) */
+static bool single;
+/* the open TASKS_FINISHED of each connection, as a worker's (src/worker/
+ * link.c): where its record count is in the outbox, and its records */
+typedef struct {
+  size_t at;
+  uint32_t n;
+} fin_open;
+static fin_open *fins;
+
+static void fin_close(dt_conn *c) {
+  fin_open *f = &fins[(uintptr_t)c->data];
+  uint8_t *p = (uint8_t *)c->out.buf + f->at + 1;
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(f->n >> (24 - 8 * i));
+  f->n = 0;
+}
+
 static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   if (op == DT_OP_WELCOME) {
     registered++;
@@ -60,14 +81,38 @@ static int on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {
   if (op == DT_OP_FREE_KEYS || op == DT_OP_CLOSE || op == DT_OP_PING) return 0;
   dt_msg m;
   if (op != DT_OP_COMPUTE_TASK || dt__msg_read(r, op, nf, &m) != 0) return DT_EPROTO;
-  dt_enc e; /* answered in this loop turn's batch */
-  dt__e_begin(&e, dt__conn_out(c), DT_OP_TASK_FINISHED);
-  dt__e_str(&e, m.COMPUTE_TASK.key.p, m.COMPUTE_TASK.key.len);
-  dt__e_uint(&e, 8);
-  dt__e_uint(&e, 1);
-  dt__e_nil(&e);
-  dt__e_end(&e);
   answered++;
+  if (single) {
+    dt_enc e; /* answered in this loop turn's batch */
+    dt__e_begin(&e, dt__conn_out(c), DT_OP_TASK_FINISHED);
+    dt__e_str(&e, m.COMPUTE_TASK.key.p, m.COMPUTE_TASK.key.len);
+    dt__e_uint(&e, 8);
+    dt__e_uint(&e, 1);
+    dt__e_nil(&e);
+    dt__e_end(&e);
+    return 0;
+  }
+  /* the tasks answered in this loop turn: one TASKS_FINISHED */
+  fin_open *f = &fins[(uintptr_t)c->data];
+  if (c->close_open == fin_close && f->n >= DT_FINISHED_BATCH) dt__conn_close_open(c);
+  dt_wbuf *w = &c->out;
+  if (c->close_open != fin_close) {
+    w = dt__conn_out(c);
+    dt__wb_msg(w, DT_OP_TASKS_FINISHED, 1);
+    f->at = w->len;
+    uint8_t *p = (uint8_t *)dt__wbuf_reserve(w, 5);
+    p[0] = 0xdd; /* array 32, its count written in by fin_close */
+    memset(p + 1, 0, 4);
+    w->len += 5;
+    f->n = 0;
+    c->close_open = fin_close;
+  }
+  dt__wb_array(w, 4);
+  dt__wb_str(w, m.COMPUTE_TASK.key.p, m.COMPUTE_TASK.key.len);
+  dt__wb_uint(w, 8);
+  dt__wb_uint(w, 1);
+  dt__wb_nil(w);
+  f->n++;
   return 0;
 }
 
@@ -245,9 +290,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) list = argv[++i];
     else if (strcmp(argv[i], "--dashboard") == 0 && i + 1 < argc) dash = argv[++i];
     else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) chunk = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--single") == 0) single = true;
     else {
       fprintf(stderr, "usage: simworkers [--dtask PATH] [--tasks N] [--workers N,N,...] "
-                      "[--dashboard off,open] [--chunk N]\n");
+                      "[--dashboard off,open] [--chunk N] [--single]\n");
       return 2;
     }
   }
@@ -320,6 +366,8 @@ int main(int argc, char **argv) {
     dt__net_init(&net, &loop);
     registered = 0;
     answered = 0;
+    free(fins);
+    fins = calloc((size_t)nw, sizeof(*fins));
     for (int i = 0; i < nw; i++) {
       dt_conn *wc;
       if (dt__conn_connect(&net, addr, &cbs, (void *)(uintptr_t)i, &wc) != 0) {

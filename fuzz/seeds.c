@@ -328,5 +328,53 @@ int main(int argc, char **argv) {
   coord_msg(&w, 13, DT_COORD_QUEUE_PUT, "l", NULL, 1, NULL, 0, 0);
   save(argv[2], "coord", &w, NULL, 0);
   dt__wbuf_clear(&w);
+
+  /* scheduler: a worker's finished tasks in one TASKS_FINISHED (a small
+   * result riding along, fire-and-forget), then one with a stale key */
+  dt__wbuf_init(&w);
+  step(&w, 1);
+  dt__e_begin(&e, &w, DT_OP_UPDATE_GRAPH);
+  dt__e_list(&e, 3);
+  task(&e, "a", NULL, NULL, 0, NULL);
+  task(&e, "b", NULL, NULL, 0, NULL);
+  task(&e, "c", "a", "b", 0, NULL);
+  dt__e_list(&e, 2);
+  dt__e_cstr(&e, "a");
+  dt__e_cstr(&e, "c");
+  dt__e_end(&e);
+  step(&w, 1);
+  keys_msg(&w, DT_OP_WANT_RESULT, "a", NULL);
+  step(&w, 1);
+  keys_msg(&w, DT_OP_FIRE_AND_FORGET, "b", NULL);
+  step(&w, 2);
+  dt__e_begin(&e, &w, DT_OP_TASKS_FINISHED);
+  dt__e_list(&e, 2);
+  dt__e_rec(&e);
+  dt__e_cstr(&e, "a");
+  dt__e_uint(&e, 4);
+  dt__e_uint(&e, 10);
+  dt__e_bin(&e, "\x93\x01\x02\x03", 4);
+  dt__e_rec(&e);
+  dt__e_cstr(&e, "b");
+  dt__e_uint(&e, 8);
+  dt__e_uint(&e, 20);
+  dt__e_nil(&e);
+  dt__e_end(&e);
+  step(&w, 2);
+  dt__e_begin(&e, &w, DT_OP_TASKS_FINISHED);
+  dt__e_list(&e, 2);
+  dt__e_rec(&e);
+  dt__e_cstr(&e, "c");
+  dt__e_uint(&e, 8);
+  dt__e_uint(&e, 5);
+  dt__e_nil(&e);
+  dt__e_rec(&e);
+  dt__e_cstr(&e, "gone");
+  dt__e_uint(&e, 8);
+  dt__e_uint(&e, 5);
+  dt__e_nil(&e);
+  dt__e_end(&e);
+  save(argv[2], "tasks_finished", &w, NULL, 0);
+  dt__wbuf_clear(&w);
   return 0;
 }

@@ -65,6 +65,13 @@ void dt__net_flush(dt_net *n) {
 
 /* ---------------------------------------------------------------- writing */
 
+void dt__conn_close_open(dt_conn *c) {
+  void (*close_open)(dt_conn *) = c->close_open;
+  if (!close_open) return;
+  c->close_open = NULL;
+  close_open(c);
+}
+
 typedef struct {
   uv_write_t req;
   dt_wbuf w;
@@ -141,6 +148,7 @@ static void write_batch(dt_conn *c, dt_wbuf *w) {
 }
 
 void dt__conn_flush(dt_conn *c) {
+  if (c->close_open) dt__conn_close_open(c);
   if (c->state != DT_CONN_OPEN && !(c->state == DT_CONN_CLOSING && c->close_after_flush)) return;
   if (!c->secured) return; /* held until the handshakes are done */
   for (size_t i = 0; i < c->nsealed; i++) write_batch(c, &c->sealed[i]);
@@ -149,6 +157,7 @@ void dt__conn_flush(dt_conn *c) {
 }
 
 dt_wbuf *dt__conn_out(dt_conn *c) {
+  if (c->close_open) dt__conn_close_open(c);
   if (c->out.len >= DT_BATCH_SOFT_BODY || c->out.nframes >= DT_BATCH_SOFT_FRAMES) {
     if (c->nsealed == c->sealed_cap) {
       c->sealed_cap = c->sealed_cap ? c->sealed_cap * 2 : 4;

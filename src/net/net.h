@@ -155,6 +155,11 @@ struct dt_conn {
   uint64_t in_flight;   /* bytes of the current batch received (accepted conns) */
   size_t committed;     /* bytes of the current frame's blob pre-faulted */
   uint64_t rx_ms;       /* loop time bytes last arrived (silence: a peer fetch's timeout) */
+  /* an open message: its writer (the worker's TASKS_FINISHED) appends
+   * records to out across calls, without dt__conn_out; dt__conn_out and the
+   * flush call close_open first (cleared before the call), so that the
+   * message is complete before anything else is appended or it is sent */
+  void (*close_open)(dt_conn *c);
 };
 
 /* dt__conn_admit: the peer introduced itself properly: lift the limits for
@@ -177,8 +182,11 @@ void dt__conn_free_detached(dt_conn *c);
  * (nothing to free). */
 int dt__conn_connect(dt_net *n, const char *addr, const dt_conn_cbs *cbs, void *data,
                     dt_conn **out);
-/* dt__conn_out: the batch being written; append one message to it. */
+/* dt__conn_out: the batch being written; append one message to it (an
+ * open message is closed first: see close_open). */
 dt_wbuf *dt__conn_out(dt_conn *c);
+/* dt__conn_close_open: closes c's open message now, if it has one. */
+void dt__conn_close_open(dt_conn *c);
 /* dt__conn_close: closes now (pending output is dropped) or, if graceful,
  * after pending output is written.  on_close runs later. */
 void dt__conn_close(dt_conn *c, bool graceful);

@@ -31,7 +31,8 @@
   R(wrow, "one worker, as the scheduler sees it")                           \
   R(data, "a result sent to a peer (its value, or where to map it)")        \
   R(move, "a result to fetch from another worker and keep")                 \
-  R(moved, "the outcome of a move")
+  R(moved, "the outcome of a move")                                        \
+  R(fin, "a task a worker finished (TASKS_FINISHED)")
 
 #define DT_REC_keynb(F, L, LR, M) \
   F(KEY, key, "the key")          \
@@ -98,6 +99,12 @@
   F(BOOL, ok, "fetched and kept (false: it failed)")    \
   F(UINT, source, "the id of the worker it came from")
 
+#define DT_REC_fin(F, L, LR, M)                                          \
+  F(KEY, key, "the task's key")                                          \
+  F(UINT, nbytes, "size of the result")                                  \
+  F(UINT, duration_us, "how long it ran")                                \
+  F(BINN, inline_, "the encoded result when at most 4 KiB without frames, or nil")
+
 /* ---- messages */
 #define DT_MESSAGES(X)                                                                  \
   X(HELLO_CLIENT, "client->scheduler", "a client introduces itself")                    \
@@ -161,7 +168,8 @@
   X(RETIRE_ME, "worker->scheduler", "the worker's lifetime is over (it drained): retire it as RETIRE_WORKERS would, then CLOSE it") \
   X(RESUME_AS, "client->scheduler", "before RESUME: the id this client had at the scheduler of before (its locks and leases are its own again)") \
   X(SYNC, "client->scheduler", "answer SYNCED: what this connection sent before has been taken in (a task that submitted, before its result is reported)") \
-  X(SYNCED, "scheduler->client", "the answer to SYNC")
+  X(SYNCED, "scheduler->client", "the answer to SYNC") \
+  X(TASKS_FINISHED, "worker->scheduler", "results are in memory: the tasks a worker finished in one loop turn, in order (TASK_FINISHED for each)")
 
 #define DT_MSG_HELLO_CLIENT(F, L, LR, M)      \
   F(UINT, version, "DT_PROTO_VERSION")        \
@@ -386,5 +394,10 @@
 #define DT_MSG_RESUME_AS(F, L, LR, M) F(UINT, id, "the client's id at the scheduler of before")
 #define DT_MSG_SYNC(F, L, LR, M) F(UINT, req, "request id")
 #define DT_MSG_SYNCED(F, L, LR, M) F(UINT, req, "the SYNC's request id")
+#define DT_MSG_TASKS_FINISHED(F, L, LR, M) LR(fin, tasks, "1 to DT_FINISHED_MAX tasks, in the order they finished")
+/* records in one TASKS_FINISHED, at most (a worker sends at most
+ * DT_FINISHED_BATCH in one, and starts another past about 1 MiB) */
+#define DT_FINISHED_MAX 65536u
+#define DT_FINISHED_BATCH 4096u
 
 #endif

@@ -51,6 +51,7 @@ static const struct {
     [DT_OP_RETIRE_ME] = {PEER_WORKER, dt__on_retire_me},
     [DT_OP_RESUME_AS] = {PEER_CLIENT, dt__journal_on_resume_as},
     [DT_OP_SYNC] = {PEER_CLIENT, dt__on_sync},
+    [DT_OP_TASKS_FINISHED] = {PEER_WORKER, dt__on_tasks_finished},
 };
 
 int dt__srv_on_msg(dt_conn *c, int op, uint32_t nf, dt_rd *r) {

@@ -65,6 +65,25 @@ int dt__on_task_finished(dt_conn *c, const dt_msg *msg) {
   return 0;
 }
 
+/* TASKS_FINISHED: what TASK_FINISHED does, for each record in order (the
+ * events they cause are sent once, after the last); a bad record is refused
+ * as a bad TASK_FINISHED is: the records before it count, as the messages
+ * before a bad one would */
+int dt__on_tasks_finished(dt_conn *c, const dt_msg *msg) {
+  const dt_msg_TASKS_FINISHED *m = &msg->TASKS_FINISHED;
+  if (m->tasks.n == 0 || m->tasks.n > DT_FINISHED_MAX) return DT_EPROTO;
+  dt_list l = m->tasks;
+  dt_rec_fin f;
+  while (dt__next_fin(&l, &f)) {
+    if (f.inline_.p && f.inline_.len > DT_INLINE_MAX) return DT_EPROTO;
+    dt__query_task_done(c->data, f.key.p, f.key.len, f.nbytes, (double)f.duration_us / 1e6, true);
+    dt__sched_task_finished(&srv->s, c->data, f.key.p, f.key.len, f.nbytes, (double)f.duration_us / 1e6,
+                            f.inline_.p, f.inline_.len);
+    dt__sched_ff_done(&srv->s, f.key.p, f.key.len);
+  }
+  return 0;
+}
+
 int dt__on_task_erred(dt_conn *c, const dt_msg *msg) {
   const dt_msg_TASK_ERRED *m = &msg->TASK_ERRED;
   char *f = dt__str_dup(m->function, 256);

@@ -109,6 +109,7 @@ int dt__on_info_request(dt_conn *c, const dt_msg *m);
 int dt__on_sync(dt_conn *c, const dt_msg *m); /* SYNCED: O(1), after what came before */
 int dt__on_hello_worker(dt_conn *c, const dt_msg *m);
 int dt__on_task_finished(dt_conn *c, const dt_msg *m);
+int dt__on_tasks_finished(dt_conn *c, const dt_msg *m);
 int dt__on_task_erred(dt_conn *c, const dt_msg *m);
 int dt__on_missing_data(dt_conn *c, const dt_msg *m);
 int dt__on_heartbeat(dt_conn *c, const dt_msg *m);

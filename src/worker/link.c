@@ -7,7 +7,7 @@
  * goes (connection closed, or silent past its time to live) the worker
  * drops its queued tasks and reconnects with backoff, until
  * --death-timeout.  The messages the other files send the scheduler
- * (TASK_FINISHED, TASK_ERRED, ACQUIRED, MISSING_DATA) are written here.
+ * (TASKS_FINISHED, TASK_ERRED, ACQUIRED, MISSING_DATA) are written here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,26 +27,65 @@ static void connect_scheduler(void);
  * (what would be said then is said by re-registering instead) */
 static dt_wbuf *sched_out(void) { return L.sched && L.registered ? dt__conn_out(L.sched) : NULL; }
 
+/* The tasks finished in one loop turn travel in one TASKS_FINISHED: the
+ * first opens the message in the scheduler's outbox with a 5-byte record
+ * count, the next ones append their records to it, and anything else
+ * written to the scheduler (every writer goes through dt__conn_out) or the
+ * outbox being sent closes it first (the connection's close_open: the count
+ * is written in), so the order of what the scheduler hears is the order of
+ * the events here.  A message holds at most DT_FINISHED_BATCH records and
+ * about FIN_BYTES of them; past either the next finish opens another. */
+#define FIN_BYTES (1u << 20)
+static struct {
+  size_t start, at; /* in the outbox: the message's first byte, its record count's */
+  uint32_t n;       /* records so far */
+} fin;
+
+static void fin_close(dt_conn *c) {
+  dt_wbuf *w = &c->out;
+  if (fin.n && fin.at + 5 <= w->len) {
+    uint8_t *p = (uint8_t *)w->buf + fin.at + 1; /* after 0xdd: big-endian uint32 */
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(fin.n >> (24 - 8 * i));
+  }
+  fin.n = 0;
+}
+
 /* a small result travels along, so that a client waiting for it needs no
  * second round trip to this worker */
 void dt__link_finished(const w_task *t, const dt_value *v, uint64_t nbytes) {
-  dt_wbuf *w = sched_out();
-  if (!w) return;
-  dt__wquery_flush(w); /* the events the task logged come first */
-  dt_enc e;
-  dt__e_begin(&e, w, DT_OP_TASK_FINISHED);
-  dt__e_str(&e, t->key, t->klen);
-  dt__e_uint(&e, nbytes);
-  dt__e_uint(&e, t->dur_ns / 1000);
+  dt_conn *c = L.registered ? L.sched : NULL;
+  if (!c) return;
+  if (c->close_open == fin_close &&
+      (fin.n >= DT_FINISHED_BATCH || c->out.len - fin.start >= FIN_BYTES || dt__wquery_pending()))
+    dt__conn_close_open(c);
+  dt_wbuf *w = &c->out;
+  if (c->close_open != fin_close) { /* open one */
+    w = dt__conn_out(c);
+    dt__wquery_flush(w); /* the events the task logged come first */
+    fin.start = w->len;
+    dt__wb_msg(w, DT_OP_TASKS_FINISHED, 1);
+    fin.at = w->len;
+    uint8_t *p = (uint8_t *)dt__wbuf_reserve(w, 5);
+    p[0] = 0xdd; /* array 32: the count is written in by fin_close */
+    memset(p + 1, 0, 4);
+    w->len += 5;
+    fin.n = 0;
+    c->close_open = fin_close;
+  }
+  /* a record of DT_REC_fin (msgs.h), field by field */
+  dt__wb_array(w, 4);
+  dt__wb_str(w, t->key, t->klen);
+  dt__wb_uint(w, nbytes);
+  dt__wb_uint(w, t->dur_ns / 1000);
   dt_payload p;
   if (v && nbytes <= DT_INLINE_MAX && dt__payload_encode(v, &p, NULL) == 0) {
-    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) dt__e_bin(&e, p.body, p.len);
-    else dt__e_nil(&e);
+    if (p.nframes == 0 && p.len <= DT_INLINE_MAX) dt__wb_bin(w, p.body, p.len);
+    else dt__wb_nil(w);
     dt__payload_clear(&p);
   } else {
-    dt__e_nil(&e);
+    dt__wb_nil(w);
   }
-  dt__e_end(&e);
+  fin.n++;
 }
 
 void dt__link_erred(const char *key, uint32_t klen, int code, const char *func, const char *msg) {
@@ -369,7 +408,8 @@ static void scheduler_lost(void) {
 }
 
 static void on_sched_close(dt_conn *c) {
-  (void)c;
+  c->close_open = NULL; /* what it had open goes with it */
+  fin.n = 0;
   L.sched = NULL;
   if (dt__worker.stopping) return;
   if (L.lost_at == 0)

@@ -20,6 +20,7 @@ static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static dt_vec queued; /* dt_value* args */
 static atomic_bool running;
 static atomic_uint dropped;
+static atomic_size_t nqueued; /* queued.len, read without the lock */
 
 void dt__wquery_init(void) { atomic_store(&running, true); }
 
@@ -42,6 +43,7 @@ int dt_log_event(const char *topic, dt_value *msg) {
   pthread_mutex_lock(&qlock);
   bool full = queued.len >= MAX_QUEUED_EVENTS;
   if (!full) dt__vec_push(&queued, args);
+  atomic_store(&nqueued, queued.len);
   pthread_mutex_unlock(&qlock);
   if (full) {
     dt_value_free(args);
@@ -51,11 +53,14 @@ int dt_log_event(const char *topic, dt_value *msg) {
   return 0;
 }
 
+bool dt__wquery_pending(void) { return atomic_load(&nqueued) > 0; }
+
 void dt__wquery_flush(dt_wbuf *w) {
   if (!w) return;
   pthread_mutex_lock(&qlock);
   dt_vec take = queued;
   queued = (dt_vec){0};
+  atomic_store(&nqueued, 0);
   pthread_mutex_unlock(&qlock);
   for (size_t i = 0; i < take.len; i++) {
     dt_payload pl;

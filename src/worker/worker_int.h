@@ -327,6 +327,8 @@ extern w_link dt__link;
 void dt__wquery_init(void);
 /* dt__wquery_flush: the events tasks logged, onto w (the scheduler's outbox) */
 void dt__wquery_flush(dt_wbuf *w);
+/* dt__wquery_pending: events wait to be flushed */
+bool dt__wquery_pending(void);
 /* dt__wquery_on_query: a QUERY from the scheduler ("logs") */
 int dt__wquery_on_query(dt_conn *c, const dt_msg *m);
 

@@ -23,7 +23,7 @@
 #include "proto.h"
 #include "msgs.h"
 
-#define DT_PROTO_VERSION 2
+#define DT_PROTO_VERSION 3
 
 /* ---- op codes */
 enum {

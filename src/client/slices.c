@@ -33,6 +33,8 @@
  * slices wait in the write buffer or the scheduler, and the SYNCED replies
  * keep the client's heartbeat (connection.c) satisfied however long the
  * whole batch takes.  Between slices other threads use the client freely.
+ * (A done callback that the I/O thread runs does not wait: it sends every
+ * slice at once.)
  *
  * Failure after a slice was sent (out of memory, the connection lost or
  * replaced, the client closed) releases the futures made for the call:
@@ -213,11 +215,14 @@ int dt__client_submit_sliced(dt_client *c, const dt__slicing *s, dt_future **out
     }
   dt__client_enter(c);
   dt_conn *conn = c->sched;
+  /* a done callback run on the I/O thread cannot wait for a reply that
+   * thread reads: it sends every slice at once (in order all the same) */
+  bool pace = !(c->io_started && pthread_equal(pthread_self(), c->io));
   info_req *pend[2] = {NULL, NULL}; /* the SYNC after slice k: pend[k % 2] */
   bool sent = false;
   for (size_t k = 0; rc == 0 && k < nsl; k++) {
     if (pend[k % 2]) { /* slice k-2's: two slices in flight at most */
-      rc = sync_end(c, pend[k % 2], conn, true);
+      rc = sync_end(c, pend[k % 2], conn, pace);
       pend[k % 2] = NULL;
       if (rc) break;
     }

@@ -296,7 +296,8 @@ int dt_client_submit(dt_client *c, const char *func, dt_value *args,
                      dt_value *kwargs, const dt_submit_opts *opts,
                      dt_future **out);
 /* dt_client_map: submits func once per element of arg_lists (each element
- * a list of positional args; all consumed) in one message; out[i] receives
+ * a list of positional args; all consumed) in one message (several when
+ * big, as dt_graph_submit); out[i] receives
  * a new future for call i. */
 int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists,
                   size_t n, const dt_submit_opts *opts, dt_future **out);
@@ -520,7 +521,9 @@ int dt_graph_add(dt_graph *g, const char *func, dt_value *args,
                  dt_value **ref_out);
 /* dt_graph_submit: sends every node in one message; out[i] is a new future
  * for outputs[i] (borrowed values returned by dt_graph_add).  Only nodes
- * that some output depends on are sent (the graph is culled, as Dask does). */
+ * that some output depends on are sent (the graph is culled, as Dask does).
+ * A big graph (over 100,000 tasks or 32 MiB) goes in several messages, the
+ * call returning once the last is on its way; the result is the same. */
 int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs,
                     size_t n, dt_future **out);
 

@@ -16,6 +16,7 @@
  *   future.c      futures: their table, references, done callbacks,
  *                 dt_wait, dt_as_completed
  *   graph.c       dt_graph (delayed-style graphs)
+ *   slices.c      a big batch of tasks sent as several UPDATE_GRAPH
  *   outbox.c      fallible room for what a user thread adds (see below)
  *   progress.c    dt_progress
  *
@@ -240,8 +241,29 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
 void dt__taskdef_clear(dt__taskdef *t);
 /* dt__client_send_graph: encodes tasks into one UPDATE_GRAPH (locked, with
  * c->sched usable); 0, or DT_ENOMEM with message and nothing written. */
-int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
+int dt__client_send_graph(dt_client *c, dt__taskdef *const *tasks, size_t n, const char **wanted,
                           size_t nwanted);
+/* dt__taskdef_bound: the most bytes t takes in an UPDATE_GRAPH */
+size_t dt__taskdef_bound(const dt__taskdef *t);
+
+/* ---- slices.c: a batch of tasks in one UPDATE_GRAPH, or several */
+typedef struct {
+  dt__taskdef *const *tasks; /* in the order sent: an in-batch dependency first */
+  size_t n;
+  const uint8_t *want;       /* want[i]: tasks[i]'s key is wanted (NULL: every one) */
+  const char **extra;        /* other keys wanted (sent with the first slice) */
+  size_t nextra;
+  const dt_smap *index;      /* key -> graph node + 1 (NULL: no dependency is in the batch) */
+  const size_t *pos1;        /* graph node -> its position in tasks + 1 (0: not sent) */
+} dt__slicing;
+/* dt__client_submit_sliced: (locked, c usable; returns UNLOCKED) sends the
+ * batch: in one UPDATE_GRAPH when it fits one slice (DTASK_SLICE_TASKS
+ * tasks, DTASK_SLICE_BYTES bytes), else in slices in order, each kept
+ * alive until the slices that depend on it are in, with the scheduler's
+ * SYNCED paced (two slices in flight at most).  out[0..nout): the futures
+ * the caller made for the call (held); on failure they are dropped (undone
+ * when nothing was sent, released otherwise) and set NULL. */
+int dt__client_submit_sliced(dt_client *c, const dt__slicing *s, dt_future **out, size_t nout);
 /* dt__client_hash: two 64-bit FNV-style hashes of n bytes, for keys */
 void dt__client_hash(uint64_t *h1, uint64_t *h2, const void *p, size_t n);
 

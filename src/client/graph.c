@@ -1,6 +1,7 @@
 /*
- * graph.c -- lazily built task graphs (like dask.delayed), submitted in one
- * UPDATE_GRAPH message with only the nodes the outputs need.  Out of memory
+ * graph.c -- lazily built task graphs (like dask.delayed), submitted with
+ * only the nodes the outputs need, dependencies first: in one UPDATE_GRAPH
+ * message, or in slices when big (slices.c).  Out of memory
  * gives NULL / DT_ENOMEM with the graph as it was (see client.h).
  */
 #include <stdlib.h>
@@ -71,11 +72,65 @@ nomem:
   return dt__err(DT_ENOMEM, "dt_graph_add: out of memory");
 }
 
-/* need_push: a node to visit; DT_ENOMEM when the stack cannot grow */
-static int need_push(dt_vec *stack, uintptr_t ix) {
-  if (dt__client_vec_room(stack, 1)) return DT_ENOMEM;
-  dt__vec_push(stack, (void *)ix);
-  return 0;
+/* sort: the nodes the outputs reach (the graph culled, as Dask does), in
+ * an order where every dependency inside the graph comes before its
+ * dependents (depth first, post order: a node after its dependencies),
+ * into order[0..*ns), with pos1[node] = its position + 1 (0: not sent).
+ * Creation order is such an order too, but a key given in opts.key may
+ * name a node added later; sorting makes it hold whatever the keys, and
+ * lets a big graph go in slices that only name earlier slices (slices.c).
+ * A dependency cycle (possible only through such keys) keeps its back
+ * edge: the scheduler fails the task (one message, or a later slice, as it
+ * would fail the unknown key).  DT_ENOMEM, or 0. */
+static int sort(dt_graph *g, dt_value *const *outputs, size_t n, dt__taskdef **order, size_t *pos1,
+                size_t *ns) {
+  struct frame { size_t node, next; } *st = NULL;
+  size_t sp = 0, cap = 0, k = 0;
+  uint8_t *seen = dt__try_calloc(g->n ? g->n : 1, 1);
+  if (!seen) return DT_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const char *key = outputs[i]->u.fut.key;
+    uintptr_t ix = (uintptr_t)dt__smap_get(&g->index, key, strlen(key));
+    if (!ix || seen[ix - 1]) continue;
+    seen[ix - 1] = 1;
+    sp = 0;
+    for (size_t node = ix - 1;;) { /* push node */
+      if (sp == cap) {
+        size_t ncap = cap ? 2 * cap : 64;
+        struct frame *nst = dt__try_realloc(st, ncap * sizeof(*st));
+        if (!nst) {
+          rc = DT_ENOMEM;
+          break;
+        }
+        st = nst;
+        cap = ncap;
+      }
+      st[sp++] = (struct frame){node, 0};
+      node = (size_t)-1;
+      while (sp && node == (size_t)-1) {
+        struct frame *f = &st[sp - 1];
+        dt__taskdef *d = &g->nodes[f->node];
+        if (f->next < d->deps.len) {
+          const char *dk = d->deps.v[f->next++];
+          uintptr_t j = (uintptr_t)dt__smap_get(&g->index, dk, strlen(dk));
+          if (j && !seen[j - 1]) {
+            seen[j - 1] = 1;
+            node = j - 1; /* visit it next */
+          }
+          continue;
+        }
+        order[k] = d; /* its dependencies are all placed */
+        pos1[f->node] = ++k;
+        sp--;
+      }
+      if (node == (size_t)-1) break;
+    }
+  }
+  free(st);
+  free(seen);
+  *ns = k;
+  return rc;
 }
 
 int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs, size_t n,
@@ -87,42 +142,22 @@ int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs, size_t 
     if (!outputs[i] || outputs[i]->type != DT_FUTURE)
       return dt__err(DT_EINVAL, "dt_graph_submit: output %zu is not a graph node", i);
   }
-  /* cull: mark the nodes the outputs reach */
-  bool *need = dt__try_calloc(g->n ? g->n : 1, sizeof(bool));
-  dt__taskdef *send = dt__try_malloc((g->n ? g->n : 1) * sizeof(*send));
-  const char **wanted = dt__try_malloc((n ? n : 1) * sizeof(char *));
-  dt_vec stack = {0};
-  int rc = need && send && wanted ? 0 : DT_ENOMEM;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    const char *k = outputs[i]->u.fut.key;
-    uintptr_t ix = (uintptr_t)dt__smap_get(&g->index, k, strlen(k));
-    if (ix) rc = need_push(&stack, ix);
-  }
-  while (stack.len && rc == 0) {
-    uintptr_t ix = (uintptr_t)stack.v[--stack.len];
-    if (need[ix - 1]) continue;
-    need[ix - 1] = true;
-    dt__taskdef *d = &g->nodes[ix - 1];
-    for (size_t k = 0; k < d->deps.len && rc == 0; k++) {
-      uintptr_t j = (uintptr_t)dt__smap_get(&g->index, d->deps.v[k], strlen(d->deps.v[k]));
-      if (j && !need[j - 1]) rc = need_push(&stack, j);
-    }
-  }
-  dt__vec_free(&stack);
+  size_t m = g->n ? g->n : 1, ns = 0;
+  dt__taskdef **order = dt__try_malloc(m * sizeof(*order));
+  size_t *pos1 = dt__try_calloc(m, sizeof(*pos1));
+  uint8_t *want = dt__try_calloc(m, 1);
+  const char **extra = dt__try_malloc((n ? n : 1) * sizeof(char *));
+  int rc = order && pos1 && want && extra ? sort(g, outputs, n, order, pos1, &ns) : DT_ENOMEM;
   if (rc) {
-    free(need);
-    free(send);
-    free(wanted);
+    free(order);
+    free(pos1);
+    free(want);
+    free(extra);
     return dt__err(DT_ENOMEM, "dt_graph_submit: out of memory");
   }
-  /* nodes in creation order are in dependency order */
-  size_t ns = 0;
-  for (size_t i = 0; i < g->n; i++)
-    if (need[i]) send[ns++] = g->nodes[i];
-  free(need);
   pthread_mutex_lock(&c->lock);
   rc = dt__client_usable(c);
-  size_t got = 0, nw = 0;
+  size_t got = 0, nx = 0;
   for (; rc == 0 && got < n; got++) {
     bool created;
     const char *k = outputs[got]->u.fut.key;
@@ -131,15 +166,22 @@ int dt_graph_submit(dt_client *c, dt_graph *g, dt_value *const *outputs, size_t 
       rc = dt__err(DT_ENOMEM, "dt_graph_submit: out of memory");
       break;
     }
-    if (created) wanted[nw++] = k;
+    if (!created) continue;
+    uintptr_t ix = (uintptr_t)dt__smap_get(&g->index, k, strlen(k));
+    if (ix && pos1[ix - 1]) want[pos1[ix - 1] - 1] = 1; /* wanted in its slice */
+    else extra[nx++] = k;
   }
-  if (rc == 0) rc = dt__client_send_graph(c, send, ns, wanted, nw);
   if (rc) {
     dt__futures_undo(out, got);
     for (size_t i = 0; i < n; i++) out[i] = NULL;
+    pthread_mutex_unlock(&c->lock);
+  } else {
+    dt__slicing s = {order, ns, want, extra, nx, &g->index, pos1};
+    rc = dt__client_submit_sliced(c, &s, out, n); /* unlocks */
   }
-  pthread_mutex_unlock(&c->lock);
-  free(wanted);
-  free(send);
+  free(order);
+  free(pos1);
+  free(want);
+  free(extra);
   return rc;
 }

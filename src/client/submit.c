@@ -191,25 +191,30 @@ void dt__taskdef_clear(dt__taskdef *t) {
 
 /* ---------------------------------------------------------------- UPDATE_GRAPH */
 
+/* dt__taskdef_bound: see client.h */
+size_t dt__taskdef_bound(const dt__taskdef *t) {
+  size_t b = DT__WB_LIST + DT__WB_STR(strlen(t->key)) + DT__WB_STR(strlen(t->func)) +
+             DT__WB_PAYLOAD(&t->spec) + 3 * DT__WB_LIST + 3 * DT__WB_NUM + DT__WB_BOOL; /* priority, retries, timeout */
+  for (size_t k = 0; k < t->deps.len; k++) b += DT__WB_STR(strlen(t->deps.v[k]));
+  for (size_t k = 0; k < t->opts.n_workers; k++) b += DT__WB_STR(strlen(t->opts.workers[k]));
+  for (uint32_t k = 0; k < t->nres; k++) b += DT__WB_STR(strlen(t->res_names[k])) + DT__WB_NUM;
+  return b;
+}
+
 /* graph_bound: the most bytes dt__client_send_graph writes, header aside */
-static size_t graph_bound(const dt__taskdef *tasks, size_t n, const char **wanted, size_t nwanted,
+static size_t graph_bound(dt__taskdef *const *tasks, size_t n, const char **wanted, size_t nwanted,
                           uint32_t *nframes) {
   size_t b = 2 * DT__WB_LIST;
   *nframes = 0;
   for (size_t i = 0; i < n; i++) {
-    const dt__taskdef *t = &tasks[i];
-    b += DT__WB_LIST + DT__WB_STR(strlen(t->key)) + DT__WB_STR(strlen(t->func)) +
-         DT__WB_PAYLOAD(&t->spec) + 3 * DT__WB_LIST + 3 * DT__WB_NUM + DT__WB_BOOL; /* priority, retries, timeout */
-    *nframes += t->spec.nframes;
-    for (size_t k = 0; k < t->deps.len; k++) b += DT__WB_STR(strlen(t->deps.v[k]));
-    for (size_t k = 0; k < t->opts.n_workers; k++) b += DT__WB_STR(strlen(t->opts.workers[k]));
-    for (uint32_t k = 0; k < t->nres; k++) b += DT__WB_STR(strlen(t->res_names[k])) + DT__WB_NUM;
+    b += dt__taskdef_bound(tasks[i]);
+    *nframes += tasks[i]->spec.nframes;
   }
   for (size_t i = 0; i < nwanted; i++) b += DT__WB_STR(strlen(wanted[i]));
   return b;
 }
 
-int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char **wanted,
+int dt__client_send_graph(dt_client *c, dt__taskdef *const *tasks, size_t n, const char **wanted,
                           size_t nwanted) {
   uint32_t nframes;
   size_t bytes = graph_bound(tasks, n, wanted, nwanted, &nframes);
@@ -219,7 +224,7 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char
   dt_enc *e = &o.e;
   dt__e_list(e, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
-    dt__taskdef *t = &tasks[i];
+    const dt__taskdef *t = tasks[i];
     dt__e_rec(e);
     dt__e_cstr(e, t->key);
     dt__e_cstr(e, t->func);
@@ -248,18 +253,14 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *tasks, size_t n, const char
 
 /* ---------------------------------------------------------------- submit, map */
 
-/* submit n prepared tasks in one message; futures for each (all or none) */
+/* submit n prepared tasks (in one message, or in slices when many: see
+ * slices.c); futures for each (all or none) */
 static int submit_defs(dt_client *c, dt__taskdef *defs, size_t n, dt_future **out) {
-  const char **wanted = dt__try_malloc((n ? n : 1) * sizeof(char *));
-  dt__taskdef *send = dt__try_malloc((n ? n : 1) * sizeof(*send));
-  if (!wanted || !send) {
-    free(wanted);
-    free(send);
-    return dt__err(DT_ENOMEM, "out of memory submitting %zu tasks", n);
-  }
+  dt__taskdef **send = dt__try_malloc((n ? n : 1) * sizeof(*send));
+  if (!send) return dt__err(DT_ENOMEM, "out of memory submitting %zu tasks", n);
   pthread_mutex_lock(&c->lock);
   int rc = dt__client_usable(c);
-  size_t got = 0, nw = 0, nt = 0;
+  size_t got = 0, nt = 0;
   for (; rc == 0 && got < n; got++) {
     bool created;
     out[got] = dt__future_get(c, defs[got].key, (uint32_t)strlen(defs[got].key), &created);
@@ -267,19 +268,16 @@ static int submit_defs(dt_client *c, dt__taskdef *defs, size_t n, dt_future **ou
       rc = dt__err(DT_ENOMEM, "out of memory submitting %zu tasks", n);
       break;
     }
-    if (created) {
-      wanted[nw++] = defs[got].key;
-      send[nt++] = defs[got];
-    }
+    if (created) send[nt++] = &defs[got]; /* and wanted: want = NULL below */
   }
-  if (rc == 0 && nt) rc = dt__client_send_graph(c, send, nt, wanted, nw);
   if (rc) {
     dt__futures_undo(out, got);
     for (size_t i = 0; i < n; i++) out[i] = NULL;
+    pthread_mutex_unlock(&c->lock);
+  } else {
+    rc = dt__client_submit_sliced(c, &(dt__slicing){send, nt, NULL, NULL, 0, NULL, NULL}, out, n);
   }
-  pthread_mutex_unlock(&c->lock);
   free(send);
-  free(wanted);
   return rc;
 }
 

@@ -109,9 +109,7 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
       batch[i] = t;
       continue;
     }
-    t = dt__task_new(s, nt->key, nt->klen, nt->func, nt->flen);
-    t->spec = nt->spec;
-    memset(&nt->spec, 0, sizeof(nt->spec));
+    t = dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
     t->priority = nt->priority;
     t->generation = gen;
     t->retries = nt->retries;

@@ -93,9 +93,27 @@ static const char *intern(sched *s, const char *f, uint32_t flen) {
   return have;
 }
 
-s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {
-  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1);
+/* spec_inline: where a task's spec body lives when it is in the task's own
+ * allocation (after the key's NUL) */
+static char *spec_inline(const s_task *t) { return (char *)t->key + t->klen + 1; }
+
+s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
+                          uint32_t flen, dt_payload *spec) {
+  /* a spec with no frames (nearly all) goes inside the task's allocation,
+   * after the key: one malloc (and its header and rounding) less per task */
+  size_t extra = spec && spec->nframes == 0 ? spec->len : 0;
+  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1 + extra);
   memcpy(t->key, key, klen);
+  t->klen = klen;
+  if (spec && spec->nframes == 0) {
+    if (extra) memcpy(spec_inline(t), spec->body, extra);
+    t->spec.body = spec_inline(t);
+    t->spec.len = extra;
+    dt__payload_clear(spec);
+  } else if (spec) {
+    t->spec = *spec; /* its frames too: moved */
+    memset(spec, 0, sizeof(*spec));
+  }
   t->klen = klen;
   t->func = intern(s, func, flen);
   dt__vec1_init(&t->wanted_by);
@@ -107,13 +125,18 @@ s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func,
   return t;
 }
 
+s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {
+  return dt__task_new_spec(s, key, klen, func, flen, NULL);
+}
+
 s_task_rare *dt__task_rare(s_task *t) {
   if (!t->rare) t->rare = dt__xcalloc(1, sizeof(*t->rare));
   return t->rare;
 }
 
 void dt__task_free(s_task *t) {
-  dt__payload_clear(&t->spec);
+  if (t->spec.body == spec_inline(t)) memset(&t->spec, 0, sizeof(t->spec)); /* no frames */
+  else dt__payload_clear(&t->spec);
   free(t->deps);
   dt__vec_free(&t->dependents);
   dt__vec1_free(&t->wanted_by);

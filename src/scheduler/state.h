@@ -262,6 +262,13 @@ typedef struct {
   double timeout; /* seconds one run may take; 0: none */
 } s_newtask;
 
+/* dt__task_new_spec: dt__task_new (sched_int.h) with the task's spec moved
+ * in from *spec (cleared): a spec with no frames is copied into the task's
+ * own allocation, after its key (t->spec.body points there; dt__task_free
+ * knows), and its own buffer freed. */
+struct s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
+                                 uint32_t flen, dt_payload *spec);
+
 /* Every dt__sched_* event below runs on the scheduler's loop thread, may
  * append events to s's queue, and returns nothing to check: the handlers
  * validated the message before.  Its files: see the header. */

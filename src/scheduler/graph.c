@@ -77,7 +77,7 @@ static void break_cycles(sched *s, s_task **batch, const bool *isnew, uint32_t n
       }
       s_task *t = f->t, *d = t->deps[f->next];
       if (d->mark == gray) { /* t -> d closes a cycle: remove the edge */
-        dt__vec_remove(&d->dependents, t);
+        dt__tvec_remove(&d->dependents, t);
         t->deps[f->next] = t->deps[--t->ndeps];
         dt__vec_push(out, dt__xstrdup(t->key));
         dt__vec_push(out, dt__xstrdup(d->key));
@@ -100,7 +100,6 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   s_task **batch = dt__xmalloc((n ? n : 1) * sizeof(*batch));
   bool *isnew = dt__xcalloc(n ? n : 1, sizeof(*isnew));
   bool *created = dt__xcalloc(n ? n : 1, sizeof(*created)); /* isnew, before failures */
-  uint64_t gen = ++s->generation;
   for (uint32_t i = 0; i < n; i++) {
     s_newtask *nt = &nts[i];
     s_task *t = dt__sched_get_task(s, nt->key, nt->klen);
@@ -111,7 +110,6 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
     }
     t = dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
     t->priority = nt->priority;
-    t->generation = gen;
     t->retries = nt->retries;
     if (nt->timeout > 0) dt__task_rare(t)->timeout = nt->timeout;
     if (nt->nrestrict) {
@@ -154,7 +152,7 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
       if (d == t || d->mark == epoch) continue;
       d->mark = epoch;
       t->deps[t->ndeps++] = d;
-      dt__vec_push(&d->dependents, t);
+      dt__tvec_push(&d->dependents, t);
     }
     for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
     if (missing) {

@@ -455,7 +455,7 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
         s_task *t = srv->s.tasks.slots[i].val;
         fprintf(stderr, "  %s: %s, wanted by %u, waiters %u, dependents %zu, holds_deps %d\n",
                 t->key, dt__task_state_name(t->state), t->wanted_by.len, t->waiters,
-                t->dependents.len, t->holds_deps);
+                (size_t)t->dependents.len, t->holds_deps);
       }
     abort();
   }

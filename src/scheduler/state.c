@@ -138,7 +138,7 @@ void dt__task_free(s_task *t) {
   if (t->spec.body == spec_inline(t)) memset(&t->spec, 0, sizeof(t->spec)); /* no frames */
   else dt__payload_clear(&t->spec);
   free(t->deps);
-  dt__vec_free(&t->dependents);
+  dt__tvec_free(&t->dependents);
   dt__vec1_free(&t->wanted_by);
   dt__vec1_free(&t->who_has);
   s_task_rare *r = t->rare;
@@ -158,7 +158,7 @@ void dt__task_free(s_task *t) {
 /* forget: t (RELEASED or ERRED, no dependents) leaves the graph; its memory
  * stays until the events naming it are drained */
 static void forget(sched *s, s_task *t) {
-  for (uint32_t i = 0; i < t->ndeps; i++) dt__vec_remove(&t->deps[i]->dependents, t);
+  for (uint32_t i = 0; i < t->ndeps; i++) dt__tvec_remove(&t->deps[i]->dependents, t);
   dt__smap_del(&s->tasks, t->key, t->klen);
   dt__task_transition(s, t, TS_FORGOTTEN);
   dt__vec_push(&s->dead_tasks, t);
@@ -417,12 +417,38 @@ void dt__task_lost(sched *s, s_task *t) {
   }
 }
 
+/* ---------------------------------------------------------------- s_tvec */
+
+void dt__tvec_push(s_tvec *a, void *p) {
+  if (a->len == a->cap) {
+    if (a->cap >= UINT32_MAX / 2) {
+      fprintf(stderr, "dtask scheduler: a task has too many dependents\n");
+      abort();
+    }
+    a->cap = a->cap ? a->cap * 2 : 4;
+    a->v = dt__xrealloc(a->v, (size_t)a->cap * sizeof(*a->v));
+  }
+  a->v[a->len++] = p;
+}
+bool dt__tvec_remove(s_tvec *a, void *p) {
+  for (uint32_t i = 0; i < a->len; i++)
+    if (a->v[i] == p) {
+      a->v[i] = a->v[--a->len];
+      return true;
+    }
+  return false;
+}
+void dt__tvec_free(s_tvec *a) {
+  free(a->v);
+  a->v = NULL;
+  a->len = a->cap = 0;
+}
+
 /* ---------------------------------------------------------------- the sched */
 
 static bool prio_less(const void *a, const void *b) {
   const s_task *x = a, *y = b;
   if (x->priority != y->priority) return x->priority > y->priority;
-  if (x->generation != y->generation) return x->generation < y->generation;
   return x->order < y->order;
 }
 
@@ -459,6 +485,13 @@ int dt__sched_check(const sched *s, char *why, size_t cap) {
                  nw);
         return -1;
       }
+    }
+    if (t->state == TS_QUEUED ? !t->heap_idx
+        : t->state == TS_NO_WORKER ? false
+                                   : t->nw_prev || t->nw_next) { /* a union: see state.h */
+      snprintf(why, cap, "task %s (%s) is %s the queue or the no-worker list", t->key,
+               dt__task_state_name(t->state), t->state == TS_QUEUED ? "not in" : "still in");
+      return -1;
     }
     if (t->state == TS_PROCESSING && !t->processing_on) {
       snprintf(why, cap, "task %s processing on no worker", t->key);

@@ -81,13 +81,24 @@ typedef struct s_task_rare {
 extern const s_task_rare dt__no_rare;
 #define RARE(t) ((t)->rare ? (const s_task_rare *)(t)->rare : &dt__no_rare)
 
-typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes */
+/* A vector of tasks with 32-bit counts (16 bytes; read it like dt_vec):
+ * a task's dependents.  dt__tvec_* are dt__vec_*'s. */
+typedef struct {
+  void **v;
+  uint32_t len, cap;
+} s_tvec;
+void dt__tvec_push(s_tvec *a, void *p);
+bool dt__tvec_remove(s_tvec *a, void *p);
+void dt__tvec_free(s_tvec *a);
+
+typedef struct s_task { /* fields ordered so that none needs padding: 200 bytes */
   uint32_t klen;
   uint32_t ndeps;
   const char *func;  /* interned: sched->funcs owns it */
-  dt_payload spec; /* [args, kwargs]; kept for retries and recomputation */
+  dt_payload spec; /* [args, kwargs]; kept for retries and recomputation; its
+                    * body in the task's allocation when it has no frames */
   struct s_task **deps;
-  dt_vec dependents;
+  s_tvec dependents;
   uint32_t nwaiting;  /* dependencies not in memory */
   uint32_t waiters;   /* dependents that still need this result */
   uint8_t state;      /* s_task_state */
@@ -104,10 +115,15 @@ typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes 
   uint64_t nbytes;
   int32_t priority;   /* clamped to 32 bits when the graph arrives */
   int32_t retries;     /* the user's: runs left after a failure */
-  uint64_t generation, order;
+  uint64_t order; /* run order: graph order, increasing across graphs */
   struct s_task_rare *rare; /* NULL until a task needs one; read via RARE() */
-  size_t heap_idx;
-  struct s_task *nw_prev, *nw_next; /* no-worker list */
+  union { /* a task is in at most one of the two (place.c); each leaves its
+           * fields zero when the task leaves it (dt__sched_check checks) */
+    size_t heap_idx; /* QUEUED: where it is in sched->queued (0: nowhere) */
+    struct {
+      struct s_task *nw_prev, *nw_next; /* NO_WORKER: the no-worker list */
+    };
+  };
   /* transient marks for graph traversals */
   uint64_t mark;
   char key[]; /* NUL-terminated, in the task's own allocation */
@@ -212,7 +228,6 @@ typedef struct sched {
   dt_heap queued;
   s_task *nw_head;         /* no-worker tasks */
   s_worker *free_head, *free_tail; /* workers with free slots, round robin */
-  uint64_t generation;
   uint64_t order_counter; /* graph order across batches */
   uint64_t mark_epoch;
   int64_t count[TS_COUNT];

@@ -174,7 +174,7 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
                     ? batch[i]
                     : dt__sched_get_task(s, wanted[i], wanted_lens[i]);
     /* put returns what was there: the same task (key -> its task) */
-    if (t && t->state == TS_RELEASED && !dt__smap_put(&c->wants, t->key, t->klen, t)) {
+    if (t && t->state == TS_RELEASED && !dt__tmap_put(&c->wants, t)) {
       dt__vec1_push(&t->wanted_by, c);
       continue; /* started below (or now, if it is an old released key) */
     }

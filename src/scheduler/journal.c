@@ -387,8 +387,8 @@ static int snapshot(int fd) {
     s_client *c = s->clients.v[i];
     dt__journal_client(c, false);
     for (size_t k = 0; k < c->wants.cap; k++)
-      if (c->wants.slots[k].key)
-        dt__journal_want(c, c->wants.slots[k].key, c->wants.slots[k].klen, true);
+      if (c->wants.slots[k].t)
+        dt__journal_want(c, c->wants.slots[k].t->key, c->wants.slots[k].t->klen, true);
   }
   int rc = write_all(fd, J.buf, J.len);
   J.len = 0;

@@ -86,7 +86,7 @@ static void on_trim(uv_timer_t *h) {
   if (srv->trim_high >= 4096 && n < srv->trim_high / 2) {
     dt__smap_shrink(&srv->s.tasks);
     for (size_t i = 0; i < srv->s.clients.len; i++) /* what they want went too */
-      dt__smap_shrink(&((s_client *)srv->s.clients.v[i])->wants);
+      dt__tmap_shrink(&((s_client *)srv->s.clients.v[i])->wants);
     malloc_trim(0);
     srv->trim_high = n;
   }

@@ -164,12 +164,31 @@ typedef struct s_worker {
                      until the worker says TASK_RELEASED (or reports it) */
 } s_worker;
 
+/* s_tmap: tasks by their own key (taskmap.c): 16 bytes a slot where
+ * dt_smap takes 24.  Iterate: for (i < cap) if (slots[i].t) ... */
+typedef struct {
+  struct s_task *t; /* NULL: empty */
+  uint32_t hash;
+} s_tmap_slot;
+typedef struct {
+  s_tmap_slot *slots;
+  size_t cap; /* power of two or 0 */
+  size_t len;
+} s_tmap;
+struct s_task *dt__tmap_get(const s_tmap *m, const char *key, uint32_t klen);
+/* dt__tmap_put: inserts t under its key, or replaces the task with that key
+ * (returned); NULL if there was none. */
+struct s_task *dt__tmap_put(s_tmap *m, struct s_task *t);
+struct s_task *dt__tmap_del(s_tmap *m, const char *key, uint32_t klen);
+void dt__tmap_shrink(s_tmap *m); /* fit the table to its entries */
+void dt__tmap_destroy(s_tmap *m);
+
 typedef struct s_client {
   int kind; /* PEER_CLIENT */
   uint32_t id;
   char *name;
   void *conn;    /* the server's handle for its connection (opaque here) */
-  dt_smap wants; /* key -> s_task */
+  s_tmap wants;  /* key -> s_task (taskmap.c) */
   bool gone;     /* removed: freed when the events are drained */
 } s_client;
 

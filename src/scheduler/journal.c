@@ -333,8 +333,8 @@ static int snapshot(int fd) {
   end();
   for (size_t i = 0; i < s->workers.len; i++) dt__journal_worker(s->workers.v[i], false);
   for (size_t i = 0; i < s->tasks.cap; i++) {
-    s_task *t = s->tasks.slots[i].val;
-    if (!s->tasks.slots[i].key) continue;
+    s_task *t = s->tasks.slots[i].t;
+    if (!t) continue;
     const s_task_rare *r = RARE(t);
     s_newtask nt = {t->key, t->klen, t->func, (uint32_t)strlen(t->func), t->spec, NULL, NULL,
                     0, t->priority, t->retries, NULL, NULL, r->nrestrict, r->loose, NULL, NULL,

@@ -67,7 +67,7 @@ void dt__task_transition(sched *s, s_task *t, s_task_state to) {
 /* ---------------------------------------------------------------- tasks */
 
 s_task *dt__sched_get_task(sched *s, const char *key, uint32_t klen) {
-  return dt__smap_get(&s->tasks, key, klen);
+  return dt__tmap_get(&s->tasks, key, klen);
 }
 
 static s_func *func_new(const char *f, uint32_t flen) {
@@ -121,7 +121,7 @@ s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *
   t->state = TS_RELEASED;
   s->count[TS_RELEASED]++;
   DT_FUNC_OF(t->func)->count[TS_RELEASED]++;
-  dt__smap_put(&s->tasks, t->key, klen, t);
+  dt__tmap_put(&s->tasks, t);
   return t;
 }
 
@@ -159,7 +159,7 @@ void dt__task_free(s_task *t) {
  * stays until the events naming it are drained */
 static void forget(sched *s, s_task *t) {
   for (uint32_t i = 0; i < t->ndeps; i++) dt__tvec_remove(&t->deps[i]->dependents, t);
-  dt__smap_del(&s->tasks, t->key, t->klen);
+  dt__tmap_del(&s->tasks, t->key, t->klen);
   dt__task_transition(s, t, TS_FORGOTTEN);
   dt__vec_push(&s->dead_tasks, t);
 }
@@ -454,7 +454,6 @@ static bool prio_less(const void *a, const void *b) {
 
 void dt__sched_init(sched *s) {
   memset(s, 0, sizeof(*s));
-  dt__smap_init(&s->tasks);
   dt__heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
   s->allowed_failures = 3;
   s->overflow_func = func_new("(too many function names)", 25);
@@ -464,8 +463,8 @@ void dt__sched_init(sched *s) {
 int dt__sched_check(const sched *s, char *why, size_t cap) {
   int64_t counts[TS_COUNT] = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
-    if (!s->tasks.slots[i].key) continue;
-    const s_task *t = s->tasks.slots[i].val;
+    if (!s->tasks.slots[i].t) continue;
+    const s_task *t = s->tasks.slots[i].t;
     counts[t->state]++;
     uint32_t waiters = 0;
     for (size_t j = 0; j < t->dependents.len; j++) {
@@ -516,8 +515,8 @@ int dt__sched_check(const sched *s, char *why, size_t cap) {
       const s_func *f = DT_FUNC_OF(s->funcs.slots[k].val);
       int64_t fc[TS_COUNT] = {0};
       for (size_t i = 0; i < s->tasks.cap; i++)
-        if (s->tasks.slots[i].key && ((const s_task *)s->tasks.slots[i].val)->func == f->name)
-          fc[((const s_task *)s->tasks.slots[i].val)->state]++;
+        if (s->tasks.slots[i].t && s->tasks.slots[i].t->func == f->name)
+          fc[s->tasks.slots[i].t->state]++;
       for (int st = 0; st < TS_COUNT; st++)
         if (fc[st] != f->count[st]) {
           snprintf(why, cap, "function %s: %s count is %lld, tasks say %lld", f->name,
@@ -536,8 +535,8 @@ void dt__sched_destroy(sched *s) {
   dt__vec_free(&s->dead_peers);
   dt__heap_destroy(&s->queued); /* before the tasks it points to */
   for (size_t i = 0; i < s->tasks.cap; i++)
-    if (s->tasks.slots[i].key) dt__task_free(s->tasks.slots[i].val);
-  dt__smap_destroy(&s->tasks);
+    if (s->tasks.slots[i].t) dt__task_free(s->tasks.slots[i].t);
+  dt__tmap_destroy(&s->tasks);
   dt__smap_destroy(&s->ahead);
   for (size_t i = 0; i < s->funcs.cap; i++)
     if (s->funcs.slots[i].key) free(DT_FUNC_OF(s->funcs.slots[i].val));

@@ -242,7 +242,7 @@ typedef struct s_event {
 } s_event;
 
 typedef struct sched {
-  dt_smap tasks;
+  s_tmap tasks; /* key -> s_task (taskmap.c) */
   dt_vec workers, clients;
   dt_heap queued;
   s_task *nw_head;         /* no-worker tasks */

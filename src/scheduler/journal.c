@@ -336,7 +336,7 @@ static int snapshot(int fd) {
     s_task *t = s->tasks.slots[i].t;
     if (!t) continue;
     const s_task_rare *r = RARE(t);
-    s_newtask nt = {t->key, t->klen, t->func, (uint32_t)strlen(t->func), t->spec, NULL, NULL,
+    s_newtask nt = {t->key, t->klen, t->func, (uint32_t)strlen(t->func), dt__task_spec(t), NULL, NULL,
                     0, t->priority, t->retries, NULL, NULL, r->nrestrict, r->loose, NULL, NULL,
                     r->res_amounts, r->nres, r->timeout};
     const char *dk[64], *rk[64], *rn[64];

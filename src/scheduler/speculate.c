@@ -160,4 +160,4 @@ int dt__ahead_check(const sched *s, char *why, size_t cap) {
   return 0;
 }
 
-_Static_assert(sizeof(s_task) <= 200, "s_task must stay within 200 bytes (docs/benchmarks.md)");
+_Static_assert(sizeof(s_task) <= 184, "s_task must stay within 184 bytes (docs/benchmarks.md)");

@@ -105,13 +105,21 @@ s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *
   s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1 + extra);
   memcpy(t->key, key, klen);
   t->klen = klen;
+  if (spec && spec->len > DT_MAX_BODY) { /* no message or journal record holds one */
+    fprintf(stderr, "dtask scheduler: task '%.*s' has a spec of %zu bytes\n", (int)klen, key,
+            spec->len);
+    abort();
+  }
   if (spec && spec->nframes == 0) {
     if (extra) memcpy(spec_inline(t), spec->body, extra);
-    t->spec.body = spec_inline(t);
-    t->spec.len = extra;
+    t->spec_body = spec_inline(t);
+    t->spec_len = (uint32_t)extra;
     dt__payload_clear(spec);
-  } else if (spec) {
-    t->spec = *spec; /* its frames too: moved */
+  } else if (spec) { /* moved, frames and all */
+    t->spec_body = spec->body;
+    t->spec_len = (uint32_t)spec->len;
+    t->spec_frames = spec->frames;
+    t->spec_nframes = spec->nframes;
     memset(spec, 0, sizeof(*spec));
   }
   t->klen = klen;
@@ -135,8 +143,10 @@ s_task_rare *dt__task_rare(s_task *t) {
 }
 
 void dt__task_free(s_task *t) {
-  if (t->spec.body == spec_inline(t)) memset(&t->spec, 0, sizeof(t->spec)); /* no frames */
-  else dt__payload_clear(&t->spec);
+  if (t->spec_body != spec_inline(t)) { /* not in the task (no frames then) */
+    dt_payload p = dt__task_spec(t);
+    dt__payload_clear(&p);
+  }
   free(t->deps);
   dt__tvec_free(&t->dependents);
   dt__vec1_free(&t->wanted_by);
@@ -486,8 +496,9 @@ int dt__sched_check(const sched *s, char *why, size_t cap) {
       }
     }
     if (t->state == TS_QUEUED ? !t->heap_idx
-        : t->state == TS_NO_WORKER ? false
-                                   : t->nw_prev || t->nw_next) { /* a union: see state.h */
+        : t->state == TS_NO_WORKER || t->state == TS_PROCESSING
+            ? false
+            : t->nw_prev || t->nw_next) { /* a union: see state.h */
       snprintf(why, cap, "task %s (%s) is %s the queue or the no-worker list", t->key,
                dt__task_state_name(t->state), t->state == TS_QUEUED ? "not in" : "still in");
       return -1;

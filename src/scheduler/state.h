@@ -91,16 +91,22 @@ void dt__tvec_push(s_tvec *a, void *p);
 bool dt__tvec_remove(s_tvec *a, void *p);
 void dt__tvec_free(s_tvec *a);
 
-typedef struct s_task { /* fields ordered so that none needs padding: 200 bytes */
+typedef struct s_task { /* 184 bytes (4 of them padding) */
   uint32_t klen;
   uint32_t ndeps;
   const char *func;  /* interned: sched->funcs owns it */
-  dt_payload spec; /* [args, kwargs]; kept for retries and recomputation; its
-                    * body in the task's allocation when it has no frames */
+  /* the spec, [args, kwargs], kept for retries and recomputation: a
+   * dt_payload in 24 bytes (read it with dt__task_spec); its body is in the
+   * task's own allocation, after the key, when it has no frames */
+  char *spec_body;
+  dt_frame *spec_frames;
+  uint32_t spec_len; /* <= DT_MAX_BODY */
+  uint32_t spec_nframes;
   struct s_task **deps;
   s_tvec dependents;
   uint32_t nwaiting;  /* dependencies not in memory */
   uint32_t waiters;   /* dependents that still need this result */
+  int32_t retries;     /* the user's: runs left after a failure */
   uint8_t state;      /* s_task_state */
   bool holds_deps : 1;  /* counted in each dependency's waiters */
   bool send_inline : 1; /* a client waits for the result: send it when small */
@@ -108,20 +114,21 @@ typedef struct s_task { /* fields ordered so that none needs padding: 200 bytes 
   bool ahead : 1;       /* WAITING, sent ahead to its only dependency's worker (speculate.c) */
   bool ahead_deps : 1;  /* some dependents were sent ahead behind it (speculate.c) */
   uint8_t suspicious; /* workers that died while running it (KilledWorker) */
-  uint32_t proc_idx;  /* index in processing_on->processing */
   dt_vec1 wanted_by;  /* clients (struct s_client *) */
-  struct s_worker *processing_on;
   dt_vec1 who_has;    /* workers holding the result */
   uint64_t nbytes;
   int32_t priority;   /* clamped to 32 bits when the graph arrives */
-  int32_t retries;     /* the user's: runs left after a failure */
   uint64_t order; /* run order: graph order, increasing across graphs */
   struct s_task_rare *rare; /* NULL until a task needs one; read via RARE() */
-  union { /* a task is in at most one of the two (place.c); each leaves its
-           * fields zero when the task leaves it (dt__sched_check checks) */
+  union { /* what only one state needs (place.c); each leaves its fields
+           * zero when the task leaves that state (dt__sched_check checks) */
     size_t heap_idx; /* QUEUED: where it is in sched->queued (0: nowhere) */
     struct {
       struct s_task *nw_prev, *nw_next; /* NO_WORKER: the no-worker list */
+    };
+    struct { /* PROCESSING (NULL and 0 for a moment once its worker reported) */
+      struct s_worker *processing_on;
+      uint32_t proc_idx;  /* index in processing_on->processing */
     };
   };
   /* transient marks for graph traversals */
@@ -296,9 +303,13 @@ typedef struct {
   double timeout; /* seconds one run may take; 0: none */
 } s_newtask;
 
+/* dt__task_spec: t's spec as a dt_payload (borrowed: t owns it) */
+static inline dt_payload dt__task_spec(const struct s_task *t) {
+  return (dt_payload){t->spec_body, t->spec_len, t->spec_frames, t->spec_nframes};
+}
 /* dt__task_new_spec: dt__task_new (sched_int.h) with the task's spec moved
  * in from *spec (cleared): a spec with no frames is copied into the task's
- * own allocation, after its key (t->spec.body points there; dt__task_free
+ * own allocation, after its key (t->spec_body points there; dt__task_free
  * knows), and its own buffer freed. */
 struct s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
                                  uint32_t flen, dt_payload *spec);

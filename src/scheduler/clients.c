@@ -20,14 +20,14 @@ s_client *dt__sched_add_client(sched *s, void *conn, const char *name) {
   c->id = ++s->next_id;
   c->name = dt__xstrdup(name && *name ? name : "client");
   c->conn = conn;
-  dt__smap_init(&c->wants);
+  memset(&c->wants, 0, sizeof(c->wants));
   dt__vec_push(&s->clients, c);
   DT_JOURNAL(dt__journal_client(c, false));
   return c;
 }
 
 void dt__client_free(s_client *c) {
-  dt__smap_destroy(&c->wants);
+  dt__tmap_destroy(&c->wants);
   free(c->name);
   free(c);
 }
@@ -38,8 +38,8 @@ void dt__sched_remove_client(sched *s, s_client *c) {
   /* release everything it held */
   dt_vec keys = {0};
   for (size_t i = 0; i < c->wants.cap; i++) {
-    if (!c->wants.slots[i].key) continue;
-    s_task *t = c->wants.slots[i].val;
+    if (!c->wants.slots[i].t) continue;
+    s_task *t = c->wants.slots[i].t;
     dt__vec1_remove(&t->wanted_by, c);
     dt__vec_push(&keys, dt__xstrdup(t->key));
   }
@@ -55,8 +55,8 @@ void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen
     dt__ev_unknown(s, c, key, klen);
     return;
   }
-  if (dt__smap_get(&c->wants, t->key, t->klen)) return;
-  dt__smap_put(&c->wants, t->key, t->klen, t);
+  if (dt__tmap_get(&c->wants, t->key, t->klen)) return;
+  dt__tmap_put(&c->wants, t);
   dt__vec1_push(&t->wanted_by, c);
   DT_JOURNAL(dt__journal_want(c, t->key, t->klen, true));
   if (t->state == TS_MEMORY) dt__ev_in_memory(s, c, t, NULL, 0);
@@ -69,7 +69,7 @@ void dt__sched_client_want(sched *s, s_client *c, const char *key, uint32_t klen
 
 void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t klen) {
   s_task *t = dt__sched_get_task(s, key, klen);
-  if (!t || !dt__smap_get(&c->wants, key, klen)) {
+  if (!t || !dt__tmap_get(&c->wants, key, klen)) {
     dt__sched_client_want(s, c, key, klen); /* says it is unknown, or wants it again */
     return;
   }
@@ -79,7 +79,7 @@ void dt__sched_client_who_has(sched *s, s_client *c, const char *key, uint32_t k
 }
 
 void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t klen) {
-  s_task *t = dt__smap_del(&c->wants, key, klen);
+  s_task *t = dt__tmap_del(&c->wants, key, klen);
   if (!t) return;
   DT_JOURNAL(dt__journal_want(c, key, klen, false));
   dt__vec1_remove(&t->wanted_by, c);
@@ -91,7 +91,7 @@ void dt__sched_client_release(sched *s, s_client *c, const char *key, uint32_t k
  * downstream of it (they could only finish by computing key); other
  * clients' interest keeps their tasks. */
 void dt__sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t klen) {
-  s_task *t = dt__smap_get(&c->wants, key, klen);
+  s_task *t = dt__tmap_get(&c->wants, key, klen);
   dt__ev_cancelled(s, c, key, klen,
                    t && t->wanted_by.len > 1 ? "released (other clients still want it)" : "cancelled");
   if (!t) return;
@@ -106,7 +106,7 @@ void dt__sched_client_cancel(sched *s, s_client *c, const char *key, uint32_t kl
       if (d->mark == ep) continue;
       d->mark = ep;
       dt__vec_push(&stack, d);
-      if (dt__smap_get(&c->wants, d->key, d->klen)) dt__vec_push(&hit, d);
+      if (dt__tmap_get(&c->wants, d->key, d->klen)) dt__vec_push(&hit, d);
     }
   }
   /* hold the tasks while releasing: a release may free a task */

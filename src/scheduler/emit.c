@@ -19,7 +19,8 @@ static void compute(dt_conn *conn, const s_task *t, bool ahead) {
   dt__e_begin(&e, dt__conn_out(conn), DT_OP_COMPUTE_TASK);
   dt__e_str(&e, t->key, t->klen);
   dt__e_cstr(&e, t->func);
-  dt__e_payload(&e, &t->spec);
+  dt_payload spec = dt__task_spec(t);
+  dt__e_payload(&e, &spec);
   dt__e_list(&e, t->ndeps);
   for (uint32_t i = 0; i < t->ndeps; i++) {
     const s_task *d = t->deps[i];

@@ -77,7 +77,7 @@ static void break_cycles(sched *s, s_task **batch, const bool *isnew, uint32_t n
       }
       s_task *t = f->t, *d = t->deps[f->next];
       if (d->mark == gray) { /* t -> d closes a cycle: remove the edge */
-        dt__vec_remove(&d->dependents, t);
+        dt__tvec_remove(&d->dependents, t);
         t->deps[f->next] = t->deps[--t->ndeps];
         dt__vec_push(out, dt__xstrdup(t->key));
         dt__vec_push(out, dt__xstrdup(d->key));
@@ -100,7 +100,6 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   s_task **batch = dt__xmalloc((n ? n : 1) * sizeof(*batch));
   bool *isnew = dt__xcalloc(n ? n : 1, sizeof(*isnew));
   bool *created = dt__xcalloc(n ? n : 1, sizeof(*created)); /* isnew, before failures */
-  uint64_t gen = ++s->generation;
   for (uint32_t i = 0; i < n; i++) {
     s_newtask *nt = &nts[i];
     s_task *t = dt__sched_get_task(s, nt->key, nt->klen);
@@ -109,11 +108,8 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
       batch[i] = t;
       continue;
     }
-    t = dt__task_new(s, nt->key, nt->klen, nt->func, nt->flen);
-    t->spec = nt->spec;
-    memset(&nt->spec, 0, sizeof(nt->spec));
+    t = dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
     t->priority = nt->priority;
-    t->generation = gen;
     t->retries = nt->retries;
     if (nt->timeout > 0) dt__task_rare(t)->timeout = nt->timeout;
     if (nt->nrestrict) {
@@ -156,7 +152,7 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
       if (d == t || d->mark == epoch) continue;
       d->mark = epoch;
       t->deps[t->ndeps++] = d;
-      dt__vec_push(&d->dependents, t);
+      dt__tvec_push(&d->dependents, t);
     }
     for (uint32_t k = 0; k < t->ndeps; k++) t->deps[k]->mark = 0;
     if (missing) {
@@ -178,7 +174,7 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
                     ? batch[i]
                     : dt__sched_get_task(s, wanted[i], wanted_lens[i]);
     /* put returns what was there: the same task (key -> its task) */
-    if (t && t->state == TS_RELEASED && !dt__smap_put(&c->wants, t->key, t->klen, t)) {
+    if (t && t->state == TS_RELEASED && !dt__tmap_put(&c->wants, t)) {
       dt__vec1_push(&t->wanted_by, c);
       continue; /* started below (or now, if it is an old released key) */
     }

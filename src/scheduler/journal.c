@@ -333,10 +333,10 @@ static int snapshot(int fd) {
   end();
   for (size_t i = 0; i < s->workers.len; i++) dt__journal_worker(s->workers.v[i], false);
   for (size_t i = 0; i < s->tasks.cap; i++) {
-    s_task *t = s->tasks.slots[i].val;
-    if (!s->tasks.slots[i].key) continue;
+    s_task *t = s->tasks.slots[i].t;
+    if (!t) continue;
     const s_task_rare *r = RARE(t);
-    s_newtask nt = {t->key, t->klen, t->func, (uint32_t)strlen(t->func), t->spec, NULL, NULL,
+    s_newtask nt = {t->key, t->klen, t->func, (uint32_t)strlen(t->func), dt__task_spec(t), NULL, NULL,
                     0, t->priority, t->retries, NULL, NULL, r->nrestrict, r->loose, NULL, NULL,
                     r->res_amounts, r->nres, r->timeout};
     const char *dk[64], *rk[64], *rn[64];
@@ -387,8 +387,8 @@ static int snapshot(int fd) {
     s_client *c = s->clients.v[i];
     dt__journal_client(c, false);
     for (size_t k = 0; k < c->wants.cap; k++)
-      if (c->wants.slots[k].key)
-        dt__journal_want(c, c->wants.slots[k].key, c->wants.slots[k].klen, true);
+      if (c->wants.slots[k].t)
+        dt__journal_want(c, c->wants.slots[k].t->key, c->wants.slots[k].t->klen, true);
   }
   int rc = write_all(fd, J.buf, J.len);
   J.len = 0;

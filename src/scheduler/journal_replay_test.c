@@ -137,9 +137,9 @@ static void test_replay_rebuilds_graph(void **state) {
   assert_non_null(c);
   assert_non_null(d);
   assert_int_equal(c->ndeps, 2);
-  assert_int_equal(d->spec.nframes, 1);
-  assert_int_equal(d->spec.frames[0].len, 100);
-  assert_int_equal(d->spec.frames[0].p[99], 'x');
+  assert_int_equal(d->spec_nframes, 1);
+  assert_int_equal(d->spec_frames[0].len, 100);
+  assert_int_equal(d->spec_frames[0].p[99], 'x');
   /* b failed: it and c are erred again, with the message */
   s_task *bt = dt__sched_get_task(&s, "b", 1);
   assert_int_equal(bt->state, TS_ERRED);
@@ -151,7 +151,7 @@ static void test_replay_rebuilds_graph(void **state) {
   /* d is wanted by the recovery client, waiting for a worker */
   s_client *h = dt__journal_holder();
   assert_non_null(h);
-  assert_non_null(dt__smap_get(&h->wants, "d", 1));
+  assert_non_null(dt__tmap_get(&h->wants, "d", 1));
   assert_int_equal(dt__journal_pending_clients(), 1); /* client-a */
   assert_int_equal(dt__journal_expected_workers(), 1);
   assert_true(dt__journal_expect_worker("127.0.0.1:9"));
@@ -458,9 +458,9 @@ static void test_task_as_sent(void **state) {
       assert_int_equal(y->priority, -2);
       assert_int_equal(y->retries, 3);
       assert_true(RARE(y)->timeout == 2.5);
-      assert_int_equal(y->spec.len, 3);
-      assert_memory_equal(y->spec.body, "\x92\x90\x80", 3);
-      assert_non_null(dt__smap_get(&dt__journal_holder()->wants, "y", 1));
+      assert_int_equal(y->spec_len, 3);
+      assert_memory_equal(y->spec_body, "\x92\x90\x80", 3);
+      assert_non_null(dt__tmap_get(&dt__journal_holder()->wants, "y", 1));
     }
     dt__journal_replay_forget();
     dt__sched_destroy(&s);

@@ -76,6 +76,7 @@ s_worker *dt__place_proc_remove(s_task *t) {
   w->processing.v[i] = last;
   last->proc_idx = (uint32_t)i;
   t->processing_on = NULL;
+  t->proc_idx = 0; /* the union (state.h) is left zero */
   if (t->seceded) { /* tasks from tasks: it no longer runs there */
     t->seceded = false;
     w->long_running--;

@@ -157,7 +157,7 @@ static int tasks_of(q_ctx *q, const dt_value *keys, dt_vec *out, bool memory_onl
     return 0;
   }
   for (size_t i = 0; i < srv->s.tasks.cap; i++) {
-    s_task *t = srv->s.tasks.slots[i].key ? srv->s.tasks.slots[i].val : NULL;
+    s_task *t = srv->s.tasks.slots[i].t;
     if (!t || (memory_only && t->state != TS_MEMORY)) continue;
     if (out->len >= DT_QUERY_MAX) return too_many(q);
     dt__vec_push(out, t);
@@ -200,7 +200,7 @@ static int q_has_what(q_ctx *q) {
   for (size_t i = 0; i < ws.len; i++) lists[i] = dt_list_new();
   size_t total = 0;
   for (size_t i = 0; i < srv->s.tasks.cap && total <= DT_QUERY_MAX; i++) {
-    s_task *t = srv->s.tasks.slots[i].key ? srv->s.tasks.slots[i].val : NULL;
+    s_task *t = srv->s.tasks.slots[i].t;
     for (uint32_t h = 0; t && h < t->who_has.len; h++)
       for (size_t k = 0; k < ws.len; k++)
         if (t->who_has.v[h] == ws.v[k]) dt_list_push(lists[k], dt_str(t->key)), total++;

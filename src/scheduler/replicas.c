@@ -144,8 +144,8 @@ int dt__sched_rebalance(sched *s, s_task **keys, size_t nkeys, s_worker **target
     for (size_t i = 0; i < nkeys; i++) dt__vec_push(&ts, keys[i]);
   } else {
     for (size_t i = 0; i < s->tasks.cap; i++)
-      if (s->tasks.slots[i].key && ((s_task *)s->tasks.slots[i].val)->state == TS_MEMORY)
-        dt__vec_push(&ts, s->tasks.slots[i].val);
+      if (s->tasks.slots[i].t && s->tasks.slots[i].t->state == TS_MEMORY)
+        dt__vec_push(&ts, s->tasks.slots[i].t);
   }
   double *load = dt__xcalloc(ws.len, sizeof(double)), total = 0;
   for (size_t k = 0; k < ts.len; k++) {

@@ -74,7 +74,8 @@ dt_value *dt__query_task_spec(const dt_value *key, bool root, char *err, size_t 
     t = d;
   }
   dt_value *spec = NULL, *out = dt_map_new(), *deps = dt_list_new();
-  if (!out || !deps || dt__payload_decode(&t->spec, &spec) != 0) {
+  dt_payload sp = dt__task_spec(t);
+  if (!out || !deps || dt__payload_decode(&sp, &spec) != 0) {
     dt_value_free(out);
     dt_value_free(deps);
     snprintf(err, errcap, "the spec of task '%s' cannot be read", t->key);

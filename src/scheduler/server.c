@@ -84,9 +84,9 @@ static void on_trim(uv_timer_t *h) {
   (void)h;
   size_t n = srv->s.tasks.len;
   if (srv->trim_high >= 4096 && n < srv->trim_high / 2) {
-    dt__smap_shrink(&srv->s.tasks);
+    dt__tmap_shrink(&srv->s.tasks);
     for (size_t i = 0; i < srv->s.clients.len; i++) /* what they want went too */
-      dt__smap_shrink(&((s_client *)srv->s.clients.v[i])->wants);
+      dt__tmap_shrink(&((s_client *)srv->s.clients.v[i])->wants);
     malloc_trim(0);
     srv->trim_high = n;
   }
@@ -451,11 +451,11 @@ int dt__sched_fuzz(const uint8_t *data, size_t size) {
   if (srv->s.tasks.len != 0) { /* everyone left: nothing may be held */
     fprintf(stderr, "scheduler holds %zu tasks after every peer left\n", srv->s.tasks.len);
     for (size_t i = 0; i < srv->s.tasks.cap; i++)
-      if (srv->s.tasks.slots[i].key) {
-        s_task *t = srv->s.tasks.slots[i].val;
+      if (srv->s.tasks.slots[i].t) {
+        s_task *t = srv->s.tasks.slots[i].t;
         fprintf(stderr, "  %s: %s, wanted by %u, waiters %u, dependents %zu, holds_deps %d\n",
                 t->key, dt__task_state_name(t->state), t->wanted_by.len, t->waiters,
-                t->dependents.len, t->holds_deps);
+                (size_t)t->dependents.len, t->holds_deps);
       }
     abort();
   }

@@ -67,7 +67,7 @@ void dt__task_transition(sched *s, s_task *t, s_task_state to) {
 /* ---------------------------------------------------------------- tasks */
 
 s_task *dt__sched_get_task(sched *s, const char *key, uint32_t klen) {
-  return dt__smap_get(&s->tasks, key, klen);
+  return dt__tmap_get(&s->tasks, key, klen);
 }
 
 static s_func *func_new(const char *f, uint32_t flen) {
@@ -93,9 +93,35 @@ static const char *intern(sched *s, const char *f, uint32_t flen) {
   return have;
 }
 
-s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {
-  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1);
+/* spec_inline: where a task's spec body lives when it is in the task's own
+ * allocation (after the key's NUL) */
+static char *spec_inline(const s_task *t) { return (char *)t->key + t->klen + 1; }
+
+s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
+                          uint32_t flen, dt_payload *spec) {
+  /* a spec with no frames (nearly all) goes inside the task's allocation,
+   * after the key: one malloc (and its header and rounding) less per task */
+  size_t extra = spec && spec->nframes == 0 ? spec->len : 0;
+  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1 + extra);
   memcpy(t->key, key, klen);
+  t->klen = klen;
+  if (spec && spec->len > DT_MAX_BODY) { /* no message or journal record holds one */
+    fprintf(stderr, "dtask scheduler: task '%.*s' has a spec of %zu bytes\n", (int)klen, key,
+            spec->len);
+    abort();
+  }
+  if (spec && spec->nframes == 0) {
+    if (extra) memcpy(spec_inline(t), spec->body, extra);
+    t->spec_body = spec_inline(t);
+    t->spec_len = (uint32_t)extra;
+    dt__payload_clear(spec);
+  } else if (spec) { /* moved, frames and all */
+    t->spec_body = spec->body;
+    t->spec_len = (uint32_t)spec->len;
+    t->spec_frames = spec->frames;
+    t->spec_nframes = spec->nframes;
+    memset(spec, 0, sizeof(*spec));
+  }
   t->klen = klen;
   t->func = intern(s, func, flen);
   dt__vec1_init(&t->wanted_by);
@@ -103,8 +129,12 @@ s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func,
   t->state = TS_RELEASED;
   s->count[TS_RELEASED]++;
   DT_FUNC_OF(t->func)->count[TS_RELEASED]++;
-  dt__smap_put(&s->tasks, t->key, klen, t);
+  dt__tmap_put(&s->tasks, t);
   return t;
+}
+
+s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {
+  return dt__task_new_spec(s, key, klen, func, flen, NULL);
 }
 
 s_task_rare *dt__task_rare(s_task *t) {
@@ -113,9 +143,12 @@ s_task_rare *dt__task_rare(s_task *t) {
 }
 
 void dt__task_free(s_task *t) {
-  dt__payload_clear(&t->spec);
+  if (t->spec_body != spec_inline(t)) { /* not in the task (no frames then) */
+    dt_payload p = dt__task_spec(t);
+    dt__payload_clear(&p);
+  }
   free(t->deps);
-  dt__vec_free(&t->dependents);
+  dt__tvec_free(&t->dependents);
   dt__vec1_free(&t->wanted_by);
   dt__vec1_free(&t->who_has);
   s_task_rare *r = t->rare;
@@ -135,8 +168,8 @@ void dt__task_free(s_task *t) {
 /* forget: t (RELEASED or ERRED, no dependents) leaves the graph; its memory
  * stays until the events naming it are drained */
 static void forget(sched *s, s_task *t) {
-  for (uint32_t i = 0; i < t->ndeps; i++) dt__vec_remove(&t->deps[i]->dependents, t);
-  dt__smap_del(&s->tasks, t->key, t->klen);
+  for (uint32_t i = 0; i < t->ndeps; i++) dt__tvec_remove(&t->deps[i]->dependents, t);
+  dt__tmap_del(&s->tasks, t->key, t->klen);
   dt__task_transition(s, t, TS_FORGOTTEN);
   dt__vec_push(&s->dead_tasks, t);
 }
@@ -394,18 +427,43 @@ void dt__task_lost(sched *s, s_task *t) {
   }
 }
 
+/* ---------------------------------------------------------------- s_tvec */
+
+void dt__tvec_push(s_tvec *a, void *p) {
+  if (a->len == a->cap) {
+    if (a->cap >= UINT32_MAX / 2) {
+      fprintf(stderr, "dtask scheduler: a task has too many dependents\n");
+      abort();
+    }
+    a->cap = a->cap ? a->cap * 2 : 4;
+    a->v = dt__xrealloc(a->v, (size_t)a->cap * sizeof(*a->v));
+  }
+  a->v[a->len++] = p;
+}
+bool dt__tvec_remove(s_tvec *a, void *p) {
+  for (uint32_t i = 0; i < a->len; i++)
+    if (a->v[i] == p) {
+      a->v[i] = a->v[--a->len];
+      return true;
+    }
+  return false;
+}
+void dt__tvec_free(s_tvec *a) {
+  free(a->v);
+  a->v = NULL;
+  a->len = a->cap = 0;
+}
+
 /* ---------------------------------------------------------------- the sched */
 
 static bool prio_less(const void *a, const void *b) {
   const s_task *x = a, *y = b;
   if (x->priority != y->priority) return x->priority > y->priority;
-  if (x->generation != y->generation) return x->generation < y->generation;
   return x->order < y->order;
 }
 
 void dt__sched_init(sched *s) {
   memset(s, 0, sizeof(*s));
-  dt__smap_init(&s->tasks);
   dt__heap_init(&s->queued, prio_less, offsetof(s_task, heap_idx));
   s->allowed_failures = 3;
   s->overflow_func = func_new("(too many function names)", 25);
@@ -415,8 +473,8 @@ void dt__sched_init(sched *s) {
 int dt__sched_check(const sched *s, char *why, size_t cap) {
   int64_t counts[TS_COUNT] = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
-    if (!s->tasks.slots[i].key) continue;
-    const s_task *t = s->tasks.slots[i].val;
+    if (!s->tasks.slots[i].t) continue;
+    const s_task *t = s->tasks.slots[i].t;
     counts[t->state]++;
     uint32_t waiters = 0;
     for (size_t j = 0; j < t->dependents.len; j++) {
@@ -436,6 +494,14 @@ int dt__sched_check(const sched *s, char *why, size_t cap) {
                  nw);
         return -1;
       }
+    }
+    if (t->state == TS_QUEUED ? !t->heap_idx
+        : t->state == TS_NO_WORKER || t->state == TS_PROCESSING
+            ? false
+            : t->nw_prev || t->nw_next) { /* a union: see state.h */
+      snprintf(why, cap, "task %s (%s) is %s the queue or the no-worker list", t->key,
+               dt__task_state_name(t->state), t->state == TS_QUEUED ? "not in" : "still in");
+      return -1;
     }
     if (t->state == TS_PROCESSING && !t->processing_on) {
       snprintf(why, cap, "task %s processing on no worker", t->key);
@@ -460,8 +526,8 @@ int dt__sched_check(const sched *s, char *why, size_t cap) {
       const s_func *f = DT_FUNC_OF(s->funcs.slots[k].val);
       int64_t fc[TS_COUNT] = {0};
       for (size_t i = 0; i < s->tasks.cap; i++)
-        if (s->tasks.slots[i].key && ((const s_task *)s->tasks.slots[i].val)->func == f->name)
-          fc[((const s_task *)s->tasks.slots[i].val)->state]++;
+        if (s->tasks.slots[i].t && s->tasks.slots[i].t->func == f->name)
+          fc[s->tasks.slots[i].t->state]++;
       for (int st = 0; st < TS_COUNT; st++)
         if (fc[st] != f->count[st]) {
           snprintf(why, cap, "function %s: %s count is %lld, tasks say %lld", f->name,
@@ -480,8 +546,8 @@ void dt__sched_destroy(sched *s) {
   dt__vec_free(&s->dead_peers);
   dt__heap_destroy(&s->queued); /* before the tasks it points to */
   for (size_t i = 0; i < s->tasks.cap; i++)
-    if (s->tasks.slots[i].key) dt__task_free(s->tasks.slots[i].val);
-  dt__smap_destroy(&s->tasks);
+    if (s->tasks.slots[i].t) dt__task_free(s->tasks.slots[i].t);
+  dt__tmap_destroy(&s->tasks);
   dt__smap_destroy(&s->ahead);
   for (size_t i = 0; i < s->funcs.cap; i++)
     if (s->funcs.slots[i].key) free(DT_FUNC_OF(s->funcs.slots[i].val));

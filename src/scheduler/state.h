@@ -81,15 +81,32 @@ typedef struct s_task_rare {
 extern const s_task_rare dt__no_rare;
 #define RARE(t) ((t)->rare ? (const s_task_rare *)(t)->rare : &dt__no_rare)
 
-typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes */
+/* A vector of tasks with 32-bit counts (16 bytes; read it like dt_vec):
+ * a task's dependents.  dt__tvec_* are dt__vec_*'s. */
+typedef struct {
+  void **v;
+  uint32_t len, cap;
+} s_tvec;
+void dt__tvec_push(s_tvec *a, void *p);
+bool dt__tvec_remove(s_tvec *a, void *p);
+void dt__tvec_free(s_tvec *a);
+
+typedef struct s_task { /* 184 bytes (4 of them padding) */
   uint32_t klen;
   uint32_t ndeps;
   const char *func;  /* interned: sched->funcs owns it */
-  dt_payload spec; /* [args, kwargs]; kept for retries and recomputation */
+  /* the spec, [args, kwargs], kept for retries and recomputation: a
+   * dt_payload in 24 bytes (read it with dt__task_spec); its body is in the
+   * task's own allocation, after the key, when it has no frames */
+  char *spec_body;
+  dt_frame *spec_frames;
+  uint32_t spec_len; /* <= DT_MAX_BODY */
+  uint32_t spec_nframes;
   struct s_task **deps;
-  dt_vec dependents;
+  s_tvec dependents;
   uint32_t nwaiting;  /* dependencies not in memory */
   uint32_t waiters;   /* dependents that still need this result */
+  int32_t retries;     /* the user's: runs left after a failure */
   uint8_t state;      /* s_task_state */
   bool holds_deps : 1;  /* counted in each dependency's waiters */
   bool send_inline : 1; /* a client waits for the result: send it when small */
@@ -97,17 +114,23 @@ typedef struct s_task { /* fields ordered so that none needs padding: 224 bytes 
   bool ahead : 1;       /* WAITING, sent ahead to its only dependency's worker (speculate.c) */
   bool ahead_deps : 1;  /* some dependents were sent ahead behind it (speculate.c) */
   uint8_t suspicious; /* workers that died while running it (KilledWorker) */
-  uint32_t proc_idx;  /* index in processing_on->processing */
   dt_vec1 wanted_by;  /* clients (struct s_client *) */
-  struct s_worker *processing_on;
   dt_vec1 who_has;    /* workers holding the result */
   uint64_t nbytes;
   int32_t priority;   /* clamped to 32 bits when the graph arrives */
-  int32_t retries;     /* the user's: runs left after a failure */
-  uint64_t generation, order;
+  uint64_t order; /* run order: graph order, increasing across graphs */
   struct s_task_rare *rare; /* NULL until a task needs one; read via RARE() */
-  size_t heap_idx;
-  struct s_task *nw_prev, *nw_next; /* no-worker list */
+  union { /* what only one state needs (place.c); each leaves its fields
+           * zero when the task leaves that state (dt__sched_check checks) */
+    size_t heap_idx; /* QUEUED: where it is in sched->queued (0: nowhere) */
+    struct {
+      struct s_task *nw_prev, *nw_next; /* NO_WORKER: the no-worker list */
+    };
+    struct { /* PROCESSING (NULL and 0 for a moment once its worker reported) */
+      struct s_worker *processing_on;
+      uint32_t proc_idx;  /* index in processing_on->processing */
+    };
+  };
   /* transient marks for graph traversals */
   uint64_t mark;
   char key[]; /* NUL-terminated, in the task's own allocation */
@@ -148,12 +171,31 @@ typedef struct s_worker {
                      until the worker says TASK_RELEASED (or reports it) */
 } s_worker;
 
+/* s_tmap: tasks by their own key (taskmap.c): 16 bytes a slot where
+ * dt_smap takes 24.  Iterate: for (i < cap) if (slots[i].t) ... */
+typedef struct {
+  struct s_task *t; /* NULL: empty */
+  uint32_t hash;
+} s_tmap_slot;
+typedef struct {
+  s_tmap_slot *slots;
+  size_t cap; /* power of two or 0 */
+  size_t len;
+} s_tmap;
+struct s_task *dt__tmap_get(const s_tmap *m, const char *key, uint32_t klen);
+/* dt__tmap_put: inserts t under its key, or replaces the task with that key
+ * (returned); NULL if there was none. */
+struct s_task *dt__tmap_put(s_tmap *m, struct s_task *t);
+struct s_task *dt__tmap_del(s_tmap *m, const char *key, uint32_t klen);
+void dt__tmap_shrink(s_tmap *m); /* fit the table to its entries */
+void dt__tmap_destroy(s_tmap *m);
+
 typedef struct s_client {
   int kind; /* PEER_CLIENT */
   uint32_t id;
   char *name;
   void *conn;    /* the server's handle for its connection (opaque here) */
-  dt_smap wants; /* key -> s_task */
+  s_tmap wants;  /* key -> s_task (taskmap.c) */
   bool gone;     /* removed: freed when the events are drained */
 } s_client;
 
@@ -207,12 +249,11 @@ typedef struct s_event {
 } s_event;
 
 typedef struct sched {
-  dt_smap tasks;
+  s_tmap tasks; /* key -> s_task (taskmap.c) */
   dt_vec workers, clients;
   dt_heap queued;
   s_task *nw_head;         /* no-worker tasks */
   s_worker *free_head, *free_tail; /* workers with free slots, round robin */
-  uint64_t generation;
   uint64_t order_counter; /* graph order across batches */
   uint64_t mark_epoch;
   int64_t count[TS_COUNT];
@@ -261,6 +302,17 @@ typedef struct {
   uint32_t nres;
   double timeout; /* seconds one run may take; 0: none */
 } s_newtask;
+
+/* dt__task_spec: t's spec as a dt_payload (borrowed: t owns it) */
+static inline dt_payload dt__task_spec(const struct s_task *t) {
+  return (dt_payload){t->spec_body, t->spec_len, t->spec_frames, t->spec_nframes};
+}
+/* dt__task_new_spec: dt__task_new (sched_int.h) with the task's spec moved
+ * in from *spec (cleared): a spec with no frames is copied into the task's
+ * own allocation, after its key (t->spec_body points there; dt__task_free
+ * knows), and its own buffer freed. */
+struct s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
+                                 uint32_t flen, dt_payload *spec);
 
 /* Every dt__sched_* event below runs on the scheduler's loop thread, may
  * append events to s's queue, and returns nothing to check: the handlers

@@ -703,10 +703,10 @@ static void test_random_events_keep_invariants(void **state) {
   check();
   if (getenv("DEBUG_LEAK"))
     for (size_t i = 0, shown = 0; i < S.tasks.cap && shown < 12; i++) {
-      if (!S.tasks.slots[i].key) continue;
-      s_task *t = S.tasks.slots[i].val;
+      if (!S.tasks.slots[i].t) continue;
+      s_task *t = S.tasks.slots[i].t;
       fprintf(stderr, "left: %s state=%s wanted=%u waiters=%u dependents=%zu deps=%u holds=%d\n", t->key,
-              dt__task_state_name(t->state), t->wanted_by.len, t->waiters, t->dependents.len, t->ndeps, t->holds_deps);
+              dt__task_state_name(t->state), t->wanted_by.len, t->waiters, (size_t)t->dependents.len, t->ndeps, t->holds_deps);
       shown++;
     }
   assert_int_equal(S.tasks.len, 0);

@@ -108,8 +108,8 @@ void dt__sched_remove_worker(sched *s, s_worker *w, bool suspicious) {
    * O(tasks) on a rare event. */
   dt_vec lost = {0};
   for (size_t i = 0; i < s->tasks.cap; i++) {
-    s_task *t = s->tasks.slots[i].val;
-    if (!s->tasks.slots[i].key || !dt__vec1_remove(&t->who_has, w)) continue;
+    s_task *t = s->tasks.slots[i].t;
+    if (!t || !dt__vec1_remove(&t->who_has, w)) continue;
     if (t->who_has.len == 0 && t->state == TS_MEMORY) dt__vec_push(&lost, t);
   }
   for (size_t i = 0; i < lost.len; i++) dt__task_lost(s, lost.v[i]);
@@ -165,8 +165,8 @@ int dt__sched_retire_worker(sched *s, s_worker *w) {
   /* O(tasks), on a rare event: the results only w holds that are needed */
   int moving = 0;
   for (size_t i = 0; i < s->tasks.cap; i++) {
-    s_task *t = s->tasks.slots[i].val;
-    if (!s->tasks.slots[i].key || t->state != TS_MEMORY || t->who_has.len != 1 ||
+    s_task *t = s->tasks.slots[i].t;
+    if (!t || t->state != TS_MEMORY || t->who_has.len != 1 ||
         t->who_has.v[0] != w || (!t->wanted_by.len && !t->waiters))
       continue;
     if (!to) return -1;

@@ -54,22 +54,22 @@ static inline char *wint(char *p, int64_t i) {
 
 void dt__hot_compute_task(dt_wbuf *w, const s_task *t, bool ahead) {
   size_t flen = strlen(t->func);
-  char *p = dt__wbuf_reserve(w, 2 + 5 + t->klen + 5 + flen + 5);
+  dt_payload spec = dt__task_spec(t);
+  /* the head, the spec when it has no frames, the deps' count */
+  size_t body = spec.nframes ? 0 : 5 + spec.len + 9 + 1;
+  char *p = dt__wbuf_reserve(w, 2 + 5 + t->klen + 5 + flen + body + 5);
   p = head(w, p, DT_OP_COMPUTE_TASK, AR_COMPUTE);
   p = str(p, t->key, t->klen);
   p = str(p, t->func, (uint32_t)flen);
-  done(w, p);
-  dt_payload spec = dt__task_spec(t);
   if (spec.nframes) {
+    done(w, p);
     dt__wb_payload(w, &spec);
+    p = dt__wbuf_reserve(w, 5);
   } else {
-    p = dt__wbuf_reserve(w, 5 + spec.len + 9 + 1);
     p = spec.len ? mp_encode_bin(p, spec.body, spec.len) : mp_encode_binl(p, 0);
     p = mp_encode_uint(p, w->nframes); /* first frame: as dt__wb_payload writes it */
     *p++ = 0;                          /* no frames */
-    done(w, p);
   }
-  p = dt__wbuf_reserve(w, 5);
   done(w, mp_encode_array(p, t->ndeps));
   for (uint32_t i = 0; i < t->ndeps; i++) {
     const s_task *d = t->deps[i];
@@ -87,18 +87,22 @@ void dt__hot_compute_task(dt_wbuf *w, const s_task *t, bool ahead) {
       done(w, str(p, a, (uint32_t)alen));
     }
   }
+  /* the tail: priority, resources, timeout */
   const s_task_rare *r = RARE(t);
-  p = dt__wbuf_reserve(w, 9 + 5);
+  p = dt__wbuf_reserve(w, 9 + 5 + 9);
   p = wint(p, t->priority);
   p = mp_encode_map(p, r->nres);
-  done(w, p);
-  for (uint32_t i = 0; i < r->nres; i++) {
-    size_t nlen = strlen(r->res_names[i]);
-    p = dt__wbuf_reserve(w, 5 + nlen + 9);
-    p = str(p, r->res_names[i], (uint32_t)nlen);
-    done(w, mp_encode_double(p, r->res_amounts[i]));
+  if (r->nres) {
+    for (uint32_t i = 0; i < r->nres; i++) {
+      done(w, p);
+      size_t nlen = strlen(r->res_names[i]);
+      p = dt__wbuf_reserve(w, 5 + nlen + 9);
+      p = str(p, r->res_names[i], (uint32_t)nlen);
+      p = mp_encode_double(p, r->res_amounts[i]);
+    }
+    done(w, p);
+    p = dt__wbuf_reserve(w, 9);
   }
-  p = dt__wbuf_reserve(w, 9);
   done(w, mp_encode_double(p, r->timeout));
 }
 

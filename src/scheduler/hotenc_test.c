@@ -163,8 +163,8 @@ static void test_free_keys(void **st) {
 static void test_key_in_memory(void **st) {
   (void)st;
   static const uint32_t wlens[] = {0, 14, 31, 32, 255, 256};
-  static const uint64_t sizes[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295u, 4294967296ull,
-                                   UINT64_MAX};
+  static const uint64_t sizes[] = {0,     1,     127,         128,           255,       256,
+                                   65535, 65536, 4294967295u, 4294967296ull, UINT64_MAX};
   static const int64_t ilens[] = {-1, 0, 1, 31, 32, 255, 256, DT_INLINE_MAX, 65535, 65536};
   int total = 0;
   for (size_t i = 0; i < NKL; i++)
@@ -229,7 +229,8 @@ static void test_compute_task(void **st) {
           }
           t->deps = deps + (i % 3);
           t->ndeps = ndeps[d];
-          t->priority = prios[(i * 7 + s * 3 + d + (size_t)var) % (sizeof(prios) / sizeof(prios[0]))];
+          size_t np = sizeof(prios) / sizeof(prios[0]);
+          t->priority = prios[(i * 7 + s * 3 + d + (size_t)var) % np];
           s_task_rare rare;
           memset(&rare, 0, sizeof(rare));
           if (var >= 1) { /* resources, a timeout */
@@ -277,8 +278,9 @@ static void test_interleaved(void **st) {
   for (int i = 0; i < 50; i++) {
     ref_compute(&a, t, i % 5 == 0);
     dt__hot_compute_task(&b, t, i % 5 == 0);
-    ref_in_memory(&a, t->key, t->klen, w.address, (uint64_t)i, i % 2 ? buf : NULL, (uint32_t)i);
-    dt__hot_key_in_memory(&b, t->key, t->klen, w.address, (uint64_t)i, i % 2 ? buf : NULL, (uint32_t)i);
+    const char *inl = i % 2 ? buf : NULL;
+    ref_in_memory(&a, t->key, t->klen, w.address, (uint64_t)i, inl, (uint32_t)i);
+    dt__hot_key_in_memory(&b, t->key, t->klen, w.address, (uint64_t)i, inl, (uint32_t)i);
     ref_free(&a, d->key, d->klen);
     dt__hot_free_key(&b, d->key, d->klen);
   }

@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 
+#include "../proto/alloc.h"
 #include "conn_int.h"
 
 /* ---------------------------------------------------------------- dt_net */
@@ -172,7 +173,9 @@ dt_wbuf *dt__conn_out(dt_conn *c) {
     c->dirty_next = c->net->dirty;
     c->net->dirty = c;
   }
-  if (!c->out.cap && c->out_hint) dt__wbuf_reserve(&c->out, c->out_hint);
+  /* best effort: out of memory here, the writes grow it (or the client's
+   * checked reservation fails) as before */
+  if (!c->out.cap && c->out_hint) (void)dt__wbuf_try_reserve(&c->out, c->out_hint, 0);
   return &c->out;
 }
 

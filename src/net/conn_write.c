@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 
+#include "../proto/alloc.h"
 #include "conn_int.h"
 
 /* ---------------------------------------------------------------- dt_net */
@@ -100,6 +101,7 @@ static void on_written_locked(uv_write_t *req, int status) {
 
 static void write_batch(dt_conn *c, dt_wbuf *w) {
   size_t hl = 8 + 8 * (size_t)w->nframes;
+  c->out_hint = w->len < DT_OUT_HINT_MAX ? w->len : DT_OUT_HINT_MAX;
   write_req *wr = dt__xmalloc(sizeof(*wr) + hl);
   wr->w = *w;
   dt__wbuf_init(w);
@@ -171,6 +173,9 @@ dt_wbuf *dt__conn_out(dt_conn *c) {
     c->dirty_next = c->net->dirty;
     c->net->dirty = c;
   }
+  /* best effort: out of memory here, the writes grow it (or the client's
+   * checked reservation fails) as before */
+  if (!c->out.cap && c->out_hint) (void)dt__wbuf_try_reserve(&c->out, c->out_hint, 0);
   return &c->out;
 }
 

@@ -160,7 +160,12 @@ struct dt_conn {
    * flush call close_open first (cleared before the call), so that the
    * message is complete before anything else is appended or it is sent */
   void (*close_open)(dt_conn *c);
+  /* the last batch's body length, at most DT_OUT_HINT_MAX: the next batch's
+   * buffer is reserved at that size once, instead of growing from 256 bytes
+   * by doubling (reallocs and copies) message after message */
+  size_t out_hint;
 };
+#define DT_OUT_HINT_MAX (1u << 20)
 
 /* dt__conn_admit: the peer introduced itself properly: lift the limits for
  * strangers (DT_PREADMIT_MAX_BODY, no frames). */

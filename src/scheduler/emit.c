@@ -1,44 +1,18 @@
 /*
  * emit.c -- the state machine's events (state.h) as messages: each event
  * in the queue is encoded with the checked encoder (proto/msg.h) onto its
- * peer's connection; net/ sends what a connection collected in one loop
- * turn as one batch.  Events for a peer that left meanwhile are dropped,
- * and so is a COMPUTE_TASK whose task no longer runs there (a FREE_KEYS for
- * it follows in the queue).
+ * peer's connection, except COMPUTE_TASK, KEY_IN_MEMORY and FREE_KEYS (a
+ * few per task: hotenc.c's raw writers, same bytes); net/ sends what a
+ * connection collected in one loop turn as one batch.  Events for a peer
+ * that left meanwhile are dropped, and so is a COMPUTE_TASK whose task no
+ * longer runs there (a FREE_KEYS for it follows in the queue).
  */
 #include <string.h>
 
+#include "hotenc.h"
 #include "server.h"
 
 static const char *unknown_msg = "key is not known to the scheduler (released, or from a closed client)";
-
-/* ahead: the task's one dependency is being computed on that worker: no
- * holder named (speculate.c) */
-static void compute(dt_conn *conn, const s_task *t, bool ahead) {
-  dt_enc e;
-  dt__e_begin(&e, dt__conn_out(conn), DT_OP_COMPUTE_TASK);
-  dt__e_str(&e, t->key, t->klen);
-  dt__e_cstr(&e, t->func);
-  dt_payload spec = dt__task_spec(t);
-  dt__e_payload(&e, &spec);
-  dt__e_list(&e, t->ndeps);
-  for (uint32_t i = 0; i < t->ndeps; i++) {
-    const s_task *d = t->deps[i];
-    dt__e_rec(&e);
-    dt__e_str(&e, d->key, d->klen);
-    dt__e_uint(&e, d->nbytes);
-    dt__e_list(&e, ahead ? 0 : (uint32_t)d->who_has.len);
-    for (size_t j = 0; !ahead && j < d->who_has.len; j++) dt__e_cstr(&e, ((s_worker *)d->who_has.v[j])->address);
-  }
-  dt__e_int(&e, t->priority);
-  dt__e_map(&e, RARE(t)->nres);
-  for (uint32_t i = 0; i < RARE(t)->nres; i++) {
-    dt__e_cstr(&e, RARE(t)->res_names[i]);
-    dt__e_double(&e, RARE(t)->res_amounts[i]);
-  }
-  dt__e_double(&e, RARE(t)->timeout);
-  dt__e_end(&e);
-}
 
 static void key_erred(dt_conn *conn, const char *key, uint32_t klen, int code, const char *origin,
                       uint32_t olen, const char *func, const char *worker, const char *msg) {
@@ -65,17 +39,15 @@ static void encode(const sched *s, const s_event *ev) {
   dt_enc e;
   switch (ev->kind) {
   case SEV_COMPUTE:
-    if (t->state == TS_PROCESSING && t->processing_on == ev->worker) compute(conn, t, false);
+    if (t->state == TS_PROCESSING && t->processing_on == ev->worker)
+      dt__hot_compute_task(dt__conn_out(conn), t, false);
     else dt__ghost_del((sched *)s, ev->worker, key, klen); /* never sent: nothing runs there */
     break;
   case SEV_AHEAD: /* sent whatever became of it: a FREE follows if it was withdrawn */
-    compute(conn, t, true);
+    dt__hot_compute_task(dt__conn_out(conn), t, true); /* ahead: no holder named (speculate.c) */
     break;
   case SEV_FREE:
-    dt__e_begin(&e, dt__conn_out(conn), DT_OP_FREE_KEYS);
-    dt__e_list(&e, 1);
-    dt__e_str(&e, key, klen);
-    dt__e_end(&e);
+    dt__hot_free_key(dt__conn_out(conn), key, klen);
     break;
   case SEV_ACQUIRE:
     dt__e_begin(&e, dt__conn_out(conn), DT_OP_ACQUIRE);
@@ -88,13 +60,8 @@ static void encode(const sched *s, const s_event *ev) {
     dt__e_end(&e);
     break;
   case SEV_IN_MEMORY:
-    dt__e_begin(&e, dt__conn_out(conn), DT_OP_KEY_IN_MEMORY);
-    dt__e_str(&e, key, klen);
-    dt__e_cstr(&e, ev->other ? ev->other->address : "");
-    dt__e_uint(&e, t->nbytes);
-    if (ev->inline_) dt__e_bin(&e, ev->inline_, ev->ilen);
-    else dt__e_nil(&e);
-    dt__e_end(&e);
+    dt__hot_key_in_memory(dt__conn_out(conn), key, klen, ev->other ? ev->other->address : "",
+                          t->nbytes, ev->inline_, ev->ilen);
     break;
   case SEV_ERRED: {
     const s_task_rare *r = RARE(t);

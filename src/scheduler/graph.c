@@ -104,11 +104,13 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
     s_newtask *nt = &nts[i];
     s_task *t = dt__sched_get_task(s, nt->key, nt->klen);
     if (t) {
-      dt__payload_clear(&nt->spec);
+      if (!nt->spec_borrowed) dt__payload_clear(&nt->spec);
       batch[i] = t;
       continue;
     }
-    t = dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
+    t = nt->spec_borrowed
+            ? dt__task_new_body(s, nt->key, nt->klen, nt->func, nt->flen, nt->spec.body, (uint32_t)nt->spec.len)
+            : dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
     t->priority = nt->priority;
     t->retries = nt->retries;
     if (nt->timeout > 0) dt__task_rare(t)->timeout = nt->timeout;

@@ -301,6 +301,7 @@ typedef struct {
   double *res_amounts;
   uint32_t nres;
   double timeout; /* seconds one run may take; 0: none */
+  bool spec_borrowed; /* spec (no frames) points into the message: copied, never freed */
 } s_newtask;
 
 /* dt__task_spec: t's spec as a dt_payload (borrowed: t owns it) */
@@ -313,6 +314,10 @@ static inline dt_payload dt__task_spec(const struct s_task *t) {
  * knows), and its own buffer freed. */
 struct s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
                                  uint32_t flen, dt_payload *spec);
+/* dt__task_new_body: the same with a frameless spec body[0..len) copied
+ * (borrowed: the caller keeps it) */
+struct s_task *dt__task_new_body(sched *s, const char *key, uint32_t klen, const char *func,
+                                 uint32_t flen, const char *body, uint32_t len);
 
 /* Every dt__sched_* event below runs on the scheduler's loop thread, may
  * append events to s's queue, and returns nothing to check: the handlers

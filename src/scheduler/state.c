@@ -100,7 +100,7 @@ static char *spec_inline(const s_task *t) { return (char *)t->key + t->klen + 1;
 /* task_make: a new task with the frameless spec body[0..len) copied after
  * its key (len 0: none), in RELEASED, in s->tasks */
 static s_task *task_make(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen,
-                         const char *body, size_t len) {
+                         const char *body, size_t len, const uint32_t *hash) {
   if (len > DT_MAX_BODY) { /* no message or journal record holds one */
     fprintf(stderr, "dtask scheduler: task '%.*s' has a spec of %zu bytes\n", (int)klen, key, len);
     abort();
@@ -117,7 +117,8 @@ static s_task *task_make(sched *s, const char *key, uint32_t klen, const char *f
   t->state = TS_RELEASED;
   s->count[TS_RELEASED]++;
   DT_FUNC_OF(t->func)->count[TS_RELEASED]++;
-  dt__tmap_put(&s->tasks, t);
+  if (hash) dt__tmap_add_new(&s->tasks, t, *hash); /* known to be new */
+  else dt__tmap_put(&s->tasks, t);
   return t;
 }
 
@@ -126,7 +127,7 @@ s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *
   /* a spec with no frames (nearly all) goes inside the task's allocation,
    * after the key: one malloc (and its header and rounding) less per task */
   if (!spec || spec->nframes == 0) {
-    s_task *t = task_make(s, key, klen, func, flen, spec ? spec->body : NULL, spec ? spec->len : 0);
+    s_task *t = task_make(s, key, klen, func, flen, spec ? spec->body : NULL, spec ? spec->len : 0, NULL);
     if (!spec) t->spec_body = NULL; /* no spec at all (dt__task_new) */
     dt__payload_clear(spec);
     return t;
@@ -136,7 +137,7 @@ s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *
             spec->len);
     abort();
   }
-  s_task *t = task_make(s, key, klen, func, flen, NULL, 0);
+  s_task *t = task_make(s, key, klen, func, flen, NULL, 0, NULL);
   t->spec_body = spec->body; /* moved, frames and all */
   t->spec_len = (uint32_t)spec->len;
   t->spec_frames = spec->frames;
@@ -145,9 +146,9 @@ s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *
   return t;
 }
 
-s_task *dt__task_new_body(sched *s, const char *key, uint32_t klen, const char *func,
+s_task *dt__task_new_body(sched *s, const char *key, uint32_t klen, uint32_t h, const char *func,
                           uint32_t flen, const char *body, uint32_t len) {
-  return task_make(s, key, klen, func, flen, body, len);
+  return task_make(s, key, klen, func, flen, body, len, &h);
 }
 
 s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {

@@ -201,6 +201,46 @@ size_t dt__taskdef_bound(const dt__taskdef *t) {
   return b;
 }
 
+void dt__taskdef_enc(dt_enc *e, const dt__taskdef *t) {
+  dt__e_rec(e);
+  dt__e_cstr(e, t->key);
+  dt__e_cstr(e, t->func);
+  dt__e_payload(e, &t->spec);
+  dt__e_list(e, (uint32_t)t->deps.len);
+  for (size_t k = 0; k < t->deps.len; k++) dt__e_cstr(e, t->deps.v[k]);
+  dt__e_int(e, t->opts.priority);
+  dt__e_int(e, t->opts.retries);
+  dt__e_list(e, (uint32_t)t->opts.n_workers);
+  for (size_t k = 0; k < t->opts.n_workers; k++) dt__e_cstr(e, t->opts.workers[k]);
+  dt__e_bool(e, t->opts.allow_other_workers);
+  dt__e_map(e, t->nres);
+  for (uint32_t k = 0; k < t->nres; k++) {
+    dt__e_cstr(e, t->res_names[k]);
+    dt__e_double(e, t->res_amounts[k]);
+  }
+  dt__e_double(e, t->opts.timeout > 0 ? t->opts.timeout : 0);
+}
+
+void dt__taskdef_write(dt_wbuf *w, const dt__taskdef *t) {
+  dt__wb_array(w, dt__recs[DT_REC_task].arity);
+  dt__wb_cstr(w, t->key);
+  dt__wb_cstr(w, t->func);
+  dt__wb_payload(w, &t->spec);
+  dt__wb_array(w, (uint32_t)t->deps.len);
+  for (size_t k = 0; k < t->deps.len; k++) dt__wb_cstr(w, t->deps.v[k]);
+  dt__wb_int(w, t->opts.priority);
+  dt__wb_int(w, t->opts.retries);
+  dt__wb_array(w, (uint32_t)t->opts.n_workers);
+  for (size_t k = 0; k < t->opts.n_workers; k++) dt__wb_cstr(w, t->opts.workers[k]);
+  dt__wb_bool(w, t->opts.allow_other_workers);
+  dt__wb_map(w, t->nres);
+  for (uint32_t k = 0; k < t->nres; k++) {
+    dt__wb_cstr(w, t->res_names[k]);
+    dt__wb_double(w, t->res_amounts[k]);
+  }
+  dt__wb_double(w, t->opts.timeout > 0 ? t->opts.timeout : 0);
+}
+
 /* graph_bound: the most bytes dt__client_send_graph writes, header aside */
 static size_t graph_bound(dt__taskdef *const *tasks, size_t n, const char **wanted, size_t nwanted,
                           uint32_t *nframes) {
@@ -223,26 +263,13 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *const *tasks, size_t n, con
     return dt__err(DT_ENOMEM, "out of memory sending %zu tasks", n);
   dt_enc *e = &o.e;
   dt__e_list(e, (uint32_t)n);
+  /* the first task through the checked encoder (the layout checked against
+   * msgs.h on every send), the others with the raw writers */
   for (size_t i = 0; i < n; i++) {
-    const dt__taskdef *t = tasks[i];
-    dt__e_rec(e);
-    dt__e_cstr(e, t->key);
-    dt__e_cstr(e, t->func);
-    dt__e_payload(e, &t->spec);
-    dt__e_list(e, (uint32_t)t->deps.len);
-    for (size_t k = 0; k < t->deps.len; k++) dt__e_cstr(e, t->deps.v[k]);
-    dt__e_int(e, t->opts.priority);
-    dt__e_int(e, t->opts.retries);
-    dt__e_list(e, (uint32_t)t->opts.n_workers);
-    for (size_t k = 0; k < t->opts.n_workers; k++) dt__e_cstr(e, t->opts.workers[k]);
-    dt__e_bool(e, t->opts.allow_other_workers);
-    dt__e_map(e, t->nres);
-    for (uint32_t k = 0; k < t->nres; k++) {
-      dt__e_cstr(e, t->res_names[k]);
-      dt__e_double(e, t->res_amounts[k]);
-    }
-    dt__e_double(e, t->opts.timeout > 0 ? t->opts.timeout : 0);
+    if (i == 0) dt__taskdef_enc(e, tasks[i]);
+    else dt__taskdef_write(e->w, tasks[i]);
   }
+  if (n > 1) dt__e_recs_raw(e, (uint32_t)(n - 1));
   dt__e_list(e, (uint32_t)nwanted);
   for (size_t i = 0; i < nwanted; i++) dt__e_cstr(e, wanted[i]);
   dt__client_end(&o);

@@ -1,6 +1,6 @@
 /* graphenc_test.c -- UPDATE_GRAPH's task records written with the raw
  * writers (dt__taskdef_write, submit.c: every task of a message but the
- * first) are the bytes the checked encoder writes (dt__taskdef_enc), for
+ * first, and the wanted keys but the first) are the bytes the checked encoder writes (dt__taskdef_enc), for
  * tasks with and without dependencies, options, workers, resources and a
  * timeout; and the message they make reads back with the scheduler's
  * checked decoder, every field as defined. */
@@ -46,9 +46,13 @@ static void encode(dt_wbuf *w, dt__taskdef *d, int n, bool raw) {
     if (i == 0 || !raw) dt__taskdef_enc(&e, &d[i]);
     else dt__taskdef_write(e.w, &d[i]);
   }
-  if (raw && n > 1) dt__e_recs_raw(&e, (uint32_t)(n - 1));
-  dt__e_list(&e, (uint32_t)n);
-  for (int i = 0; i < n; i++) dt__e_cstr(&e, d[i].key);
+  if (raw && n > 1) dt__e_elems_raw(&e, (uint32_t)(n - 1));
+  dt__e_list(&e, (uint32_t)n); /* the wanted keys, as dt__client_send_graph */
+  for (int i = 0; i < n; i++) {
+    if (i == 0 || !raw) dt__e_cstr(&e, d[i].key);
+    else dt__wb_cstr(e.w, d[i].key);
+  }
+  if (raw && n > 1) dt__e_elems_raw(&e, (uint32_t)(n - 1));
   dt__e_end(&e);
 }
 
@@ -95,6 +99,14 @@ static void test_same_bytes(void **st) {
         assert_true(rt.timeout == (d[i].opts.timeout > 0 ? d[i].opts.timeout : 0));
       }
       assert_false(dt__next_task(&tl, &rt));
+      assert_int_equal(m.UPDATE_GRAPH.wanted.n, N);
+      dt_list wl = m.UPDATE_GRAPH.wanted;
+      dt_sv k;
+      for (int i = 0; i < N; i++) {
+        assert_true(dt__next_key(&wl, &k));
+        assert_int_equal(k.len, strlen(d[i].key));
+        assert_memory_equal(k.p, d[i].key, k.len);
+      }
     }
     dt__wbuf_clear(&a);
     dt__wbuf_clear(&b);

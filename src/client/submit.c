@@ -269,9 +269,13 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *const *tasks, size_t n, con
     if (i == 0) dt__taskdef_enc(e, tasks[i]);
     else dt__taskdef_write(e->w, tasks[i]);
   }
-  if (n > 1) dt__e_recs_raw(e, (uint32_t)(n - 1));
+  if (n > 1) dt__e_elems_raw(e, (uint32_t)(n - 1));
   dt__e_list(e, (uint32_t)nwanted);
-  for (size_t i = 0; i < nwanted; i++) dt__e_cstr(e, wanted[i]);
+  for (size_t i = 0; i < nwanted; i++) { /* the same: the first key checked */
+    if (i == 0) dt__e_cstr(e, wanted[i]);
+    else dt__wb_cstr(e->w, wanted[i]);
+  }
+  if (nwanted > 1) dt__e_elems_raw(e, (uint32_t)(nwanted - 1));
   dt__client_end(&o);
   dt__client_wake(c);
   if (dt__task_current && c->task_client) dt__task_current->submitted = true;

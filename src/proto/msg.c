@@ -435,11 +435,11 @@ void dt__e_rec(dt_enc *e) {
   push(e, (dt__enc_frame){ri->fields, ri->nfields, 0, 0, -1, 0, false, 0});
 }
 
-void dt__e_recs_raw(dt_enc *e, uint32_t k) {
+void dt__e_elems_raw(dt_enc *e, uint32_t k) {
   if (e->depth == 0) enc_fail(e, "write after the end");
   dt__enc_frame *f = &e->st[e->depth - 1];
-  if (f->what != 1 || f->kind != DT_K_REC) enc_fail(e, "no list of records here");
-  if (f->left < k) enc_fail(e, "more records than announced");
+  if (f->what != 1) enc_fail(e, "no list here");
+  if (f->left < k) enc_fail(e, "more list elements than announced");
   f->left -= k;
   settle(e);
 }

@@ -232,6 +232,7 @@ typedef struct {
   char **res_names;    /* parsed opts.resources, owned */
   double *res_amounts;
   uint32_t nres;
+  bool func_shared; /* func is another definition's (dt_client_map's): not freed */
 } dt__taskdef;
 /* a task's record of UPDATE_GRAPH (DT_REC_task): with the checked encoder
  * (dt__e_rec and its fields), or the same bytes with the raw writers */

@@ -125,8 +125,18 @@ static int copy_opts(dt__taskdef *out, const dt_submit_opts *opts) {
   return 0;
 }
 
+/* taskdef_make: dt__taskdef_make; shared_func (or NULL): func's copy made
+ * for an earlier definition, which outlives this one (dt_client_map) */
+static int taskdef_make(dt_client *c, const char *func, char *shared_func, dt_value *args,
+                        dt_value *kwargs, const dt_submit_opts *opts, dt__taskdef *out);
+
 int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
                      const dt_submit_opts *opts, dt__taskdef *out) {
+  return taskdef_make(c, func, NULL, args, kwargs, opts, out);
+}
+
+static int taskdef_make(dt_client *c, const char *func, char *shared_func, dt_value *args,
+                        dt_value *kwargs, const dt_submit_opts *opts, dt__taskdef *out) {
   memset(out, 0, sizeof(*out));
   int rc = 0;
   if (!func || !*func || strlen(func) > 256)
@@ -169,7 +179,9 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
     dt__taskdef_clear(out);
     return rc;
   }
-  if (!(out->func = dt__try_strdup(func)) || !(out->key = task_key(func, opts, &out->spec)) ||
+  out->func = shared_func ? shared_func : dt__try_strdup(func);
+  out->func_shared = shared_func != NULL;
+  if (!out->func || !(out->key = task_key(func, opts, &out->spec)) ||
       copy_opts(out, opts) != 0) {
     dt__taskdef_clear(out);
     return dt__err(DT_ENOMEM, "out of memory defining a task of %s", func);
@@ -179,7 +191,7 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
 
 void dt__taskdef_clear(dt__taskdef *t) {
   free(t->key);
-  free(t->func);
+  if (!t->func_shared) free(t->func);
   dt__payload_clear(&t->spec);
   for (size_t i = 0; i < t->deps.len; i++) free(t->deps.v[i]);
   dt__vec_free(&t->deps);
@@ -347,7 +359,8 @@ int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, si
   }
   size_t made = 0;
   for (; made < n; made++) {
-    rc = dt__taskdef_make(c, func, arg_lists[made], NULL, opts, &defs[made]);
+    /* one copy of the function name for the whole map: defs[0]'s, cleared last */
+    rc = taskdef_make(c, func, made ? defs[0].func : NULL, arg_lists[made], NULL, opts, &defs[made]);
     if (rc) break;
   }
   if (rc) {
@@ -355,7 +368,7 @@ int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, si
   } else {
     rc = submit_defs(c, defs, n, out);
   }
-  for (size_t i = 0; i < made; i++) dt__taskdef_clear(&defs[i]);
+  for (size_t i = made; i-- > 0;) dt__taskdef_clear(&defs[i]); /* defs[0] (the function name) last */
   free(defs);
   if (rc)
     for (size_t i = 0; i < n; i++) out[i] = NULL;

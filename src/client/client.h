@@ -232,7 +232,12 @@ typedef struct {
   char **res_names;    /* parsed opts.resources, owned */
   double *res_amounts;
   uint32_t nres;
+  bool func_shared; /* func is another definition's (dt_client_map's): not freed */
 } dt__taskdef;
+/* a task's record of UPDATE_GRAPH (DT_REC_task): with the checked encoder
+ * (dt__e_rec and its fields), or the same bytes with the raw writers */
+void dt__taskdef_enc(dt_enc *e, const dt__taskdef *t);
+void dt__taskdef_write(dt_wbuf *w, const dt__taskdef *t);
 /* dt__taskdef_make: a task definition for func(*args, **kwargs) (args and
  * kwargs consumed on every path); c (may be NULL) checks the futures in the
  * arguments.  0, or an error with message and nothing to clear. */

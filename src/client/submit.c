@@ -125,8 +125,18 @@ static int copy_opts(dt__taskdef *out, const dt_submit_opts *opts) {
   return 0;
 }
 
+/* taskdef_make: dt__taskdef_make; shared_func (or NULL): func's copy made
+ * for an earlier definition, which outlives this one (dt_client_map) */
+static int taskdef_make(dt_client *c, const char *func, char *shared_func, dt_value *args,
+                        dt_value *kwargs, const dt_submit_opts *opts, dt__taskdef *out);
+
 int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *kwargs,
                      const dt_submit_opts *opts, dt__taskdef *out) {
+  return taskdef_make(c, func, NULL, args, kwargs, opts, out);
+}
+
+static int taskdef_make(dt_client *c, const char *func, char *shared_func, dt_value *args,
+                        dt_value *kwargs, const dt_submit_opts *opts, dt__taskdef *out) {
   memset(out, 0, sizeof(*out));
   int rc = 0;
   if (!func || !*func || strlen(func) > 256)
@@ -169,7 +179,9 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
     dt__taskdef_clear(out);
     return rc;
   }
-  if (!(out->func = dt__try_strdup(func)) || !(out->key = task_key(func, opts, &out->spec)) ||
+  out->func = shared_func ? shared_func : dt__try_strdup(func);
+  out->func_shared = shared_func != NULL;
+  if (!out->func || !(out->key = task_key(func, opts, &out->spec)) ||
       copy_opts(out, opts) != 0) {
     dt__taskdef_clear(out);
     return dt__err(DT_ENOMEM, "out of memory defining a task of %s", func);
@@ -179,7 +191,7 @@ int dt__taskdef_make(dt_client *c, const char *func, dt_value *args, dt_value *k
 
 void dt__taskdef_clear(dt__taskdef *t) {
   free(t->key);
-  free(t->func);
+  if (!t->func_shared) free(t->func);
   dt__payload_clear(&t->spec);
   for (size_t i = 0; i < t->deps.len; i++) free(t->deps.v[i]);
   dt__vec_free(&t->deps);
@@ -199,6 +211,46 @@ size_t dt__taskdef_bound(const dt__taskdef *t) {
   for (size_t k = 0; k < t->opts.n_workers; k++) b += DT__WB_STR(strlen(t->opts.workers[k]));
   for (uint32_t k = 0; k < t->nres; k++) b += DT__WB_STR(strlen(t->res_names[k])) + DT__WB_NUM;
   return b;
+}
+
+void dt__taskdef_enc(dt_enc *e, const dt__taskdef *t) {
+  dt__e_rec(e);
+  dt__e_cstr(e, t->key);
+  dt__e_cstr(e, t->func);
+  dt__e_payload(e, &t->spec);
+  dt__e_list(e, (uint32_t)t->deps.len);
+  for (size_t k = 0; k < t->deps.len; k++) dt__e_cstr(e, t->deps.v[k]);
+  dt__e_int(e, t->opts.priority);
+  dt__e_int(e, t->opts.retries);
+  dt__e_list(e, (uint32_t)t->opts.n_workers);
+  for (size_t k = 0; k < t->opts.n_workers; k++) dt__e_cstr(e, t->opts.workers[k]);
+  dt__e_bool(e, t->opts.allow_other_workers);
+  dt__e_map(e, t->nres);
+  for (uint32_t k = 0; k < t->nres; k++) {
+    dt__e_cstr(e, t->res_names[k]);
+    dt__e_double(e, t->res_amounts[k]);
+  }
+  dt__e_double(e, t->opts.timeout > 0 ? t->opts.timeout : 0);
+}
+
+void dt__taskdef_write(dt_wbuf *w, const dt__taskdef *t) {
+  dt__wb_array(w, dt__recs[DT_REC_task].arity);
+  dt__wb_cstr(w, t->key);
+  dt__wb_cstr(w, t->func);
+  dt__wb_payload(w, &t->spec);
+  dt__wb_array(w, (uint32_t)t->deps.len);
+  for (size_t k = 0; k < t->deps.len; k++) dt__wb_cstr(w, t->deps.v[k]);
+  dt__wb_int(w, t->opts.priority);
+  dt__wb_int(w, t->opts.retries);
+  dt__wb_array(w, (uint32_t)t->opts.n_workers);
+  for (size_t k = 0; k < t->opts.n_workers; k++) dt__wb_cstr(w, t->opts.workers[k]);
+  dt__wb_bool(w, t->opts.allow_other_workers);
+  dt__wb_map(w, t->nres);
+  for (uint32_t k = 0; k < t->nres; k++) {
+    dt__wb_cstr(w, t->res_names[k]);
+    dt__wb_double(w, t->res_amounts[k]);
+  }
+  dt__wb_double(w, t->opts.timeout > 0 ? t->opts.timeout : 0);
 }
 
 /* graph_bound: the most bytes dt__client_send_graph writes, header aside */
@@ -223,28 +275,19 @@ int dt__client_send_graph(dt_client *c, dt__taskdef *const *tasks, size_t n, con
     return dt__err(DT_ENOMEM, "out of memory sending %zu tasks", n);
   dt_enc *e = &o.e;
   dt__e_list(e, (uint32_t)n);
+  /* the first task through the checked encoder (the layout checked against
+   * msgs.h on every send), the others with the raw writers */
   for (size_t i = 0; i < n; i++) {
-    const dt__taskdef *t = tasks[i];
-    dt__e_rec(e);
-    dt__e_cstr(e, t->key);
-    dt__e_cstr(e, t->func);
-    dt__e_payload(e, &t->spec);
-    dt__e_list(e, (uint32_t)t->deps.len);
-    for (size_t k = 0; k < t->deps.len; k++) dt__e_cstr(e, t->deps.v[k]);
-    dt__e_int(e, t->opts.priority);
-    dt__e_int(e, t->opts.retries);
-    dt__e_list(e, (uint32_t)t->opts.n_workers);
-    for (size_t k = 0; k < t->opts.n_workers; k++) dt__e_cstr(e, t->opts.workers[k]);
-    dt__e_bool(e, t->opts.allow_other_workers);
-    dt__e_map(e, t->nres);
-    for (uint32_t k = 0; k < t->nres; k++) {
-      dt__e_cstr(e, t->res_names[k]);
-      dt__e_double(e, t->res_amounts[k]);
-    }
-    dt__e_double(e, t->opts.timeout > 0 ? t->opts.timeout : 0);
+    if (i == 0) dt__taskdef_enc(e, tasks[i]);
+    else dt__taskdef_write(e->w, tasks[i]);
   }
+  if (n > 1) dt__e_elems_raw(e, (uint32_t)(n - 1));
   dt__e_list(e, (uint32_t)nwanted);
-  for (size_t i = 0; i < nwanted; i++) dt__e_cstr(e, wanted[i]);
+  for (size_t i = 0; i < nwanted; i++) { /* the same: the first key checked */
+    if (i == 0) dt__e_cstr(e, wanted[i]);
+    else dt__wb_cstr(e->w, wanted[i]);
+  }
+  if (nwanted > 1) dt__e_elems_raw(e, (uint32_t)(nwanted - 1));
   dt__client_end(&o);
   dt__client_wake(c);
   if (dt__task_current && c->task_client) dt__task_current->submitted = true;
@@ -316,7 +359,8 @@ int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, si
   }
   size_t made = 0;
   for (; made < n; made++) {
-    rc = dt__taskdef_make(c, func, arg_lists[made], NULL, opts, &defs[made]);
+    /* one copy of the function name for the whole map: defs[0]'s, cleared last */
+    rc = taskdef_make(c, func, made ? defs[0].func : NULL, arg_lists[made], NULL, opts, &defs[made]);
     if (rc) break;
   }
   if (rc) {
@@ -324,7 +368,7 @@ int dt_client_map(dt_client *c, const char *func, dt_value *const *arg_lists, si
   } else {
     rc = submit_defs(c, defs, n, out);
   }
-  for (size_t i = 0; i < made; i++) dt__taskdef_clear(&defs[i]);
+  for (size_t i = made; i-- > 0;) dt__taskdef_clear(&defs[i]); /* defs[0] (the function name) last */
   free(defs);
   if (rc)
     for (size_t i = 0; i < n; i++) out[i] = NULL;

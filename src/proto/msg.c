@@ -435,6 +435,15 @@ void dt__e_rec(dt_enc *e) {
   push(e, (dt__enc_frame){ri->fields, ri->nfields, 0, 0, -1, 0, false, 0});
 }
 
+void dt__e_elems_raw(dt_enc *e, uint32_t k) {
+  if (e->depth == 0) enc_fail(e, "write after the end");
+  dt__enc_frame *f = &e->st[e->depth - 1];
+  if (f->what != 1) enc_fail(e, "no list here");
+  if (f->left < k) enc_fail(e, "more list elements than announced");
+  f->left -= k;
+  settle(e);
+}
+
 /* ---------------------------------------------------------------- docs */
 
 static void doc_fields(FILE *out, const dt_msg_info *mi) {

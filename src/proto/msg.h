@@ -173,6 +173,11 @@ void dt__e_empty_payload(dt_enc *e);                  /* PAYLOAD: nil, no frames
 void dt__e_list(dt_enc *e, uint32_t n);               /* L or LR field */
 void dt__e_map(dt_enc *e, uint32_t n);                /* M field: n (str, value) pairs */
 void dt__e_rec(dt_enc *e);                            /* next record of an LR list */
+/* dt__e_elems_raw: k elements (records, or values of the list's kind) of
+ * the open list were written with the raw writers (dt__wb_*, in a hot
+ * path; a test compares them with the checked encoder's bytes): counted as
+ * written */
+void dt__e_elems_raw(dt_enc *e, uint32_t k);
 
 /* dt__msg_doc: the tables of docs/architecture.md (messages, records) */
 void dt__msg_doc(FILE *out);

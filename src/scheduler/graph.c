@@ -100,15 +100,20 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   s_task **batch = dt__xmalloc((n ? n : 1) * sizeof(*batch));
   bool *isnew = dt__xcalloc(n ? n : 1, sizeof(*isnew));
   bool *created = dt__xcalloc(n ? n : 1, sizeof(*created)); /* isnew, before failures */
+  uint32_t *hash = dt__xmalloc((n ? n : 1) * sizeof(*hash)); /* each key's: one dt__hash a task */
   for (uint32_t i = 0; i < n; i++) {
     s_newtask *nt = &nts[i];
-    s_task *t = dt__sched_get_task(s, nt->key, nt->klen);
+    hash[i] = dt__hash(nt->key, nt->klen);
+    s_task *t = dt__tmap_get_h(&s->tasks, nt->key, nt->klen, hash[i]);
     if (t) {
-      dt__payload_clear(&nt->spec);
+      if (!nt->spec_borrowed) dt__payload_clear(&nt->spec);
       batch[i] = t;
       continue;
     }
-    t = dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
+    t = nt->spec_borrowed
+            ? dt__task_new_body(s, nt->key, nt->klen, hash[i], nt->func, nt->flen, nt->spec.body,
+                                (uint32_t)nt->spec.len)
+            : dt__task_new_spec(s, nt->key, nt->klen, nt->func, nt->flen, &nt->spec);
     t->priority = nt->priority;
     t->retries = nt->retries;
     if (nt->timeout > 0) dt__task_rare(t)->timeout = nt->timeout;
@@ -169,12 +174,12 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   for (uint32_t i = 0; i < nwanted; i++) {
     /* a client that wants its whole batch names it in the same order: the
      * task at hand, without a lookup (nothing was forgotten since) */
-    s_task *t = i < n && wanted_lens[i] == batch[i]->klen &&
-                        memcmp(wanted[i], batch[i]->key, wanted_lens[i]) == 0
-                    ? batch[i]
-                    : dt__sched_get_task(s, wanted[i], wanted_lens[i]);
+    bool same = i < n && wanted_lens[i] == batch[i]->klen &&
+                memcmp(wanted[i], batch[i]->key, wanted_lens[i]) == 0;
+    s_task *t = same ? batch[i] : dt__sched_get_task(s, wanted[i], wanted_lens[i]);
     /* put returns what was there: the same task (key -> its task) */
-    if (t && t->state == TS_RELEASED && !dt__tmap_put(&c->wants, t)) {
+    if (t && t->state == TS_RELEASED &&
+        !(same ? dt__tmap_put_h(&c->wants, t, hash[i]) : dt__tmap_put(&c->wants, t))) {
       dt__vec1_push(&t->wanted_by, c);
       continue; /* started below (or now, if it is an old released key) */
     }
@@ -229,5 +234,6 @@ void dt__sched_update_graph(sched *s, s_client *c, s_newtask *nts, uint32_t n, c
   free(batch);
   free(isnew);
   free(created);
+  free(hash);
   dt__place_fill(s);
 }

@@ -70,7 +70,13 @@ int dt__newtask_of(const dt_rec_task *r, s_newtask *t) {
   t->klen = r->key.len;
   t->func = r->func.p;
   t->flen = r->func.len;
-  dt__pref_copy(&r->spec, &t->spec);
+  if (r->spec.nframes == 0) { /* nearly always: the task copies it from the message */
+    t->spec.body = (char *)r->spec.body;
+    t->spec.len = r->spec.len;
+    t->spec_borrowed = true;
+  } else {
+    dt__pref_copy(&r->spec, &t->spec);
+  }
   dt_keylist deps, wk;
   dt__keylist_of(&r->deps, &deps);
   t->dep_keys = deps.keys;
@@ -101,7 +107,7 @@ int dt__newtask_of(const dt_rec_task *r, s_newtask *t) {
 }
 
 void dt__newtask_free(s_newtask *t) {
-  dt__payload_clear(&t->spec);
+  if (!t->spec_borrowed) dt__payload_clear(&t->spec);
   free(t->dep_keys);
   free(t->dep_lens);
   free(t->restrict_to);

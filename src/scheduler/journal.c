@@ -338,7 +338,7 @@ static int snapshot(int fd) {
     const s_task_rare *r = RARE(t);
     s_newtask nt = {t->key, t->klen, t->func, (uint32_t)strlen(t->func), dt__task_spec(t), NULL, NULL,
                     0, t->priority, t->retries, NULL, NULL, r->nrestrict, r->loose, NULL, NULL,
-                    r->res_amounts, r->nres, r->timeout};
+                    r->res_amounts, r->nres, r->timeout, true};
     const char *dk[64], *rk[64], *rn[64];
     uint32_t dl[64], rl[64], nl[64];
     const char **dkp = t->ndeps <= 64 ? dk : dt__xmalloc(t->ndeps * sizeof(char *));

@@ -158,7 +158,8 @@ int dt__journal_supervise(int *ready_fd);
 void dt__journal_graph(const s_client *c, const s_newtask *ts, uint32_t n, const char **wanted,
                        const uint32_t *wanted_lens, uint32_t nwanted, const char *const *raw,
                        const uint32_t *raw_lens);
-/* handle_clients.c: a decoded task record as an s_newtask (strings borrowed
+/* handle_clients.c: a decoded task record as an s_newtask (strings, and a
+ * frameless spec (spec_borrowed), borrowed
  * from the record's bytes), 0 or DT_EPROTO; and freeing what it allocated */
 struct dt_rec_task;
 int dt__newtask_of(const struct dt_rec_task *r, s_newtask *t);

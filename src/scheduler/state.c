@@ -97,40 +97,58 @@ static const char *intern(sched *s, const char *f, uint32_t flen) {
  * allocation (after the key's NUL) */
 static char *spec_inline(const s_task *t) { return (char *)t->key + t->klen + 1; }
 
-s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
-                          uint32_t flen, dt_payload *spec) {
-  /* a spec with no frames (nearly all) goes inside the task's allocation,
-   * after the key: one malloc (and its header and rounding) less per task */
-  size_t extra = spec && spec->nframes == 0 ? spec->len : 0;
-  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1 + extra);
-  memcpy(t->key, key, klen);
-  t->klen = klen;
-  if (spec && spec->len > DT_MAX_BODY) { /* no message or journal record holds one */
-    fprintf(stderr, "dtask scheduler: task '%.*s' has a spec of %zu bytes\n", (int)klen, key,
-            spec->len);
+/* task_make: a new task with the frameless spec body[0..len) copied after
+ * its key (len 0: none), in RELEASED, in s->tasks */
+static s_task *task_make(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen,
+                         const char *body, size_t len, const uint32_t *hash) {
+  if (len > DT_MAX_BODY) { /* no message or journal record holds one */
+    fprintf(stderr, "dtask scheduler: task '%.*s' has a spec of %zu bytes\n", (int)klen, key, len);
     abort();
   }
-  if (spec && spec->nframes == 0) {
-    if (extra) memcpy(spec_inline(t), spec->body, extra);
-    t->spec_body = spec_inline(t);
-    t->spec_len = (uint32_t)extra;
-    dt__payload_clear(spec);
-  } else if (spec) { /* moved, frames and all */
-    t->spec_body = spec->body;
-    t->spec_len = (uint32_t)spec->len;
-    t->spec_frames = spec->frames;
-    t->spec_nframes = spec->nframes;
-    memset(spec, 0, sizeof(*spec));
-  }
+  s_task *t = dt__xcalloc(1, sizeof(*t) + klen + 1 + len);
+  memcpy(t->key, key, klen);
   t->klen = klen;
+  if (len) memcpy(spec_inline(t), body, len);
+  t->spec_body = spec_inline(t);
+  t->spec_len = (uint32_t)len;
   t->func = intern(s, func, flen);
   dt__vec1_init(&t->wanted_by);
   dt__vec1_init(&t->who_has);
   t->state = TS_RELEASED;
   s->count[TS_RELEASED]++;
   DT_FUNC_OF(t->func)->count[TS_RELEASED]++;
-  dt__tmap_put(&s->tasks, t);
+  if (hash) dt__tmap_add_new(&s->tasks, t, *hash); /* known to be new */
+  else dt__tmap_put(&s->tasks, t);
   return t;
+}
+
+s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
+                          uint32_t flen, dt_payload *spec) {
+  /* a spec with no frames (nearly all) goes inside the task's allocation,
+   * after the key: one malloc (and its header and rounding) less per task */
+  if (!spec || spec->nframes == 0) {
+    s_task *t = task_make(s, key, klen, func, flen, spec ? spec->body : NULL, spec ? spec->len : 0, NULL);
+    if (!spec) t->spec_body = NULL; /* no spec at all (dt__task_new) */
+    dt__payload_clear(spec);
+    return t;
+  }
+  if (spec->len > DT_MAX_BODY) { /* no message or journal record holds one */
+    fprintf(stderr, "dtask scheduler: task '%.*s' has a spec of %zu bytes\n", (int)klen, key,
+            spec->len);
+    abort();
+  }
+  s_task *t = task_make(s, key, klen, func, flen, NULL, 0, NULL);
+  t->spec_body = spec->body; /* moved, frames and all */
+  t->spec_len = (uint32_t)spec->len;
+  t->spec_frames = spec->frames;
+  t->spec_nframes = spec->nframes;
+  memset(spec, 0, sizeof(*spec));
+  return t;
+}
+
+s_task *dt__task_new_body(sched *s, const char *key, uint32_t klen, uint32_t h, const char *func,
+                          uint32_t flen, const char *body, uint32_t len) {
+  return task_make(s, key, klen, func, flen, body, len, &h);
 }
 
 s_task *dt__task_new(sched *s, const char *key, uint32_t klen, const char *func, uint32_t flen) {
@@ -334,6 +352,13 @@ static s_task *erred_dep(const s_task *t) {
  * (2) place the tasks that wait for nothing (placing frees nothing);
  * (3) fail, by key, the tasks with a failed dependency. */
 void dt__task_want(sched *s, s_task *t0) {
+  if (t0->ndeps == 0) { /* a root (most of a big graph): the walk below, without its vectors */
+    dt__task_transition(s, t0, TS_WAITING);
+    t0->nwaiting = 0;
+    t0->holds_deps = true;
+    if (t0->state == TS_WAITING) dt__place_ready(s, t0);
+    return;
+  }
   dt_vec stack = {0}, all = {0}, failed = {0};
   dt__task_transition(s, t0, TS_WAITING);
   dt__vec_push(&stack, t0);

@@ -189,6 +189,11 @@ struct s_task *dt__tmap_put(s_tmap *m, struct s_task *t);
 struct s_task *dt__tmap_del(s_tmap *m, const char *key, uint32_t klen);
 void dt__tmap_shrink(s_tmap *m); /* fit the table to its entries */
 void dt__tmap_destroy(s_tmap *m);
+/* the same with the key's hash h = dt__hash(key, klen) given (one hash for
+ * several tables); dt__tmap_add_new: t's key is known not to be in m */
+struct s_task *dt__tmap_get_h(const s_tmap *m, const char *key, uint32_t klen, uint32_t h);
+struct s_task *dt__tmap_put_h(s_tmap *m, struct s_task *t, uint32_t h);
+void dt__tmap_add_new(s_tmap *m, struct s_task *t, uint32_t h);
 
 typedef struct s_client {
   int kind; /* PEER_CLIENT */
@@ -301,6 +306,7 @@ typedef struct {
   double *res_amounts;
   uint32_t nres;
   double timeout; /* seconds one run may take; 0: none */
+  bool spec_borrowed; /* spec (no frames) points into the message: copied, never freed */
 } s_newtask;
 
 /* dt__task_spec: t's spec as a dt_payload (borrowed: t owns it) */
@@ -313,6 +319,11 @@ static inline dt_payload dt__task_spec(const struct s_task *t) {
  * knows), and its own buffer freed. */
 struct s_task *dt__task_new_spec(sched *s, const char *key, uint32_t klen, const char *func,
                                  uint32_t flen, dt_payload *spec);
+/* dt__task_new_body: the same with a frameless spec body[0..len) copied
+ * (borrowed: the caller keeps it), for a key known not to be in s->tasks,
+ * h its hash (dt__hash) */
+struct s_task *dt__task_new_body(sched *s, const char *key, uint32_t klen, uint32_t h,
+                                 const char *func, uint32_t flen, const char *body, uint32_t len);
 
 /* Every dt__sched_* event below runs on the scheduler's loop thread, may
  * append events to s's queue, and returns nothing to check: the handlers

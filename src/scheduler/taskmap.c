@@ -59,9 +59,13 @@ static void insert(s_tmap *m, s_tmap_slot e) {
 }
 
 s_task *dt__tmap_get(const s_tmap *m, const char *k, uint32_t klen) {
+  return dt__tmap_get_h(m, k, klen, dt__hash(k, klen));
+}
+
+s_task *dt__tmap_get_h(const s_tmap *m, const char *k, uint32_t klen, uint32_t h) {
   if (!m->cap) return NULL;
   bool found;
-  size_t i = find(m, k, klen, dt__hash(k, klen), &found);
+  size_t i = find(m, k, klen, h, &found);
   return found ? m->slots[i].t : NULL;
 }
 
@@ -86,8 +90,15 @@ void dt__tmap_shrink(s_tmap *m) {
   rehash(m, ncap);
 }
 
-s_task *dt__tmap_put(s_tmap *m, s_task *t) {
-  uint32_t h = dt__hash(t->key, t->klen);
+s_task *dt__tmap_put(s_tmap *m, s_task *t) { return dt__tmap_put_h(m, t, dt__hash(t->key, t->klen)); }
+
+void dt__tmap_add_new(s_tmap *m, s_task *t, uint32_t h) {
+  if ((m->len + 1) * 5 > m->cap * 4) rehash(m, m->cap ? m->cap * 2 : 16); /* at most 80% full */
+  insert(m, (s_tmap_slot){.t = t, .hash = h});
+  m->len++;
+}
+
+s_task *dt__tmap_put_h(s_tmap *m, s_task *t, uint32_t h) {
   if (m->cap) {
     bool found;
     size_t i = find(m, t->key, t->klen, h, &found);

@@ -150,20 +150,28 @@ static int teardown(void **st) {
   return left == 0 ? 0 : -1;
 }
 
+/* read_msg: decodes the message at *p (before end) into *m and returns its
+ * op; *p moves past it */
+static int read_msg(const char **p, const char *end, dt_msg *m) {
+  const char *q = *p;
+  assert_int_equal(dt__mp_validate(&q, end, DT_MAX_DEPTH), 0);
+  dt_rd r = {*p, q, NULL, 0};
+  uint32_t n;
+  uint64_t op;
+  assert_int_equal(dt__rd_array(&r, &n), 0);
+  assert_int_equal(dt__rd_uint(&r, &op), 0);
+  assert_int_equal(dt__msg_read(&r, (int)op, n - 1, m), 0);
+  *p = q;
+  return (int)op;
+}
+
 /* what c was sent since *off, one line per key (lists of keys expanded) */
 static void log_out(dt_conn *c, size_t *off, char *log, size_t cap) {
   const char *p = c->out.buf + *off, *end = c->out.buf + c->out.len;
   size_t used = strlen(log);
   while (p < end) {
-    const char *q = p;
-    assert_int_equal(dt__mp_validate(&q, end, DT_MAX_DEPTH), 0);
-    dt_rd r = {p, q, NULL, 0};
-    uint32_t n;
-    uint64_t op;
     dt_msg m;
-    assert_int_equal(dt__rd_array(&r, &n), 0);
-    assert_int_equal(dt__rd_uint(&r, &op), 0);
-    assert_int_equal(dt__msg_read(&r, (int)op, n - 1, &m), 0);
+    int op = read_msg(&p, end, &m);
     if (op == DT_OP_KEY_IN_MEMORY) {
       used += (size_t)snprintf(log + used, cap - used, "KEY_IN_MEMORY %.*s %llu %d\n", (int)m.KEY_IN_MEMORY.key.len,
                                m.KEY_IN_MEMORY.key.p, (unsigned long long)m.KEY_IN_MEMORY.nbytes,
@@ -176,10 +184,9 @@ static void log_out(dt_conn *c, size_t *off, char *log, size_t cap) {
       dt_sv k;
       while (dt__next_key(&l, &k)) used += (size_t)snprintf(log + used, cap - used, "FREE_KEYS %.*s\n", (int)k.len, k.p);
     } else {
-      used += (size_t)snprintf(log + used, cap - used, "%s\n", dt__op_name((int)op));
+      used += (size_t)snprintf(log + used, cap - used, "%s\n", dt__op_name(op));
     }
     assert_true(used < cap);
-    p = q;
   }
   *off = c->out.len;
 }
@@ -189,20 +196,12 @@ static int computes(size_t *off, char keys[][16], int max) {
   int k = 0;
   const char *p = W->out.buf + *off, *end = W->out.buf + W->out.len;
   while (p < end) {
-    const char *q = p;
-    assert_int_equal(dt__mp_validate(&q, end, DT_MAX_DEPTH), 0);
-    dt_rd r = {p, q, NULL, 0};
-    uint32_t n;
-    uint64_t op;
     dt_msg m;
-    assert_int_equal(dt__rd_array(&r, &n), 0);
-    assert_int_equal(dt__rd_uint(&r, &op), 0);
-    assert_int_equal(dt__msg_read(&r, (int)op, n - 1, &m), 0);
+    int op = read_msg(&p, end, &m);
     if (op == DT_OP_COMPUTE_TASK) {
       assert_true(k < max && m.COMPUTE_TASK.key.len < 16);
       snprintf(keys[k++], 16, "%.*s", (int)m.COMPUTE_TASK.key.len, m.COMPUTE_TASK.key.p);
     }
-    p = q;
   }
   *off = W->out.len;
   return k;
